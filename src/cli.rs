@@ -1,0 +1,458 @@
+//! The command line: raw arguments validated once into settings, `anyhow` only here at the
+//! edge, one clear line per error and a non-zero exit.
+
+use crate::config::Pipeline;
+use crate::model::{Channel, Status, Ticket};
+use crate::pipeline::Processor;
+use crate::runner::{self, Outcome};
+use crate::search::SearchQuery;
+use crate::store::{Filed, Store, TicketFilter};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "sportello", version, about = "Turns what citizens send a public office into tickets")]
+pub struct Cli {
+    /// Data directory (store and originals). Default: the pipeline's data_dir, else ./sportello-data
+    #[arg(long, global = true, env = "SPORTELLO_DATA")]
+    pub data: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// File tickets from files and folders, once
+    Ingest {
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Channel of these items (default: email for messages, scanner otherwise)
+        #[arg(long)]
+        channel: Option<Channel>,
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Watch every source of a pipeline until SIGINT/SIGTERM
+    Run {
+        #[arg(long)]
+        pipeline: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the text extracted from a file, page by page (no ticket is filed)
+    Extract {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a pipeline file and report every problem in it
+    Check {
+        #[arg(long)]
+        pipeline: PathBuf,
+    },
+    /// List and show tickets
+    Tickets {
+        #[command(subcommand)]
+        command: TicketsCommand,
+    },
+    /// Full-text search over subject, body and document text
+    Search {
+        query: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every ticket, whole, one JSON object per line
+    Export {
+        #[arg(long, required = true)]
+        jsonl: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TicketsCommand {
+    /// Tickets, newest first
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Only tickets flagged for attention
+        #[arg(long)]
+        needs_attention: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One ticket with its documents and history
+    Show {
+        code: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FilterArgs {
+    #[arg(long)]
+    pub topic: Option<String>,
+    #[arg(long)]
+    pub channel: Option<Channel>,
+    #[arg(long)]
+    pub status: Option<Status>,
+    #[arg(long)]
+    pub office: Option<String>,
+    /// Received on or after this date (YYYY-MM-DD)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Received before the end of this date (YYYY-MM-DD)
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+impl FilterArgs {
+    fn to_filter(&self) -> Result<TicketFilter> {
+        let day = |s: &str, what: &str| -> Result<chrono::NaiveDate> {
+            chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                .with_context(|| format!("--{what} {s:?}: expected a date as YYYY-MM-DD"))
+        };
+        let since = self.since.as_deref().map(|s| day(s, "since")).transpose()?;
+        let until = self.until.as_deref().map(|s| day(s, "until")).transpose()?;
+        Ok(TicketFilter {
+            status: self.status,
+            topic: self.topic.clone(),
+            channel: self.channel,
+            office: self.office.clone(),
+            needs_attention: None,
+            since: since.map(|d| format!("{d}T00:00:00Z")),
+            until: until.and_then(|d| d.succ_opt()).map(|d| format!("{d}T00:00:00Z")),
+            limit: self.limit,
+        })
+    }
+}
+
+/// Machine output goes to the real stdout; file descriptor 1 is pointed at stderr, so text a
+/// library prints can never corrupt `--json` output.
+struct Out {
+    file: std::fs::File,
+}
+
+impl Out {
+    fn take_stdout() -> Out {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain descriptor calls at start-up, before any other thread exists.
+        unsafe {
+            let saved = libc::dup(1);
+            if saved >= 0 && libc::dup2(2, 1) >= 0 {
+                return Out { file: std::fs::File::from_raw_fd(saved) };
+            }
+            Out { file: std::fs::File::from_raw_fd(libc::dup(1)) }
+        }
+    }
+
+    fn line(&mut self, s: &str) -> Result<()> {
+        writeln!(self.file, "{s}").context("cannot write output")
+    }
+
+    fn json(&mut self, v: &impl serde::Serialize) -> Result<()> {
+        let s = serde_json::to_string(v).context("cannot encode JSON")?;
+        self.line(&s)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SPORTELLO_LOG").unwrap_or_else(|_| level.into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // A bug in a parser should cost one item, not the run: log panics (caught per item) briefly.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::debug!("panic caught: {info}");
+    }));
+    let mut out = Out::take_stdout();
+    match dispatch(cli, &mut out) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sportello: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_pipeline(path: Option<&Path>) -> Result<Pipeline> {
+    match path {
+        Some(p) => Pipeline::load(p).map_err(anyhow::Error::from),
+        None => Ok(Pipeline::default()),
+    }
+}
+
+fn data_dir(cli_data: &Option<PathBuf>, pipeline: &Pipeline) -> PathBuf {
+    cli_data.clone().or_else(|| pipeline.data_dir.clone()).unwrap_or_else(|| PathBuf::from("sportello-data"))
+}
+
+fn open_store(dir: &Path) -> Result<Store> {
+    Store::open(dir).with_context(|| format!("cannot open the store in {}", dir.display()))
+}
+
+fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
+    match cli.command {
+        Command::Extract { file, json } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let file_type = crate::extract::sniff(&bytes, &name);
+            let cfg = Pipeline::default().extract_config();
+            let x = crate::extract::extract(Arc::new(bytes), file_type, &cfg);
+            if json {
+                out.json(&serde_json::json!({"mime": x.mime, "pages": x.page_texts, "error": x.error}))?;
+            } else {
+                for p in &x.page_texts {
+                    let note = if p.needs_ocr { "  (no text layer: OCR needed)" } else { "" };
+                    out.line(&format!("--- page {}{note}\n{}", p.page, p.text))?;
+                }
+                if let Some(e) = &x.error {
+                    eprintln!("sportello: {}: {e}", file.display());
+                }
+            }
+            Ok(if x.error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Check { pipeline } => {
+            let p = Pipeline::load(&pipeline)?;
+            out.line(&format!(
+                "{}: ok ({} source(s), {} stage(s), {} sink(s))",
+                pipeline.display(),
+                p.sources.len(),
+                p.stages.len(),
+                p.sinks.len()
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { pipeline, channel, json, paths } => {
+            let pipeline = load_pipeline(pipeline.as_deref())?;
+            let mut store = open_store(&data_dir(&cli.data, &pipeline))?;
+            let processor = Processor::new(&pipeline, store.blobs().clone()).map_err(anyhow::Error::msg)?;
+            let (files, errors) = runner::collect_paths(&paths);
+            let mut failed = errors.len();
+            for e in &errors {
+                eprintln!("sportello: {e}");
+            }
+            let total = files.len();
+            let mut done = 0usize;
+            let mut write_error = None;
+            runner::ingest(&mut store, &processor, &pipeline, files, channel, |store, outcome| {
+                done += 1;
+                if outcome.result.is_err() {
+                    failed += 1;
+                }
+                if total > 20 && done % 100 == 0 {
+                    eprintln!("sportello: {done}/{total} files");
+                }
+                if let Err(e) = report_outcome(out, store, &outcome, json) {
+                    write_error.get_or_insert(e);
+                }
+            });
+            if let Some(e) = write_error {
+                return Err(e);
+            }
+            Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Run { pipeline: path, json } => {
+            let pipeline = Pipeline::load(&path)?;
+            let mut store = open_store(&data_dir(&cli.data, &pipeline))?;
+            let processor = Processor::new(&pipeline, store.blobs().clone()).map_err(anyhow::Error::msg)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handler")?;
+            }
+            let mut write_error = None;
+            runner::run(&mut store, &processor, &pipeline, stop.clone(), |store, outcome| {
+                if let Err(e) = report_outcome(out, store, &outcome, json) {
+                    write_error.get_or_insert(e);
+                }
+            })
+            .map_err(anyhow::Error::msg)?;
+            if stop.load(Ordering::SeqCst) {
+                tracing::info!("stopped by signal");
+            }
+            write_error.map_or(Ok(ExitCode::SUCCESS), Err)
+        }
+        Command::Tickets { command } => {
+            let store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
+            match command {
+                TicketsCommand::List { filter, needs_attention, json } => {
+                    let mut f = filter.to_filter()?;
+                    if needs_attention {
+                        f.needs_attention = Some(true);
+                    }
+                    for t in store.list(&f)? {
+                        if json {
+                            out.json(&t)?;
+                        } else {
+                            out.line(&format!(
+                                "{}  {}  {:<7}  {:<11}  {:<14}  {}{}",
+                                t.code,
+                                t.protocol,
+                                t.channel,
+                                t.status,
+                                t.topic.as_deref().unwrap_or("-"),
+                                if t.needs_attention { "[!] " } else { "" },
+                                one_line(&t.subject, 70)
+                            ))?;
+                        }
+                    }
+                }
+                TicketsCommand::Show { code, json } => {
+                    let t = store.ticket(&code)?;
+                    if json {
+                        out.json(&t)?;
+                    } else {
+                        out.line(&render_ticket(&t))?;
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Search { query, filter, json } => {
+            let store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
+            let q = SearchQuery::parse(&query)?;
+            let hits = store.search(&q, &filter.to_filter()?)?;
+            for h in &hits {
+                if json {
+                    out.json(h)?;
+                } else {
+                    out.line(&format!("{}  {}  {}  {}\n    {}", h.code, h.protocol, h.channel, one_line(&h.subject, 70), one_line(&h.snippet, 200)))?;
+                }
+            }
+            if hits.is_empty() && !json {
+                eprintln!("sportello: no ticket matches");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { jsonl } => {
+            if !jsonl {
+                bail!("export needs --jsonl");
+            }
+            let store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
+            let mut buf = std::io::BufWriter::new(&out.file);
+            store.for_each_ticket(|t| {
+                serde_json::to_writer(&mut buf, &t)?;
+                buf.write_all(b"\n")
+            })?;
+            buf.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn report_outcome(out: &mut Out, store: &Store, outcome: &Outcome, json: bool) -> Result<()> {
+    let file = outcome.origin.display().to_string();
+    match &outcome.result {
+        Err(e) => {
+            eprintln!("sportello: {file}: {e}");
+            if json {
+                out.json(&serde_json::json!({"file": file, "outcome": "error", "error": e}))?;
+            }
+        }
+        Ok((filed, attention)) => {
+            let kind = match filed {
+                Filed::Created { .. } => "created",
+                Filed::Duplicate { .. } => "duplicate",
+                Filed::AlreadyFiled { .. } => "already_filed",
+            };
+            if json {
+                let ticket = store.ticket(filed.code())?;
+                out.json(&serde_json::json!({"file": file, "outcome": kind, "ticket": ticket}))?;
+            } else {
+                let note = match (filed, attention) {
+                    (Filed::Created { protocol, .. }, Some(a)) => format!("{protocol}  needs attention: {}", one_line(a, 120)),
+                    (Filed::Created { protocol, .. }, None) => protocol.clone(),
+                    (Filed::Duplicate { .. }, _) => "duplicate of this ticket, recorded on it".into(),
+                    (Filed::AlreadyFiled { .. }, _) => "already filed".into(),
+                };
+                out.line(&format!("{}  {kind:<13}  {file}  {note}", filed.code()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > max {
+        format!("{}…", flat.chars().take(max).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+fn render_ticket(t: &Ticket) -> String {
+    let mut s = String::new();
+    let mut line = |k: &str, v: &str| s.push_str(&format!("{k:<17}{v}\n"));
+    line("code", &t.code);
+    line("protocol", &t.protocol);
+    line("channel", t.channel.as_str());
+    line("received", &t.received_at);
+    line("registered", &t.registered_at);
+    let sender = [&t.sender.name, &t.sender.email, &t.sender.fax, &t.sender.phone]
+        .iter()
+        .filter_map(|v| v.as_deref())
+        .collect::<Vec<_>>()
+        .join(", ");
+    line("sender", if sender.is_empty() { "-" } else { &sender });
+    line("subject", &t.subject);
+    line("status", t.status.as_str());
+    let topic = match (&t.topic, t.topic_confidence) {
+        (Some(topic), Some(c)) => format!("{topic} ({:.0}%)", c * 100.0),
+        (Some(topic), None) => topic.clone(),
+        _ => "-".into(),
+    };
+    line("topic", &topic);
+    if let Some(r) = &t.topic_reason {
+        line("topic reason", r);
+    }
+    line("office", t.office.as_deref().unwrap_or("-"));
+    if t.needs_attention {
+        line("NEEDS ATTENTION", t.attention_reason.as_deref().unwrap_or("yes"));
+    }
+    if let Some(p) = &t.parent {
+        line("follows up", p);
+    }
+    s.push_str("\ndocuments\n");
+    for (i, d) in t.documents.iter().enumerate() {
+        s.push_str(&format!(
+            "  {}. {} ({}, {} bytes{}, {}) sha256 {}\n",
+            i + 1,
+            d.name,
+            d.mime,
+            d.size,
+            d.pages.map(|p| format!(", {p} page(s)")).unwrap_or_default(),
+            d.kind.as_str(),
+            &d.sha256[..12.min(d.sha256.len())]
+        ));
+        if let Some(e) = &d.error {
+            s.push_str(&format!("     ! {e}\n"));
+        }
+    }
+    s.push_str("\nbody\n");
+    for l in t.body.lines() {
+        s.push_str(&format!("  {l}\n"));
+    }
+    s.push_str("\nhistory\n");
+    for e in &t.events {
+        s.push_str(&format!("  {}  {:<10}  {:<20}  {}\n", e.at, e.actor, e.kind, e.detail));
+    }
+    s
+}

@@ -1,0 +1,622 @@
+//! Pipeline files (`pipelines/*.toml`): what to watch, what to do with it, where results go.
+//!
+//! Loading collects *every* problem before failing, each with file, line and what was
+//! expected, so an admin fixes a file in one go. Secrets are never in the file: a source or
+//! sink names the environment variable that holds its password (`password_env`).
+
+use crate::model::Channel;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// One problem in a pipeline file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every problem found in a pipeline file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} problem(s) in pipeline file", self.0.len())?;
+        for p in &self.0 {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    #[default]
+    Implicit,
+    /// Plain connection upgraded with STARTTLS.
+    Starttls,
+    /// No encryption: only accepted towards loopback addresses (tests).
+    Plain,
+}
+
+fn default_settle_secs() -> f64 {
+    3.0
+}
+fn default_rescan_secs() -> u64 {
+    60
+}
+fn default_true() -> bool {
+    true
+}
+fn default_folders() -> Vec<String> {
+    vec!["INBOX".to_string()]
+}
+fn default_email_channel() -> Channel {
+    Channel::Email
+}
+
+/// A drop folder written by a fax server or a scanner.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FolderSourceConfig {
+    pub name: String,
+    pub path: PathBuf,
+    pub channel: Channel,
+    /// A file is taken once its size and mtime have not changed for this long.
+    #[serde(default = "default_settle_secs")]
+    pub settle_secs: f64,
+    /// Full rescan period, catching what file events missed.
+    #[serde(default = "default_rescan_secs")]
+    pub rescan_secs: u64,
+    /// Poll instead of waiting for events (network shares, where events never come).
+    #[serde(default)]
+    pub poll: bool,
+    /// Where finished files go; default `processed/` inside the drop folder.
+    pub processed_dir: Option<PathBuf>,
+    /// Where files that could not be processed go; default `failed/` inside the drop folder.
+    pub failed_dir: Option<PathBuf>,
+    /// Regex over the file name with named groups `fax`, `phone`, `name`, `email`
+    /// (HylaFAX-style servers name received faxes after the sender).
+    pub sender_pattern: Option<String>,
+}
+
+/// An IMAP mailbox (plain email or a PEC box).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImapSourceConfig {
+    pub name: String,
+    pub host: String,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: TlsMode,
+    pub username: String,
+    pub password_env: String,
+    #[serde(default = "default_folders")]
+    pub folders: Vec<String>,
+    #[serde(default = "default_email_channel")]
+    pub channel: Channel,
+    /// Folder a message moves to once its ticket is committed (else it is flagged).
+    pub move_to: Option<String>,
+    /// IMAP flag set once its ticket is committed, when `move_to` is not given.
+    pub flag: Option<String>,
+    #[serde(default = "default_true")]
+    pub idle: bool,
+    #[serde(default = "default_rescan_secs")]
+    pub poll_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceConfig {
+    Folder(FolderSourceConfig),
+    Imap(ImapSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Folder(f) => &f.name,
+            SourceConfig::Imap(i) => &i.name,
+        }
+    }
+}
+
+fn default_extract_timeout() -> f64 {
+    60.0
+}
+fn default_max_pages() -> u32 {
+    2000
+}
+fn default_languages() -> String {
+    "ita+eng".to_string()
+}
+fn default_min_confidence() -> f32 {
+    60.0
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractStageConfig {
+    /// Seconds one document's text extraction may take before it is given up (flagged).
+    #[serde(default = "default_extract_timeout")]
+    pub timeout_secs: f64,
+    /// Documents with more pages are kept but not extracted (flagged).
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
+}
+
+impl Default for ExtractStageConfig {
+    fn default() -> Self {
+        ExtractStageConfig { timeout_secs: default_extract_timeout(), max_pages: default_max_pages() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OcrStageConfig {
+    #[serde(default = "default_languages")]
+    pub languages: String,
+    /// OCR worker threads; default: one per core.
+    pub workers: Option<usize>,
+    #[serde(default = "default_extract_timeout")]
+    pub page_timeout_secs: f64,
+    /// Pages whose mean word confidence is below this flag the ticket for review.
+    #[serde(default = "default_min_confidence")]
+    pub min_confidence: f32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyStageConfig {
+    /// Rules file (TOML), relative to the pipeline file.
+    pub rules: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StageConfig {
+    Extract(ExtractStageConfig),
+    Ocr(OcrStageConfig),
+    Classify(ClassifyStageConfig),
+}
+
+impl StageConfig {
+    fn kind(&self) -> &'static str {
+        match self {
+            StageConfig::Extract(_) => "extract",
+            StageConfig::Ocr(_) => "ocr",
+            StageConfig::Classify(_) => "classify",
+        }
+    }
+}
+
+/// Acknowledgements to citizens by SMTP.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpAckConfig {
+    pub host: String,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub from: String,
+    /// Folder of templates, relative to the pipeline file.
+    pub templates: Option<PathBuf>,
+    /// Template language, `it` by default.
+    pub language: Option<String>,
+    /// Acknowledgements at most per address per hour.
+    pub max_per_hour: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SinkConfig {
+    SmtpAck(SmtpAckConfig),
+}
+
+/// A validated pipeline, with relative paths resolved against the file's folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    pub file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub office: Option<String>,
+    pub code_prefix: String,
+    pub workers: usize,
+    pub sources: Vec<SourceConfig>,
+    pub stages: Vec<StageConfig>,
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl Default for Pipeline {
+    /// What `ingest` uses without `--pipeline`: extract text, store, nothing else.
+    fn default() -> Self {
+        Pipeline {
+            file: None,
+            data_dir: None,
+            office: None,
+            code_prefix: "URP".to_string(),
+            workers: default_workers(),
+            sources: Vec::new(),
+            stages: vec![StageConfig::Extract(ExtractStageConfig::default())],
+            sinks: Vec::new(),
+        }
+    }
+}
+
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+impl Pipeline {
+    pub fn extract_config(&self) -> ExtractStageConfig {
+        self.stages
+            .iter()
+            .find_map(|s| match s {
+                StageConfig::Extract(e) => Some(e.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(vec![ConfigProblem {
+                file: path.to_path_buf(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Pipeline::parse(path, &text)
+    }
+
+    /// Parses and validates `text` as the pipeline file `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Pipeline, ConfigError> {
+        let mut cx = Checker { file: path.to_path_buf(), text, problems: Vec::new() };
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: PathBuf| if p.is_absolute() || base.as_os_str().is_empty() { p } else { base.join(p) };
+
+        // Two looks at the same text: the top-level keys, and the elements of the three arrays
+        // each with its own span, so an error is pinned to the element it is in.
+        let top: BTreeMap<String, Spanned<toml::Value>> = match toml::from_str(text) {
+            Ok(t) => t,
+            Err(e) => {
+                cx.push_toml(&e, None);
+                return Err(ConfigError(cx.problems));
+            }
+        };
+        #[derive(Deserialize)]
+        struct Arrays {
+            #[serde(default)]
+            sources: Vec<Spanned<toml::Value>>,
+            #[serde(default)]
+            stages: Vec<Spanned<toml::Value>>,
+            #[serde(default)]
+            sinks: Vec<Spanned<toml::Value>>,
+        }
+        let arrays: Arrays = match toml::from_str(text) {
+            Ok(a) => a,
+            Err(e) => {
+                cx.push_toml(&e, None);
+                return Err(ConfigError(cx.problems));
+            }
+        };
+
+        let mut pipeline = Pipeline { file: Some(path.to_path_buf()), stages: Vec::new(), ..Pipeline::default() };
+        for (key, value) in &top {
+            match key.as_str() {
+                "sources" | "stages" | "sinks" => {}
+                "data_dir" => pipeline.data_dir = cx.scalar::<PathBuf>(key, value).map(resolve),
+                "office" => pipeline.office = cx.scalar(key, value),
+                "code_prefix" => {
+                    if let Some(p) = cx.scalar::<String>(key, value) {
+                        if (2..=6).contains(&p.len()) && p.chars().all(|c| c.is_ascii_uppercase()) {
+                            pipeline.code_prefix = p;
+                        } else {
+                            cx.at(value.span(), format!("`code_prefix` must be 2 to 6 capital letters A-Z, got {p:?}"));
+                        }
+                    }
+                }
+                "workers" => {
+                    if let Some(w) = cx.scalar::<usize>(key, value) {
+                        if w == 0 {
+                            cx.at(value.span(), "`workers` must be at least 1".into());
+                        } else {
+                            pipeline.workers = w;
+                        }
+                    }
+                }
+                other => cx.at(
+                    value.span(),
+                    format!("unknown key `{other}`, expected one of: data_dir, office, code_prefix, workers, sources, stages, sinks"),
+                ),
+            }
+        }
+
+        let mut names = HashSet::new();
+        for element in &arrays.sources {
+            let Some(mut source) = cx.element::<SourceConfig>("source", element) else { continue };
+            if !names.insert(source.name().to_string()) {
+                cx.at(element.span(), format!("source name `{}` is used twice", source.name()));
+            }
+            match &mut source {
+                SourceConfig::Folder(f) => {
+                    f.path = resolve(f.path.clone());
+                    f.processed_dir = f.processed_dir.take().map(&resolve);
+                    f.failed_dir = f.failed_dir.take().map(&resolve);
+                    if !(f.settle_secs >= 0.0 && f.settle_secs <= 3600.0) {
+                        cx.at(element.span(), "`settle_secs` must be between 0 and 3600".into());
+                    }
+                    if f.rescan_secs == 0 {
+                        cx.at(element.span(), "`rescan_secs` must be at least 1".into());
+                    }
+                    if let Some(p) = &f.sender_pattern {
+                        match regex::Regex::new(p) {
+                            Err(e) => cx.at(element.span(), format!("`sender_pattern` is not a valid regex: {e}")),
+                            Ok(re) => {
+                                let known = ["fax", "phone", "name", "email"];
+                                if !re.capture_names().flatten().any(|n| known.contains(&n)) {
+                                    cx.at(element.span(), "`sender_pattern` needs a named group: (?P<fax>…), (?P<phone>…), (?P<name>…) or (?P<email>…)".into());
+                                }
+                            }
+                        }
+                    }
+                }
+                SourceConfig::Imap(i) => {
+                    cx.env_name(element.span(), &i.password_env);
+                    if i.folders.is_empty() {
+                        cx.at(element.span(), "`folders` must name at least one folder".into());
+                    }
+                    if i.move_to.is_some() && i.flag.is_some() {
+                        cx.at(element.span(), "give either `move_to` or `flag`, not both".into());
+                    }
+                    if !matches!(i.channel, Channel::Email | Channel::Pec) {
+                        cx.at(element.span(), format!("an imap source has channel email or pec, not {}", i.channel));
+                    }
+                }
+            }
+            pipeline.sources.push(source);
+        }
+
+        let mut seen_stages: Vec<&'static str> = Vec::new();
+        for element in &arrays.stages {
+            let Some(mut stage) = cx.element::<StageConfig>("stage", element) else { continue };
+            let kind = stage.kind();
+            if seen_stages.contains(&kind) {
+                cx.at(element.span(), format!("stage `{kind}` is listed twice"));
+            }
+            if kind == "extract" && !seen_stages.is_empty() {
+                cx.at(element.span(), "stage `extract` must come first".into());
+            }
+            if kind == "ocr" && seen_stages.contains(&"classify") {
+                cx.at(element.span(), "stage `ocr` must come before `classify`, which reads its text".into());
+            }
+            seen_stages.push(kind);
+            match &mut stage {
+                StageConfig::Extract(e) if !(e.timeout_secs > 0.0) => {
+                    cx.at(element.span(), "`timeout_secs` must be positive".into())
+                }
+                StageConfig::Ocr(o) if o.languages.trim().is_empty() => {
+                    cx.at(element.span(), "`languages` must name at least one language, e.g. \"ita+eng\"".into())
+                }
+                StageConfig::Classify(c) => c.rules = resolve(c.rules.clone()),
+                _ => {}
+            }
+            pipeline.stages.push(stage);
+        }
+        if !pipeline.stages.iter().any(|s| matches!(s, StageConfig::Extract(_))) {
+            // Extraction is what every later stage reads; it is implied when not listed.
+            pipeline.stages.insert(0, StageConfig::Extract(ExtractStageConfig::default()));
+        }
+
+        for element in &arrays.sinks {
+            let Some(mut sink) = cx.element::<SinkConfig>("sink", element) else { continue };
+            match &mut sink {
+                SinkConfig::SmtpAck(s) => {
+                    if let Some(env) = &s.password_env {
+                        cx.env_name(element.span(), env);
+                    }
+                    if !s.from.contains('@') {
+                        cx.at(element.span(), format!("`from` must be an email address, got {:?}", s.from));
+                    }
+                    s.templates = s.templates.take().map(&resolve);
+                }
+            }
+            pipeline.sinks.push(sink);
+        }
+
+        if cx.problems.is_empty() {
+            Ok(pipeline)
+        } else {
+            Err(ConfigError(cx.problems))
+        }
+    }
+}
+
+struct Checker<'a> {
+    file: PathBuf,
+    text: &'a str,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Checker<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        self.text[..offset].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+
+    fn at(&mut self, span: std::ops::Range<usize>, message: String) {
+        let line = Some(self.line_of(span.start));
+        self.problems.push(ConfigProblem { file: self.file.clone(), line, message });
+    }
+
+    fn push_toml(&mut self, e: &toml::de::Error, within: Option<std::ops::Range<usize>>) {
+        let line = e.span().or(within).map(|s| self.line_of(s.start));
+        let message = e.message().trim().to_string();
+        self.problems.push(ConfigProblem { file: self.file.clone(), line, message });
+    }
+
+    fn scalar<T: DeserializeOwned>(&mut self, key: &str, value: &Spanned<toml::Value>) -> Option<T> {
+        match T::deserialize(value.get_ref().clone()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.at(value.span(), format!("`{key}`: {}", e.message().trim()));
+                None
+            }
+        }
+    }
+
+    /// Deserializes one `[[sources]]`/`[[stages]]`/`[[sinks]]` element, pinning an error to the
+    /// line of the key it names when it names one.
+    fn element<T: DeserializeOwned>(&mut self, what: &str, value: &Spanned<toml::Value>) -> Option<T> {
+        match T::deserialize(value.get_ref().clone()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let message = e.message().trim().to_string();
+                let span = value.span();
+                let line = key_named_in(&message)
+                    .and_then(|key| self.find_key_line(span.clone(), &key))
+                    .unwrap_or_else(|| self.line_of(span.start));
+                let message = if message.contains("missing field `kind`") {
+                    format!("{what} needs `kind`")
+                } else {
+                    format!("{what}: {message}")
+                };
+                self.problems.push(ConfigProblem { file: self.file.clone(), line: Some(line), message });
+                None
+            }
+        }
+    }
+
+    fn find_key_line(&self, span: std::ops::Range<usize>, key: &str) -> Option<usize> {
+        let end = span.end.min(self.text.len());
+        let start = span.start.min(end);
+        let mut offset = start;
+        for line in self.text[start..end].split_inclusive('\n') {
+            let trimmed = line.trim_start();
+            if let Some(rest) = trimmed.strip_prefix(key) {
+                if rest.trim_start().starts_with('=') {
+                    return Some(self.line_of(offset));
+                }
+            }
+            offset += line.len();
+        }
+        None
+    }
+
+    fn env_name(&mut self, span: std::ops::Range<usize>, name: &str) {
+        let ok = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !ok {
+            self.at(span, format!("`password_env` must be the name of an environment variable (A-Z, 0-9, _), got {name:?}; the password itself never goes in the file"));
+        }
+    }
+}
+
+/// The key a serde message is about: "unknown field `x`", "invalid type … for key `x`".
+fn key_named_in(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_string())
+}
+
+/// Reads the password named by `password_env` at start-up; a missing variable is an error.
+pub fn secret_from_env(var: &str) -> Result<String, String> {
+    std::env::var(var).map_err(|_| format!("environment variable {var} (named by password_env) is not set"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Pipeline, ConfigError> {
+        Pipeline::parse(Path::new("/etc/sportello/p.toml"), text)
+    }
+
+    #[test]
+    fn a_good_file_resolves_paths_and_defaults() {
+        let p = parse(
+            r#"
+data_dir = "data"
+[[sources]]
+kind = "folder"
+name = "fax"
+path = "drop/fax"
+channel = "fax"
+sender_pattern = '^(?P<fax>\+?\d+)_'
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.data_dir.as_deref(), Some(Path::new("/etc/sportello/data")));
+        let SourceConfig::Folder(f) = &p.sources[0] else { panic!() };
+        assert_eq!(f.path, Path::new("/etc/sportello/drop/fax"));
+        assert_eq!(f.settle_secs, 3.0);
+        assert!(matches!(p.stages[0], StageConfig::Extract(_)));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let err = parse(
+            r#"data_dir = "x"
+colour = "blue"
+workers = 0
+
+[[sources]]
+kind = "folder"
+name = "fax"
+path = "in"
+channel = "fax"
+setle_secs = 2
+
+[[sources]]
+kind = "imap"
+name = "mail"
+host = "imap.example.org"
+username = "urp"
+password_env = "secret value"
+
+[[sources]]
+kind = "carrier_pigeon"
+name = "p"
+
+[[stages]]
+kind = "ocr"
+languages = ""
+"#,
+        )
+        .unwrap_err();
+        let lines: Vec<String> = err.0.iter().map(|p| p.to_string()).collect();
+        let all = lines.join("\n");
+        assert!(all.contains("p.toml:2: unknown key `colour`"), "{all}");
+        assert!(all.contains("p.toml:3: `workers` must be at least 1"), "{all}");
+        assert!(all.contains("p.toml:10: source: unknown field `setle_secs`"), "{all}");
+        assert!(all.contains("password_env"), "{all}");
+        assert!(all.contains("carrier_pigeon"), "{all}");
+        assert!(all.contains("`languages` must name"), "{all}");
+        assert_eq!(err.0.len(), 6, "{all}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = parse("data_dir = \"x\"\n[[sources]\nkind = 1\n").unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].line, Some(2), "{}", err);
+    }
+}

@@ -1,0 +1,169 @@
+//! Born-digital PDFs: the text layer of each page, through `pdf-extract` over `lopdf`.
+
+use super::{is_unusable_text, Extracted};
+use crate::model::PageText;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+pub fn extract(bytes: &[u8], max_pages: u32) -> Extracted {
+    let mime = "application/pdf".to_string();
+    let mut result = match extract_with_lopdf(bytes, max_pages) {
+        Ok(pages) => Extracted { mime: mime.clone(), pages: Some(pages.len() as u32), page_texts: pages, error: None },
+        Err(LopdfFailure::TooManyPages(n)) => {
+            return Extracted {
+                mime,
+                pages: Some(n),
+                page_texts: Vec::new(),
+                error: Some(format!("{n} pages, more than the limit of {max_pages}")),
+            }
+        }
+        Err(failure) => Extracted { mime: mime.clone(), pages: None, page_texts: Vec::new(), error: Some(failure.to_string()) },
+    };
+    // Pages our parser could not read (odd fonts, damaged streams, broken tables, encryption
+    // it does not know) get a second reading by poppler, when installed, before they are
+    // declared image-only.
+    let wanting = result.page_texts.is_empty() || result.page_texts.iter().any(|p| p.needs_ocr);
+    if wanting {
+        if let Some(poppler_pages) = super::poppler::pdftotext_pages(bytes) {
+            merge_fallback(&mut result, poppler_pages, max_pages);
+        }
+    }
+    result
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LopdfFailure {
+    #[error("not a readable PDF (damaged or truncated): {0}")]
+    Unreadable(String),
+    #[error("encrypted PDF: a password is needed to read it")]
+    Encrypted,
+    #[error("PDF has no pages")]
+    NoPages,
+    #[error("too many pages")]
+    TooManyPages(u32),
+}
+
+fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<Vec<PageText>, LopdfFailure> {
+    let mut doc = match load(bytes) {
+        Ok(doc) => doc,
+        Err(first) => match repair_xref(bytes).map(|fixed| load(&fixed)) {
+            Some(Ok(doc)) => doc,
+            _ => return Err(LopdfFailure::Unreadable(first)),
+        },
+    };
+    // lopdf opens documents whose user password is empty by itself (many "protected" PDFs);
+    // an encrypted document it could not open needs the password.
+    if doc.is_encrypted() && doc.encryption_state.is_none() {
+        return Err(LopdfFailure::Encrypted);
+    }
+    doc.trailer.remove(b"Encrypt");
+    let pages = doc.get_pages();
+    let page_count = pages.len() as u32;
+    if page_count == 0 {
+        // An encryption lopdf does not support leaves the page tree unreadable.
+        let encrypted = doc.trailer.has(b"Encrypt") || bytes.windows(8).any(|w| w == b"/Encrypt");
+        return Err(if encrypted { LopdfFailure::Encrypted } else { LopdfFailure::NoPages });
+    }
+    if page_count > max_pages {
+        return Err(LopdfFailure::TooManyPages(page_count));
+    }
+    let mut page_texts = Vec::with_capacity(pages.len());
+    for &number in pages.keys() {
+        let mut text = String::new();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let mut out = pdf_extract::PlainTextOutput::new(&mut text);
+            pdf_extract::output_doc_page(&doc, &mut out, number)
+        }));
+        let ok = matches!(result, Ok(Ok(())));
+        let text = tidy(&text);
+        let needs_ocr = !ok || is_unusable_text(&text);
+        page_texts.push(PageText { page: number, text: if needs_ocr { String::new() } else { text }, needs_ocr, ..PageText::default() });
+    }
+    Ok(page_texts)
+}
+
+fn merge_fallback(result: &mut Extracted, poppler_pages: Vec<String>, max_pages: u32) {
+    if result.page_texts.is_empty() {
+        let n = poppler_pages.len() as u32;
+        if n == 0 || n > max_pages {
+            return;
+        }
+        result.page_texts = (1..=n).map(|page| PageText { page, needs_ocr: true, ..PageText::default() }).collect();
+        result.pages = Some(n);
+        // Poppler could read what lopdf could not: the file is usable after all.
+        result.error = None;
+    }
+    for page in result.page_texts.iter_mut().filter(|p| p.needs_ocr) {
+        let Some(text) = poppler_pages.get(page.page as usize - 1) else { continue };
+        let text = tidy(text);
+        if !is_unusable_text(&text) {
+            page.text = text;
+            page.needs_ocr = false;
+        }
+    }
+}
+
+fn load(bytes: &[u8]) -> Result<lopdf::Document, String> {
+    match catch_unwind(AssertUnwindSafe(|| lopdf::Document::load_mem(bytes))) {
+        Ok(Ok(doc)) => Ok(doc),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the parser crashed on it".into()),
+    }
+}
+
+/// Rebuilds the cross-reference table of a PDF whose table is missing or wrong, from the
+/// `N G obj` markers in the file (what viewers do when they "repair" a file). None when
+/// nothing usable is there.
+fn repair_xref(bytes: &[u8]) -> Option<Vec<u8>> {
+    let object = regex::bytes::Regex::new(r"(?-u)(?:^|[\r\n\s])(\d{1,10})\s+(\d{1,5})\s+obj\b").ok()?;
+    let catalog = regex::bytes::Regex::new(r"(?-u)/Type\s*/Catalog\b").ok()?;
+    let mut offsets: std::collections::BTreeMap<u32, (usize, u16)> = Default::default();
+    let mut starts: Vec<(usize, u32, u16)> = Vec::new();
+    for caps in object.captures_iter(bytes) {
+        let number: u32 = std::str::from_utf8(&caps[1]).ok()?.parse().ok()?;
+        let generation: u16 = std::str::from_utf8(&caps[2]).ok()?.parse().ok()?;
+        if number == 0 || number > 10_000_000 {
+            continue;
+        }
+        let at = caps.get(1)?.start();
+        offsets.insert(number, (at, generation));
+        starts.push((at, number, generation));
+    }
+    let root_at = catalog.find_iter(bytes).last()?.start();
+    let &(_, root, root_gen) = starts.iter().rev().find(|(at, _, _)| *at < root_at)?;
+    let size = offsets.keys().last()? + 1;
+    let mut out = bytes.to_vec();
+    out.extend_from_slice(b"\n");
+    let xref_at = out.len();
+    out.extend_from_slice(format!("xref\n0 {size}\n").as_bytes());
+    for n in 0..size {
+        let entry = match offsets.get(&n) {
+            Some(&(at, generation)) => format!("{at:010} {generation:05} n\r\n"),
+            None => "0000000000 65535 f\r\n".to_string(),
+        };
+        out.extend_from_slice(entry.as_bytes());
+    }
+    out.extend_from_slice(
+        format!("trailer\n<< /Size {size} /Root {root} {root_gen} R >>\nstartxref\n{xref_at}\n%%EOF\n").as_bytes(),
+    );
+    Some(out)
+}
+
+/// Trims trailing spaces and runs of blank lines the layout heuristics leave behind.
+fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank_run = 0;
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank_run += 1;
+            if blank_run > 1 {
+                continue;
+            }
+        } else {
+            blank_run = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.trim().to_string()
+}

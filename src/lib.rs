@@ -1,0 +1,17 @@
+//! Sportello: what citizens send a public office (email, PEC, fax, scanned letters) becomes
+//! normalized tickets in one request register, with the digitised documents attached.
+//!
+//! See ARCHITECTURE.md for the bird's-eye view and the invariants.
+
+pub mod cli;
+pub mod code;
+pub mod config;
+pub mod email;
+pub mod extract;
+pub mod model;
+pub mod pipeline;
+pub mod runner;
+pub mod search;
+pub mod sources;
+pub mod store;
+pub mod textnorm;

@@ -1,0 +1,223 @@
+//! The ticket and its parts, as stored, shown and exported.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// How a request reached the office.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Email,
+    Pec,
+    Fax,
+    Scanner,
+    Letter,
+    Webform,
+    Phone,
+    Desk,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 8] = [
+        Channel::Email,
+        Channel::Pec,
+        Channel::Fax,
+        Channel::Scanner,
+        Channel::Letter,
+        Channel::Webform,
+        Channel::Phone,
+        Channel::Desk,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Pec => "pec",
+            Channel::Fax => "fax",
+            Channel::Scanner => "scanner",
+            Channel::Letter => "letter",
+            Channel::Webform => "webform",
+            Channel::Phone => "phone",
+            Channel::Desk => "desk",
+        }
+    }
+}
+
+/// Workflow state of a ticket: new → in_progress → waiting → closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    New,
+    InProgress,
+    Waiting,
+    Closed,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [Status::New, Status::InProgress, Status::Waiting, Status::Closed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::InProgress => "in_progress",
+            Status::Waiting => "waiting",
+            Status::Closed => "closed",
+        }
+    }
+}
+
+/// An original as received, or a derived digitised version (e.g. searchable PDF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentKind {
+    Original,
+    Digitised,
+}
+
+impl DocumentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::Original => "original",
+            DocumentKind::Digitised => "digitised",
+        }
+    }
+}
+
+/// Error for a word that is not one of an enum's names.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {what} `{got}` (expected one of: {expected})")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub got: String,
+    pub expected: String,
+}
+
+macro_rules! from_str_via_all {
+    ($ty:ty, $what:literal) => {
+        impl FromStr for $ty {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let wanted = s.trim().to_ascii_lowercase();
+                <$ty>::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == wanted)
+                    .ok_or_else(|| UnknownName {
+                        what: $what,
+                        got: s.to_string(),
+                        expected: <$ty>::ALL
+                            .iter()
+                            .map(|v| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+from_str_via_all!(Channel, "channel");
+from_str_via_all!(Status, "status");
+
+impl FromStr for DocumentKind {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "original" => Ok(DocumentKind::Original),
+            "digitised" => Ok(DocumentKind::Digitised),
+            _ => Err(UnknownName {
+                what: "document kind",
+                got: s.to_string(),
+                expected: "original, digitised".into(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sender {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub fax: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl Sender {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.email.is_none() && self.fax.is_none() && self.phone.is_none()
+    }
+}
+
+/// Per-page result of text extraction (or OCR, once it ran).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PageText {
+    pub page: u32,
+    pub text: String,
+    /// True when the page has no usable text layer and OCR has not filled it in yet.
+    pub needs_ocr: bool,
+    /// Mean word confidence (0–100) when the text came from OCR.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ocr_confidence: Option<f32>,
+    /// Rotation applied before OCR, in degrees clockwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<u16>,
+}
+
+/// A document attached to a ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    pub name: String,
+    pub mime: String,
+    pub sha256: String,
+    pub size: u64,
+    pub pages: Option<u32>,
+    pub text: String,
+    /// True when (some of) the text came from OCR.
+    pub ocr: bool,
+    pub ocr_confidence: Option<f32>,
+    pub kind: DocumentKind,
+    /// Why the text could not be (fully) extracted; the original is kept regardless.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Pages still without text (no text layer, OCR not yet run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages_needing_ocr: Vec<u32>,
+}
+
+/// One entry of a ticket's append-only history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: String,
+    pub actor: String,
+    /// created, classified, reclassified, status_changed, note, duplicate_received, …
+    pub kind: String,
+    pub detail: serde_json::Value,
+}
+
+/// A request in the register, as `tickets show --json` and `export --jsonl` print it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub code: String,
+    pub protocol: String,
+    pub channel: Channel,
+    pub received_at: String,
+    pub registered_at: String,
+    pub sender: Sender,
+    pub subject: String,
+    pub body: String,
+    pub topic: Option<String>,
+    pub topic_confidence: Option<f32>,
+    pub topic_reason: Option<String>,
+    pub status: Status,
+    pub office: Option<String>,
+    pub needs_attention: bool,
+    pub attention_reason: Option<String>,
+    pub parent: Option<String>,
+    pub documents: Vec<Document>,
+    pub events: Vec<Event>,
+}

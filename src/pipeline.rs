@@ -1,0 +1,303 @@
+//! From an arrived item (a dropped file, a saved or fetched message) to a ticket ready to file.
+//!
+//! The original is stored first, content-addressed; then each configured [`Stage`] does its
+//! CPU work on the [`Work`] in order (extract, then OCR and classification as configured). A
+//! stage that fails adds an attention reason and the ticket is still filed: nothing is lost.
+
+use crate::config::{ExtractStageConfig, Pipeline, StageConfig};
+use crate::email;
+use crate::extract::{self, FileType};
+use crate::model::{Channel, Document, DocumentKind, Sender};
+use crate::store::blobs::{sha256_hex, BlobStore};
+use crate::store::{now_rfc3339, Intake, NewDocument, NewTicket};
+use std::sync::Arc;
+
+/// Something that arrived and should become (or join) a ticket.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// The source it came from (`cli` for `sportello ingest`).
+    pub source: String,
+    /// Where it was within the source (path, mailbox/UID): with size and mtime it tells a
+    /// re-delivered duplicate from the very same item seen again after a crash.
+    pub origin: String,
+    /// Channel, or None to infer it from the content.
+    pub channel: Option<Channel>,
+    pub name: String,
+    pub bytes: Arc<Vec<u8>>,
+    pub mtime_ns: Option<i64>,
+    /// When the office received it (file time, message date); None: now.
+    pub received_at: Option<String>,
+    /// What the source knows of the sender (e.g. a fax number from the file name).
+    pub sender: Sender,
+}
+
+/// A ticket being built by the stages.
+#[derive(Debug)]
+pub struct Work {
+    pub item: Item,
+    pub file_type: FileType,
+    pub ticket: NewTicket,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// One step of CPU work on a ticket being built. Stages do no network I/O.
+pub trait Stage: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn process(&self, work: &mut Work, blobs: &BlobStore) -> Result<(), StageError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("cannot keep the original {name}: {source}")]
+    KeepOriginal { name: String, source: std::io::Error },
+}
+
+/// The configured stages, shared by all workers.
+pub struct Processor {
+    stages: Vec<Box<dyn Stage>>,
+    blobs: BlobStore,
+    pub office: Option<String>,
+}
+
+impl Processor {
+    pub fn new(pipeline: &Pipeline, blobs: BlobStore) -> Result<Processor, String> {
+        let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+        for stage in &pipeline.stages {
+            match stage {
+                StageConfig::Extract(cfg) => stages.push(Box::new(ExtractStage { cfg: cfg.clone() })),
+                StageConfig::Ocr(_) => {
+                    return Err("the `ocr` stage is not available in this build yet; remove it from the pipeline".into())
+                }
+                StageConfig::Classify(_) => {
+                    return Err("the `classify` stage is not available in this build yet; remove it from the pipeline".into())
+                }
+            }
+        }
+        Ok(Processor { stages, blobs, office: pipeline.office.clone() })
+    }
+
+    /// Keeps the original, runs every stage, and returns the ticket to file.
+    pub fn prepare(&self, item: Item) -> Result<NewTicket, PrepareError> {
+        let sha = sha256_hex(&item.bytes);
+        self.blobs
+            .put_with_sha(&sha, &item.bytes)
+            .map_err(|source| PrepareError::KeepOriginal { name: item.name.clone(), source })?;
+        let file_type = extract::sniff(&item.bytes, &item.name);
+        let channel = item.channel.unwrap_or(match file_type {
+            FileType::Email => Channel::Email,
+            _ => Channel::Scanner,
+        });
+        let ticket = NewTicket {
+            channel,
+            received_at: item.received_at.clone().unwrap_or_else(now_rfc3339),
+            sender: item.sender.clone(),
+            subject: String::new(),
+            body: String::new(),
+            topic: None,
+            topic_confidence: None,
+            topic_reason: None,
+            office: self.office.clone(),
+            attention: Vec::new(),
+            parent: None,
+            documents: vec![NewDocument {
+                doc: Document {
+                    name: item.name.clone(),
+                    mime: file_type.mime().to_string(),
+                    sha256: sha.clone(),
+                    size: item.bytes.len() as u64,
+                    pages: None,
+                    text: String::new(),
+                    ocr: false,
+                    ocr_confidence: None,
+                    kind: DocumentKind::Original,
+                    error: None,
+                    pages_needing_ocr: Vec::new(),
+                },
+                page_texts: Vec::new(),
+            }],
+            intake: Intake {
+                source: item.source.clone(),
+                name: item.origin.clone(),
+                sha256: sha,
+                size: item.bytes.len() as u64,
+                mtime_ns: item.mtime_ns,
+            },
+        };
+        let mut work = Work { item, file_type, ticket };
+        for stage in &self.stages {
+            if let Err(e) = stage.process(&mut work, &self.blobs) {
+                work.ticket.attention.push(format!("{} failed: {e}", stage.name()));
+            }
+        }
+        Ok(work.ticket)
+    }
+}
+
+/// Text extraction: fills the documents' text and the ticket's subject and body.
+pub struct ExtractStage {
+    pub cfg: ExtractStageConfig,
+}
+
+impl Stage for ExtractStage {
+    fn name(&self) -> &'static str {
+        "extract"
+    }
+
+    fn process(&self, work: &mut Work, blobs: &BlobStore) -> Result<(), StageError> {
+        if work.file_type == FileType::Email {
+            return self.unpack_email(work, blobs);
+        }
+        let doc = &mut work.ticket.documents[0];
+        fill_document(doc, work.item.bytes.clone(), work.file_type, &self.cfg);
+        let text = doc.doc.text.clone();
+        let t = &mut work.ticket;
+        t.subject = subject_from_letter(&text).unwrap_or_else(|| work.item.name.clone());
+        t.body = text;
+        attention_for_documents(t);
+        Ok(())
+    }
+}
+
+impl ExtractStage {
+    fn unpack_email(&self, work: &mut Work, blobs: &BlobStore) -> Result<(), StageError> {
+        let u = email::unpack(&work.item.bytes);
+        let t = &mut work.ticket;
+        t.subject = u.subject;
+        t.body = u.body.clone();
+        if t.sender.email.is_none() {
+            t.sender.email = u.reply_to.clone().filter(|_| u.from_address.as_deref().is_some_and(is_no_reply)).or(u.from_address);
+        }
+        if t.sender.name.is_none() {
+            t.sender.name = u.from_name;
+        }
+        if work.item.received_at.is_none() {
+            if let Some(date) = u.date {
+                t.received_at = date;
+            }
+        }
+        // The raw message is the first document; its text is the readable body.
+        let raw = &mut t.documents[0];
+        raw.doc.name = if work.item.name.to_ascii_lowercase().ends_with(".eml") {
+            work.item.name.clone()
+        } else {
+            format!("{}.eml", work.item.name)
+        };
+        raw.doc.text = u.body;
+        raw.doc.pages = Some(1);
+        raw.page_texts = vec![crate::model::PageText { page: 1, text: raw.doc.text.clone(), ..Default::default() }];
+        for problem in &u.problems {
+            t.attention.push(format!("email: {problem}"));
+        }
+        for a in u.attachments {
+            let bytes = Arc::new(a.bytes);
+            let sha = blobs.put(&bytes).map_err(|e| StageError::Failed(format!("cannot keep attachment {}: {e}", a.name)))?;
+            let file_type = extract::sniff(&bytes, &a.name);
+            let mut doc = NewDocument {
+                doc: Document {
+                    name: a.name,
+                    mime: if file_type == FileType::Unknown { a.mime } else { file_type.mime().to_string() },
+                    sha256: sha,
+                    size: bytes.len() as u64,
+                    pages: None,
+                    text: String::new(),
+                    ocr: false,
+                    ocr_confidence: None,
+                    kind: DocumentKind::Original,
+                    error: None,
+                    pages_needing_ocr: Vec::new(),
+                },
+                page_texts: Vec::new(),
+            };
+            match file_type {
+                // Nested messages were unpacked by `email::unpack`; keep their body as text.
+                FileType::Email => {
+                    let nested = email::unpack(&bytes);
+                    doc.doc.text = nested.body;
+                    doc.doc.pages = Some(1);
+                }
+                // Unknown binary attachments (office files, archives) are kept as they are.
+                FileType::Unknown => {}
+                _ => fill_document(&mut doc, bytes, file_type, &self.cfg),
+            }
+            t.documents.push(doc);
+        }
+        if t.subject.is_empty() && t.body.is_empty() && t.documents.len() == 1 {
+            t.attention.push("email: empty message".into());
+        }
+        attention_for_documents(t);
+        Ok(())
+    }
+}
+
+fn is_no_reply(address: &str) -> bool {
+    let local = address.split('@').next().unwrap_or_default().to_ascii_lowercase();
+    local.replace(['-', '_', '.'], "").starts_with("noreply") || local.starts_with("donotreply")
+}
+
+fn fill_document(doc: &mut NewDocument, bytes: Arc<Vec<u8>>, file_type: FileType, cfg: &ExtractStageConfig) {
+    let extracted = extract::extract(bytes, file_type, cfg);
+    doc.doc.mime = extracted.mime.clone();
+    doc.doc.pages = extracted.pages;
+    doc.doc.text = extracted.text();
+    doc.doc.error = extracted.error.clone();
+    doc.doc.pages_needing_ocr = extracted.pages_needing_ocr();
+    doc.page_texts = extracted.page_texts;
+}
+
+/// Flags the ticket for each document whose text could not be had.
+fn attention_for_documents(t: &mut NewTicket) {
+    let mut reasons = Vec::new();
+    for d in &t.documents {
+        if let Some(e) = &d.doc.error {
+            reasons.push(format!("{}: {e}", d.doc.name));
+        } else if !d.doc.pages_needing_ocr.is_empty() {
+            reasons.push(format!("{}: {} page(s) without text, OCR needed", d.doc.name, d.doc.pages_needing_ocr.len()));
+        }
+    }
+    t.attention.extend(reasons);
+}
+
+/// The "Oggetto:" line of a letter or fax, the subject a clerk would write down.
+pub fn subject_from_letter(text: &str) -> Option<String> {
+    for line in text.lines().take(80) {
+        let trimmed = line.trim();
+        let lower = trimmed.to_lowercase();
+        for label in ["oggetto", "ogg.", "subject", "re"] {
+            if let Some(rest) = lower.strip_prefix(label) {
+                let rest_trim = rest.trim_start();
+                if let Some(after) = rest_trim.strip_prefix(':') {
+                    let start = trimmed.len() - after.len();
+                    let subject = trimmed[start..].trim();
+                    if !subject.is_empty() {
+                        return Some(subject.chars().take(200).collect());
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_oggetto_line() {
+        let text = "Spett.le Comune\n\nOggetto: richiesta allaccio gas MAP Paganica\n\nIl sottoscritto...";
+        assert_eq!(subject_from_letter(text).as_deref(), Some("richiesta allaccio gas MAP Paganica"));
+        assert_eq!(subject_from_letter("nessun oggetto qui"), None);
+    }
+
+    #[test]
+    fn recognises_no_reply_addresses() {
+        assert!(is_no_reply("noreply@comune.laquila.it"));
+        assert!(is_no_reply("no-reply@x.it"));
+        assert!(!is_no_reply("mario@x.it"));
+    }
+}

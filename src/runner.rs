@@ -1,0 +1,301 @@
+//! Running items through the processor on worker threads while one thread files tickets:
+//! `ingest` (a batch of paths, once) and `run` (watch every source until a signal).
+
+use crate::config::{Pipeline, SourceConfig};
+use crate::pipeline::{Item, PrepareError, Processor};
+use crate::sources::folder::{self, FolderSource};
+use crate::store::{Filed, NewTicket, Store, StoreError};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use notify::Watcher;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The result of one item.
+#[derive(Debug)]
+pub struct Outcome {
+    pub origin: PathBuf,
+    pub result: Result<(Filed, Option<String>), String>,
+}
+
+/// Runs `jobs` through `prepare` on `workers` threads and hands each result to `file` on the
+/// calling thread as it completes. The queue is bounded, so memory holds only what the
+/// workers are doing.
+pub fn parallel<J, R>(
+    jobs: impl IntoIterator<Item = J, IntoIter: Send>,
+    workers: usize,
+    prepare: impl Fn(J) -> R + Sync,
+    mut file: impl FnMut(R),
+) where
+    J: Send,
+    R: Send,
+{
+    let workers = workers.max(1);
+    let (job_tx, job_rx) = bounded::<J>(workers * 2);
+    let (res_tx, res_rx) = bounded::<R>(workers * 2);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let job_rx = job_rx.clone();
+            let res_tx = res_tx.clone();
+            let prepare = &prepare;
+            scope.spawn(move || {
+                for job in job_rx {
+                    if res_tx.send(prepare(job)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(res_tx);
+        drop(job_rx);
+        // Feed from a thread of its own so the filing loop below never blocks on a full queue.
+        let jobs_iter = jobs.into_iter();
+        let feeder = scope.spawn(move || {
+            for job in jobs_iter {
+                if job_tx.send(job).is_err() {
+                    break;
+                }
+            }
+        });
+        for r in res_rx {
+            file(r);
+        }
+        let _ = feeder.join();
+    });
+}
+
+/// Expands folders into the files under them (hidden and partial files skipped), sorted.
+pub fn collect_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<String>, depth: usize) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => return errors.push(format!("{}: {e}", dir.display())),
+        };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if folder::is_ignored_name(&name) {
+                continue;
+            }
+            let path = e.path();
+            if path.is_dir() {
+                if depth < 32 {
+                    walk(&path, files, errors, depth + 1);
+                }
+            } else if path.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut files, &mut errors, 0);
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            errors.push(format!("{}: no such file or folder", p.display()));
+        }
+    }
+    (files, errors)
+}
+
+fn item_from_path(path: &Path, channel: Option<crate::model::Channel>) -> std::io::Result<Item> {
+    let bytes = std::fs::read(path)?;
+    let mtime = std::fs::metadata(path)?.modified().ok();
+    let origin = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(Item {
+        source: "cli".into(),
+        origin: origin.to_string_lossy().into_owned(),
+        channel,
+        name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        bytes: Arc::new(bytes),
+        mtime_ns: mtime.and_then(folder::mtime_ns),
+        received_at: None,
+        sender: Default::default(),
+    })
+}
+
+/// `sportello ingest`: every file once, synchronously; `report` sees each outcome.
+pub fn ingest(
+    store: &mut Store,
+    processor: &Processor,
+    pipeline: &Pipeline,
+    files: Vec<PathBuf>,
+    channel: Option<crate::model::Channel>,
+    mut report: impl FnMut(&Store, Outcome),
+) {
+    let prefix = pipeline.code_prefix.clone();
+    parallel(
+        files,
+        pipeline.workers,
+        |path: PathBuf| {
+            let prepared = item_from_path(&path, channel)
+                .map_err(|e| format!("cannot read: {e}"))
+                .and_then(|item| processor.prepare(item).map_err(|e: PrepareError| e.to_string()));
+            (path, prepared)
+        },
+        |(path, prepared): (PathBuf, Result<NewTicket, String>)| {
+            let result = prepared.and_then(|t| {
+                let attention = (!t.attention.is_empty()).then(|| t.attention.join("; "));
+                store.file(&t, &prefix).map(|f| (f, attention)).map_err(|e: StoreError| e.to_string())
+            });
+            report(store, Outcome { origin: path, result });
+        },
+    );
+}
+
+/// `sportello run`: watches every source until `stop` is set, finishing the items in hand.
+pub fn run(
+    store: &mut Store,
+    processor: &Processor,
+    pipeline: &Pipeline,
+    stop: Arc<AtomicBool>,
+    mut report: impl FnMut(&Store, Outcome),
+) -> Result<(), String> {
+    let mut sources = Vec::new();
+    for s in &pipeline.sources {
+        match s {
+            SourceConfig::Folder(f) => sources.push(FolderSource::new(f.clone())?),
+            SourceConfig::Imap(i) => {
+                return Err(format!("source `{}`: IMAP sources are not available in this build yet", i.name));
+            }
+        }
+    }
+    if sources.is_empty() {
+        return Err("the pipeline has no sources to watch".into());
+    }
+
+    // File events only wake the loop early; the periodic rescan is what guarantees coverage.
+    let (wake_tx, wake_rx) = unbounded::<usize>();
+    let mut watchers = Vec::new();
+    for (idx, src) in sources.iter().enumerate() {
+        if src.cfg.poll {
+            continue;
+        }
+        let tx = wake_tx.clone();
+        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.send(idx);
+        });
+        match watcher {
+            Ok(mut w) => match w.watch(src.path(), notify::RecursiveMode::NonRecursive) {
+                Ok(()) => watchers.push(w),
+                Err(e) => tracing::warn!(source = %src.cfg.name, "file events unavailable ({e}); polling"),
+            },
+            Err(e) => tracing::warn!(source = %src.cfg.name, "file events unavailable ({e}); polling"),
+        }
+    }
+
+    let workers = pipeline.workers.max(1);
+    let (job_tx, job_rx) = bounded::<(usize, PathBuf, Item)>(workers);
+    let (res_tx, res_rx) = unbounded::<(usize, PathBuf, Result<NewTicket, String>)>();
+    let prefix = pipeline.code_prefix.clone();
+    let mut last_scan: Vec<Option<Instant>> = vec![None; sources.len()];
+    let mut in_flight: std::collections::HashSet<PathBuf> = Default::default();
+
+    std::thread::scope(|scope| -> Result<(), String> {
+        for _ in 0..workers {
+            let job_rx: Receiver<(usize, PathBuf, Item)> = job_rx.clone();
+            let res_tx: Sender<_> = res_tx.clone();
+            scope.spawn(move || {
+                for (idx, path, item) in job_rx {
+                    let prepared = processor.prepare(item).map_err(|e| e.to_string());
+                    let _ = res_tx.send((idx, path, prepared));
+                }
+            });
+        }
+        drop(res_tx);
+        tracing::info!(sources = sources.len(), workers, "watching");
+        loop {
+            let stopping = stop.load(Ordering::SeqCst);
+            // File what the workers finished.
+            while let Ok((idx, path, prepared)) = res_rx.try_recv() {
+                in_flight.remove(&path);
+                let outcome = file_and_move(store, &sources[idx], &path, prepared, &prefix);
+                report(store, outcome);
+            }
+            if stopping {
+                if in_flight.is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            // Rescan what is due, or what an event woke.
+            let mut woken = vec![false; sources.len()];
+            while let Ok(idx) = wake_rx.try_recv() {
+                woken[idx] = true;
+            }
+            for (idx, src) in sources.iter_mut().enumerate() {
+                let due = last_scan[idx].is_none_or(|t| t.elapsed() >= Duration::from_secs(src.cfg.rescan_secs));
+                if due || woken[idx] || src.has_pending() {
+                    src.scan();
+                    if due {
+                        last_scan[idx] = Some(Instant::now());
+                    }
+                }
+                for path in src.take_ready() {
+                    if in_flight.contains(&path) {
+                        continue;
+                    }
+                    match src.item(&path) {
+                        Ok(item) => {
+                            in_flight.insert(path.clone());
+                            if job_tx.send((idx, path, item)).is_err() {
+                                return Err("workers stopped".into());
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => tracing::warn!(source = %src.cfg.name, "cannot read {}: {e}", path.display()),
+                    }
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                }
+            }
+            match wake_rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(idx) => {
+                    // Put it back for the next round's bookkeeping.
+                    let _ = wake_tx.send(idx);
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            }
+        }
+        drop(job_tx);
+        Ok(())
+    })?;
+    drop(watchers);
+    Ok(())
+}
+
+fn file_and_move(
+    store: &mut Store,
+    src: &FolderSource,
+    path: &Path,
+    prepared: Result<NewTicket, String>,
+    prefix: &str,
+) -> Outcome {
+    let ticket = match prepared {
+        Ok(t) => t,
+        // The original could not be kept: leave the file where it is for the next scan.
+        Err(e) => return Outcome { origin: path.to_path_buf(), result: Err(e) },
+    };
+    let attention = (!ticket.attention.is_empty()).then(|| ticket.attention.join("; "));
+    let filed = match store.file(&ticket, prefix) {
+        Ok(f) => f,
+        Err(e) => return Outcome { origin: path.to_path_buf(), result: Err(e.to_string()) },
+    };
+    // Only now, with the ticket committed, does the file leave the drop folder.
+    let unreadable = ticket.documents.first().and_then(|d| d.doc.error.clone());
+    let moved = match &unreadable {
+        Some(reason) => src.fail(path, &format!("{reason}\nticket: {}", filed.code())),
+        None => src.finish(path),
+    };
+    if let Err(e) = moved {
+        tracing::warn!("filed {} as {} but cannot move it: {e}", path.display(), filed.code());
+    }
+    Outcome { origin: path.to_path_buf(), result: Ok((filed, attention)) }
+}

@@ -1,0 +1,680 @@
+//! The request register: tickets, documents, events and the search index in one SQLite
+//! database under the data dir, originals beside it content-addressed.
+//!
+//! All SQL of the project lives in this module. Callers see plain Rust values, so a second
+//! backend (PostgreSQL for offices that outgrow one machine) replaces this file, not its users.
+
+pub mod blobs;
+
+use crate::code;
+use crate::model::{Channel, Document, DocumentKind, Event, PageText, Sender, Status, Ticket};
+use crate::search::{SearchHit, SearchQuery};
+use crate::textnorm::stemmed_text;
+use blobs::BlobStore;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("the store at {path} has schema version {found}, newer than this sportello knows ({known}); upgrade sportello")]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("no ticket with code {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Code(#[from] code::CodeError),
+    #[error(transparent)]
+    Query(#[from] crate::search::QueryError),
+    #[error("corrupt value in the store: {0}")]
+    Corrupt(String),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Schema migrations, applied in order, each in its own transaction; `PRAGMA user_version`
+/// records how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: the register.
+    r#"
+CREATE TABLE tickets (
+    id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL UNIQUE,
+    protocol_year INTEGER NOT NULL,
+    protocol_number INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    registered_at TEXT NOT NULL,
+    sender_name TEXT, sender_email TEXT, sender_fax TEXT, sender_phone TEXT,
+    subject TEXT NOT NULL DEFAULT '',
+    body TEXT NOT NULL DEFAULT '',
+    topic TEXT, topic_confidence REAL, topic_reason TEXT,
+    status TEXT NOT NULL DEFAULT 'new',
+    office TEXT,
+    needs_attention INTEGER NOT NULL DEFAULT 0,
+    attention_reason TEXT,
+    parent_code TEXT,
+    intake_sha256 TEXT UNIQUE,
+    UNIQUE (protocol_year, protocol_number)
+);
+CREATE INDEX tickets_received ON tickets(received_at);
+CREATE INDEX tickets_status ON tickets(status, topic);
+CREATE INDEX tickets_sender_email ON tickets(sender_email);
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    ord INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    mime TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    pages INTEGER,
+    text TEXT NOT NULL DEFAULT '',
+    ocr INTEGER NOT NULL DEFAULT 0,
+    ocr_confidence REAL,
+    kind TEXT NOT NULL,
+    error TEXT,
+    page_texts TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX documents_ticket ON documents(ticket_id, ord);
+CREATE INDEX documents_sha ON documents(sha256);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_ticket ON events(ticket_id, id);
+-- Events are history: never changed, never removed.
+CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TABLE protocol_counters (year INTEGER PRIMARY KEY, last INTEGER NOT NULL);
+-- Every arrival of an item (file, message): which ticket it became or was recorded on.
+CREATE TABLE intakes (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    source TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER,
+    at TEXT NOT NULL
+);
+CREATE INDEX intakes_sha ON intakes(sha256);
+CREATE VIRTUAL TABLE ticket_fts USING fts5(
+    subject, body, documents,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+"#,
+];
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A document ready to be filed; its bytes are already in the blob store.
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub doc: Document,
+    pub page_texts: Vec<PageText>,
+}
+
+/// Where an item came from, to tell a duplicate from the same item seen again after a crash.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub source: String,
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+    pub mtime_ns: Option<i64>,
+}
+
+/// Everything needed to file a ticket; code and protocol number are assigned by the store.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub channel: Channel,
+    pub received_at: String,
+    pub sender: Sender,
+    pub subject: String,
+    pub body: String,
+    pub topic: Option<String>,
+    pub topic_confidence: Option<f32>,
+    pub topic_reason: Option<String>,
+    pub office: Option<String>,
+    pub attention: Vec<String>,
+    pub parent: Option<String>,
+    pub documents: Vec<NewDocument>,
+    pub intake: Intake,
+}
+
+/// What filing an item did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filed {
+    /// A new ticket.
+    Created { code: String, protocol: String },
+    /// The same bytes arrived again: recorded as an event on the first ticket.
+    Duplicate { code: String },
+    /// This very item was filed before (a restart after a crash between commit and clean-up).
+    AlreadyFiled { code: String },
+}
+
+impl Filed {
+    pub fn code(&self) -> &str {
+        match self {
+            Filed::Created { code, .. } | Filed::Duplicate { code } | Filed::AlreadyFiled { code } => code,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub status: Option<Status>,
+    pub topic: Option<String>,
+    pub channel: Option<Channel>,
+    pub office: Option<String>,
+    pub needs_attention: Option<bool>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// A line of `tickets list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TicketSummary {
+    pub code: String,
+    pub protocol: String,
+    pub channel: String,
+    pub received_at: String,
+    pub sender: Option<String>,
+    pub subject: String,
+    pub topic: Option<String>,
+    pub status: String,
+    pub needs_attention: bool,
+    pub documents: u32,
+}
+
+pub struct Store {
+    conn: Connection,
+    blobs: BlobStore,
+    data_dir: PathBuf,
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Io { context, source }
+}
+
+fn protocol_string(year: i64, number: i64) -> String {
+    format!("{year}/{number:06}")
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir`, bringing its schema up to date.
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(data_dir).map_err(io_err(format!("cannot create data dir {}", data_dir.display())))?;
+        let db_path = data_dir.join("sportello.db");
+        let mut conn = Connection::open(&db_path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a committed ticket survives a power cut, so a file moved away after commit
+        // is never a lost request.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn, &db_path)?;
+        Ok(Store { conn, blobs: BlobStore::new(data_dir), data_dir: data_dir.to_path_buf() })
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Files one item in one transaction: a new ticket, or an event on the ticket that
+    /// already holds the same bytes.
+    pub fn file(&mut self, new: &NewTicket, code_prefix: &str) -> Result<Filed> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_rfc3339();
+        let existing: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, code FROM tickets WHERE intake_sha256 = ?1",
+                [&new.intake.sha256],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((ticket_id, code)) = existing {
+            let i = &new.intake;
+            let seen_before: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM intakes WHERE ticket_id = ?1 AND source = ?2 AND name = ?3
+                   AND size = ?4 AND mtime_ns IS ?5)",
+                params![ticket_id, i.source, i.name, i.size as i64, i.mtime_ns],
+                |r| r.get(0),
+            )?;
+            if seen_before {
+                tx.commit()?;
+                return Ok(Filed::AlreadyFiled { code });
+            }
+            insert_intake(&tx, ticket_id, i, &now)?;
+            let detail = serde_json::json!({"source": i.source, "name": i.name, "sha256": i.sha256});
+            insert_event(&tx, ticket_id, &now, "sportello", "duplicate_received", &detail)?;
+            tx.commit()?;
+            return Ok(Filed::Duplicate { code });
+        }
+
+        let year: i64 = now[..4].parse().map_err(|_| StoreError::Corrupt(format!("clock gave {now}")))?;
+        let number: i64 = tx.query_row(
+            "INSERT INTO protocol_counters(year, last) VALUES (?1, 1)
+             ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last",
+            [year],
+            |r| r.get(0),
+        )?;
+        let attention = if new.attention.is_empty() { None } else { Some(new.attention.join("; ")) };
+        let mut rng = rand::thread_rng();
+        let mut code = String::new();
+        for attempt in 0.. {
+            code = code::generate(code_prefix, &mut rng);
+            let taken: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM tickets WHERE code = ?1)", [&code], |r| r.get(0))?;
+            if !taken {
+                break;
+            }
+            if attempt > 100 {
+                return Err(StoreError::Corrupt("cannot find a free tracking code".into()));
+            }
+        }
+        let s = &new.sender;
+        tx.execute(
+            "INSERT INTO tickets (code, protocol_year, protocol_number, channel, received_at, registered_at,
+                sender_name, sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence,
+                topic_reason, status, office, needs_attention, attention_reason, parent_code, intake_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'new', ?16, ?17, ?18, ?19, ?20)",
+            params![
+                code, year, number, new.channel.as_str(), new.received_at, now,
+                s.name, s.email, s.fax, s.phone, new.subject, new.body, new.topic, new.topic_confidence,
+                new.topic_reason, new.office, attention.is_some(), attention, new.parent, new.intake.sha256
+            ],
+        )?;
+        let ticket_id = tx.last_insert_rowid();
+        for (ord, d) in new.documents.iter().enumerate() {
+            insert_document(&tx, ticket_id, ord as i64, d)?;
+        }
+        insert_intake(&tx, ticket_id, &new.intake, &now)?;
+        let protocol = protocol_string(year, number);
+        let detail = serde_json::json!({
+            "protocol": protocol, "channel": new.channel.as_str(),
+            "source": new.intake.source, "name": new.intake.name,
+        });
+        insert_event(&tx, ticket_id, &now, "sportello", "created", &detail)?;
+        if let Some(topic) = &new.topic {
+            let detail = serde_json::json!({"topic": topic, "confidence": new.topic_confidence, "reason": new.topic_reason});
+            insert_event(&tx, ticket_id, &now, "sportello", "classified", &detail)?;
+        }
+        if let Some(reason) = &attention {
+            insert_event(&tx, ticket_id, &now, "sportello", "needs_attention", &serde_json::json!({"reason": reason}))?;
+        }
+        index_ticket(&tx, ticket_id)?;
+        tx.commit()?;
+        Ok(Filed::Created { code, protocol })
+    }
+
+    fn ticket_id(&self, code_input: &str) -> Result<(i64, String)> {
+        let code = code::parse(code_input)?;
+        self.conn
+            .query_row("SELECT id FROM tickets WHERE code = ?1", [&code], |r| r.get(0))
+            .optional()?
+            .map(|id| (id, code.clone()))
+            .ok_or(StoreError::NotFound(code))
+    }
+
+    /// The whole ticket, with documents and history.
+    pub fn ticket(&self, code_input: &str) -> Result<Ticket> {
+        let (id, _) = self.ticket_id(code_input)?;
+        self.ticket_by_id(id)
+    }
+
+    fn ticket_by_id(&self, id: i64) -> Result<Ticket> {
+        let mut ticket = self.conn.query_row(
+            "SELECT code, protocol_year, protocol_number, channel, received_at, registered_at, sender_name,
+                    sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence, topic_reason,
+                    status, office, needs_attention, attention_reason, parent_code
+             FROM tickets WHERE id = ?1",
+            [id],
+            |r| {
+                let channel: String = r.get(3)?;
+                let status: String = r.get(15)?;
+                Ok((
+                    Ticket {
+                        code: r.get(0)?,
+                        protocol: protocol_string(r.get(1)?, r.get(2)?),
+                        channel: Channel::Email,
+                        received_at: r.get(4)?,
+                        registered_at: r.get(5)?,
+                        sender: Sender { name: r.get(6)?, email: r.get(7)?, fax: r.get(8)?, phone: r.get(9)? },
+                        subject: r.get(10)?,
+                        body: r.get(11)?,
+                        topic: r.get(12)?,
+                        topic_confidence: r.get::<_, Option<f64>>(13)?.map(|v| v as f32),
+                        topic_reason: r.get(14)?,
+                        status: Status::New,
+                        office: r.get(16)?,
+                        needs_attention: r.get(17)?,
+                        attention_reason: r.get(18)?,
+                        parent: r.get(19)?,
+                        documents: Vec::new(),
+                        events: Vec::new(),
+                    },
+                    channel,
+                    status,
+                ))
+            },
+        )?;
+        let (ref mut t, channel, status) = ticket;
+        t.channel = channel.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+        t.status = status.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+        t.documents = self.documents_of(id)?;
+        t.events = self.events_of(id)?;
+        Ok(ticket.0)
+    }
+
+    fn documents_of(&self, ticket_id: i64) -> Result<Vec<Document>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts
+             FROM documents WHERE ticket_id = ?1 ORDER BY ord",
+        )?;
+        let rows = stmt.query_map([ticket_id], |r| {
+            let kind: String = r.get(8)?;
+            let page_texts: String = r.get(10)?;
+            Ok((
+                Document {
+                    name: r.get(0)?,
+                    mime: r.get(1)?,
+                    sha256: r.get(2)?,
+                    size: r.get::<_, i64>(3)? as u64,
+                    pages: r.get(4)?,
+                    text: r.get(5)?,
+                    ocr: r.get(6)?,
+                    ocr_confidence: r.get::<_, Option<f64>>(7)?.map(|v| v as f32),
+                    kind: DocumentKind::Original,
+                    error: r.get(9)?,
+                    pages_needing_ocr: Vec::new(),
+                },
+                kind,
+                page_texts,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut doc, kind, page_texts) = row?;
+            doc.kind = kind.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+            let pages: Vec<PageText> =
+                serde_json::from_str(&page_texts).map_err(|e| StoreError::Corrupt(format!("page texts: {e}")))?;
+            doc.pages_needing_ocr = pages.iter().filter(|p| p.needs_ocr).map(|p| p.page).collect();
+            out.push(doc);
+        }
+        Ok(out)
+    }
+
+    /// Per-page text of a ticket's document, by its position among the ticket's documents.
+    pub fn page_texts(&self, code_input: &str, ord: usize) -> Result<Vec<PageText>> {
+        let (id, code) = self.ticket_id(code_input)?;
+        let json: String = self
+            .conn
+            .query_row("SELECT page_texts FROM documents WHERE ticket_id = ?1 AND ord = ?2", params![id, ord as i64], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .ok_or(StoreError::NotFound(format!("{code} document {ord}")))?;
+        serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("page texts: {e}")))
+    }
+
+    fn events_of(&self, ticket_id: i64) -> Result<Vec<Event>> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT at, actor, kind, detail FROM events WHERE ticket_id = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([ticket_id], |r| {
+            let detail: String = r.get(3)?;
+            Ok(Event {
+                at: r.get(0)?,
+                actor: r.get(1)?,
+                kind: r.get(2)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Tickets matching `filter`, newest first.
+    pub fn list(&self, filter: &TicketFilter) -> Result<Vec<TicketSummary>> {
+        let (where_sql, args) = filter_sql(filter);
+        let sql = format!(
+            "SELECT t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at,
+                    COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone), t.subject, t.topic,
+                    t.status, t.needs_attention, (SELECT COUNT(*) FROM documents d WHERE d.ticket_id = t.id)
+             FROM tickets t {where_sql} ORDER BY t.received_at DESC, t.id DESC LIMIT ?{}",
+            args.len() + 1
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let limit = filter.limit.map(|l| l as i64).unwrap_or(-1);
+        let mut all_args: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
+        all_args.push(&limit);
+        let rows = stmt.query_map(all_args.as_slice(), |r| {
+            Ok(TicketSummary {
+                code: r.get(0)?,
+                protocol: protocol_string(r.get(1)?, r.get(2)?),
+                channel: r.get(3)?,
+                received_at: r.get(4)?,
+                sender: r.get(5)?,
+                subject: r.get(6)?,
+                topic: r.get(7)?,
+                status: r.get(8)?,
+                needs_attention: r.get(9)?,
+                documents: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Full-text search, best first.
+    pub fn search(&self, query: &SearchQuery, filter: &TicketFilter) -> Result<Vec<SearchHit>> {
+        let (where_sql, mut args) = filter_sql(filter);
+        let where_sql = if where_sql.is_empty() { "WHERE".to_string() } else { format!("{where_sql} AND") };
+        args.push(query.fts.clone());
+        let match_idx = args.len();
+        let sql = format!(
+            "SELECT t.id, t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at, t.subject, t.topic,
+                    t.status, COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone),
+                    bm25(ticket_fts, 4.0, 2.0, 1.0) AS rank
+             FROM ticket_fts JOIN tickets t ON t.id = ticket_fts.rowid
+             {where_sql} ticket_fts MATCH ?{match_idx}
+             ORDER BY rank LIMIT ?{}",
+            match_idx + 1
+        );
+        let limit = filter.limit.unwrap_or(20) as i64;
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut all_args: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
+        all_args.push(&limit);
+        let rows = stmt.query_map(all_args.as_slice(), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                SearchHit {
+                    code: r.get(1)?,
+                    protocol: protocol_string(r.get(2)?, r.get(3)?),
+                    channel: r.get(4)?,
+                    received_at: r.get(5)?,
+                    subject: r.get(6)?,
+                    topic: r.get(7)?,
+                    status: r.get(8)?,
+                    sender: r.get(9)?,
+                    score: -r.get::<_, f64>(10)?,
+                    snippet: String::new(),
+                },
+            ))
+        })?;
+        let mut hits = Vec::new();
+        for row in rows {
+            let (id, mut hit) = row?;
+            hit.snippet = self.snippet_for(id, query, &hit.subject)?;
+            hits.push(hit);
+        }
+        Ok(hits)
+    }
+
+    fn snippet_for(&self, ticket_id: i64, query: &SearchQuery, subject: &str) -> Result<String> {
+        const WIDTH: usize = 24;
+        let body: String = self.conn.query_row("SELECT body FROM tickets WHERE id = ?1", [ticket_id], |r| r.get(0))?;
+        if let Some(s) = query.snippet(&body, WIDTH) {
+            return Ok(s);
+        }
+        let mut stmt = self.conn.prepare_cached("SELECT name, text FROM documents WHERE ticket_id = ?1 ORDER BY ord")?;
+        let docs = stmt.query_map([ticket_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for doc in docs {
+            let (name, text) = doc?;
+            if let Some(s) = query.snippet(&text, WIDTH) {
+                return Ok(format!("[{name}] {s}"));
+            }
+        }
+        Ok(query.snippet(subject, WIDTH).unwrap_or_else(|| subject.to_string()))
+    }
+
+    /// Calls `each` with every ticket, oldest first.
+    pub fn for_each_ticket(&self, mut each: impl FnMut(Ticket) -> std::io::Result<()>) -> Result<usize> {
+        let ids: Vec<i64> = {
+            let mut stmt = self.conn.prepare("SELECT id FROM tickets ORDER BY id")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        for &id in &ids {
+            each(self.ticket_by_id(id)?).map_err(io_err("cannot write export"))?;
+        }
+        Ok(ids.len())
+    }
+
+    pub fn count(&self) -> Result<u64> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM tickets", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+}
+
+fn filter_sql(f: &TicketFilter) -> (String, Vec<String>) {
+    let mut clauses = Vec::new();
+    let mut args: Vec<String> = Vec::new();
+    let mut add = |clause: &str, value: String| {
+        args.push(value);
+        clauses.push(clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(s) = f.status {
+        add("t.status = ?", s.as_str().to_string());
+    }
+    if let Some(t) = &f.topic {
+        add("t.topic = ?", t.clone());
+    }
+    if let Some(c) = f.channel {
+        add("t.channel = ?", c.as_str().to_string());
+    }
+    if let Some(o) = &f.office {
+        add("t.office = ?", o.clone());
+    }
+    if let Some(since) = &f.since {
+        add("t.received_at >= ?", since.clone());
+    }
+    if let Some(until) = &f.until {
+        add("t.received_at < ?", until.clone());
+    }
+    if let Some(flag) = f.needs_attention {
+        clauses.push(format!("t.needs_attention = {}", if flag { 1 } else { 0 }));
+    }
+    if clauses.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!("WHERE {}", clauses.join(" AND ")), args)
+    }
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > known {
+        return Err(StoreError::TooNew { path: path.to_path_buf(), found, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the lock.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now > i as i64 {
+            tx.commit()?;
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::debug!(version = i + 1, "store migrated");
+    }
+    Ok(())
+}
+
+fn insert_intake(tx: &rusqlite::Transaction, ticket_id: i64, i: &Intake, now: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO intakes (ticket_id, source, name, sha256, size, mtime_ns, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![ticket_id, i.source, i.name, i.sha256, i.size as i64, i.mtime_ns, now],
+    )?;
+    Ok(())
+}
+
+fn insert_event(
+    tx: &rusqlite::Transaction,
+    ticket_id: i64,
+    at: &str,
+    actor: &str,
+    kind: &str,
+    detail: &serde_json::Value,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![ticket_id, at, actor, kind, detail.to_string()],
+    )?;
+    Ok(())
+}
+
+fn insert_document(tx: &rusqlite::Transaction, ticket_id: i64, ord: i64, d: &NewDocument) -> Result<()> {
+    let doc = &d.doc;
+    let page_texts = serde_json::to_string(&d.page_texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.prepare_cached(
+        "INSERT INTO documents (ticket_id, ord, name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        ticket_id, ord, doc.name, doc.mime, doc.sha256, doc.size as i64, doc.pages, doc.text, doc.ocr,
+        doc.ocr_confidence, doc.kind.as_str(), doc.error, page_texts
+    ])?;
+    Ok(())
+}
+
+/// (Re)writes the ticket's row of the search index from its current subject, body and documents.
+fn index_ticket(tx: &rusqlite::Transaction, ticket_id: i64) -> Result<()> {
+    let (subject, body): (String, String) =
+        tx.query_row("SELECT subject, body FROM tickets WHERE id = ?1", [ticket_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mut docs = String::new();
+    {
+        let mut stmt = tx.prepare_cached("SELECT name, text FROM documents WHERE ticket_id = ?1 ORDER BY ord")?;
+        let rows = stmt.query_map([ticket_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (name, text) = row?;
+            docs.push_str(&stemmed_text(&name));
+            docs.push(' ');
+            docs.push_str(&stemmed_text(&text));
+            docs.push('\n');
+        }
+    }
+    tx.execute("DELETE FROM ticket_fts WHERE rowid = ?1", [ticket_id])?;
+    tx.execute(
+        "INSERT INTO ticket_fts (rowid, subject, body, documents) VALUES (?1, ?2, ?3, ?4)",
+        params![ticket_id, stemmed_text(&subject), stemmed_text(&body), docs],
+    )?;
+    Ok(())
+}
