@@ -46,6 +46,9 @@ pub enum Command {
     Run {
         #[arg(long)]
         pipeline: PathBuf,
+        /// Take what the folders hold now, then exit (for cron jobs and scripts)
+        #[arg(long)]
+        once: bool,
         #[arg(long)]
         json: bool,
     },
@@ -269,7 +272,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             }
             Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
-        Command::Run { pipeline: path, json } => {
+        Command::Run { pipeline: path, once, json } => {
             let pipeline = Pipeline::load(&path)?;
             let mut store = open_store(&data_dir(&cli.data, &pipeline))?;
             let processor = Processor::new(&pipeline, store.blobs().clone()).map_err(anyhow::Error::msg)?;
@@ -278,7 +281,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                 signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handler")?;
             }
             let mut write_error = None;
-            runner::run(&mut store, &processor, &pipeline, stop.clone(), |store, outcome| {
+            runner::run(&mut store, &processor, &pipeline, stop.clone(), once, |store, outcome| {
                 if let Err(e) = report_outcome(out, store, &outcome, json) {
                     write_error.get_or_insert(e);
                 }

@@ -14,4 +14,5 @@ pub mod runner;
 pub mod search;
 pub mod sources;
 pub mod store;
+pub mod testdata;
 pub mod textnorm;

@@ -154,6 +154,7 @@ pub fn run(
     processor: &Processor,
     pipeline: &Pipeline,
     stop: Arc<AtomicBool>,
+    once: bool,
     mut report: impl FnMut(&Store, Outcome),
 ) -> Result<(), String> {
     let mut sources = Vec::new();
@@ -255,6 +256,9 @@ pub fn run(
                         break;
                     }
                 }
+            }
+            if once && in_flight.is_empty() && sources.iter().all(|s| !s.has_pending()) {
+                break;
             }
             match wake_rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(idx) => {

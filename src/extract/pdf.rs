@@ -6,8 +6,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub fn extract(bytes: &[u8], max_pages: u32) -> Extracted {
     let mime = "application/pdf".to_string();
+    let mut repaired = false;
     let mut result = match extract_with_lopdf(bytes, max_pages) {
-        Ok(pages) => Extracted { mime: mime.clone(), pages: Some(pages.len() as u32), page_texts: pages, error: None },
+        Ok((pages, was_repaired)) => {
+            repaired = was_repaired;
+            Extracted { mime: mime.clone(), pages: Some(pages.len() as u32), page_texts: pages, error: None }
+        }
         Err(LopdfFailure::TooManyPages(n)) => {
             return Extracted {
                 mime,
@@ -27,6 +31,10 @@ pub fn extract(bytes: &[u8], max_pages: u32) -> Extracted {
             merge_fallback(&mut result, poppler_pages, max_pages);
         }
     }
+    // A damaged file that still has unreadable pages is damaged, not merely a scan.
+    if repaired && result.error.is_none() && result.page_texts.iter().any(|p| p.needs_ocr) {
+        result.error = Some("damaged PDF (truncated or broken structure): some pages cannot be read".into());
+    }
     result
 }
 
@@ -42,11 +50,16 @@ enum LopdfFailure {
     TooManyPages(u32),
 }
 
-fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<Vec<PageText>, LopdfFailure> {
+/// Pages, and whether the file had to be repaired to be read.
+fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<(Vec<PageText>, bool), LopdfFailure> {
+    let mut repaired = false;
     let mut doc = match load(bytes) {
         Ok(doc) => doc,
         Err(first) => match repair_xref(bytes).map(|fixed| load(&fixed)) {
-            Some(Ok(doc)) => doc,
+            Some(Ok(doc)) => {
+                repaired = true;
+                doc
+            }
             _ => return Err(LopdfFailure::Unreadable(first)),
         },
     };
@@ -78,7 +91,7 @@ fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<Vec<PageText>, Lop
         let needs_ocr = !ok || is_unusable_text(&text);
         page_texts.push(PageText { page: number, text: if needs_ocr { String::new() } else { text }, needs_ocr, ..PageText::default() });
     }
-    Ok(page_texts)
+    Ok((page_texts, repaired))
 }
 
 fn merge_fallback(result: &mut Extracted, poppler_pages: Vec<String>, max_pages: u32) {

@@ -44,7 +44,9 @@ pub fn is_ignored_name(name: &str) -> bool {
 impl FolderSource {
     pub fn new(cfg: FolderSourceConfig) -> Result<FolderSource, String> {
         if !cfg.path.is_dir() {
-            return Err(format!("source `{}`: drop folder {} does not exist", cfg.name, cfg.path.display()));
+            fs::create_dir_all(&cfg.path)
+                .map_err(|e| format!("source `{}`: cannot create drop folder {}: {e}", cfg.name, cfg.path.display()))?;
+            tracing::info!(source = %cfg.name, "created drop folder {}", cfg.path.display());
         }
         let processed_dir = cfg.processed_dir.clone().unwrap_or_else(|| cfg.path.join("processed"));
         let failed_dir = cfg.failed_dir.clone().unwrap_or_else(|| cfg.path.join("failed"));

@@ -1,0 +1,54 @@
+# Sportello: every set-up step lives here, so a fresh Debian machine (as root) needs only
+# `make demo` or `make test`.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+BIN := target/release/sportello
+# System packages: poppler-utils reads PDFs our own parser cannot (and is the reference
+# the tests compare against).
+PKGS := poppler-utils
+
+.PHONY: all deps build demo test bench fixtures clean
+
+all: build
+
+# Installs what is missing, and nothing when all is there (so it is cheap to run every time).
+deps:
+	@missing=""; for p in $(PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "run as root, or install:$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo (Rust 1.85 or newer) is needed" >&2; exit 1; }
+
+build: deps
+	$(CARGO) build --release --locked
+
+# Resets the demo store, drops the fixtures into the demo's folders, files them, shows them.
+demo: build
+	rm -rf sportello-data
+	mkdir -p sportello-data/drop/fax sportello-data/drop/scanner
+	cp fixtures/fax/* sportello-data/drop/fax/
+	cp fixtures/scanner/* sportello-data/drop/scanner/
+	$(BIN) run --once --pipeline pipelines/demo.toml
+	$(BIN) ingest --pipeline pipelines/demo.toml fixtures/mail
+	@echo; echo "== tickets"; $(BIN) tickets list
+	@echo; echo "== search: allaccio (finds 'allacciamento')"; $(BIN) search allaccio
+	@echo; echo "== search: citta (finds 'città')"; $(BIN) search citta
+
+test: deps
+	$(CARGO) test --locked --release -- --test-threads=2
+
+bench: deps
+	$(CARGO) run --release --locked --example bench
+
+# Rewrites fixtures/ from examples/make_fixtures.rs.
+fixtures:
+	$(CARGO) run --example make_fixtures
+
+clean:
+	$(CARGO) clean
+	rm -rf sportello-data
