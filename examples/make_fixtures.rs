@@ -57,12 +57,23 @@ fn main() {
         write(&letters, name, &letter_pdf(subject, body));
     }
     // A PDF cut off in transit: must become a flagged ticket, original kept.
-    let whole = letter_pdf("Domanda incompleta", "Questo documento è stato troncato durante l'invio.");
+    let whole = letter_pdf(
+        "Domanda incompleta",
+        "Questo documento è stato troncato durante l'invio.",
+    );
     write(&letters, "lettera-troncata.pdf", &whole[..whole.len() / 2]);
 
     let fax = root.join("fax");
-    write(&fax, "fax_+390862505245_20100412-1822.tif", &fax_tiff(1728, 400, 1));
-    write(&fax, "fax_0862412345_20100413-0907.tif", &fax_tiff(1728, 400, 2));
+    write(
+        &fax,
+        "fax_+390862505245_20100412-1822.tif",
+        &fax_tiff(1728, 400, 1),
+    );
+    write(
+        &fax,
+        "fax_0862412345_20100413-0907.tif",
+        &fax_tiff(1728, 400, 2),
+    );
     write(
         &fax,
         "fax_0862300111_20100414-1130.pdf",

@@ -16,7 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(name = "sportello", version, about = "Turns what citizens send a public office into tickets")]
+#[command(
+    name = "sportello",
+    version,
+    about = "Turns what citizens send a public office into tickets"
+)]
 pub struct Cli {
     /// Data directory (store and originals). Default: the pipeline's data_dir, else ./sportello-data
     #[arg(long, global = true, env = "SPORTELLO_DATA")]
@@ -138,7 +142,9 @@ impl FilterArgs {
             office: self.office.clone(),
             needs_attention: None,
             since: since.map(|d| format!("{d}T00:00:00Z")),
-            until: until.and_then(|d| d.succ_opt()).map(|d| format!("{d}T00:00:00Z")),
+            until: until
+                .and_then(|d| d.succ_opt())
+                .map(|d| format!("{d}T00:00:00Z")),
             limit: self.limit,
         })
     }
@@ -157,9 +163,13 @@ impl Out {
         unsafe {
             let saved = libc::dup(1);
             if saved >= 0 && libc::dup2(2, 1) >= 0 {
-                return Out { file: std::fs::File::from_raw_fd(saved) };
+                return Out {
+                    file: std::fs::File::from_raw_fd(saved),
+                };
             }
-            Out { file: std::fs::File::from_raw_fd(libc::dup(1)) }
+            Out {
+                file: std::fs::File::from_raw_fd(libc::dup(1)),
+            }
         }
     }
 
@@ -180,8 +190,13 @@ pub fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SPORTELLO_LOG").unwrap_or_else(|_| level.into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SPORTELLO_LOG")
+        .unwrap_or_else(|_| level.into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     // A bug in a parser should cost one item, not the run: log panics (caught per item) briefly.
     std::panic::set_hook(Box::new(|info| {
         tracing::debug!("panic caught: {info}");
@@ -204,7 +219,10 @@ fn load_pipeline(path: Option<&Path>) -> Result<Pipeline> {
 }
 
 fn data_dir(cli_data: &Option<PathBuf>, pipeline: &Pipeline) -> PathBuf {
-    cli_data.clone().or_else(|| pipeline.data_dir.clone()).unwrap_or_else(|| PathBuf::from("sportello-data"))
+    cli_data
+        .clone()
+        .or_else(|| pipeline.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("sportello-data"))
 }
 
 fn open_store(dir: &Path) -> Result<Store> {
@@ -214,23 +232,37 @@ fn open_store(dir: &Path) -> Result<Store> {
 fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
     match cli.command {
         Command::Extract { file, json } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let file_type = crate::extract::sniff(&bytes, &name);
             let cfg = Pipeline::default().extract_config();
             let x = crate::extract::extract(Arc::new(bytes), file_type, &cfg);
             if json {
-                out.json(&serde_json::json!({"mime": x.mime, "pages": x.page_texts, "error": x.error}))?;
+                out.json(
+                    &serde_json::json!({"mime": x.mime, "pages": x.page_texts, "error": x.error}),
+                )?;
             } else {
                 for p in &x.page_texts {
-                    let note = if p.needs_ocr { "  (no text layer: OCR needed)" } else { "" };
+                    let note = if p.needs_ocr {
+                        "  (no text layer: OCR needed)"
+                    } else {
+                        ""
+                    };
                     out.line(&format!("--- page {}{note}\n{}", p.page, p.text))?;
                 }
                 if let Some(e) = &x.error {
                     eprintln!("sportello: {}: {e}", file.display());
                 }
             }
-            Ok(if x.error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if x.error.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Check { pipeline } => {
             let p = Pipeline::load(&pipeline)?;
@@ -243,10 +275,16 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             ))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ingest { pipeline, channel, json, paths } => {
+        Command::Ingest {
+            pipeline,
+            channel,
+            json,
+            paths,
+        } => {
             let pipeline = load_pipeline(pipeline.as_deref())?;
             let mut store = open_store(&data_dir(&cli.data, &pipeline))?;
-            let processor = Processor::new(&pipeline, store.blobs().clone()).map_err(anyhow::Error::msg)?;
+            let processor =
+                Processor::new(&pipeline, store.blobs().clone()).map_err(anyhow::Error::msg)?;
             let (files, errors) = runner::collect_paths(&paths);
             let mut failed = errors.len();
             for e in &errors {
@@ -255,37 +293,61 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             let total = files.len();
             let mut done = 0usize;
             let mut write_error = None;
-            runner::ingest(&mut store, &processor, &pipeline, files, channel, |store, outcome| {
-                done += 1;
-                if outcome.result.is_err() {
-                    failed += 1;
-                }
-                if total > 20 && done % 100 == 0 {
-                    eprintln!("sportello: {done}/{total} files");
-                }
-                if let Err(e) = report_outcome(out, store, &outcome, json) {
-                    write_error.get_or_insert(e);
-                }
-            });
+            runner::ingest(
+                &mut store,
+                &processor,
+                &pipeline,
+                files,
+                channel,
+                |store, outcome| {
+                    done += 1;
+                    if outcome.result.is_err() {
+                        failed += 1;
+                    }
+                    if total > 20 && done % 100 == 0 {
+                        eprintln!("sportello: {done}/{total} files");
+                    }
+                    if let Err(e) = report_outcome(out, store, &outcome, json) {
+                        write_error.get_or_insert(e);
+                    }
+                },
+            );
             if let Some(e) = write_error {
                 return Err(e);
             }
-            Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Command::Run { pipeline: path, once, json } => {
+        Command::Run {
+            pipeline: path,
+            once,
+            json,
+        } => {
             let pipeline = Pipeline::load(&path)?;
             let mut store = open_store(&data_dir(&cli.data, &pipeline))?;
-            let processor = Processor::new(&pipeline, store.blobs().clone()).map_err(anyhow::Error::msg)?;
+            let processor =
+                Processor::new(&pipeline, store.blobs().clone()).map_err(anyhow::Error::msg)?;
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handler")?;
+                signal_hook::flag::register(signal, stop.clone())
+                    .context("cannot install signal handler")?;
             }
             let mut write_error = None;
-            runner::run(&mut store, &processor, &pipeline, stop.clone(), once, |store, outcome| {
-                if let Err(e) = report_outcome(out, store, &outcome, json) {
-                    write_error.get_or_insert(e);
-                }
-            })
+            runner::run(
+                &mut store,
+                &processor,
+                &pipeline,
+                stop.clone(),
+                once,
+                |store, outcome| {
+                    if let Err(e) = report_outcome(out, store, &outcome, json) {
+                        write_error.get_or_insert(e);
+                    }
+                },
+            )
             .map_err(anyhow::Error::msg)?;
             if stop.load(Ordering::SeqCst) {
                 tracing::info!("stopped by signal");
@@ -295,7 +357,11 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
         Command::Tickets { command } => {
             let store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
             match command {
-                TicketsCommand::List { filter, needs_attention, json } => {
+                TicketsCommand::List {
+                    filter,
+                    needs_attention,
+                    json,
+                } => {
                     let mut f = filter.to_filter()?;
                     if needs_attention {
                         f.needs_attention = Some(true);
@@ -328,7 +394,11 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Search { query, filter, json } => {
+        Command::Search {
+            query,
+            filter,
+            json,
+        } => {
             let store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
             let q = SearchQuery::parse(&query)?;
             let hits = store.search(&q, &filter.to_filter()?)?;
@@ -336,7 +406,14 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                 if json {
                     out.json(h)?;
                 } else {
-                    out.line(&format!("{}  {}  {}  {}\n    {}", h.code, h.protocol, h.channel, one_line(&h.subject, 70), one_line(&h.snippet, 200)))?;
+                    out.line(&format!(
+                        "{}  {}  {}  {}\n    {}",
+                        h.code,
+                        h.protocol,
+                        h.channel,
+                        one_line(&h.subject, 70),
+                        one_line(&h.snippet, 200)
+                    ))?;
                 }
             }
             if hits.is_empty() && !json {
@@ -380,9 +457,13 @@ fn report_outcome(out: &mut Out, store: &Store, outcome: &Outcome, json: bool) -
                 out.json(&serde_json::json!({"file": file, "outcome": kind, "ticket": ticket}))?;
             } else {
                 let note = match (filed, attention) {
-                    (Filed::Created { protocol, .. }, Some(a)) => format!("{protocol}  needs attention: {}", one_line(a, 120)),
+                    (Filed::Created { protocol, .. }, Some(a)) => {
+                        format!("{protocol}  needs attention: {}", one_line(a, 120))
+                    }
                     (Filed::Created { protocol, .. }, None) => protocol.clone(),
-                    (Filed::Duplicate { .. }, _) => "duplicate of this ticket, recorded on it".into(),
+                    (Filed::Duplicate { .. }, _) => {
+                        "duplicate of this ticket, recorded on it".into()
+                    }
                     (Filed::AlreadyFiled { .. }, _) => "already filed".into(),
                 };
                 out.line(&format!("{}  {kind:<13}  {file}  {note}", filed.code()))?;
@@ -409,11 +490,16 @@ fn render_ticket(t: &Ticket) -> String {
     line("channel", t.channel.as_str());
     line("received", &t.received_at);
     line("registered", &t.registered_at);
-    let sender = [&t.sender.name, &t.sender.email, &t.sender.fax, &t.sender.phone]
-        .iter()
-        .filter_map(|v| v.as_deref())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sender = [
+        &t.sender.name,
+        &t.sender.email,
+        &t.sender.fax,
+        &t.sender.phone,
+    ]
+    .iter()
+    .filter_map(|v| v.as_deref())
+    .collect::<Vec<_>>()
+    .join(", ");
     line("sender", if sender.is_empty() { "-" } else { &sender });
     line("subject", &t.subject);
     line("status", t.status.as_str());
@@ -428,7 +514,10 @@ fn render_ticket(t: &Ticket) -> String {
     }
     line("office", t.office.as_deref().unwrap_or("-"));
     if t.needs_attention {
-        line("NEEDS ATTENTION", t.attention_reason.as_deref().unwrap_or("yes"));
+        line(
+            "NEEDS ATTENTION",
+            t.attention_reason.as_deref().unwrap_or("yes"),
+        );
     }
     if let Some(p) = &t.parent {
         line("follows up", p);
@@ -441,7 +530,9 @@ fn render_ticket(t: &Ticket) -> String {
             d.name,
             d.mime,
             d.size,
-            d.pages.map(|p| format!(", {p} page(s)")).unwrap_or_default(),
+            d.pages
+                .map(|p| format!(", {p} page(s)"))
+                .unwrap_or_default(),
             d.kind.as_str(),
             &d.sha256[..12.min(d.sha256.len())]
         ));
@@ -455,7 +546,10 @@ fn render_ticket(t: &Ticket) -> String {
     }
     s.push_str("\nhistory\n");
     for e in &t.events {
-        s.push_str(&format!("  {}  {:<10}  {:<20}  {}\n", e.at, e.actor, e.kind, e.detail));
+        s.push_str(&format!(
+            "  {}  {:<10}  {:<20}  {}\n",
+            e.at, e.actor, e.kind, e.detail
+        ));
     }
     s
 }

@@ -71,7 +71,10 @@ pub fn generate(prefix: &str, rng: &mut impl Rng) -> String {
 
 fn format_code(prefix: &str, values: &[u32]) -> String {
     let check = check_value(values);
-    let mut symbols: Vec<char> = values.iter().map(|&v| ALPHABET[v as usize] as char).collect();
+    let mut symbols: Vec<char> = values
+        .iter()
+        .map(|&v| ALPHABET[v as usize] as char)
+        .collect();
     symbols.push(ALPHABET[check as usize] as char);
     let body: String = symbols[..4].iter().collect();
     let tail: String = symbols[4..].iter().collect();
@@ -160,7 +163,10 @@ mod tests {
         assert_eq!(parse(&typed).unwrap(), code);
         assert!(matches!(parse("hello"), Err(CodeError::Malformed(_))));
         assert!(matches!(parse("URP-12"), Err(CodeError::Malformed(_))));
-        assert!(matches!(parse("URP-UUUU-UUUU"), Err(CodeError::Malformed(_))));
+        assert!(matches!(
+            parse("URP-UUUU-UUUU"),
+            Err(CodeError::Malformed(_))
+        ));
         assert!(matches!(parse(""), Err(CodeError::Malformed(_))));
     }
 }

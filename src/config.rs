@@ -163,7 +163,10 @@ pub struct ExtractStageConfig {
 
 impl Default for ExtractStageConfig {
     fn default() -> Self {
-        ExtractStageConfig { timeout_secs: default_extract_timeout(), max_pages: default_max_pages() }
+        ExtractStageConfig {
+            timeout_secs: default_extract_timeout(),
+            max_pages: default_max_pages(),
+        }
     }
 }
 
@@ -261,7 +264,9 @@ impl Default for Pipeline {
 }
 
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 impl Pipeline {
@@ -288,9 +293,19 @@ impl Pipeline {
 
     /// Parses and validates `text` as the pipeline file `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Pipeline, ConfigError> {
-        let mut cx = Checker { file: path.to_path_buf(), text, problems: Vec::new() };
+        let mut cx = Checker {
+            file: path.to_path_buf(),
+            text,
+            problems: Vec::new(),
+        };
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let resolve = |p: PathBuf| if p.is_absolute() || base.as_os_str().is_empty() { p } else { base.join(p) };
+        let resolve = |p: PathBuf| {
+            if p.is_absolute() || base.as_os_str().is_empty() {
+                p
+            } else {
+                base.join(p)
+            }
+        };
 
         // Two looks at the same text: the top-level keys, and the elements of the three arrays
         // each with its own span, so an error is pinned to the element it is in.
@@ -318,7 +333,11 @@ impl Pipeline {
             }
         };
 
-        let mut pipeline = Pipeline { file: Some(path.to_path_buf()), stages: Vec::new(), ..Pipeline::default() };
+        let mut pipeline = Pipeline {
+            file: Some(path.to_path_buf()),
+            stages: Vec::new(),
+            ..Pipeline::default()
+        };
         for (key, value) in &top {
             match key.as_str() {
                 "sources" | "stages" | "sinks" => {}
@@ -351,9 +370,14 @@ impl Pipeline {
 
         let mut names = HashSet::new();
         for element in &arrays.sources {
-            let Some(mut source) = cx.element::<SourceConfig>("source", element) else { continue };
+            let Some(mut source) = cx.element::<SourceConfig>("source", element) else {
+                continue;
+            };
             if !names.insert(source.name().to_string()) {
-                cx.at(element.span(), format!("source name `{}` is used twice", source.name()));
+                cx.at(
+                    element.span(),
+                    format!("source name `{}` is used twice", source.name()),
+                );
             }
             match &mut source {
                 SourceConfig::Folder(f) => {
@@ -361,14 +385,20 @@ impl Pipeline {
                     f.processed_dir = f.processed_dir.take().map(&resolve);
                     f.failed_dir = f.failed_dir.take().map(&resolve);
                     if !(f.settle_secs >= 0.0 && f.settle_secs <= 3600.0) {
-                        cx.at(element.span(), "`settle_secs` must be between 0 and 3600".into());
+                        cx.at(
+                            element.span(),
+                            "`settle_secs` must be between 0 and 3600".into(),
+                        );
                     }
                     if f.rescan_secs == 0 {
                         cx.at(element.span(), "`rescan_secs` must be at least 1".into());
                     }
                     if let Some(p) = &f.sender_pattern {
                         match regex::Regex::new(p) {
-                            Err(e) => cx.at(element.span(), format!("`sender_pattern` is not a valid regex: {e}")),
+                            Err(e) => cx.at(
+                                element.span(),
+                                format!("`sender_pattern` is not a valid regex: {e}"),
+                            ),
                             Ok(re) => {
                                 let known = ["fax", "phone", "name", "email"];
                                 if !re.capture_names().flatten().any(|n| known.contains(&n)) {
@@ -381,13 +411,22 @@ impl Pipeline {
                 SourceConfig::Imap(i) => {
                     cx.env_name(element.span(), &i.password_env);
                     if i.folders.is_empty() {
-                        cx.at(element.span(), "`folders` must name at least one folder".into());
+                        cx.at(
+                            element.span(),
+                            "`folders` must name at least one folder".into(),
+                        );
                     }
                     if i.move_to.is_some() && i.flag.is_some() {
-                        cx.at(element.span(), "give either `move_to` or `flag`, not both".into());
+                        cx.at(
+                            element.span(),
+                            "give either `move_to` or `flag`, not both".into(),
+                        );
                     }
                     if !matches!(i.channel, Channel::Email | Channel::Pec) {
-                        cx.at(element.span(), format!("an imap source has channel email or pec, not {}", i.channel));
+                        cx.at(
+                            element.span(),
+                            format!("an imap source has channel email or pec, not {}", i.channel),
+                        );
                     }
                 }
             }
@@ -396,7 +435,9 @@ impl Pipeline {
 
         let mut seen_stages: Vec<&'static str> = Vec::new();
         for element in &arrays.stages {
-            let Some(mut stage) = cx.element::<StageConfig>("stage", element) else { continue };
+            let Some(mut stage) = cx.element::<StageConfig>("stage", element) else {
+                continue;
+            };
             let kind = stage.kind();
             if seen_stages.contains(&kind) {
                 cx.at(element.span(), format!("stage `{kind}` is listed twice"));
@@ -405,35 +446,50 @@ impl Pipeline {
                 cx.at(element.span(), "stage `extract` must come first".into());
             }
             if kind == "ocr" && seen_stages.contains(&"classify") {
-                cx.at(element.span(), "stage `ocr` must come before `classify`, which reads its text".into());
+                cx.at(
+                    element.span(),
+                    "stage `ocr` must come before `classify`, which reads its text".into(),
+                );
             }
             seen_stages.push(kind);
             match &mut stage {
-                StageConfig::Extract(e) if !(e.timeout_secs > 0.0) => {
+                StageConfig::Extract(e) if e.timeout_secs.is_nan() || e.timeout_secs <= 0.0 => {
                     cx.at(element.span(), "`timeout_secs` must be positive".into())
                 }
-                StageConfig::Ocr(o) if o.languages.trim().is_empty() => {
-                    cx.at(element.span(), "`languages` must name at least one language, e.g. \"ita+eng\"".into())
-                }
+                StageConfig::Ocr(o) if o.languages.trim().is_empty() => cx.at(
+                    element.span(),
+                    "`languages` must name at least one language, e.g. \"ita+eng\"".into(),
+                ),
                 StageConfig::Classify(c) => c.rules = resolve(c.rules.clone()),
                 _ => {}
             }
             pipeline.stages.push(stage);
         }
-        if !pipeline.stages.iter().any(|s| matches!(s, StageConfig::Extract(_))) {
+        if !pipeline
+            .stages
+            .iter()
+            .any(|s| matches!(s, StageConfig::Extract(_)))
+        {
             // Extraction is what every later stage reads; it is implied when not listed.
-            pipeline.stages.insert(0, StageConfig::Extract(ExtractStageConfig::default()));
+            pipeline
+                .stages
+                .insert(0, StageConfig::Extract(ExtractStageConfig::default()));
         }
 
         for element in &arrays.sinks {
-            let Some(mut sink) = cx.element::<SinkConfig>("sink", element) else { continue };
+            let Some(mut sink) = cx.element::<SinkConfig>("sink", element) else {
+                continue;
+            };
             match &mut sink {
                 SinkConfig::SmtpAck(s) => {
                     if let Some(env) = &s.password_env {
                         cx.env_name(element.span(), env);
                     }
                     if !s.from.contains('@') {
-                        cx.at(element.span(), format!("`from` must be an email address, got {:?}", s.from));
+                        cx.at(
+                            element.span(),
+                            format!("`from` must be an email address, got {:?}", s.from),
+                        );
                     }
                     s.templates = s.templates.take().map(&resolve);
                 }
@@ -463,16 +519,28 @@ impl Checker<'_> {
 
     fn at(&mut self, span: std::ops::Range<usize>, message: String) {
         let line = Some(self.line_of(span.start));
-        self.problems.push(ConfigProblem { file: self.file.clone(), line, message });
+        self.problems.push(ConfigProblem {
+            file: self.file.clone(),
+            line,
+            message,
+        });
     }
 
     fn push_toml(&mut self, e: &toml::de::Error, within: Option<std::ops::Range<usize>>) {
         let line = e.span().or(within).map(|s| self.line_of(s.start));
         let message = e.message().trim().to_string();
-        self.problems.push(ConfigProblem { file: self.file.clone(), line, message });
+        self.problems.push(ConfigProblem {
+            file: self.file.clone(),
+            line,
+            message,
+        });
     }
 
-    fn scalar<T: DeserializeOwned>(&mut self, key: &str, value: &Spanned<toml::Value>) -> Option<T> {
+    fn scalar<T: DeserializeOwned>(
+        &mut self,
+        key: &str,
+        value: &Spanned<toml::Value>,
+    ) -> Option<T> {
         match T::deserialize(value.get_ref().clone()) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -484,21 +552,33 @@ impl Checker<'_> {
 
     /// Deserializes one `[[sources]]`/`[[stages]]`/`[[sinks]]` element, pinning an error to the
     /// line of the key it names when it names one.
-    fn element<T: DeserializeOwned>(&mut self, what: &str, value: &Spanned<toml::Value>) -> Option<T> {
+    fn element<T: DeserializeOwned>(
+        &mut self,
+        what: &str,
+        value: &Spanned<toml::Value>,
+    ) -> Option<T> {
         match T::deserialize(value.get_ref().clone()) {
             Ok(v) => Some(v),
             Err(e) => {
                 let message = e.message().trim().to_string();
                 let span = value.span();
+                // The line of the key the message names, or of the bad value it quotes.
                 let line = key_named_in(&message)
-                    .and_then(|key| self.find_key_line(span.clone(), &key))
+                    .and_then(|word| {
+                        self.find_key_line(span.clone(), &word)
+                            .or_else(|| self.find_value_line(span.clone(), &word))
+                    })
                     .unwrap_or_else(|| self.line_of(span.start));
                 let message = if message.contains("missing field `kind`") {
                     format!("{what} needs `kind`")
                 } else {
                     format!("{what}: {message}")
                 };
-                self.problems.push(ConfigProblem { file: self.file.clone(), line: Some(line), message });
+                self.problems.push(ConfigProblem {
+                    file: self.file.clone(),
+                    line: Some(line),
+                    message,
+                });
                 None
             }
         }
@@ -520,6 +600,17 @@ impl Checker<'_> {
         None
     }
 
+    fn find_value_line(&self, span: std::ops::Range<usize>, value: &str) -> Option<usize> {
+        let end = span.end.min(self.text.len());
+        let start = span.start.min(end);
+        let within = &self.text[start..end];
+        [format!("\"{value}\""), format!("'{value}'")]
+            .iter()
+            .filter_map(|quoted| within.find(quoted.as_str()))
+            .min()
+            .map(|at| self.line_of(start + at))
+    }
+
     fn env_name(&mut self, span: std::ops::Range<usize>, name: &str) {
         let ok = !name.is_empty()
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -539,7 +630,8 @@ fn key_named_in(message: &str) -> Option<String> {
 
 /// Reads the password named by `password_env` at start-up; a missing variable is an error.
 pub fn secret_from_env(var: &str) -> Result<String, String> {
-    std::env::var(var).map_err(|_| format!("environment variable {var} (named by password_env) is not set"))
+    std::env::var(var)
+        .map_err(|_| format!("environment variable {var} (named by password_env) is not set"))
 }
 
 #[cfg(test)]
@@ -564,8 +656,13 @@ sender_pattern = '^(?P<fax>\+?\d+)_'
 "#,
         )
         .unwrap();
-        assert_eq!(p.data_dir.as_deref(), Some(Path::new("/etc/sportello/data")));
-        let SourceConfig::Folder(f) = &p.sources[0] else { panic!() };
+        assert_eq!(
+            p.data_dir.as_deref(),
+            Some(Path::new("/etc/sportello/data"))
+        );
+        let SourceConfig::Folder(f) = &p.sources[0] else {
+            panic!()
+        };
         assert_eq!(f.path, Path::new("/etc/sportello/drop/fax"));
         assert_eq!(f.settle_secs, 3.0);
         assert!(matches!(p.stages[0], StageConfig::Extract(_)));
@@ -605,8 +702,14 @@ languages = ""
         let lines: Vec<String> = err.0.iter().map(|p| p.to_string()).collect();
         let all = lines.join("\n");
         assert!(all.contains("p.toml:2: unknown key `colour`"), "{all}");
-        assert!(all.contains("p.toml:3: `workers` must be at least 1"), "{all}");
-        assert!(all.contains("p.toml:10: source: unknown field `setle_secs`"), "{all}");
+        assert!(
+            all.contains("p.toml:3: `workers` must be at least 1"),
+            "{all}"
+        );
+        assert!(
+            all.contains("p.toml:10: source: unknown field `setle_secs`"),
+            "{all}"
+        );
         assert!(all.contains("password_env"), "{all}");
         assert!(all.contains("carrier_pigeon"), "{all}");
         assert!(all.contains("`languages` must name"), "{all}");

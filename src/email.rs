@@ -35,8 +35,14 @@ pub fn unpack(raw: &[u8]) -> Unpacked {
     };
     out.subject = message.subject().unwrap_or_default().trim().to_string();
     if let Some(addr) = message.from().and_then(|a| a.first()) {
-        out.from_name = addr.name().map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
-        out.from_address = addr.address().map(|a| a.trim().to_ascii_lowercase()).filter(|a| a.contains('@'));
+        out.from_name = addr
+            .name()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty());
+        out.from_address = addr
+            .address()
+            .map(|a| a.trim().to_ascii_lowercase())
+            .filter(|a| a.contains('@'));
     } else {
         out.problems.push("no sender (From) address".into());
     }
@@ -58,18 +64,30 @@ pub fn unpack(raw: &[u8]) -> Unpacked {
 
 /// The text a person reads: the text/plain body, or the HTML body turned into text.
 fn body_text(message: &Message) -> String {
-    let plain: Vec<String> = message.text_bodies().filter(|p| !p.is_text_html()).filter_map(|p| p.text_contents()).map(str::to_string).collect();
+    let plain: Vec<String> = message
+        .text_bodies()
+        .filter(|p| !p.is_text_html())
+        .filter_map(|p| p.text_contents())
+        .map(str::to_string)
+        .collect();
     if plain.iter().any(|t| !t.trim().is_empty()) {
         return plain.join("\n\n").trim().to_string();
     }
-    let html: Vec<String> = message.html_bodies().filter_map(|p| p.text_contents()).map(html_to_text).collect();
+    let html: Vec<String> = message
+        .html_bodies()
+        .filter_map(|p| p.text_contents())
+        .map(html_to_text)
+        .collect();
     html.join("\n\n").trim().to_string()
 }
 
 /// Readable text from HTML: tags dropped, links kept as text, never raw markup.
 pub fn html_to_text(html: &str) -> String {
     let text = html2text::from_read(html.as_bytes(), 100);
-    text.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn collect_attachments(message: &Message, depth: usize, out: &mut Unpacked) {
@@ -82,15 +100,26 @@ fn collect_attachments(message: &Message, depth: usize, out: &mut Unpacked) {
             })
             .unwrap_or_else(|| "application/octet-stream".to_string())
             .to_ascii_lowercase();
-        let name = part.attachment_name().map(sanitize_name).filter(|n| !n.is_empty());
+        let name = part
+            .attachment_name()
+            .map(sanitize_name)
+            .filter(|n| !n.is_empty());
         match &part.body {
             PartType::Message(nested) => {
                 let name = name.unwrap_or_else(|| {
                     let subject = nested.subject().map(sanitize_name).unwrap_or_default();
-                    if subject.is_empty() { format!("message-{}.eml", i + 1) } else { format!("{subject}.eml") }
+                    if subject.is_empty() {
+                        format!("message-{}.eml", i + 1)
+                    } else {
+                        format!("{subject}.eml")
+                    }
                 });
                 let raw = nested.raw_message().to_vec();
-                out.attachments.push(Attachment { name, mime: "message/rfc822".into(), bytes: raw });
+                out.attachments.push(Attachment {
+                    name,
+                    mime: "message/rfc822".into(),
+                    bytes: raw,
+                });
                 if depth < MAX_DEPTH {
                     collect_attachments(nested, depth + 1, out);
                 } else {
@@ -99,7 +128,8 @@ fn collect_attachments(message: &Message, depth: usize, out: &mut Unpacked) {
             }
             _ => {
                 let bytes = part.contents().to_vec();
-                let name = name.unwrap_or_else(|| format!("attachment-{}.{}", i + 1, extension_for(&mime)));
+                let name = name
+                    .unwrap_or_else(|| format!("attachment-{}.{}", i + 1, extension_for(&mime)));
                 out.attachments.push(Attachment { name, mime, bytes });
             }
         }
@@ -109,7 +139,12 @@ fn collect_attachments(message: &Message, depth: usize, out: &mut Unpacked) {
 /// A file name safe to show and to save: no path, no control characters.
 pub fn sanitize_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    base.chars().filter(|c| !c.is_control()).collect::<String>().trim().trim_matches('.').to_string()
+    base.chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .trim_matches('.')
+        .to_string()
 }
 
 fn extension_for(mime: &str) -> &'static str {
@@ -147,7 +182,11 @@ mod tests {
     fn html_only_bodies_become_text() {
         let raw = b"From: a@b.it\r\nSubject: x\r\nContent-Type: text/html\r\n\r\n<html><body><p>Buongiorno,</p><script>alert(1)</script><p>serve <b>aiuto</b></p></body></html>";
         let u = unpack(raw);
-        assert!(u.body.contains("Buongiorno") && u.body.contains("aiuto"), "{}", u.body);
+        assert!(
+            u.body.contains("Buongiorno") && u.body.contains("aiuto"),
+            "{}",
+            u.body
+        );
         assert!(!u.body.contains("<p>"), "{}", u.body);
     }
 }

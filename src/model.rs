@@ -55,7 +55,12 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 4] = [Status::New, Status::InProgress, Status::Waiting, Status::Closed];
+    pub const ALL: [Status; 4] = [
+        Status::New,
+        Status::InProgress,
+        Status::Waiting,
+        Status::Closed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -54,7 +54,10 @@ pub trait Stage: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
     #[error("cannot keep the original {name}: {source}")]
-    KeepOriginal { name: String, source: std::io::Error },
+    KeepOriginal {
+        name: String,
+        source: std::io::Error,
+    },
 }
 
 /// The configured stages, shared by all workers.
@@ -78,7 +81,11 @@ impl Processor {
                 }
             }
         }
-        Ok(Processor { stages, blobs, office: pipeline.office.clone() })
+        Ok(Processor {
+            stages,
+            blobs,
+            office: pipeline.office.clone(),
+        })
     }
 
     /// Keeps the original, runs every stage, and returns the ticket to file.
@@ -86,7 +93,10 @@ impl Processor {
         let sha = sha256_hex(&item.bytes);
         self.blobs
             .put_with_sha(&sha, &item.bytes)
-            .map_err(|source| PrepareError::KeepOriginal { name: item.name.clone(), source })?;
+            .map_err(|source| PrepareError::KeepOriginal {
+                name: item.name.clone(),
+                source,
+            })?;
         let file_type = extract::sniff(&item.bytes, &item.name);
         let channel = item.channel.unwrap_or(match file_type {
             FileType::Email => Channel::Email,
@@ -128,10 +138,16 @@ impl Processor {
                 mtime_ns: item.mtime_ns,
             },
         };
-        let mut work = Work { item, file_type, ticket };
+        let mut work = Work {
+            item,
+            file_type,
+            ticket,
+        };
         for stage in &self.stages {
             if let Err(e) = stage.process(&mut work, &self.blobs) {
-                work.ticket.attention.push(format!("{} failed: {e}", stage.name()));
+                work.ticket
+                    .attention
+                    .push(format!("{} failed: {e}", stage.name()));
             }
         }
         Ok(work.ticket)
@@ -170,7 +186,11 @@ impl ExtractStage {
         t.subject = u.subject;
         t.body = u.body.clone();
         if t.sender.email.is_none() {
-            t.sender.email = u.reply_to.clone().filter(|_| u.from_address.as_deref().is_some_and(is_no_reply)).or(u.from_address);
+            t.sender.email = u
+                .reply_to
+                .clone()
+                .filter(|_| u.from_address.as_deref().is_some_and(is_no_reply))
+                .or(u.from_address);
         }
         if t.sender.name.is_none() {
             t.sender.name = u.from_name;
@@ -189,18 +209,28 @@ impl ExtractStage {
         };
         raw.doc.text = u.body;
         raw.doc.pages = Some(1);
-        raw.page_texts = vec![crate::model::PageText { page: 1, text: raw.doc.text.clone(), ..Default::default() }];
+        raw.page_texts = vec![crate::model::PageText {
+            page: 1,
+            text: raw.doc.text.clone(),
+            ..Default::default()
+        }];
         for problem in &u.problems {
             t.attention.push(format!("email: {problem}"));
         }
         for a in u.attachments {
             let bytes = Arc::new(a.bytes);
-            let sha = blobs.put(&bytes).map_err(|e| StageError::Failed(format!("cannot keep attachment {}: {e}", a.name)))?;
+            let sha = blobs.put(&bytes).map_err(|e| {
+                StageError::Failed(format!("cannot keep attachment {}: {e}", a.name))
+            })?;
             let file_type = extract::sniff(&bytes, &a.name);
             let mut doc = NewDocument {
                 doc: Document {
                     name: a.name,
-                    mime: if file_type == FileType::Unknown { a.mime } else { file_type.mime().to_string() },
+                    mime: if file_type == FileType::Unknown {
+                        a.mime
+                    } else {
+                        file_type.mime().to_string()
+                    },
                     sha256: sha,
                     size: bytes.len() as u64,
                     pages: None,
@@ -235,11 +265,20 @@ impl ExtractStage {
 }
 
 fn is_no_reply(address: &str) -> bool {
-    let local = address.split('@').next().unwrap_or_default().to_ascii_lowercase();
+    let local = address
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     local.replace(['-', '_', '.'], "").starts_with("noreply") || local.starts_with("donotreply")
 }
 
-fn fill_document(doc: &mut NewDocument, bytes: Arc<Vec<u8>>, file_type: FileType, cfg: &ExtractStageConfig) {
+fn fill_document(
+    doc: &mut NewDocument,
+    bytes: Arc<Vec<u8>>,
+    file_type: FileType,
+    cfg: &ExtractStageConfig,
+) {
     let extracted = extract::extract(bytes, file_type, cfg);
     doc.doc.mime = extracted.mime.clone();
     doc.doc.pages = extracted.pages;
@@ -256,7 +295,11 @@ fn attention_for_documents(t: &mut NewTicket) {
         if let Some(e) = &d.doc.error {
             reasons.push(format!("{}: {e}", d.doc.name));
         } else if !d.doc.pages_needing_ocr.is_empty() {
-            reasons.push(format!("{}: {} page(s) without text, OCR needed", d.doc.name, d.doc.pages_needing_ocr.len()));
+            reasons.push(format!(
+                "{}: {} page(s) without text, OCR needed",
+                d.doc.name,
+                d.doc.pages_needing_ocr.len()
+            ));
         }
     }
     t.attention.extend(reasons);
@@ -289,8 +332,12 @@ mod tests {
 
     #[test]
     fn finds_the_oggetto_line() {
-        let text = "Spett.le Comune\n\nOggetto: richiesta allaccio gas MAP Paganica\n\nIl sottoscritto...";
-        assert_eq!(subject_from_letter(text).as_deref(), Some("richiesta allaccio gas MAP Paganica"));
+        let text =
+            "Spett.le Comune\n\nOggetto: richiesta allaccio gas MAP Paganica\n\nIl sottoscritto...";
+        assert_eq!(
+            subject_from_letter(text).as_deref(),
+            Some("richiesta allaccio gas MAP Paganica")
+        );
         assert_eq!(subject_from_letter("nessun oggetto qui"), None);
     }
 

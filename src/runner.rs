@@ -111,7 +111,10 @@ fn item_from_path(path: &Path, channel: Option<crate::model::Channel>) -> std::i
         source: "cli".into(),
         origin: origin.to_string_lossy().into_owned(),
         channel,
-        name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         bytes: Arc::new(bytes),
         mtime_ns: mtime.and_then(folder::mtime_ns),
         received_at: None,
@@ -135,15 +138,28 @@ pub fn ingest(
         |path: PathBuf| {
             let prepared = item_from_path(&path, channel)
                 .map_err(|e| format!("cannot read: {e}"))
-                .and_then(|item| processor.prepare(item).map_err(|e: PrepareError| e.to_string()));
+                .and_then(|item| {
+                    processor
+                        .prepare(item)
+                        .map_err(|e: PrepareError| e.to_string())
+                });
             (path, prepared)
         },
         |(path, prepared): (PathBuf, Result<NewTicket, String>)| {
             let result = prepared.and_then(|t| {
                 let attention = (!t.attention.is_empty()).then(|| t.attention.join("; "));
-                store.file(&t, &prefix).map(|f| (f, attention)).map_err(|e: StoreError| e.to_string())
+                store
+                    .file(&t, &prefix)
+                    .map(|f| (f, attention))
+                    .map_err(|e: StoreError| e.to_string())
             });
-            report(store, Outcome { origin: path, result });
+            report(
+                store,
+                Outcome {
+                    origin: path,
+                    result,
+                },
+            );
         },
     );
 }
@@ -162,7 +178,10 @@ pub fn run(
         match s {
             SourceConfig::Folder(f) => sources.push(FolderSource::new(f.clone())?),
             SourceConfig::Imap(i) => {
-                return Err(format!("source `{}`: IMAP sources are not available in this build yet", i.name));
+                return Err(format!(
+                    "source `{}`: IMAP sources are not available in this build yet",
+                    i.name
+                ));
             }
         }
     }
@@ -184,9 +203,13 @@ pub fn run(
         match watcher {
             Ok(mut w) => match w.watch(src.path(), notify::RecursiveMode::NonRecursive) {
                 Ok(()) => watchers.push(w),
-                Err(e) => tracing::warn!(source = %src.cfg.name, "file events unavailable ({e}); polling"),
+                Err(e) => {
+                    tracing::warn!(source = %src.cfg.name, "file events unavailable ({e}); polling")
+                }
             },
-            Err(e) => tracing::warn!(source = %src.cfg.name, "file events unavailable ({e}); polling"),
+            Err(e) => {
+                tracing::warn!(source = %src.cfg.name, "file events unavailable ({e}); polling")
+            }
         }
     }
 
@@ -231,7 +254,8 @@ pub fn run(
                 woken[idx] = true;
             }
             for (idx, src) in sources.iter_mut().enumerate() {
-                let due = last_scan[idx].is_none_or(|t| t.elapsed() >= Duration::from_secs(src.cfg.rescan_secs));
+                let due = last_scan[idx]
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(src.cfg.rescan_secs));
                 if due || woken[idx] || src.has_pending() {
                     src.scan();
                     if due {
@@ -250,7 +274,9 @@ pub fn run(
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => tracing::warn!(source = %src.cfg.name, "cannot read {}: {e}", path.display()),
+                        Err(e) => {
+                            tracing::warn!(source = %src.cfg.name, "cannot read {}: {e}", path.display())
+                        }
                     }
                     if stop.load(Ordering::SeqCst) {
                         break;
@@ -285,12 +311,22 @@ fn file_and_move(
     let ticket = match prepared {
         Ok(t) => t,
         // The original could not be kept: leave the file where it is for the next scan.
-        Err(e) => return Outcome { origin: path.to_path_buf(), result: Err(e) },
+        Err(e) => {
+            return Outcome {
+                origin: path.to_path_buf(),
+                result: Err(e),
+            }
+        }
     };
     let attention = (!ticket.attention.is_empty()).then(|| ticket.attention.join("; "));
     let filed = match store.file(&ticket, prefix) {
         Ok(f) => f,
-        Err(e) => return Outcome { origin: path.to_path_buf(), result: Err(e.to_string()) },
+        Err(e) => {
+            return Outcome {
+                origin: path.to_path_buf(),
+                result: Err(e.to_string()),
+            }
+        }
     };
     // Only now, with the ticket committed, does the file leave the drop folder.
     let unreadable = ticket.documents.first().and_then(|d| d.doc.error.clone());
@@ -299,7 +335,14 @@ fn file_and_move(
         None => src.finish(path),
     };
     if let Err(e) = moved {
-        tracing::warn!("filed {} as {} but cannot move it: {e}", path.display(), filed.code());
+        tracing::warn!(
+            "filed {} as {} but cannot move it: {e}",
+            path.display(),
+            filed.code()
+        );
     }
-    Outcome { origin: path.to_path_buf(), result: Ok((filed, attention)) }
+    Outcome {
+        origin: path.to_path_buf(),
+        result: Ok((filed, attention)),
+    }
 }

@@ -75,7 +75,11 @@ impl SearchQuery {
                     quote(&stems.join(" "))
                 } else {
                     // "gas-metano" typed without quotes: each part must be there.
-                    stems.iter().map(|s| quote(s)).collect::<Vec<_>>().join(" AND ")
+                    stems
+                        .iter()
+                        .map(|s| quote(s))
+                        .collect::<Vec<_>>()
+                        .join(" AND ")
                 }
             };
             if negated {
@@ -85,7 +89,11 @@ impl SearchQuery {
             }
         }
         if include.is_empty() {
-            return Err(if exclude.is_empty() { QueryError::Empty } else { QueryError::OnlyExclusions });
+            return Err(if exclude.is_empty() {
+                QueryError::Empty
+            } else {
+                QueryError::OnlyExclusions
+            });
         }
         let mut fts = include.join(" AND ");
         if !exclude.is_empty() {
@@ -105,13 +113,26 @@ impl SearchQuery {
     /// None when no word of `text` matches.
     pub fn snippet(&self, text: &str, width: usize) -> Option<String> {
         let toks = tokens(text);
-        let hit_idx: Vec<usize> = toks.iter().enumerate().filter(|(_, t)| self.hits(&t.folded)).map(|(i, _)| i).collect();
+        let hit_idx: Vec<usize> = toks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| self.hits(&t.folded))
+            .map(|(i, _)| i)
+            .collect();
         let &first = hit_idx.first()?;
         // Start a little before the first hit of the window holding the most hits.
         let best = hit_idx
             .iter()
             .copied()
-            .max_by_key(|&start| (hit_idx.iter().filter(|&&h| h >= start && h < start + width).count(), usize::MAX - start))
+            .max_by_key(|&start| {
+                (
+                    hit_idx
+                        .iter()
+                        .filter(|&&h| h >= start && h < start + width)
+                        .count(),
+                    usize::MAX - start,
+                )
+            })
             .unwrap_or(first);
         let from = best.saturating_sub(width / 4);
         let to = (from + width).min(toks.len());
@@ -166,10 +187,17 @@ mod tests {
 
     #[test]
     fn builds_fts_expressions() {
-        let q = SearchQuery::parse("Allacciamento  \"contributo autonoma\" -macerie ricostr*").unwrap();
-        assert_eq!(q.fts, "(\"allacc\" AND \"contrib autonom\" AND \"ricostr\"*) NOT (\"macer\")");
+        let q =
+            SearchQuery::parse("Allacciamento  \"contributo autonoma\" -macerie ricostr*").unwrap();
+        assert_eq!(
+            q.fts,
+            "(\"allacc\" AND \"contrib autonom\" AND \"ricostr\"*) NOT (\"macer\")"
+        );
         assert_eq!(SearchQuery::parse("  ").unwrap_err(), QueryError::Empty);
-        assert_eq!(SearchQuery::parse("-gas").unwrap_err(), QueryError::OnlyExclusions);
+        assert_eq!(
+            SearchQuery::parse("-gas").unwrap_err(),
+            QueryError::OnlyExclusions
+        );
         // FTS syntax typed by a user is just text.
         let q = SearchQuery::parse("NEAR(a b) OR \"").unwrap();
         assert!(q.fts.starts_with("\"near\" AND"), "{}", q.fts);
@@ -178,8 +206,16 @@ mod tests {
     #[test]
     fn snippet_marks_other_forms_and_accents() {
         let q = SearchQuery::parse("allaccio citta").unwrap();
-        let s = q.snippet("Chiedo l'allacciamento del gas nella città di L'Aquila.", 30).unwrap();
-        assert_eq!(s, "Chiedo l'**allacciamento** del gas nella **città** di L'Aquila.");
+        let s = q
+            .snippet(
+                "Chiedo l'allacciamento del gas nella città di L'Aquila.",
+                30,
+            )
+            .unwrap();
+        assert_eq!(
+            s,
+            "Chiedo l'**allacciamento** del gas nella **città** di L'Aquila."
+        );
         assert!(q.snippet("nulla da vedere", 30).is_none());
     }
 }

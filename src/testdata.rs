@@ -9,8 +9,13 @@ pub fn pdf(pages: &[Vec<String>]) -> Vec<u8> {
     let mut objects: Vec<String> = Vec::new();
     let kids: Vec<String> = (0..n).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
     objects.push("<< /Type /Catalog /Pages 2 0 R >>".into());
-    objects.push(format!("<< /Type /Pages /Kids [{}] /Count {n} >>", kids.join(" ")));
-    objects.push("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into());
+    objects.push(format!(
+        "<< /Type /Pages /Kids [{}] /Count {n} >>",
+        kids.join(" ")
+    ));
+    objects.push(
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into(),
+    );
     let mut streams: Vec<Vec<u8>> = Vec::new();
     for i in 0..n {
         let lines = pages.get(i).cloned().unwrap_or_default();
@@ -45,12 +50,18 @@ pub fn pdf(pages: &[Vec<String>]) -> Vec<u8> {
         out.extend_from_slice(b"\nendobj\n");
     }
     let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for o in offsets {
         out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
     }
     out.extend_from_slice(
-        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
     );
     out
 }
@@ -89,7 +100,12 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
 
 /// A letter as a one-page PDF: subject line, then the wrapped body.
 pub fn letter_pdf(subject: &str, body: &str) -> Vec<u8> {
-    let mut lines = vec!["Spett.le Comune dell'Aquila - URP".to_string(), String::new(), format!("Oggetto: {subject}"), String::new()];
+    let mut lines = vec![
+        "Spett.le Comune dell'Aquila - URP".to_string(),
+        String::new(),
+        format!("Oggetto: {subject}"),
+        String::new(),
+    ];
     lines.extend(wrap(body, 90));
     let pages: Vec<Vec<String>> = lines.chunks(50).map(|c| c.to_vec()).collect();
     pdf(&pages)
@@ -108,7 +124,11 @@ pub fn fax_tiff(width: u32, height: u32, pages: u32) -> Vec<u8> {
         let ifd_len = 2 + entries as u32 * 12 + 4;
         let xres_at = ifd_start + ifd_len;
         let data_at = xres_at + 16;
-        let next = if p + 1 < pages { data_at + image_len } else { 0 };
+        let next = if p + 1 < pages {
+            data_at + image_len
+        } else {
+            0
+        };
         let mut ifd = Vec::new();
         ifd.extend_from_slice(&entries.to_le_bytes());
         let mut entry = |tag: u16, typ: u16, count: u32, value: u32| {

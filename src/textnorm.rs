@@ -54,11 +54,19 @@ pub fn tokens(text: &str) -> Vec<Token> {
         if c.is_alphanumeric() {
             start.get_or_insert(i);
         } else if let Some(s) = start.take() {
-            out.push(Token { start: s, end: i, folded: fold(&text[s..i]) });
+            out.push(Token {
+                start: s,
+                end: i,
+                folded: fold(&text[s..i]),
+            });
         }
     }
     if let Some(s) = start {
-        out.push(Token { start: s, end: text.len(), folded: fold(&text[s..]) });
+        out.push(Token {
+            start: s,
+            end: text.len(),
+            folded: fold(&text[s..]),
+        });
     }
     out
 }

@@ -14,16 +14,28 @@ pub fn tiff_page_count(bytes: &[u8]) -> Result<u32, String> {
     };
     let u16_at = |o: usize| -> Option<u64> {
         let b = bytes.get(o..o + 2)?;
-        Some(if le { u16::from_le_bytes([b[0], b[1]]) } else { u16::from_be_bytes([b[0], b[1]]) } as u64)
+        Some(if le {
+            u16::from_le_bytes([b[0], b[1]])
+        } else {
+            u16::from_be_bytes([b[0], b[1]])
+        } as u64)
     };
     let u32_at = |o: usize| -> Option<u64> {
         let b = bytes.get(o..o + 4)?;
         let a = [b[0], b[1], b[2], b[3]];
-        Some(if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) } as u64)
+        Some(if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        } as u64)
     };
     let u64_at = |o: usize| -> Option<u64> {
         let b: [u8; 8] = bytes.get(o..o + 8)?.try_into().ok()?;
-        Some(if le { u64::from_le_bytes(b) } else { u64::from_be_bytes(b) })
+        Some(if le {
+            u64::from_le_bytes(b)
+        } else {
+            u64::from_be_bytes(b)
+        })
     };
     let big = match u16_at(2) {
         Some(42) => false,
@@ -54,7 +66,12 @@ pub fn tiff_page_count(bytes: &[u8]) -> Result<u32, String> {
         };
         pages += 1;
         let next_at = o as u64 + count_size + entries * entry_size;
-        offset = if big { u64_at(next_at as usize) } else { u32_at(next_at as usize) }.unwrap_or(0);
+        offset = if big {
+            u64_at(next_at as usize)
+        } else {
+            u32_at(next_at as usize)
+        }
+        .unwrap_or(0);
     }
     if pages == 0 {
         return bad("no pages");
@@ -65,13 +82,15 @@ pub fn tiff_page_count(bytes: &[u8]) -> Result<u32, String> {
 /// A warning when a JPEG was cut short (no end-of-image marker): OCR may still read the top.
 pub fn jpeg_warning(bytes: &[u8]) -> Option<String> {
     let tail = &bytes[bytes.len().saturating_sub(64)..];
-    (!tail.windows(2).any(|w| w == [0xFF, 0xD9])).then(|| "truncated JPEG: the end of the image is missing".to_string())
+    (!tail.windows(2).any(|w| w == [0xFF, 0xD9]))
+        .then(|| "truncated JPEG: the end of the image is missing".to_string())
 }
 
 /// A warning when a PNG lacks its closing IEND chunk.
 pub fn png_warning(bytes: &[u8]) -> Option<String> {
     let tail = &bytes[bytes.len().saturating_sub(64)..];
-    (!tail.windows(4).any(|w| w == b"IEND")).then(|| "truncated PNG: the end of the image is missing".to_string())
+    (!tail.windows(4).any(|w| w == b"IEND"))
+        .then(|| "truncated PNG: the end of the image is missing".to_string())
 }
 
 #[cfg(test)]

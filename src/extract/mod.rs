@@ -53,7 +53,11 @@ pub fn sniff(bytes: &[u8], name: &str) -> FileType {
     if find(head, b"%PDF-").is_some() {
         return FileType::Pdf;
     }
-    if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") || head.starts_with(b"II+\0") || head.starts_with(b"MM\0+") {
+    if head.starts_with(b"II*\0")
+        || head.starts_with(b"MM\0*")
+        || head.starts_with(b"II+\0")
+        || head.starts_with(b"MM\0+")
+    {
         return FileType::Tiff;
     }
     if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
@@ -78,7 +82,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 fn looks_like_email(bytes: &[u8]) -> bool {
     let head = &bytes[..bytes.len().min(8192)];
-    let Ok(text) = std::str::from_utf8(head).or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()])) else {
+    let Ok(text) =
+        std::str::from_utf8(head).or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()]))
+    else {
         return false;
     };
     // The header block: `Name: value` lines (with folded continuations) before a blank line.
@@ -91,7 +97,9 @@ fn looks_like_email(bytes: &[u8]) -> bool {
         if line.starts_with([' ', '\t']) {
             continue;
         }
-        let Some((name, _)) = line.split_once(':') else { return false };
+        let Some((name, _)) = line.split_once(':') else {
+            return false;
+        };
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             // mbox "From " separator line is fine as a first line.
             if header_lines == 0 && line.starts_with("From ") {
@@ -101,8 +109,18 @@ fn looks_like_email(bytes: &[u8]) -> bool {
         }
         header_lines += 1;
         let lname = name.to_ascii_lowercase();
-        if ["from", "to", "subject", "date", "message-id", "received", "return-path", "mime-version", "content-type"]
-            .contains(&lname.as_str())
+        if [
+            "from",
+            "to",
+            "subject",
+            "date",
+            "message-id",
+            "received",
+            "return-path",
+            "mime-version",
+            "content-type",
+        ]
+        .contains(&lname.as_str())
         {
             known += 1;
         }
@@ -118,7 +136,10 @@ fn looks_like_text(bytes: &[u8]) -> bool {
         return true;
     }
     let sample = &bytes[..bytes.len().min(8192)];
-    let controls = sample.iter().filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x0C)).count();
+    let controls = sample
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x0C))
+        .count();
     controls * 100 <= sample.len()
 }
 
@@ -131,7 +152,10 @@ pub fn decode_text(bytes: &[u8]) -> String {
     }
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_string(),
-        Err(_) => encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0.into_owned(),
+        Err(_) => encoding_rs::WINDOWS_1252
+            .decode_without_bom_handling(bytes)
+            .0
+            .into_owned(),
     }
 }
 
@@ -147,16 +171,30 @@ pub struct Extracted {
 
 impl Extracted {
     pub fn text(&self) -> String {
-        let parts: Vec<&str> = self.page_texts.iter().map(|p| p.text.trim_end()).filter(|t| !t.is_empty()).collect();
+        let parts: Vec<&str> = self
+            .page_texts
+            .iter()
+            .map(|p| p.text.trim_end())
+            .filter(|t| !t.is_empty())
+            .collect();
         parts.join("\n\u{c}\n")
     }
 
     pub fn pages_needing_ocr(&self) -> Vec<u32> {
-        self.page_texts.iter().filter(|p| p.needs_ocr).map(|p| p.page).collect()
+        self.page_texts
+            .iter()
+            .filter(|p| p.needs_ocr)
+            .map(|p| p.page)
+            .collect()
     }
 
     fn failed(file_type: FileType, error: String) -> Extracted {
-        Extracted { mime: file_type.mime().to_string(), pages: None, page_texts: Vec::new(), error: Some(error) }
+        Extracted {
+            mime: file_type.mime().to_string(),
+            pages: None,
+            page_texts: Vec::new(),
+            error: Some(error),
+        }
     }
 }
 
@@ -165,10 +203,12 @@ pub fn extract(bytes: Arc<Vec<u8>>, file_type: FileType, cfg: &ExtractStageConfi
     let max_pages = cfg.max_pages;
     let timeout = Duration::from_secs_f64(cfg.timeout_secs);
     let (tx, rx) = mpsc::sync_channel(1);
-    let spawned = std::thread::Builder::new().name("extract".into()).spawn(move || {
-        let result = extract_now(&bytes, file_type, max_pages);
-        let _ = tx.send(result);
-    });
+    let spawned = std::thread::Builder::new()
+        .name("extract".into())
+        .spawn(move || {
+            let result = extract_now(&bytes, file_type, max_pages);
+            let _ = tx.send(result);
+        });
     if let Err(e) = spawned {
         return Extracted::failed(file_type, format!("cannot start extraction: {e}"));
     }
@@ -176,11 +216,15 @@ pub fn extract(bytes: Arc<Vec<u8>>, file_type: FileType, cfg: &ExtractStageConfi
         Ok(extracted) => extracted,
         Err(mpsc::RecvTimeoutError::Timeout) => Extracted::failed(
             file_type,
-            format!("text extraction gave up after {:.0} s (the file may be damaged or hostile)", timeout.as_secs_f64()),
+            format!(
+                "text extraction gave up after {:.0} s (the file may be damaged or hostile)",
+                timeout.as_secs_f64()
+            ),
         ),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            Extracted::failed(file_type, "text extraction crashed on this file (it may be damaged)".to_string())
-        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => Extracted::failed(
+            file_type,
+            "text extraction crashed on this file (it may be damaged)".to_string(),
+        ),
     }
 }
 
@@ -191,8 +235,17 @@ pub fn extract_now(bytes: &[u8], file_type: FileType, max_pages: u32) -> Extract
         FileType::Pdf => pdf::extract(bytes, max_pages),
         FileType::Text => {
             let text = decode_text(bytes);
-            let page = PageText { page: 1, text, ..PageText::default() };
-            Extracted { mime, pages: Some(1), page_texts: vec![page], error: None }
+            let page = PageText {
+                page: 1,
+                text,
+                ..PageText::default()
+            };
+            Extracted {
+                mime,
+                pages: Some(1),
+                page_texts: vec![page],
+                error: None,
+            }
         }
         FileType::Tiff | FileType::Jpeg | FileType::Png => {
             let (pages, warning) = match file_type {
@@ -201,18 +254,33 @@ pub fn extract_now(bytes: &[u8], file_type: FileType, max_pages: u32) -> Extract
                 _ => (Ok(1), image::png_warning(bytes)),
             };
             match pages {
-                Ok(n) if n > max_pages => Extracted::failed(file_type, format!("{n} pages, more than the limit of {max_pages}")),
+                Ok(n) if n > max_pages => Extracted::failed(
+                    file_type,
+                    format!("{n} pages, more than the limit of {max_pages}"),
+                ),
                 Ok(n) => Extracted {
                     mime,
                     pages: Some(n),
-                    page_texts: (1..=n).map(|page| PageText { page, needs_ocr: true, ..PageText::default() }).collect(),
+                    page_texts: (1..=n)
+                        .map(|page| PageText {
+                            page,
+                            needs_ocr: true,
+                            ..PageText::default()
+                        })
+                        .collect(),
                     error: warning,
                 },
                 Err(e) => Extracted::failed(file_type, e),
             }
         }
-        FileType::Email => Extracted::failed(file_type, "email messages are unpacked, not extracted".into()),
-        FileType::Unknown => Extracted::failed(file_type, "unsupported file type (not PDF, TIFF, JPEG, PNG, email or text)".into()),
+        FileType::Email => Extracted::failed(
+            file_type,
+            "email messages are unpacked, not extracted".into(),
+        ),
+        FileType::Unknown => Extracted::failed(
+            file_type,
+            "unsupported file type (not PDF, TIFF, JPEG, PNG, email or text)".into(),
+        ),
     }
 }
 
@@ -246,9 +314,18 @@ mod tests {
         assert_eq!(sniff(b"%PDF-1.4\n...", "x.txt"), FileType::Pdf);
         assert_eq!(sniff(b"II*\0\x08\0\0\0", "fax.pdf"), FileType::Tiff);
         assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0], "a"), FileType::Jpeg);
-        assert_eq!(sniff(b"From: a@b.it\r\nSubject: x\r\n\r\nbody", "msg"), FileType::Email);
-        assert_eq!(sniff(b"Gentile ufficio,\nchiedo...", "lettera"), FileType::Text);
-        assert_eq!(sniff(&[0u8, 1, 2, 3, 4, 5, 6, 7, 0, 0, 0, 9], "x.pdf"), FileType::Unknown);
+        assert_eq!(
+            sniff(b"From: a@b.it\r\nSubject: x\r\n\r\nbody", "msg"),
+            FileType::Email
+        );
+        assert_eq!(
+            sniff(b"Gentile ufficio,\nchiedo...", "lettera"),
+            FileType::Text
+        );
+        assert_eq!(
+            sniff(&[0u8, 1, 2, 3, 4, 5, 6, 7, 0, 0, 0, 9], "x.pdf"),
+            FileType::Unknown
+        );
     }
 
     #[test]

@@ -6,11 +6,16 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub fn extract(bytes: &[u8], max_pages: u32) -> Extracted {
     let mime = "application/pdf".to_string();
-    let mut repaired = false;
+    let mut damaged = false;
     let mut result = match extract_with_lopdf(bytes, max_pages) {
-        Ok((pages, was_repaired)) => {
-            repaired = was_repaired;
-            Extracted { mime: mime.clone(), pages: Some(pages.len() as u32), page_texts: pages, error: None }
+        Ok((pages, was_damaged)) => {
+            damaged = was_damaged;
+            Extracted {
+                mime: mime.clone(),
+                pages: Some(pages.len() as u32),
+                page_texts: pages,
+                error: None,
+            }
         }
         Err(LopdfFailure::TooManyPages(n)) => {
             return Extracted {
@@ -20,7 +25,12 @@ pub fn extract(bytes: &[u8], max_pages: u32) -> Extracted {
                 error: Some(format!("{n} pages, more than the limit of {max_pages}")),
             }
         }
-        Err(failure) => Extracted { mime: mime.clone(), pages: None, page_texts: Vec::new(), error: Some(failure.to_string()) },
+        Err(failure) => Extracted {
+            mime: mime.clone(),
+            pages: None,
+            page_texts: Vec::new(),
+            error: Some(failure.to_string()),
+        },
     };
     // Pages our parser could not read (odd fonts, damaged streams, broken tables, encryption
     // it does not know) get a second reading by poppler, when installed, before they are
@@ -31,9 +41,13 @@ pub fn extract(bytes: &[u8], max_pages: u32) -> Extracted {
             merge_fallback(&mut result, poppler_pages, max_pages);
         }
     }
-    // A damaged file that still has unreadable pages is damaged, not merely a scan.
-    if repaired && result.error.is_none() && result.page_texts.iter().any(|p| p.needs_ocr) {
-        result.error = Some("damaged PDF (truncated or broken structure): some pages cannot be read".into());
+    // A damaged file is flagged even when a tolerant reader recovered some text.
+    if damaged && result.error.is_none() {
+        result.error = Some(if result.page_texts.iter().any(|p| p.needs_ocr) {
+            "damaged PDF (truncated or broken structure): some pages cannot be read".into()
+        } else {
+            "damaged PDF (broken structure or corrupt streams): text recovered, check it against the original".into()
+        });
     }
     result
 }
@@ -50,7 +64,7 @@ enum LopdfFailure {
     TooManyPages(u32),
 }
 
-/// Pages, and whether the file had to be repaired to be read.
+/// Pages, and whether the file is damaged (had to be repaired, or has corrupt streams).
 fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<(Vec<PageText>, bool), LopdfFailure> {
     let mut repaired = false;
     let mut doc = match load(bytes) {
@@ -74,13 +88,31 @@ fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<(Vec<PageText>, bo
     if page_count == 0 {
         // An encryption lopdf does not support leaves the page tree unreadable.
         let encrypted = doc.trailer.has(b"Encrypt") || bytes.windows(8).any(|w| w == b"/Encrypt");
-        return Err(if encrypted { LopdfFailure::Encrypted } else { LopdfFailure::NoPages });
+        return Err(if encrypted {
+            LopdfFailure::Encrypted
+        } else {
+            LopdfFailure::NoPages
+        });
     }
     if page_count > max_pages {
         return Err(LopdfFailure::TooManyPages(page_count));
     }
     let mut page_texts = Vec::with_capacity(pages.len());
-    for &number in pages.keys() {
+    for (&number, &page_id) in &pages {
+        // A compressed content stream that decodes to nothing is corrupt, whatever text a
+        // tolerant reader still recovers from the rest.
+        let corrupt = doc.get_page_contents(page_id).iter().any(|&id| {
+            doc.get_object(id)
+                .and_then(|o| o.as_stream())
+                .is_ok_and(|s| {
+                    s.content.len() > 16
+                        && s.decompressed_content().map_or(true, |c| c.is_empty())
+                        && s.dict.has(b"Filter")
+                })
+        });
+        if corrupt {
+            repaired = true;
+        }
         let mut text = String::new();
         let result = catch_unwind(AssertUnwindSafe(|| {
             let mut out = pdf_extract::PlainTextOutput::new(&mut text);
@@ -89,7 +121,12 @@ fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<(Vec<PageText>, bo
         let ok = matches!(result, Ok(Ok(())));
         let text = tidy(&text);
         let needs_ocr = !ok || is_unusable_text(&text);
-        page_texts.push(PageText { page: number, text: if needs_ocr { String::new() } else { text }, needs_ocr, ..PageText::default() });
+        page_texts.push(PageText {
+            page: number,
+            text: if needs_ocr { String::new() } else { text },
+            needs_ocr,
+            ..PageText::default()
+        });
     }
     Ok((page_texts, repaired))
 }
@@ -100,13 +137,21 @@ fn merge_fallback(result: &mut Extracted, poppler_pages: Vec<String>, max_pages:
         if n == 0 || n > max_pages {
             return;
         }
-        result.page_texts = (1..=n).map(|page| PageText { page, needs_ocr: true, ..PageText::default() }).collect();
+        result.page_texts = (1..=n)
+            .map(|page| PageText {
+                page,
+                needs_ocr: true,
+                ..PageText::default()
+            })
+            .collect();
         result.pages = Some(n);
         // Poppler could read what lopdf could not: the file is usable after all.
         result.error = None;
     }
     for page in result.page_texts.iter_mut().filter(|p| p.needs_ocr) {
-        let Some(text) = poppler_pages.get(page.page as usize - 1) else { continue };
+        let Some(text) = poppler_pages.get(page.page as usize - 1) else {
+            continue;
+        };
         let text = tidy(text);
         if !is_unusable_text(&text) {
             page.text = text;
@@ -127,7 +172,8 @@ fn load(bytes: &[u8]) -> Result<lopdf::Document, String> {
 /// `N G obj` markers in the file (what viewers do when they "repair" a file). None when
 /// nothing usable is there.
 fn repair_xref(bytes: &[u8]) -> Option<Vec<u8>> {
-    let object = regex::bytes::Regex::new(r"(?-u)(?:^|[\r\n\s])(\d{1,10})\s+(\d{1,5})\s+obj\b").ok()?;
+    let object =
+        regex::bytes::Regex::new(r"(?-u)(?:^|[\r\n\s])(\d{1,10})\s+(\d{1,5})\s+obj\b").ok()?;
     let catalog = regex::bytes::Regex::new(r"(?-u)/Type\s*/Catalog\b").ok()?;
     let mut offsets: std::collections::BTreeMap<u32, (usize, u16)> = Default::default();
     let mut starts: Vec<(usize, u32, u16)> = Vec::new();
@@ -156,7 +202,10 @@ fn repair_xref(bytes: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(entry.as_bytes());
     }
     out.extend_from_slice(
-        format!("trailer\n<< /Size {size} /Root {root} {root_gen} R >>\nstartxref\n{xref_at}\n%%EOF\n").as_bytes(),
+        format!(
+            "trailer\n<< /Size {size} /Root {root} {root_gen} R >>\nstartxref\n{xref_at}\n%%EOF\n"
+        )
+        .as_bytes(),
     );
     Some(out)
 }

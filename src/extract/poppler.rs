@@ -11,7 +11,12 @@ const TIME_LIMIT: Duration = Duration::from_secs(60);
 fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        Command::new("pdftotext").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+        Command::new("pdftotext")
+            .arg("-v")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
     })
 }
 
@@ -20,7 +25,11 @@ pub fn pdftotext_pages(bytes: &[u8]) -> Option<Vec<String>> {
     if !available() {
         return None;
     }
-    let mut tmp = tempfile::Builder::new().prefix("sportello-").suffix(".pdf").tempfile().ok()?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix("sportello-")
+        .suffix(".pdf")
+        .tempfile()
+        .ok()?;
     tmp.write_all(bytes).ok()?;
     tmp.flush().ok()?;
     let out_path = tmp.path().with_extension("txt");
@@ -37,7 +46,9 @@ pub fn pdftotext_pages(bytes: &[u8]) -> Option<Vec<String>> {
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() < TIME_LIMIT => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) if started.elapsed() < TIME_LIMIT => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();

@@ -36,28 +36,63 @@ pub fn is_ignored_name(name: &str) -> bool {
     name.starts_with('.')
         || name.starts_with('~')
         || name.ends_with('~')
-        || [".tmp", ".part", ".partial", ".crdownload", ".filepart", ".swp", ".lock", ".error.txt", ".download"]
-            .iter()
-            .any(|s| lower.ends_with(s))
+        || [
+            ".tmp",
+            ".part",
+            ".partial",
+            ".crdownload",
+            ".filepart",
+            ".swp",
+            ".lock",
+            ".error.txt",
+            ".download",
+        ]
+        .iter()
+        .any(|s| lower.ends_with(s))
 }
 
 impl FolderSource {
     pub fn new(cfg: FolderSourceConfig) -> Result<FolderSource, String> {
         if !cfg.path.is_dir() {
-            fs::create_dir_all(&cfg.path)
-                .map_err(|e| format!("source `{}`: cannot create drop folder {}: {e}", cfg.name, cfg.path.display()))?;
+            fs::create_dir_all(&cfg.path).map_err(|e| {
+                format!(
+                    "source `{}`: cannot create drop folder {}: {e}",
+                    cfg.name,
+                    cfg.path.display()
+                )
+            })?;
             tracing::info!(source = %cfg.name, "created drop folder {}", cfg.path.display());
         }
-        let processed_dir = cfg.processed_dir.clone().unwrap_or_else(|| cfg.path.join("processed"));
-        let failed_dir = cfg.failed_dir.clone().unwrap_or_else(|| cfg.path.join("failed"));
+        let processed_dir = cfg
+            .processed_dir
+            .clone()
+            .unwrap_or_else(|| cfg.path.join("processed"));
+        let failed_dir = cfg
+            .failed_dir
+            .clone()
+            .unwrap_or_else(|| cfg.path.join("failed"));
         for dir in [&processed_dir, &failed_dir] {
-            fs::create_dir_all(dir).map_err(|e| format!("source `{}`: cannot create {}: {e}", cfg.name, dir.display()))?;
+            fs::create_dir_all(dir).map_err(|e| {
+                format!(
+                    "source `{}`: cannot create {}: {e}",
+                    cfg.name,
+                    dir.display()
+                )
+            })?;
         }
         let pattern = match &cfg.sender_pattern {
-            Some(p) => Some(Regex::new(p).map_err(|e| format!("source `{}`: sender_pattern: {e}", cfg.name))?),
+            Some(p) => Some(
+                Regex::new(p).map_err(|e| format!("source `{}`: sender_pattern: {e}", cfg.name))?,
+            ),
             None => None,
         };
-        Ok(FolderSource { cfg, pattern, processed_dir, failed_dir, pending: HashMap::new() })
+        Ok(FolderSource {
+            cfg,
+            pattern,
+            processed_dir,
+            failed_dir,
+            pending: HashMap::new(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -85,7 +120,10 @@ impl FolderSource {
                 continue;
             }
             let path = entry.path();
-            let seen = Seen { size: meta.len(), mtime: meta.modified().ok() };
+            let seen = Seen {
+                size: meta.len(),
+                mtime: meta.modified().ok(),
+            };
             present.insert(path.clone());
             match self.pending.get_mut(&path) {
                 Some((old, since)) if *old != seen => {
@@ -105,15 +143,35 @@ impl FolderSource {
     pub fn take_ready(&mut self) -> Vec<PathBuf> {
         let settle = Duration::from_secs_f64(self.cfg.settle_secs);
         let now = Instant::now();
-        let mut ready: Vec<PathBuf> =
-            self.pending.iter().filter(|(_, (_, since))| now.duration_since(*since) >= settle).map(|(p, _)| p.clone()).collect();
+        let mut ready: Vec<PathBuf> = self
+            .pending
+            .iter()
+            .filter(|(_, (_, since))| now.duration_since(*since) >= settle)
+            .map(|(p, _)| p.clone())
+            .collect();
         // Check once more against the disk: a writer may have appended since the last scan.
         ready.retain(|p| {
             let (seen, _) = self.pending[p];
             match fs::metadata(p) {
-                Ok(m) if (Seen { size: m.len(), mtime: m.modified().ok() }) == seen => true,
+                Ok(m)
+                    if (Seen {
+                        size: m.len(),
+                        mtime: m.modified().ok(),
+                    }) == seen =>
+                {
+                    true
+                }
                 Ok(m) => {
-                    self.pending.insert(p.clone(), (Seen { size: m.len(), mtime: m.modified().ok() }, now));
+                    self.pending.insert(
+                        p.clone(),
+                        (
+                            Seen {
+                                size: m.len(),
+                                mtime: m.modified().ok(),
+                            },
+                            now,
+                        ),
+                    );
                     false
                 }
                 Err(_) => false,
@@ -134,7 +192,10 @@ impl FolderSource {
     pub fn item(&self, path: &Path) -> std::io::Result<Item> {
         let bytes = fs::read(path)?;
         let meta = fs::metadata(path)?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mtime = meta.modified().ok();
         Ok(Item {
             source: self.cfg.name.clone(),
@@ -150,8 +211,14 @@ impl FolderSource {
 
     fn sender_from_name(&self, name: &str) -> Sender {
         let mut sender = Sender::default();
-        let Some(caps) = self.pattern.as_ref().and_then(|re| re.captures(name)) else { return sender };
-        let get = |group: &str| caps.name(group).map(|m| m.as_str().trim().to_string()).filter(|s| !s.is_empty());
+        let Some(caps) = self.pattern.as_ref().and_then(|re| re.captures(name)) else {
+            return sender;
+        };
+        let get = |group: &str| {
+            caps.name(group)
+                .map(|m| m.as_str().trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
         sender.fax = get("fax");
         sender.phone = get("phone");
         sender.name = get("name").map(|n| n.replace('_', " "));
@@ -175,7 +242,9 @@ impl FolderSource {
 }
 
 pub fn mtime_ns(t: SystemTime) -> Option<i64> {
-    t.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_nanos() as i64)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_nanos() as i64)
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
@@ -184,10 +253,18 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// Renames `path` into `dir`, choosing `name-1.ext`, `name-2.ext`… when the name is taken.
 fn move_into(path: &Path, dir: &Path) -> std::io::Result<PathBuf> {
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("no file name"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("no file name"))?;
     let mut target = dir.join(name);
-    let stem = Path::new(name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let ext = Path::new(name).extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    let stem = Path::new(name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = Path::new(name)
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
     let mut n = 1;
     while target.exists() {
         target = dir.join(format!("{stem}-{n}{ext}"));
@@ -203,7 +280,14 @@ mod tests {
 
     #[test]
     fn ignores_partial_and_hidden_names() {
-        for n in [".hidden.pdf", "fax.pdf.part", "x.tmp", "~lock.pdf", "scan.pdf.crdownload", "a.pdf.error.txt"] {
+        for n in [
+            ".hidden.pdf",
+            "fax.pdf.part",
+            "x.tmp",
+            "~lock.pdf",
+            "scan.pdf.crdownload",
+            "a.pdf.error.txt",
+        ] {
             assert!(is_ignored_name(n), "{n}");
         }
         for n in ["fax_0862.tif", "lettera.pdf", "scan 01.jpg"] {
@@ -240,6 +324,10 @@ mod tests {
         assert!(moved.starts_with(dir.path().join("processed")));
         fs::write(&file, b"again").unwrap();
         let moved2 = src.finish(&file).unwrap();
-        assert!(moved2.ends_with("fax_0862505245_0001-1.tif"), "{}", moved2.display());
+        assert!(
+            moved2.ends_with("fax_0862505245_0001-1.tif"),
+            "{}",
+            moved2.display()
+        );
     }
 }

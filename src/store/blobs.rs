@@ -19,11 +19,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 impl BlobStore {
     pub fn new(data_dir: &Path) -> BlobStore {
-        BlobStore { root: data_dir.join("originals") }
+        BlobStore {
+            root: data_dir.join("originals"),
+        }
     }
 
     pub fn path_of(&self, sha256: &str) -> PathBuf {
-        let (a, b) = (&sha256[..2.min(sha256.len())], &sha256[2.min(sha256.len())..4.min(sha256.len())]);
+        let (a, b) = (
+            &sha256[..2.min(sha256.len())],
+            &sha256[2.min(sha256.len())..4.min(sha256.len())],
+        );
         self.root.join(a).join(b).join(sha256)
     }
 

@@ -20,9 +20,16 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("the store at {path} has schema version {found}, newer than this sportello knows ({known}); upgrade sportello")]
-    TooNew { path: PathBuf, found: i64, known: i64 },
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("no ticket with code {0}")]
     NotFound(String),
     #[error(transparent)]
@@ -168,7 +175,9 @@ pub enum Filed {
 impl Filed {
     pub fn code(&self) -> &str {
         match self {
-            Filed::Created { code, .. } | Filed::Duplicate { code } | Filed::AlreadyFiled { code } => code,
+            Filed::Created { code, .. }
+            | Filed::Duplicate { code }
+            | Filed::AlreadyFiled { code } => code,
         }
     }
 }
@@ -218,7 +227,10 @@ fn protocol_string(year: i64, number: i64) -> String {
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`, bringing its schema up to date.
     pub fn open(data_dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(data_dir).map_err(io_err(format!("cannot create data dir {}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(io_err(format!(
+            "cannot create data dir {}",
+            data_dir.display()
+        )))?;
         let db_path = data_dir.join("sportello.db");
         let mut conn = Connection::open(&db_path)?;
         conn.busy_timeout(Duration::from_secs(30))?;
@@ -228,7 +240,11 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn, &db_path)?;
-        Ok(Store { conn, blobs: BlobStore::new(data_dir), data_dir: data_dir.to_path_buf() })
+        Ok(Store {
+            conn,
+            blobs: BlobStore::new(data_dir),
+            data_dir: data_dir.to_path_buf(),
+        })
     }
 
     pub fn blobs(&self) -> &BlobStore {
@@ -242,7 +258,9 @@ impl Store {
     /// Files one item in one transaction: a new ticket, or an event on the ticket that
     /// already holds the same bytes.
     pub fn file(&mut self, new: &NewTicket, code_prefix: &str) -> Result<Filed> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_rfc3339();
         let existing: Option<(i64, String)> = tx
             .query_row(
@@ -264,30 +282,50 @@ impl Store {
                 return Ok(Filed::AlreadyFiled { code });
             }
             insert_intake(&tx, ticket_id, i, &now)?;
-            let detail = serde_json::json!({"source": i.source, "name": i.name, "sha256": i.sha256});
-            insert_event(&tx, ticket_id, &now, "sportello", "duplicate_received", &detail)?;
+            let detail =
+                serde_json::json!({"source": i.source, "name": i.name, "sha256": i.sha256});
+            insert_event(
+                &tx,
+                ticket_id,
+                &now,
+                "sportello",
+                "duplicate_received",
+                &detail,
+            )?;
             tx.commit()?;
             return Ok(Filed::Duplicate { code });
         }
 
-        let year: i64 = now[..4].parse().map_err(|_| StoreError::Corrupt(format!("clock gave {now}")))?;
+        let year: i64 = now[..4]
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("clock gave {now}")))?;
         let number: i64 = tx.query_row(
             "INSERT INTO protocol_counters(year, last) VALUES (?1, 1)
              ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last",
             [year],
             |r| r.get(0),
         )?;
-        let attention = if new.attention.is_empty() { None } else { Some(new.attention.join("; ")) };
+        let attention = if new.attention.is_empty() {
+            None
+        } else {
+            Some(new.attention.join("; "))
+        };
         let mut rng = rand::thread_rng();
         let mut code = String::new();
         for attempt in 0.. {
             code = code::generate(code_prefix, &mut rng);
-            let taken: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM tickets WHERE code = ?1)", [&code], |r| r.get(0))?;
+            let taken: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM tickets WHERE code = ?1)",
+                [&code],
+                |r| r.get(0),
+            )?;
             if !taken {
                 break;
             }
             if attempt > 100 {
-                return Err(StoreError::Corrupt("cannot find a free tracking code".into()));
+                return Err(StoreError::Corrupt(
+                    "cannot find a free tracking code".into(),
+                ));
             }
         }
         let s = &new.sender;
@@ -318,7 +356,14 @@ impl Store {
             insert_event(&tx, ticket_id, &now, "sportello", "classified", &detail)?;
         }
         if let Some(reason) = &attention {
-            insert_event(&tx, ticket_id, &now, "sportello", "needs_attention", &serde_json::json!({"reason": reason}))?;
+            insert_event(
+                &tx,
+                ticket_id,
+                &now,
+                "sportello",
+                "needs_attention",
+                &serde_json::json!({"reason": reason}),
+            )?;
         }
         index_ticket(&tx, ticket_id)?;
         tx.commit()?;
@@ -328,7 +373,9 @@ impl Store {
     fn ticket_id(&self, code_input: &str) -> Result<(i64, String)> {
         let code = code::parse(code_input)?;
         self.conn
-            .query_row("SELECT id FROM tickets WHERE code = ?1", [&code], |r| r.get(0))
+            .query_row("SELECT id FROM tickets WHERE code = ?1", [&code], |r| {
+                r.get(0)
+            })
             .optional()?
             .map(|id| (id, code.clone()))
             .ok_or(StoreError::NotFound(code))
@@ -377,8 +424,12 @@ impl Store {
             },
         )?;
         let (ref mut t, channel, status) = ticket;
-        t.channel = channel.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
-        t.status = status.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+        t.channel = channel
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+        t.status = status
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
         t.documents = self.documents_of(id)?;
         t.events = self.events_of(id)?;
         Ok(ticket.0)
@@ -413,10 +464,16 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (mut doc, kind, page_texts) = row?;
-            doc.kind = kind.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
-            let pages: Vec<PageText> =
-                serde_json::from_str(&page_texts).map_err(|e| StoreError::Corrupt(format!("page texts: {e}")))?;
-            doc.pages_needing_ocr = pages.iter().filter(|p| p.needs_ocr).map(|p| p.page).collect();
+            doc.kind = kind
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+            let pages: Vec<PageText> = serde_json::from_str(&page_texts)
+                .map_err(|e| StoreError::Corrupt(format!("page texts: {e}")))?;
+            doc.pages_needing_ocr = pages
+                .iter()
+                .filter(|p| p.needs_ocr)
+                .map(|p| p.page)
+                .collect();
             out.push(doc);
         }
         Ok(out)
@@ -427,17 +484,20 @@ impl Store {
         let (id, code) = self.ticket_id(code_input)?;
         let json: String = self
             .conn
-            .query_row("SELECT page_texts FROM documents WHERE ticket_id = ?1 AND ord = ?2", params![id, ord as i64], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT page_texts FROM documents WHERE ticket_id = ?1 AND ord = ?2",
+                params![id, ord as i64],
+                |r| r.get(0),
+            )
             .optional()?
             .ok_or(StoreError::NotFound(format!("{code} document {ord}")))?;
         serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("page texts: {e}")))
     }
 
     fn events_of(&self, ticket_id: i64) -> Result<Vec<Event>> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT at, actor, kind, detail FROM events WHERE ticket_id = ?1 ORDER BY id")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT at, actor, kind, detail FROM events WHERE ticket_id = ?1 ORDER BY id",
+        )?;
         let rows = stmt.query_map([ticket_id], |r| {
             let detail: String = r.get(3)?;
             Ok(Event {
@@ -462,7 +522,8 @@ impl Store {
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let limit = filter.limit.map(|l| l as i64).unwrap_or(-1);
-        let mut all_args: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
+        let mut all_args: Vec<&dyn rusqlite::ToSql> =
+            args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
         all_args.push(&limit);
         let rows = stmt.query_map(all_args.as_slice(), |r| {
             Ok(TicketSummary {
@@ -484,7 +545,11 @@ impl Store {
     /// Full-text search, best first.
     pub fn search(&self, query: &SearchQuery, filter: &TicketFilter) -> Result<Vec<SearchHit>> {
         let (where_sql, mut args) = filter_sql(filter);
-        let where_sql = if where_sql.is_empty() { "WHERE".to_string() } else { format!("{where_sql} AND") };
+        let where_sql = if where_sql.is_empty() {
+            "WHERE".to_string()
+        } else {
+            format!("{where_sql} AND")
+        };
         args.push(query.fts.clone());
         let match_idx = args.len();
         let sql = format!(
@@ -498,7 +563,8 @@ impl Store {
         );
         let limit = filter.limit.unwrap_or(20) as i64;
         let mut stmt = self.conn.prepare(&sql)?;
-        let mut all_args: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
+        let mut all_args: Vec<&dyn rusqlite::ToSql> =
+            args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
         all_args.push(&limit);
         let rows = stmt.query_map(all_args.as_slice(), |r| {
             Ok((
@@ -528,23 +594,36 @@ impl Store {
 
     fn snippet_for(&self, ticket_id: i64, query: &SearchQuery, subject: &str) -> Result<String> {
         const WIDTH: usize = 24;
-        let body: String = self.conn.query_row("SELECT body FROM tickets WHERE id = ?1", [ticket_id], |r| r.get(0))?;
+        let body: String =
+            self.conn
+                .query_row("SELECT body FROM tickets WHERE id = ?1", [ticket_id], |r| {
+                    r.get(0)
+                })?;
         if let Some(s) = query.snippet(&body, WIDTH) {
             return Ok(s);
         }
-        let mut stmt = self.conn.prepare_cached("SELECT name, text FROM documents WHERE ticket_id = ?1 ORDER BY ord")?;
-        let docs = stmt.query_map([ticket_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name, text FROM documents WHERE ticket_id = ?1 ORDER BY ord")?;
+        let docs = stmt.query_map([ticket_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         for doc in docs {
             let (name, text) = doc?;
             if let Some(s) = query.snippet(&text, WIDTH) {
                 return Ok(format!("[{name}] {s}"));
             }
         }
-        Ok(query.snippet(subject, WIDTH).unwrap_or_else(|| subject.to_string()))
+        Ok(query
+            .snippet(subject, WIDTH)
+            .unwrap_or_else(|| subject.to_string()))
     }
 
     /// Calls `each` with every ticket, oldest first.
-    pub fn for_each_ticket(&self, mut each: impl FnMut(Ticket) -> std::io::Result<()>) -> Result<usize> {
+    pub fn for_each_ticket(
+        &self,
+        mut each: impl FnMut(Ticket) -> std::io::Result<()>,
+    ) -> Result<usize> {
         let ids: Vec<i64> = {
             let mut stmt = self.conn.prepare("SELECT id FROM tickets ORDER BY id")?;
             let rows = stmt.query_map([], |r| r.get(0))?;
@@ -557,7 +636,10 @@ impl Store {
     }
 
     pub fn count(&self) -> Result<u64> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM tickets", [], |r| r.get::<_, i64>(0))? as u64)
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM tickets", [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 }
 
@@ -600,7 +682,11 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     let known = MIGRATIONS.len() as i64;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > known {
-        return Err(StoreError::TooNew { path: path.to_path_buf(), found, known });
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            known,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -641,9 +727,15 @@ fn insert_event(
     Ok(())
 }
 
-fn insert_document(tx: &rusqlite::Transaction, ticket_id: i64, ord: i64, d: &NewDocument) -> Result<()> {
+fn insert_document(
+    tx: &rusqlite::Transaction,
+    ticket_id: i64,
+    ord: i64,
+    d: &NewDocument,
+) -> Result<()> {
     let doc = &d.doc;
-    let page_texts = serde_json::to_string(&d.page_texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let page_texts =
+        serde_json::to_string(&d.page_texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.prepare_cached(
         "INSERT INTO documents (ticket_id, ord, name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -657,12 +749,18 @@ fn insert_document(tx: &rusqlite::Transaction, ticket_id: i64, ord: i64, d: &New
 
 /// (Re)writes the ticket's row of the search index from its current subject, body and documents.
 fn index_ticket(tx: &rusqlite::Transaction, ticket_id: i64) -> Result<()> {
-    let (subject, body): (String, String) =
-        tx.query_row("SELECT subject, body FROM tickets WHERE id = ?1", [ticket_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (subject, body): (String, String) = tx.query_row(
+        "SELECT subject, body FROM tickets WHERE id = ?1",
+        [ticket_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let mut docs = String::new();
     {
-        let mut stmt = tx.prepare_cached("SELECT name, text FROM documents WHERE ticket_id = ?1 ORDER BY ord")?;
-        let rows = stmt.query_map([ticket_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut stmt = tx
+            .prepare_cached("SELECT name, text FROM documents WHERE ticket_id = ?1 ORDER BY ord")?;
+        let rows = stmt.query_map([ticket_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         for row in rows {
             let (name, text) = row?;
             docs.push_str(&stemmed_text(&name));

@@ -1,0 +1,266 @@
+//! The CLI end to end on the project's fixtures: ingest, list, show, search, export, errors.
+
+mod common;
+use common::*;
+
+fn ingest_fixtures(data: &std::path::Path) -> Vec<serde_json::Value> {
+    let run = ok(
+        data,
+        &["ingest", "--json", "fixtures/scanner", "fixtures/mail"],
+    );
+    run.json_lines()
+}
+
+#[test]
+fn ingest_list_show_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let lines = ingest_fixtures(data);
+    assert_eq!(lines.len(), 8, "6 letters + 2 emails");
+    for l in &lines {
+        assert_eq!(l["outcome"], "created", "{l}");
+        let t = &l["ticket"];
+        let code = t["code"].as_str().unwrap();
+        assert!(sportello::code::parse(code).is_ok(), "{code}");
+        assert!(t["protocol"].as_str().unwrap().contains('/'));
+        assert_eq!(t["status"], "new");
+        assert_eq!(t["events"][0]["kind"], "created");
+        let doc = &t["documents"][0];
+        assert_eq!(doc["kind"], "original");
+        assert_eq!(doc["sha256"].as_str().unwrap().len(), 64);
+    }
+    // Protocol numbers are sequential and never reused.
+    let mut protocols: Vec<String> = lines
+        .iter()
+        .map(|l| l["ticket"]["protocol"].as_str().unwrap().to_string())
+        .collect();
+    protocols.sort();
+    protocols.dedup();
+    assert_eq!(protocols.len(), 8);
+    assert!(
+        protocols[0].ends_with("/000001") && protocols[7].ends_with("/000008"),
+        "{protocols:?}"
+    );
+
+    let gas = lines
+        .iter()
+        .find(|l| {
+            l["file"]
+                .as_str()
+                .unwrap()
+                .ends_with("lettera-allacciamento-gas.pdf")
+        })
+        .unwrap();
+    let t = &gas["ticket"];
+    assert_eq!(t["subject"], "Richiesta allacciamento gas modulo abitativo");
+    assert!(t["body"].as_str().unwrap().contains("località Paganica"));
+    assert_eq!(t["needs_attention"], false);
+    assert_eq!(t["channel"], "scanner");
+
+    let broken = lines
+        .iter()
+        .find(|l| {
+            l["file"]
+                .as_str()
+                .unwrap()
+                .ends_with("lettera-troncata.pdf")
+        })
+        .unwrap();
+    assert_eq!(broken["ticket"]["needs_attention"], true);
+    assert!(broken["ticket"]["attention_reason"]
+        .as_str()
+        .unwrap()
+        .contains("damaged"));
+
+    let mail = lines
+        .iter()
+        .find(|l| l["file"].as_str().unwrap().ends_with("richiesta-tari.eml"))
+        .unwrap();
+    assert_eq!(mail["ticket"]["channel"], "email");
+    assert_eq!(
+        mail["ticket"]["sender"]["email"],
+        "franco.ludovici@example.it"
+    );
+    assert_eq!(mail["ticket"]["sender"]["name"], "Franco Ludovici");
+    assert_eq!(mail["ticket"]["received_at"], "2010-04-12T07:30:00Z");
+
+    let code = t["code"].as_str().unwrap();
+    let shown = ok(data, &["tickets", "show", code, "--json"]).json_lines();
+    assert_eq!(shown[0], *t);
+    let text = ok(data, &["tickets", "show", &code.lower_case_for_test()]).stdout;
+    assert!(text.contains("Richiesta allacciamento gas"), "{text}");
+
+    let listed = ok(data, &["tickets", "list", "--json"]).json_lines();
+    assert_eq!(listed.len(), 8);
+    let flagged = ok(data, &["tickets", "list", "--needs-attention", "--json"]).json_lines();
+    assert_eq!(flagged.len(), 1);
+    let emails = ok(data, &["tickets", "list", "--channel", "email", "--json"]).json_lines();
+    assert_eq!(emails.len(), 2);
+
+    let export = ok(data, &["export", "--jsonl"]).json_lines();
+    assert_eq!(export.len(), 8);
+    assert!(export
+        .iter()
+        .all(|t| t["documents"].is_array() && t["events"].is_array()));
+
+    // Ingesting the same files again files nothing new.
+    let again = ingest_fixtures(data);
+    assert!(
+        again.iter().all(|l| l["outcome"] == "already_filed"),
+        "{again:?}"
+    );
+    assert_eq!(
+        ok(data, &["tickets", "list", "--json"]).json_lines().len(),
+        8
+    );
+}
+
+trait LowerForTest {
+    fn lower_case_for_test(&self) -> String;
+}
+impl LowerForTest for str {
+    fn lower_case_for_test(&self) -> String {
+        self.to_lowercase()
+    }
+}
+
+#[test]
+fn search_forgives_accents_and_word_endings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    ingest_fixtures(data);
+    let subject_of = |query: &str, extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["search", query, "--json"];
+        args.extend_from_slice(extra);
+        ok(data, &args)
+            .json_lines()
+            .iter()
+            .map(|h| h["subject"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // An accented word typed without its accent.
+    assert_eq!(
+        subject_of("citta", &[]),
+        ["Rimozione macerie via Sallustio"]
+    );
+    assert_eq!(
+        subject_of("localita paganica", &[]),
+        ["Richiesta allacciamento gas modulo abitativo"]
+    );
+    // Another form of the same Italian word.
+    assert_eq!(
+        subject_of("allaccio", &[]),
+        ["Richiesta allacciamento gas modulo abitativo"]
+    );
+    assert_eq!(
+        subject_of("alloggio", &[]),
+        ["Assegnazione alloggio progetto C.A.S.E."]
+    );
+    // Exact phrases still work, and word order matters in them.
+    assert_eq!(
+        subject_of("\"autonoma sistemazione\"", &[]),
+        ["Contributo di autonoma sistemazione"]
+    );
+    assert!(subject_of("\"sistemazione autonoma\"", &[]).is_empty());
+    // Filters and exclusions.
+    assert!(subject_of("allaccio", &["--channel", "email"]).is_empty());
+    assert_eq!(
+        subject_of("tributi", &["--channel", "email"]),
+        ["Sospensione tributi e TARSU"]
+    );
+    assert!(subject_of("macerie -sallustio", &[]).is_empty());
+    let hits = ok(data, &["search", "allaccio", "--json"]).json_lines();
+    assert!(
+        hits[0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("**allacciamento**"),
+        "{}",
+        hits[0]
+    );
+    let none = sportello(data, &["search", "  "]);
+    assert!(!none.status.success());
+    assert!(none.stderr.contains("empty search"), "{}", none.stderr);
+}
+
+#[test]
+fn mistyped_and_unknown_codes_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let lines = ingest_fixtures(data);
+    let code = lines[0]["ticket"]["code"].as_str().unwrap().to_string();
+    // Change one symbol: the check character catches it before any lookup.
+    let last = code.chars().last().unwrap();
+    let typo = format!(
+        "{}{}",
+        &code[..code.len() - 1],
+        if last == 'A' { 'B' } else { 'A' }
+    );
+    let run = sportello(data, &["tickets", "show", &typo]);
+    assert!(!run.status.success());
+    assert!(run.stderr.contains("mistyped"), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.trim().lines().count(),
+        1,
+        "one clear line: {}",
+        run.stderr
+    );
+    let run = sportello(data, &["tickets", "show", "not-a-code"]);
+    assert!(
+        !run.status.success() && run.stderr.contains("not a tracking code"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_bad_pipeline_is_refused_with_every_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "office = 3\n[[sources]]\nkind = \"folder\"\nname = \"fax\"\npath = \"x\"\nchannel = \"pigeon\"\n\n[[sources]]\nkind = \"imap\"\nname = \"m\"\nhost = \"h\"\nusername = \"u\"\npassword = \"hunter2\"\npassword_env = \"P\"\n",
+    )
+    .unwrap();
+    let run = sportello(tmp.path(), &["check", "--pipeline", file.to_str().unwrap()]);
+    assert!(!run.status.success());
+    assert!(run.stderr.contains("3 problem(s)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("bad.toml:1: `office`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("bad.toml:6: source: unknown variant `pigeon`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("bad.toml:13: source: unknown field `password`"),
+        "{}",
+        run.stderr
+    );
+    // The shipped pipelines are valid.
+    for p in ["pipelines/demo.toml", "pipelines/urp.example.toml"] {
+        ok(tmp.path(), &["check", "--pipeline", p]);
+    }
+}
+
+#[test]
+fn one_unreadable_path_does_not_stop_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = sportello(
+        tmp.path(),
+        &[
+            "ingest",
+            "--json",
+            "no/such/file.pdf",
+            "fixtures/mail/orari-ufficio.eml",
+        ],
+    );
+    assert!(!run.status.success(), "a missing path is an error");
+    assert!(run.stderr.contains("no such file"), "{}", run.stderr);
+    assert_eq!(run.json_lines().len(), 1);
+}

@@ -1,0 +1,155 @@
+//! Helpers shared by the integration tests: they drive the real `sportello` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sportello"))
+}
+
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/corpus` beside the project, or None (with a message) in a user's clone.
+pub fn corpus() -> Option<PathBuf> {
+    let dir = project_dir().join("../shared/corpus");
+    if dir.join("MANIFEST.tsv").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: ../shared/corpus is not present beside the project");
+        None
+    }
+}
+
+pub struct Run {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {l}\nstderr: {}", self.stderr))
+            })
+            .collect()
+    }
+}
+
+pub fn sportello(data: &Path, args: &[&str]) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(bin())
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .current_dir(project_dir())
+        .output()
+        .expect("run sportello");
+    Run {
+        status,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+pub fn ok(data: &Path, args: &[&str]) -> Run {
+    let run = sportello(data, args);
+    assert!(
+        run.status.success(),
+        "sportello {args:?} failed: {}\n{}",
+        run.stderr,
+        run.stdout
+    );
+    run
+}
+
+/// A `sportello run` in the background, killed when dropped.
+pub struct Runner {
+    pub child: Child,
+}
+
+impl Runner {
+    pub fn start(data: &Path, pipeline: &Path, extra: &[&str]) -> Runner {
+        let child = Command::new(bin())
+            .arg("--data")
+            .arg(data)
+            .arg("run")
+            .arg("--pipeline")
+            .arg(pipeline)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sportello run");
+        Runner { child }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "runner did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    cond()
+}
+
+pub fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.path().is_file() && !e.file_name().to_string_lossy().ends_with(".error.txt")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A pipeline with one folder source at `drop` and the given settle time.
+pub fn folder_pipeline(dir: &Path, drop: &Path, channel: &str, settle: f64) -> PathBuf {
+    let path = dir.join("pipeline.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[sources]]\nkind = \"folder\"\nname = \"drop\"\npath = {:?}\nchannel = \"{channel}\"\nsettle_secs = {settle}\nrescan_secs = 1\nsender_pattern = '^fax_(?P<fax>\\+?\\d+)_'\n",
+            drop.display().to_string()
+        ),
+    )
+    .unwrap();
+    path
+}
