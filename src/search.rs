@@ -105,7 +105,12 @@ impl SearchQuery {
     fn hits(&self, folded_word: &str) -> bool {
         self.highlight.iter().any(|t| match t {
             Term::Prefix(p) => folded_word.starts_with(p.as_str()),
-            Term::Stem(s) => stem(folded_word) == *s,
+            // A stem shares its first letters with the word (Snowball only trims endings), so
+            // most words are ruled out without running the stemmer.
+            Term::Stem(s) => {
+                let head = s.char_indices().nth(2).map_or(s.len(), |(i, _)| i);
+                folded_word.starts_with(&s[..head]) && stem(folded_word) == *s
+            }
         })
     }
 

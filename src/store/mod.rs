@@ -122,6 +122,9 @@ CREATE VIRTUAL TABLE ticket_fts USING fts5(
 "#,
 ];
 
+/// How many of a query's newest matches are ranked (see `Store::search`).
+pub const RANK_WINDOW: usize = 5000;
+
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -245,6 +248,21 @@ impl Store {
             blobs: BlobStore::new(data_dir),
             data_dir: data_dir.to_path_buf(),
         })
+    }
+
+    /// For bulk loads into a fresh store (imports, benchmarks): commits no longer wait for the
+    /// disk. A crash during the load can lose the last tickets, so never use it for intake.
+    pub fn relax_durability_for_bulk_load(&self) -> Result<()> {
+        self.conn.pragma_update(None, "synchronous", "OFF")?;
+        Ok(())
+    }
+
+    /// The raw FTS5 query without ranking or snippets: the floor a search cannot beat, used by
+    /// the benchmark to show what ranking and snippets cost.
+    pub fn bare_fts_ids(&self, fts: &str, limit: usize) -> Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare_cached("SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH ?1 LIMIT ?2")?;
+        let rows = stmt.query_map(params![fts, limit as i64], |r| r.get(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     pub fn blobs(&self) -> &BlobStore {
@@ -545,19 +563,20 @@ impl Store {
     /// Full-text search, best first.
     pub fn search(&self, query: &SearchQuery, filter: &TicketFilter) -> Result<Vec<SearchHit>> {
         let (where_sql, mut args) = filter_sql(filter);
-        let where_sql = if where_sql.is_empty() {
-            "WHERE".to_string()
-        } else {
-            format!("{where_sql} AND")
-        };
         args.push(query.fts.clone());
         let match_idx = args.len();
+        let where_sql = if where_sql.is_empty() { "WHERE".to_string() } else { format!("{where_sql} AND") };
+        // Ranking costs per match: a very broad query (tens of thousands of matches) is ranked
+        // among its RANK_WINDOW newest matches, so every search stays fast. A narrower query
+        // (fewer matches than the window) is ranked whole.
         let sql = format!(
-            "SELECT t.id, t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at, t.subject, t.topic,
-                    t.status, COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone),
-                    bm25(ticket_fts, 4.0, 2.0, 1.0) AS rank
-             FROM ticket_fts JOIN tickets t ON t.id = ticket_fts.rowid
-             {where_sql} ticket_fts MATCH ?{match_idx}
+            "SELECT id, code, protocol_year, protocol_number, channel, received_at, subject, topic, status, sender, rank
+             FROM (SELECT t.id, t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at, t.subject, t.topic,
+                          t.status, COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone) AS sender,
+                          bm25(ticket_fts, 4.0, 2.0, 1.0) AS rank
+                   FROM ticket_fts JOIN tickets t ON t.id = ticket_fts.rowid
+                   {where_sql} ticket_fts MATCH ?{match_idx}
+                   ORDER BY ticket_fts.rowid DESC LIMIT {RANK_WINDOW})
              ORDER BY rank LIMIT ?{}",
             match_idx + 1
         );

@@ -1,0 +1,165 @@
+//! `make bench`: the foundation's benchmarks, each quoted beside a peer run on the same
+//! machine in the same run (absolute times drift on shared machines; ratios hold).
+//!
+//! 1. Ingest of 1,000 born-digital one-page PDFs into a fresh store with the real binary:
+//!    tickets/s and peak RSS, against poppler's `pdftotext` run over the same files.
+//! 2. Search over 100,000 tickets: p50/p95 of `Store::search` (ranked, with snippets) against
+//!    a bare FTS5 MATCH on the same index.
+
+use sportello::search::SearchQuery;
+use sportello::store::{Intake, NewDocument, NewTicket, Store, TicketFilter};
+use sportello::testdata::letter_pdf;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let n_pdfs: usize = arg("SPORTELLO_BENCH_PDFS", 1000);
+    let n_tickets: usize = arg("SPORTELLO_BENCH_TICKETS", 100_000);
+    let texts = request_texts();
+    println!("== ingest: {n_pdfs} born-digital one-page PDFs");
+    bench_ingest(n_pdfs, &texts);
+    println!("\n== search: {n_tickets} tickets");
+    bench_search(n_tickets, &texts);
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Citizen requests to fill documents with: the labelled dev set when present, else a few
+/// of the project's own.
+fn request_texts() -> Vec<(String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/requests/labeled-dev.jsonl");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let v: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|r| (r["subject"].as_str().unwrap_or("").to_string(), r["body"].as_str().unwrap_or("").to_string()))
+            .collect();
+        if !v.is_empty() {
+            return v;
+        }
+    }
+    vec![
+        ("Allacciamento gas".into(), "Chiedo l'allacciamento del gas per il MAP di Paganica.".into()),
+        ("Contributo autonoma sistemazione".into(), "Non ho ricevuto il contributo di autonoma sistemazione.".into()),
+        ("Macerie".into(), "Le macerie in via Roma ostruiscono la strada.".into()),
+    ]
+}
+
+fn peak_rss_of_children_kb() -> i64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    usage.ru_maxrss
+}
+
+fn bench_ingest(n: usize, texts: &[(String, String)]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let drop = tmp.path().join("pdfs");
+    std::fs::create_dir_all(&drop).unwrap();
+    for i in 0..n {
+        let (subject, body) = &texts[i % texts.len()];
+        let body: String = body.chars().take(2500).collect();
+        std::fs::write(drop.join(format!("doc-{i:05}.pdf")), letter_pdf(subject, &format!("{body}\nRif. {i}"))).unwrap();
+    }
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/sportello");
+    assert!(bin.exists(), "build the release binary first (make bench does)");
+    let data = tmp.path().join("data");
+    let started = Instant::now();
+    let status = Command::new(&bin)
+        .arg("--data")
+        .arg(&data)
+        .args(["ingest"])
+        .arg(&drop)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let ours = started.elapsed();
+    let rss_mb = peak_rss_of_children_kb() as f64 / 1024.0;
+    assert!(status.success(), "ingest failed");
+
+    let started = Instant::now();
+    for i in 0..n {
+        let f = drop.join(format!("doc-{i:05}.pdf"));
+        let out = Command::new("pdftotext").arg("-q").arg(&f).arg("-").output().expect("pdftotext (poppler-utils)");
+        assert!(out.status.success());
+    }
+    let peer = started.elapsed();
+    let ours_rate = n as f64 / ours.as_secs_f64();
+    let peer_rate = n as f64 / peer.as_secs_f64();
+    println!("sportello ingest: {ours_rate:.0} tickets/s ({:.2} s), peak RSS {rss_mb:.0} MB", ours.as_secs_f64());
+    println!("pdftotext alone, one process per file, sequential: {peer_rate:.0} files/s ({:.2} s)", peer.as_secs_f64());
+    println!("ratio: sportello files {:.2}x as many documents per second as pdftotext extracts", ours_rate / peer_rate);
+}
+
+fn bench_search(n: usize, texts: &[(String, String)]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path()).unwrap();
+    store.relax_durability_for_bulk_load().unwrap();
+    let started = Instant::now();
+    let mut rng_state = 0x2545F4914F6CDD1Du64;
+    let mut next = move || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state
+    };
+    for i in 0..n {
+        let (subject, body) = &texts[(next() as usize) % texts.len()];
+        let body = format!("{body}\nPratica n. {}/{} - rif. {i}", next() % 10_000, 2009 + next() % 4);
+        let t = NewTicket {
+            channel: sportello::model::Channel::Email,
+            received_at: format!("201{}-0{}-1{}T10:00:00Z", next() % 3, 1 + next() % 9, next() % 10),
+            sender: Default::default(),
+            subject: subject.clone(),
+            body,
+            topic: None,
+            topic_confidence: None,
+            topic_reason: None,
+            office: None,
+            attention: vec![],
+            parent: None,
+            documents: Vec::<NewDocument>::new(),
+            intake: Intake { source: "bench".into(), name: format!("t{i}"), sha256: format!("{i:064}"), size: 0, mtime_ns: None },
+        };
+        store.file(&t, "URP").unwrap();
+    }
+    println!("loaded in {:.1} s", started.elapsed().as_secs_f64());
+    let queries = [
+        "gas", "allaccio", "contributo autonoma sistemazione", "\"autonoma sistemazione\"", "macerie", "citta", "agibilita",
+        "contatore", "ricostruzione pesante", "MAP Paganica", "bolletta acqua", "tributi sospensione", "alloggio CASE",
+        "sopralluogo", "ascensore", "voltura", "rimborso", "graduatoria", "pratica", "esito E",
+    ];
+    let filter = TicketFilter { limit: Some(20), ..Default::default() };
+    let mut ours = Vec::new();
+    let mut bare = Vec::new();
+    for round in 0..10 {
+        for q in &queries {
+            let parsed = SearchQuery::parse(q).unwrap();
+            let t = Instant::now();
+            let hits = store.search(&parsed, &filter).unwrap();
+            ours.push(t.elapsed());
+            let t = Instant::now();
+            let ids = store.bare_fts_ids(&parsed.fts, 20).unwrap();
+            bare.push(t.elapsed());
+            if round == 0 {
+                println!("  {q:<35} {:>3} hits shown", hits.len().max(ids.len().min(0)));
+            }
+        }
+    }
+    let (p50, p95) = percentiles(&mut ours);
+    let (b50, b95) = percentiles(&mut bare);
+    println!("search (ranked, snippets): p50 {:.2} ms, p95 {:.2} ms", ms(p50), ms(p95));
+    println!("bare FTS5 MATCH, unranked: p50 {:.2} ms, p95 {:.2} ms", ms(b50), ms(b95));
+    println!("ratio p95: {:.1}x the bare index lookup", ms(p95) / ms(b95).max(0.001));
+}
+
+fn percentiles(v: &mut [Duration]) -> (Duration, Duration) {
+    v.sort();
+    (v[v.len() / 2], v[(v.len() * 95 / 100).min(v.len() - 1)])
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
