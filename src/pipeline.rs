@@ -168,6 +168,10 @@ impl Stage for ExtractStage {
         if work.file_type == FileType::Email {
             return self.unpack_email(work, blobs);
         }
+        if work.ticket.channel == Channel::Fax && work.ticket.sender.fax.is_none() {
+            work.ticket.sender.fax =
+                extract::fax_number_in_metadata(&work.item.bytes, work.file_type);
+        }
         let doc = &mut work.ticket.documents[0];
         fill_document(doc, work.item.bytes.clone(), work.file_type, &self.cfg);
         let text = doc.doc.text.clone();

@@ -164,6 +164,39 @@ pub fn fax_tiff(width: u32, height: u32, pages: u32) -> Vec<u8> {
     out
 }
 
+/// A one-page fax TIFF whose ImageDescription tag holds `description` (as HylaFAX records
+/// the sender's TSI).
+pub fn fax_tiff_with_description(width: u32, height: u32, description: &str) -> Vec<u8> {
+    let mut tiff = fax_tiff(width, height, 1);
+    // Append the string and a second IFD copy with one more entry pointing at it.
+    let text_at = tiff.len() as u32;
+    tiff.extend_from_slice(description.as_bytes());
+    tiff.push(0);
+    let ifd_at = tiff.len() as u32;
+    let old_ifd = 8usize;
+    let entries = u16::from_le_bytes([tiff[old_ifd], tiff[old_ifd + 1]]) as usize;
+    let mut ifd = ((entries + 1) as u16).to_le_bytes().to_vec();
+    let old_entries = tiff[old_ifd + 2..old_ifd + 2 + entries * 12].to_vec();
+    let mut all: Vec<[u8; 12]> = old_entries
+        .chunks(12)
+        .map(|c| c.try_into().unwrap())
+        .collect();
+    let mut desc = [0u8; 12];
+    desc[..2].copy_from_slice(&270u16.to_le_bytes());
+    desc[2..4].copy_from_slice(&2u16.to_le_bytes());
+    desc[4..8].copy_from_slice(&(description.len() as u32 + 1).to_le_bytes());
+    desc[8..12].copy_from_slice(&text_at.to_le_bytes());
+    all.push(desc);
+    all.sort_by_key(|e| u16::from_le_bytes([e[0], e[1]]));
+    for e in all {
+        ifd.extend_from_slice(&e);
+    }
+    ifd.extend_from_slice(&0u32.to_le_bytes());
+    tiff.extend_from_slice(&ifd);
+    tiff[4..8].copy_from_slice(&ifd_at.to_le_bytes());
+    tiff
+}
+
 /// A plain-text email.
 pub fn email(from: &str, subject: &str, body: &str, message_id: &str) -> Vec<u8> {
     format!(

@@ -79,6 +79,66 @@ pub fn tiff_page_count(bytes: &[u8]) -> Result<u32, String> {
     Ok(pages)
 }
 
+/// ASCII values of the first page's ImageDescription (270) and Artist (315) tags, where fax
+/// servers record the sender's number (TSI).
+pub fn tiff_descriptions(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    if bytes.len() < 8 || !(bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*")) {
+        return out;
+    }
+    let le = bytes[0] == b'I';
+    let u16_at = |o: usize| {
+        bytes.get(o..o + 2).map(|b| {
+            if le {
+                u16::from_le_bytes([b[0], b[1]])
+            } else {
+                u16::from_be_bytes([b[0], b[1]])
+            }
+        })
+    };
+    let u32_at = |o: usize| {
+        bytes.get(o..o + 4).map(|b| {
+            let a = [b[0], b[1], b[2], b[3]];
+            if le {
+                u32::from_le_bytes(a)
+            } else {
+                u32::from_be_bytes(a)
+            }
+        })
+    };
+    let Some(ifd) = u32_at(4).map(|v| v as usize) else {
+        return out;
+    };
+    let Some(entries) = u16_at(ifd) else {
+        return out;
+    };
+    for i in 0..entries.min(500) as usize {
+        let e = ifd + 2 + i * 12;
+        let (Some(tag), Some(typ), Some(count)) = (u16_at(e), u16_at(e + 2), u32_at(e + 4)) else {
+            break;
+        };
+        if !(tag == 270 || tag == 315) || typ != 2 {
+            continue;
+        }
+        let count = count as usize;
+        let start = if count <= 4 {
+            e + 8
+        } else {
+            u32_at(e + 8).unwrap_or(0) as usize
+        };
+        if let Some(raw) = bytes.get(start..start.saturating_add(count.min(4096))) {
+            let text = String::from_utf8_lossy(raw)
+                .trim_end_matches('\0')
+                .trim()
+                .to_string();
+            if !text.is_empty() {
+                out.push(text);
+            }
+        }
+    }
+    out
+}
+
 /// A warning when a JPEG was cut short (no end-of-image marker): OCR may still read the top.
 pub fn jpeg_warning(bytes: &[u8]) -> Option<String> {
     let tail = &bytes[bytes.len().saturating_sub(64)..];

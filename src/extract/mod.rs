@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use image::tiff_page_count;
+pub use image::{tiff_descriptions, tiff_page_count};
 
 /// What the bytes are, from their first bytes (and, for text, their content).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,6 +284,33 @@ pub fn extract_now(bytes: &[u8], file_type: FileType, max_pages: u32) -> Extract
     }
 }
 
+/// A fax number found in a document's metadata (TIFF description tags, PDF Info), as fax
+/// servers record the transmitting station there.
+pub fn fax_number_in_metadata(bytes: &[u8], file_type: FileType) -> Option<String> {
+    let candidates: Vec<String> = match file_type {
+        FileType::Tiff => tiff_descriptions(bytes),
+        FileType::Pdf => pdf::info_strings(bytes),
+        _ => Vec::new(),
+    };
+    candidates.iter().find_map(|c| phone_number_in(c))
+}
+
+/// The first thing in `text` that looks like a phone or fax number (6 to 15 digits).
+pub fn phone_number_in(text: &str) -> Option<String> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| regex::Regex::new(r"\+?\d[\d .\-/]{4,18}\d").expect("valid regex"));
+    re.find_iter(text).map(|m| m.as_str()).find_map(|m| {
+        let digits = m.chars().filter(char::is_ascii_digit).count();
+        (6..=15).contains(&digits).then(|| {
+            let plus = if m.starts_with('+') { "+" } else { "" };
+            format!(
+                "{plus}{}",
+                m.chars().filter(char::is_ascii_digit).collect::<String>()
+            )
+        })
+    })
+}
+
 /// True when a text layer carries no usable text: empty, or mostly symbols a font without a
 /// Unicode map turns into (private-use code points, replacement characters, control bytes).
 pub fn is_unusable_text(text: &str) -> bool {
@@ -334,6 +361,24 @@ mod tests {
         assert_eq!(decode_text("città".as_bytes()), "città");
         assert_eq!(decode_text(b"\xEF\xBB\xBFok"), "ok");
         assert_eq!(decode_text(b"\xFF\xFEo\0k\0"), "ok");
+    }
+
+    #[test]
+    fn finds_fax_numbers() {
+        assert_eq!(
+            phone_number_in("TSI: +39 0862 505245").as_deref(),
+            Some("+390862505245")
+        );
+        assert_eq!(
+            phone_number_in("fax 0862-41.23.45 ore 12").as_deref(),
+            Some("0862412345")
+        );
+        assert_eq!(phone_number_in("pagina 1 di 2"), None);
+        let tiff = crate::testdata::fax_tiff_with_description(64, 20, "+39 0862 505245");
+        assert_eq!(
+            fax_number_in_metadata(&tiff, FileType::Tiff).as_deref(),
+            Some("+390862505245")
+        );
     }
 
     #[test]

@@ -160,6 +160,33 @@ fn merge_fallback(result: &mut Extracted, poppler_pages: Vec<String>, max_pages:
     }
 }
 
+/// Author, Creator, Title, Subject and Producer of the document's Info dictionary.
+pub fn info_strings(bytes: &[u8]) -> Vec<String> {
+    let Ok(doc) = load(bytes) else {
+        return Vec::new();
+    };
+    let Ok(info) = doc
+        .trailer
+        .get(b"Info")
+        .and_then(|o| o.as_reference())
+        .and_then(|id| doc.get_dictionary(id))
+    else {
+        return Vec::new();
+    };
+    [
+        &b"Author"[..],
+        b"Creator",
+        b"Title",
+        b"Subject",
+        b"Producer",
+    ]
+    .iter()
+    .filter_map(|k| info.get(k).ok())
+    .filter_map(|o| o.as_str().ok())
+    .map(|raw| String::from_utf8_lossy(raw).into_owned())
+    .collect()
+}
+
 fn load(bytes: &[u8]) -> Result<lopdf::Document, String> {
     match catch_unwind(AssertUnwindSafe(|| lopdf::Document::load_mem(bytes))) {
         Ok(Ok(doc)) => Ok(doc),

@@ -260,7 +260,9 @@ impl Store {
     /// The raw FTS5 query without ranking or snippets: the floor a search cannot beat, used by
     /// the benchmark to show what ranking and snippets cost.
     pub fn bare_fts_ids(&self, fts: &str, limit: usize) -> Result<Vec<i64>> {
-        let mut stmt = self.conn.prepare_cached("SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH ?1 LIMIT ?2")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH ?1 LIMIT ?2")?;
         let rows = stmt.query_map(params![fts, limit as i64], |r| r.get(0))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
@@ -565,7 +567,11 @@ impl Store {
         let (where_sql, mut args) = filter_sql(filter);
         args.push(query.fts.clone());
         let match_idx = args.len();
-        let where_sql = if where_sql.is_empty() { "WHERE".to_string() } else { format!("{where_sql} AND") };
+        let where_sql = if where_sql.is_empty() {
+            "WHERE".to_string()
+        } else {
+            format!("{where_sql} AND")
+        };
         // Ranking costs per match: a very broad query (tens of thousands of matches) is ranked
         // among its RANK_WINDOW newest matches, so every search stays fast. A narrower query
         // (fewer matches than the window) is ranked whole.
