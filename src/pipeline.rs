@@ -7,7 +7,7 @@
 use crate::config::{ExtractStageConfig, Pipeline, StageConfig};
 use crate::email;
 use crate::extract::{self, FileType};
-use crate::model::{Channel, Document, DocumentKind, Sender};
+use crate::model::{Channel, Sender};
 use crate::store::blobs::{sha256_hex, BlobStore};
 use crate::store::{now_rfc3339, Intake, NewDocument, NewTicket};
 use std::sync::Arc;
@@ -114,22 +114,12 @@ impl Processor {
             office: self.office.clone(),
             attention: Vec::new(),
             parent: None,
-            documents: vec![NewDocument {
-                doc: Document {
-                    name: item.name.clone(),
-                    mime: file_type.mime().to_string(),
-                    sha256: sha.clone(),
-                    size: item.bytes.len() as u64,
-                    pages: None,
-                    text: String::new(),
-                    ocr: false,
-                    ocr_confidence: None,
-                    kind: DocumentKind::Original,
-                    error: None,
-                    pages_needing_ocr: Vec::new(),
-                },
-                page_texts: Vec::new(),
-            }],
+            documents: vec![NewDocument::original(
+                item.name.clone(),
+                file_type.mime(),
+                sha.clone(),
+                item.bytes.len() as u64,
+            )],
             intake: Intake {
                 source: item.source.clone(),
                 name: item.origin.clone(),
@@ -227,26 +217,12 @@ impl ExtractStage {
                 StageError::Failed(format!("cannot keep attachment {}: {e}", a.name))
             })?;
             let file_type = extract::sniff(&bytes, &a.name);
-            let mut doc = NewDocument {
-                doc: Document {
-                    name: a.name,
-                    mime: if file_type == FileType::Unknown {
-                        a.mime
-                    } else {
-                        file_type.mime().to_string()
-                    },
-                    sha256: sha,
-                    size: bytes.len() as u64,
-                    pages: None,
-                    text: String::new(),
-                    ocr: false,
-                    ocr_confidence: None,
-                    kind: DocumentKind::Original,
-                    error: None,
-                    pages_needing_ocr: Vec::new(),
-                },
-                page_texts: Vec::new(),
+            let mime = if file_type == FileType::Unknown {
+                a.mime
+            } else {
+                file_type.mime().to_string()
             };
+            let mut doc = NewDocument::original(a.name, &mime, sha, bytes.len() as u64);
             match file_type {
                 // Nested messages were unpacked by `email::unpack`; keep their body as text.
                 FileType::Email => {

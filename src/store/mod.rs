@@ -136,6 +136,28 @@ pub struct NewDocument {
     pub page_texts: Vec<PageText>,
 }
 
+impl NewDocument {
+    /// An original as received, before any text is extracted.
+    pub fn original(name: String, mime: &str, sha256: String, size: u64) -> NewDocument {
+        NewDocument {
+            doc: Document {
+                name,
+                mime: mime.to_string(),
+                sha256,
+                size,
+                pages: None,
+                text: String::new(),
+                ocr: false,
+                ocr_confidence: None,
+                kind: DocumentKind::Original,
+                error: None,
+                pages_needing_ocr: Vec::new(),
+            },
+            page_texts: Vec::new(),
+        }
+    }
+}
+
 /// Where an item came from, to tell a duplicate from the same item seen again after a crash.
 #[derive(Debug, Clone)]
 pub struct Intake {
