@@ -264,3 +264,64 @@ fn one_unreadable_path_does_not_stop_the_others() {
     assert!(run.stderr.contains("no such file"), "{}", run.stderr);
     assert_eq!(run.json_lines().len(), 1);
 }
+
+#[test]
+fn hostile_and_truncated_inputs_never_crash_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = tmp.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let mut state = 0x9E3779B97F4A7C15u64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    };
+    let pdf = sportello::testdata::letter_pdf("Prova", "Testo di prova per documenti danneggiati.");
+    let tiff = sportello::testdata::fax_tiff(256, 64, 2);
+    let eml = sportello::testdata::email("a@b.it", "Oggetto", "Corpo", "x@y");
+    let mut n = 0;
+    for (i, base) in [pdf, tiff, eml].iter().enumerate() {
+        for cut in [1, 7, base.len() / 3, base.len() / 2, base.len() - 3] {
+            std::fs::write(inputs.join(format!("cut-{i}-{cut}.bin")), &base[..cut]).unwrap();
+            n += 1;
+        }
+        for k in 0..6 {
+            // The right magic bytes, then noise or a damaged copy.
+            let mut bytes = base[..base.len().min(16)].to_vec();
+            bytes.extend(noise(64 << k));
+            std::fs::write(inputs.join(format!("noise-{i}-{k}.bin")), &bytes).unwrap();
+            let mut flipped = base.clone();
+            for b in flipped.iter_mut().skip(20).step_by(7 + k) {
+                *b ^= 0x5A;
+            }
+            std::fs::write(inputs.join(format!("flip-{i}-{k}.bin")), &flipped).unwrap();
+            n += 2;
+        }
+    }
+    std::fs::write(inputs.join("empty.pdf"), b"").unwrap();
+    n += 1;
+    let run = ok(tmp.path(), &["ingest", "--json", inputs.to_str().unwrap()]);
+    let lines = run.json_lines();
+    assert_eq!(lines.len(), n, "every input gives a result: {}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    for l in &lines {
+        assert!(l["ticket"]["code"].is_string(), "{l}");
+    }
+    let empty = lines
+        .iter()
+        .find(|l| l["file"].as_str().unwrap().ends_with("empty.pdf"))
+        .unwrap();
+    assert_eq!(empty["ticket"]["needs_attention"], true);
+    assert!(
+        empty["ticket"]["attention_reason"]
+            .as_str()
+            .unwrap()
+            .contains("empty file"),
+        "{empty}"
+    );
+}

@@ -231,6 +231,9 @@ pub fn extract(bytes: Arc<Vec<u8>>, file_type: FileType, cfg: &ExtractStageConfi
 /// Extraction on the calling thread, without a time limit.
 pub fn extract_now(bytes: &[u8], file_type: FileType, max_pages: u32) -> Extracted {
     let mime = file_type.mime().to_string();
+    if bytes.is_empty() {
+        return Extracted::failed(file_type, "empty file (0 bytes)".into());
+    }
     match file_type {
         FileType::Pdf => pdf::extract(bytes, max_pages),
         FileType::Text => {
