@@ -123,7 +123,7 @@ CREATE VIRTUAL TABLE ticket_fts USING fts5(
 ];
 
 /// How many of a query's newest matches are ranked (see `Store::search`).
-pub const RANK_WINDOW: usize = 5000;
+pub const RANK_WINDOW: usize = 2500;
 
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
