@@ -5,7 +5,7 @@
 //! `"contributo autonoma sistemazione"` is a phrase; `-macerie` excludes; `ricostr*` is a
 //! prefix of the written (not stemmed) word. Accents and case never matter.
 
-use crate::textnorm::{fold, stem, tokens};
+use crate::textnorm::{stem, tokens};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -179,11 +179,6 @@ pub struct SearchHit {
     pub sender: Option<String>,
     pub score: f64,
     pub snippet: String,
-}
-
-/// Folded word, exposed for callers that compare typed text (e.g. filters).
-pub fn normalise_word(word: &str) -> String {
-    fold(word)
 }
 
 #[cfg(test)]

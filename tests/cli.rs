@@ -87,7 +87,7 @@ fn ingest_list_show_export() {
     let code = t["code"].as_str().unwrap();
     let shown = ok(data, &["tickets", "show", code, "--json"]).json_lines();
     assert_eq!(shown[0], *t);
-    let text = ok(data, &["tickets", "show", &code.lower_case_for_test()]).stdout;
+    let text = ok(data, &["tickets", "show", &code.to_lowercase()]).stdout;
     assert!(text.contains("Richiesta allacciamento gas"), "{text}");
 
     let listed = ok(data, &["tickets", "list", "--json"]).json_lines();
@@ -113,15 +113,6 @@ fn ingest_list_show_export() {
         ok(data, &["tickets", "list", "--json"]).json_lines().len(),
         8
     );
-}
-
-trait LowerForTest {
-    fn lower_case_for_test(&self) -> String;
-}
-impl LowerForTest for str {
-    fn lower_case_for_test(&self) -> String {
-        self.to_lowercase()
-    }
 }
 
 #[test]
