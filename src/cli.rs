@@ -105,6 +105,21 @@ pub enum TicketsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move a ticket to another status (new, in_progress, waiting, closed)
+    Status {
+        code: String,
+        status: Status,
+        /// Who does it (recorded in the history); default: the login name
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Add a note to a ticket's history
+    Note {
+        code: String,
+        text: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -355,8 +370,27 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             write_error.map_or(Ok(ExitCode::SUCCESS), Err)
         }
         Command::Tickets { command } => {
-            let store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
+            let mut store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
+            let actor = |by: Option<String>| {
+                by.or_else(|| std::env::var("USER").ok())
+                    .unwrap_or_else(|| "cli".into())
+            };
             match command {
+                TicketsCommand::Status { code, status, by } => {
+                    let changed = store.set_status(&code, status, &actor(by))?;
+                    out.line(if changed {
+                        "status changed"
+                    } else {
+                        "status unchanged"
+                    })?;
+                }
+                TicketsCommand::Note { code, text, by } => {
+                    if text.trim().is_empty() {
+                        bail!("a note needs some text");
+                    }
+                    store.add_note(&code, &text, &actor(by))?;
+                    out.line("note added")?;
+                }
                 TicketsCommand::List {
                     filter,
                     needs_attention,

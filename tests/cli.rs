@@ -90,6 +90,43 @@ fn ingest_list_show_export() {
     let text = ok(data, &["tickets", "show", &code.to_lowercase()]).stdout;
     assert!(text.contains("Richiesta allacciamento gas"), "{text}");
 
+    // A clerk works on it: status changes and notes are events, with who did them.
+    ok(
+        data,
+        &["tickets", "status", code, "in_progress", "--by", "clerk1"],
+    );
+    ok(
+        data,
+        &[
+            "tickets",
+            "note",
+            code,
+            "Chiamato il cittadino",
+            "--by",
+            "clerk1",
+        ],
+    );
+    let unchanged = ok(data, &["tickets", "status", code, "in_progress"]).stdout;
+    assert!(unchanged.contains("unchanged"));
+    let after = &ok(data, &["tickets", "show", code, "--json"]).json_lines()[0];
+    assert_eq!(after["status"], "in_progress");
+    let events: Vec<(&str, &str)> = after["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events[events.len() - 2..],
+        [("status_changed", "clerk1"), ("note", "clerk1")]
+    );
+    let in_progress = ok(
+        data,
+        &["tickets", "list", "--status", "in_progress", "--json"],
+    )
+    .json_lines();
+    assert_eq!(in_progress.len(), 1);
+
     let listed = ok(data, &["tickets", "list", "--json"]).json_lines();
     assert_eq!(listed.len(), 8);
     let flagged = ok(data, &["tickets", "list", "--needs-attention", "--json"]).json_lines();

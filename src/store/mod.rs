@@ -666,6 +666,46 @@ impl Store {
             .unwrap_or_else(|| subject.to_string()))
     }
 
+    /// Moves a ticket to `status`, recording who did it; no event when nothing changes.
+    pub fn set_status(&mut self, code_input: &str, status: Status, actor: &str) -> Result<bool> {
+        let (id, _) = self.ticket_id(code_input)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let from: String = tx.query_row("SELECT status FROM tickets WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?;
+        if from == status.as_str() {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE tickets SET status = ?1 WHERE id = ?2",
+            params![status.as_str(), id],
+        )?;
+        let detail = serde_json::json!({"from": from, "to": status.as_str()});
+        insert_event(&tx, id, &now_rfc3339(), actor, "status_changed", &detail)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Appends a clerk's note to a ticket's history.
+    pub fn add_note(&mut self, code_input: &str, text: &str, actor: &str) -> Result<()> {
+        let (id, _) = self.ticket_id(code_input)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        insert_event(
+            &tx,
+            id,
+            &now_rfc3339(),
+            actor,
+            "note",
+            &serde_json::json!({"text": text}),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Calls `each` with every ticket, oldest first.
     pub fn for_each_ticket(
         &self,
