@@ -5,7 +5,7 @@ use crate::config::{Pipeline, SourceConfig};
 use crate::pipeline::{Item, PrepareError, Processor};
 use crate::sources::folder::{self, FolderSource};
 use crate::store::{Filed, NewTicket, Store, StoreError};
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use notify::Watcher;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -233,10 +233,14 @@ pub fn run(
         }
         drop(res_tx);
         tracing::info!(sources = sources.len(), workers, "watching");
+        // Sources a file event woke since their last scan.
+        let mut woken = vec![false; sources.len()];
+        let mut finished = Vec::new();
         loop {
             let stopping = stop.load(Ordering::SeqCst);
             // File what the workers finished.
-            while let Ok((idx, path, prepared)) = res_rx.try_recv() {
+            finished.extend(res_rx.try_iter());
+            for (idx, path, prepared) in finished.drain(..) {
                 in_flight.remove(&path);
                 let outcome = file_and_move(store, &sources[idx], &path, prepared, &prefix);
                 report(store, outcome);
@@ -249,14 +253,14 @@ pub fn run(
                 continue;
             }
             // Rescan what is due, or what an event woke.
-            let mut woken = vec![false; sources.len()];
-            while let Ok(idx) = wake_rx.try_recv() {
+            for idx in wake_rx.try_iter() {
                 woken[idx] = true;
             }
             for (idx, src) in sources.iter_mut().enumerate() {
                 let due = last_scan[idx]
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(src.cfg.rescan_secs));
                 if due || woken[idx] || src.has_pending() {
+                    woken[idx] = false;
                     src.scan();
                     if due {
                         last_scan[idx] = Some(Instant::now());
@@ -286,12 +290,11 @@ pub fn run(
             if once && in_flight.is_empty() && sources.iter().all(|s| !s.has_pending()) {
                 break;
             }
-            match wake_rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(idx) => {
-                    // Put it back for the next round's bookkeeping.
-                    let _ = wake_tx.send(idx);
-                }
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            // Sleep until a file event, a finished item, or the next settle check.
+            crossbeam_channel::select! {
+                recv(wake_rx) -> msg => if let Ok(idx) = msg { woken[idx] = true },
+                recv(res_rx) -> msg => if let Ok(done) = msg { finished.push(done) },
+                default(Duration::from_millis(200)) => {}
             }
         }
         drop(job_tx);

@@ -28,7 +28,8 @@ fn a_file_still_being_written_is_taken_only_when_complete() {
         file.flush().unwrap();
         std::thread::sleep(Duration::from_millis(400));
     }
-    drop_file(file);
+    file.sync_all().unwrap();
+    std::mem::drop(file);
     assert!(
         wait_for(Duration::from_secs(20), || count_files(
             &drop.join("processed")
@@ -42,10 +43,6 @@ fn a_file_still_being_written_is_taken_only_when_complete() {
     assert_eq!(t["needs_attention"], false, "{t}");
     assert!(t["body"].as_str().unwrap().contains("ARRIVEDERCI"), "{t}");
     assert_eq!(count_files(&drop), 0);
-}
-
-fn drop_file(f: std::fs::File) {
-    f.sync_all().unwrap();
 }
 
 #[test]
@@ -175,4 +172,16 @@ fn a_broken_file_goes_to_failed_with_a_reason_and_still_makes_a_flagged_ticket()
     assert_eq!(std::fs::read(kept).unwrap(), junk);
     // Hidden and partial files are left alone.
     assert!(drop.join(".nascosto.pdf").exists() && drop.join("in-arrivo.pdf.part").exists());
+}
+
+#[test]
+fn a_source_this_build_cannot_run_is_refused_at_start_with_its_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = sportello(
+        tmp.path(),
+        &["run", "--once", "--pipeline", "pipelines/urp.example.toml"],
+    );
+    assert!(!run.status.success());
+    assert!(run.stderr.contains("source `urp-mail`"), "{}", run.stderr);
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
 }

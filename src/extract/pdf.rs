@@ -7,9 +7,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 pub fn extract(bytes: &[u8], max_pages: u32) -> Extracted {
     let mime = "application/pdf".to_string();
     let mut damaged = false;
+    // Unless lopdf read the file, poppler is asked only about pages that may hold text: an
+    // image-only page (every scan, every fax) would cost a process for nothing.
+    let mut ask_poppler = true;
     let mut result = match extract_with_lopdf(bytes, max_pages) {
-        Ok((pages, was_damaged)) => {
+        Ok(LopdfPages {
+            pages,
+            damaged: was_damaged,
+            unread_text,
+        }) => {
             damaged = was_damaged;
+            ask_poppler = unread_text || was_damaged;
             Extracted {
                 mime: mime.clone(),
                 pages: Some(pages.len() as u32),
@@ -35,8 +43,9 @@ pub fn extract(bytes: &[u8], max_pages: u32) -> Extracted {
     // Pages our parser could not read (odd fonts, damaged streams, broken tables, encryption
     // it does not know) get a second reading by poppler, when installed, before they are
     // declared image-only.
-    let wanting = result.page_texts.is_empty() || result.page_texts.iter().any(|p| p.needs_ocr);
-    if wanting {
+    if ask_poppler
+        && (result.page_texts.is_empty() || result.page_texts.iter().any(|p| p.needs_ocr))
+    {
         if let Some(poppler_pages) = super::poppler::pdftotext_pages(bytes) {
             merge_fallback(&mut result, poppler_pages, max_pages);
         }
@@ -64,8 +73,15 @@ enum LopdfFailure {
     TooManyPages(u32),
 }
 
-/// Pages, and whether the file is damaged (had to be repaired, or has corrupt streams).
-fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<(Vec<PageText>, bool), LopdfFailure> {
+struct LopdfPages {
+    pages: Vec<PageText>,
+    /// The file had to be repaired, or has corrupt streams.
+    damaged: bool,
+    /// Some page left without text has fonts, so a text layer we failed to read.
+    unread_text: bool,
+}
+
+fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<LopdfPages, LopdfFailure> {
     let mut repaired = false;
     let mut doc = match load(bytes) {
         Ok(doc) => doc,
@@ -98,6 +114,7 @@ fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<(Vec<PageText>, bo
         return Err(LopdfFailure::TooManyPages(page_count));
     }
     let mut page_texts = Vec::with_capacity(pages.len());
+    let mut unread_text = false;
     for (&number, &page_id) in &pages {
         // A compressed content stream that decodes to nothing is corrupt, whatever text a
         // tolerant reader still recovers from the rest.
@@ -121,6 +138,9 @@ fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<(Vec<PageText>, bo
         let ok = matches!(result, Ok(Ok(())));
         let text = tidy(&text);
         let needs_ocr = !ok || is_unusable_text(&text);
+        if needs_ocr && may_hold_text(&doc, page_id) {
+            unread_text = true;
+        }
         page_texts.push(PageText {
             page: number,
             text: if needs_ocr { String::new() } else { text },
@@ -128,7 +148,53 @@ fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<(Vec<PageText>, bo
             ..PageText::default()
         });
     }
-    Ok((page_texts, repaired))
+    Ok(LopdfPages {
+        pages: page_texts,
+        damaged: repaired,
+        unread_text,
+    })
+}
+
+/// Whether a page can carry a text layer: it has fonts, directly or in a form XObject.
+/// Scans and faxes are a page-sized image and nothing else.
+fn may_hold_text(doc: &lopdf::Document, page_id: lopdf::ObjectId) -> bool {
+    if doc
+        .get_page_fonts(page_id)
+        .map_or(true, |fonts| !fonts.is_empty())
+    {
+        return true;
+    }
+    let Ok((own, inherited)) = doc.get_page_resources(page_id) else {
+        return true;
+    };
+    let dicts = own.into_iter().chain(
+        inherited
+            .iter()
+            .filter_map(|&id| doc.get_dictionary(id).ok()),
+    );
+    dicts
+        .filter_map(|r| r.get(b"XObject").ok())
+        .any(|xobjects| {
+            let xobjects = match xobjects {
+                lopdf::Object::Reference(id) => doc.get_dictionary(*id).ok(),
+                other => other.as_dict().ok(),
+            };
+            xobjects.is_some_and(|d| {
+                d.iter().any(|(_, o)| {
+                    let stream = o
+                        .as_reference()
+                        .ok()
+                        .and_then(|id| doc.get_object(id).ok())
+                        .and_then(|o| o.as_stream().ok());
+                    stream.is_some_and(|s| {
+                        s.dict
+                            .get(b"Subtype")
+                            .and_then(|t| t.as_name())
+                            .is_ok_and(|n| n == b"Form")
+                    })
+                })
+            })
+        })
 }
 
 fn merge_fallback(result: &mut Extracted, poppler_pages: Vec<String>, max_pages: u32) {
