@@ -165,6 +165,7 @@ fn bench_search(n: usize, texts: &[(String, String)]) {
             topic: None,
             topic_confidence: None,
             topic_reason: None,
+            secondary_topics: Vec::new(),
             office: None,
             attention: vec![],
             parent: None,

@@ -1,6 +1,10 @@
 //! The command line: raw arguments validated once into settings, `anyhow` only here at the
 //! edge, one clear line per error and a non-zero exit.
 
+use crate::classify::eval::{cross_validate, read_labels, Labelled, Report};
+use crate::classify::model::{Example, Model};
+use crate::classify::rules::Rules;
+use crate::classify::{Classification, Classifier};
 use crate::config::Pipeline;
 use crate::model::{Channel, Status, Ticket};
 use crate::pipeline::Processor;
@@ -80,10 +84,71 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Classify requests: text on stdin, or JSON Lines of {"id","subject","body"}
+    Classify {
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Rules file (default: the pipeline's, else pipelines/rules.toml)
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long)]
+        jsonl: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admin rules: backtest an edit before it goes live
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// The learned topic model
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Every ticket, whole, one JSON object per line
     Export {
         #[arg(long, required = true)]
         jsonl: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Accuracy, per-topic precision and recall, confusion matrix and abstentions of a rules
+    /// file on labelled requests, and which records change against the rules in force
+    Test {
+        #[arg(long)]
+        labels: PathBuf,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// The edited rules file to try (default: the rules in force)
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Train from the store's clerk-reviewed tickets, or from a labelled JSON Lines file
+    Train {
+        #[arg(long)]
+        labels: Option<PathBuf>,
+    },
+    /// K-fold cross-validation on labelled requests: rules in force + a model trained on the other folds
+    Eval {
+        #[arg(long)]
+        labels: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -110,6 +175,16 @@ pub enum TicketsCommand {
         code: String,
         status: Status,
         /// Who does it (recorded in the history); default: the login name
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Set a ticket's topic (a correction the model learns from)
+    Reclassify {
+        code: String,
+        topic: String,
+        /// Rules file with the taxonomy (default: the pipeline's, else pipelines/rules.toml)
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
         #[arg(long)]
         by: Option<String>,
     },
@@ -298,8 +373,8 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
         } => {
             let pipeline = load_pipeline(pipeline.as_deref())?;
             let mut store = open_store(&data_dir(&cli.data, &pipeline))?;
-            let processor =
-                Processor::new(&pipeline, store.blobs().clone()).map_err(anyhow::Error::msg)?;
+            let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())
+                .map_err(anyhow::Error::msg)?;
             let (files, errors) = runner::collect_paths(&paths);
             let mut failed = errors.len();
             for e in &errors {
@@ -343,8 +418,8 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
         } => {
             let pipeline = Pipeline::load(&path)?;
             let mut store = open_store(&data_dir(&cli.data, &pipeline))?;
-            let processor =
-                Processor::new(&pipeline, store.blobs().clone()).map_err(anyhow::Error::msg)?;
+            let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())
+                .map_err(anyhow::Error::msg)?;
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone())
@@ -383,6 +458,30 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                     } else {
                         "status unchanged"
                     })?;
+                }
+                TicketsCommand::Reclassify {
+                    code,
+                    topic,
+                    pipeline,
+                    by,
+                } => {
+                    let pipeline = load_pipeline(pipeline.as_deref())?;
+                    let rules = Rules::load(&rules_path(None, &pipeline))?;
+                    let Some(def) = rules.topics.get(&topic) else {
+                        let known: Vec<&str> = rules.topics.keys().map(String::as_str).collect();
+                        bail!("unknown topic `{topic}` (topics: {})", known.join(", "));
+                    };
+                    let corrections =
+                        store.reclassify(&code, &topic, Some(&def.office), &actor(by))?;
+                    out.line(&format!(
+                        "{} → {topic} ({})",
+                        code.to_uppercase(),
+                        def.office
+                    ))?;
+                    if rules.retrain_after > 0 && corrections >= rules.retrain_after as u64 {
+                        let n = train_from_store(&mut store)?;
+                        eprintln!("sportello: model retrained on {n} reviewed tickets after {corrections} corrections");
+                    }
                 }
                 TicketsCommand::Note { code, text, by } => {
                     if text.trim().is_empty() {
@@ -455,6 +554,204 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Classify {
+            pipeline,
+            rules,
+            jsonl,
+            json,
+        } => {
+            let pipeline = load_pipeline(pipeline.as_deref())?;
+            let data = data_dir(&cli.data, &pipeline);
+            let classifier = Classifier::open(&rules_path(rules.as_deref(), &pipeline), &data)
+                .map_err(anyhow::Error::msg)?;
+            let records: Vec<Labelled> = match jsonl {
+                Some(path) => read_unlabelled(&path)?,
+                None => {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                        .context("cannot read stdin")?;
+                    let subject = crate::pipeline::subject_from_letter(&text).unwrap_or_default();
+                    vec![Labelled {
+                        id: String::new(),
+                        subject,
+                        body: text,
+                        topic: String::new(),
+                        channel: None,
+                        sender_email: None,
+                    }]
+                }
+            };
+            for r in records {
+                let channel = r.channel.as_deref().and_then(|c| c.parse().ok());
+                let c = classifier
+                    .classify(channel, r.sender_email.as_deref(), &r.subject, &r.body)
+                    .map_err(anyhow::Error::msg)?;
+                if json {
+                    out.json(&serde_json::json!({"id": r.id, "topic": c.topic, "confidence": c.confidence,
+                        "reason": c.reason, "secondary": c.secondary, "office": c.office}))?;
+                } else {
+                    out.line(&format!(
+                        "{}{}  {:.0}%  {}",
+                        if r.id.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{}  ", r.id)
+                        },
+                        c.topic,
+                        c.confidence * 100.0,
+                        c.reason
+                    ))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules {
+            command:
+                RulesCommand::Test {
+                    labels,
+                    pipeline,
+                    rules,
+                    json,
+                },
+        } => {
+            let pipeline = load_pipeline(pipeline.as_deref())?;
+            let data = data_dir(&cli.data, &pipeline);
+            let in_force_path = rules_path(None, &pipeline);
+            let candidate_path = rules.unwrap_or_else(|| in_force_path.clone());
+            let candidate = Rules::load(&candidate_path)?;
+            let model = Model::load(&data)?;
+            let records = read_labels(&labels).map_err(anyhow::Error::msg)?;
+            let predicted: Vec<Classification> = records
+                .iter()
+                .map(|r| r.classify(&candidate, model.as_ref()))
+                .collect();
+            let report = Report::new(
+                &records
+                    .iter()
+                    .zip(&predicted)
+                    .map(|(r, c)| (r.topic.clone(), c.topic.clone()))
+                    .collect::<Vec<_>>(),
+            );
+            // What the edit changes against the rules in force.
+            let mut changes = Vec::new();
+            if candidate_path != in_force_path {
+                let in_force = Rules::load(&in_force_path)?;
+                for (r, new) in records.iter().zip(&predicted) {
+                    let old = r.classify(&in_force, model.as_ref());
+                    if old.topic != new.topic {
+                        changes.push(serde_json::json!({"id": r.id, "labelled": r.topic, "before": old.topic, "after": new.topic,
+                            "fixed": new.topic == r.topic, "broken": old.topic == r.topic}));
+                    }
+                }
+            }
+            if json {
+                out.json(&serde_json::json!({"report": report, "changes": changes}))?;
+            } else {
+                out.line(&format!(
+                    "rules {} on {} ({})",
+                    candidate_path.display(),
+                    labels.display(),
+                    if model.is_some() {
+                        "with the model in the data dir"
+                    } else {
+                        "rules only, no model trained"
+                    }
+                ))?;
+                out.line(&report.to_string())?;
+                if candidate_path != in_force_path {
+                    out.line(&format!(
+                        "{} record(s) change against the rules in force ({}):",
+                        changes.len(),
+                        in_force_path.display()
+                    ))?;
+                    for c in &changes {
+                        let verdict = if c["fixed"] == true {
+                            "fixed"
+                        } else if c["broken"] == true {
+                            "BROKEN"
+                        } else {
+                            "still wrong"
+                        };
+                        out.line(&format!(
+                            "  {}  labelled {}  {} → {}  {verdict}",
+                            c["id"].as_str().unwrap_or(""),
+                            c["labelled"].as_str().unwrap_or(""),
+                            c["before"].as_str().unwrap_or(""),
+                            c["after"].as_str().unwrap_or("")
+                        ))?;
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Model {
+            command: ModelCommand::Train { labels },
+        } => {
+            let mut store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
+            match labels {
+                Some(path) => {
+                    let records = read_labels(&path).map_err(anyhow::Error::msg)?;
+                    let examples: Vec<Example> = records.iter().map(Labelled::example).collect();
+                    let model = Model::train(&examples)?;
+                    model.save(store.data_dir())?;
+                    out.line(&format!(
+                        "model trained on {} labelled requests from {} ({} topics)",
+                        examples.len(),
+                        path.display(),
+                        model.topics.len()
+                    ))?;
+                }
+                None => {
+                    let n = train_from_store(&mut store)?;
+                    out.line(&format!("model trained on {n} clerk-reviewed tickets"))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Model {
+            command:
+                ModelCommand::Eval {
+                    labels,
+                    folds,
+                    pipeline,
+                    rules,
+                    json,
+                },
+        } => {
+            let pipeline = load_pipeline(pipeline.as_deref())?;
+            let rules = Rules::load(&rules_path(rules.as_deref(), &pipeline))?;
+            let records = read_labels(&labels).map_err(anyhow::Error::msg)?;
+            let predicted = cross_validate(&records, &rules, folds).map_err(anyhow::Error::msg)?;
+            let report = Report::new(
+                &records
+                    .iter()
+                    .zip(&predicted)
+                    .map(|(r, c)| (r.topic.clone(), c.topic.clone()))
+                    .collect::<Vec<_>>(),
+            );
+            if json {
+                out.json(&report)?;
+            } else {
+                out.line(&format!("{folds}-fold cross-validation on {} (rules {} + model trained on the other folds)", labels.display(), rules.file.display()))?;
+                out.line(&report.to_string())?;
+                out.line("misclassified:")?;
+                for (r, c) in records
+                    .iter()
+                    .zip(&predicted)
+                    .filter(|(r, c)| r.topic != c.topic)
+                {
+                    out.line(&format!(
+                        "  {}  labelled {}  → {} ({:.0}%)  {}",
+                        r.id,
+                        r.topic,
+                        c.topic,
+                        c.confidence * 100.0,
+                        one_line(&c.reason, 160)
+                    ))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Export { jsonl } => {
             if !jsonl {
                 bail!("export needs --jsonl");
@@ -469,6 +766,59 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The rules file: given, else the pipeline's classify stage, else pipelines/rules.toml.
+fn rules_path(given: Option<&Path>, pipeline: &Pipeline) -> PathBuf {
+    given.map(Path::to_path_buf).unwrap_or_else(|| {
+        pipeline
+            .stages
+            .iter()
+            .find_map(|s| match s {
+                crate::config::StageConfig::Classify(c) => Some(c.rules.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| PathBuf::from("pipelines/rules.toml"))
+    })
+}
+
+fn train_from_store(store: &mut Store) -> Result<usize> {
+    let examples: Vec<Example> = store
+        .reviewed_examples()?
+        .into_iter()
+        .map(|(id, subject, body, topic)| Example {
+            id,
+            subject,
+            body,
+            topic,
+        })
+        .collect();
+    let model = Model::train(&examples)?;
+    model.save(store.data_dir())?;
+    store.reset_corrections()?;
+    Ok(examples.len())
+}
+
+/// JSON Lines of {"id","subject","body"} (a topic, if present, is ignored).
+fn read_unlabelled(path: &Path) -> Result<Vec<Labelled>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let mut v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+        if v.get("topic").is_none() {
+            v["topic"] = serde_json::Value::String(String::new());
+        }
+        out.push(
+            serde_json::from_value(v).with_context(|| format!("{}:{}", path.display(), i + 1))?,
+        );
+    }
+    Ok(out)
 }
 
 fn report_outcome(out: &mut Out, store: &Store, outcome: &Outcome, json: bool) -> Result<()> {

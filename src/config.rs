@@ -505,19 +505,20 @@ impl Pipeline {
     }
 }
 
-struct Checker<'a> {
-    file: PathBuf,
-    text: &'a str,
-    problems: Vec<ConfigProblem>,
+/// Collects problems of one TOML file with their lines; shared by pipeline and rules files.
+pub(crate) struct Checker<'a> {
+    pub(crate) file: PathBuf,
+    pub(crate) text: &'a str,
+    pub(crate) problems: Vec<ConfigProblem>,
 }
 
 impl Checker<'_> {
-    fn line_of(&self, offset: usize) -> usize {
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
         let offset = offset.min(self.text.len());
         self.text[..offset].bytes().filter(|&b| b == b'\n').count() + 1
     }
 
-    fn at(&mut self, span: std::ops::Range<usize>, message: String) {
+    pub(crate) fn at(&mut self, span: std::ops::Range<usize>, message: String) {
         let line = Some(self.line_of(span.start));
         self.problems.push(ConfigProblem {
             file: self.file.clone(),
@@ -526,7 +527,11 @@ impl Checker<'_> {
         });
     }
 
-    fn push_toml(&mut self, e: &toml::de::Error, within: Option<std::ops::Range<usize>>) {
+    pub(crate) fn push_toml(
+        &mut self,
+        e: &toml::de::Error,
+        within: Option<std::ops::Range<usize>>,
+    ) {
         let line = e.span().or(within).map(|s| self.line_of(s.start));
         let message = e.message().trim().to_string();
         self.problems.push(ConfigProblem {
@@ -536,7 +541,7 @@ impl Checker<'_> {
         });
     }
 
-    fn scalar<T: DeserializeOwned>(
+    pub(crate) fn scalar<T: DeserializeOwned>(
         &mut self,
         key: &str,
         value: &Spanned<toml::Value>,
@@ -552,7 +557,7 @@ impl Checker<'_> {
 
     /// Deserializes one `[[sources]]`/`[[stages]]`/`[[sinks]]` element, pinning an error to the
     /// line of the key it names when it names one.
-    fn element<T: DeserializeOwned>(
+    pub(crate) fn element<T: DeserializeOwned>(
         &mut self,
         what: &str,
         value: &Spanned<toml::Value>,

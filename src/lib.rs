@@ -3,6 +3,7 @@
 //!
 //! See ARCHITECTURE.md for the bird's-eye view and the invariants.
 
+pub mod classify;
 pub mod cli;
 pub mod code;
 pub mod config;

@@ -218,6 +218,12 @@ pub struct Ticket {
     pub topic: Option<String>,
     pub topic_confidence: Option<f32>,
     pub topic_reason: Option<String>,
+    /// Other topics the request touches.
+    #[serde(default)]
+    pub secondary_topics: Vec<String>,
+    /// True once a clerk set or confirmed the topic.
+    #[serde(default)]
+    pub topic_reviewed: bool,
     pub status: Status,
     pub office: Option<String>,
     pub needs_attention: bool,

@@ -4,6 +4,7 @@
 //! CPU work on the [`Work`] in order (extract, then OCR and classification as configured). A
 //! stage that fails adds an attention reason and the ticket is still filed: nothing is lost.
 
+use crate::classify::Classifier;
 use crate::config::{ExtractStageConfig, Pipeline, StageConfig};
 use crate::email;
 use crate::extract::{self, FileType};
@@ -68,7 +69,11 @@ pub struct Processor {
 }
 
 impl Processor {
-    pub fn new(pipeline: &Pipeline, blobs: BlobStore) -> Result<Processor, String> {
+    pub fn new(
+        pipeline: &Pipeline,
+        blobs: BlobStore,
+        data_dir: &std::path::Path,
+    ) -> Result<Processor, String> {
         let mut stages: Vec<Box<dyn Stage>> = Vec::new();
         for stage in &pipeline.stages {
             match stage {
@@ -76,8 +81,9 @@ impl Processor {
                 StageConfig::Ocr(_) => {
                     return Err("the `ocr` stage is not available in this build yet; remove it from the pipeline".into())
                 }
-                StageConfig::Classify(_) => {
-                    return Err("the `classify` stage is not available in this build yet; remove it from the pipeline".into())
+                StageConfig::Classify(cfg) => {
+                    let classifier = Classifier::open(&cfg.rules, data_dir)?;
+                    stages.push(Box::new(ClassifyStage { classifier }))
                 }
             }
         }
@@ -111,6 +117,7 @@ impl Processor {
             topic: None,
             topic_confidence: None,
             topic_reason: None,
+            secondary_topics: Vec::new(),
             office: self.office.clone(),
             attention: Vec::new(),
             parent: None,
@@ -141,6 +148,48 @@ impl Processor {
             }
         }
         Ok(work.ticket)
+    }
+}
+
+/// Topic, confidence, reason and office from the rules and the learned model.
+pub struct ClassifyStage {
+    pub classifier: Classifier,
+}
+
+impl Stage for ClassifyStage {
+    fn name(&self) -> &'static str {
+        "classify"
+    }
+
+    fn process(&self, work: &mut Work, _blobs: &BlobStore) -> Result<(), StageError> {
+        let t = &mut work.ticket;
+        // What the citizen wrote: the body, plus the text of attachments (a letter sent as a
+        // PDF, a scanned form) when the body alone says little.
+        let mut text = t.body.clone();
+        for d in t.documents.iter().skip(1) {
+            if text.len() > 8000 {
+                break;
+            }
+            text.push('\n');
+            text.push_str(&d.doc.text.chars().take(4000).collect::<String>());
+        }
+        let c = self
+            .classifier
+            .classify(
+                Some(t.channel),
+                t.sender.email.as_deref(),
+                &t.subject,
+                &text,
+            )
+            .map_err(StageError::Failed)?;
+        t.topic = Some(c.topic);
+        t.topic_confidence = Some(c.confidence);
+        t.topic_reason = Some(c.reason);
+        t.secondary_topics = c.secondary;
+        if c.office.is_some() {
+            t.office = c.office;
+        }
+        Ok(())
     }
 }
 

@@ -120,6 +120,14 @@ CREATE VIRTUAL TABLE ticket_fts USING fts5(
     tokenize = 'unicode61 remove_diacritics 2'
 );
 "#,
+    // 2: classification: clerk-reviewed topics (the model's training data), secondary topics,
+    // and small counters (corrections since the model was last trained).
+    r#"
+ALTER TABLE tickets ADD COLUMN topic_reviewed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tickets ADD COLUMN secondary_topics TEXT NOT NULL DEFAULT '[]';
+CREATE INDEX tickets_reviewed ON tickets(topic_reviewed);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"#,
 ];
 
 /// How many of a query's newest matches are ranked (see `Store::search`).
@@ -179,6 +187,7 @@ pub struct NewTicket {
     pub topic: Option<String>,
     pub topic_confidence: Option<f32>,
     pub topic_reason: Option<String>,
+    pub secondary_topics: Vec<String>,
     pub office: Option<String>,
     pub attention: Vec<String>,
     pub parent: Option<String>,
@@ -374,12 +383,14 @@ impl Store {
         tx.execute(
             "INSERT INTO tickets (code, protocol_year, protocol_number, channel, received_at, registered_at,
                 sender_name, sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence,
-                topic_reason, status, office, needs_attention, attention_reason, parent_code, intake_sha256)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'new', ?16, ?17, ?18, ?19, ?20)",
+                topic_reason, status, office, needs_attention, attention_reason, parent_code, intake_sha256,
+                secondary_topics)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'new', ?16, ?17, ?18, ?19, ?20, ?21)",
             params![
                 code, year, number, new.channel.as_str(), new.received_at, now,
                 s.name, s.email, s.fax, s.phone, new.subject, new.body, new.topic, new.topic_confidence,
-                new.topic_reason, new.office, attention.is_some(), attention, new.parent, new.intake.sha256
+                new.topic_reason, new.office, attention.is_some(), attention, new.parent, new.intake.sha256,
+                serde_json::to_string(&new.secondary_topics).unwrap_or_else(|_| "[]".into())
             ],
         )?;
         let ticket_id = tx.last_insert_rowid();
@@ -433,7 +444,8 @@ impl Store {
         let mut ticket = self.conn.query_row(
             "SELECT code, protocol_year, protocol_number, channel, received_at, registered_at, sender_name,
                     sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence, topic_reason,
-                    status, office, needs_attention, attention_reason, parent_code
+                    status, office, needs_attention, attention_reason, parent_code, secondary_topics,
+                    topic_reviewed
              FROM tickets WHERE id = ?1",
             [id],
             |r| {
@@ -452,6 +464,8 @@ impl Store {
                         topic: r.get(12)?,
                         topic_confidence: r.get::<_, Option<f64>>(13)?.map(|v| v as f32),
                         topic_reason: r.get(14)?,
+                        secondary_topics: serde_json::from_str(&r.get::<_, String>(20)?).unwrap_or_default(),
+                        topic_reviewed: r.get(21)?,
                         status: Status::New,
                         office: r.get(16)?,
                         needs_attention: r.get(17)?,
@@ -686,6 +700,61 @@ impl Store {
         insert_event(&tx, id, &now_rfc3339(), actor, "status_changed", &detail)?;
         tx.commit()?;
         Ok(true)
+    }
+
+    /// A clerk's correction (or confirmation) of a ticket's topic: recorded as an event and
+    /// marked reviewed, so the model learns from it. Returns how many corrections were made
+    /// since the model was last trained.
+    pub fn reclassify(
+        &mut self,
+        code_input: &str,
+        topic: &str,
+        office: Option<&str>,
+        actor: &str,
+    ) -> Result<u64> {
+        let (id, _) = self.ticket_id(code_input)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (from, old_office): (Option<String>, Option<String>) = tx.query_row(
+            "SELECT topic, office FROM tickets WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let office = office.map(str::to_string).or(old_office);
+        tx.execute(
+            "UPDATE tickets SET topic = ?1, topic_confidence = 1.0, topic_reason = ?2, topic_reviewed = 1, office = ?3 WHERE id = ?4",
+            params![topic, format!("set by {actor}"), office, id],
+        )?;
+        let detail = serde_json::json!({"from": from, "to": topic, "office": office});
+        insert_event(&tx, id, &now_rfc3339(), actor, "reclassified", &detail)?;
+        let count: i64 = tx.query_row(
+            "INSERT INTO counters(name, value) VALUES ('corrections_since_training', 1)
+             ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
+            [],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        Ok(count as u64)
+    }
+
+    /// Subject, body and topic of every ticket whose topic a clerk reviewed: the model's
+    /// training data (never its own unreviewed guesses).
+    pub fn reviewed_examples(&self) -> Result<Vec<(String, String, String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT code, subject, body, topic FROM tickets WHERE topic_reviewed = 1 AND topic IS NOT NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Records that the model was just trained.
+    pub fn reset_corrections(&mut self) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM counters WHERE name = 'corrections_since_training'",
+            [],
+        )?;
+        Ok(())
     }
 
     /// Appends a clerk's note to a ticket's history.

@@ -1,0 +1,243 @@
+//! Topic classification: admin rules plus a model learned from clerks' corrections, with a
+//! confidence, a reason a person can read, and abstention (`unsorted`, "da smistare") when
+//! unsure rather than a guess.
+
+pub mod eval;
+pub mod features;
+pub mod model;
+pub mod rules;
+
+use crate::model::Channel;
+use model::Model;
+use rules::{Prepared, Request, Rules, UNSORTED};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The verdict on one request.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Classification {
+    pub topic: String,
+    pub confidence: f32,
+    pub reason: String,
+    pub secondary: Vec<String>,
+    pub office: Option<String>,
+}
+
+/// Rules and model combined: each topic's score is the model's log-probability plus the
+/// weights of the rules that fired for it (rule weights are log-odds); a rule at least
+/// `decisive_weight` heavy decides alone.
+pub fn classify(rules: &Rules, model: Option<&Model>, request: &Request) -> Classification {
+    let topics: Vec<&String> = rules.topics.keys().collect();
+    let prepared = Prepared::new(request);
+    let fired: Vec<rules::Fired> = rules
+        .rules
+        .iter()
+        .filter_map(|r| r.eval(&prepared))
+        .collect();
+    let mut scores: Vec<f32> = vec![0.0; topics.len()];
+    let mut model_terms = Vec::new();
+    if let Some(m) = model {
+        let (probs, terms) = m.predict(request.subject, request.body);
+        model_terms = terms;
+        for (i, t) in topics.iter().enumerate() {
+            let p = m
+                .topics
+                .iter()
+                .position(|mt| mt == *t)
+                .map_or(1e-3, |j| probs[j].max(1e-3));
+            scores[i] = rules.model_weight * p.ln();
+        }
+    }
+    for f in &fired {
+        if let Some(i) = topics.iter().position(|t| **t == f.topic) {
+            scores[i] += f.weight;
+        }
+    }
+    let mut probs = scores.clone();
+    let max = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = probs
+        .iter_mut()
+        .map(|s| {
+            *s = (*s - max).exp();
+            *s
+        })
+        .sum();
+    probs.iter_mut().for_each(|p| *p /= sum);
+    let best = (0..topics.len())
+        .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
+        .unwrap_or(0);
+    let decisive = fired
+        .iter()
+        .filter(|f| f.weight >= rules.decisive_weight)
+        .max_by(|a, b| a.weight.total_cmp(&b.weight));
+    let (winner, mut confidence) = match decisive {
+        Some(f) => (
+            topics.iter().position(|t| **t == f.topic).unwrap_or(best),
+            0.99f32,
+        ),
+        None => (best, probs[best]),
+    };
+    if fired.is_empty() && model.is_none() {
+        confidence = 0.0;
+    }
+    let mut reasons = Vec::new();
+    let for_winner: Vec<String> = fired
+        .iter()
+        .filter(|f| f.topic == *topics[winner])
+        .map(|f| format!("{} ({})", f.rule, f.terms.join(", ")))
+        .collect();
+    if !for_winner.is_empty() {
+        reasons.push(format!("rules: {}", for_winner.join("; ")));
+    }
+    if !model_terms.is_empty() {
+        reasons.push(format!("model: {}", model_terms.join(", ")));
+    }
+    let against: Vec<String> = fired
+        .iter()
+        .filter(|f| f.topic != *topics[winner])
+        .map(|f| format!("{} ({})", f.rule, f.terms.join(", ")))
+        .collect();
+    if !against.is_empty() {
+        reasons.push(format!("also: {}", against.join("; ")));
+    }
+    if reasons.is_empty() {
+        reasons.push("no rule fired and no model".into());
+    }
+    let secondary: Vec<String> = (0..topics.len())
+        .filter(|&i| i != winner && probs[i] >= rules.secondary_above)
+        .map(|i| topics[i].clone())
+        .collect();
+    if confidence < rules.abstain_below {
+        return Classification {
+            topic: UNSORTED.to_string(),
+            confidence,
+            reason: format!(
+                "unsure (best guess {} at {:.0}%): {}",
+                topics[winner],
+                confidence * 100.0,
+                reasons.join("; ")
+            ),
+            secondary: std::iter::once(topics[winner].clone())
+                .chain(secondary)
+                .collect(),
+            office: None,
+        };
+    }
+    Classification {
+        topic: topics[winner].clone(),
+        confidence,
+        reason: reasons.join("; "),
+        secondary,
+        office: rules.topics.get(topics[winner]).map(|t| t.office.clone()),
+    }
+}
+
+/// A file that reloads itself when it changes on disk; a bad new version is refused (and
+/// logged with its problems) while the last good one stays in force.
+struct Reloading<T> {
+    path: PathBuf,
+    loaded: Option<(Option<SystemTime>, Arc<T>)>,
+    checked: Instant,
+}
+
+impl<T> Reloading<T> {
+    fn get(&mut self, load: impl Fn(&Path) -> Result<T, String>) -> Result<Arc<T>, String> {
+        let fresh = self.loaded.is_some() && self.checked.elapsed() < Duration::from_secs(1);
+        if fresh {
+            return Ok(self.loaded.as_ref().expect("checked").1.clone());
+        }
+        self.checked = Instant::now();
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if let Some((seen, value)) = &self.loaded {
+            if *seen == mtime {
+                return Ok(value.clone());
+            }
+        }
+        match load(&self.path) {
+            Ok(v) => {
+                let v = Arc::new(v);
+                if self.loaded.is_some() {
+                    tracing::info!("reloaded {}", self.path.display());
+                }
+                self.loaded = Some((mtime, v.clone()));
+                Ok(v)
+            }
+            Err(e) => match &mut self.loaded {
+                Some((seen, value)) => {
+                    tracing::error!("keeping the rules in force: {e}");
+                    *seen = mtime; // do not re-report until it changes again
+                    Ok(value.clone())
+                }
+                None => Err(e),
+            },
+        }
+    }
+}
+
+/// Rules file plus the model in the data dir, both reloaded when they change.
+pub struct Classifier {
+    rules: Mutex<Reloading<Rules>>,
+    model: Mutex<Reloading<Option<Model>>>,
+}
+
+impl Classifier {
+    /// Loads both now, so a bad rules file stops the start with its problems.
+    pub fn open(rules_file: &Path, data_dir: &Path) -> Result<Classifier, String> {
+        let c = Classifier {
+            rules: Mutex::new(Reloading {
+                path: rules_file.to_path_buf(),
+                loaded: None,
+                checked: Instant::now(),
+            }),
+            model: Mutex::new(Reloading {
+                path: data_dir.join(model::MODEL_FILE),
+                loaded: None,
+                checked: Instant::now(),
+            }),
+        };
+        c.current()?;
+        Ok(c)
+    }
+
+    fn current(&self) -> Result<(Arc<Rules>, Arc<Option<Model>>), String> {
+        let rules = self
+            .rules
+            .lock()
+            .map_err(|_| "rules lock poisoned")?
+            .get(|p| Rules::load(p).map_err(|e| e.to_string()))?;
+        let model = self
+            .model
+            .lock()
+            .map_err(|_| "model lock poisoned")?
+            .get(|p| {
+                let dir = p.parent().unwrap_or(Path::new("."));
+                Model::load(dir).map_err(|e| e.to_string())
+            })?;
+        Ok((rules, model))
+    }
+
+    pub fn rules(&self) -> Result<Arc<Rules>, String> {
+        Ok(self.current()?.0)
+    }
+
+    pub fn classify(
+        &self,
+        channel: Option<Channel>,
+        sender_email: Option<&str>,
+        subject: &str,
+        body: &str,
+    ) -> Result<Classification, String> {
+        let (rules, model) = self.current()?;
+        let request = Request {
+            channel,
+            sender_email,
+            subject,
+            body,
+        };
+        Ok(classify(&rules, model.as_ref().as_ref(), &request))
+    }
+}

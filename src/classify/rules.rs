@@ -1,0 +1,454 @@
+//! Admin rules (`pipelines/rules.toml`): the taxonomy (topic, Italian label, office) and
+//! weighted rules — terms and phrases, regexes, negative terms, conditions on channel, sender
+//! domain and subject. Terms are folded and stemmed like the request, so *allacci*,
+//! *allaccio* and *allacciamento* meet. A file with problems is refused whole, with every
+//! problem and its line.
+
+use super::features::stems;
+use crate::config::{Checker, ConfigError, ConfigProblem};
+use crate::model::Channel;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicDef {
+    pub label: String,
+    pub office: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    topic: String,
+    #[serde(default = "one")]
+    weight: f32,
+    /// Fires when any of these terms or phrases is present.
+    #[serde(default)]
+    any: Vec<String>,
+    /// …and at least one of these too (e.g. a fault *and* a temporary dwelling).
+    #[serde(default)]
+    and_any: Vec<String>,
+    /// …and all of these.
+    #[serde(default)]
+    all: Vec<String>,
+    /// Does not fire when any of these is present.
+    #[serde(default)]
+    none: Vec<String>,
+    #[serde(default)]
+    regex: Vec<String>,
+    #[serde(default)]
+    channel: Vec<Channel>,
+    #[serde(default)]
+    sender_domain: Vec<String>,
+    /// Terms must be in the subject rather than anywhere.
+    #[serde(default)]
+    in_subject: bool,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// A term as the matcher sees it: its stems, space-joined with spaces around.
+#[derive(Debug, Clone)]
+struct Term {
+    written: String,
+    pattern: String,
+}
+
+impl Term {
+    fn new(written: &str) -> Option<Term> {
+        let s = stems(written);
+        (!s.is_empty()).then(|| Term {
+            written: written.to_string(),
+            pattern: format!(" {} ", s.join(" ")),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub topic: String,
+    pub weight: f32,
+    any: Vec<Term>,
+    and_any: Vec<Term>,
+    all: Vec<Term>,
+    none: Vec<Term>,
+    regex: Vec<regex::Regex>,
+    channel: Vec<Channel>,
+    sender_domain: Vec<String>,
+    in_subject: bool,
+}
+
+/// What the rules see of a request.
+pub struct Request<'a> {
+    pub channel: Option<Channel>,
+    pub sender_email: Option<&'a str>,
+    pub subject: &'a str,
+    pub body: &'a str,
+}
+
+/// The stems of a request, prepared once for all rules.
+pub struct Prepared<'a> {
+    request: &'a Request<'a>,
+    subject: String,
+    all: String,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn new(request: &'a Request<'a>) -> Prepared<'a> {
+        let subject = format!(" {} ", stems(request.subject).join(" "));
+        let body = stems(&super::features::own_words(request.body)).join(" ");
+        let all = format!("{subject}{body} ");
+        Prepared {
+            request,
+            subject,
+            all,
+        }
+    }
+}
+
+/// A rule that fired, and the terms that made it fire.
+#[derive(Debug, Clone)]
+pub struct Fired {
+    pub rule: String,
+    pub topic: String,
+    pub weight: f32,
+    pub terms: Vec<String>,
+}
+
+impl Rule {
+    pub fn eval(&self, p: &Prepared) -> Option<Fired> {
+        let r = p.request;
+        if !self.channel.is_empty() && !r.channel.is_some_and(|c| self.channel.contains(&c)) {
+            return None;
+        }
+        if !self.sender_domain.is_empty() {
+            let domain = r
+                .sender_email
+                .and_then(|e| e.rsplit_once('@'))
+                .map(|(_, d)| d.to_ascii_lowercase());
+            let ok = domain.is_some_and(|d| {
+                self.sender_domain
+                    .iter()
+                    .any(|want| d == *want || d.ends_with(&format!(".{want}")))
+            });
+            if !ok {
+                return None;
+            }
+        }
+        let hay = if self.in_subject { &p.subject } else { &p.all };
+        let mut terms = Vec::new();
+        if !self.any.is_empty() {
+            terms.extend(
+                self.any
+                    .iter()
+                    .filter(|t| hay.contains(&t.pattern))
+                    .map(|t| t.written.clone()),
+            );
+            if terms.is_empty() {
+                return None;
+            }
+        }
+        if !self.and_any.is_empty() {
+            let second: Vec<String> = self
+                .and_any
+                .iter()
+                .filter(|t| hay.contains(&t.pattern))
+                .map(|t| t.written.clone())
+                .collect();
+            if second.is_empty() {
+                return None;
+            }
+            terms.extend(second);
+        }
+        for t in &self.all {
+            if !hay.contains(&t.pattern) {
+                return None;
+            }
+            terms.push(t.written.clone());
+        }
+        if self.none.iter().any(|t| p.all.contains(&t.pattern)) {
+            return None;
+        }
+        if !self.regex.is_empty() {
+            let text = if self.in_subject {
+                r.subject.to_string()
+            } else {
+                format!("{}\n{}", r.subject, r.body)
+            };
+            let hits: Vec<String> = self
+                .regex
+                .iter()
+                .filter_map(|re| re.find(&text))
+                .map(|m| m.as_str().to_string())
+                .collect();
+            if hits.is_empty() {
+                return None;
+            }
+            terms.extend(hits);
+        }
+        // The subject is the writer's own summary: a rule whose terms are there counts more.
+        let in_subject = !self.in_subject
+            && self
+                .any
+                .iter()
+                .chain(&self.all)
+                .any(|t| p.subject.contains(&t.pattern));
+        let weight = if in_subject && self.weight > 0.0 {
+            self.weight * SUBJECT_BOOST
+        } else {
+            self.weight
+        };
+        Some(Fired {
+            rule: self.name.clone(),
+            topic: self.topic.clone(),
+            weight,
+            terms,
+        })
+    }
+}
+
+fn default_abstain() -> f32 {
+    0.5
+}
+fn default_secondary() -> f32 {
+    0.2
+}
+fn default_decisive() -> f32 {
+    10.0
+}
+fn default_model_weight() -> f32 {
+    1.0
+}
+
+/// A validated rules file.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub file: PathBuf,
+    /// Below this confidence a ticket goes to `unsorted` for a clerk.
+    pub abstain_below: f32,
+    /// Other topics at least this likely are kept as secondary topics.
+    pub secondary_above: f32,
+    /// A rule at least this heavy decides alone.
+    pub decisive_weight: f32,
+    /// Retrain the model after this many clerk corrections (0: never by itself).
+    pub retrain_after: u32,
+    /// How much the learned model counts against the rules (its log-probabilities are
+    /// multiplied by this before the rule weights are added).
+    pub model_weight: f32,
+    pub topics: BTreeMap<String, TopicDef>,
+    pub rules: Vec<Rule>,
+}
+
+pub const UNSORTED: &str = "unsorted";
+
+/// Weight multiplier for a rule whose terms appear in the subject.
+const SUBJECT_BOOST: f32 = 1.5;
+
+impl Rules {
+    pub fn load(path: &Path) -> Result<Rules, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(vec![ConfigProblem {
+                file: path.to_path_buf(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Rules::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Rules, ConfigError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Top {
+            #[serde(default = "default_abstain")]
+            abstain_below: f32,
+            #[serde(default = "default_secondary")]
+            secondary_above: f32,
+            #[serde(default = "default_decisive")]
+            decisive_weight: f32,
+            #[serde(default)]
+            retrain_after: u32,
+            #[serde(default = "default_model_weight")]
+            model_weight: f32,
+            #[serde(default)]
+            topics: BTreeMap<String, Spanned<toml::Value>>,
+            #[serde(default)]
+            rules: Vec<Spanned<toml::Value>>,
+        }
+        let mut cx = Checker {
+            file: path.to_path_buf(),
+            text,
+            problems: Vec::new(),
+        };
+        let top: Top = match toml::from_str(text) {
+            Ok(t) => t,
+            Err(e) => {
+                cx.push_toml(&e, None);
+                return Err(ConfigError(cx.problems));
+            }
+        };
+        let mut topics = BTreeMap::new();
+        for (name, value) in &top.topics {
+            if name == UNSORTED {
+                cx.at(
+                    value.span(),
+                    format!(
+                        "`{UNSORTED}` is where abstentions go; it cannot be a topic of its own"
+                    ),
+                );
+            }
+            if let Some(t) = cx.element::<TopicDef>("topic", value) {
+                topics.insert(name.clone(), t);
+            }
+        }
+        if topics.is_empty() {
+            cx.problems.push(ConfigProblem {
+                file: path.to_path_buf(),
+                line: None,
+                message: "no [topics.…] defined".into(),
+            });
+        }
+        if !(0.0..=1.0).contains(&top.abstain_below) {
+            cx.problems.push(ConfigProblem {
+                file: path.to_path_buf(),
+                line: None,
+                message: "`abstain_below` must be between 0 and 1".into(),
+            });
+        }
+        let mut names = HashSet::new();
+        let mut rules = Vec::new();
+        for element in &top.rules {
+            let Some(raw) = cx.element::<RawRule>("rule", element) else {
+                continue;
+            };
+            let span = element.span();
+            if !names.insert(raw.name.clone()) {
+                cx.at(
+                    span.clone(),
+                    format!("rule name `{}` is used twice", raw.name),
+                );
+            }
+            if !topics.contains_key(&raw.topic) {
+                let known: Vec<&str> = topics.keys().map(String::as_str).collect();
+                cx.at(
+                    span.clone(),
+                    format!(
+                        "rule `{}`: unknown topic `{}` (topics: {})",
+                        raw.name,
+                        raw.topic,
+                        known.join(", ")
+                    ),
+                );
+            }
+            if raw.any.is_empty()
+                && raw.all.is_empty()
+                && raw.regex.is_empty()
+                && raw.sender_domain.is_empty()
+            {
+                cx.at(span.clone(), format!("rule `{}` has nothing to match: give `any`, `all`, `regex` or `sender_domain`", raw.name));
+            }
+            let terms = |list: &[String], cx: &mut Checker| -> Vec<Term> {
+                list.iter()
+                    .filter_map(|w| {
+                        let t = Term::new(w);
+                        if t.is_none() {
+                            cx.at(span.clone(), format!("rule `{}`: term {w:?} has no word that counts (only stop words)", raw.name));
+                        }
+                        t
+                    })
+                    .collect()
+            };
+            let any = terms(&raw.any, &mut cx);
+            let and_any = terms(&raw.and_any, &mut cx);
+            let all = terms(&raw.all, &mut cx);
+            let none = terms(&raw.none, &mut cx);
+            let mut regex = Vec::new();
+            for r in &raw.regex {
+                match regex::Regex::new(r) {
+                    Ok(re) => regex.push(re),
+                    Err(e) => cx.at(
+                        span.clone(),
+                        format!("rule `{}`: bad regex {r:?}: {e}", raw.name),
+                    ),
+                }
+            }
+            rules.push(Rule {
+                name: raw.name,
+                topic: raw.topic,
+                weight: raw.weight,
+                any,
+                and_any,
+                all,
+                none,
+                regex,
+                channel: raw.channel,
+                sender_domain: raw
+                    .sender_domain
+                    .iter()
+                    .map(|d| d.trim_start_matches('@').to_ascii_lowercase())
+                    .collect(),
+                in_subject: raw.in_subject,
+            });
+        }
+        if !cx.problems.is_empty() {
+            return Err(ConfigError(cx.problems));
+        }
+        Ok(Rules {
+            file: path.to_path_buf(),
+            abstain_below: top.abstain_below,
+            secondary_above: top.secondary_above,
+            decisive_weight: top.decisive_weight,
+            retrain_after: top.retrain_after,
+            model_weight: top.model_weight,
+            topics,
+            rules,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_with_its_line() {
+        let text = "abstain_below = 0.5\n\n[topics.gas]\nlabel = \"Gas\"\noffice = \"Ufficio gas\"\n\n[[rules]]\nname = \"a\"\ntopic = \"gass\"\nany = [\"allaccio\"]\n\n[[rules]]\nname = \"b\"\ntopic = \"gas\"\nregex = [\"(\"]\n\n[[rules]]\nname = \"c\"\ntopic = \"gas\"\nany = [\"x\"]\nwieght = 2\n";
+        let err = Rules::parse(Path::new("rules.toml"), text).unwrap_err();
+        let all = err.to_string();
+        assert!(
+            all.contains("rules.toml:7: rule `a`: unknown topic `gass`"),
+            "{all}"
+        );
+        assert!(all.contains("rules.toml:12: rule `b`: bad regex"), "{all}");
+        assert!(
+            all.contains("rules.toml:21: rule: unknown field `wieght`"),
+            "{all}"
+        );
+        assert_eq!(err.0.len(), 3, "{all}");
+    }
+
+    #[test]
+    fn terms_match_other_word_forms_and_respect_conditions() {
+        let text = "[topics.gas]\nlabel = \"Gas\"\noffice = \"U\"\n[[rules]]\nname = \"allaccio\"\ntopic = \"gas\"\nweight = 3\nany = [\"allacciamento gas\"]\nnone = [\"offerta\"]\nchannel = [\"email\"]\n";
+        let rules = Rules::parse(Path::new("r.toml"), text).unwrap();
+        let req = |channel, body| Request {
+            channel: Some(channel),
+            sender_email: None,
+            subject: "",
+            body,
+        };
+        let r = req(Channel::Email, "Chiedo l'allaccio del gas al MAP");
+        assert!(rules.rules[0].eval(&Prepared::new(&r)).is_some());
+        let r = req(Channel::Email, "Vi facciamo un'offerta per l'allaccio gas");
+        assert!(rules.rules[0].eval(&Prepared::new(&r)).is_none());
+        let r = req(Channel::Fax, "Chiedo l'allaccio del gas");
+        assert!(rules.rules[0].eval(&Prepared::new(&r)).is_none());
+    }
+}
