@@ -76,7 +76,22 @@ pub fn stem(folded_word: &str) -> String {
     if folded_word.len() < 3 || folded_word.bytes().any(|b| b.is_ascii_digit()) {
         return folded_word.to_string();
     }
-    stemmer().stem(folded_word).into_owned()
+    // A language's working vocabulary is small: remembering stems makes stemming a lookup.
+    thread_local! {
+        static CACHE: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
+    }
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(s) = cache.get(folded_word) {
+            return s.clone();
+        }
+        if cache.len() >= 200_000 {
+            cache.clear();
+        }
+        let s = stemmer().stem(folded_word).into_owned();
+        cache.insert(folded_word.to_string(), s.clone());
+        s
+    })
 }
 
 /// Folded, stemmed words of `text`, space separated: what the search index stores.

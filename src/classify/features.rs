@@ -166,15 +166,24 @@ fn is_stop(word: &str) -> bool {
 
 /// The writer's own text: lines quoted with `>` and everything after an Outlook-style
 /// "original message" separator are the office's earlier words, not the request.
-pub fn own_words(body: &str) -> String {
+pub fn own_words(body: &str) -> std::borrow::Cow<'_, str> {
+    let is_separator = |t: &str| {
+        let head: String = t.chars().take(32).collect::<String>().to_lowercase();
+        head.starts_with("-----messaggio originale")
+            || head.starts_with("-----original message")
+            || (head.starts_with("il giorno ") && t.to_lowercase().contains("ha scritto"))
+    };
+    let quoted_or_separator = |line: &str| {
+        let t = line.trim_start();
+        t.starts_with('>') || ((t.starts_with('-') || t.starts_with(['I', 'i'])) && is_separator(t))
+    };
+    if !body.lines().any(quoted_or_separator) {
+        return std::borrow::Cow::Borrowed(body);
+    }
     let mut out = String::with_capacity(body.len());
     for line in body.lines() {
         let t = line.trim_start();
-        let lower = t.to_lowercase();
-        if lower.starts_with("-----messaggio originale")
-            || lower.starts_with("-----original message")
-            || lower.starts_with("il giorno ") && lower.contains("ha scritto")
-        {
+        if !t.starts_with('>') && quoted_or_separator(line) {
             break;
         }
         if t.starts_with('>') {
@@ -183,15 +192,55 @@ pub fn own_words(body: &str) -> String {
         out.push_str(line);
         out.push('\n');
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
-/// Dotted acronyms as one word: "C.A.S.E." → "CASE", "O.P.C.M." → "OPCM".
+/// Dotted acronyms as one word: "C.A.S.E." → "CASE", "O.P.C.M." → "OPCM" (two or more
+/// single letters each followed by a dot).
 fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
-    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = RE
-        .get_or_init(|| regex::Regex::new(r"\b(?:\p{L}\.){2,}(?:\p{L}\b)?").expect("valid regex"));
-    re.replace_all(text, |c: &regex::Captures| c[0].replace('.', ""))
+    if !text.contains('.') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let starts_word = i == 0 || !chars[i - 1].is_alphanumeric();
+        // Count letter-dot pairs from here.
+        let mut j = i;
+        while starts_word
+            && j + 1 < chars.len()
+            && chars[j].is_alphabetic()
+            && chars[j + 1] == '.'
+            && (j == i || !chars[j - 1].is_alphanumeric() || chars[j - 1] == '.')
+        {
+            j += 2;
+        }
+        let pairs = (j - i) / 2;
+        if pairs >= 2
+            && !(j < chars.len()
+                && chars[j].is_alphanumeric()
+                && j + 1 < chars.len()
+                && chars[j + 1].is_alphanumeric())
+        {
+            for k in (i..j).step_by(2) {
+                out.push(chars[k]);
+            }
+            // A last letter without its dot ("C.A.S.E" typed carelessly).
+            if j < chars.len()
+                && chars[j].is_alphabetic()
+                && (j + 1 == chars.len() || !chars[j + 1].is_alphanumeric())
+            {
+                out.push(chars[j]);
+                j += 1;
+            }
+            i = j;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Stems of the meaningful words of `text`, in order.
@@ -207,22 +256,76 @@ pub fn stems(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The request's meaningful words, stemmed once for rules and model alike.
+#[derive(Debug, Clone, Default)]
+pub struct Words {
+    pub subject: Vec<String>,
+    pub body: Vec<String>,
+}
+
+impl Words {
+    pub fn of(subject: &str, body: &str) -> Words {
+        Words {
+            subject: stems(subject),
+            body: stems(&own_words(body)),
+        }
+    }
+}
+
+/// A feature's id: FNV-1a of a stem, or of two stems for a bigram. Ids, not strings, so a
+/// request's features cost no allocation; stable across runs, so saved models keep working.
+pub type FeatureId = u64;
+
+pub fn word_id(word: &str) -> FeatureId {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in word.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+pub fn pair_id(a: FeatureId, b: FeatureId) -> FeatureId {
+    (a.rotate_left(29) ^ b).wrapping_mul(0x9E3779B97F4A7C15)
+}
+
+/// Ids are already well mixed: hashing them again would only cost time.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+pub type IdMap<V> = HashMap<FeatureId, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// Sparse feature vector of a request: unigram and bigram counts, subject words counted
 /// twice (the subject is the writer's own summary), then log-scaled and L2-normalised.
-pub fn vector(subject: &str, body: &str) -> HashMap<String, f32> {
-    let mut counts: HashMap<String, f32> = HashMap::new();
+pub fn vector(words: &Words) -> IdMap<f32> {
+    let mut counts: IdMap<f32> = IdMap::default();
     let mut add = |words: &[String], weight: f32| {
+        let mut previous: Option<FeatureId> = None;
         for w in words {
-            *counts.entry(w.clone()).or_default() += weight;
-        }
-        for pair in words.windows(2) {
-            *counts
-                .entry(format!("{} {}", pair[0], pair[1]))
-                .or_default() += weight;
+            let id = word_id(w);
+            *counts.entry(id).or_default() += weight;
+            if let Some(p) = previous {
+                *counts.entry(pair_id(p, id)).or_default() += weight;
+            }
+            previous = Some(id);
         }
     };
-    add(&stems(subject), 2.0);
-    add(&stems(&own_words(body)), 1.0);
+    add(&words.subject, 2.0);
+    add(&words.body, 1.0);
     let mut norm = 0.0f32;
     for v in counts.values_mut() {
         *v = (1.0 + *v).ln();
@@ -233,6 +336,28 @@ pub fn vector(subject: &str, body: &str) -> HashMap<String, f32> {
         *v /= norm;
     }
     counts
+}
+
+/// The readable form of the given feature ids, as they occur in `words` (for explanations).
+pub fn names_of(words: &Words, wanted: &[FeatureId]) -> IdMap<String> {
+    let mut names = IdMap::default();
+    for list in [&words.subject, &words.body] {
+        let mut previous: Option<(FeatureId, &String)> = None;
+        for w in list.iter() {
+            let id = word_id(w);
+            if wanted.contains(&id) {
+                names.entry(id).or_insert_with(|| w.clone());
+            }
+            if let Some((pid, pw)) = previous {
+                let pair = pair_id(pid, id);
+                if wanted.contains(&pair) {
+                    names.entry(pair).or_insert_with(|| format!("{pw} {w}"));
+                }
+            }
+            previous = Some((id, w));
+        }
+    }
+    names
 }
 
 #[cfg(test)]
@@ -252,8 +377,15 @@ mod tests {
             stems("alloggio C.A.S.E. O.P.C.M. n. 3754"),
             ["allogg", "cas", "opcm"]
         );
-        let v = vector("Allaccio gas", "contatore del gas");
-        assert!(v.contains_key("allacc gas") && v.contains_key("contator gas"));
+        let words = Words::of("Allaccio gas", "contatore del gas");
+        let v = vector(&words);
+        let (allaccio_gas, contatore_gas) = (
+            pair_id(word_id("allacc"), word_id("gas")),
+            pair_id(word_id("contator"), word_id("gas")),
+        );
+        assert!(v.contains_key(&allaccio_gas) && v.contains_key(&contatore_gas));
+        let names = names_of(&words, &[allaccio_gas]);
+        assert_eq!(names[&allaccio_gas], "allacc gas");
         let norm: f32 = v.values().map(|x| x * x).sum();
         assert!((norm - 1.0).abs() < 1e-4);
     }

@@ -30,7 +30,8 @@ pub struct Classification {
 /// `decisive_weight` heavy decides alone.
 pub fn classify(rules: &Rules, model: Option<&Model>, request: &Request) -> Classification {
     let topics: Vec<&String> = rules.topics.keys().collect();
-    let prepared = Prepared::new(request);
+    let words = features::Words::of(request.subject, request.body);
+    let prepared = Prepared::new(request, &words, rules);
     let fired: Vec<rules::Fired> = rules
         .rules
         .iter()
@@ -39,7 +40,7 @@ pub fn classify(rules: &Rules, model: Option<&Model>, request: &Request) -> Clas
     let mut scores: Vec<f32> = vec![0.0; topics.len()];
     let mut model_terms = Vec::new();
     if let Some(m) = model {
-        let (probs, terms) = m.predict(request.subject, request.body);
+        let (probs, terms) = m.predict_words(&words);
         model_terms = terms;
         for (i, t) in topics.iter().enumerate() {
             let p = m
@@ -239,5 +240,106 @@ impl Classifier {
             body,
         };
         Ok(classify(&rules, model.as_ref().as_ref(), &request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: &str = "abstain_below = 0.5\n[topics.gas]\nlabel = \"Gas\"\noffice = \"Servizio gas\"\n[topics.waste]\nlabel = \"Rifiuti\"\noffice = \"Igiene urbana\"\n[[rules]]\nname = \"gas\"\ntopic = \"gas\"\nweight = 3\nany = [\"allaccio gas\"]\n";
+
+    #[test]
+    fn unsure_requests_go_to_unsorted_with_the_best_guess_kept() {
+        let rules = Rules::parse(Path::new("r.toml"), RULES).unwrap();
+        let r = Request {
+            channel: None,
+            sender_email: None,
+            subject: "Domanda",
+            body: "Vorrei delle informazioni.",
+        };
+        let c = classify(&rules, None, &r);
+        assert_eq!(c.topic, UNSORTED);
+        assert_eq!(c.office, None);
+        let r = Request {
+            channel: None,
+            sender_email: None,
+            subject: "Allaccio del gas",
+            body: "Chiedo l'allacciamento.",
+        };
+        let c = classify(&rules, None, &r);
+        assert_eq!(c.topic, "gas");
+        assert_eq!(c.office.as_deref(), Some("Servizio gas"));
+        assert!(
+            c.reason.contains("rules: gas (allaccio gas)"),
+            "{}",
+            c.reason
+        );
+    }
+
+    #[test]
+    fn rules_reload_when_edited_and_a_bad_edit_keeps_the_last_good_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        std::fs::write(&path, RULES).unwrap();
+        let classifier = Classifier::open(&path, dir.path()).unwrap();
+        let ask = |c: &Classifier| {
+            c.classify(None, None, "Macerie", "macerie in strada")
+                .unwrap()
+                .topic
+        };
+        assert_eq!(ask(&classifier), UNSORTED);
+        let touch = |text: &str, secs: u64| {
+            std::fs::write(&path, text).unwrap();
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+                .unwrap();
+        };
+        // An admin adds a rule: it is in force without a restart.
+        touch(&format!("{RULES}[[rules]]\nname = \"macerie\"\ntopic = \"waste\"\nweight = 3\nany = [\"macerie\"]\n"), 1_000_000);
+        classifier.rules.lock().unwrap().checked -= Duration::from_secs(2);
+        assert_eq!(ask(&classifier), "waste");
+        // A broken edit is refused; the last good rules stay in force.
+        touch("[[rules]\nbroken", 2_000_000);
+        classifier.rules.lock().unwrap().checked -= Duration::from_secs(2);
+        assert_eq!(ask(&classifier), "waste");
+        // A bad file at start is an error with its line.
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[topics.gas]\nlabel = 1\n").unwrap();
+        let err = Classifier::open(&bad, dir.path()).err().unwrap();
+        assert!(err.contains("bad.toml:1"), "{err}");
+    }
+
+    #[test]
+    fn the_model_learns_from_examples_and_says_why() {
+        let ex = |s: &str, t: &str| model::Example {
+            id: String::new(),
+            subject: s.into(),
+            body: String::new(),
+            topic: t.into(),
+        };
+        let examples: Vec<model::Example> = (0..5)
+            .flat_map(|_| {
+                [
+                    ex("contatore del gas chiuso", "gas"),
+                    ex("macerie in via Roma", "waste"),
+                ]
+            })
+            .collect();
+        let m = Model::train(&examples).unwrap();
+        let (probs, terms) = m.predict("il contatore del gas", "");
+        let gas = m.topics.iter().position(|t| t == "gas").unwrap();
+        assert!(probs[gas] > 0.8, "{probs:?}");
+        assert!(
+            terms
+                .iter()
+                .any(|t| t.contains("gas") || t.contains("contator")),
+            "{terms:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        m.save(dir.path()).unwrap();
+        let loaded = Model::load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.data_sha256, m.data_sha256);
+        assert_eq!(loaded.examples, 10);
     }
 }

@@ -2,14 +2,14 @@
 //! features, trained only on topics a clerk has confirmed or corrected (or an office's
 //! labelled history). Saved as JSON in the data dir with what it was trained on.
 
-use super::features;
+use super::features::{self, FeatureId, IdMap};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
 
 pub const MODEL_FILE: &str = "topic-model.json";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 /// One labelled request.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -32,8 +32,8 @@ pub struct Model {
     pub data_sha256: String,
     pub topics: Vec<String>,
     pub bias: Vec<f32>,
-    /// Feature → one weight per topic.
-    pub weights: HashMap<String, Vec<f32>>,
+    /// Feature id → one weight per topic.
+    pub weights: IdMap<Vec<f32>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,11 +80,11 @@ impl Model {
             .map(|(i, t)| (t.as_str(), i))
             .collect();
         // Features as dense ids for speed.
-        let mut feature_ids: HashMap<String, usize> = HashMap::new();
+        let mut feature_ids: IdMap<usize> = IdMap::default();
         let data: Vec<(Vec<(usize, f32)>, usize)> = examples
             .iter()
             .map(|e| {
-                let v = features::vector(&e.subject, &e.body);
+                let v = features::vector(&features::Words::of(&e.subject, &e.body));
                 let mut sparse: Vec<(usize, f32)> = v
                     .into_iter()
                     .map(|(f, x)| {
@@ -137,7 +137,7 @@ impl Model {
                 *bi -= rate * gi / n;
             }
         }
-        let mut weights = HashMap::with_capacity(n_features);
+        let mut weights = IdMap::default();
         for (f, id) in feature_ids {
             let row = w[id * k..(id + 1) * k].to_vec();
             if row.iter().any(|x| x.abs() > 1e-4) {
@@ -158,10 +158,14 @@ impl Model {
     /// Probability of each topic (in `self.topics` order) and the features that pushed the
     /// winner most.
     pub fn predict(&self, subject: &str, body: &str) -> (Vec<f32>, Vec<String>) {
-        let x = features::vector(subject, body);
-        let known: Vec<(&String, &Vec<f32>, f32)> = x
+        self.predict_words(&features::Words::of(subject, body))
+    }
+
+    pub fn predict_words(&self, words: &features::Words) -> (Vec<f32>, Vec<String>) {
+        let x = features::vector(words);
+        let known: Vec<(FeatureId, &Vec<f32>, f32)> = x
             .iter()
-            .filter_map(|(f, v)| self.weights.get(f).map(|row| (f, row, *v)))
+            .filter_map(|(f, v)| self.weights.get(f).map(|row| (*f, row, *v)))
             .collect();
         let mut probs = self.bias.clone();
         for (_, row, v) in &known {
@@ -173,15 +177,18 @@ impl Model {
         let best = (0..probs.len())
             .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
             .unwrap_or(0);
-        let mut top: Vec<(&String, f32)> = known
+        let mut top: Vec<(FeatureId, f32)> = known
             .iter()
             .map(|(f, row, v)| (*f, row[best] * v))
             .filter(|(_, s)| *s > 0.0)
             .collect();
         top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        top.truncate(5);
+        let ids: Vec<FeatureId> = top.iter().map(|(f, _)| *f).collect();
+        let names = features::names_of(words, &ids);
         (
             probs,
-            top.into_iter().take(5).map(|(f, _)| f.clone()).collect(),
+            ids.iter().filter_map(|f| names.get(f).cloned()).collect(),
         )
     }
 

@@ -4,10 +4,12 @@
 //! *allaccio* and *allacciamento* meet. A file with problems is refused whole, with every
 //! problem and its line.
 
-use super::features::stems;
+use super::features::{stems, Words};
 use crate::config::{Checker, ConfigError, ConfigProblem};
 use crate::model::Channel;
+use aho_corasick::AhoCorasick;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -53,19 +55,36 @@ fn one() -> f32 {
     1.0
 }
 
-/// A term as the matcher sees it: its stems, space-joined with spaces around.
+/// A term as the matcher sees it: the id of its pattern (its stems, space-joined with spaces
+/// around) in the rules' automaton.
 #[derive(Debug, Clone)]
 struct Term {
     written: String,
-    pattern: String,
+    id: usize,
 }
 
-impl Term {
-    fn new(written: &str) -> Option<Term> {
+/// Every distinct term pattern of a rules file, matched all at once per request.
+#[derive(Default)]
+struct Patterns {
+    ids: HashMap<String, usize>,
+    list: Vec<String>,
+}
+
+impl Patterns {
+    fn term(&mut self, written: &str) -> Option<Term> {
         let s = stems(written);
-        (!s.is_empty()).then(|| Term {
+        if s.is_empty() {
+            return None;
+        }
+        let pattern = format!(" {} ", s.join(" "));
+        let next = self.list.len();
+        let id = *self.ids.entry(pattern.clone()).or_insert_with(|| {
+            self.list.push(pattern);
+            next
+        });
+        Some(Term {
             written: written.to_string(),
-            pattern: format!(" {} ", s.join(" ")),
+            id,
         })
     }
 }
@@ -93,37 +112,49 @@ pub struct Request<'a> {
     pub body: &'a str,
 }
 
-/// The stems of a request, prepared once for all rules.
+/// Which term patterns a request holds, found once for all rules.
 pub struct Prepared<'a> {
     request: &'a Request<'a>,
-    subject: String,
-    all: String,
+    in_subject: Vec<bool>,
+    in_all: Vec<bool>,
 }
 
 impl<'a> Prepared<'a> {
-    pub fn new(request: &'a Request<'a>) -> Prepared<'a> {
-        let subject = format!(" {} ", stems(request.subject).join(" "));
-        let body = stems(&super::features::own_words(request.body)).join(" ");
-        let all = format!("{subject}{body} ");
+    pub fn new(request: &'a Request<'a>, words: &Words, rules: &Rules) -> Prepared<'a> {
+        let subject = format!(" {} ", words.subject.join(" "));
+        let all = format!("{subject}{} ", words.body.join(" "));
+        let hits = |text: &str| {
+            let mut found = vec![false; rules.pattern_count];
+            for m in rules.matcher.find_overlapping_iter(text) {
+                found[m.pattern().as_usize()] = true;
+            }
+            found
+        };
         Prepared {
             request,
-            subject,
-            all,
+            in_subject: hits(&subject),
+            in_all: hits(&all),
         }
+    }
+
+    /// For callers that have not stemmed the request yet.
+    pub fn of(request: &'a Request<'a>, rules: &Rules) -> Prepared<'a> {
+        Prepared::new(request, &Words::of(request.subject, request.body), rules)
     }
 }
 
 /// A rule that fired, and the terms that made it fire.
 #[derive(Debug, Clone)]
-pub struct Fired {
-    pub rule: String,
-    pub topic: String,
+pub struct Fired<'a> {
+    pub rule: &'a str,
+    pub topic: &'a str,
     pub weight: f32,
-    pub terms: Vec<String>,
+    /// The rule's terms that matched, and what its regexes found in the request.
+    pub terms: Vec<&'a str>,
 }
 
 impl Rule {
-    pub fn eval(&self, p: &Prepared) -> Option<Fired> {
+    pub fn eval<'a>(&'a self, p: &Prepared<'a>) -> Option<Fired<'a>> {
         let r = p.request;
         if !self.channel.is_empty() && !r.channel.is_some_and(|c| self.channel.contains(&c)) {
             return None;
@@ -142,25 +173,29 @@ impl Rule {
                 return None;
             }
         }
-        let hay = if self.in_subject { &p.subject } else { &p.all };
+        let hay = if self.in_subject {
+            &p.in_subject
+        } else {
+            &p.in_all
+        };
         let mut terms = Vec::new();
         if !self.any.is_empty() {
             terms.extend(
                 self.any
                     .iter()
-                    .filter(|t| hay.contains(&t.pattern))
-                    .map(|t| t.written.clone()),
+                    .filter(|t| hay[t.id])
+                    .map(|t| t.written.as_str()),
             );
             if terms.is_empty() {
                 return None;
             }
         }
         if !self.and_any.is_empty() {
-            let second: Vec<String> = self
+            let second: Vec<&str> = self
                 .and_any
                 .iter()
-                .filter(|t| hay.contains(&t.pattern))
-                .map(|t| t.written.clone())
+                .filter(|t| hay[t.id])
+                .map(|t| t.written.as_str())
                 .collect();
             if second.is_empty() {
                 return None;
@@ -168,25 +203,25 @@ impl Rule {
             terms.extend(second);
         }
         for t in &self.all {
-            if !hay.contains(&t.pattern) {
+            if !hay[t.id] {
                 return None;
             }
-            terms.push(t.written.clone());
+            terms.push(t.written.as_str());
         }
-        if self.none.iter().any(|t| p.all.contains(&t.pattern)) {
+        if self.none.iter().any(|t| p.in_all[t.id]) {
             return None;
         }
         if !self.regex.is_empty() {
-            let text = if self.in_subject {
-                r.subject.to_string()
+            let texts: &[&'a str] = if self.in_subject {
+                &[r.subject]
             } else {
-                format!("{}\n{}", r.subject, r.body)
+                &[r.subject, r.body]
             };
-            let hits: Vec<String> = self
+            let hits: Vec<&'a str> = self
                 .regex
                 .iter()
-                .filter_map(|re| re.find(&text))
-                .map(|m| m.as_str().to_string())
+                .filter_map(|re| texts.iter().find_map(|t| re.find(t)))
+                .map(|m| m.as_str())
                 .collect();
             if hits.is_empty() {
                 return None;
@@ -194,20 +229,16 @@ impl Rule {
             terms.extend(hits);
         }
         // The subject is the writer's own summary: a rule whose terms are there counts more.
-        let in_subject = !self.in_subject
-            && self
-                .any
-                .iter()
-                .chain(&self.all)
-                .any(|t| p.subject.contains(&t.pattern));
+        let in_subject =
+            !self.in_subject && self.any.iter().chain(&self.all).any(|t| p.in_subject[t.id]);
         let weight = if in_subject && self.weight > 0.0 {
             self.weight * SUBJECT_BOOST
         } else {
             self.weight
         };
         Some(Fired {
-            rule: self.name.clone(),
-            topic: self.topic.clone(),
+            rule: &self.name,
+            topic: &self.topic,
             weight,
             terms,
         })
@@ -230,6 +261,8 @@ fn default_model_weight() -> f32 {
 /// A validated rules file.
 #[derive(Debug, Clone)]
 pub struct Rules {
+    matcher: AhoCorasick,
+    pattern_count: usize,
     pub file: PathBuf,
     /// Below this confidence a ticket goes to `unsorted` for a clerk.
     pub abstain_below: f32,
@@ -324,6 +357,7 @@ impl Rules {
         }
         let mut names = HashSet::new();
         let mut rules = Vec::new();
+        let mut patterns = Patterns::default();
         for element in &top.rules {
             let Some(raw) = cx.element::<RawRule>("rule", element) else {
                 continue;
@@ -354,10 +388,10 @@ impl Rules {
             {
                 cx.at(span.clone(), format!("rule `{}` has nothing to match: give `any`, `all`, `regex` or `sender_domain`", raw.name));
             }
-            let terms = |list: &[String], cx: &mut Checker| -> Vec<Term> {
+            let terms = |list: &[String], cx: &mut Checker, patterns: &mut Patterns| -> Vec<Term> {
                 list.iter()
                     .filter_map(|w| {
-                        let t = Term::new(w);
+                        let t = patterns.term(w);
                         if t.is_none() {
                             cx.at(span.clone(), format!("rule `{}`: term {w:?} has no word that counts (only stop words)", raw.name));
                         }
@@ -365,10 +399,10 @@ impl Rules {
                     })
                     .collect()
             };
-            let any = terms(&raw.any, &mut cx);
-            let and_any = terms(&raw.and_any, &mut cx);
-            let all = terms(&raw.all, &mut cx);
-            let none = terms(&raw.none, &mut cx);
+            let any = terms(&raw.any, &mut cx, &mut patterns);
+            let and_any = terms(&raw.and_any, &mut cx, &mut patterns);
+            let all = terms(&raw.all, &mut cx, &mut patterns);
+            let none = terms(&raw.none, &mut cx, &mut patterns);
             let mut regex = Vec::new();
             for r in &raw.regex {
                 match regex::Regex::new(r) {
@@ -400,7 +434,16 @@ impl Rules {
         if !cx.problems.is_empty() {
             return Err(ConfigError(cx.problems));
         }
+        let matcher = AhoCorasick::new(&patterns.list).map_err(|e| {
+            ConfigError(vec![ConfigProblem {
+                file: path.to_path_buf(),
+                line: None,
+                message: format!("terms: {e}"),
+            }])
+        })?;
         Ok(Rules {
+            matcher,
+            pattern_count: patterns.list.len(),
             file: path.to_path_buf(),
             abstain_below: top.abstain_below,
             secondary_above: top.secondary_above,
@@ -445,10 +488,10 @@ mod tests {
             body,
         };
         let r = req(Channel::Email, "Chiedo l'allaccio del gas al MAP");
-        assert!(rules.rules[0].eval(&Prepared::new(&r)).is_some());
+        assert!(rules.rules[0].eval(&Prepared::of(&r, &rules)).is_some());
         let r = req(Channel::Email, "Vi facciamo un'offerta per l'allaccio gas");
-        assert!(rules.rules[0].eval(&Prepared::new(&r)).is_none());
+        assert!(rules.rules[0].eval(&Prepared::of(&r, &rules)).is_none());
         let r = req(Channel::Fax, "Chiedo l'allaccio del gas");
-        assert!(rules.rules[0].eval(&Prepared::new(&r)).is_none());
+        assert!(rules.rules[0].eval(&Prepared::of(&r, &rules)).is_none());
     }
 }

@@ -1,0 +1,279 @@
+//! Classification through the real binary: the demo pipeline classifies what it files, a
+//! clerk's correction is an event the model learns from, backtests show an edit's effect.
+
+mod common;
+use common::*;
+
+#[test]
+fn filed_tickets_get_a_topic_office_and_reason_and_corrections_are_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let lines = ok(
+        data,
+        &[
+            "ingest",
+            "--json",
+            "--pipeline",
+            "pipelines/demo.toml",
+            "fixtures/scanner",
+            "fixtures/mail",
+        ],
+    )
+    .json_lines();
+    let by_file = |suffix: &str| {
+        lines
+            .iter()
+            .find(|l| l["file"].as_str().unwrap().ends_with(suffix))
+            .unwrap()["ticket"]
+            .clone()
+    };
+    let gas = by_file("lettera-allacciamento-gas.pdf");
+    assert_eq!(gas["topic"], "gas");
+    assert_eq!(gas["office"], "Servizio gas");
+    assert!(
+        gas["topic_reason"].as_str().unwrap().contains("gas"),
+        "{gas}"
+    );
+    assert!(gas["topic_confidence"].as_f64().unwrap() > 0.5);
+    assert_eq!(by_file("lettera-macerie.pdf")["topic"], "waste");
+    assert_eq!(by_file("orari-ufficio.eml")["topic"], "general_info");
+    // Nothing readable: unsorted, for a clerk.
+    assert_eq!(by_file("lettera-troncata.pdf")["topic"], "unsorted");
+
+    let code = gas["code"].as_str().unwrap();
+    let run = sportello(data, &["tickets", "reclassify", code, "pasta"]);
+    assert!(
+        !run.status.success() && run.stderr.contains("unknown topic `pasta`"),
+        "{}",
+        run.stderr
+    );
+    ok(
+        data,
+        &["tickets", "reclassify", code, "utilities", "--by", "clerk7"],
+    );
+    let t = &ok(data, &["tickets", "show", code, "--json"]).json_lines()[0];
+    assert_eq!(t["topic"], "utilities");
+    assert_eq!(t["office"], "Servizi a rete");
+    assert_eq!(t["topic_reviewed"], true);
+    let last = t["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "reclassified");
+    assert_eq!(last["actor"], "clerk7");
+    assert_eq!(last["detail"]["from"], "gas");
+    assert_eq!(last["detail"]["to"], "utilities");
+
+    // The model trains on reviewed tickets only.
+    let trained = ok(data, &["model", "train"]).stdout;
+    assert!(trained.contains("1 clerk-reviewed"), "{trained}");
+    assert!(data.join("topic-model.json").exists());
+}
+
+#[test]
+fn the_model_retrains_by_itself_after_enough_corrections() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let rules = tmp.path().join("rules.toml");
+    let shipped = std::fs::read_to_string(project_dir().join("pipelines/rules.toml")).unwrap();
+    std::fs::write(
+        &rules,
+        shipped.replace("retrain_after = 20", "retrain_after = 2"),
+    )
+    .unwrap();
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[[stages]]\nkind = \"classify\"\nrules = {:?}\n",
+            rules.display().to_string()
+        ),
+    )
+    .unwrap();
+    let p = pipeline.to_str().unwrap();
+    let lines = ok(
+        &data,
+        &["ingest", "--json", "--pipeline", p, "fixtures/mail"],
+    )
+    .json_lines();
+    let codes: Vec<&str> = lines
+        .iter()
+        .map(|l| l["ticket"]["code"].as_str().unwrap())
+        .collect();
+    ok(
+        &data,
+        &[
+            "tickets",
+            "reclassify",
+            codes[0],
+            "taxes_benefits",
+            "--pipeline",
+            p,
+        ],
+    );
+    assert!(!data.join("topic-model.json").exists());
+    let run = ok(
+        &data,
+        &[
+            "tickets",
+            "reclassify",
+            codes[1],
+            "general_info",
+            "--pipeline",
+            p,
+        ],
+    );
+    assert!(
+        run.stderr.contains("retrained on 2 reviewed tickets"),
+        "{}",
+        run.stderr
+    );
+    assert!(data.join("topic-model.json").exists());
+}
+
+#[test]
+fn classify_reads_stdin_or_json_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args(["--data", tmp.path().to_str().unwrap(), "classify", "--json"])
+        .current_dir(project_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("Oggetto: fuga di gas\nSentiamo odore di gas nel modulo.".as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["topic"], "gas");
+    for key in ["id", "confidence", "reason"] {
+        assert!(v.get(key).is_some(), "{v}");
+    }
+    let run = ok(
+        tmp.path(),
+        &[
+            "classify",
+            "--json",
+            "--jsonl",
+            "fixtures/requests/labels.jsonl",
+        ],
+    );
+    let results = run.json_lines();
+    assert_eq!(results.len(), 16);
+    assert!(results
+        .iter()
+        .all(|r| r["id"].as_str().unwrap().starts_with("fx-")));
+}
+
+#[test]
+fn rules_test_reports_accuracy_and_what_an_edit_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = ok(
+        tmp.path(),
+        &[
+            "rules",
+            "test",
+            "--labels",
+            "fixtures/requests/labels.jsonl",
+            "--json",
+        ],
+    );
+    let out = &run.json_lines()[0];
+    let report = &out["report"];
+    assert_eq!(report["records"], 16);
+    assert!(report["accuracy"].as_f64().unwrap() >= 0.9, "{report}");
+    assert!(report["per_topic"]["gas"]["recall"].is_number());
+    assert!(report["confusion"]["gas"]["gas"].as_u64().unwrap() >= 1);
+    assert_eq!(out["changes"].as_array().unwrap().len(), 0);
+
+    // An admin's edit that breaks the gas rules: the backtest shows which records it breaks.
+    let shipped = std::fs::read_to_string(project_dir().join("pipelines/rules.toml")).unwrap();
+    let edited = tmp.path().join("edited.toml");
+    std::fs::write(
+        &edited,
+        shipped.replace(
+            "name = \"gas-words\"\ntopic = \"gas\"",
+            "name = \"gas-words\"\ntopic = \"waste\"",
+        ),
+    )
+    .unwrap();
+    let run = ok(
+        tmp.path(),
+        &[
+            "rules",
+            "test",
+            "--labels",
+            "fixtures/requests/labels.jsonl",
+            "--rules",
+            edited.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        run.stdout.contains("change against the rules in force"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("fx-02") && run.stdout.contains("BROKEN"),
+        "{}",
+        run.stdout
+    );
+
+    // A bad edit is refused with every problem and its line.
+    std::fs::write(&edited, "[topics.gas]\nlabel = \"Gas\"\noffice = \"G\"\n[[rules]]\nname = \"x\"\ntopic = \"gass\"\nany = [\"gas\"]\n[[rules]]\nname = \"y\"\ntopic = \"gas\"\nregex = [\"(\"]\n").unwrap();
+    let run = sportello(
+        tmp.path(),
+        &[
+            "rules",
+            "test",
+            "--labels",
+            "fixtures/requests/labels.jsonl",
+            "--rules",
+            edited.to_str().unwrap(),
+        ],
+    );
+    assert!(!run.status.success());
+    assert!(
+        run.stderr
+            .contains("edited.toml:4: rule `x`: unknown topic `gass`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("edited.toml:8: rule `y`: bad regex"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn cross_validation_on_the_labelled_dev_set() {
+    let Some(corpus) = corpus() else { return };
+    let labels = corpus.join("requests/labeled-dev.jsonl");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = ok(
+        tmp.path(),
+        &[
+            "model",
+            "eval",
+            "--labels",
+            labels.to_str().unwrap(),
+            "--folds",
+            "5",
+            "--json",
+        ],
+    );
+    let report = &run.json_lines()[0];
+    eprintln!(
+        "5-fold: accuracy {:.3}, answered {:.3}, abstained {}",
+        report["accuracy"], report["accuracy_answered"], report["abstained"]
+    );
+    // A floor against regressions (the issue's goal is higher; see the issue notes).
+    assert!(report["accuracy"].as_f64().unwrap() >= 0.80, "{report}");
+    assert!(
+        report["accuracy_answered"].as_f64().unwrap() >= 0.85,
+        "{report}"
+    );
+}
