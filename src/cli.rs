@@ -294,6 +294,10 @@ pub fn main() -> ExitCode {
     let mut out = Out::take_stdout();
     match dispatch(cli, &mut out) {
         Ok(code) => code,
+        // A reader that stopped early (`| head`) is not an error worth a message.
+        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("sportello: {e:#}");
             ExitCode::FAILURE

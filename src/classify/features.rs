@@ -261,13 +261,35 @@ pub fn stems(text: &str) -> Vec<String> {
 pub struct Words {
     pub subject: Vec<String>,
     pub body: Vec<String>,
+    /// The sentences that ask for something ("chiedo…", "vorrei sapere…", questions): what
+    /// the office must do or answer now weighs more than the background story.
+    pub ask: Vec<String>,
 }
+
+/// Stems that mark a sentence as the request itself.
+const ASK_CUES: &[&str] = &[
+    "chied", "chiediam", "richied", "vorre", "vorrem", "pregh", "preg", "sollecit", "invit",
+    "domand", "sapere", "ask", "request", "pleas", "need", "want",
+];
 
 impl Words {
     pub fn of(subject: &str, body: &str) -> Words {
+        let own = own_words(body);
+        let mut ask = Vec::new();
+        for sentence in own.split_inclusive(['.', '?', '!', '\n', ';']) {
+            let words = stems(sentence);
+            let asks = sentence.trim_end().ends_with('?')
+                || words
+                    .iter()
+                    .any(|w| ASK_CUES.iter().any(|c| w.starts_with(c)));
+            if asks {
+                ask.extend(words);
+            }
+        }
         Words {
             subject: stems(subject),
-            body: stems(&own_words(body)),
+            body: stems(&own),
+            ask,
         }
     }
 }
@@ -326,6 +348,7 @@ pub fn vector(words: &Words) -> IdMap<f32> {
     };
     add(&words.subject, 2.0);
     add(&words.body, 1.0);
+    add(&words.ask, 1.0);
     let mut norm = 0.0f32;
     for v in counts.values_mut() {
         *v = (1.0 + *v).ln();

@@ -116,6 +116,7 @@ pub struct Request<'a> {
 pub struct Prepared<'a> {
     request: &'a Request<'a>,
     in_subject: Vec<bool>,
+    in_ask: Vec<bool>,
     in_all: Vec<bool>,
 }
 
@@ -130,9 +131,11 @@ impl<'a> Prepared<'a> {
             }
             found
         };
+        let ask = format!(" {} ", words.ask.join(" "));
         Prepared {
             request,
             in_subject: hits(&subject),
+            in_ask: hits(&ask),
             in_all: hits(&all),
         }
     }
@@ -228,11 +231,19 @@ impl Rule {
             }
             terms.extend(hits);
         }
-        // The subject is the writer's own summary: a rule whose terms are there counts more.
-        let in_subject =
-            !self.in_subject && self.any.iter().chain(&self.all).any(|t| p.in_subject[t.id]);
-        let weight = if in_subject && self.weight > 0.0 {
-            self.weight * SUBJECT_BOOST
+        // The subject is the writer's own summary, and the sentences that ask for something
+        // say what the office must do: a rule whose terms are there counts more.
+        let terms_where = |hits: &[bool]| {
+            !self.in_subject && self.any.iter().chain(&self.all).any(|t| hits[t.id])
+        };
+        let boost = match (terms_where(&p.in_subject), terms_where(&p.in_ask)) {
+            (true, true) => EMPHASIS * EMPHASIS,
+            (true, false) => EMPHASIS,
+            (false, true) => EMPHASIS,
+            (false, false) => 1.0,
+        };
+        let weight = if self.weight > 0.0 {
+            self.weight * boost
         } else {
             self.weight
         };
@@ -281,8 +292,8 @@ pub struct Rules {
 
 pub const UNSORTED: &str = "unsorted";
 
-/// Weight multiplier for a rule whose terms appear in the subject.
-const SUBJECT_BOOST: f32 = 1.5;
+/// Weight multiplier for a rule whose terms appear in the subject or in a sentence that asks.
+const EMPHASIS: f32 = 1.5;
 
 impl Rules {
     pub fn load(path: &Path) -> Result<Rules, ConfigError> {
