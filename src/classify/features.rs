@@ -245,14 +245,19 @@ fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// Stems of the meaningful words of `text`, in order.
 pub fn stems(text: &str) -> Vec<String> {
-    tokens(&join_acronyms(text))
+    stems_at(&join_acronyms(text)).into_iter().map(|(_, s)| s).collect()
+}
+
+/// Stems of the meaningful words of `text`, each with the byte offset where its word starts.
+fn stems_at(text: &str) -> Vec<(usize, String)> {
+    tokens(text)
         .into_iter()
         .filter(|t| {
             t.folded.chars().count() > 1
                 && !t.folded.chars().all(|c| c.is_ascii_digit())
                 && !is_stop(&t.folded)
         })
-        .map(|t| stem(&t.folded))
+        .map(|t| (t.start, stem(&t.folded)))
         .collect()
 }
 
