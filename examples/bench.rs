@@ -251,6 +251,7 @@ fn bench_search(n: usize, texts: &[(String, String)]) {
             office: None,
             attention: vec![],
             parent: None,
+            entities: Vec::new(),
             documents: Vec::<NewDocument>::new(),
             intake: Intake {
                 source: "bench".into(),

@@ -106,10 +106,39 @@ pub enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Identifiers in a file, or in a ticket (fiscal codes, VAT, emails, phones, dates, cases, addresses)
+    Entities {
+        file: Option<PathBuf>,
+        #[arg(long)]
+        ticket: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every ticket of the same person or case, newest first, with why it is linked
+    Dossier {
+        code: Option<String>,
+        #[arg(long)]
+        cf: Option<String>,
+        #[arg(long = "case")]
+        case_ref: Option<String>,
+        /// Link CODE to this ticket by hand
+        #[arg(long, requires = "code")]
+        link: Option<String>,
+        /// Undo a link between CODE and this ticket
+        #[arg(long, requires = "code")]
+        unlink: Option<String>,
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Every ticket, whole, one JSON object per line
     Export {
         #[arg(long, required = true)]
         jsonl: bool,
+        /// Mask fiscal codes and phone numbers
+        #[arg(long)]
+        mask_personal: bool,
     },
 }
 
@@ -215,6 +244,12 @@ pub struct FilterArgs {
     pub until: Option<String>,
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Only tickets carrying this fiscal code
+    #[arg(long)]
+    pub cf: Option<String>,
+    /// Only tickets referring to this case number (e.g. B/2010/0977, 5678/2011)
+    #[arg(long = "case")]
+    pub case_ref: Option<String>,
 }
 
 impl FilterArgs {
@@ -231,6 +266,8 @@ impl FilterArgs {
             channel: self.channel,
             office: self.office.clone(),
             needs_attention: None,
+            fiscal_code: self.cf.clone(),
+            case_ref: self.case_ref.clone(),
             since: since.map(|d| format!("{d}T00:00:00Z")),
             until: until
                 .and_then(|d| d.succ_opt())
@@ -756,18 +793,125 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Export { jsonl } => {
+        Command::Entities { file, ticket, json } => {
+            let found = match (file, ticket) {
+                (Some(file), None) => {
+                    // The same unpacking and extraction as `ingest`, with originals kept in a
+                    // scratch dir: nothing is filed.
+                    let scratch = tempfile::tempdir().context("cannot create a scratch dir")?;
+                    let blobs = crate::store::blobs::BlobStore::new(scratch.path());
+                    let processor = Processor::new(&Pipeline::default(), blobs, scratch.path()).map_err(anyhow::Error::msg)?;
+                    let item = runner::item_from_path(&file, None).with_context(|| format!("cannot read {}", file.display()))?;
+                    processor.prepare(item)?.entities
+                }
+                (None, Some(code)) => open_store(&data_dir(&cli.data, &Pipeline::default()))?.entities(&code)?,
+                _ => bail!("give a FILE or --ticket CODE"),
+            };
+            for e in &found {
+                if json {
+                    out.json(e)?;
+                } else {
+                    let validity = if e.valid { "" } else { "  (invalid)" };
+                    out.line(&format!("{:<12} {:<32} {:>3.0}%  {}{validity}", e.kind.as_str(), e.value, e.confidence * 100.0, e.place))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dossier { code, cf, case_ref, link, unlink, by, json } => {
+            let mut store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
+            let actor = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+            if let (Some(code), Some(other)) = (&code, &link) {
+                store.set_link(code, other, true, &actor)?;
+            }
+            if let (Some(code), Some(other)) = (&code, &unlink) {
+                store.set_link(code, other, false, &actor)?;
+            }
+            let links = match (code, cf, case_ref) {
+                (Some(code), None, None) => store.dossier(&code)?,
+                (None, Some(cf), None) => {
+                    let cf = cf.trim().to_ascii_uppercase();
+                    if !crate::entities::fiscal_code_is_valid(&cf) {
+                        bail!("{} is not a valid fiscal code (check character or format)", crate::entities::mask(crate::entities::Kind::FiscalCode, &cf));
+                    }
+                    store.dossier_by(crate::entities::Kind::FiscalCode, &cf)?
+                }
+                (None, None, Some(case)) => {
+                    let value = crate::entities::extract(&case, "query")
+                        .into_iter()
+                        .find(|e| e.kind == crate::entities::Kind::CaseRef)
+                        .map(|e| e.value)
+                        .or_else(|| crate::entities::extract(&format!("pratica {case}"), "query").into_iter().find(|e| e.kind == crate::entities::Kind::CaseRef).map(|e| e.value))
+                        .unwrap_or(case);
+                    store.dossier_by(crate::entities::Kind::CaseRef, &value)?
+                }
+                _ => bail!("give one of: CODE, --cf FISCALCODE, --case NUMBER"),
+            };
+            for l in &links {
+                if json {
+                    out.json(l)?;
+                } else {
+                    let mark = if l.suggested { "?" } else { " " };
+                    out.line(&format!("{mark} {}  {}  {}  {:<7}  {}\n      {}", l.code, l.protocol, &l.received_at[..10.min(l.received_at.len())], l.channel, one_line(&l.subject, 60), l.reasons.join("; ")))?;
+                }
+            }
+            if links.is_empty() && !json {
+                eprintln!("sportello: no linked tickets");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { jsonl, mask_personal } => {
             if !jsonl {
                 bail!("export needs --jsonl");
             }
             let store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
             let mut buf = std::io::BufWriter::new(&out.file);
-            store.for_each_ticket(|t| {
+            store.for_each_ticket(|mut t| {
+                if mask_personal {
+                    mask_ticket(&mut t);
+                }
                 serde_json::to_writer(&mut buf, &t)?;
                 buf.write_all(b"\n")
             })?;
             buf.flush()?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Replaces fiscal codes and phone numbers everywhere in a ticket with masked forms.
+fn mask_ticket(t: &mut Ticket) {
+    use crate::entities::{mask, Kind};
+    let personal: Vec<(String, String)> = t
+        .entities
+        .iter()
+        .filter(|e| matches!(e.kind, Kind::FiscalCode | Kind::Phone))
+        .flat_map(|e| [(e.raw.clone(), mask(e.kind, &e.raw)), (e.value.clone(), mask(e.kind, &e.value))])
+        .filter(|(raw, _)| raw.len() >= 5)
+        .collect();
+    let scrub = |s: &mut String| {
+        for (raw, masked) in &personal {
+            if s.contains(raw.as_str()) {
+                *s = s.replace(raw.as_str(), masked);
+            }
+        }
+    };
+    scrub(&mut t.subject);
+    scrub(&mut t.body);
+    for d in &mut t.documents {
+        scrub(&mut d.text);
+    }
+    for e in &mut t.entities {
+        if matches!(e.kind, Kind::FiscalCode | Kind::Phone) {
+            e.value = mask(e.kind, &e.value);
+            e.raw = mask(e.kind, &e.raw);
+        }
+    }
+    for n in [&mut t.sender.fax, &mut t.sender.phone].into_iter().flatten() {
+        *n = mask(Kind::Phone, n);
+    }
+    for l in &mut t.dossier {
+        for r in &mut l.reasons {
+            scrub(r);
         }
     }
 }

@@ -231,4 +231,25 @@ pub struct Ticket {
     pub parent: Option<String>,
     pub documents: Vec<Document>,
     pub events: Vec<Event>,
+    /// Identifiers found in the ticket.
+    #[serde(default)]
+    pub entities: Vec<crate::entities::Entity>,
+    /// Other tickets of the same person or case, and why.
+    #[serde(default)]
+    pub dossier: Vec<DossierLink>,
+}
+
+/// A ticket linked to another: the same person (fiscal code, sender address or number), the
+/// same case (case number), or linked by a clerk. `suggested` links (same name and address)
+/// wait for a clerk to confirm them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DossierLink {
+    pub code: String,
+    pub protocol: String,
+    pub received_at: String,
+    pub channel: String,
+    pub subject: String,
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub suggested: bool,
 }

@@ -7,6 +7,7 @@
 use crate::classify::Classifier;
 use crate::config::{ExtractStageConfig, Pipeline, StageConfig};
 use crate::email;
+use crate::entities;
 use crate::extract::{self, FileType};
 use crate::model::{Channel, Sender};
 use crate::store::blobs::{sha256_hex, BlobStore};
@@ -121,6 +122,7 @@ impl Processor {
             office: self.office.clone(),
             attention: Vec::new(),
             parent: None,
+            entities: Vec::new(),
             documents: vec![NewDocument::original(
                 item.name.clone(),
                 file_type.mime(),
@@ -147,8 +149,40 @@ impl Processor {
                     .push(format!("{} failed: {e}", stage.name()));
             }
         }
+        work.ticket.entities = ticket_entities(&work.ticket);
         Ok(work.ticket)
     }
+}
+
+/// The identifiers of a ticket: the sender's own address and number first (they link a
+/// person's tickets), then what subject, body and documents mention.
+pub fn ticket_entities(t: &NewTicket) -> Vec<entities::Entity> {
+    use entities::{Entity, Kind};
+    let mut all = Vec::new();
+    let sender = |kind, value: String, raw: &str| Entity {
+        kind,
+        value,
+        valid: true,
+        confidence: 1.0,
+        place: "sender".into(),
+        raw: raw.to_string(),
+    };
+    if let Some(e) = &t.sender.email {
+        all.push(sender(Kind::Email, e.to_lowercase(), e));
+    }
+    for n in [&t.sender.fax, &t.sender.phone].into_iter().flatten() {
+        if let Some(v) = entities::normalize_phone(n) {
+            all.push(sender(Kind::Phone, v, n));
+        }
+    }
+    all.extend(entities::extract(&t.subject, "subject"));
+    all.extend(entities::extract(&t.body, "body"));
+    for d in &t.documents {
+        if !d.doc.text.is_empty() && d.doc.text != t.body {
+            all.extend(entities::extract(&d.doc.text, &d.doc.name));
+        }
+    }
+    entities::dedup(all)
 }
 
 /// Topic, confidence, reason and office from the rules and the learned model.

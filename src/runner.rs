@@ -103,7 +103,7 @@ pub fn collect_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
     (files, errors)
 }
 
-fn item_from_path(path: &Path, channel: Option<crate::model::Channel>) -> std::io::Result<Item> {
+pub fn item_from_path(path: &Path, channel: Option<crate::model::Channel>) -> std::io::Result<Item> {
     let bytes = std::fs::read(path)?;
     let mtime = std::fs::metadata(path)?.modified().ok();
     let origin = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());

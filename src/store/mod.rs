@@ -7,7 +7,9 @@
 pub mod blobs;
 
 use crate::code;
-use crate::model::{Channel, Document, DocumentKind, Event, PageText, Sender, Status, Ticket};
+use crate::entities::{Entity, Kind as EntityKind};
+use crate::model::{Channel, Document, DocumentKind, DossierLink, Event, PageText, Sender, Status, Ticket};
+use std::collections::BTreeMap;
 use crate::search::{SearchHit, SearchQuery};
 use crate::textnorm::stemmed_text;
 use blobs::BlobStore;
@@ -128,6 +130,27 @@ ALTER TABLE tickets ADD COLUMN secondary_topics TEXT NOT NULL DEFAULT '[]';
 CREATE INDEX tickets_reviewed ON tickets(topic_reviewed);
 CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 "#,
+    // 3: identifiers found in tickets, and links a clerk made or undid by hand.
+    r#"
+CREATE TABLE entities (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    valid INTEGER NOT NULL,
+    confidence REAL NOT NULL,
+    place TEXT NOT NULL,
+    raw TEXT NOT NULL
+);
+CREATE INDEX entities_lookup ON entities(kind, value);
+CREATE INDEX entities_ticket ON entities(ticket_id);
+CREATE TABLE manual_links (
+    a INTEGER NOT NULL REFERENCES tickets(id),
+    b INTEGER NOT NULL REFERENCES tickets(id),
+    linked INTEGER NOT NULL,
+    PRIMARY KEY (a, b)
+);
+"#,
 ];
 
 /// How many of a query's newest matches are ranked (see `Store::search`).
@@ -191,6 +214,7 @@ pub struct NewTicket {
     pub office: Option<String>,
     pub attention: Vec<String>,
     pub parent: Option<String>,
+    pub entities: Vec<crate::entities::Entity>,
     pub documents: Vec<NewDocument>,
     pub intake: Intake,
 }
@@ -223,6 +247,10 @@ pub struct TicketFilter {
     pub channel: Option<Channel>,
     pub office: Option<String>,
     pub needs_attention: Option<bool>,
+    /// Tickets carrying this (valid) fiscal code.
+    pub fiscal_code: Option<String>,
+    /// Tickets referring to this case: "B/2010/0977" matches "pratica B/2010/0977".
+    pub case_ref: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
     pub limit: Option<usize>,
@@ -418,6 +446,12 @@ impl Store {
                 &serde_json::json!({"reason": reason}),
             )?;
         }
+        for e in &new.entities {
+            tx.prepare_cached(
+                "INSERT INTO entities (ticket_id, kind, value, valid, confidence, place, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![ticket_id, e.kind.as_str(), e.value, e.valid, e.confidence, e.place, e.raw])?;
+        }
         index_ticket(&tx, ticket_id)?;
         tx.commit()?;
         Ok(Filed::Created { code, protocol })
@@ -473,6 +507,8 @@ impl Store {
                         parent: r.get(19)?,
                         documents: Vec::new(),
                         events: Vec::new(),
+                        entities: Vec::new(),
+                        dossier: Vec::new(),
                     },
                     channel,
                     status,
@@ -488,6 +524,8 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
         t.documents = self.documents_of(id)?;
         t.events = self.events_of(id)?;
+        t.entities = self.entities_of(id)?;
+        t.dossier = self.direct_links(id)?;
         Ok(ticket.0)
     }
 
@@ -757,6 +795,222 @@ impl Store {
         Ok(())
     }
 
+    fn entities_of(&self, ticket_id: i64) -> Result<Vec<Entity>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT kind, value, valid, confidence, place, raw FROM entities WHERE ticket_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([ticket_id], |r| {
+            let kind: String = r.get(0)?;
+            Ok((kind, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, f64>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (kind, value, valid, confidence, place, raw) = row?;
+            let kind = EntityKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("entity kind {kind}")))?;
+            out.push(Entity { kind, value, valid, confidence: confidence as f32, place, raw });
+        }
+        Ok(out)
+    }
+
+    /// Identifiers of a ticket, by its code.
+    pub fn entities(&self, code_input: &str) -> Result<Vec<Entity>> {
+        let (id, _) = self.ticket_id(code_input)?;
+        self.entities_of(id)
+    }
+
+    /// The tickets one ticket is linked to directly, with the reasons.
+    fn direct_links(&self, ticket_id: i64) -> Result<Vec<DossierLink>> {
+        // (other ticket, reason, suggested)
+        let mut found: BTreeMap<i64, (Vec<String>, bool)> = BTreeMap::new();
+        {
+            // Strong identifiers: a valid fiscal code anywhere, the sender's own address or
+            // number, a case number; the same value on another ticket links the two.
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT o.ticket_id, e.kind, e.value FROM entities e
+                 JOIN entities o ON o.kind = e.kind AND o.value = e.value AND o.ticket_id != e.ticket_id
+                 WHERE e.ticket_id = ?1
+                   AND ((e.kind = 'fiscal_code' AND e.valid = 1 AND o.valid = 1)
+                     OR (e.kind IN ('email', 'phone') AND e.place = 'sender' AND o.place = 'sender')
+                     OR e.kind = 'case_ref')",
+            )?;
+            let rows = stmt.query_map([ticket_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+            for row in rows {
+                let (other, kind, value) = row?;
+                let reason = match kind.as_str() {
+                    "fiscal_code" => format!("same fiscal code {}", crate::entities::mask(EntityKind::FiscalCode, &value)),
+                    "email" => format!("same sender address {value}"),
+                    "phone" => format!("same sender number {}", crate::entities::mask(EntityKind::Phone, &value)),
+                    _ => format!("same case: {value}"),
+                };
+                let entry = found.entry(other).or_default();
+                if !entry.0.contains(&reason) {
+                    entry.0.push(reason);
+                }
+            }
+        }
+        {
+            // A mention of one of our tracking codes links to that ticket, both ways.
+            let code: String = self.conn.query_row("SELECT code FROM tickets WHERE id = ?1", [ticket_id], |r| r.get(0))?;
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT t.id, 'refers to ' || t.code FROM entities e JOIN tickets t ON e.value = 'ticket ' || t.code
+                 WHERE e.ticket_id = ?1 AND e.kind = 'case_ref' AND t.id != ?1
+                 UNION ALL
+                 SELECT e.ticket_id, 'referred to by ' || t.code FROM entities e JOIN tickets t ON t.id = e.ticket_id
+                 WHERE e.kind = 'case_ref' AND e.value = 'ticket ' || ?2 AND e.ticket_id != ?1",
+            )?;
+            let rows = stmt.query_map(params![ticket_id, code], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (other, reason) = row?;
+                found.entry(other).or_default().0.push(reason);
+            }
+        }
+        {
+            // Weak evidence, the same sender name and the same address: only a suggestion.
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT o.ticket_id, e.value FROM entities e
+                 JOIN entities o ON o.kind = 'address' AND o.value = e.value AND o.ticket_id != e.ticket_id
+                 JOIN tickets t ON t.id = e.ticket_id JOIN tickets ot ON ot.id = o.ticket_id
+                 WHERE e.ticket_id = ?1 AND e.kind = 'address'
+                   AND t.sender_name IS NOT NULL AND lower(t.sender_name) = lower(ot.sender_name)",
+            )?;
+            let rows = stmt.query_map([ticket_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (other, address) = row?;
+                let entry = found.entry(other).or_insert_with(|| (Vec::new(), true));
+                entry.0.push(format!("same name and address ({address}): to confirm"));
+            }
+        }
+        {
+            // What clerks linked or unlinked by hand wins.
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT CASE WHEN a = ?1 THEN b ELSE a END, linked FROM manual_links WHERE a = ?1 OR b = ?1",
+            )?;
+            let rows = stmt.query_map([ticket_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)))?;
+            for row in rows {
+                let (other, linked) = row?;
+                if linked {
+                    let entry = found.entry(other).or_default();
+                    entry.0.push("linked by a clerk".into());
+                    entry.1 = false;
+                } else {
+                    found.remove(&other);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(found.len());
+        for (other, (reasons, suggested)) in found {
+            let link = self.conn.query_row(
+                "SELECT code, protocol_year, protocol_number, received_at, channel, subject FROM tickets WHERE id = ?1",
+                [other],
+                |r| {
+                    Ok(DossierLink {
+                        code: r.get(0)?,
+                        protocol: protocol_string(r.get(1)?, r.get(2)?),
+                        received_at: r.get(3)?,
+                        channel: r.get(4)?,
+                        subject: r.get(5)?,
+                        reasons: reasons.clone(),
+                        suggested,
+                    })
+                },
+            )?;
+            out.push(link);
+        }
+        out.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+        Ok(out)
+    }
+
+    /// The whole dossier around a ticket: every ticket reachable through confirmed links
+    /// (the same person, the same case, by hand), newest first, each with why it is there.
+    pub fn dossier(&self, code_input: &str) -> Result<Vec<DossierLink>> {
+        let (id, _) = self.ticket_id(code_input)?;
+        self.dossier_from(vec![id])
+    }
+
+    /// The dossier of every ticket carrying an identifier (a fiscal code, a case number).
+    pub fn dossier_by(&self, kind: EntityKind, value: &str) -> Result<Vec<DossierLink>> {
+        let mut stmt = self.conn.prepare_cached("SELECT DISTINCT ticket_id FROM entities WHERE kind = ?1 AND value = ?2")?;
+        let ids: Vec<i64> = stmt.query_map(params![kind.as_str(), value], |r| r.get(0))?.collect::<std::result::Result<_, _>>()?;
+        let mut all = self.dossier_from(ids.clone())?;
+        // The starting tickets belong to it too.
+        for id in ids {
+            if let Some(l) = self.summary_link(id, format!("carries {} {value}", kind.as_str()))? {
+                if !all.iter().any(|a| a.code == l.code) {
+                    all.push(l);
+                }
+            }
+        }
+        all.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+        Ok(all)
+    }
+
+    fn summary_link(&self, id: i64, reason: String) -> Result<Option<DossierLink>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT code, protocol_year, protocol_number, received_at, channel, subject FROM tickets WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(DossierLink {
+                        code: r.get(0)?,
+                        protocol: protocol_string(r.get(1)?, r.get(2)?),
+                        received_at: r.get(3)?,
+                        channel: r.get(4)?,
+                        subject: r.get(5)?,
+                        reasons: vec![reason.clone()],
+                        suggested: false,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn dossier_from(&self, start: Vec<i64>) -> Result<Vec<DossierLink>> {
+        const MAX: usize = 500;
+        let mut seen: std::collections::HashSet<String> = Default::default();
+        let mut start_codes = Vec::new();
+        for &id in &start {
+            start_codes.push(self.conn.query_row("SELECT code FROM tickets WHERE id = ?1", [id], |r| r.get::<_, String>(0))?);
+        }
+        seen.extend(start_codes.iter().cloned());
+        let mut queue: std::collections::VecDeque<i64> = start.into();
+        let mut out: Vec<DossierLink> = Vec::new();
+        while let Some(id) = queue.pop_front() {
+            for link in self.direct_links(id)? {
+                if link.suggested || !seen.insert(link.code.clone()) {
+                    continue;
+                }
+                let other: i64 = self.conn.query_row("SELECT id FROM tickets WHERE code = ?1", [&link.code], |r| r.get(0))?;
+                out.push(link);
+                if out.len() >= MAX {
+                    return Ok(out);
+                }
+                queue.push_back(other);
+            }
+        }
+        out.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+        Ok(out)
+    }
+
+    /// A clerk links two tickets (same person or case) or undoes a link; both tickets get an
+    /// event.
+    pub fn set_link(&mut self, a: &str, b: &str, linked: bool, actor: &str) -> Result<()> {
+        let (ia, ca) = self.ticket_id(a)?;
+        let (ib, cb) = self.ticket_id(b)?;
+        let (lo, hi) = if ia < ib { (ia, ib) } else { (ib, ia) };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO manual_links (a, b, linked) VALUES (?1, ?2, ?3) ON CONFLICT(a, b) DO UPDATE SET linked = ?3",
+            params![lo, hi, linked],
+        )?;
+        let kind = if linked { "linked" } else { "unlinked" };
+        let now = now_rfc3339();
+        insert_event(&tx, ia, &now, actor, kind, &serde_json::json!({"with": cb}))?;
+        insert_event(&tx, ib, &now, actor, kind, &serde_json::json!({"with": ca}))?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Appends a clerk's note to a ticket's history.
     pub fn add_note(&mut self, code_input: &str, text: &str, actor: &str) -> Result<()> {
         let (id, _) = self.ticket_id(code_input)?;
@@ -823,6 +1077,20 @@ fn filter_sql(f: &TicketFilter) -> (String, Vec<String>) {
     }
     if let Some(until) = &f.until {
         add("t.received_at < ?", until.clone());
+    }
+    if let Some(cf) = &f.fiscal_code {
+        add(
+            "EXISTS (SELECT 1 FROM entities e WHERE e.ticket_id = t.id AND e.kind = 'fiscal_code' AND e.valid = 1 AND e.value = ?)",
+            cf.trim().to_ascii_uppercase(),
+        );
+    }
+    if let Some(case) = &f.case_ref {
+        let case = case.trim().to_string();
+        args.push(case.clone());
+        let n = args.len();
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM entities e WHERE e.ticket_id = t.id AND e.kind = 'case_ref' AND (e.value = ?{n} OR e.value LIKE '% ' || ?{n}))"
+        ));
     }
     if let Some(flag) = f.needs_attention {
         clauses.push(format!("t.needs_attention = {}", if flag { 1 } else { 0 }));
