@@ -332,7 +332,12 @@ pub fn main() -> ExitCode {
     match dispatch(cli, &mut out) {
         Ok(code) => code,
         // A reader that stopped early (`| head`) is not an error worth a message.
-        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => {
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -800,11 +805,15 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                     // scratch dir: nothing is filed.
                     let scratch = tempfile::tempdir().context("cannot create a scratch dir")?;
                     let blobs = crate::store::blobs::BlobStore::new(scratch.path());
-                    let processor = Processor::new(&Pipeline::default(), blobs, scratch.path()).map_err(anyhow::Error::msg)?;
-                    let item = runner::item_from_path(&file, None).with_context(|| format!("cannot read {}", file.display()))?;
+                    let processor = Processor::new(&Pipeline::default(), blobs, scratch.path())
+                        .map_err(anyhow::Error::msg)?;
+                    let item = runner::item_from_path(&file, None)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
                     processor.prepare(item)?.entities
                 }
-                (None, Some(code)) => open_store(&data_dir(&cli.data, &Pipeline::default()))?.entities(&code)?,
+                (None, Some(code)) => {
+                    open_store(&data_dir(&cli.data, &Pipeline::default()))?.entities(&code)?
+                }
                 _ => bail!("give a FILE or --ticket CODE"),
             };
             for e in &found {
@@ -812,14 +821,30 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                     out.json(e)?;
                 } else {
                     let validity = if e.valid { "" } else { "  (invalid)" };
-                    out.line(&format!("{:<12} {:<32} {:>3.0}%  {}{validity}", e.kind.as_str(), e.value, e.confidence * 100.0, e.place))?;
+                    out.line(&format!(
+                        "{:<12} {:<32} {:>3.0}%  {}{validity}",
+                        e.kind.as_str(),
+                        e.value,
+                        e.confidence * 100.0,
+                        e.place
+                    ))?;
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dossier { code, cf, case_ref, link, unlink, by, json } => {
+        Command::Dossier {
+            code,
+            cf,
+            case_ref,
+            link,
+            unlink,
+            by,
+            json,
+        } => {
             let mut store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
-            let actor = by.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+            let actor = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "cli".into());
             if let (Some(code), Some(other)) = (&code, &link) {
                 store.set_link(code, other, true, &actor)?;
             }
@@ -831,7 +856,10 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                 (None, Some(cf), None) => {
                     let cf = cf.trim().to_ascii_uppercase();
                     if !crate::entities::fiscal_code_is_valid(&cf) {
-                        bail!("{} is not a valid fiscal code (check character or format)", crate::entities::mask(crate::entities::Kind::FiscalCode, &cf));
+                        bail!(
+                            "{} is not a valid fiscal code (check character or format)",
+                            crate::entities::mask(crate::entities::Kind::FiscalCode, &cf)
+                        );
                     }
                     store.dossier_by(crate::entities::Kind::FiscalCode, &cf)?
                 }
@@ -840,7 +868,12 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                         .into_iter()
                         .find(|e| e.kind == crate::entities::Kind::CaseRef)
                         .map(|e| e.value)
-                        .or_else(|| crate::entities::extract(&format!("pratica {case}"), "query").into_iter().find(|e| e.kind == crate::entities::Kind::CaseRef).map(|e| e.value))
+                        .or_else(|| {
+                            crate::entities::extract(&format!("pratica {case}"), "query")
+                                .into_iter()
+                                .find(|e| e.kind == crate::entities::Kind::CaseRef)
+                                .map(|e| e.value)
+                        })
                         .unwrap_or(case);
                     store.dossier_by(crate::entities::Kind::CaseRef, &value)?
                 }
@@ -851,7 +884,15 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                     out.json(l)?;
                 } else {
                     let mark = if l.suggested { "?" } else { " " };
-                    out.line(&format!("{mark} {}  {}  {}  {:<7}  {}\n      {}", l.code, l.protocol, &l.received_at[..10.min(l.received_at.len())], l.channel, one_line(&l.subject, 60), l.reasons.join("; ")))?;
+                    out.line(&format!(
+                        "{mark} {}  {}  {}  {:<7}  {}\n      {}",
+                        l.code,
+                        l.protocol,
+                        &l.received_at[..10.min(l.received_at.len())],
+                        l.channel,
+                        one_line(&l.subject, 60),
+                        l.reasons.join("; ")
+                    ))?;
                 }
             }
             if links.is_empty() && !json {
@@ -859,7 +900,10 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Export { jsonl, mask_personal } => {
+        Command::Export {
+            jsonl,
+            mask_personal,
+        } => {
             if !jsonl {
                 bail!("export needs --jsonl");
             }
@@ -885,7 +929,12 @@ fn mask_ticket(t: &mut Ticket) {
         .entities
         .iter()
         .filter(|e| matches!(e.kind, Kind::FiscalCode | Kind::Phone))
-        .flat_map(|e| [(e.raw.clone(), mask(e.kind, &e.raw)), (e.value.clone(), mask(e.kind, &e.value))])
+        .flat_map(|e| {
+            [
+                (e.raw.clone(), mask(e.kind, &e.raw)),
+                (e.value.clone(), mask(e.kind, &e.value)),
+            ]
+        })
         .filter(|(raw, _)| raw.len() >= 5)
         .collect();
     let scrub = |s: &mut String| {
@@ -906,7 +955,10 @@ fn mask_ticket(t: &mut Ticket) {
             e.raw = mask(e.kind, &e.raw);
         }
     }
-    for n in [&mut t.sender.fax, &mut t.sender.phone].into_iter().flatten() {
+    for n in [&mut t.sender.fax, &mut t.sender.phone]
+        .into_iter()
+        .flatten()
+    {
         *n = mask(Kind::Phone, n);
     }
     for l in &mut t.dossier {

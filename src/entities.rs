@@ -33,9 +33,17 @@ impl Kind {
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::FiscalCode, Kind::Vat, Kind::Email, Kind::Phone, Kind::Date, Kind::CaseRef, Kind::Address]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            Kind::FiscalCode,
+            Kind::Vat,
+            Kind::Email,
+            Kind::Phone,
+            Kind::Date,
+            Kind::CaseRef,
+            Kind::Address,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -99,14 +107,21 @@ fn omocodia_digit(c: u8) -> Option<u8> {
     if c.is_ascii_digit() {
         return Some(c);
     }
-    OMOCODIA.iter().position(|&o| o == c).map(|p| b'0' + p as u8)
+    OMOCODIA
+        .iter()
+        .position(|&o| o == c)
+        .map(|p| b'0' + p as u8)
 }
 
 /// Whether `code` (16 upper-case characters) is a well-formed fiscal code with a right check
 /// letter; omocodia (letters standing for digits) accepted.
 pub fn fiscal_code_is_valid(code: &str) -> bool {
     let b = code.as_bytes();
-    if b.len() != 16 || !b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+    if b.len() != 16
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    {
         return false;
     }
     let letters_at = [0, 1, 2, 3, 4, 5, 8, 11, 15];
@@ -179,24 +194,55 @@ fn repair_fiscal_code(code: &[u8]) -> Option<String> {
 fn fiscal_codes(text: &str, place: &str, out: &mut Vec<Entity>) {
     static CANDIDATE: OnceLock<Regex> = OnceLock::new();
     // 16 letters and digits, allowing the spaces some people type in groups (6-2-3-4-1).
-    let candidate = re(&CANDIDATE, r"(?i)\b([A-Z0-9]{6})[ ]?([A-Z0-9]{5})[ ]?([A-Z0-9]{4})[ ]?([A-Z0-9])\b");
+    let candidate = re(
+        &CANDIDATE,
+        r"(?i)\b([A-Z0-9]{6})[ ]?([A-Z0-9]{5})[ ]?([A-Z0-9]{4})[ ]?([A-Z0-9])\b",
+    );
     for caps in candidate.captures_iter(text) {
         let raw = caps.get(0).map_or("", |m| m.as_str());
-        let joined: String = (1..=4).filter_map(|i| caps.get(i)).map(|m| m.as_str()).collect::<String>().to_ascii_uppercase();
+        let joined: String = (1..=4)
+            .filter_map(|i| caps.get(i))
+            .map(|m| m.as_str())
+            .collect::<String>()
+            .to_ascii_uppercase();
         let b = joined.as_bytes();
         // Looks like a fiscal code at all: mostly letters in the name part, digits in the date part.
         let letters_in_name = b[..6].iter().filter(|c| c.is_ascii_alphabetic()).count();
-        let digitish = DIGIT_POSITIONS.iter().filter(|&&i| b[i].is_ascii_digit()).count();
+        let digitish = DIGIT_POSITIONS
+            .iter()
+            .filter(|&&i| b[i].is_ascii_digit())
+            .count();
         if letters_in_name < 5 || digitish < 4 {
             continue;
         }
         if fiscal_code_is_valid(&joined) {
-            out.push(Entity { kind: Kind::FiscalCode, value: joined, valid: true, confidence: 0.99, place: place.into(), raw: raw.into() });
+            out.push(Entity {
+                kind: Kind::FiscalCode,
+                value: joined,
+                valid: true,
+                confidence: 0.99,
+                place: place.into(),
+                raw: raw.into(),
+            });
         } else if let Some(fixed) = repair_fiscal_code(b) {
-            out.push(Entity { kind: Kind::FiscalCode, value: fixed, valid: true, confidence: 0.8, place: place.into(), raw: raw.into() });
+            out.push(Entity {
+                kind: Kind::FiscalCode,
+                value: fixed,
+                valid: true,
+                confidence: 0.8,
+                place: place.into(),
+                raw: raw.into(),
+            });
         } else {
             // Shaped like a fiscal code but wrong: a candidate for a clerk, never valid.
-            out.push(Entity { kind: Kind::FiscalCode, value: joined, valid: false, confidence: 0.3, place: place.into(), raw: raw.into() });
+            out.push(Entity {
+                kind: Kind::FiscalCode,
+                value: joined,
+                valid: false,
+                confidence: 0.3,
+                place: place.into(),
+                raw: raw.into(),
+            });
         }
     }
 }
@@ -211,14 +257,23 @@ pub fn vat_is_valid(digits: &str) -> bool {
     let mut sum = 0;
     for (i, &c) in b[..10].iter().enumerate() {
         let d = (c - b'0') as u32;
-        sum += if i % 2 == 0 { d } else if d * 2 > 9 { d * 2 - 9 } else { d * 2 };
+        sum += if i % 2 == 0 {
+            d
+        } else if d * 2 > 9 {
+            d * 2 - 9
+        } else {
+            d * 2
+        };
     }
     (10 - sum % 10) % 10 == (b[10] - b'0') as u32
 }
 
 fn vats(text: &str, place: &str, out: &mut Vec<Entity>) {
     static VAT: OnceLock<Regex> = OnceLock::new();
-    let vat = re(&VAT, r"(?i)(p\.?\s?iva|partita\s+iva|vat(?:\s+(?:no|number))?)?[\s.:n°]*\b(?:IT)?(\d{11})\b");
+    let vat = re(
+        &VAT,
+        r"(?i)(p\.?\s?iva|partita\s+iva|vat(?:\s+(?:no|number))?)?[\s.:n°]*\b(?:IT)?(\d{11})\b",
+    );
     for caps in vat.captures_iter(text) {
         let digits = &caps[2];
         let labelled = caps.get(1).is_some();
@@ -232,7 +287,14 @@ fn vats(text: &str, place: &str, out: &mut Vec<Entity>) {
             (true, false) => 0.4,
             (false, false) => 0.0,
         };
-        out.push(Entity { kind: Kind::Vat, value: digits.into(), valid, confidence, place: place.into(), raw: caps[0].trim().into() });
+        out.push(Entity {
+            kind: Kind::Vat,
+            value: digits.into(),
+            valid,
+            confidence,
+            place: place.into(),
+            raw: caps[0].trim().into(),
+        });
     }
 }
 
@@ -243,7 +305,14 @@ fn emails(text: &str, place: &str, out: &mut Vec<Entity>) {
     let email = re(&EMAIL, r"(?i)\b[A-Z0-9._%+-]+@[A-Z0-9.-]+\.[A-Z]{2,}\b");
     for m in email.find_iter(text) {
         let value = m.as_str().trim_end_matches('.').to_ascii_lowercase();
-        out.push(Entity { kind: Kind::Email, value, valid: true, confidence: 0.99, place: place.into(), raw: m.as_str().into() });
+        out.push(Entity {
+            kind: Kind::Email,
+            value,
+            valid: true,
+            confidence: 0.99,
+            place: place.into(),
+            raw: m.as_str().into(),
+        });
     }
 }
 
@@ -260,7 +329,9 @@ pub fn normalize_phone(raw: &str) -> Option<String> {
             return italian(national).map(|n| format!("+39{n}"));
         }
         // Another country: keep it as E.164 if the length is plausible.
-        return (8..=15).contains(&digits.len()).then(|| format!("+{digits}"));
+        return (8..=15)
+            .contains(&digits.len())
+            .then(|| format!("+{digits}"));
     }
     italian(&digits).map(|n| format!("+39{n}"))
 }
@@ -282,29 +353,65 @@ fn phones(text: &str, place: &str, out: &mut Vec<Entity>) {
     static PHONE: OnceLock<Regex> = OnceLock::new();
     let phone = re(&PHONE, r"(?:\+|00)?\d[\d \-./]{4,16}\d");
     static CONTEXT: OnceLock<Regex> = OnceLock::new();
-    let context = re(&CONTEXT, r"(?i)(tel|telefono|cell|cellulare|fax|phone|mobile|recapito|numero|n\.)\W{0,4}$");
+    let context = re(
+        &CONTEXT,
+        r"(?i)(tel|telefono|cell|cellulare|fax|phone|mobile|recapito|numero|n\.)\W{0,4}$",
+    );
     for m in phone.find_iter(text) {
         let raw = m.as_str();
         // Dates, protocol and case numbers have slashes; amounts have commas.
         if raw.contains('/') || raw.matches('.').count() > 3 {
             continue;
         }
-        let Some(value) = normalize_phone(raw) else { continue };
+        let Some(value) = normalize_phone(raw) else {
+            continue;
+        };
         let before = &text[..m.start()];
         let tail_start = before.char_indices().rev().nth(20).map_or(0, |(i, _)| i);
         let has_context = context.is_match(&before[tail_start..]);
-        let confidence = if has_context || raw.starts_with('+') { 0.95 } else { 0.6 };
-        out.push(Entity { kind: Kind::Phone, value, valid: true, confidence, place: place.into(), raw: raw.into() });
+        let confidence = if has_context || raw.starts_with('+') {
+            0.95
+        } else {
+            0.6
+        };
+        out.push(Entity {
+            kind: Kind::Phone,
+            value,
+            valid: true,
+            confidence,
+            place: place.into(),
+            raw: raw.into(),
+        });
     }
 }
 
 // ------------------------------------------------------------------ dates
 
-const MONTH_NAMES: [&str; 12] =
-    ["gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto", "settembre", "ottobre", "novembre", "dicembre"];
+const MONTH_NAMES: [&str; 12] = [
+    "gennaio",
+    "febbraio",
+    "marzo",
+    "aprile",
+    "maggio",
+    "giugno",
+    "luglio",
+    "agosto",
+    "settembre",
+    "ottobre",
+    "novembre",
+    "dicembre",
+];
 
 fn iso_date(day: u32, month: u32, year: i32) -> Option<String> {
-    let year = if year < 100 { if year < 50 { 2000 + year } else { 1900 + year } } else { year };
+    let year = if year < 100 {
+        if year < 50 {
+            2000 + year
+        } else {
+            1900 + year
+        }
+    } else {
+        year
+    };
     chrono::NaiveDate::from_ymd_opt(year, month, day).map(|d| d.to_string())
 }
 
@@ -312,10 +419,21 @@ fn dates(text: &str, place: &str, out: &mut Vec<Entity>) {
     static NUMERIC: OnceLock<Regex> = OnceLock::new();
     let numeric = re(&NUMERIC, r"\b(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})\b");
     for c in numeric.captures_iter(text) {
-        let (d, m, y) = (c[1].parse().unwrap_or(0), c[2].parse().unwrap_or(0), c[3].parse().unwrap_or(0));
+        let (d, m, y) = (
+            c[1].parse().unwrap_or(0),
+            c[2].parse().unwrap_or(0),
+            c[3].parse().unwrap_or(0),
+        );
         if let Some(value) = iso_date(d, m, y) {
             let confidence = if c[3].len() == 4 { 0.95 } else { 0.7 };
-            out.push(Entity { kind: Kind::Date, value, valid: true, confidence, place: place.into(), raw: c[0].into() });
+            out.push(Entity {
+                kind: Kind::Date,
+                value,
+                valid: true,
+                confidence,
+                place: place.into(),
+                raw: c[0].into(),
+            });
         }
     }
     static WORDS: OnceLock<Regex> = OnceLock::new();
@@ -324,9 +442,19 @@ fn dates(text: &str, place: &str, out: &mut Vec<Entity>) {
         r"(?i)\b(\d{1,2})(?:°|º)?\s+(gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|agosto|settembre|ottobre|novembre|dicembre)\s+(\d{4})\b",
     );
     for c in words.captures_iter(text) {
-        let month = MONTH_NAMES.iter().position(|m| m.eq_ignore_ascii_case(&c[2])).map_or(0, |p| p as u32 + 1);
+        let month = MONTH_NAMES
+            .iter()
+            .position(|m| m.eq_ignore_ascii_case(&c[2]))
+            .map_or(0, |p| p as u32 + 1);
         if let Some(value) = iso_date(c[1].parse().unwrap_or(0), month, c[3].parse().unwrap_or(0)) {
-            out.push(Entity { kind: Kind::Date, value, valid: true, confidence: 0.95, place: place.into(), raw: c[0].into() });
+            out.push(Entity {
+                kind: Kind::Date,
+                value,
+                valid: true,
+                confidence: 0.95,
+                place: place.into(),
+                raw: c[0].into(),
+            });
         }
     }
 }
@@ -341,15 +469,32 @@ fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
         r"(?i)\bpratic[ah]e?\s*(?:n\.?|nr\.?|num\.?|numero|n°)?\s*[(\[]?\s*((?:[A-Z]/)?\d{1,6}/\d{2,4}(?:/\d{1,6})?|[A-Z]/\d{4}/\d{1,6})",
     );
     for c in pratica.captures_iter(text) {
-        out.push(Entity { kind: Kind::CaseRef, value: format!("pratica {}", c[1].to_ascii_uppercase()), valid: true, confidence: 0.95, place: place.into(), raw: c[0].into() });
+        out.push(Entity {
+            kind: Kind::CaseRef,
+            value: format!("pratica {}", c[1].to_ascii_uppercase()),
+            valid: true,
+            confidence: 0.95,
+            place: place.into(),
+            raw: c[0].into(),
+        });
     }
     // A bare "B/2010/0977" (esito letter / year / number) is a reconstruction file number.
     static ESITO_FILE: OnceLock<Regex> = OnceLock::new();
     let esito_file = re(&ESITO_FILE, r"\b([ABCDEF]/(?:19|20)\d{2}/\d{2,6})\b");
     for c in esito_file.captures_iter(text) {
         let value = format!("pratica {}", &c[1]);
-        if !out.iter().any(|e| e.kind == Kind::CaseRef && e.value == value) {
-            out.push(Entity { kind: Kind::CaseRef, value, valid: true, confidence: 0.8, place: place.into(), raw: c[0].into() });
+        if !out
+            .iter()
+            .any(|e| e.kind == Kind::CaseRef && e.value == value)
+        {
+            out.push(Entity {
+                kind: Kind::CaseRef,
+                value,
+                valid: true,
+                confidence: 0.8,
+                place: place.into(),
+                raw: c[0].into(),
+            });
         }
     }
     // "prot. n. 5678 del 12/03/2011", "Rif. nota prot. 7721/2010", "protocollo n. 0019982"
@@ -362,17 +507,32 @@ fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
         let number = c[1].trim_start_matches('0');
         let number = if number.is_empty() { "0" } else { number };
         let year = c.get(2).map(|y| y.as_str().to_string()).or_else(|| {
-            c.get(3).and_then(|d| d.as_str().rsplit(['/', '.', '-']).next().map(str::to_string))
+            c.get(3).and_then(|d| {
+                d.as_str()
+                    .rsplit(['/', '.', '-'])
+                    .next()
+                    .map(str::to_string)
+            })
         });
         let value = match year {
             Some(y) if y.len() == 4 => format!("prot {number}/{y}"),
             _ => format!("prot {number}"),
         };
-        out.push(Entity { kind: Kind::CaseRef, value, valid: true, confidence: 0.9, place: place.into(), raw: c[0].into() });
+        out.push(Entity {
+            kind: Kind::CaseRef,
+            value,
+            valid: true,
+            confidence: 0.9,
+            place: place.into(),
+            raw: c[0].into(),
+        });
     }
     // Our own tracking codes, and ticket numbers quoted in reply subjects: [URP-2011-000977].
     static TICKET: OnceLock<Regex> = OnceLock::new();
-    let ticket = re(&TICKET, r"\b([A-Z]{2,6}-(?:\d{4}-\d{6}|[0-9A-Z]{4}-[0-9A-Z]{4}))\b");
+    let ticket = re(
+        &TICKET,
+        r"\b([A-Z]{2,6}-(?:\d{4}-\d{6}|[0-9A-Z]{4}-[0-9A-Z]{4}))\b",
+    );
     for c in ticket.captures_iter(text) {
         let raw = &c[1];
         let (value, valid) = if raw.as_bytes()[raw.len() - 7] == b'-' && raw.len() > 14 {
@@ -383,13 +543,30 @@ fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
                 Err(_) => continue,
             }
         };
-        out.push(Entity { kind: Kind::CaseRef, value: format!("ticket {value}"), valid, confidence: 0.99, place: place.into(), raw: raw.into() });
+        out.push(Entity {
+            kind: Kind::CaseRef,
+            value: format!("ticket {value}"),
+            valid,
+            confidence: 0.99,
+            place: place.into(),
+            raw: raw.into(),
+        });
     }
     // AeDES survey identifiers: "ID AeDES 12345", "scheda AeDES n. 0456/2009"
     static AEDES: OnceLock<Regex> = OnceLock::new();
-    let aedes = re(&AEDES, r"(?i)\b(?:id\s+)?(?:scheda\s+)?aedes\s*(?:n\.?|nr\.?|id|n°)?\s*[:#]?\s*(\d[\d/\-]{2,15}\d)");
+    let aedes = re(
+        &AEDES,
+        r"(?i)\b(?:id\s+)?(?:scheda\s+)?aedes\s*(?:n\.?|nr\.?|id|n°)?\s*[:#]?\s*(\d[\d/\-]{2,15}\d)",
+    );
     for c in aedes.captures_iter(text) {
-        out.push(Entity { kind: Kind::CaseRef, value: format!("aedes {}", &c[1]), valid: true, confidence: 0.9, place: place.into(), raw: c[0].into() });
+        out.push(Entity {
+            kind: Kind::CaseRef,
+            value: format!("aedes {}", &c[1]),
+            valid: true,
+            confidence: 0.9,
+            place: place.into(),
+            raw: c[0].into(),
+        });
     }
 }
 
@@ -414,7 +591,14 @@ fn addresses(text: &str, place: &str, out: &mut Vec<Entity>) {
             value.push_str(&format!(", frazione {}", f.as_str()));
         }
         let confidence = if c.get(2).is_some() { 0.85 } else { 0.5 };
-        out.push(Entity { kind: Kind::Address, value, valid: true, confidence, place: place.into(), raw: c[0].trim().into() });
+        out.push(Entity {
+            kind: Kind::Address,
+            value,
+            valid: true,
+            confidence,
+            place: place.into(),
+            raw: c[0].trim().into(),
+        });
     }
 }
 
@@ -429,8 +613,14 @@ pub fn extract(text: &str, place: &str) -> Vec<Entity> {
     case_refs(text, place, &mut out);
     addresses(text, place, &mut out);
     // A VAT number and a phone can share digits: a labelled VAT wins over an unlabelled phone.
-    let vat_digits: Vec<String> = out.iter().filter(|e| e.kind == Kind::Vat && e.confidence > 0.5).map(|e| e.value.clone()).collect();
-    out.retain(|e| !(e.kind == Kind::Phone && vat_digits.iter().any(|v| e.value.ends_with(v.as_str()))));
+    let vat_digits: Vec<String> = out
+        .iter()
+        .filter(|e| e.kind == Kind::Vat && e.confidence > 0.5)
+        .map(|e| e.value.clone())
+        .collect();
+    out.retain(|e| {
+        !(e.kind == Kind::Phone && vat_digits.iter().any(|v| e.value.ends_with(v.as_str())))
+    });
     dedup(out)
 }
 
@@ -438,7 +628,10 @@ pub fn extract(text: &str, place: &str) -> Vec<Entity> {
 pub fn dedup(entities: Vec<Entity>) -> Vec<Entity> {
     let mut out: Vec<Entity> = Vec::new();
     for e in entities {
-        match out.iter_mut().find(|o| o.kind == e.kind && o.value == e.value) {
+        match out
+            .iter_mut()
+            .find(|o| o.kind == e.kind && o.value == e.value)
+        {
             Some(o) => {
                 if e.confidence > o.confidence {
                     o.confidence = e.confidence;
@@ -458,10 +651,26 @@ pub fn mask(kind: Kind, value: &str) -> String {
         Kind::FiscalCode | Kind::Phone | Kind::Vat => {
             let chars: Vec<char> = value.chars().collect();
             let n = chars.len();
-            chars.iter().enumerate().map(|(i, c)| if i < 3 || i + 2 >= n { *c } else { '*' }).collect()
+            chars
+                .iter()
+                .enumerate()
+                .map(|(i, c)| if i < 3 || i + 2 >= n { *c } else { '*' })
+                .collect()
         }
         _ => value.to_string(),
     }
+}
+
+/// `text` with its fiscal codes and phone numbers masked: for log lines, which may quote
+/// file names (fax servers name files after the sender's number).
+pub fn redact(text: &str) -> String {
+    let mut out = text.to_string();
+    for e in extract(text, "") {
+        if matches!(e.kind, Kind::FiscalCode | Kind::Phone) && e.raw.len() >= 5 {
+            out = out.replace(&e.raw, &mask(e.kind, &e.raw));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -469,7 +678,11 @@ mod tests {
     use super::*;
 
     fn values(text: &str, kind: Kind) -> Vec<(String, bool)> {
-        extract(text, "body").into_iter().filter(|e| e.kind == kind).map(|e| (e.value, e.valid)).collect()
+        extract(text, "body")
+            .into_iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| (e.value, e.valid))
+            .collect()
     }
 
     #[test]
@@ -477,7 +690,10 @@ mod tests {
         // RSSMRA85T10A562S is the textbook example of a valid code.
         assert!(fiscal_code_is_valid("RSSMRA85T10A562S"));
         assert!(!fiscal_code_is_valid("RSSMRA85T10A562T"));
-        assert_eq!(values("C.F. rssmra85t10a562s.", Kind::FiscalCode), [("RSSMRA85T10A562S".into(), true)]);
+        assert_eq!(
+            values("C.F. rssmra85t10a562s.", Kind::FiscalCode),
+            [("RSSMRA85T10A562S".into(), true)]
+        );
         // Omocodia: digits replaced by letters (5 → R, 0 → L, ...) with the check recomputed.
         let omo = {
             let mut b = *b"RSSMRA8RT10A562?";
@@ -492,7 +708,10 @@ mod tests {
         assert!(cf.confidence < 0.9);
         assert_eq!(cf.place, "fax.tif");
         // A wrong check letter that no OCR repair explains: kept, never valid.
-        assert_eq!(values("CF RSSMRA85T10A562Q", Kind::FiscalCode), [("RSSMRA85T10A562Q".into(), false)]);
+        assert_eq!(
+            values("CF RSSMRA85T10A562Q", Kind::FiscalCode),
+            [("RSSMRA85T10A562Q".into(), false)]
+        );
         // Ordinary words of 16 letters are not candidates.
         assert!(values("precipitevolissimevolmente", Kind::FiscalCode).is_empty());
     }
@@ -501,24 +720,45 @@ mod tests {
     fn vat_numbers_need_their_checksum() {
         assert!(vat_is_valid("01114601006"));
         assert!(!vat_is_valid("01114601007"));
-        assert_eq!(values("P.IVA 01114601006", Kind::Vat), [("01114601006".into(), true)]);
-        assert_eq!(values("partita IVA 01114601007", Kind::Vat), [("01114601007".into(), false)]);
+        assert_eq!(
+            values("P.IVA 01114601006", Kind::Vat),
+            [("01114601006".into(), true)]
+        );
+        assert_eq!(
+            values("partita IVA 01114601007", Kind::Vat),
+            [("01114601007".into(), false)]
+        );
     }
 
     #[test]
     fn phones_become_e164() {
-        assert_eq!(normalize_phone("0862 505245").as_deref(), Some("+390862505245"));
-        assert_eq!(normalize_phone("+39 339 174 8547").as_deref(), Some("+393391748547"));
-        assert_eq!(normalize_phone("0039-333-1068405").as_deref(), Some("+393331068405"));
+        assert_eq!(
+            normalize_phone("0862 505245").as_deref(),
+            Some("+390862505245")
+        );
+        assert_eq!(
+            normalize_phone("+39 339 174 8547").as_deref(),
+            Some("+393391748547")
+        );
+        assert_eq!(
+            normalize_phone("0039-333-1068405").as_deref(),
+            Some("+393331068405")
+        );
         assert_eq!(normalize_phone("12345"), None);
-        let found = values("Tel. 339 1748547, fax 0862/412345 oppure 0862.41.23.45", Kind::Phone);
+        let found = values(
+            "Tel. 339 1748547, fax 0862/412345 oppure 0862.41.23.45",
+            Kind::Phone,
+        );
         assert!(found.contains(&("+393391748547".into(), true)), "{found:?}");
         assert!(found.contains(&("+390862412345".into(), true)), "{found:?}");
     }
 
     #[test]
     fn dates_in_italian_formats() {
-        let found = values("nato il 04/02/1975, sgombero del 12 marzo 2011 e del 3-4-10", Kind::Date);
+        let found = values(
+            "nato il 04/02/1975, sgombero del 12 marzo 2011 e del 3-4-10",
+            Kind::Date,
+        );
         let v: Vec<&str> = found.iter().map(|(v, _)| v.as_str()).collect();
         assert_eq!(v, ["1975-02-04", "2010-04-03", "2011-03-12"]);
         assert!(values("il 31/02/2011", Kind::Date).is_empty());
@@ -526,26 +766,55 @@ mod tests {
 
     #[test]
     fn case_references_in_the_forms_offices_use() {
-        let text = "Rif. pratica n. 1234/2010 e pratica B/2010/0977; prot. n. 5678 del 12/03/2011; \
+        let text =
+            "Rif. pratica n. 1234/2010 e pratica B/2010/0977; prot. n. 5678 del 12/03/2011; \
                     Rif. nota prot. 7721/2010; Re: [URP-2011-000977]; ID AeDES 0456/2009";
-        let v: Vec<String> = values(text, Kind::CaseRef).into_iter().map(|(v, _)| v).collect();
-        for want in ["pratica 1234/2010", "pratica B/2010/0977", "prot 5678/2011", "prot 7721/2010", "ticket URP-2011-000977", "aedes 0456/2009"] {
+        let v: Vec<String> = values(text, Kind::CaseRef)
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        for want in [
+            "pratica 1234/2010",
+            "pratica B/2010/0977",
+            "prot 5678/2011",
+            "prot 7721/2010",
+            "ticket URP-2011-000977",
+            "aedes 0456/2009",
+        ] {
             assert!(v.contains(&want.to_string()), "{want} not in {v:?}");
         }
     }
 
     #[test]
     fn addresses_with_frazione() {
-        let v: Vec<String> = values("abito in Via Roma 12, frazione Paganica e lavoro in piazza Duomo", Kind::Address)
-            .into_iter()
-            .map(|(v, _)| v)
-            .collect();
-        assert!(v.iter().any(|a| a == "Via Roma 12, frazione Paganica"), "{v:?}");
+        let v: Vec<String> = values(
+            "abito in Via Roma 12, frazione Paganica e lavoro in piazza Duomo",
+            Kind::Address,
+        )
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+        assert!(
+            v.iter().any(|a| a == "Via Roma 12, frazione Paganica"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn log_lines_are_redacted() {
+        let line = redact("cannot read /var/spool/fax_0862505245_1.tif (RSSMRA85T10A562S)");
+        assert!(
+            !line.contains("0862505245") && !line.contains("RSSMRA85T10A562S"),
+            "{line}"
+        );
     }
 
     #[test]
     fn masking_keeps_only_the_ends() {
-        assert_eq!(mask(Kind::FiscalCode, "RSSMRA85T10A562S"), "RSS***********2S");
+        assert_eq!(
+            mask(Kind::FiscalCode, "RSSMRA85T10A562S"),
+            "RSS***********2S"
+        );
         assert_eq!(mask(Kind::Email, "a@b.it"), "a@b.it");
     }
 }

@@ -103,7 +103,10 @@ pub fn collect_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
     (files, errors)
 }
 
-pub fn item_from_path(path: &Path, channel: Option<crate::model::Channel>) -> std::io::Result<Item> {
+pub fn item_from_path(
+    path: &Path,
+    channel: Option<crate::model::Channel>,
+) -> std::io::Result<Item> {
     let bytes = std::fs::read(path)?;
     let mtime = std::fs::metadata(path)?.modified().ok();
     let origin = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -279,7 +282,7 @@ pub fn run(
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => {
-                            tracing::warn!(source = %src.cfg.name, "cannot read {}: {e}", path.display())
+                            tracing::warn!(source = %src.cfg.name, "cannot read {}: {e}", crate::entities::redact(&path.display().to_string()))
                         }
                     }
                     if stop.load(Ordering::SeqCst) {
@@ -340,7 +343,7 @@ fn file_and_move(
     if let Err(e) = moved {
         tracing::warn!(
             "filed {} as {} but cannot move it: {e}",
-            path.display(),
+            crate::entities::redact(&path.display().to_string()),
             filed.code()
         );
     }

@@ -245,7 +245,10 @@ fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// Stems of the meaningful words of `text`, in order.
 pub fn stems(text: &str) -> Vec<String> {
-    stems_at(&join_acronyms(text)).into_iter().map(|(_, s)| s).collect()
+    stems_at(&join_acronyms(text))
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect()
 }
 
 /// Stems of the meaningful words of `text`, each with the byte offset where its word starts.

@@ -8,12 +8,14 @@ pub mod blobs;
 
 use crate::code;
 use crate::entities::{Entity, Kind as EntityKind};
-use crate::model::{Channel, Document, DocumentKind, DossierLink, Event, PageText, Sender, Status, Ticket};
-use std::collections::BTreeMap;
+use crate::model::{
+    Channel, Document, DocumentKind, DossierLink, Event, PageText, Sender, Status, Ticket,
+};
 use crate::search::{SearchHit, SearchQuery};
 use crate::textnorm::stemmed_text;
 use blobs::BlobStore;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -801,13 +803,28 @@ impl Store {
         )?;
         let rows = stmt.query_map([ticket_id], |r| {
             let kind: String = r.get(0)?;
-            Ok((kind, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, f64>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?))
+            Ok((
+                kind,
+                r.get::<_, String>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, f64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (kind, value, valid, confidence, place, raw) = row?;
-            let kind = EntityKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("entity kind {kind}")))?;
-            out.push(Entity { kind, value, valid, confidence: confidence as f32, place, raw });
+            let kind = EntityKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("entity kind {kind}")))?;
+            out.push(Entity {
+                kind,
+                value,
+                valid,
+                confidence: confidence as f32,
+                place,
+                raw,
+            });
         }
         Ok(out)
     }
@@ -833,13 +850,25 @@ impl Store {
                      OR (e.kind IN ('email', 'phone') AND e.place = 'sender' AND o.place = 'sender')
                      OR e.kind = 'case_ref')",
             )?;
-            let rows = stmt.query_map([ticket_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+            let rows = stmt.query_map([ticket_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
             for row in rows {
                 let (other, kind, value) = row?;
                 let reason = match kind.as_str() {
-                    "fiscal_code" => format!("same fiscal code {}", crate::entities::mask(EntityKind::FiscalCode, &value)),
+                    "fiscal_code" => format!(
+                        "same fiscal code {}",
+                        crate::entities::mask(EntityKind::FiscalCode, &value)
+                    ),
                     "email" => format!("same sender address {value}"),
-                    "phone" => format!("same sender number {}", crate::entities::mask(EntityKind::Phone, &value)),
+                    "phone" => format!(
+                        "same sender number {}",
+                        crate::entities::mask(EntityKind::Phone, &value)
+                    ),
                     _ => format!("same case: {value}"),
                 };
                 let entry = found.entry(other).or_default();
@@ -850,7 +879,11 @@ impl Store {
         }
         {
             // A mention of one of our tracking codes links to that ticket, both ways.
-            let code: String = self.conn.query_row("SELECT code FROM tickets WHERE id = ?1", [ticket_id], |r| r.get(0))?;
+            let code: String = self.conn.query_row(
+                "SELECT code FROM tickets WHERE id = ?1",
+                [ticket_id],
+                |r| r.get(0),
+            )?;
             let mut stmt = self.conn.prepare_cached(
                 "SELECT t.id, 'refers to ' || t.code FROM entities e JOIN tickets t ON e.value = 'ticket ' || t.code
                  WHERE e.ticket_id = ?1 AND e.kind = 'case_ref' AND t.id != ?1
@@ -858,7 +891,9 @@ impl Store {
                  SELECT e.ticket_id, 'referred to by ' || t.code FROM entities e JOIN tickets t ON t.id = e.ticket_id
                  WHERE e.kind = 'case_ref' AND e.value = 'ticket ' || ?2 AND e.ticket_id != ?1",
             )?;
-            let rows = stmt.query_map(params![ticket_id, code], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            let rows = stmt.query_map(params![ticket_id, code], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
             for row in rows {
                 let (other, reason) = row?;
                 found.entry(other).or_default().0.push(reason);
@@ -873,11 +908,15 @@ impl Store {
                  WHERE e.ticket_id = ?1 AND e.kind = 'address'
                    AND t.sender_name IS NOT NULL AND lower(t.sender_name) = lower(ot.sender_name)",
             )?;
-            let rows = stmt.query_map([ticket_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            let rows = stmt.query_map([ticket_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
             for row in rows {
                 let (other, address) = row?;
                 let entry = found.entry(other).or_insert_with(|| (Vec::new(), true));
-                entry.0.push(format!("same name and address ({address}): to confirm"));
+                entry
+                    .0
+                    .push(format!("same name and address ({address}): to confirm"));
             }
         }
         {
@@ -885,7 +924,9 @@ impl Store {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT CASE WHEN a = ?1 THEN b ELSE a END, linked FROM manual_links WHERE a = ?1 OR b = ?1",
             )?;
-            let rows = stmt.query_map([ticket_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)))?;
+            let rows = stmt.query_map([ticket_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?))
+            })?;
             for row in rows {
                 let (other, linked) = row?;
                 if linked {
@@ -929,9 +970,18 @@ impl Store {
 
     /// The dossier of every ticket carrying an identifier (a fiscal code, a case number).
     pub fn dossier_by(&self, kind: EntityKind, value: &str) -> Result<Vec<DossierLink>> {
-        let mut stmt = self.conn.prepare_cached("SELECT DISTINCT ticket_id FROM entities WHERE kind = ?1 AND value = ?2")?;
-        let ids: Vec<i64> = stmt.query_map(params![kind.as_str(), value], |r| r.get(0))?.collect::<std::result::Result<_, _>>()?;
-        let mut all = self.dossier_from(ids.clone())?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT ticket_id FROM entities WHERE kind = ?1 AND value = ?2",
+        )?;
+        let ids: Vec<i64> = stmt
+            .query_map(params![kind.as_str(), value], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        // A case dossier is the tickets about the case; a person's reaches all their tickets.
+        let mut all = if kind == EntityKind::CaseRef {
+            Vec::new()
+        } else {
+            self.dossier_from(ids.clone())?
+        };
         // The starting tickets belong to it too.
         for id in ids {
             if let Some(l) = self.summary_link(id, format!("carries {} {value}", kind.as_str()))? {
@@ -970,7 +1020,11 @@ impl Store {
         let mut seen: std::collections::HashSet<String> = Default::default();
         let mut start_codes = Vec::new();
         for &id in &start {
-            start_codes.push(self.conn.query_row("SELECT code FROM tickets WHERE id = ?1", [id], |r| r.get::<_, String>(0))?);
+            start_codes.push(self.conn.query_row(
+                "SELECT code FROM tickets WHERE id = ?1",
+                [id],
+                |r| r.get::<_, String>(0),
+            )?);
         }
         seen.extend(start_codes.iter().cloned());
         let mut queue: std::collections::VecDeque<i64> = start.into();
@@ -980,7 +1034,11 @@ impl Store {
                 if link.suggested || !seen.insert(link.code.clone()) {
                     continue;
                 }
-                let other: i64 = self.conn.query_row("SELECT id FROM tickets WHERE code = ?1", [&link.code], |r| r.get(0))?;
+                let other: i64 = self.conn.query_row(
+                    "SELECT id FROM tickets WHERE code = ?1",
+                    [&link.code],
+                    |r| r.get(0),
+                )?;
                 out.push(link);
                 if out.len() >= MAX {
                     return Ok(out);
@@ -998,7 +1056,9 @@ impl Store {
         let (ia, ca) = self.ticket_id(a)?;
         let (ib, cb) = self.ticket_id(b)?;
         let (lo, hi) = if ia < ib { (ia, ib) } else { (ib, ia) };
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO manual_links (a, b, linked) VALUES (?1, ?2, ?3) ON CONFLICT(a, b) DO UPDATE SET linked = ?3",
             params![lo, hi, linked],
