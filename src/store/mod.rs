@@ -837,8 +837,18 @@ impl Store {
 
     /// The tickets one ticket is linked to directly, with the reasons.
     fn direct_links(&self, ticket_id: i64) -> Result<Vec<DossierLink>> {
-        // (other ticket, reason, suggested)
-        let mut found: BTreeMap<i64, (Vec<String>, bool)> = BTreeMap::new();
+        Ok(self
+            .links(ticket_id, true)?
+            .into_iter()
+            .map(|(_, link, _)| link)
+            .collect())
+    }
+
+    /// Direct links as (other ticket, link, is it a person link); case links only when
+    /// `with_cases`.
+    fn links(&self, ticket_id: i64, with_cases: bool) -> Result<Vec<(i64, DossierLink, bool)>> {
+        // other ticket → (reasons, suggested, person link)
+        let mut found: BTreeMap<i64, (Vec<String>, bool, bool)> = BTreeMap::new();
         {
             // Strong identifiers: a valid fiscal code anywhere, the sender's own address or
             // number, a case number; the same value on another ticket links the two.
@@ -859,6 +869,10 @@ impl Store {
             })?;
             for row in rows {
                 let (other, kind, value) = row?;
+                let person = kind != "case_ref";
+                if !person && !with_cases {
+                    continue;
+                }
                 let reason = match kind.as_str() {
                     "fiscal_code" => format!(
                         "same fiscal code {}",
@@ -872,12 +886,13 @@ impl Store {
                     _ => format!("same case: {value}"),
                 };
                 let entry = found.entry(other).or_default();
+                entry.2 |= person;
                 if !entry.0.contains(&reason) {
                     entry.0.push(reason);
                 }
             }
         }
-        {
+        if with_cases {
             // A mention of one of our tracking codes links to that ticket, both ways.
             let code: String = self.conn.query_row(
                 "SELECT code FROM tickets WHERE id = ?1",
@@ -885,8 +900,8 @@ impl Store {
                 |r| r.get(0),
             )?;
             let mut stmt = self.conn.prepare_cached(
-                "SELECT t.id, 'refers to ' || t.code FROM entities e JOIN tickets t ON e.value = 'ticket ' || t.code
-                 WHERE e.ticket_id = ?1 AND e.kind = 'case_ref' AND t.id != ?1
+                "SELECT t.id, 'refers to ' || t.code FROM entities e JOIN tickets t ON t.code = substr(e.value, 8)
+                 WHERE e.ticket_id = ?1 AND e.kind = 'case_ref' AND e.value LIKE 'ticket %' AND t.id != ?1
                  UNION ALL
                  SELECT e.ticket_id, 'referred to by ' || t.code FROM entities e JOIN tickets t ON t.id = e.ticket_id
                  WHERE e.kind = 'case_ref' AND e.value = 'ticket ' || ?2 AND e.ticket_id != ?1",
@@ -913,7 +928,9 @@ impl Store {
             })?;
             for row in rows {
                 let (other, address) = row?;
-                let entry = found.entry(other).or_insert_with(|| (Vec::new(), true));
+                let entry = found
+                    .entry(other)
+                    .or_insert_with(|| (Vec::new(), true, false));
                 entry
                     .0
                     .push(format!("same name and address ({address}): to confirm"));
@@ -933,13 +950,14 @@ impl Store {
                     let entry = found.entry(other).or_default();
                     entry.0.push("linked by a clerk".into());
                     entry.1 = false;
+                    entry.2 = true;
                 } else {
                     found.remove(&other);
                 }
             }
         }
         let mut out = Vec::with_capacity(found.len());
-        for (other, (reasons, suggested)) in found {
+        for (other, (reasons, suggested, person)) in found {
             let link = self.conn.query_row(
                 "SELECT code, protocol_year, protocol_number, received_at, channel, subject FROM tickets WHERE id = ?1",
                 [other],
@@ -955,9 +973,9 @@ impl Store {
                     })
                 },
             )?;
-            out.push(link);
+            out.push((other, link, person));
         }
-        out.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+        out.sort_by(|a, b| b.1.received_at.cmp(&a.1.received_at));
         Ok(out)
     }
 
@@ -1015,6 +1033,9 @@ impl Store {
             .optional()?)
     }
 
+    /// The tickets reachable from `start`: the start tickets' own links of every kind, then
+    /// person links onwards (the same person's other tickets). Case links are not followed
+    /// further: a technician's many cases would otherwise join unrelated citizens.
     fn dossier_from(&self, start: Vec<i64>) -> Result<Vec<DossierLink>> {
         const MAX: usize = 500;
         let mut seen: std::collections::HashSet<String> = Default::default();
