@@ -145,7 +145,21 @@ fn a_fax_and_an_email_about_the_same_pratica_share_a_case_dossier() {
         ),
     )
     .unwrap();
-    let lines = ok(&data, &["ingest", "--json", inbox.to_str().unwrap()]).json_lines();
+    let fax_path = inbox.join("fax_0862505245_1.pdf");
+    let mut lines = ok(
+        &data,
+        &[
+            "ingest",
+            "--json",
+            "--channel",
+            "fax",
+            fax_path.to_str().unwrap(),
+        ],
+    )
+    .json_lines();
+    assert_eq!(lines[0]["ticket"]["channel"], "fax");
+    std::fs::rename(&fax_path, tmp.path().join("fax.pdf")).unwrap();
+    lines.extend(ok(&data, &["ingest", "--json", inbox.to_str().unwrap()]).json_lines());
     let code_of = |name: &str| {
         lines
             .iter()

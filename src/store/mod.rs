@@ -1048,18 +1048,15 @@ impl Store {
             )?);
         }
         seen.extend(start_codes.iter().cloned());
+        let starts: std::collections::HashSet<i64> = start.iter().copied().collect();
         let mut queue: std::collections::VecDeque<i64> = start.into();
         let mut out: Vec<DossierLink> = Vec::new();
         while let Some(id) = queue.pop_front() {
-            for link in self.direct_links(id)? {
+            // Case links only from where we started; person links onwards.
+            for (other, link, _) in self.links(id, starts.contains(&id))? {
                 if link.suggested || !seen.insert(link.code.clone()) {
                     continue;
                 }
-                let other: i64 = self.conn.query_row(
-                    "SELECT id FROM tickets WHERE code = ?1",
-                    [&link.code],
-                    |r| r.get(0),
-                )?;
                 out.push(link);
                 if out.len() >= MAX {
                     return Ok(out);
@@ -1280,4 +1277,88 @@ fn index_ticket(tx: &rusqlite::Transaction, ticket_id: i64) -> Result<()> {
         params![ticket_id, stemmed_text(&subject), stemmed_text(&body), docs],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entities::{Entity, Kind};
+
+    fn ticket(n: usize, email: &str, case: &str) -> NewTicket {
+        let e = |kind, value: &str, place: &str| Entity {
+            kind,
+            value: value.into(),
+            valid: true,
+            confidence: 1.0,
+            place: place.into(),
+            raw: value.into(),
+        };
+        NewTicket {
+            channel: Channel::Email,
+            received_at: format!("2010-01-0{}T00:00:00Z", n + 1),
+            sender: Sender {
+                email: Some(email.into()),
+                ..Sender::default()
+            },
+            subject: format!("t{n}"),
+            body: String::new(),
+            topic: None,
+            topic_confidence: None,
+            topic_reason: None,
+            secondary_topics: Vec::new(),
+            office: None,
+            attention: Vec::new(),
+            parent: None,
+            entities: vec![
+                e(Kind::Email, email, "sender"),
+                e(Kind::CaseRef, case, "body"),
+            ],
+            documents: Vec::new(),
+            intake: Intake {
+                source: "t".into(),
+                name: format!("t{n}"),
+                sha256: format!("{n:064}"),
+                size: 0,
+                mtime_ns: None,
+            },
+        }
+    }
+
+    #[test]
+    fn dossiers_follow_case_links_only_from_the_ticket_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut codes = Vec::new();
+        for (n, (email, case)) in [
+            ("a@x.it", "pratica X"),
+            ("b@x.it", "pratica X"),
+            ("b@x.it", "pratica Y"),
+            ("d@x.it", "pratica Y"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            codes.push(
+                store
+                    .file(&ticket(n, email, case), "URP")
+                    .unwrap()
+                    .code()
+                    .to_string(),
+            );
+        }
+        let got: Vec<String> = store
+            .dossier(&codes[0])
+            .unwrap()
+            .into_iter()
+            .map(|l| l.code)
+            .collect();
+        let mut want = vec![codes[2].clone(), codes[1].clone()];
+        want.sort_by(|a, b| b.cmp(a));
+        let mut got_sorted = got.clone();
+        got_sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(
+            got_sorted, want,
+            "A reaches B by the case and C through B's address, not D"
+        );
+    }
 }
