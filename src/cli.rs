@@ -1124,6 +1124,31 @@ fn render_ticket(t: &Ticket) -> String {
             s.push_str(&format!("     ! {e}\n"));
         }
     }
+    if !t.entities.is_empty() {
+        s.push_str("\nidentifiers\n");
+        for e in &t.entities {
+            let validity = if e.valid { "" } else { " (invalid)" };
+            s.push_str(&format!(
+                "  {:<12} {}{validity}  [{}]\n",
+                e.kind.as_str(),
+                e.value,
+                e.place
+            ));
+        }
+    }
+    if !t.dossier.is_empty() {
+        s.push_str("\ndossier\n");
+        for l in &t.dossier {
+            let mark = if l.suggested { "?" } else { " " };
+            s.push_str(&format!(
+                "{mark} {}  {}  {}  {}\n",
+                l.code,
+                l.protocol,
+                one_line(&l.subject, 50),
+                l.reasons.join("; ")
+            ));
+        }
+    }
     s.push_str("\nbody\n");
     for l in t.body.lines() {
         s.push_str(&format!("  {l}\n"));
