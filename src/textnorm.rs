@@ -71,6 +71,30 @@ pub fn tokens(text: &str) -> Vec<Token> {
     out
 }
 
+/// FNV-1a: a fast hasher for the short words the caches below are keyed by.
+#[derive(Clone, Copy)]
+pub struct FnvHasher(u64);
+
+impl Default for FnvHasher {
+    fn default() -> Self {
+        FnvHasher(0xcbf29ce484222325)
+    }
+}
+
+impl std::hash::Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x100000001b3);
+        }
+    }
+}
+
+pub type FnvBuild = std::hash::BuildHasherDefault<FnvHasher>;
+
 /// The stem of one folded word. Digits and very short words are kept as they are.
 pub fn stem(folded_word: &str) -> String {
     if folded_word.len() < 3 || folded_word.bytes().any(|b| b.is_ascii_digit()) {
@@ -78,7 +102,7 @@ pub fn stem(folded_word: &str) -> String {
     }
     // A language's working vocabulary is small: remembering stems makes stemming a lookup.
     thread_local! {
-        static CACHE: std::cell::RefCell<std::collections::HashMap<String, String>> = Default::default();
+        static CACHE: std::cell::RefCell<std::collections::HashMap<String, String, FnvBuild>> = Default::default();
     }
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
