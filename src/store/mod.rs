@@ -958,21 +958,9 @@ impl Store {
         }
         let mut out = Vec::with_capacity(found.len());
         for (other, (reasons, suggested, person)) in found {
-            let link = self.conn.query_row(
-                "SELECT code, protocol_year, protocol_number, received_at, channel, subject FROM tickets WHERE id = ?1",
-                [other],
-                |r| {
-                    Ok(DossierLink {
-                        code: r.get(0)?,
-                        protocol: protocol_string(r.get(1)?, r.get(2)?),
-                        received_at: r.get(3)?,
-                        channel: r.get(4)?,
-                        subject: r.get(5)?,
-                        reasons: reasons.clone(),
-                        suggested,
-                    })
-                },
-            )?;
+            let Some(link) = self.link_to(other, reasons, suggested)? else {
+                continue;
+            };
             out.push((other, link, person));
         }
         out.sort_by(|a, b| b.1.received_at.cmp(&a.1.received_at));
@@ -1002,7 +990,11 @@ impl Store {
         };
         // The starting tickets belong to it too.
         for id in ids {
-            if let Some(l) = self.summary_link(id, format!("carries {} {value}", kind.as_str()))? {
+            if let Some(l) = self.link_to(
+                id,
+                vec![format!("carries {} {value}", kind.as_str())],
+                false,
+            )? {
                 if !all.iter().any(|a| a.code == l.code) {
                     all.push(l);
                 }
@@ -1012,24 +1004,28 @@ impl Store {
         Ok(all)
     }
 
-    fn summary_link(&self, id: i64, reason: String) -> Result<Option<DossierLink>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT code, protocol_year, protocol_number, received_at, channel, subject FROM tickets WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(DossierLink {
-                        code: r.get(0)?,
-                        protocol: protocol_string(r.get(1)?, r.get(2)?),
-                        received_at: r.get(3)?,
-                        channel: r.get(4)?,
-                        subject: r.get(5)?,
-                        reasons: vec![reason.clone()],
-                        suggested: false,
-                    })
-                },
-            )
+    /// A link to ticket `id` as shown in a dossier.
+    fn link_to(
+        &self,
+        id: i64,
+        reasons: Vec<String>,
+        suggested: bool,
+    ) -> Result<Option<DossierLink>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT code, protocol_year, protocol_number, received_at, channel, subject FROM tickets WHERE id = ?1",
+        )?;
+        Ok(stmt
+            .query_row([id], |r| {
+                Ok(DossierLink {
+                    code: r.get(0)?,
+                    protocol: protocol_string(r.get(1)?, r.get(2)?),
+                    received_at: r.get(3)?,
+                    channel: r.get(4)?,
+                    subject: r.get(5)?,
+                    reasons,
+                    suggested,
+                })
+            })
             .optional()?)
     }
 
