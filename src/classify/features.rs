@@ -1,7 +1,6 @@
 //! What the classifier reads of a request: the writer's own words (quoted replies and
 //! signatures' boilerplate dropped), folded and stemmed, as unigrams and bigrams.
 
-use crate::textnorm::{stem, tokens};
 use std::collections::HashMap;
 
 /// Italian (and a few English) words that say nothing about the topic.
@@ -247,31 +246,76 @@ fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
 pub fn stems(text: &str) -> Vec<String> {
     stems_at(&join_acronyms(text))
         .into_iter()
-        .map(|(_, s)| s)
+        .map(|(_, s)| s.to_string())
         .collect()
 }
 
+/// A stem shared by every occurrence of its word: cloning one is a reference-count bump.
+pub type Stem = std::rc::Rc<str>;
+
+thread_local! {
+    /// Folded word → its stem, or None for words that do not count (stop words, digits,
+    /// single letters). The working vocabulary of an office is small.
+    static WORD_STEMS: std::cell::RefCell<HashMap<String, Option<Stem>, crate::textnorm::FnvBuild>> =
+        Default::default();
+}
+
+fn stem_of_folded(folded: &str) -> Option<Stem> {
+    WORD_STEMS.with(|cache| {
+        if let Some(s) = cache.borrow().get(folded) {
+            return s.clone();
+        }
+        let counts = folded.chars().count() > 1
+            && !folded.chars().all(|c| c.is_ascii_digit())
+            && !is_stop(folded);
+        let stem: Option<Stem> = counts.then(|| crate::textnorm::stem(folded).into());
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= 200_000 {
+            cache.clear();
+        }
+        cache.insert(folded.to_string(), stem.clone());
+        stem
+    })
+}
+
 /// Stems of the meaningful words of `text`, each with the byte offset where its word starts.
-fn stems_at(text: &str) -> Vec<(usize, String)> {
-    tokens(text)
-        .into_iter()
-        .filter(|t| {
-            t.folded.chars().count() > 1
-                && !t.folded.chars().all(|c| c.is_ascii_digit())
-                && !is_stop(&t.folded)
-        })
-        .map(|t| (t.start, stem(&t.folded)))
-        .collect()
+/// Words are folded into one reused buffer: a known word costs no allocation.
+fn stems_at(text: &str) -> Vec<(usize, Stem)> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    let mut start: Option<usize> = None;
+    let flush = |start: usize, buf: &mut String, out: &mut Vec<(usize, Stem)>| {
+        if let Some(s) = stem_of_folded(buf) {
+            out.push((start, s));
+        }
+        buf.clear();
+    };
+    for (i, c) in text.char_indices() {
+        if c.is_alphanumeric() {
+            start.get_or_insert(i);
+            if c.is_ascii() {
+                buf.push(c.to_ascii_lowercase());
+            } else {
+                buf.push_str(&crate::textnorm::fold(c.encode_utf8(&mut [0u8; 4])));
+            }
+        } else if let Some(s) = start.take() {
+            flush(s, &mut buf, &mut out);
+        }
+    }
+    if let Some(s) = start {
+        flush(s, &mut buf, &mut out);
+    }
+    out
 }
 
 /// The request's meaningful words, stemmed once for rules and model alike.
 #[derive(Debug, Clone, Default)]
 pub struct Words {
-    pub subject: Vec<String>,
-    pub body: Vec<String>,
+    pub subject: Vec<Stem>,
+    pub body: Vec<Stem>,
     /// The sentences that ask for something ("chiedo…", "vorrei sapere…", questions): what
     /// the office must do or answer now weighs more than the background story.
-    pub ask: Vec<String>,
+    pub ask: Vec<Stem>,
 }
 
 /// Stems that mark a sentence as the request itself.
@@ -283,20 +327,35 @@ const ASK_CUES: &[&str] = &[
 impl Words {
     pub fn of(subject: &str, body: &str) -> Words {
         let own = own_words(body);
+        let text = join_acronyms(&own);
+        let words = stems_at(&text);
+        // Sentences by their ends; a word belongs to the sentence it starts in.
         let mut ask = Vec::new();
-        for sentence in own.split_inclusive(['.', '?', '!', '\n', ';']) {
-            let words = stems(sentence);
-            let asks = sentence.trim_end().ends_with('?')
-                || words
+        let mut next = 0;
+        let ends = text
+            .char_indices()
+            .filter(|(_, c)| matches!(c, '.' | '?' | '!' | '\n' | ';'))
+            .chain([(text.len(), '\n')]);
+        for (end, c) in ends {
+            let from = next;
+            while next < words.len() && words[next].0 < end {
+                next += 1;
+            }
+            let sentence = &words[from..next];
+            let asks = c == '?'
+                || sentence
                     .iter()
-                    .any(|w| ASK_CUES.iter().any(|c| w.starts_with(c)));
+                    .any(|(_, w)| ASK_CUES.iter().any(|cue| w.starts_with(cue)));
             if asks {
-                ask.extend(words);
+                ask.extend(sentence.iter().map(|(_, w)| w.clone()));
             }
         }
         Words {
-            subject: stems(subject),
-            body: stems(&own),
+            subject: stems_at(&join_acronyms(subject))
+                .into_iter()
+                .map(|(_, s)| s)
+                .collect(),
+            body: words.into_iter().map(|(_, s)| s).collect(),
             ask,
         }
     }
@@ -343,7 +402,7 @@ pub type IdMap<V> = HashMap<FeatureId, V, std::hash::BuildHasherDefault<IdHasher
 /// twice (the subject is the writer's own summary), then log-scaled and L2-normalised.
 pub fn vector(words: &Words) -> IdMap<f32> {
     let mut counts: IdMap<f32> = IdMap::default();
-    let mut add = |words: &[String], weight: f32| {
+    let mut add = |words: &[Stem], weight: f32| {
         let mut previous: Option<FeatureId> = None;
         for w in words {
             let id = word_id(w);
@@ -373,11 +432,11 @@ pub fn vector(words: &Words) -> IdMap<f32> {
 pub fn names_of(words: &Words, wanted: &[FeatureId]) -> IdMap<String> {
     let mut names = IdMap::default();
     for list in [&words.subject, &words.body] {
-        let mut previous: Option<(FeatureId, &String)> = None;
+        let mut previous: Option<(FeatureId, &Stem)> = None;
         for w in list.iter() {
             let id = word_id(w);
             if wanted.contains(&id) {
-                names.entry(id).or_insert_with(|| w.clone());
+                names.entry(id).or_insert_with(|| w.to_string());
             }
             if let Some((pid, pw)) = previous {
                 let pair = pair_id(pid, id);
