@@ -332,9 +332,16 @@ impl Words {
         // Sentences by their ends; a word belongs to the sentence it starts in.
         let mut ask = Vec::new();
         let mut next = 0;
+        // Letters and mail wrap lines mid-sentence: a line break ends a sentence only when a
+        // blank line (a new paragraph) follows.
+        let paragraph_end = |i: usize| {
+            text[i + 1..]
+                .trim_start_matches([' ', '\t', '\r'])
+                .starts_with('\n')
+        };
         let ends = text
             .char_indices()
-            .filter(|(_, c)| matches!(c, '.' | '?' | '!' | '\n' | ';'))
+            .filter(|&(i, c)| matches!(c, '.' | '?' | '!' | ';') || (c == '\n' && paragraph_end(i)))
             .chain([(text.len(), '\n')]);
         for (end, c) in ends {
             let from = next;
@@ -453,6 +460,17 @@ pub fn names_of(words: &Words, wanted: &[FeatureId]) -> IdMap<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn asking_sentences_span_wrapped_lines_but_not_paragraphs() {
+        let w = Words::of("", "Casa inagibile da anni.\nChiedo il pagamento del contributo di autonoma\nsistemazione di maggio.\n\nGrazie");
+        let ask: Vec<&str> = w.ask.iter().map(|s| &**s).collect();
+        assert!(
+            ask.contains(&"autonom") && ask.contains(&"sistem"),
+            "{ask:?}"
+        );
+        assert!(!ask.contains(&"inagibil"), "{ask:?}");
+    }
 
     #[test]
     fn drops_quoted_replies_and_stop_words() {
