@@ -4,9 +4,14 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 BIN := target/release/sportello
-# System packages: poppler-utils reads PDFs our own parser cannot (and is the reference
-# the tests compare against).
-PKGS := poppler-utils
+# System packages: poppler-utils reads PDFs our own parser cannot and renders pages for OCR;
+# Tesseract (libtesseract + leptonica, built against through bindgen, hence clang) reads
+# faxes and scans, with the Italian, English and orientation models; the CLI is the peer
+# the OCR benchmarks and quality report compare against.
+PKGS := poppler-utils pkg-config clang libclang-dev libtesseract-dev libleptonica-dev \
+	tesseract-ocr tesseract-ocr-ita tesseract-ocr-eng tesseract-ocr-osd
+# Only `make bench` uses these: OCRmyPDF is the peer for searchable PDFs.
+BENCH_PKGS := ocrmypdf
 
 .PHONY: all deps build demo test bench fixtures clean
 
@@ -14,7 +19,7 @@ all: build
 
 # Installs what is missing, and nothing when all is there (so it is cheap to run every time).
 deps:
-	@missing=""; for p in $(PKGS); do \
+	@missing=""; for p in $(PKGS) $(EXTRA_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -42,7 +47,8 @@ demo: build
 test: deps
 	$(CARGO) test --locked --release -- --test-threads=2
 
-bench: deps
+bench:
+	$(MAKE) deps EXTRA_PKGS="$(BENCH_PKGS)"
 	$(CARGO) run --release --locked --example bench
 
 # Rewrites fixtures/ from examples/make_fixtures.rs.

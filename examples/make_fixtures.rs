@@ -1,7 +1,7 @@
 //! Writes the project's own demo and test fixtures into `fixtures/`:
 //! `cargo run --example make_fixtures`. Every person, address and number is invented.
 
-use sportello::testdata::{email, fax_tiff, letter_pdf};
+use sportello::testdata::{email, fax_tiff, jpeg_pdf, letter_pdf, scan, Scan};
 use std::fs;
 use std::path::Path;
 
@@ -63,17 +63,55 @@ fn main() {
     );
     write(&letters, "lettera-troncata.pdf", &whole[..whole.len() / 2]);
 
+    // Scans and faxes with something to read (rendered from letters by pdftoppm), for OCR.
+    let scanned = |subject: &str, body: &str, how: Scan, quarters: u32| {
+        scan(&letter_pdf(subject, body), how, quarters).expect("pdftoppm renders the letter")
+    };
+    let upside_down = scanned(
+        "Richiesta allaccio luce modulo abitativo",
+        "La sottoscritta Barbara Tatone, assegnataria del modulo abitativo provvisorio di Camarda, \
+         chiede l'allaccio della fornitura di energia elettrica, non ancora attiva a un mese dalla \
+         consegna delle chiavi.\nBarbara Tatone",
+        Scan::Letter,
+        2,
+    );
+    write(&letters, "scansione-capovolta.jpg", &upside_down);
+    let scan_pdf = jpeg_pdf(&scanned(
+        "Contributo di autonoma sistemazione non ricevuto",
+        "Il sottoscritto Carlo Iannini chiede il pagamento del contributo di autonoma sistemazione \
+         per i mesi di luglio e agosto, non ancora accreditato sul conto indicato nella domanda.\n\
+         Carlo Iannini",
+        Scan::Letter,
+        0,
+    ));
+    write(&letters, "scansione-contributo.pdf", &scan_pdf);
+
     let fax = root.join("fax");
     write(
         &fax,
         "fax_+390862505245_20100412-1822.tif",
-        &fax_tiff(1728, 400, 1),
+        &scanned(
+            "Attivazione fornitura gas",
+            "Chiedo l'attivazione della fornitura del gas metano per il modulo abitativo n. 27 \
+             del villaggio MAP di Paganica: il contatore è stato installato ma il gas non arriva.\n\
+             Rocco Santucci",
+            Scan::FaxFine,
+            0,
+        ),
     );
     write(
         &fax,
         "fax_0862412345_20100413-0907.tif",
-        &fax_tiff(1728, 400, 2),
+        &scanned(
+            "Rimozione macerie in via Roma",
+            "Segnalo che le macerie della demolizione del civico 41 di via Roma non sono ancora \
+             state rimosse e bloccano l'accesso ai garage del condominio.\nMaria Gizzi",
+            Scan::FaxNormal,
+            0,
+        ),
     );
+    // A page with nothing to read: OCR finds no text and says so.
+    write(&fax, "fax_0862999000_20100415-1000.tif", &fax_tiff(1728, 400, 1));
     write(
         &fax,
         "fax_0862300111_20100414-1130.pdf",

@@ -66,6 +66,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// OCR a scan or fax and print each page's text, confidence and rotation (no ticket)
+    Ocr {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Tesseract languages
+        #[arg(long, default_value = "ita+eng")]
+        languages: String,
+        /// OCR worker threads (default: one per core)
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+        /// Also write the searchable PDF (page images with an invisible text layer) here
+        #[arg(long)]
+        pdf: Option<PathBuf>,
+    },
     /// Check a pipeline file and report every problem in it
     Check {
         #[arg(long)]
@@ -365,6 +380,68 @@ fn open_store(dir: &Path) -> Result<Store> {
     Store::open(dir).with_context(|| format!("cannot open the store in {}", dir.display()))
 }
 
+fn ocr_command(
+    file: &Path,
+    json: bool,
+    languages: String,
+    workers: usize,
+    pdf: Option<&Path>,
+    out: &mut Out,
+) -> Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file_type = crate::extract::sniff(&bytes, &name);
+    let bytes = Arc::new(bytes);
+    let cfg = Pipeline::default().extract_config();
+    let pages: Vec<u32> = crate::extract::extract(bytes.clone(), file_type, &cfg)
+        .page_texts
+        .iter()
+        .map(|p| p.page)
+        .collect();
+    if pages.is_empty() {
+        bail!("{}: no pages to OCR in this {} file", file.display(), file_type.mime());
+    }
+    let opts = crate::ocr::OcrOptions {
+        languages,
+        workers,
+        searchable_pdf: pdf.is_some(),
+        ..Default::default()
+    };
+    let result = crate::ocr::ocr_document(&bytes, file_type, &pages, &opts)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if let Some(path) = pdf {
+        match &result.pdf {
+            Some(b) => std::fs::write(path, b)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+            None => eprintln!(
+                "sportello: no searchable PDF: {}",
+                result.pdf_error.as_deref().unwrap_or("no page was recognised")
+            ),
+        }
+    }
+    if json {
+        out.json(&serde_json::json!({ "pages": result.pages }))?;
+    } else {
+        for p in &result.pages {
+            out.line(&format!(
+                "--- page {} (confidence {:.1}, rotated {}°, skew {:.2}°)\n{}",
+                p.page, p.confidence, p.rotation, p.skew, p.text
+            ))?;
+            if let Some(e) = &p.error {
+                eprintln!("sportello: {} page {}: {e}", file.display(), p.page);
+            }
+        }
+    }
+    Ok(if result.pages.iter().any(|p| p.error.is_some()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
     match cli.command {
         Command::Extract { file, json } => {
@@ -400,6 +477,13 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Ocr {
+            file,
+            json,
+            languages,
+            workers,
+            pdf,
+        } => ocr_command(&file, json, languages, workers, pdf.as_deref(), out),
         Command::Check { pipeline } => {
             let p = Pipeline::load(&pipeline)?;
             out.line(&format!(
@@ -1120,6 +1204,12 @@ fn render_ticket(t: &Ticket) -> String {
             d.kind.as_str(),
             &d.sha256[..12.min(d.sha256.len())]
         ));
+        if d.ocr {
+            s.push_str(&format!(
+                "     text by OCR, mean confidence {:.0}\n",
+                d.ocr_confidence.unwrap_or(0.0)
+            ));
+        }
         if let Some(e) = &d.error {
             s.push_str(&format!("     ! {e}\n"));
         }

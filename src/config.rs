@@ -184,6 +184,17 @@ pub struct OcrStageConfig {
     pub min_confidence: f32,
 }
 
+impl Default for OcrStageConfig {
+    fn default() -> Self {
+        OcrStageConfig {
+            languages: default_languages(),
+            workers: None,
+            page_timeout_secs: default_extract_timeout(),
+            min_confidence: default_min_confidence(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyStageConfig {
@@ -248,7 +259,7 @@ pub struct Pipeline {
 }
 
 impl Default for Pipeline {
-    /// What `ingest` uses without `--pipeline`: extract text, store, nothing else.
+    /// What `ingest` uses without `--pipeline`: extract text, OCR what has none, store.
     fn default() -> Self {
         Pipeline {
             file: None,
@@ -257,7 +268,10 @@ impl Default for Pipeline {
             code_prefix: "URP".to_string(),
             workers: default_workers(),
             sources: Vec::new(),
-            stages: vec![StageConfig::Extract(ExtractStageConfig::default())],
+            stages: vec![
+                StageConfig::Extract(ExtractStageConfig::default()),
+                StageConfig::Ocr(OcrStageConfig::default()),
+            ],
             sinks: Vec::new(),
         }
     }

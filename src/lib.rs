@@ -11,6 +11,7 @@ pub mod email;
 pub mod entities;
 pub mod extract;
 pub mod model;
+pub mod ocr;
 pub mod pipeline;
 pub mod runner;
 pub mod search;

@@ -79,9 +79,15 @@ impl Processor {
         for stage in &pipeline.stages {
             match stage {
                 StageConfig::Extract(cfg) => stages.push(Box::new(ExtractStage { cfg: cfg.clone() })),
-                StageConfig::Ocr(_) => {
-                    return Err("the `ocr` stage is not available in this build yet; remove it from the pipeline".into())
-                }
+                StageConfig::Ocr(cfg) => stages.push(Box::new(OcrStage {
+                    opts: crate::ocr::OcrOptions {
+                        languages: cfg.languages.clone(),
+                        workers: cfg.workers.unwrap_or(0),
+                        page_timeout_secs: cfg.page_timeout_secs,
+                        searchable_pdf: true,
+                    },
+                    min_confidence: cfg.min_confidence,
+                })),
                 StageConfig::Classify(cfg) => {
                     let classifier = Classifier::open(&cfg.rules, data_dir)?;
                     stages.push(Box::new(ClassifyStage { classifier }))
@@ -357,15 +363,156 @@ fn attention_for_documents(t: &mut NewTicket) {
     for d in &t.documents {
         if let Some(e) = &d.doc.error {
             reasons.push(format!("{}: {e}", d.doc.name));
-        } else if !d.doc.pages_needing_ocr.is_empty() {
-            reasons.push(format!(
-                "{}: {} page(s) without text, OCR needed",
-                d.doc.name,
-                d.doc.pages_needing_ocr.len()
-            ));
+        } else if let Some(r) = ocr_needed(d) {
+            reasons.push(r);
         }
     }
     t.attention.extend(reasons);
+}
+
+fn ocr_needed(d: &NewDocument) -> Option<String> {
+    (!d.doc.pages_needing_ocr.is_empty()).then(|| {
+        format!(
+            "{}: {} page(s) without text, OCR needed",
+            d.doc.name,
+            d.doc.pages_needing_ocr.len()
+        )
+    })
+}
+
+/// OCR of the pages extraction left without text (faxes, scans, image attachments): their
+/// text, confidence and rotation go on the pages, and a searchable PDF of each such document
+/// is attached to the ticket as a `digitised` document. The originals are not touched.
+pub struct OcrStage {
+    pub opts: crate::ocr::OcrOptions,
+    /// Pages read with a lower mean word confidence flag the ticket for review.
+    pub min_confidence: f32,
+}
+
+impl Stage for OcrStage {
+    fn name(&self) -> &'static str {
+        "ocr"
+    }
+
+    fn process(&self, work: &mut Work, blobs: &BlobStore) -> Result<(), StageError> {
+        let mut documents = Vec::with_capacity(work.ticket.documents.len() + 1);
+        let mut reasons = Vec::new();
+        let mut body_changed = false;
+        for (i, mut doc) in std::mem::take(&mut work.ticket.documents).into_iter().enumerate() {
+            let pending = doc.doc.pages_needing_ocr.clone();
+            if pending.is_empty() || doc.doc.kind != crate::model::DocumentKind::Original {
+                documents.push(doc);
+                continue;
+            }
+            let resolved = ocr_needed(&doc);
+            let bytes = if i == 0 {
+                Ok(work.item.bytes.clone())
+            } else {
+                blobs.get(&doc.doc.sha256).map(Arc::new)
+            };
+            let result = bytes.map_err(|e| e.to_string()).and_then(|bytes| {
+                let ft = extract::sniff(&bytes, &doc.doc.name);
+                crate::ocr::ocr_document(&bytes, ft, &pending, &self.opts)
+            });
+            let ocr = match result {
+                Ok(ocr) => ocr,
+                Err(e) => {
+                    reasons.push(format!("{}: OCR failed: {e}", doc.doc.name));
+                    documents.push(doc);
+                    continue;
+                }
+            };
+            if let Some(r) = resolved {
+                work.ticket.attention.retain(|a| *a != r);
+            }
+            let digitised = self.apply(&mut doc, &ocr, &mut reasons, blobs);
+            body_changed |= i == 0 && work.file_type != FileType::Email;
+            documents.push(doc);
+            documents.extend(digitised);
+        }
+        work.ticket.documents = documents;
+        if body_changed {
+            let t = &mut work.ticket;
+            let text = t.documents[0].doc.text.clone();
+            if let Some(subject) = subject_from_letter(&text) {
+                t.subject = subject;
+            }
+            t.body = text;
+        }
+        work.ticket.attention.extend(reasons);
+        Ok(())
+    }
+}
+
+impl OcrStage {
+    /// Puts the OCR'd pages on the document; returns the searchable PDF to attach.
+    fn apply(
+        &self,
+        doc: &mut NewDocument,
+        ocr: &crate::ocr::DocumentOcr,
+        reasons: &mut Vec<String>,
+        blobs: &BlobStore,
+    ) -> Option<NewDocument> {
+        let name = doc.doc.name.clone();
+        let mut confidences = Vec::new();
+        for p in &ocr.pages {
+            let Some(page) = doc.page_texts.iter_mut().find(|t| t.page == p.page) else {
+                continue;
+            };
+            if let Some(e) = &p.error {
+                reasons.push(format!("{name} page {}: OCR failed: {e}", p.page));
+                continue;
+            }
+            page.text = p.text.clone();
+            page.needs_ocr = false;
+            page.ocr_confidence = Some(p.confidence);
+            page.rotation = Some(p.rotation);
+            confidences.push(p.confidence);
+            if p.text.trim().is_empty() {
+                reasons.push(format!("{name} page {}: OCR found no text (blank page?)", p.page));
+            } else if p.confidence < self.min_confidence {
+                reasons.push(format!(
+                    "{name} page {}: OCR confidence {:.0} below {:.0}, check the text",
+                    p.page, p.confidence, self.min_confidence
+                ));
+            }
+        }
+        doc.doc.pages_needing_ocr = doc
+            .page_texts
+            .iter()
+            .filter(|p| p.needs_ocr)
+            .map(|p| p.page)
+            .collect();
+        if !confidences.is_empty() {
+            doc.doc.ocr = true;
+            doc.doc.ocr_confidence =
+                Some(confidences.iter().sum::<f32>() / confidences.len() as f32);
+            doc.doc.text = doc
+                .page_texts
+                .iter()
+                .map(|p| p.text.trim_end())
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n\u{c}\n");
+        }
+        if let Some(e) = &ocr.pdf_error {
+            reasons.push(format!("{name}: searchable PDF not made: {e}"));
+        }
+        let pdf = ocr.pdf.as_ref()?;
+        let sha = match blobs.put(pdf) {
+            Ok(sha) => sha,
+            Err(e) => {
+                reasons.push(format!("{name}: cannot keep the searchable PDF: {e}"));
+                return None;
+            }
+        };
+        let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
+        let mut digitised =
+            NewDocument::original(format!("{stem}.ocr.pdf"), "application/pdf", sha, pdf.len() as u64);
+        digitised.doc.kind = crate::model::DocumentKind::Digitised;
+        digitised.doc.pages = doc.doc.pages;
+        Some(digitised)
+    }
 }
 
 /// The "Oggetto:" line of a letter or fax, the subject a clerk would write down.

@@ -227,3 +227,89 @@ mod tests {
         assert_eq!(tiff_page_count(&fax_tiff(64, 40, 3)), Ok(3));
     }
 }
+
+/// How a test page is "scanned" by [`scan`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scan {
+    /// Fax, fine resolution (204×196 dpi), 1-bit, CCITT G4 TIFF.
+    FaxFine,
+    /// Fax, normal resolution (204×98 dpi: non-square pixels), 1-bit, CCITT G4 TIFF.
+    FaxNormal,
+    /// Scanned letter, 300 dpi grey JPEG.
+    Letter,
+}
+
+/// Page 1 of `pdf` as a fax machine or scanner would deliver it, turned clockwise by
+/// `quarters` quarter turns (a sheet fed sideways or upside down). Needs poppler's
+/// `pdftoppm` (installed by `make`).
+pub fn scan(pdf: &[u8], how: Scan, quarters: u32) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let (rx, ry) = match how {
+        Scan::FaxFine => (204, 196),
+        Scan::FaxNormal => (204, 98),
+        Scan::Letter => (300, 300),
+    };
+    let colour = if how == Scan::Letter { "-gray" } else { "-mono" };
+    let mut child = std::process::Command::new("pdftoppm")
+        .args([colour, "-rx", &rx.to_string(), "-ry", &ry.to_string(), "-f", "1", "-l", "1", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("pdftoppm: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("pdftoppm: no stdin")?;
+    let bytes = pdf.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&bytes));
+    let out = child.wait_with_output().map_err(|e| format!("pdftoppm: {e}"))?;
+    let _ = feeder.join();
+    let mut pix = crate::ocr::engine::Pix::read_mem(&out.stdout).ok_or("pdftoppm gave no image")?;
+    pix.set_resolution(rx, ry);
+    if quarters % 4 != 0 {
+        pix = pix.rotated_quarters(quarters % 4).ok_or("cannot turn the page")?;
+    }
+    match how {
+        Scan::Letter => pix.to_jpeg(80),
+        _ => pix.to_tiff_g4(),
+    }
+    .ok_or_else(|| "cannot encode the page".to_string())
+}
+
+/// A one-page PDF that is nothing but a JPEG scan (DCTDecode) filling an A4 page, as
+/// scanner software makes them: no text layer.
+pub fn jpeg_pdf(jpeg: &[u8]) -> Vec<u8> {
+    use lopdf::{dictionary, Document, Object, Stream};
+    let (width, height) = crate::ocr::engine::Pix::header(jpeg, None)
+        .map_or((0, 0), |h| (h.width, h.height));
+    let mut doc = Document::with_version("1.4");
+    let pages_id = doc.new_object_id();
+    let image = Stream::new(
+        dictionary! {
+            "Type" => "XObject", "Subtype" => "Image",
+            "Width" => width as i64, "Height" => height as i64,
+            "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8,
+            "Filter" => "DCTDecode",
+        },
+        jpeg.to_vec(),
+    );
+    let image_id = doc.add_object(image);
+    let content = Stream::new(dictionary! {}, b"q 595 0 0 842 0 0 cm /Im0 Do Q".to_vec());
+    let content_id = doc.add_object(content);
+    let page_id = doc.add_object(dictionary! {
+        "Type" => "Page",
+        "Parent" => pages_id,
+        "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image_id } },
+        "Contents" => content_id,
+    });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1,
+        }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).expect("writing to memory");
+    out
+}

@@ -6,7 +6,7 @@
 //! ticket, never the run: a panic or a hang in a parser ends as an error string.
 
 mod image;
-mod pdf;
+pub(crate) mod pdf;
 mod poppler;
 
 use crate::config::ExtractStageConfig;

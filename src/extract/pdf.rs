@@ -253,6 +253,21 @@ pub fn info_strings(bytes: &[u8]) -> Vec<String> {
     .collect()
 }
 
+/// Opens a PDF as `extract` does (the cross-reference table rebuilt when it is broken), for
+/// OCR, which needs the page images. Encrypted documents lopdf cannot open are an error.
+pub(crate) fn open(bytes: &[u8]) -> Result<lopdf::Document, String> {
+    let mut doc = load(bytes).or_else(|first| {
+        repair_xref(bytes)
+            .map(|fixed| load(&fixed))
+            .unwrap_or(Err(first))
+    })?;
+    if doc.is_encrypted() && doc.encryption_state.is_none() {
+        return Err("encrypted PDF: a password is needed".into());
+    }
+    doc.trailer.remove(b"Encrypt");
+    Ok(doc)
+}
+
 fn load(bytes: &[u8]) -> Result<lopdf::Document, String> {
     match catch_unwind(AssertUnwindSafe(|| lopdf::Document::load_mem(bytes))) {
         Ok(Ok(doc)) => Ok(doc),

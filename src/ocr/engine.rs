@@ -1,0 +1,505 @@
+//! The only unsafe code of the crate: a thin owner of leptonica images ([`Pix`]) and of a
+//! Tesseract engine ([`Engine`]), through the C APIs (`leptonica-sys`, `tesseract-sys`).
+//! Every pointer handed back by C is checked for null and freed exactly once in `Drop`.
+
+use leptonica_sys as lept;
+use std::ffi::{CStr, CString};
+use std::os::raw::c_char;
+use std::ptr::NonNull;
+use std::sync::Once;
+use tesseract_sys as tess;
+
+/// Silences leptonica's and Tesseract's own messages on stderr: failures come back as values.
+fn quiet_libraries() {
+    static QUIET: Once = Once::new();
+    QUIET.call_once(|| unsafe {
+        lept::setMsgSeverity(lept::L_SEVERITY_NONE as i32);
+    });
+}
+
+/// An owned leptonica image.
+pub struct Pix(NonNull<lept::Pix>);
+
+// A Pix is plain memory owned by this value; moving it to another thread is sound as long as
+// it is not shared, which `&mut`/ownership guarantee.
+unsafe impl Send for Pix {}
+
+impl Drop for Pix {
+    fn drop(&mut self) {
+        let mut p = self.0.as_ptr();
+        unsafe { lept::pixDestroy(&mut p) };
+    }
+}
+
+/// Width, height, bits per sample and samples per pixel read from a header, before decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct Header {
+    pub width: u32,
+    pub height: u32,
+    pub bits: u32,
+    pub samples: u32,
+}
+
+impl Header {
+    pub fn pixels(&self) -> u64 {
+        self.width as u64 * self.height as u64
+    }
+}
+
+impl Pix {
+    fn from_raw(p: *mut lept::Pix) -> Option<Pix> {
+        NonNull::new(p).map(Pix)
+    }
+
+    fn ptr(&self) -> *mut lept::Pix {
+        self.0.as_ptr()
+    }
+
+    /// Decodes an image file held in memory (JPEG, PNG, TIFF page 0, PNM, BMP, GIF, WebP…).
+    pub fn read_mem(bytes: &[u8]) -> Option<Pix> {
+        quiet_libraries();
+        Pix::from_raw(unsafe { lept::pixReadMem(bytes.as_ptr(), bytes.len()) })
+    }
+
+    /// Decodes page `n` (0-based) of a TIFF held in memory (any compression libtiff knows,
+    /// CCITT G3/G4 included).
+    pub fn read_tiff_page(bytes: &[u8], n: u32) -> Option<Pix> {
+        quiet_libraries();
+        Pix::from_raw(unsafe { lept::pixReadMemTiff(bytes.as_ptr(), bytes.len(), n as i32) })
+    }
+
+    /// Decodes a JPEG at 1/`reduction` of its size (1, 2, 4 or 8): big scans cost less.
+    pub fn read_jpeg(bytes: &[u8], reduction: u32) -> Option<Pix> {
+        quiet_libraries();
+        let mut warn = 0;
+        Pix::from_raw(unsafe {
+            lept::pixReadMemJpeg(
+                bytes.as_ptr(),
+                bytes.len(),
+                0,
+                reduction as i32,
+                &mut warn,
+                0,
+            )
+        })
+    }
+
+    /// The header of an image file (TIFF: of page `n`) without decoding its pixels.
+    pub fn header(bytes: &[u8], tiff_page: Option<u32>) -> Option<Header> {
+        quiet_libraries();
+        let (mut w, mut h, mut bps, mut spp) = (0, 0, 0, 0);
+        let ok = unsafe {
+            match tiff_page {
+                Some(n) => {
+                    let (mut res, mut cmap, mut format) = (0, 0, 0);
+                    lept::readHeaderMemTiff(
+                        bytes.as_ptr(),
+                        bytes.len(),
+                        n as i32,
+                        &mut w,
+                        &mut h,
+                        &mut bps,
+                        &mut spp,
+                        &mut res,
+                        &mut cmap,
+                        &mut format,
+                    )
+                }
+                None => {
+                    let (mut format, mut cmap) = (0, 0);
+                    lept::pixReadHeaderMem(
+                        bytes.as_ptr(),
+                        bytes.len(),
+                        &mut format,
+                        &mut w,
+                        &mut h,
+                        &mut bps,
+                        &mut spp,
+                        &mut cmap,
+                    )
+                }
+            }
+        };
+        (ok == 0 && w > 0 && h > 0).then_some(Header {
+            width: w as u32,
+            height: h as u32,
+            bits: bps.max(0) as u32,
+            samples: spp.max(0) as u32,
+        })
+    }
+
+    pub fn width(&self) -> u32 {
+        unsafe { lept::pixGetWidth(self.ptr()) as u32 }
+    }
+
+    pub fn height(&self) -> u32 {
+        unsafe { lept::pixGetHeight(self.ptr()) as u32 }
+    }
+
+    pub fn depth(&self) -> u32 {
+        unsafe { lept::pixGetDepth(self.ptr()) as u32 }
+    }
+
+    /// Resolution in pixels per inch, (x, y); 0 when the file did not say.
+    pub fn resolution(&self) -> (u32, u32) {
+        unsafe {
+            (
+                lept::pixGetXRes(self.ptr()).max(0) as u32,
+                lept::pixGetYRes(self.ptr()).max(0) as u32,
+            )
+        }
+    }
+
+    pub fn set_resolution(&mut self, x: u32, y: u32) {
+        unsafe { lept::pixSetResolution(self.ptr(), x as i32, y as i32) };
+    }
+
+    /// 8-bit grey (or 1-bit kept as is): colour and colour maps carry nothing for OCR.
+    pub fn to_grey_or_binary(self) -> Option<Pix> {
+        let has_cmap = unsafe { !lept::pixGetColormap(self.ptr()).is_null() };
+        if (self.depth() == 1 || self.depth() == 8) && !has_cmap {
+            return Some(self);
+        }
+        let res = self.resolution();
+        let mut out = Pix::from_raw(unsafe { lept::pixConvertTo8(self.ptr(), 0) })?;
+        out.set_resolution(res.0, res.1);
+        Some(out)
+    }
+
+    /// Share of black pixels of a 1-bit image (None for other depths).
+    pub fn black_share(&self) -> Option<f64> {
+        if self.depth() != 1 {
+            return None;
+        }
+        let mut count = 0;
+        unsafe { lept::pixCountPixels(self.ptr(), &mut count, std::ptr::null_mut()) };
+        Some(count as f64 / (self.width() as f64 * self.height() as f64).max(1.0))
+    }
+
+    pub fn inverted(self) -> Option<Pix> {
+        Pix::from_raw(unsafe { lept::pixInvert(std::ptr::null_mut(), self.ptr()) })
+    }
+
+    /// Scaled by (sx, sy); resolution scaled with it.
+    pub fn scaled(&self, sx: f32, sy: f32) -> Option<Pix> {
+        let (rx, ry) = self.resolution();
+        let mut out = Pix::from_raw(unsafe { lept::pixScale(self.ptr(), sx, sy) })?;
+        out.set_resolution(
+            (rx as f32 * sx).round() as u32,
+            (ry as f32 * sy).round() as u32,
+        );
+        Some(out)
+    }
+
+    /// Turned clockwise by `quarters` quarter turns.
+    pub fn rotated_quarters(&self, quarters: u32) -> Option<Pix> {
+        let (rx, ry) = self.resolution();
+        let mut out = Pix::from_raw(unsafe { lept::pixRotateOrth(self.ptr(), quarters as i32) })?;
+        if quarters % 2 == 1 {
+            out.set_resolution(ry, rx);
+        } else {
+            out.set_resolution(rx, ry);
+        }
+        Some(out)
+    }
+
+    /// The image as a PNG file (for looking at what OCR was given).
+    pub fn to_png(&self) -> Option<Vec<u8>> {
+        self.encode(|data, size, pix| unsafe {
+            lept::pixWriteMem(data, size, pix, lept::IFF_PNG as i32)
+        })
+    }
+
+    /// The image as a CCITT G4 TIFF (1-bit images; others are thresholded), as fax servers
+    /// store pages.
+    pub fn to_tiff_g4(&self) -> Option<Vec<u8>> {
+        self.encode(|data, size, pix| unsafe {
+            lept::pixWriteMemTiff(data, size, pix, lept::IFF_TIFF_G4 as i32)
+        })
+    }
+
+    pub fn to_jpeg(&self, quality: u32) -> Option<Vec<u8>> {
+        self.encode(|data, size, pix| unsafe {
+            lept::pixWriteMemJpeg(data, size, pix, quality as i32, 0)
+        })
+    }
+
+    fn encode(&self, write: impl Fn(*mut *mut u8, *mut usize, *mut lept::Pix) -> i32) -> Option<Vec<u8>> {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size = 0usize;
+        if write(&mut data, &mut size, self.ptr()) != 0 || data.is_null() {
+            return None;
+        }
+        // SAFETY: leptonica allocated `size` bytes at `data` and hands them to us to free.
+        unsafe {
+            let out = std::slice::from_raw_parts(data, size).to_vec();
+            lept::lept_free(data.cast());
+            Some(out)
+        }
+    }
+
+    /// Finds the skew of text lines (within ±7°) and straightens it; returns the straightened
+    /// image and the angle found in degrees (0 when none or not confident).
+    pub fn deskewed(&self) -> Option<(Pix, f32)> {
+        let (mut angle, mut conf) = (0f32, 0f32);
+        let out = Pix::from_raw(unsafe {
+            lept::pixDeskewGeneral(self.ptr(), 0, 0.0, 0.0, 0, 0, &mut angle, &mut conf)
+        })?;
+        // leptonica leaves the image alone below its own thresholds and says so with conf.
+        let applied = if conf > 0.0 && angle.abs() >= 0.1 {
+            angle
+        } else {
+            0.0
+        };
+        Some((out, applied))
+    }
+}
+
+/// A recognised text line, with where it sits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// Index of the layout block (column, address block…) it belongs to, in Tesseract's order.
+    pub block: usize,
+    /// The line starts a paragraph.
+    pub para_start: bool,
+    pub text: String,
+    pub confidence: f32,
+    /// left, top, right, bottom in pixels.
+    pub bbox: (i32, i32, i32, i32),
+}
+
+/// Result of recognising one page image.
+pub struct Recognised {
+    /// Tesseract's own text of the page, in its reading order.
+    pub text: String,
+    pub lines: Vec<Line>,
+    /// Mean word confidence, 0–100.
+    pub confidence: f32,
+    /// A one-page searchable PDF (image + invisible text), when asked for.
+    pub pdf: Option<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("Tesseract could not start with languages `{languages}` (are the tesseract-ocr-* language packages installed?)")]
+    Init { languages: String },
+    #[error("recognition stopped after the page time limit of {0:.0} s")]
+    TimedOut(f64),
+    #[error("Tesseract could not recognise the page")]
+    Failed,
+    #[error("searchable PDF: {0}")]
+    Pdf(String),
+}
+
+/// One Tesseract instance for recognition plus one for orientation detection. Not shared
+/// between threads: each OCR worker owns one and reuses it for every page.
+pub struct Engine {
+    api: NonNull<tess::TessBaseAPI>,
+    osd: Option<NonNull<tess::TessBaseAPI>>,
+    datapath: Option<CString>,
+}
+
+unsafe impl Send for Engine {}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        unsafe {
+            tess::TessBaseAPIEnd(self.api.as_ptr());
+            tess::TessBaseAPIDelete(self.api.as_ptr());
+            if let Some(osd) = self.osd {
+                tess::TessBaseAPIEnd(osd.as_ptr());
+                tess::TessBaseAPIDelete(osd.as_ptr());
+            }
+        }
+    }
+}
+
+fn new_api(languages: &str) -> Option<NonNull<tess::TessBaseAPI>> {
+    let lang = CString::new(languages).ok()?;
+    unsafe {
+        let api = NonNull::new(tess::TessBaseAPICreate())?;
+        if tess::TessBaseAPIInit3(api.as_ptr(), std::ptr::null(), lang.as_ptr()) != 0 {
+            tess::TessBaseAPIDelete(api.as_ptr());
+            return None;
+        }
+        // The library's default is one uniform block; pages have columns and headers.
+        if languages != "osd" {
+            tess::TessBaseAPISetPageSegMode(api.as_ptr(), tess::TessPageSegMode_PSM_AUTO);
+        }
+        // Tesseract's progress chatter ("Estimating resolution…") would go to stderr.
+        let (k, v) = (c"debug_file", c"/dev/null");
+        tess::TessBaseAPISetVariable(api.as_ptr(), k.as_ptr(), v.as_ptr());
+        Some(api)
+    }
+}
+
+impl Engine {
+    /// Starts Tesseract with `languages` (e.g. `ita+eng`). Orientation detection needs the
+    /// `osd` model; without it pages are read as they come.
+    pub fn new(languages: &str) -> Result<Engine, EngineError> {
+        quiet_libraries();
+        let api = new_api(languages).ok_or_else(|| EngineError::Init {
+            languages: languages.to_string(),
+        })?;
+        let datapath = unsafe {
+            let p = tess::TessBaseAPIGetDatapath(api.as_ptr());
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_owned())
+        };
+        Ok(Engine {
+            api,
+            osd: new_api("osd"),
+            datapath,
+        })
+    }
+
+    /// The page's orientation as the clockwise quarter turns that make it upright, with
+    /// Tesseract's confidence; None when it cannot tell (too little text, no `osd` model).
+    pub fn orientation(&mut self, pix: &Pix, dpi: u32) -> Option<(u32, f32)> {
+        let osd = self.osd?.as_ptr();
+        let (mut deg, mut conf) = (0, 0f32);
+        let mut script: *const c_char = std::ptr::null();
+        let mut script_conf = 0f32;
+        let ok = unsafe {
+            tess::TessBaseAPISetImage2(osd, pix.ptr());
+            tess::TessBaseAPISetSourceResolution(osd, dpi as i32);
+            let ok = tess::TessBaseAPIDetectOrientationScript(
+                osd,
+                &mut deg,
+                &mut conf,
+                &mut script,
+                &mut script_conf,
+            );
+            tess::TessBaseAPIClear(osd);
+            ok
+        };
+        // Tesseract reports how far the page is turned; undoing it takes the opposite turn.
+        (ok != 0).then_some((((360 - deg.rem_euclid(360)) % 360 / 90) as u32, conf))
+    }
+
+    /// Recognises a page. `timeout_secs` bounds the work; `pdf` also renders the page as a
+    /// one-page searchable PDF (written by Tesseract's PDF renderer in `scratch`).
+    pub fn recognise(
+        &mut self,
+        pix: &Pix,
+        dpi: u32,
+        timeout_secs: f64,
+        pdf: Option<&std::path::Path>,
+    ) -> Result<Recognised, EngineError> {
+        let api = self.api.as_ptr();
+        unsafe {
+            tess::TessBaseAPISetImage2(api, pix.ptr());
+            tess::TessBaseAPISetSourceResolution(api, dpi as i32);
+            let monitor = tess::TessMonitorCreate();
+            if monitor.is_null() {
+                return Err(EngineError::Failed);
+            }
+            let ms = (timeout_secs * 1000.0).clamp(1.0, i32::MAX as f64) as i32;
+            tess::TessMonitorSetDeadlineMSecs(monitor, ms);
+            let started = std::time::Instant::now();
+            let rc = tess::TessBaseAPIRecognize(api, monitor);
+            tess::TessMonitorDelete(monitor);
+            if rc != 0 {
+                tess::TessBaseAPIClear(api);
+                return Err(if started.elapsed().as_secs_f64() >= timeout_secs {
+                    EngineError::TimedOut(timeout_secs)
+                } else {
+                    EngineError::Failed
+                });
+            }
+            let text_ptr = tess::TessBaseAPIGetUTF8Text(api);
+            let text = if text_ptr.is_null() {
+                String::new()
+            } else {
+                let t = CStr::from_ptr(text_ptr).to_string_lossy().into_owned();
+                tess::TessDeleteText(text_ptr);
+                t
+            };
+            let confidence = tess::TessBaseAPIMeanTextConf(api).max(0) as f32;
+            let lines = self.lines();
+            let pdf = match pdf {
+                Some(base) => Some(self.render_pdf(base)?),
+                None => None,
+            };
+            tess::TessBaseAPIClear(api);
+            Ok(Recognised {
+                text,
+                lines,
+                confidence,
+                pdf,
+            })
+        }
+    }
+
+    /// The lines of the last recognition, with block, paragraph, confidence and position.
+    unsafe fn lines(&mut self) -> Vec<Line> {
+        let it = tess::TessBaseAPIGetIterator(self.api.as_ptr());
+        if it.is_null() {
+            return Vec::new();
+        }
+        // The page iterator is a view of the same object, not a new one.
+        let page = tess::TessResultIteratorGetPageIterator(it);
+        let mut out = Vec::new();
+        let mut block = 0usize;
+        let mut first = true;
+        loop {
+            if !first && tess::TessPageIteratorIsAtBeginningOf(page, tess::TessPageIteratorLevel_RIL_BLOCK) != 0 {
+                block += 1;
+            }
+            first = false;
+            let para_start =
+                tess::TessPageIteratorIsAtBeginningOf(page, tess::TessPageIteratorLevel_RIL_PARA) != 0;
+            let (mut l, mut t, mut r, mut b) = (0, 0, 0, 0);
+            tess::TessPageIteratorBoundingBox(
+                page,
+                tess::TessPageIteratorLevel_RIL_TEXTLINE,
+                &mut l,
+                &mut t,
+                &mut r,
+                &mut b,
+            );
+            let p = tess::TessResultIteratorGetUTF8Text(it, tess::TessPageIteratorLevel_RIL_TEXTLINE);
+            if !p.is_null() {
+                let text = CStr::from_ptr(p).to_string_lossy().trim_end().to_string();
+                tess::TessDeleteText(p);
+                let confidence =
+                    tess::TessResultIteratorConfidence(it, tess::TessPageIteratorLevel_RIL_TEXTLINE);
+                out.push(Line {
+                    block,
+                    para_start,
+                    text,
+                    confidence,
+                    bbox: (l, t, r, b),
+                });
+            }
+            if tess::TessResultIteratorNext(it, tess::TessPageIteratorLevel_RIL_TEXTLINE) == 0 {
+                break;
+            }
+        }
+        tess::TessResultIteratorDelete(it);
+        out
+    }
+
+    /// Writes the recognised page as `<base>.pdf` with Tesseract's renderer and reads it back.
+    unsafe fn render_pdf(&mut self, base: &std::path::Path) -> Result<Vec<u8>, EngineError> {
+        let api = self.api.as_ptr();
+        let fail = |what: &str| EngineError::Pdf(what.to_string());
+        let base_c = CString::new(base.to_string_lossy().as_bytes()).map_err(|_| fail("bad path"))?;
+        let datapath = self.datapath.clone().ok_or_else(|| fail("no tessdata path"))?;
+        let renderer = tess::TessPDFRendererCreate(base_c.as_ptr(), datapath.as_ptr(), 0);
+        if renderer.is_null() {
+            return Err(fail("renderer could not start"));
+        }
+        let title = c"";
+        let ok = tess::TessResultRendererBeginDocument(renderer, title.as_ptr()) != 0
+            && tess::TessResultRendererAddImage(renderer, api) != 0
+            && tess::TessResultRendererEndDocument(renderer) != 0;
+        tess::TessDeleteResultRenderer(renderer);
+        let path = base.with_extension("pdf");
+        let bytes = std::fs::read(&path);
+        let _ = std::fs::remove_file(&path);
+        if !ok {
+            return Err(fail("renderer failed"));
+        }
+        bytes.map_err(|e| EngineError::Pdf(format!("cannot read it back: {e}")))
+    }
+}

@@ -1,0 +1,467 @@
+//! OCR of faxes and scans, in-process through libtesseract.
+//!
+//! A process-wide pool of worker threads, each owning one Tesseract engine that it reuses for
+//! every page. A document's pages are queued as compressed page images ([`pages::PageImage`]);
+//! a worker decodes one, puts it upright (fax resolution made square, Tesseract's orientation
+//! detection, leptonica's deskew), recognises it under a time limit, and renders it as a
+//! one-page searchable PDF. The pages' PDFs are then joined in order ([`pdfjoin`]). So at most
+//! one decoded page per worker is in memory, whatever the document's length.
+
+pub(crate) mod engine;
+pub mod pages;
+mod pdfjoin;
+
+use crate::extract::FileType;
+use crossbeam_channel::{Receiver, Sender};
+use engine::{Engine, Pix};
+use pages::PageImage;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Orientation detection below this confidence is not acted on (a page of little text).
+const MIN_ORIENTATION_CONFIDENCE: f32 = 1.5;
+/// Above this, images are scaled down to 300 dpi: more pixels only cost time.
+const MAX_OCR_DPI: u32 = 400;
+
+/// How to run OCR; from the pipeline's `ocr` stage.
+#[derive(Debug, Clone)]
+pub struct OcrOptions {
+    /// Tesseract languages, e.g. `ita+eng`.
+    pub languages: String,
+    /// Worker threads (engines) of the process-wide pool; 0: one per core.
+    pub workers: usize,
+    pub page_timeout_secs: f64,
+    /// Also produce a searchable PDF of the document.
+    pub searchable_pdf: bool,
+}
+
+impl Default for OcrOptions {
+    fn default() -> Self {
+        OcrOptions {
+            languages: "ita+eng".into(),
+            workers: 0,
+            page_timeout_secs: 60.0,
+            searchable_pdf: true,
+        }
+    }
+}
+
+/// One page's OCR.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageOcr {
+    pub page: u32,
+    pub text: String,
+    /// Mean word confidence, 0–100.
+    pub confidence: f32,
+    /// Degrees the page was turned clockwise to read it (0, 90, 180, 270).
+    pub rotation: u16,
+    /// Skew straightened, degrees (positive: the content was turned anticlockwise).
+    pub skew: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct DocumentOcr {
+    pub pages: Vec<PageOcr>,
+    /// The searchable PDF (page images + invisible text), when asked for and made.
+    pub pdf: Option<Vec<u8>>,
+    pub pdf_error: Option<String>,
+}
+
+struct Job {
+    index: usize,
+    page: u32,
+    image: PageImage,
+    timeout_secs: f64,
+    pdf_dir: Option<Arc<tempfile::TempDir>>,
+    reply: Sender<(usize, PageOcr, Option<Vec<u8>>)>,
+}
+
+struct Pool {
+    jobs: Sender<Job>,
+}
+
+/// The pool for `languages`, started on first use with `workers` threads.
+fn pool(languages: &str, workers: usize) -> &'static Pool {
+    static POOLS: OnceLock<Mutex<HashMap<String, &'static Pool>>> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    pools.entry(languages.to_string()).or_insert_with(|| {
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let workers = if workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            workers
+        };
+        for i in 0..workers {
+            let rx = rx.clone();
+            let languages = languages.to_string();
+            std::thread::Builder::new()
+                .name(format!("ocr-{i}"))
+                .spawn(move || worker(&languages, rx))
+                .expect("spawning an OCR worker thread");
+        }
+        Box::leak(Box::new(Pool { jobs: tx }))
+    })
+}
+
+fn worker(languages: &str, jobs: Receiver<Job>) {
+    // Tesseract's OpenMP threads would fight the workers for the same cores.
+    limit_openmp_threads();
+    let mut engine: Option<Result<Engine, String>> = None;
+    for job in jobs {
+        let engine = engine.get_or_insert_with(|| Engine::new(languages).map_err(|e| e.to_string()));
+        let (ocr, pdf) = match engine {
+            Ok(engine) => run_page(engine, &job),
+            Err(e) => (failed_page(job.page, e.clone()), None),
+        };
+        let _ = job.reply.send((job.index, ocr, pdf));
+    }
+}
+
+/// Sets `OMP_THREAD_LIMIT=1` unless the user chose otherwise; read by OpenMP when Tesseract
+/// first runs a parallel region, which is after this.
+pub fn limit_openmp_threads() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("OMP_THREAD_LIMIT").is_none() {
+            // SAFETY (edition 2024 semantics): called before any OCR thread reads the
+            // environment; other threads of this program do not read OMP_* variables.
+            #[allow(unused_unsafe)]
+            unsafe {
+                std::env::set_var("OMP_THREAD_LIMIT", "1")
+            };
+        }
+    });
+}
+
+fn failed_page(page: u32, error: String) -> PageOcr {
+    PageOcr {
+        page,
+        text: String::new(),
+        confidence: 0.0,
+        rotation: 0,
+        skew: 0.0,
+        error: Some(error),
+    }
+}
+
+/// Makes the page square-pixelled, upright and straight, then recognises it.
+fn run_page(engine: &mut Engine, job: &Job) -> (PageOcr, Option<Vec<u8>>) {
+    let fail = |e: String| (failed_page(job.page, e), None);
+    let pix = match pages::decode(&job.image) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let (pix, dpi) = match normalise(pix) {
+        Some(p) => p,
+        None => return fail("the page image could not be prepared".into()),
+    };
+    let mut rotation = 0;
+    let mut pix = match engine.orientation(&pix, dpi) {
+        Some((quarters, conf)) if quarters != 0 && conf >= MIN_ORIENTATION_CONFIDENCE => {
+            match pix.rotated_quarters(quarters) {
+                Some(turned) => {
+                    rotation = quarters as u16 * 90;
+                    turned
+                }
+                None => pix,
+            }
+        }
+        _ => pix,
+    };
+    let mut skew = 0.0;
+    if let Some((straight, angle)) = pix.deskewed() {
+        pix = straight;
+        skew = angle;
+    }
+    if let Some(dir) = std::env::var_os("SPORTELLO_OCR_DUMP") {
+        // For looking at what Tesseract was given: `SPORTELLO_OCR_DUMP=DIR sportello ocr F`.
+        if let Some(png) = pix.to_png() {
+            let _ = std::fs::write(std::path::Path::new(&dir).join(format!("page-{}.png", job.page)), png);
+        }
+    }
+    let pdf_base = job
+        .pdf_dir
+        .as_ref()
+        .map(|d| d.path().join(format!("page-{:06}", job.page)));
+    match engine.recognise(&pix, dpi, job.timeout_secs, pdf_base.as_deref()) {
+        Ok(r) => (
+            PageOcr {
+                page: job.page,
+                text: page_text(&r.lines, &r.text),
+                confidence: r.confidence,
+                rotation,
+                skew,
+                error: None,
+            },
+            r.pdf,
+        ),
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Grey or 1-bit, white paper, square pixels, at most [`MAX_OCR_DPI`]; returns the dpi.
+fn normalise(pix: Pix) -> Option<(Pix, u32)> {
+    // A bilevel page that is mostly black came with its colours the wrong way round.
+    let mut pix = if pix.black_share().is_some_and(|s| s > 0.6) {
+        pix.inverted()?
+    } else {
+        pix
+    };
+    let (mut rx, mut ry) = pix.resolution();
+    if rx == 0 || ry == 0 {
+        (rx, ry) = guess_resolution(pix.width(), pix.height());
+        pix.set_resolution(rx, ry);
+    }
+    // Fax "normal" resolution is 204×98: each line stands for two; stretch it back. (Fine
+    // resolution, 204×196, is stretched by 4% too, so the searchable PDF keeps the page size.)
+    if ry < rx {
+        pix = pix.scaled(1.0, rx as f32 / ry as f32)?;
+    } else if rx < ry {
+        pix = pix.scaled(ry as f32 / rx as f32, 1.0)?;
+    }
+    let dpi = rx.max(ry);
+    if dpi > MAX_OCR_DPI {
+        let f = 300.0 / dpi as f32;
+        pix = pix.scaled(f, f)?;
+        return Some((pix, 300));
+    }
+    pix.set_resolution(dpi, dpi);
+    Some((pix, dpi))
+}
+
+/// An image that does not say its resolution: a fax by its 1728-pel lines, else a 300 dpi scan.
+fn guess_resolution(width: u32, height: u32) -> (u32, u32) {
+    if (1700..=1760).contains(&width) {
+        // A fine-resolution A4 fax has about 2200 lines, a normal one about 1100.
+        (204, if height < 1600 { 98 } else { 196 })
+    } else {
+        (300, 300)
+    }
+}
+
+/// Lines read with less confidence than this are marks, not words (signature scribbles,
+/// stamp frames, specks); they are left out of the page's text (not out of the PDF layer).
+const MIN_LINE_CONFIDENCE: f32 = 40.0;
+
+/// The page's text from its recognised lines: marks dropped, blocks in reading order,
+/// paragraphs separated by a blank line.
+fn page_text(lines: &[engine::Line], tesseract_text: &str) -> String {
+    let kept: Vec<&engine::Line> = lines
+        .iter()
+        .filter(|l| !l.text.trim().is_empty() && l.confidence >= MIN_LINE_CONFIDENCE)
+        .collect();
+    if kept.is_empty() {
+        return if lines.is_empty() {
+            tesseract_text.replace('\u{c}', "").trim_end().to_string()
+        } else {
+            String::new()
+        };
+    }
+    // Blocks as Tesseract found them, each with the rows it spans.
+    let mut blocks: Vec<(i32, i32, Vec<&engine::Line>)> = Vec::new();
+    for line in kept {
+        match blocks.last_mut() {
+            Some((top, bottom, ls)) if ls[0].block == line.block => {
+                *top = (*top).min(line.bbox.1);
+                *bottom = (*bottom).max(line.bbox.3);
+                ls.push(line);
+            }
+            _ => blocks.push((line.bbox.1, line.bbox.3, vec![line])),
+        }
+    }
+    // A letter's blocks are stacked (sender, addressee on the right, date, body): read them
+    // top to bottom. Blocks side by side (columns) keep Tesseract's column order.
+    let side_by_side = blocks.iter().enumerate().any(|(i, a)| {
+        blocks[i + 1..].iter().any(|b| {
+            let overlap = a.1.min(b.1) - a.0.max(b.0);
+            overlap > (a.1 - a.0).min(b.1 - b.0) / 2
+        })
+    });
+    if !side_by_side {
+        blocks.sort_by_key(|b| b.0);
+    }
+    let mut out = String::new();
+    for (_, _, ls) in &blocks {
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        for (i, line) in ls.iter().enumerate() {
+            if i > 0 {
+                out.push_str(if line.para_start { "\n\n" } else { "\n" });
+            }
+            out.push_str(&fix_salutation(line.text.trim_end()));
+        }
+    }
+    out
+}
+
+/// Tesseract reads the "Al" that opens an Italian address line ("Al Comune…", "Al Sindaco")
+/// as "AI" in sans-serif fonts, where l and I are one stroke.
+fn fix_salutation(line: &str) -> std::borrow::Cow<'_, str> {
+    match line.strip_prefix("AI ") {
+        Some(rest) if rest.chars().next().is_some_and(char::is_uppercase) => format!("Al {rest}").into(),
+        _ => line.into(),
+    }
+}
+
+/// OCRs pages `wanted` (1-based) of a document. Pages go to the process-wide pool; the call
+/// blocks until all are done. A page that fails is reported in its `error`, the rest go on.
+pub fn ocr_document(
+    bytes: &Arc<Vec<u8>>,
+    file_type: FileType,
+    wanted: &[u32],
+    opts: &OcrOptions,
+) -> Result<DocumentOcr, String> {
+    let planned = pages::plan(bytes, file_type, wanted)?;
+    let pdf_dir = if opts.searchable_pdf {
+        Some(Arc::new(
+            tempfile::Builder::new()
+                .prefix("sportello-ocr-")
+                .tempdir()
+                .map_err(|e| format!("cannot make a scratch folder: {e}"))?,
+        ))
+    } else {
+        None
+    };
+    let pool = pool(&opts.languages, opts.workers);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut results: Vec<Option<(PageOcr, Option<Vec<u8>>)>> = vec![None; planned.len()];
+    let mut queued = 0;
+    for (index, (page, image)) in planned.into_iter().enumerate() {
+        match image {
+            Ok(image) => {
+                let job = Job {
+                    index,
+                    page,
+                    image,
+                    timeout_secs: opts.page_timeout_secs,
+                    pdf_dir: pdf_dir.clone(),
+                    reply: tx.clone(),
+                };
+                if pool.jobs.send(job).is_ok() {
+                    queued += 1;
+                } else {
+                    results[index] = Some((failed_page(page, "the OCR workers stopped".into()), None));
+                }
+            }
+            Err(e) => results[index] = Some((failed_page(page, e), None)),
+        }
+    }
+    drop(tx);
+    for _ in 0..queued {
+        match rx.recv() {
+            Ok((index, page, pdf)) => results[index] = Some((page, pdf)),
+            Err(_) => break,
+        }
+    }
+    let mut out = DocumentOcr::default();
+    let mut page_pdfs = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        let (page, pdf) = r.unwrap_or_else(|| {
+            (
+                failed_page(wanted.get(i).copied().unwrap_or(0), "the OCR worker stopped".into()),
+                None,
+            )
+        });
+        if let Some(pdf) = pdf {
+            page_pdfs.push((page.page, pdf));
+        }
+        out.pages.push(page);
+    }
+    if opts.searchable_pdf && !page_pdfs.is_empty() {
+        let original = (file_type == FileType::Pdf).then_some(bytes.as_slice());
+        match pdfjoin::join(&page_pdfs, original) {
+            Ok(pdf) => out.pdf = Some(pdf),
+            Err(e) => out.pdf_error = Some(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Character error rate of `hypothesis` against `truth`, whitespace runs counted as one space
+/// (the measure the OCR acceptance uses).
+pub fn character_error_rate(truth: &str, hypothesis: &str) -> f64 {
+    let norm = |s: &str| -> Vec<char> {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .collect()
+    };
+    let (a, b) = (norm(truth), norm(hypothesis));
+    if a.is_empty() {
+        return if b.is_empty() { 0.0 } else { 1.0 };
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j + 1] + 1)
+                .min(cur[j] + 1)
+                .min(prev[j] + usize::from(ca != cb));
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()] as f64 / a.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cer_counts_edits_per_truth_character() {
+        assert_eq!(character_error_rate("abc", "abc"), 0.0);
+        assert!((character_error_rate("abcd", "abxd") - 0.25).abs() < 1e-9);
+        assert_eq!(character_error_rate("a  b\n\nc", "a b c"), 0.0);
+        assert_eq!(character_error_rate("", "x"), 1.0);
+    }
+
+    fn line(block: usize, para_start: bool, text: &str, confidence: f32, top: i32) -> engine::Line {
+        engine::Line {
+            block,
+            para_start,
+            text: text.into(),
+            confidence,
+            bbox: (0, top, 100, top + 10),
+        }
+    }
+
+    #[test]
+    fn stacked_blocks_read_top_to_bottom_and_marks_are_dropped() {
+        let lines = [
+            line(0, true, "Oggetto: allaccio gas", 90.0, 200),
+            line(1, true, "Mario Rossi", 92.0, 10),
+            line(1, false, "AI Comune dell'Aquila", 88.0, 25),
+            line(2, true, "MAMA NA", 20.0, 400),
+        ];
+        assert_eq!(
+            page_text(&lines, ""),
+            "Mario Rossi\nAl Comune dell'Aquila\n\nOggetto: allaccio gas"
+        );
+    }
+
+    #[test]
+    fn columns_keep_tesseract_order() {
+        let lines = [
+            line(0, true, "left column", 90.0, 10),
+            line(0, false, "left again", 90.0, 200),
+            line(1, true, "right column", 90.0, 12),
+        ];
+        assert_eq!(page_text(&lines, ""), "left column\nleft again\n\nright column");
+    }
+
+    #[test]
+    fn missing_resolution_is_guessed_from_fax_line_width() {
+        assert_eq!(guess_resolution(1728, 1100), (204, 98));
+        assert_eq!(guess_resolution(1728, 2200), (204, 196));
+        assert_eq!(guess_resolution(2480, 3508), (300, 300));
+    }
+}
