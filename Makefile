@@ -43,12 +43,14 @@ demo: build
 	@echo; echo "== tickets"; $(BIN) tickets list
 	@echo; echo "== search: allaccio (finds 'allacciamento')"; $(BIN) search allaccio
 	@echo; echo "== search: citta (finds 'città')"; $(BIN) search citta
+	@echo; echo "== search: camarda (a word only in the pixels of an upside-down scan: OCR)"; $(BIN) search camarda
 
 test: deps
 	$(CARGO) test --locked --release -- --test-threads=2
 
 bench:
 	$(MAKE) deps EXTRA_PKGS="$(BENCH_PKGS)"
+	$(CARGO) build --release --locked
 	$(CARGO) run --release --locked --example bench
 
 # Rewrites fixtures/ from examples/make_fixtures.rs.

@@ -17,6 +17,16 @@ fn main() {
     let n_pdfs: usize = arg("SPORTELLO_BENCH_PDFS", 1000);
     let n_tickets: usize = arg("SPORTELLO_BENCH_TICKETS", 100_000);
     let texts = request_texts();
+    // SPORTELLO_BENCH_ONLY=ocr runs just the OCR benchmarks (they take a few minutes).
+    let only = std::env::var("SPORTELLO_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "ocr" {
+        println!("== OCR");
+        bench_ocr(&texts);
+        if only == "ocr" {
+            return;
+        }
+        println!();
+    }
     println!("== ingest: {n_pdfs} born-digital one-page PDFs");
     bench_ingest(n_pdfs, &texts);
     println!("\n== classification");
@@ -428,4 +438,195 @@ fn percentiles(v: &mut [Duration]) -> (Duration, Duration) {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+fn bin() -> std::path::PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/sportello");
+    assert!(bin.exists(), "build the release binary first (make bench does)");
+    bin
+}
+
+/// What a generated letter says, line by line, as `letter_pdf` draws it.
+fn letter_truth(subject: &str, body: &str) -> String {
+    let mut lines = vec![
+        "Spett.le Comune dell'Aquila - URP".to_string(),
+        format!("Oggetto: {subject}"),
+    ];
+    lines.extend(sportello::testdata::wrap(body, 90));
+    lines.join("\n")
+}
+
+/// Runs `cmd` under GNU time; returns wall time and the child's peak RSS in MB.
+fn timed_rss(cmd: &mut Command) -> (Duration, f64, bool) {
+    let started = Instant::now();
+    let out = cmd.output().expect("run");
+    let wall = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kb: f64 = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("maxrss=").and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0);
+    (wall, kb / 1024.0, out.status.success())
+}
+
+fn pdftotext(path: &Path) -> String {
+    let out = Command::new("pdftotext").arg(path).arg("-").output().expect("pdftotext");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// OCR: (1) pages/s of `sportello ingest` (default pipeline: extract, OCR with orientation,
+/// deskew and a searchable PDF, store) against one `tesseract` CLI process per file run
+/// sequentially on the same faxes and scans; (2) wall time and CER against OCRmyPDF making a
+/// searchable PDF of the same 10-page fax PDF; (3) peak RSS on a 100-page fax PDF.
+fn bench_ocr(texts: &[(String, String)]) {
+    use sportello::ocr::character_error_rate;
+    use sportello::testdata::{fax_pdf, letter_pdf, scan, Scan};
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = bin();
+    // (1) Material: the corpus' Italian faxes and scanned letters (TIFF/JPEG) when present,
+    // else letters rendered as faxes and scans here.
+    let pages_dir = tmp.path().join("pages");
+    std::fs::create_dir_all(&pages_dir).unwrap();
+    let mut n_pages = 0u32;
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/ocr-it");
+    if let Ok(index) = std::fs::read_to_string(corpus.join("index.jsonl")) {
+        for line in index.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let file = v["file"].as_str().unwrap();
+            if file.ends_with(".tif") || file.ends_with(".jpg") {
+                std::fs::copy(corpus.join(file), pages_dir.join(file)).unwrap();
+                n_pages += v["pages"].as_u64().unwrap_or(1) as u32;
+            }
+        }
+    }
+    if n_pages == 0 {
+        for (i, (subject, body)) in texts.iter().take(16).enumerate() {
+            let how = if i % 2 == 0 { Scan::FaxFine } else { Scan::Letter };
+            let ext = if how == Scan::Letter { "jpg" } else { "tif" };
+            let img = scan(&letter_pdf(subject, body), how, 0).expect("pdftoppm");
+            std::fs::write(pages_dir.join(format!("page-{i:02}.{ext}")), img).unwrap();
+            n_pages += 1;
+        }
+    }
+    let data = tmp.path().join("data");
+    let started = Instant::now();
+    let status = Command::new(&bin)
+        .arg("--data")
+        .arg(&data)
+        .arg("ingest")
+        .arg(&pages_dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let ours = started.elapsed();
+    assert!(status.success());
+    let mut files: Vec<_> = std::fs::read_dir(&pages_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let started = Instant::now();
+    for f in &files {
+        let out = Command::new("tesseract")
+            .arg(f)
+            .arg("stdout")
+            .args(["-l", "ita+eng"])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .expect("tesseract CLI (tesseract-ocr)");
+        assert!(out.status.success());
+    }
+    let cli = started.elapsed();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (a, b) = (
+        n_pages as f64 / ours.as_secs_f64(),
+        n_pages as f64 / cli.as_secs_f64(),
+    );
+    println!(
+        "sportello ingest, {workers} OCR workers, {} files / {n_pages} pages: {a:.2} pages/s ({:.1} s), with orientation, deskew and searchable PDFs",
+        files.len(),
+        ours.as_secs_f64()
+    );
+    println!(
+        "tesseract CLI, one process per file, sequential: {b:.2} pages/s ({:.1} s)",
+        cli.as_secs_f64()
+    );
+    println!("ratio: {:.2}x the CLI's pages/s", a / b);
+
+    // (2) A 10-page fax PDF (CCITT G4 pages, as fax servers send them).
+    let letters: Vec<(String, String)> = texts
+        .iter()
+        .filter(|(_, body)| body.len() > 300)
+        .take(10)
+        .cloned()
+        .collect();
+    let tiffs: Vec<Vec<u8>> = letters
+        .iter()
+        .map(|(s, b)| scan(&letter_pdf(s, b), Scan::FaxFine, 0).expect("pdftoppm"))
+        .collect();
+    let truth: Vec<String> = letters.iter().map(|(s, b)| letter_truth(s, b)).collect();
+    let truth = truth.join("\n");
+    let fax10 = tmp.path().join("fax-10.pdf");
+    std::fs::write(&fax10, fax_pdf(&tiffs)).unwrap();
+    let ours_pdf = tmp.path().join("ours.pdf");
+    let (ours, _, ok) = timed_rss(
+        Command::new("/usr/bin/time")
+            .args(["-f", "maxrss=%M"])
+            .arg(&bin)
+            .arg("ocr")
+            .arg(&fax10)
+            .arg("--pdf")
+            .arg(&ours_pdf)
+            .stdout(std::process::Stdio::null()),
+    );
+    assert!(ok, "sportello ocr failed");
+    let peer_pdf = tmp.path().join("ocrmypdf.pdf");
+    let started = Instant::now();
+    let peer_ok = Command::new("ocrmypdf")
+        .args(["-q", "-l", "ita+eng", "--output-type", "pdf", "--rotate-pages", "--deskew"])
+        .arg(&fax10)
+        .arg(&peer_pdf)
+        .status()
+        .is_ok_and(|s| s.success());
+    let peer = started.elapsed();
+    let ours_cer = character_error_rate(&truth, &pdftotext(&ours_pdf));
+    println!(
+        "10-page fax PDF to searchable PDF: sportello ocr {:.1} s, CER {ours_cer:.4} (text layer read back by pdftotext)",
+        ours.as_secs_f64()
+    );
+    if peer_ok {
+        let peer_cer = character_error_rate(&truth, &pdftotext(&peer_pdf));
+        println!(
+            "ocrmypdf --rotate-pages --deskew: {:.1} s, CER {peer_cer:.4}",
+            peer.as_secs_f64()
+        );
+        println!(
+            "ratio: sportello takes {:.2}x OCRmyPDF's wall time",
+            ours.as_secs_f64() / peer.as_secs_f64()
+        );
+    } else {
+        println!("ocrmypdf not available or failed (make bench installs it)");
+    }
+
+    // (3) 100 pages: memory stays bounded by the workers, not the document.
+    let fax100 = tmp.path().join("fax-100.pdf");
+    let hundred: Vec<Vec<u8>> = (0..100).map(|i| tiffs[i % tiffs.len()].clone()).collect();
+    std::fs::write(&fax100, fax_pdf(&hundred)).unwrap();
+    let (wall, rss, ok) = timed_rss(
+        Command::new("/usr/bin/time")
+            .args(["-f", "maxrss=%M"])
+            .arg(&bin)
+            .arg("ocr")
+            .arg(&fax100)
+            .arg("--pdf")
+            .arg(tmp.path().join("ours-100.pdf"))
+            .stdout(std::process::Stdio::null()),
+    );
+    assert!(ok, "sportello ocr failed on 100 pages");
+    println!(
+        "100-page fax PDF: sportello ocr {:.1} s ({:.2} pages/s), peak RSS {rss:.0} MB",
+        wall.as_secs_f64(),
+        100.0 / wall.as_secs_f64()
+    );
 }

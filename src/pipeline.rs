@@ -463,6 +463,9 @@ impl OcrStage {
                 reasons.push(format!("{name} page {}: OCR failed: {e}", p.page));
                 continue;
             }
+            if let Some(w) = &p.warning {
+                reasons.push(format!("{name} page {}: {w}", p.page));
+            }
             page.text = p.text.clone();
             page.needs_ocr = false;
             page.ocr_confidence = Some(p.confidence);

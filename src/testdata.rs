@@ -313,3 +313,96 @@ pub fn jpeg_pdf(jpeg: &[u8]) -> Vec<u8> {
     doc.save_to(&mut out).expect("writing to memory");
     out
 }
+
+/// A fax server's PDF: one CCITT G4 image per page, taken as is from one-page G4 TIFFs (as
+/// made by [`scan`]), each page sized from the image's resolution. No text layer.
+pub fn fax_pdf(g4_tiffs: &[Vec<u8>]) -> Vec<u8> {
+    use lopdf::{dictionary, Document, Object, Stream};
+    let mut doc = Document::with_version("1.4");
+    let pages_id = doc.new_object_id();
+    let mut kids = Vec::new();
+    for tiff in g4_tiffs {
+        let Some(t) = tiff_strip(tiff) else { continue };
+        let (w_pt, h_pt) = (
+            t.width as f32 * 72.0 / t.xres.max(1.0),
+            t.height as f32 * 72.0 / t.yres.max(1.0),
+        );
+        let image = Stream::new(
+            dictionary! {
+                "Type" => "XObject", "Subtype" => "Image",
+                "Width" => t.width as i64, "Height" => t.height as i64,
+                "ColorSpace" => "DeviceGray", "BitsPerComponent" => 1,
+                "Filter" => "CCITTFaxDecode",
+                "DecodeParms" => dictionary! {
+                    "K" => -1, "Columns" => t.width as i64, "Rows" => t.height as i64,
+                    "BlackIs1" => t.photometric == 1,
+                },
+            },
+            t.data,
+        );
+        let image_id = doc.add_object(image);
+        let content = format!("q {w_pt:.2} 0 0 {h_pt:.2} 0 0 cm /Im0 Do Q");
+        let content_id = doc.add_object(Stream::new(dictionary! {}, content.into_bytes()));
+        let page = doc.add_object(dictionary! {
+            "Type" => "Page",
+            "Parent" => pages_id,
+            "MediaBox" => vec![0.into(), 0.into(), Object::Real(w_pt), Object::Real(h_pt)],
+            "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image_id } },
+            "Contents" => content_id,
+        });
+        kids.push(Object::Reference(page));
+    }
+    let count = kids.len() as i64;
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => kids, "Count" => count }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).expect("writing to memory");
+    out
+}
+
+struct TiffStrip {
+    width: u32,
+    height: u32,
+    xres: f32,
+    yres: f32,
+    photometric: u32,
+    data: Vec<u8>,
+}
+
+/// The one strip of a little-endian single-strip TIFF (what leptonica writes), with its size.
+fn tiff_strip(t: &[u8]) -> Option<TiffStrip> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(t.get(o..o + 2)?.try_into().ok()?) as u32);
+    let u32_at = |o: usize| Some(u32::from_le_bytes(t.get(o..o + 4)?.try_into().ok()?));
+    if !t.starts_with(b"II") {
+        return None;
+    }
+    let ifd = u32_at(4)? as usize;
+    let mut tags = std::collections::HashMap::new();
+    for i in 0..u16_at(ifd)? as usize {
+        let e = ifd + 2 + i * 12;
+        let (tag, ty) = (u16_at(e)?, u16_at(e + 2)?);
+        let value = match ty {
+            3 => u16_at(e + 8)?,
+            4 => u32_at(e + 8)?,
+            5 => {
+                let at = u32_at(e + 8)? as usize;
+                u32_at(at)? / u32_at(at + 4)?.max(1)
+            }
+            _ => continue,
+        };
+        tags.insert(tag, value);
+    }
+    let (offset, len) = (*tags.get(&273)? as usize, *tags.get(&279)? as usize);
+    Some(TiffStrip {
+        width: *tags.get(&256)?,
+        height: *tags.get(&257)?,
+        xres: *tags.get(&282).unwrap_or(&204) as f32,
+        yres: *tags.get(&283).unwrap_or(&196) as f32,
+        photometric: *tags.get(&262).unwrap_or(&0),
+        data: t.get(offset..offset + len)?.to_vec(),
+    })
+}

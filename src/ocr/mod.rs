@@ -21,6 +21,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// Orientation detection below this confidence is not acted on (a page of little text).
 const MIN_ORIENTATION_CONFIDENCE: f32 = 1.5;
+/// A page read with at least this mean confidence is upright; below it, orientation is
+/// checked (sideways or upside-down text reads as low-confidence garbage).
+const CHECK_ORIENTATION_BELOW: f32 = 80.0;
 /// Above this, images are scaled down to 300 dpi: more pixels only cost time.
 const MAX_OCR_DPI: u32 = 400;
 
@@ -60,6 +63,9 @@ pub struct PageOcr {
     pub skew: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Read, but a clerk should look (e.g. from a reduced rendering of a huge image).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -147,13 +153,14 @@ fn failed_page(page: u32, error: String) -> PageOcr {
         rotation: 0,
         skew: 0.0,
         error: Some(error),
+        warning: None,
     }
 }
 
 /// Makes the page square-pixelled, upright and straight, then recognises it.
 fn run_page(engine: &mut Engine, job: &Job) -> (PageOcr, Option<Vec<u8>>) {
     let fail = |e: String| (failed_page(job.page, e), None);
-    let pix = match pages::decode(&job.image) {
+    let (pix, warning) = match pages::decode(&job.image) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
@@ -161,48 +168,78 @@ fn run_page(engine: &mut Engine, job: &Job) -> (PageOcr, Option<Vec<u8>>) {
         Some(p) => p,
         None => return fail("the page image could not be prepared".into()),
     };
-    let mut rotation = 0;
-    let mut pix = match engine.orientation(&pix, dpi) {
-        Some((quarters, conf)) if quarters != 0 && conf >= MIN_ORIENTATION_CONFIDENCE => {
-            match pix.rotated_quarters(quarters) {
-                Some(turned) => {
-                    rotation = quarters as u16 * 90;
-                    turned
-                }
-                None => pix,
-            }
-        }
-        _ => pix,
-    };
-    let mut skew = 0.0;
-    if let Some((straight, angle)) = pix.deskewed() {
-        pix = straight;
-        skew = angle;
-    }
-    if let Some(dir) = std::env::var_os("SPORTELLO_OCR_DUMP") {
-        // For looking at what Tesseract was given: `SPORTELLO_OCR_DUMP=DIR sportello ocr F`.
-        if let Some(png) = pix.to_png() {
-            let _ = std::fs::write(std::path::Path::new(&dir).join(format!("page-{}.png", job.page)), png);
-        }
-    }
     let pdf_base = job
         .pdf_dir
         .as_ref()
         .map(|d| d.path().join(format!("page-{:06}", job.page)));
-    match engine.recognise(&pix, dpi, job.timeout_secs, pdf_base.as_deref()) {
-        Ok(r) => (
-            PageOcr {
-                page: job.page,
-                text: page_text(&r.lines, &r.text),
-                confidence: r.confidence,
-                rotation,
-                skew,
-                error: None,
-            },
-            r.pdf,
-        ),
-        Err(e) => fail(e.to_string()),
+    // Read the page as it came. Orientation detection costs as much as a fifth of a
+    // recognition, and most pages arrive upright: only a page read with little confidence
+    // is checked, and read again turned if that reads better.
+    let first = read_straightened(engine, pix, dpi, 0, job, pdf_base.as_deref());
+    let Ok((upright, first_pix)) = first else {
+        return fail(first.err().unwrap_or_default());
+    };
+    let mut best = upright;
+    if best.0.confidence < CHECK_ORIENTATION_BELOW {
+        if let Some((quarters, conf)) = engine.orientation(&first_pix, dpi) {
+            if quarters != 0 && conf >= MIN_ORIENTATION_CONFIDENCE {
+                if let Some(turned) = first_pix.rotated_quarters(quarters) {
+                    let again = read_straightened(
+                        engine,
+                        turned,
+                        dpi,
+                        quarters as u16 * 90,
+                        job,
+                        pdf_base.as_deref(),
+                    );
+                    if let Ok((r, _)) = again {
+                        if r.0.confidence > best.0.confidence {
+                            best = r;
+                        }
+                    }
+                }
+            }
+        }
     }
+    let (mut page, pdf) = best;
+    page.warning = warning;
+    (page, pdf)
+}
+
+/// Deskews and recognises `pix` (already turned by `rotation`); returns the page and the
+/// image it was read from.
+fn read_straightened(
+    engine: &mut Engine,
+    pix: Pix,
+    dpi: u32,
+    rotation: u16,
+    job: &Job,
+    pdf_base: Option<&std::path::Path>,
+) -> Result<((PageOcr, Option<Vec<u8>>), Pix), String> {
+    let (pix, skew) = match pix.deskewed() {
+        Some((straight, angle)) => (straight, angle),
+        None => (pix, 0.0),
+    };
+    if let Some(dir) = std::env::var_os("SPORTELLO_OCR_DUMP") {
+        // For looking at what Tesseract was given: `SPORTELLO_OCR_DUMP=DIR sportello ocr F`.
+        if let Some(png) = pix.to_png() {
+            let name = format!("page-{}-{rotation}.png", job.page);
+            let _ = std::fs::write(std::path::Path::new(&dir).join(name), png);
+        }
+    }
+    let r = engine
+        .recognise(&pix, dpi, job.timeout_secs, pdf_base)
+        .map_err(|e| e.to_string())?;
+    let page = PageOcr {
+        page: job.page,
+        text: page_text(&r.lines, &r.text),
+        confidence: r.confidence,
+        rotation,
+        skew,
+        error: None,
+        warning: None,
+    };
+    Ok(((page, r.pdf), pix))
 }
 
 /// Grey or 1-bit, white paper, square pixels, at most [`MAX_OCR_DPI`]; returns the dpi.
@@ -218,14 +255,19 @@ fn normalise(pix: Pix) -> Option<(Pix, u32)> {
         (rx, ry) = guess_resolution(pix.width(), pix.height());
         pix.set_resolution(rx, ry);
     }
-    // Fax "normal" resolution is 204×98: each line stands for two; stretch it back. (Fine
-    // resolution, 204×196, is stretched by 4% too, so the searchable PDF keeps the page size.)
-    if ry < rx {
+    // Fax "normal" resolution is 204×98: each line stands for two; stretch it back. Fine
+    // resolution (204×196) is left alone: resampling 1-bit glyphs by 4% costs more accuracy
+    // than the slight aspect error; the vertical resolution is used, so the searchable PDF
+    // keeps the page's height.
+    let dpi = if ry * 5 < rx * 4 {
         pix = pix.scaled(1.0, rx as f32 / ry as f32)?;
-    } else if rx < ry {
+        rx
+    } else if rx * 5 < ry * 4 {
         pix = pix.scaled(ry as f32 / rx as f32, 1.0)?;
-    }
-    let dpi = rx.max(ry);
+        ry
+    } else {
+        ry
+    };
     if dpi > MAX_OCR_DPI {
         let f = 300.0 / dpi as f32;
         pix = pix.scaled(f, f)?;

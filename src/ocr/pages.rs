@@ -11,8 +11,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Pages larger than this (e.g. 9000×9000) are refused: decoding them could take gigabytes.
-pub const MAX_PIXELS: u64 = 60_000_000;
+/// Images larger than this (e.g. 9000×9000) are not decoded as they are: a JPEG is decoded
+/// at a fraction of its size, a PDF page rendered at a lower resolution (and flagged).
+pub const MAX_PIXELS: u64 = 40_000_000;
+/// Images larger than this are refused outright (a decompression bomb: a few KB of CCITT or
+/// JBIG2 that would decode to gigabytes).
+const BOMB_PIXELS: u64 = 16 * MAX_PIXELS;
 /// Resolution pages are rendered at, and the most OCR is given (higher only costs time).
 const RENDER_DPI: f32 = 300.0;
 const RENDER_TIME_LIMIT: Duration = Duration::from_secs(120);
@@ -94,7 +98,13 @@ fn plan_pdf(
                 page: number,
                 size_pt: page_size(&doc, page_id),
             };
-            let img = match sole_image(&doc, page_id).and_then(|id| native_image(&doc, id)) {
+            let sole = sole_image(&doc, page_id);
+            if let Some((w, h)) = sole.and_then(|id| image_size(&doc, id)) {
+                if w as u64 * h as u64 > BOMB_PIXELS {
+                    return (number, Err(bomb(w, h)));
+                }
+            }
+            let img = match sole.and_then(|id| native_image(&doc, id)) {
                 Some((image_bytes, (w, h))) => PageImage::File {
                     bytes: Arc::new(image_bytes),
                     tiff_page: None,
@@ -179,6 +189,20 @@ fn sole_image(doc: &Document, page_id: ObjectId) -> Option<ObjectId> {
     None
 }
 
+fn image_size(doc: &Document, id: ObjectId) -> Option<(u32, u32)> {
+    let dict = &doc.get_object(id).ok()?.as_stream().ok()?.dict;
+    let w = u32::try_from(int(doc, dict, b"Width")?).ok()?;
+    let h = u32::try_from(int(doc, dict, b"Height")?).ok()?;
+    Some((w, h))
+}
+
+fn bomb(w: u32, h: u32) -> String {
+    format!(
+        "page image of {w}×{h} pixels refused: over {} megapixels (a decompression bomb?)",
+        BOMB_PIXELS / 1_000_000
+    )
+}
+
 fn int(doc: &Document, dict: &lopdf::Dictionary, key: &[u8]) -> Option<i64> {
     let o = dict.get(key).ok()?;
     let (_, o) = doc.dereference(o).ok()?;
@@ -236,6 +260,8 @@ fn native_image(doc: &Document, id: ObjectId) -> Option<(Vec<u8>, (u32, u32))> {
             );
             Some((tiff, (columns, rows)))
         }
+        // Too many samples to hold decoded: the renderer draws it at a bounded resolution.
+        [] | [b"FlateDecode"] if w as u64 * h as u64 > MAX_PIXELS => None,
         [] | [b"FlateDecode"] => {
             let samples = if filters.is_empty() {
                 stream.content.clone()
@@ -333,10 +359,11 @@ fn ccitt_tiff(data: &[u8], columns: u32, rows: u32, k: i64, byte_align: bool, wh
     out
 }
 
-/// Decodes a page image, within the pixel limit, as 8-bit grey or 1-bit, with its resolution.
-pub fn decode(img: &PageImage) -> Result<Pix, String> {
+/// Decodes a page image, within the pixel limit, as 8-bit grey or 1-bit, with its resolution;
+/// with a note for the clerk when the page had to be read another way (a reduced rendering).
+pub fn decode(img: &PageImage) -> Result<(Pix, Option<String>), String> {
     match img {
-        PageImage::Render(r) => render(r),
+        PageImage::Render(r) => render(r).map(|p| (p, None)),
         PageImage::File {
             bytes,
             tiff_page,
@@ -347,10 +374,16 @@ pub fn decode(img: &PageImage) -> Result<Pix, String> {
                 if let Some((x, y)) = dpi {
                     pix.set_resolution(*x, *y);
                 }
-                Ok(pix)
+                Ok((pix, None))
             }
             Err(e) => match fallback {
-                Some(r) => render(r).map_err(|r_err| format!("{e}; rendering it failed too: {r_err}")),
+                Some(r) => match render(r) {
+                    Ok(pix) => {
+                        let dpi = pix.resolution().0;
+                        Ok((pix, Some(format!("{e}; read from a rendering at {dpi} dpi instead"))))
+                    }
+                    Err(r_err) => Err(format!("{e}; rendering it failed too: {r_err}")),
+                },
                 None => Err(e),
             },
         },
