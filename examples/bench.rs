@@ -324,6 +324,7 @@ fn bench_search(n: usize, texts: &[(String, String)]) {
                 size: 0,
                 mtime_ns: None,
             },
+            mail: None,
         };
         if let sportello::store::Filed::Created { code, .. } = store.file(&t, "URP").unwrap() {
             if codes.len() < 1000 {

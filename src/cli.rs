@@ -1119,8 +1119,16 @@ fn report_outcome(out: &mut Out, store: &Store, outcome: &Outcome, json: bool) -
                 Filed::Created { .. } => "created",
                 Filed::Duplicate { .. } => "duplicate",
                 Filed::AlreadyFiled { .. } => "already_filed",
+                Filed::Appended { .. } => "appended",
+                Filed::Ignored { .. } => "ignored",
             };
-            if json {
+            if let Filed::Ignored { reason } = filed {
+                if json {
+                    out.json(&serde_json::json!({"file": file, "outcome": kind, "reason": reason}))?;
+                } else {
+                    out.line(&format!("{:<13}  {kind:<13}  {file}  {reason}", "-"))?;
+                }
+            } else if json {
                 let ticket = store.ticket(filed.code())?;
                 out.json(&serde_json::json!({"file": file, "outcome": kind, "ticket": ticket}))?;
             } else {
@@ -1133,6 +1141,8 @@ fn report_outcome(out: &mut Out, store: &Store, outcome: &Outcome, json: bool) -
                         "duplicate of this ticket, recorded on it".into()
                     }
                     (Filed::AlreadyFiled { .. }, _) => "already filed".into(),
+                    (Filed::Appended { what, .. }, _) => format!("{what} added to this ticket"),
+                    (Filed::Ignored { reason }, _) => reason.clone(),
                 };
                 out.line(&format!("{}  {kind:<13}  {file}  {note}", filed.code()))?;
             }

@@ -25,6 +25,46 @@ pub struct Unpacked {
     pub body: String,
     pub attachments: Vec<Attachment>,
     pub problems: Vec<String>,
+    /// To and Cc addresses.
+    pub recipients: Vec<String>,
+    /// Message-IDs this one answers (In-Reply-To, then References), without angle brackets.
+    pub in_reply_to: Vec<String>,
+    /// Set when the message is a PEC envelope or receipt.
+    pub pec: Option<Pec>,
+    /// Why no automatic answer may be sent to this message (RFC 3834), if so.
+    pub no_auto_reply: Option<String>,
+}
+
+/// The certified facts of a PEC message, from its `daticert.xml` and transport headers.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Pec {
+    /// `posta-certificata` for a message; for receipts `accettazione`, `avvenuta-consegna`,
+    /// `non-accettazione`, `errore-consegna`, `preavviso-errore-consegna`, `presa-in-carico`,
+    /// `rilevazione-virus`.
+    pub kind: String,
+    /// The certified sender (`mittente`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// When the provider certified it (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// The provider's identifier of the transport (`identificativo`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    /// Message-ID of the original message (for receipts: the message they are about).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The provider's error, for non-delivery receipts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Pec {
+    pub fn is_receipt(&self) -> bool {
+        self.kind != "posta-certificata"
+    }
 }
 
 pub fn unpack(raw: &[u8]) -> Unpacked {
@@ -57,9 +97,230 @@ pub fn unpack(raw: &[u8]) -> Unpacked {
             .unwrap_or_else(|| d.to_rfc3339())
     });
     out.message_id = message.message_id().map(str::to_string);
+    out.recipients = [message.to(), message.cc()]
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a.iter())
+        .filter_map(|a| a.address())
+        .map(|a| a.trim().to_ascii_lowercase())
+        .collect();
+    out.in_reply_to = message_ids(message.in_reply_to());
+    for id in message_ids(message.references()) {
+        if !out.in_reply_to.contains(&id) {
+            out.in_reply_to.push(id);
+        }
+    }
     out.body = body_text(&message);
     collect_attachments(&message, 0, &mut out);
+    out.pec = pec_facts(&message, &out.attachments);
+    if out.pec.as_ref().is_some_and(|p| !p.is_receipt()) {
+        unwrap_pec_envelope(&mut out);
+    }
+    out.no_auto_reply = no_auto_reply(&message, &out);
     out
+}
+
+fn message_ids(v: &mail_parser::HeaderValue) -> Vec<String> {
+    let texts: Vec<&str> = match v.as_text_list() {
+        Some(list) => list.iter().map(|c| c.as_ref()).collect(),
+        None => v.as_text().into_iter().collect(),
+    };
+    texts
+        .iter()
+        .flat_map(|t| t.split_whitespace())
+        .map(|id| id.trim_matches(['<', '>']).to_string())
+        .filter(|id| id.contains('@'))
+        .collect()
+}
+
+fn header<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
+    // Looked up by hand: mail-parser's lookup borrows the name for the message's lifetime.
+    message
+        .headers()
+        .iter()
+        .find(|h| h.name.as_str().eq_ignore_ascii_case(name))
+        .and_then(|h| message.raw_message().get(h.offset_start as usize..h.offset_end as usize))
+        .and_then(|raw| std::str::from_utf8(raw).ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// A PEC message or receipt: by its transport headers (`X-Trasporto`, `X-Ricevuta`), or by a
+/// `daticert.xml` among its parts.
+fn pec_facts(message: &Message, attachments: &[Attachment]) -> Option<Pec> {
+    let transport = header(message, "X-Trasporto").map(str::to_ascii_lowercase);
+    let receipt = header(message, "X-Ricevuta").map(str::to_ascii_lowercase);
+    let daticert = attachments
+        .iter()
+        .find(|a| a.name.eq_ignore_ascii_case("daticert.xml"))
+        .map(|a| String::from_utf8_lossy(&a.bytes).into_owned());
+    if transport.is_none() && receipt.is_none() && daticert.is_none() {
+        return None;
+    }
+    let xml = daticert.unwrap_or_default();
+    let kind = receipt
+        .or_else(|| xml_attr(&xml, "postacert", "tipo"))
+        .or(transport)
+        .unwrap_or_else(|| "posta-certificata".into());
+    let date = match (xml_tag(&xml, "giorno"), xml_tag(&xml, "ora")) {
+        (Some(day), Some(time)) => {
+            let zone = xml_attr(&xml, "data", "zona").unwrap_or_else(|| "+0100".into());
+            chrono::DateTime::parse_from_str(&format!("{day} {time} {zone}"), "%d/%m/%Y %H:%M:%S %z")
+                .ok()
+                .map(|d| d.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        }
+        _ => None,
+    };
+    Some(Pec {
+        kind,
+        sender: xml_tag(&xml, "mittente").map(|s| s.to_ascii_lowercase()),
+        date,
+        identifier: xml_tag(&xml, "identificativo"),
+        msgid: header(message, "X-Riferimento-Message-ID")
+            .map(str::to_string)
+            .or_else(|| xml_tag(&xml, "msgid"))
+            .map(|id| id.trim().trim_matches(['<', '>']).to_string()),
+        provider: xml_tag(&xml, "gestore-emittente"),
+        error: xml_tag(&xml, "errore-esteso")
+            .or_else(|| xml_attr(&xml, "postacert", "errore").filter(|e| e != "nessuno")),
+    })
+}
+
+/// The citizen's message is `postacert.eml` inside the provider's envelope: it becomes the
+/// message (sender, subject, body, attachments); the envelope's own parts other than
+/// `daticert.xml` and `postacert.eml` (the provider's notice, its signature) are dropped.
+fn unwrap_pec_envelope(out: &mut Unpacked) {
+    let Some(inner_raw) = out
+        .attachments
+        .iter()
+        .find(|a| a.mime == "message/rfc822" && a.name.eq_ignore_ascii_case("postacert.eml"))
+        .or_else(|| out.attachments.iter().find(|a| a.mime == "message/rfc822"))
+        .map(|a| a.bytes.clone())
+    else {
+        out.problems.push("PEC envelope without the original message (postacert.eml)".into());
+        return;
+    };
+    let inner = unpack(&inner_raw);
+    let kept: Vec<Attachment> = out
+        .attachments
+        .drain(..)
+        .filter(|a| {
+            a.name.eq_ignore_ascii_case("daticert.xml") || a.name.eq_ignore_ascii_case("postacert.eml")
+        })
+        .take(2)
+        .collect();
+    let pec = out.pec.take();
+    let envelope_problems = std::mem::take(&mut out.problems);
+    let envelope_date = out.date.take();
+    *out = Unpacked {
+        attachments: kept.into_iter().chain(inner.attachments).collect(),
+        pec,
+        date: inner.date.or(envelope_date),
+        problems: envelope_problems.into_iter().chain(inner.problems).collect(),
+        ..inner
+    };
+    // The certified sender is who the office answers, whatever the inner From says.
+    if let Some(sender) = out.pec.as_ref().and_then(|p| p.sender.clone()) {
+        if out.from_address.is_none() {
+            out.from_address = Some(sender);
+        }
+    }
+}
+
+/// RFC 3834 and common practice: messages no person is waiting to be answered on.
+fn no_auto_reply(message: &Message, u: &Unpacked) -> Option<String> {
+    if let Some(pec) = &u.pec {
+        if pec.is_receipt() {
+            return Some(format!("PEC receipt ({})", pec.kind));
+        }
+    }
+    if let Some(v) = header(message, "Auto-Submitted") {
+        if !v.eq_ignore_ascii_case("no") {
+            return Some(format!("Auto-Submitted: {v}"));
+        }
+    }
+    if let Some(v) = header(message, "Precedence") {
+        if ["bulk", "list", "junk"].iter().any(|p| v.eq_ignore_ascii_case(p)) {
+            return Some(format!("Precedence: {v}"));
+        }
+    }
+    for h in message.headers() {
+        let name = h.name.as_str();
+        if name.len() > 5 && name[..5].eq_ignore_ascii_case("List-") {
+            return Some(format!("mailing list ({name})"));
+        }
+        if ["X-Loop", "X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+        {
+            return Some(format!("{name} header"));
+        }
+    }
+    if header(message, "Return-Path").is_some_and(|v| v.trim_matches(['<', '>', ' ']).is_empty()) {
+        return Some("bounce (null sender)".into());
+    }
+    if message
+        .content_type()
+        .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")))
+    {
+        return Some("delivery or disposition report".into());
+    }
+    let from = u.from_address.as_deref().unwrap_or_default();
+    let local = from.split('@').next().unwrap_or_default().to_ascii_lowercase();
+    if local == "mailer-daemon" || local == "postmaster" {
+        return Some(format!("bounce (from {local})"));
+    }
+    let reply_to = if is_no_reply(from) { u.reply_to.as_deref() } else { Some(from) };
+    match reply_to {
+        None | Some("") => Some("no address to answer".into()),
+        Some(a) if is_no_reply(a) => Some(format!("no-reply address {a}")),
+        Some(_) => None,
+    }
+}
+
+/// `noreply@…`, `no-reply@…`, `donotreply@…`: addresses nobody reads.
+pub fn is_no_reply(address: &str) -> bool {
+    let local = address
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    local.replace(['-', '_', '.'], "").starts_with("noreply") || local.starts_with("donotreply")
+}
+
+/// Text of the first `<tag>` (attributes allowed), XML entities decoded.
+fn xml_tag(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}");
+    let mut from = 0;
+    while let Some(i) = xml[from..].find(&open) {
+        let start = from + i + open.len();
+        let next = xml[start..].chars().next()?;
+        if next == '>' || next.is_whitespace() {
+            let body_start = start + xml[start..].find('>')? + 1;
+            let end = body_start + xml[body_start..].find(&format!("</{tag}>"))?;
+            let text = xml_unescape(xml[body_start..end].trim());
+            return (!text.is_empty()).then_some(text);
+        }
+        from = start;
+    }
+    None
+}
+
+fn xml_attr(xml: &str, tag: &str, attr: &str) -> Option<String> {
+    let open = format!("<{tag} ");
+    let start = xml.find(&open)? + open.len();
+    let head = &xml[start..start + xml[start..].find('>')?];
+    let key = format!("{attr}=\"");
+    let v = head.find(&key)? + key.len();
+    Some(xml_unescape(&head[v..v + head[v..].find('"')?]))
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 /// The text a person reads: the text/plain body, or the HTML body turned into text.

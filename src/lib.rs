@@ -15,6 +15,7 @@ pub mod ocr;
 pub mod pipeline;
 pub mod runner;
 pub mod search;
+pub mod signed;
 pub mod sources;
 pub mod store;
 pub mod testdata;

@@ -192,6 +192,10 @@ pub struct Document {
     /// Pages still without text (no text layer, OCR not yet run).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pages_needing_ocr: Vec<u32>,
+    /// For a signed file (`.p7m`): the signers' certificate subjects, as the container says
+    /// (the signature is not verified against the providers' trust list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
 }
 
 /// One entry of a ticket's append-only history.

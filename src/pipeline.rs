@@ -67,6 +67,8 @@ pub struct Processor {
     stages: Vec<Box<dyn Stage>>,
     blobs: BlobStore,
     pub office: Option<String>,
+    /// Acknowledgements by email, when the pipeline sends them.
+    ack: Option<crate::config::SmtpAckConfig>,
 }
 
 impl Processor {
@@ -94,10 +96,14 @@ impl Processor {
                 }
             }
         }
+        let ack = pipeline.sinks.iter().find_map(|s| match s {
+            crate::config::SinkConfig::SmtpAck(a) => Some(a.clone()),
+        });
         Ok(Processor {
             stages,
             blobs,
             office: pipeline.office.clone(),
+            ack,
         })
     }
 
@@ -142,6 +148,7 @@ impl Processor {
                 size: item.bytes.len() as u64,
                 mtime_ns: item.mtime_ns,
             },
+            mail: None,
         };
         let mut work = Work {
             item,
@@ -156,7 +163,32 @@ impl Processor {
             }
         }
         work.ticket.entities = ticket_entities(&work.ticket);
+        self.request_ack(&mut work.ticket);
         Ok(work.ticket)
+    }
+}
+
+impl Processor {
+    /// Asks for an acknowledgement of a message from a citizen, when the pipeline sends them
+    /// and nothing says the message must not be answered.
+    fn request_ack(&self, t: &mut NewTicket) {
+        let Some(cfg) = &self.ack else { return };
+        let to = t.sender.email.clone();
+        let Some(mail) = t.mail.as_mut() else { return };
+        if mail.no_auto_reply.is_some() {
+            return;
+        }
+        match to {
+            Some(to) if to.contains('@') && !email::is_no_reply(&to) => {
+                mail.ack = Some(crate::store::AckRequest {
+                    to,
+                    language: cfg.language.clone().unwrap_or_else(|| "it".into()),
+                    max_per_hour: cfg.max_per_hour.unwrap_or(5),
+                    domain: cfg.from.rsplit('@').next().unwrap_or("localhost").trim_end_matches('>').to_string(),
+                });
+            }
+            _ => mail.no_auto_reply = Some("no address to answer".into()),
+        }
     }
 }
 
@@ -266,13 +298,25 @@ impl ExtractStage {
     fn unpack_email(&self, work: &mut Work, blobs: &BlobStore) -> Result<(), StageError> {
         let u = email::unpack(&work.item.bytes);
         let t = &mut work.ticket;
+        if work.item.channel.is_none() && u.pec.is_some() {
+            t.channel = Channel::Pec;
+        } else if t.channel == Channel::Email && is_web_form(&u) {
+            t.channel = Channel::Webform;
+        }
+        t.mail = Some(crate::store::MailFacts {
+            message_id: u.message_id.clone(),
+            in_reply_to: u.in_reply_to.clone(),
+            pec: u.pec.clone(),
+            no_auto_reply: u.no_auto_reply.clone(),
+            ack: None,
+        });
         t.subject = u.subject;
         t.body = u.body.clone();
         if t.sender.email.is_none() {
             t.sender.email = u
                 .reply_to
                 .clone()
-                .filter(|_| u.from_address.as_deref().is_some_and(is_no_reply))
+                .filter(|_| u.from_address.as_deref().is_some_and(email::is_no_reply))
                 .or(u.from_address);
         }
         if t.sender.name.is_none() {
@@ -305,6 +349,11 @@ impl ExtractStage {
             let sha = blobs.put(&bytes).map_err(|e| {
                 StageError::Failed(format!("cannot keep attachment {}: {e}", a.name))
             })?;
+            if crate::signed::is_p7m_name(&a.name) || a.mime == "application/pkcs7-mime" {
+                let p7m = NewDocument::original(a.name.clone(), "application/pkcs7-mime", sha, bytes.len() as u64);
+                self.unwrap_signed(t, p7m, &bytes, blobs)?;
+                continue;
+            }
             let file_type = extract::sniff(&bytes, &a.name);
             let mime = if file_type == FileType::Unknown {
                 a.mime
@@ -325,6 +374,12 @@ impl ExtractStage {
             }
             t.documents.push(doc);
         }
+        if let Some(pec) = u.pec.as_ref().filter(|p| !p.is_receipt()) {
+            // The certified sender is the address the office must answer.
+            if let Some(sender) = &pec.sender {
+                t.sender.email = Some(sender.clone());
+            }
+        }
         if t.subject.is_empty() && t.body.is_empty() && t.documents.len() == 1 {
             t.attention.push("email: empty message".into());
         }
@@ -333,13 +388,70 @@ impl ExtractStage {
     }
 }
 
-fn is_no_reply(address: &str) -> bool {
-    let local = address
-        .split('@')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    local.replace(['-', '_', '.'], "").starts_with("noreply") || local.starts_with("donotreply")
+
+/// A web form's notification: sent from a no-reply address for the citizen (in Reply-To),
+/// the body a list of `Field: value` lines.
+fn is_web_form(u: &email::Unpacked) -> bool {
+    let fields = u
+        .body
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start().to_lowercase();
+            ["nome:", "cognome:", "e-mail:", "email:", "telefono:", "oggetto:", "messaggio:"]
+                .iter()
+                .any(|f| l.starts_with(f))
+        })
+        .count();
+    u.from_address.as_deref().is_some_and(email::is_no_reply) && u.reply_to.is_some() && fields >= 3
+}
+
+impl ExtractStage {
+    /// Keeps a `.p7m` and adds the file signed inside it, text extracted, with the signers
+    /// recorded on both; a container that cannot be opened flags the ticket, the file kept.
+    fn unwrap_signed(
+        &self,
+        t: &mut NewTicket,
+        mut p7m: NewDocument,
+        bytes: &[u8],
+        blobs: &BlobStore,
+    ) -> Result<(), StageError> {
+        let name = p7m.doc.name.clone();
+        match crate::signed::unwrap(bytes) {
+            Ok(signed) => {
+                let signers = if signed.signers.is_empty() {
+                    "unknown signer (no certificate in the file)".to_string()
+                } else {
+                    signed.signers.join("; ")
+                };
+                p7m.doc.signed_by = Some(signers.clone());
+                p7m.doc.pages = Some(0);
+                t.documents.push(p7m);
+                let inner_name = crate::signed::inner_name(&name);
+                let inner = Arc::new(signed.content);
+                let sha = blobs.put(&inner).map_err(|e| {
+                    StageError::Failed(format!("cannot keep the content of {name}: {e}"))
+                })?;
+                let file_type = extract::sniff(&inner, &inner_name);
+                let mut doc = NewDocument::original(inner_name, file_type.mime(), sha, inner.len() as u64);
+                doc.doc.signed_by = Some(signers);
+                match file_type {
+                    FileType::Unknown => {}
+                    FileType::Email => {
+                        doc.doc.text = email::unpack(&inner).body;
+                        doc.doc.pages = Some(1);
+                    }
+                    _ => fill_document(&mut doc, inner, file_type, &self.cfg),
+                }
+                t.documents.push(doc);
+            }
+            Err(e) => {
+                t.attention.push(format!("{name}: signed file cannot be opened: {e}"));
+                p7m.doc.error = Some(format!("signed file cannot be opened: {e}"));
+                t.documents.push(p7m);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn fill_document(
@@ -556,8 +668,8 @@ mod tests {
 
     #[test]
     fn recognises_no_reply_addresses() {
-        assert!(is_no_reply("noreply@comune.laquila.it"));
-        assert!(is_no_reply("no-reply@x.it"));
-        assert!(!is_no_reply("mario@x.it"));
+        assert!(email::is_no_reply("noreply@comune.laquila.it"));
+        assert!(email::is_no_reply("no-reply@x.it"));
+        assert!(!email::is_no_reply("mario@x.it"));
     }
 }

@@ -153,6 +153,31 @@ CREATE TABLE manual_links (
     PRIMARY KEY (a, b)
 );
 "#,
+    // 4: the email channel: signed documents, the Message-IDs of a ticket's messages (threads,
+    // PEC receipts), and the outbox of acknowledgements (sent by the `run` loop).
+    r#"
+ALTER TABLE documents ADD COLUMN signed_by TEXT;
+CREATE TABLE message_ids (
+    message_id TEXT PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    direction TEXT NOT NULL
+);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    to_addr TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    in_reply_to TEXT,
+    language TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    sent_at TEXT
+);
+CREATE INDEX outbox_due ON outbox(sent_at, next_attempt_at);
+CREATE INDEX outbox_to ON outbox(to_addr, created_at);
+"#,
 ];
 
 /// How many of a query's newest matches are ranked (see `Store::search`).
@@ -185,6 +210,7 @@ impl NewDocument {
                 kind: DocumentKind::Original,
                 error: None,
                 pages_needing_ocr: Vec::new(),
+                signed_by: None,
             },
             page_texts: Vec::new(),
         }
@@ -219,6 +245,46 @@ pub struct NewTicket {
     pub entities: Vec<crate::entities::Entity>,
     pub documents: Vec<NewDocument>,
     pub intake: Intake,
+    /// For messages: what threads, receipts and acknowledgements need.
+    pub mail: Option<MailFacts>,
+}
+
+/// What the store needs to know of a message beyond the ticket itself.
+#[derive(Debug, Clone, Default)]
+pub struct MailFacts {
+    pub message_id: Option<String>,
+    /// Message-IDs it answers (In-Reply-To, References).
+    pub in_reply_to: Vec<String>,
+    /// The certified facts of a PEC message or receipt.
+    pub pec: Option<crate::email::Pec>,
+    /// Why it must not be acknowledged (RFC 3834), when an acknowledgement was otherwise due.
+    pub no_auto_reply: Option<String>,
+    /// The acknowledgement to queue if this becomes a new ticket.
+    pub ack: Option<AckRequest>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AckRequest {
+    pub to: String,
+    pub language: String,
+    /// At most this many acknowledgements to one address per hour.
+    pub max_per_hour: u32,
+    /// Domain for the acknowledgement's Message-ID.
+    pub domain: String,
+}
+
+/// An acknowledgement waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub ticket_code: String,
+    pub protocol: String,
+    pub subject: String,
+    pub to: String,
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub language: String,
+    pub attempts: i64,
 }
 
 /// What filing an item did.
@@ -230,6 +296,11 @@ pub enum Filed {
     Duplicate { code: String },
     /// This very item was filed before (a restart after a crash between commit and clean-up).
     AlreadyFiled { code: String },
+    /// A reply, or a PEC receipt, added to the ticket it belongs to.
+    Appended { code: String, what: String },
+    /// Nothing to file (a PEC receipt about a message the office never sent); kept in the
+    /// originals store, reported.
+    Ignored { reason: String },
 }
 
 impl Filed {
@@ -237,7 +308,9 @@ impl Filed {
         match self {
             Filed::Created { code, .. }
             | Filed::Duplicate { code }
-            | Filed::AlreadyFiled { code } => code,
+            | Filed::AlreadyFiled { code }
+            | Filed::Appended { code, .. } => code,
+            Filed::Ignored { .. } => "",
         }
     }
 }
@@ -376,6 +449,12 @@ impl Store {
             tx.commit()?;
             return Ok(Filed::Duplicate { code });
         }
+        if let Some(mail) = &new.mail {
+            if let Some(filed) = file_into_thread(&tx, new, mail, &now)? {
+                tx.commit()?;
+                return Ok(filed);
+            }
+        }
 
         let year: i64 = now[..4]
             .parse()
@@ -454,9 +533,74 @@ impl Store {
             )?
             .execute(params![ticket_id, e.kind.as_str(), e.value, e.valid, e.confidence, e.place, e.raw])?;
         }
+        if let Some(mail) = &new.mail {
+            record_mail(&tx, ticket_id, mail, &now)?;
+        }
         index_ticket(&tx, ticket_id)?;
         tx.commit()?;
         Ok(Filed::Created { code, protocol })
+    }
+
+    /// Acknowledgements due now (not sent, next attempt time reached), oldest first.
+    pub fn outbox_due(&self, limit: usize) -> Result<Vec<OutboxItem>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT o.id, t.code, t.protocol_year, t.protocol_number, t.subject, o.to_addr, o.message_id,
+                    o.in_reply_to, o.language, o.attempts
+             FROM outbox o JOIN tickets t ON t.id = o.ticket_id
+             WHERE o.sent_at IS NULL AND o.next_attempt_at <= ?1 ORDER BY o.id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now_rfc3339(), limit as i64], |r| {
+            Ok(OutboxItem {
+                id: r.get(0)?,
+                ticket_code: r.get(1)?,
+                protocol: protocol_string(r.get(2)?, r.get(3)?),
+                subject: r.get(4)?,
+                to: r.get(5)?,
+                message_id: r.get(6)?,
+                in_reply_to: r.get(7)?,
+                language: r.get(8)?,
+                attempts: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// How many acknowledgements are not sent yet.
+    pub fn outbox_pending(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL", [], |r| r.get(0))?)
+    }
+
+    /// Records an acknowledgement's delivery (`error` None) or a failed attempt, with an event
+    /// on its ticket either way; a failed one is tried again after `retry_after` seconds.
+    pub fn outbox_result(&mut self, item: &OutboxItem, error: Option<&str>, retry_after: i64) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_rfc3339();
+        let ticket_id: i64 =
+            tx.query_row("SELECT ticket_id FROM outbox WHERE id = ?1", [item.id], |r| r.get(0))?;
+        match error {
+            None => {
+                tx.execute(
+                    "UPDATE outbox SET sent_at = ?1, attempts = attempts + 1, last_error = NULL WHERE id = ?2",
+                    params![now, item.id],
+                )?;
+                let detail = serde_json::json!({"to": item.to, "message_id": item.message_id});
+                insert_event(&tx, ticket_id, &now, "sportello", "ack_sent", &detail)?;
+            }
+            Some(e) => {
+                let next = (chrono::Utc::now() + chrono::Duration::seconds(retry_after))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                tx.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?1, next_attempt_at = ?2 WHERE id = ?3",
+                    params![e, next, item.id],
+                )?;
+                let detail = serde_json::json!({"to": item.to, "error": e, "attempt": item.attempts + 1, "next_attempt_at": next});
+                insert_event(&tx, ticket_id, &now, "sportello", "ack_failed", &detail)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     fn ticket_id(&self, code_input: &str) -> Result<(i64, String)> {
@@ -533,7 +677,7 @@ impl Store {
 
     fn documents_of(&self, ticket_id: i64) -> Result<Vec<Document>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts
+            "SELECT name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts, signed_by
              FROM documents WHERE ticket_id = ?1 ORDER BY ord",
         )?;
         let rows = stmt.query_map([ticket_id], |r| {
@@ -552,6 +696,7 @@ impl Store {
                     kind: DocumentKind::Original,
                     error: r.get(9)?,
                     pages_needing_ocr: Vec::new(),
+                    signed_by: r.get(11)?,
                 },
                 kind,
                 page_texts,
@@ -1235,13 +1380,188 @@ fn insert_document(
     let page_texts =
         serde_json::to_string(&d.page_texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.prepare_cached(
-        "INSERT INTO documents (ticket_id, ord, name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        "INSERT INTO documents (ticket_id, ord, name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts, signed_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         ticket_id, ord, doc.name, doc.mime, doc.sha256, doc.size as i64, doc.pages, doc.text, doc.ocr,
-        doc.ocr_confidence, doc.kind.as_str(), doc.error, page_texts
+        doc.ocr_confidence, doc.kind.as_str(), doc.error, page_texts, doc.signed_by
     ])?;
+    Ok(())
+}
+
+/// A ticket code in a subject (`Re: [URP-7K3M-9QXD] …`), check character verified.
+fn codes_in(subject: &str) -> Vec<String> {
+    subject
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.len() >= 11 && w.matches('-').count() == 2)
+        .filter_map(|w| code::parse(w).ok())
+        .collect()
+}
+
+/// A message that answers one of a ticket's messages (In-Reply-To/References), or whose
+/// subject carries the code of a ticket opened by the same address, joins that ticket; a
+/// PEC receipt becomes an event on the ticket of the message it is about. None: file anew.
+fn file_into_thread(
+    tx: &rusqlite::Transaction,
+    new: &NewTicket,
+    mail: &MailFacts,
+    now: &str,
+) -> Result<Option<Filed>> {
+    let by_message_id = |id: &str| -> Result<Option<i64>> {
+        Ok(tx
+            .query_row("SELECT ticket_id FROM message_ids WHERE message_id = ?1", [id], |r| r.get(0))
+            .optional()?)
+    };
+    if let Some(pec) = mail.pec.as_ref().filter(|p| p.is_receipt()) {
+        let Some(ticket_id) = pec.msgid.as_deref().map(by_message_id).transpose()?.flatten() else {
+            return Ok(Some(Filed::Ignored {
+                reason: format!(
+                    "PEC receipt ({}) about a message not on any ticket: {}",
+                    pec.kind,
+                    pec.msgid.as_deref().unwrap_or("no message id")
+                ),
+            }));
+        };
+        let detail = serde_json::to_value(pec).unwrap_or_default();
+        insert_event(tx, ticket_id, now, "sportello", "pec_receipt", &detail)?;
+        let code = append_documents(tx, ticket_id, new, now)?;
+        return Ok(Some(Filed::Appended { code, what: format!("PEC receipt {}", pec.kind) }));
+    }
+    // The same message again (another copy, other transport headers): a duplicate.
+    if let Some(id) = &mail.message_id {
+        if let Some(ticket_id) = by_message_id(id)? {
+            let direction: String = tx.query_row(
+                "SELECT direction FROM message_ids WHERE message_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            if direction == "in" {
+                insert_intake(tx, ticket_id, &new.intake, now)?;
+                let detail = serde_json::json!({"source": new.intake.source, "name": new.intake.name, "message_id": id});
+                insert_event(tx, ticket_id, now, "sportello", "duplicate_received", &detail)?;
+                let code: String =
+                    tx.query_row("SELECT code FROM tickets WHERE id = ?1", [ticket_id], |r| r.get(0))?;
+                return Ok(Some(Filed::Duplicate { code }));
+            }
+        }
+    }
+    let mut target = None;
+    for id in &mail.in_reply_to {
+        if let Some(t) = by_message_id(id)? {
+            target = Some(t);
+            break;
+        }
+    }
+    if target.is_none() {
+        if let Some(sender) = new.sender.email.as_deref() {
+            for code in codes_in(&new.subject) {
+                let found: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM tickets WHERE code = ?1 AND lower(sender_email) = lower(?2)",
+                        params![code, sender],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if found.is_some() {
+                    target = found;
+                    break;
+                }
+            }
+        }
+    }
+    let Some(ticket_id) = target else {
+        return Ok(None);
+    };
+    let detail = serde_json::json!({
+        "from": new.sender.email, "subject": new.subject, "message_id": mail.message_id,
+        "channel": new.channel.as_str(),
+        "documents": new.documents.iter().map(|d| d.doc.name.clone()).collect::<Vec<_>>(),
+        "text": new.body.chars().take(2000).collect::<String>(),
+    });
+    insert_event(tx, ticket_id, now, "sportello", "message_received", &detail)?;
+    let status: String =
+        tx.query_row("SELECT status FROM tickets WHERE id = ?1", [ticket_id], |r| r.get(0))?;
+    if status == "waiting" || status == "closed" {
+        tx.execute("UPDATE tickets SET status = 'in_progress' WHERE id = ?1", [ticket_id])?;
+        let detail = serde_json::json!({"from": status, "to": "in_progress", "why": "the citizen wrote again"});
+        insert_event(tx, ticket_id, now, "sportello", "status_changed", &detail)?;
+    }
+    if let Some(id) = &mail.message_id {
+        tx.execute(
+            "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'in')",
+            params![id, ticket_id],
+        )?;
+    }
+    for e in &new.entities {
+        tx.prepare_cached(
+            "INSERT INTO entities (ticket_id, kind, value, valid, confidence, place, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![ticket_id, e.kind.as_str(), e.value, e.valid, e.confidence, e.place, e.raw])?;
+    }
+    let code = append_documents(tx, ticket_id, new, now)?;
+    index_ticket(tx, ticket_id)?;
+    Ok(Some(Filed::Appended { code, what: "message".into() }))
+}
+
+/// Adds the item's documents after the ticket's own, and its intake; returns the code.
+fn append_documents(tx: &rusqlite::Transaction, ticket_id: i64, new: &NewTicket, now: &str) -> Result<String> {
+    let next: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(ord), -1) + 1 FROM documents WHERE ticket_id = ?1",
+        [ticket_id],
+        |r| r.get(0),
+    )?;
+    for (i, d) in new.documents.iter().enumerate() {
+        insert_document(tx, ticket_id, next + i as i64, d)?;
+    }
+    insert_intake(tx, ticket_id, &new.intake, now)?;
+    Ok(tx.query_row("SELECT code FROM tickets WHERE id = ?1", [ticket_id], |r| r.get(0))?)
+}
+
+/// For a new ticket from a message: its Message-ID, the PEC facts, the acknowledgement.
+fn record_mail(tx: &rusqlite::Transaction, ticket_id: i64, mail: &MailFacts, now: &str) -> Result<()> {
+    if let Some(id) = &mail.message_id {
+        tx.execute(
+            "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'in')",
+            params![id, ticket_id],
+        )?;
+    }
+    if let Some(pec) = &mail.pec {
+        let detail = serde_json::to_value(pec).unwrap_or_default();
+        insert_event(tx, ticket_id, now, "sportello", "pec_certified", &detail)?;
+    }
+    if let Some(reason) = &mail.no_auto_reply {
+        let detail = serde_json::json!({"reason": reason});
+        insert_event(tx, ticket_id, now, "sportello", "ack_not_sent", &detail)?;
+        return Ok(());
+    }
+    let Some(ack) = &mail.ack else { return Ok(()) };
+    let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let recent: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM outbox WHERE to_addr = ?1 AND created_at > ?2",
+        params![ack.to, hour_ago],
+        |r| r.get(0),
+    )?;
+    if recent >= ack.max_per_hour as i64 {
+        let detail = serde_json::json!({"reason": format!("{} acknowledgements to {} in the last hour already", recent, ack.to)});
+        insert_event(tx, ticket_id, now, "sportello", "ack_not_sent", &detail)?;
+        return Ok(());
+    }
+    let token: u64 = rand::Rng::gen(&mut rand::thread_rng());
+    let message_id = format!("ack.{ticket_id}.{token:016x}@{}", ack.domain);
+    tx.execute(
+        "INSERT INTO outbox (ticket_id, to_addr, message_id, in_reply_to, language, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![ticket_id, ack.to, message_id, mail.message_id, ack.language, now],
+    )?;
+    // Replies to the acknowledgement thread back to this ticket.
+    tx.execute(
+        "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'out')",
+        params![message_id, ticket_id],
+    )?;
+    let detail = serde_json::json!({"to": ack.to, "message_id": message_id});
+    insert_event(tx, ticket_id, now, "sportello", "ack_queued", &detail)?;
     Ok(())
 }
 
@@ -1317,6 +1637,7 @@ mod tests {
                 size: 0,
                 mtime_ns: None,
             },
+            mail: None,
         }
     }
 
