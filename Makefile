@@ -7,9 +7,11 @@ BIN := target/release/sportello
 # System packages: poppler-utils reads PDFs our own parser cannot and renders pages for OCR;
 # Tesseract (libtesseract + leptonica, built against through bindgen, hence clang) reads
 # faxes and scans, with the Italian, English and orientation models; the CLI is the peer
-# the OCR benchmarks and quality report compare against.
+# the OCR benchmarks and quality report compare against. Dovecot and OpenSMTPD are the real
+# IMAP and SMTP servers the email tests start (never as system services).
 PKGS := poppler-utils pkg-config clang libclang-dev libtesseract-dev libleptonica-dev \
-	tesseract-ocr tesseract-ocr-ita tesseract-ocr-eng tesseract-ocr-osd
+	tesseract-ocr tesseract-ocr-ita tesseract-ocr-eng tesseract-ocr-osd \
+	dovecot-imapd dovecot-lmtpd opensmtpd
 # Only `make bench` uses these: OCRmyPDF is the peer for searchable PDFs.
 BENCH_PKGS := ocrmypdf
 

@@ -535,6 +535,14 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             if let Some(e) = write_error {
                 return Err(e);
             }
+            // Acknowledgements of what was just filed: one round; what fails stays queued
+            // for `run`.
+            if let Some(acks) = runner::ack_sender(&pipeline, &store).map_err(anyhow::Error::msg)? {
+                let (sent, not_sent) = acks.deliver(&mut store, true);
+                if sent + not_sent > 0 {
+                    eprintln!("sportello: {sent} acknowledgement(s) sent, {not_sent} failed (kept in the outbox)");
+                }
+            }
             Ok(if failed > 0 {
                 ExitCode::FAILURE
             } else {

@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod runner;
 pub mod search;
 pub mod signed;
+pub mod sinks;
 pub mod sources;
 pub mod store;
 pub mod testdata;

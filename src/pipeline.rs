@@ -298,7 +298,8 @@ impl ExtractStage {
     fn unpack_email(&self, work: &mut Work, blobs: &BlobStore) -> Result<(), StageError> {
         let u = email::unpack(&work.item.bytes);
         let t = &mut work.ticket;
-        if work.item.channel.is_none() && u.pec.is_some() {
+        // A certified message is PEC whichever mailbox it reached.
+        if u.pec.is_some() {
             t.channel = Channel::Pec;
         } else if t.channel == Channel::Email && is_web_form(&u) {
             t.channel = Channel::Webform;

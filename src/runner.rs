@@ -3,7 +3,9 @@
 
 use crate::config::{Pipeline, SourceConfig};
 use crate::pipeline::{Item, PrepareError, Processor};
+use crate::sinks::smtp::AckSender;
 use crate::sources::folder::{self, FolderSource};
+use crate::sources::imap::ImapSource;
 use crate::store::{Filed, NewTicket, Store, StoreError};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use notify::Watcher;
@@ -167,7 +169,23 @@ pub fn ingest(
     );
 }
 
+/// A source the run loop watches.
+enum Source {
+    Folder(FolderSource),
+    Imap(ImapSource),
+}
+
+impl Source {
+    fn has_pending(&self) -> bool {
+        match self {
+            Source::Folder(f) => f.has_pending(),
+            Source::Imap(i) => i.has_pending(),
+        }
+    }
+}
+
 /// `sportello run`: watches every source until `stop` is set, finishing the items in hand.
+/// With an `smtp_ack` sink, a thread of its own sends the acknowledgements in the outbox.
 pub fn run(
     store: &mut Store,
     processor: &Processor,
@@ -176,26 +194,25 @@ pub fn run(
     once: bool,
     mut report: impl FnMut(&Store, Outcome),
 ) -> Result<(), String> {
+    // File events and IMAP threads only wake the loop early; rescans guarantee coverage.
+    let (wake_tx, wake_rx) = unbounded::<usize>();
     let mut sources = Vec::new();
     for s in &pipeline.sources {
+        let idx = sources.len();
         match s {
-            SourceConfig::Folder(f) => sources.push(FolderSource::new(f.clone())?),
+            SourceConfig::Folder(f) => sources.push(Source::Folder(FolderSource::new(f.clone())?)),
             SourceConfig::Imap(i) => {
-                return Err(format!(
-                    "source `{}`: IMAP sources are not available in this build yet",
-                    i.name
-                ));
+                sources.push(Source::Imap(ImapSource::start(i.clone(), wake_tx.clone(), idx)?))
             }
         }
     }
     if sources.is_empty() {
         return Err("the pipeline has no sources to watch".into());
     }
-
-    // File events only wake the loop early; the periodic rescan is what guarantees coverage.
-    let (wake_tx, wake_rx) = unbounded::<usize>();
+    let acks = ack_sender(pipeline, store)?;
     let mut watchers = Vec::new();
     for (idx, src) in sources.iter().enumerate() {
+        let Source::Folder(src) = src else { continue };
         if src.cfg.poll {
             continue;
         }
@@ -222,8 +239,10 @@ pub fn run(
     let prefix = pipeline.code_prefix.clone();
     let mut last_scan: Vec<Option<Instant>> = vec![None; sources.len()];
     let mut in_flight: std::collections::HashSet<PathBuf> = Default::default();
+    let acks_done = AtomicBool::new(false);
+    let data_dir = store.data_dir().to_path_buf();
 
-    std::thread::scope(|scope| -> Result<(), String> {
+    let result = std::thread::scope(|scope| -> Result<(), String> {
         for _ in 0..workers {
             let job_rx: Receiver<(usize, PathBuf, Item)> = job_rx.clone();
             let res_tx: Sender<_> = res_tx.clone();
@@ -235,6 +254,10 @@ pub fn run(
             });
         }
         drop(res_tx);
+        if let Some(acks) = &acks {
+            let (stop, acks_done, data_dir) = (&stop, &acks_done, &data_dir);
+            scope.spawn(move || deliver_acks(acks, data_dir, stop, acks_done, once));
+        }
         tracing::info!(sources = sources.len(), workers, "watching");
         // Sources a file event woke since their last scan.
         let mut woken = vec![false; sources.len()];
@@ -245,7 +268,10 @@ pub fn run(
             finished.extend(res_rx.try_iter());
             for (idx, path, prepared) in finished.drain(..) {
                 in_flight.remove(&path);
-                let outcome = file_and_move(store, &sources[idx], &path, prepared, &prefix);
+                let outcome = match &sources[idx] {
+                    Source::Folder(src) => file_and_move(store, src, &path, prepared, &prefix),
+                    Source::Imap(src) => file_message(store, src, &path, prepared, &prefix),
+                };
                 report(store, outcome);
             }
             if stopping {
@@ -260,33 +286,48 @@ pub fn run(
                 woken[idx] = true;
             }
             for (idx, src) in sources.iter_mut().enumerate() {
-                let due = last_scan[idx]
-                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(src.cfg.rescan_secs));
-                if due || woken[idx] || src.has_pending() {
-                    woken[idx] = false;
-                    src.scan();
-                    if due {
-                        last_scan[idx] = Some(Instant::now());
+                let ready: Vec<(PathBuf, Item)> = match src {
+                    Source::Imap(src) => {
+                        woken[idx] = false;
+                        src.take_ready()
+                            .into_iter()
+                            .map(|item| (PathBuf::from(&item.origin), item))
+                            .collect()
                     }
-                }
-                for path in src.take_ready() {
+                    Source::Folder(src) => {
+                        let due = last_scan[idx].is_none_or(|t| {
+                            t.elapsed() >= Duration::from_secs(src.cfg.rescan_secs)
+                        });
+                        if due || woken[idx] || src.has_pending() {
+                            woken[idx] = false;
+                            src.scan();
+                            if due {
+                                last_scan[idx] = Some(Instant::now());
+                            }
+                        }
+                        let mut ready = Vec::new();
+                        for path in src.take_ready() {
+                            if in_flight.contains(&path) {
+                                continue;
+                            }
+                            match src.item(&path) {
+                                Ok(item) => ready.push((path, item)),
+                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                                Err(e) => {
+                                    tracing::warn!(source = %src.cfg.name, "cannot read {}: {e}", crate::entities::redact(&path.display().to_string()))
+                                }
+                            }
+                        }
+                        ready
+                    }
+                };
+                for (path, item) in ready {
                     if in_flight.contains(&path) {
                         continue;
                     }
-                    match src.item(&path) {
-                        Ok(item) => {
-                            in_flight.insert(path.clone());
-                            if job_tx.send((idx, path, item)).is_err() {
-                                return Err("workers stopped".into());
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            tracing::warn!(source = %src.cfg.name, "cannot read {}: {e}", crate::entities::redact(&path.display().to_string()))
-                        }
-                    }
-                    if stop.load(Ordering::SeqCst) {
-                        break;
+                    in_flight.insert(path.clone());
+                    if job_tx.send((idx, path, item)).is_err() {
+                        return Err("workers stopped".into());
                     }
                 }
             }
@@ -301,10 +342,90 @@ pub fn run(
             }
         }
         drop(job_tx);
+        // With `--once`, the sender makes its last round and ends; otherwise it is stopped.
+        if !once {
+            stop.store(true, Ordering::SeqCst);
+        }
+        acks_done.store(true, Ordering::SeqCst);
         Ok(())
-    })?;
+    });
+    for src in sources {
+        if let Source::Imap(src) = src {
+            src.stop();
+        }
+    }
     drop(watchers);
-    Ok(())
+    result
+}
+
+/// The acknowledgement sender of the pipeline's `smtp_ack` sink, if it has one.
+pub fn ack_sender(pipeline: &Pipeline, store: &Store) -> Result<Option<AckSender>, String> {
+    let _ = store;
+    let dir = pipeline
+        .file
+        .as_ref()
+        .and_then(|f| f.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    pipeline
+        .sinks
+        .iter()
+        .map(|s| match s {
+            crate::config::SinkConfig::SmtpAck(cfg) => AckSender::new(cfg, &dir, pipeline.office.as_deref()),
+        })
+        .next()
+        .transpose()
+}
+
+/// Sends due acknowledgements every few seconds on a store connection of its own, until the
+/// run ends; then one last round that tries everything still pending.
+fn deliver_acks(acks: &AckSender, data_dir: &Path, stop: &AtomicBool, done: &AtomicBool, once: bool) {
+    let mut store = match Store::open(data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("acknowledgements: cannot open the store: {e}");
+            return;
+        }
+    };
+    loop {
+        let finishing = done.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst);
+        acks.deliver(&mut store, finishing && once);
+        if finishing {
+            return;
+        }
+        for _ in 0..20 {
+            if done.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Files a message from a mailbox; the server-side action follows only a committed ticket.
+fn file_message(
+    store: &mut Store,
+    src: &ImapSource,
+    origin: &Path,
+    prepared: Result<NewTicket, String>,
+    prefix: &str,
+) -> Outcome {
+    let origin_str = origin.to_string_lossy().into_owned();
+    let result = prepared.and_then(|ticket| {
+        let attention = (!ticket.attention.is_empty()).then(|| ticket.attention.join("; "));
+        store
+            .file(&ticket, prefix)
+            .map(|f| (f, attention))
+            .map_err(|e| e.to_string())
+    });
+    if let Ok((Filed::Ignored { reason }, _)) = &result {
+        tracing::warn!(source = %src.cfg.name, "{origin_str}: {reason}");
+    }
+    src.finish(&origin_str, result.is_ok());
+    Outcome {
+        origin: origin.to_path_buf(),
+        result,
+    }
 }
 
 fn file_and_move(

@@ -2,3 +2,4 @@
 //! email channel.
 
 pub mod folder;
+pub mod imap;

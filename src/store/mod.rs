@@ -541,15 +541,16 @@ impl Store {
         Ok(Filed::Created { code, protocol })
     }
 
-    /// Acknowledgements due now (not sent, next attempt time reached), oldest first.
-    pub fn outbox_due(&self, limit: usize) -> Result<Vec<OutboxItem>> {
+    /// Acknowledgements due now (not sent, next attempt time reached; with `all`, every one
+    /// not sent), oldest first.
+    pub fn outbox_due(&self, limit: usize, all: bool) -> Result<Vec<OutboxItem>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT o.id, t.code, t.protocol_year, t.protocol_number, t.subject, o.to_addr, o.message_id,
                     o.in_reply_to, o.language, o.attempts
              FROM outbox o JOIN tickets t ON t.id = o.ticket_id
-             WHERE o.sent_at IS NULL AND o.next_attempt_at <= ?1 ORDER BY o.id LIMIT ?2",
+             WHERE o.sent_at IS NULL AND (?3 OR o.next_attempt_at <= ?1) ORDER BY o.id LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![now_rfc3339(), limit as i64], |r| {
+        let rows = stmt.query_map(params![now_rfc3339(), limit as i64, all], |r| {
             Ok(OutboxItem {
                 id: r.get(0)?,
                 ticket_code: r.get(1)?,

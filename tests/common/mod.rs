@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: they drive the real `sportello` binary.
 #![allow(dead_code)]
 
+pub mod mail;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

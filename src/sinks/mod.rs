@@ -1,0 +1,3 @@
+//! Where tickets go besides the store. A small closed set: acknowledgements by SMTP.
+
+pub mod smtp;
