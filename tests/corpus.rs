@@ -160,12 +160,36 @@ fn italian_mail_keeps_every_attachment_and_its_text() {
             .iter()
             .map(|d| d["name"].as_str().unwrap())
             .collect();
-        for wanted in e["wire_attachments"].as_array().unwrap() {
+        // Before and after unwrapping signed files: the .p7m and what it holds are both kept.
+        for field in ["wire_attachments", "attachments"] {
+            for wanted in e[field].as_array().unwrap() {
+                assert!(
+                    names.contains(wanted.as_str().unwrap()),
+                    "{}: {wanted} missing from {names:?}",
+                    e["file"]
+                );
+            }
+        }
+        // Every attachment after unwrapping has its text (born-digital, or OCR of a scan).
+        for wanted in e["attachments"].as_array().unwrap() {
+            let doc = t["documents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["name"] == *wanted)
+                .unwrap();
             assert!(
-                names.contains(wanted.as_str().unwrap()),
-                "{}: {wanted} missing from {names:?}",
+                !doc["text"].as_str().unwrap().trim().is_empty(),
+                "{}: no text for {wanted}",
                 e["file"]
             );
+        }
+        // PEC envelopes are `pec` tickets from the original sender; web forms are `webform`.
+        assert_eq!(t["channel"], e["channel"], "{}", e["file"]);
+        assert_eq!(t["sender"]["email"], e["sender"], "{}", e["file"]);
+        for p7m in e["signed_p7m"].as_array().unwrap() {
+            let doc = t["documents"].as_array().unwrap().iter().find(|d| d["name"] == *p7m).unwrap();
+            assert!(doc["signed_by"].as_str().is_some_and(|s| s.contains("CN=")), "{}: {doc}", e["file"]);
         }
         assert!(
             !t["body"].as_str().unwrap().trim().is_empty(),
