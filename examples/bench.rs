@@ -19,6 +19,14 @@ fn main() {
     let texts = request_texts();
     // SPORTELLO_BENCH_ONLY=ocr runs just the OCR benchmarks (they take a few minutes).
     let only = std::env::var("SPORTELLO_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "mail" {
+        println!("== email: parse + extract + store");
+        bench_mail(arg("SPORTELLO_BENCH_MAILS", 10_000), &texts);
+        if only == "mail" {
+            return;
+        }
+        println!();
+    }
     if only.is_empty() || only == "ocr" {
         println!("== OCR");
         bench_ocr(&texts);
@@ -630,4 +638,108 @@ fn bench_ocr(texts: &[(String, String)]) {
         wall.as_secs_f64(),
         100.0 / wall.as_secs_f64()
     );
+}
+
+/// Email: `sportello ingest` of N messages, each with a ~100 KB born-digital PDF attached
+/// (parse, unpack, extract, store): messages/s and peak RSS. Then parsing alone: our
+/// `email::unpack` on one core against Python's `email` package (what peers use) on the same
+/// files, one process.
+fn bench_mail(n: usize, texts: &[(String, String)]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mail");
+    std::fs::create_dir_all(&dir).unwrap();
+    let b64 = |bytes: &[u8]| -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::with_capacity(bytes.len() * 4 / 3 + bytes.len() / 57 * 2 + 4);
+        for (i, c) in bytes.chunks(3).enumerate() {
+            let v = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            for k in 0..4 {
+                out.push(if k <= c.len() { A[(v >> (18 - 6 * k) & 63) as usize] as char } else { '=' });
+            }
+            if i % 19 == 18 {
+                out.push_str("\r\n");
+            }
+        }
+        out
+    };
+    // One ~100 KB PDF per distinct request text, so documents differ.
+    let pdfs: Vec<String> = texts
+        .iter()
+        .take(50)
+        .map(|(subject, body)| {
+            let mut long = String::new();
+            while long.len() < 95_000 {
+                long.push_str(body);
+                long.push('\n');
+            }
+            b64(&letter_pdf(subject, &long))
+        })
+        .collect();
+    for i in 0..n {
+        let (subject, body) = &texts[i % texts.len()];
+        let msg = format!(
+            "From: Cittadino {i} <c{i}@example.it>\r\nTo: urp@comune.example.it\r\nSubject: {subject}\r\n\
+             Message-ID: <bench-{i}@example.it>\r\nDate: Tue, 1 Jun 2010 10:00:00 +0200\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+             {body}\r\nRif. {i}\r\n--b\r\nContent-Type: application/pdf; name=\"domanda-{i}.pdf\"\r\n\
+             Content-Disposition: attachment; filename=\"domanda-{i}.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+            pdfs[i % pdfs.len()]
+        );
+        std::fs::write(dir.join(format!("m{i:05}.eml")), msg).unwrap();
+    }
+    let data = tmp.path().join("data");
+    let (wall, rss, ok) = timed_rss(
+        Command::new("/usr/bin/time")
+            .args(["-f", "maxrss=%M"])
+            .arg(bin())
+            .arg("--data")
+            .arg(&data)
+            .arg("ingest")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null()),
+    );
+    assert!(ok, "ingest failed");
+    println!(
+        "sportello ingest of {n} messages with a ~100 KB PDF each: {:.0} messages/s ({:.1} s), peak RSS {rss:.0} MB",
+        n as f64 / wall.as_secs_f64(),
+        wall.as_secs_f64()
+    );
+    // Parsing alone, one core each.
+    let files: Vec<std::path::PathBuf> = (0..n).map(|i| dir.join(format!("m{i:05}.eml"))).collect();
+    let started = Instant::now();
+    let mut parts = 0;
+    for f in &files {
+        let raw = std::fs::read(f).unwrap();
+        let u = sportello::email::unpack(&raw);
+        parts += u.attachments.len();
+    }
+    let ours = started.elapsed();
+    let script = "import sys, email, email.policy, os\n\
+                  d = sys.argv[1]; n = 0\n\
+                  for name in sorted(os.listdir(d)):\n\
+                  \x20   with open(os.path.join(d, name), 'rb') as fh:\n\
+                  \x20       m = email.message_from_binary_file(fh, policy=email.policy.default)\n\
+                  \x20   for part in m.walk():\n\
+                  \x20       if part.get_filename():\n\
+                  \x20           part.get_content(); n += 1\n\
+                  \x20   b = m.get_body(('plain', 'html'))\n\
+                  \x20   b and b.get_content()\n\
+                  print(n)\n";
+    let started = Instant::now();
+    let py = Command::new("python3").arg("-c").arg(script).arg(&dir).output();
+    let peer = started.elapsed();
+    println!(
+        "parse + unpack alone, one core: sportello {:.0} messages/s ({parts} attachments decoded)",
+        n as f64 / ours.as_secs_f64()
+    );
+    match py {
+        Ok(o) if o.status.success() => {
+            println!(
+                "Python email package (policy.default, attachments and body decoded): {:.0} messages/s",
+                n as f64 / peer.as_secs_f64()
+            );
+            println!("ratio: {:.1}x Python's parsing rate", peer.as_secs_f64() / ours.as_secs_f64());
+        }
+        _ => println!("python3 not available: no peer figure"),
+    }
 }

@@ -1128,15 +1128,8 @@ fn report_outcome(out: &mut Out, store: &Store, outcome: &Outcome, json: bool) -
                 Filed::Duplicate { .. } => "duplicate",
                 Filed::AlreadyFiled { .. } => "already_filed",
                 Filed::Appended { .. } => "appended",
-                Filed::Ignored { .. } => "ignored",
             };
-            if let Filed::Ignored { reason } = filed {
-                if json {
-                    out.json(&serde_json::json!({"file": file, "outcome": kind, "reason": reason}))?;
-                } else {
-                    out.line(&format!("{:<13}  {kind:<13}  {file}  {reason}", "-"))?;
-                }
-            } else if json {
+            if json {
                 let ticket = store.ticket(filed.code())?;
                 out.json(&serde_json::json!({"file": file, "outcome": kind, "ticket": ticket}))?;
             } else {
@@ -1150,7 +1143,6 @@ fn report_outcome(out: &mut Out, store: &Store, outcome: &Outcome, json: bool) -
                     }
                     (Filed::AlreadyFiled { .. }, _) => "already filed".into(),
                     (Filed::Appended { what, .. }, _) => format!("{what} added to this ticket"),
-                    (Filed::Ignored { reason }, _) => reason.clone(),
                 };
                 out.line(&format!("{}  {kind:<13}  {file}  {note}", filed.code()))?;
             }

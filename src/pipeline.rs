@@ -375,6 +375,15 @@ impl ExtractStage {
             }
             t.documents.push(doc);
         }
+        if let Some(pec) = u.pec.as_ref().filter(|p| p.is_receipt()) {
+            // Joins the ticket of the message it is about; only when none holds that message
+            // is it filed on its own, and then a clerk should look.
+            t.attention.push(format!(
+                "PEC receipt ({}) about a message no ticket holds: {}",
+                pec.kind,
+                pec.msgid.as_deref().unwrap_or("no message id")
+            ));
+        }
         if let Some(pec) = u.pec.as_ref().filter(|p| !p.is_receipt()) {
             // The certified sender is the address the office must answer.
             if let Some(sender) = &pec.sender {

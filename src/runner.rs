@@ -418,9 +418,6 @@ fn file_message(
             .map(|f| (f, attention))
             .map_err(|e| e.to_string())
     });
-    if let Ok((Filed::Ignored { reason }, _)) = &result {
-        tracing::warn!(source = %src.cfg.name, "{origin_str}: {reason}");
-    }
     src.finish(&origin_str, result.is_ok());
     Outcome {
         origin: origin.to_path_buf(),

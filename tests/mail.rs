@@ -263,3 +263,53 @@ fn a_pec_message_with_a_signed_attachment_through_imap() {
     let kinds: Vec<&str> = t["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"pec_certified"), "{kinds:?}");
 }
+
+#[test]
+fn a_pec_receipt_is_an_event_on_the_ticket_it_is_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let original = tmp.path().join("domanda.eml");
+    std::fs::write(
+        &original,
+        message("Anna <anna@pec.example.it>", "Domanda contributo", "Testo.", "orig-7@pec.example.it", ""),
+    )
+    .unwrap();
+    let receipt = tmp.path().join("ricevuta.eml");
+    std::fs::write(
+        &receipt,
+        message(
+            "posta-certificata@provider.example.it",
+            "CONSEGNA: Domanda contributo",
+            "Ricevuta di avvenuta consegna.",
+            "rcpt-1@provider.example.it",
+            "X-Ricevuta: avvenuta-consegna\r\nX-Riferimento-Message-ID: <orig-7@pec.example.it>\r\n",
+        ),
+    )
+    .unwrap();
+    let stray = tmp.path().join("ricevuta-sconosciuta.eml");
+    std::fs::write(
+        &stray,
+        message(
+            "posta-certificata@provider.example.it",
+            "ACCETTAZIONE: altro",
+            "Ricevuta di accettazione.",
+            "rcpt-2@provider.example.it",
+            "X-Ricevuta: accettazione\r\nX-Riferimento-Message-ID: <unknown@pec.example.it>\r\n",
+        ),
+    )
+    .unwrap();
+    let first = ok(&data, &["ingest", "--json", original.to_str().unwrap()]).json_lines();
+    let code = first[0]["ticket"]["code"].as_str().unwrap().to_string();
+    let lines = ok(&data, &["ingest", "--json", receipt.to_str().unwrap()]).json_lines();
+    assert_eq!(lines[0]["outcome"], "appended");
+    assert_eq!(lines[0]["ticket"]["code"], code.as_str());
+    let events = lines[0]["ticket"]["events"].as_array().unwrap();
+    let r = events.iter().find(|e| e["kind"] == "pec_receipt").expect("receipt event");
+    assert_eq!(r["detail"]["kind"], "avvenuta-consegna");
+    // A receipt about a message no ticket holds is kept, flagged, never lost.
+    let lines = ok(&data, &["ingest", "--json", stray.to_str().unwrap()]).json_lines();
+    assert_eq!(lines[0]["outcome"], "created");
+    assert_eq!(lines[0]["ticket"]["needs_attention"], true);
+    let kinds: Vec<&str> = lines[0]["ticket"]["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(!kinds.contains(&"ack_queued"));
+}

@@ -298,9 +298,6 @@ pub enum Filed {
     AlreadyFiled { code: String },
     /// A reply, or a PEC receipt, added to the ticket it belongs to.
     Appended { code: String, what: String },
-    /// Nothing to file (a PEC receipt about a message the office never sent); kept in the
-    /// originals store, reported.
-    Ignored { reason: String },
 }
 
 impl Filed {
@@ -310,7 +307,6 @@ impl Filed {
             | Filed::Duplicate { code }
             | Filed::AlreadyFiled { code }
             | Filed::Appended { code, .. } => code,
-            Filed::Ignored { .. } => "",
         }
     }
 }
@@ -1415,14 +1411,9 @@ fn file_into_thread(
             .optional()?)
     };
     if let Some(pec) = mail.pec.as_ref().filter(|p| p.is_receipt()) {
+        // About a message no ticket holds: filed on its own, flagged (nothing is dropped).
         let Some(ticket_id) = pec.msgid.as_deref().map(by_message_id).transpose()?.flatten() else {
-            return Ok(Some(Filed::Ignored {
-                reason: format!(
-                    "PEC receipt ({}) about a message not on any ticket: {}",
-                    pec.kind,
-                    pec.msgid.as_deref().unwrap_or("no message id")
-                ),
-            }));
+            return Ok(None);
         };
         let detail = serde_json::to_value(pec).unwrap_or_default();
         insert_event(tx, ticket_id, now, "sportello", "pec_receipt", &detail)?;
