@@ -451,7 +451,10 @@ fn ms(d: Duration) -> f64 {
 
 fn bin() -> std::path::PathBuf {
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/sportello");
-    assert!(bin.exists(), "build the release binary first (make bench does)");
+    assert!(
+        bin.exists(),
+        "build the release binary first (make bench does)"
+    );
     bin
 }
 
@@ -474,13 +477,21 @@ fn timed_rss(cmd: &mut Command) -> (Duration, f64, bool) {
     let kb: f64 = stderr
         .lines()
         .rev()
-        .find_map(|l| l.trim().strip_prefix("maxrss=").and_then(|v| v.parse().ok()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("maxrss=")
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0.0);
     (wall, kb / 1024.0, out.status.success())
 }
 
 fn pdftotext(path: &Path) -> String {
-    let out = Command::new("pdftotext").arg(path).arg("-").output().expect("pdftotext");
+    let out = Command::new("pdftotext")
+        .arg(path)
+        .arg("-")
+        .output()
+        .expect("pdftotext");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -511,7 +522,11 @@ fn bench_ocr(texts: &[(String, String)]) {
     }
     if n_pages == 0 {
         for (i, (subject, body)) in texts.iter().take(16).enumerate() {
-            let how = if i % 2 == 0 { Scan::FaxFine } else { Scan::Letter };
+            let how = if i % 2 == 0 {
+                Scan::FaxFine
+            } else {
+                Scan::Letter
+            };
             let ext = if how == Scan::Letter { "jpg" } else { "tif" };
             let img = scan(&letter_pdf(subject, body), how, 0).expect("pdftoppm");
             std::fs::write(pages_dir.join(format!("page-{i:02}.{ext}")), img).unwrap();
@@ -593,7 +608,15 @@ fn bench_ocr(texts: &[(String, String)]) {
     let peer_pdf = tmp.path().join("ocrmypdf.pdf");
     let started = Instant::now();
     let peer_ok = Command::new("ocrmypdf")
-        .args(["-q", "-l", "ita+eng", "--output-type", "pdf", "--rotate-pages", "--deskew"])
+        .args([
+            "-q",
+            "-l",
+            "ita+eng",
+            "--output-type",
+            "pdf",
+            "--rotate-pages",
+            "--deskew",
+        ])
         .arg(&fax10)
         .arg(&peer_pdf)
         .status()
@@ -648,20 +671,6 @@ fn bench_mail(n: usize, texts: &[(String, String)]) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("mail");
     std::fs::create_dir_all(&dir).unwrap();
-    let b64 = |bytes: &[u8]| -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::with_capacity(bytes.len() * 4 / 3 + bytes.len() / 57 * 2 + 4);
-        for (i, c) in bytes.chunks(3).enumerate() {
-            let v = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-            for k in 0..4 {
-                out.push(if k <= c.len() { A[(v >> (18 - 6 * k) & 63) as usize] as char } else { '=' });
-            }
-            if i % 19 == 18 {
-                out.push_str("\r\n");
-            }
-        }
-        out
-    };
     // One ~100 KB PDF per distinct request text, so documents differ.
     let pdfs: Vec<String> = texts
         .iter()
@@ -672,7 +681,7 @@ fn bench_mail(n: usize, texts: &[(String, String)]) {
                 long.push_str(body);
                 long.push('\n');
             }
-            b64(&letter_pdf(subject, &long))
+            sportello::testdata::base64_mime(&letter_pdf(subject, &long))
         })
         .collect();
     for i in 0..n {
@@ -726,7 +735,11 @@ fn bench_mail(n: usize, texts: &[(String, String)]) {
                   \x20   b and b.get_content()\n\
                   print(n)\n";
     let started = Instant::now();
-    let py = Command::new("python3").arg("-c").arg(script).arg(&dir).output();
+    let py = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&dir)
+        .output();
     let peer = started.elapsed();
     println!(
         "parse + unpack alone, one core: sportello {:.0} messages/s ({parts} attachments decoded)",
@@ -738,7 +751,10 @@ fn bench_mail(n: usize, texts: &[(String, String)]) {
                 "Python email package (policy.default, attachments and body decoded): {:.0} messages/s",
                 n as f64 / peer.as_secs_f64()
             );
-            println!("ratio: {:.1}x Python's parsing rate", peer.as_secs_f64() / ours.as_secs_f64());
+            println!(
+                "ratio: {:.1}x Python's parsing rate",
+                peer.as_secs_f64() / ours.as_secs_f64()
+            );
         }
         _ => println!("python3 not available: no peer figure"),
     }

@@ -111,7 +111,11 @@ fn main() {
         ),
     );
     // A page with nothing to read: OCR finds no text and says so.
-    write(&fax, "fax_0862999000_20100415-1000.tif", &fax_tiff(1728, 400, 1));
+    write(
+        &fax,
+        "fax_0862999000_20100415-1000.tif",
+        &fax_tiff(1728, 400, 1),
+    );
     write(
         &fax,
         "fax_0862300111_20100414-1130.pdf",

@@ -27,7 +27,10 @@ fn main() {
     );
     let cases = cases(&corpus);
     if cases.is_empty() {
-        eprintln!("no OCR ground truth under {}; nothing to measure", corpus.display());
+        eprintln!(
+            "no OCR ground truth under {}; nothing to measure",
+            corpus.display()
+        );
         return;
     }
     let cache = PathBuf::from("target/ocr-cli-cache");
@@ -76,12 +79,24 @@ fn main() {
     println!("{:<22} {:>5} {:>7} {:>7}", "group", "files", "ours", "cli");
     let (mut ta, mut tb, mut tn) = (0.0, 0.0, 0);
     for (g, (a, b, n)) in &groups {
-        println!("{:<22} {:>5} {:>7.4} {:>7.4}", g, n, a / *n as f64, b / *n as f64);
+        println!(
+            "{:<22} {:>5} {:>7.4} {:>7.4}",
+            g,
+            n,
+            a / *n as f64,
+            b / *n as f64
+        );
         ta += a;
         tb += b;
         tn += n;
     }
-    println!("{:<22} {:>5} {:>7.4} {:>7.4}", "all", tn, ta / tn as f64, tb / tn as f64);
+    println!(
+        "{:<22} {:>5} {:>7.4} {:>7.4}",
+        "all",
+        tn,
+        ta / tn as f64,
+        tb / tn as f64
+    );
 }
 
 fn cases(corpus: &Path) -> Vec<Case> {
@@ -123,7 +138,9 @@ fn cases(corpus: &Path) -> Vec<Case> {
             let is_scan = ["pdf-scan", "pdf-fax", "img-scan", "img-fax"]
                 .iter()
                 .any(|p| name.starts_with(p));
-            let gt = corpus.join(name.rsplit_once('.').map_or(name, |(s, _)| s)).with_extension("gt.txt");
+            let gt = corpus
+                .join(name.rsplit_once('.').map_or(name, |(s, _)| s))
+                .with_extension("gt.txt");
             if is_scan && gt.exists() {
                 out.push(Case {
                     group: "public scans (en)".into(),
@@ -139,7 +156,9 @@ fn cases(corpus: &Path) -> Vec<Case> {
 /// The `tesseract` CLI's text for a file (PDFs rendered by pdftoppm at 300 dpi first, as
 /// the CLI does not read PDF), cached.
 fn cli_text(file: &Path, ft: FileType, cache: &Path) -> String {
-    let key = cache.join(file.file_name().unwrap()).with_extension("cli.txt");
+    let key = cache
+        .join(file.file_name().unwrap())
+        .with_extension("cli.txt");
     if let Ok(t) = std::fs::read_to_string(&key) {
         return t;
     }

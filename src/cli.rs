@@ -402,7 +402,11 @@ fn ocr_command(
         .map(|p| p.page)
         .collect();
     if pages.is_empty() {
-        bail!("{}: no pages to OCR in this {} file", file.display(), file_type.mime());
+        bail!(
+            "{}: no pages to OCR in this {} file",
+            file.display(),
+            file_type.mime()
+        );
     }
     let opts = crate::ocr::OcrOptions {
         languages,
@@ -418,7 +422,10 @@ fn ocr_command(
                 .with_context(|| format!("cannot write {}", path.display()))?,
             None => eprintln!(
                 "sportello: no searchable PDF: {}",
-                result.pdf_error.as_deref().unwrap_or("no page was recognised")
+                result
+                    .pdf_error
+                    .as_deref()
+                    .unwrap_or("no page was recognised")
             ),
         }
     }

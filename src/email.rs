@@ -139,7 +139,11 @@ fn header<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
         .headers()
         .iter()
         .find(|h| h.name.as_str().eq_ignore_ascii_case(name))
-        .and_then(|h| message.raw_message().get(h.offset_start as usize..h.offset_end as usize))
+        .and_then(|h| {
+            message
+                .raw_message()
+                .get(h.offset_start as usize..h.offset_end as usize)
+        })
         .and_then(|raw| std::str::from_utf8(raw).ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
@@ -165,9 +169,15 @@ fn pec_facts(message: &Message, attachments: &[Attachment]) -> Option<Pec> {
     let date = match (xml_tag(&xml, "giorno"), xml_tag(&xml, "ora")) {
         (Some(day), Some(time)) => {
             let zone = xml_attr(&xml, "data", "zona").unwrap_or_else(|| "+0100".into());
-            chrono::DateTime::parse_from_str(&format!("{day} {time} {zone}"), "%d/%m/%Y %H:%M:%S %z")
-                .ok()
-                .map(|d| d.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            chrono::DateTime::parse_from_str(
+                &format!("{day} {time} {zone}"),
+                "%d/%m/%Y %H:%M:%S %z",
+            )
+            .ok()
+            .map(|d| {
+                d.with_timezone(&chrono::Utc)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            })
         }
         _ => None,
     };
@@ -197,7 +207,8 @@ fn unwrap_pec_envelope(out: &mut Unpacked) {
         .or_else(|| out.attachments.iter().find(|a| a.mime == "message/rfc822"))
         .map(|a| a.bytes.clone())
     else {
-        out.problems.push("PEC envelope without the original message (postacert.eml)".into());
+        out.problems
+            .push("PEC envelope without the original message (postacert.eml)".into());
         return;
     };
     let inner = unpack(&inner_raw);
@@ -205,7 +216,8 @@ fn unwrap_pec_envelope(out: &mut Unpacked) {
         .attachments
         .drain(..)
         .filter(|a| {
-            a.name.eq_ignore_ascii_case("daticert.xml") || a.name.eq_ignore_ascii_case("postacert.eml")
+            a.name.eq_ignore_ascii_case("daticert.xml")
+                || a.name.eq_ignore_ascii_case("postacert.eml")
         })
         .take(2)
         .collect();
@@ -216,7 +228,10 @@ fn unwrap_pec_envelope(out: &mut Unpacked) {
         attachments: kept.into_iter().chain(inner.attachments).collect(),
         pec,
         date: inner.date.or(envelope_date),
-        problems: envelope_problems.into_iter().chain(inner.problems).collect(),
+        problems: envelope_problems
+            .into_iter()
+            .chain(inner.problems)
+            .collect(),
         ..inner
     };
     // The certified sender is who the office answers, whatever the inner From says.
@@ -240,7 +255,10 @@ fn no_auto_reply(message: &Message, u: &Unpacked) -> Option<String> {
         }
     }
     if let Some(v) = header(message, "Precedence") {
-        if ["bulk", "list", "junk"].iter().any(|p| v.eq_ignore_ascii_case(p)) {
+        if ["bulk", "list", "junk"]
+            .iter()
+            .any(|p| v.eq_ignore_ascii_case(p))
+        {
             return Some(format!("Precedence: {v}"));
         }
     }
@@ -249,9 +267,14 @@ fn no_auto_reply(message: &Message, u: &Unpacked) -> Option<String> {
         if name.len() > 5 && name[..5].eq_ignore_ascii_case("List-") {
             return Some(format!("mailing list ({name})"));
         }
-        if ["X-Loop", "X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"]
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n))
+        if [
+            "X-Loop",
+            "X-Autoreply",
+            "X-Autorespond",
+            "X-Auto-Response-Suppress",
+        ]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n))
         {
             return Some(format!("{name} header"));
         }
@@ -259,18 +282,28 @@ fn no_auto_reply(message: &Message, u: &Unpacked) -> Option<String> {
     if header(message, "Return-Path").is_some_and(|v| v.trim_matches(['<', '>', ' ']).is_empty()) {
         return Some("bounce (null sender)".into());
     }
-    if message
-        .content_type()
-        .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")))
-    {
+    if message.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+    }) {
         return Some("delivery or disposition report".into());
     }
     let from = u.from_address.as_deref().unwrap_or_default();
-    let local = from.split('@').next().unwrap_or_default().to_ascii_lowercase();
+    let local = from
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     if local == "mailer-daemon" || local == "postmaster" {
         return Some(format!("bounce (from {local})"));
     }
-    let reply_to = if is_no_reply(from) { u.reply_to.as_deref() } else { Some(from) };
+    let reply_to = if is_no_reply(from) {
+        u.reply_to.as_deref()
+    } else {
+        Some(from)
+    };
     match reply_to {
         None | Some("") => Some("no address to answer".into()),
         Some(a) if is_no_reply(a) => Some(format!("no-reply address {a}")),

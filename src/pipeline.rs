@@ -80,7 +80,9 @@ impl Processor {
         let mut stages: Vec<Box<dyn Stage>> = Vec::new();
         for stage in &pipeline.stages {
             match stage {
-                StageConfig::Extract(cfg) => stages.push(Box::new(ExtractStage { cfg: cfg.clone() })),
+                StageConfig::Extract(cfg) => {
+                    stages.push(Box::new(ExtractStage { cfg: cfg.clone() }))
+                }
                 StageConfig::Ocr(cfg) => stages.push(Box::new(OcrStage {
                     opts: crate::ocr::OcrOptions {
                         languages: cfg.languages.clone(),
@@ -96,9 +98,13 @@ impl Processor {
                 }
             }
         }
-        let ack = pipeline.sinks.iter().find_map(|s| match s {
-            crate::config::SinkConfig::SmtpAck(a) => Some(a.clone()),
-        });
+        let ack = pipeline
+            .sinks
+            .iter()
+            .map(|s| match s {
+                crate::config::SinkConfig::SmtpAck(a) => a.clone(),
+            })
+            .next();
         Ok(Processor {
             stages,
             blobs,
@@ -184,7 +190,13 @@ impl Processor {
                     to,
                     language: cfg.language.clone().unwrap_or_else(|| "it".into()),
                     max_per_hour: cfg.max_per_hour.unwrap_or(5),
-                    domain: cfg.from.rsplit('@').next().unwrap_or("localhost").trim_end_matches('>').to_string(),
+                    domain: cfg
+                        .from
+                        .rsplit('@')
+                        .next()
+                        .unwrap_or("localhost")
+                        .trim_end_matches('>')
+                        .to_string(),
                 });
             }
             _ => mail.no_auto_reply = Some("no address to answer".into()),
@@ -351,7 +363,12 @@ impl ExtractStage {
                 StageError::Failed(format!("cannot keep attachment {}: {e}", a.name))
             })?;
             if crate::signed::is_p7m_name(&a.name) || a.mime == "application/pkcs7-mime" {
-                let p7m = NewDocument::original(a.name.clone(), "application/pkcs7-mime", sha, bytes.len() as u64);
+                let p7m = NewDocument::original(
+                    a.name.clone(),
+                    "application/pkcs7-mime",
+                    sha,
+                    bytes.len() as u64,
+                );
                 self.unwrap_signed(t, p7m, &bytes, blobs)?;
                 continue;
             }
@@ -398,7 +415,6 @@ impl ExtractStage {
     }
 }
 
-
 /// A web form's notification: sent from a no-reply address for the citizen (in Reply-To),
 /// the body a list of `Field: value` lines.
 fn is_web_form(u: &email::Unpacked) -> bool {
@@ -407,9 +423,17 @@ fn is_web_form(u: &email::Unpacked) -> bool {
         .lines()
         .filter(|l| {
             let l = l.trim_start().to_lowercase();
-            ["nome:", "cognome:", "e-mail:", "email:", "telefono:", "oggetto:", "messaggio:"]
-                .iter()
-                .any(|f| l.starts_with(f))
+            [
+                "nome:",
+                "cognome:",
+                "e-mail:",
+                "email:",
+                "telefono:",
+                "oggetto:",
+                "messaggio:",
+            ]
+            .iter()
+            .any(|f| l.starts_with(f))
         })
         .count();
     u.from_address.as_deref().is_some_and(email::is_no_reply) && u.reply_to.is_some() && fields >= 3
@@ -442,7 +466,8 @@ impl ExtractStage {
                     StageError::Failed(format!("cannot keep the content of {name}: {e}"))
                 })?;
                 let file_type = extract::sniff(&inner, &inner_name);
-                let mut doc = NewDocument::original(inner_name, file_type.mime(), sha, inner.len() as u64);
+                let mut doc =
+                    NewDocument::original(inner_name, file_type.mime(), sha, inner.len() as u64);
                 doc.doc.signed_by = Some(signers);
                 match file_type {
                     FileType::Unknown => {}
@@ -455,7 +480,8 @@ impl ExtractStage {
                 t.documents.push(doc);
             }
             Err(e) => {
-                t.attention.push(format!("{name}: signed file cannot be opened: {e}"));
+                t.attention
+                    .push(format!("{name}: signed file cannot be opened: {e}"));
                 p7m.doc.error = Some(format!("signed file cannot be opened: {e}"));
                 t.documents.push(p7m);
             }
@@ -520,7 +546,10 @@ impl Stage for OcrStage {
         let mut documents = Vec::with_capacity(work.ticket.documents.len() + 1);
         let mut reasons = Vec::new();
         let mut body_changed = false;
-        for (i, mut doc) in std::mem::take(&mut work.ticket.documents).into_iter().enumerate() {
+        for (i, mut doc) in std::mem::take(&mut work.ticket.documents)
+            .into_iter()
+            .enumerate()
+        {
             let pending = doc.doc.pages_needing_ocr.clone();
             if pending.is_empty() || doc.doc.kind != crate::model::DocumentKind::Original {
                 documents.push(doc);
@@ -594,7 +623,10 @@ impl OcrStage {
             page.rotation = Some(p.rotation);
             confidences.push(p.confidence);
             if p.text.trim().is_empty() {
-                reasons.push(format!("{name} page {}: OCR found no text (blank page?)", p.page));
+                reasons.push(format!(
+                    "{name} page {}: OCR found no text (blank page?)",
+                    p.page
+                ));
             } else if p.confidence < self.min_confidence {
                 reasons.push(format!(
                     "{name} page {}: OCR confidence {:.0} below {:.0}, check the text",
@@ -632,8 +664,12 @@ impl OcrStage {
             }
         };
         let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
-        let mut digitised =
-            NewDocument::original(format!("{stem}.ocr.pdf"), "application/pdf", sha, pdf.len() as u64);
+        let mut digitised = NewDocument::original(
+            format!("{stem}.ocr.pdf"),
+            "application/pdf",
+            sha,
+            pdf.len() as u64,
+        );
         digitised.doc.kind = crate::model::DocumentKind::Digitised;
         digitised.doc.pages = doc.doc.pages;
         Some(digitised)

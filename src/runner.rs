@@ -201,9 +201,11 @@ pub fn run(
         let idx = sources.len();
         match s {
             SourceConfig::Folder(f) => sources.push(Source::Folder(FolderSource::new(f.clone())?)),
-            SourceConfig::Imap(i) => {
-                sources.push(Source::Imap(ImapSource::start(i.clone(), wake_tx.clone(), idx)?))
-            }
+            SourceConfig::Imap(i) => sources.push(Source::Imap(ImapSource::start(
+                i.clone(),
+                wake_tx.clone(),
+                idx,
+            )?)),
         }
     }
     if sources.is_empty() {
@@ -371,7 +373,9 @@ pub fn ack_sender(pipeline: &Pipeline, store: &Store) -> Result<Option<AckSender
         .sinks
         .iter()
         .map(|s| match s {
-            crate::config::SinkConfig::SmtpAck(cfg) => AckSender::new(cfg, &dir, pipeline.office.as_deref()),
+            crate::config::SinkConfig::SmtpAck(cfg) => {
+                AckSender::new(cfg, &dir, pipeline.office.as_deref())
+            }
         })
         .next()
         .transpose()
@@ -379,7 +383,13 @@ pub fn ack_sender(pipeline: &Pipeline, store: &Store) -> Result<Option<AckSender
 
 /// Sends due acknowledgements every few seconds on a store connection of its own, until the
 /// run ends; then one last round that tries everything still pending.
-fn deliver_acks(acks: &AckSender, data_dir: &Path, stop: &AtomicBool, done: &AtomicBool, once: bool) {
+fn deliver_acks(
+    acks: &AckSender,
+    data_dir: &Path,
+    stop: &AtomicBool,
+    done: &AtomicBool,
+    once: bool,
+) {
     let mut store = match Store::open(data_dir) {
         Ok(s) => s,
         Err(e) => {

@@ -195,7 +195,10 @@ fn signed_data(der: &[u8]) -> Result<(Vec<u8>, Vec<String>), String> {
     if oid.body != SIGNED_DATA {
         return Err(not_signed());
     }
-    let signed = children(explicit, 1)?.into_iter().next().ok_or_else(not_signed)?;
+    let signed = children(explicit, 1)?
+        .into_iter()
+        .next()
+        .ok_or_else(not_signed)?;
     let fields = children(&signed, 2)?;
     // version, digestAlgorithms, encapContentInfo, [0] certificates, [1] crls, signerInfos
     let encap = fields.get(2).ok_or_else(not_signed)?;

@@ -249,9 +249,24 @@ pub fn scan(pdf: &[u8], how: Scan, quarters: u32) -> Result<Vec<u8>, String> {
         Scan::FaxNormal => (204, 98),
         Scan::Letter => (300, 300),
     };
-    let colour = if how == Scan::Letter { "-gray" } else { "-mono" };
+    let colour = if how == Scan::Letter {
+        "-gray"
+    } else {
+        "-mono"
+    };
     let mut child = std::process::Command::new("pdftoppm")
-        .args([colour, "-rx", &rx.to_string(), "-ry", &ry.to_string(), "-f", "1", "-l", "1", "-"])
+        .args([
+            colour,
+            "-rx",
+            &rx.to_string(),
+            "-ry",
+            &ry.to_string(),
+            "-f",
+            "1",
+            "-l",
+            "1",
+            "-",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -260,12 +275,16 @@ pub fn scan(pdf: &[u8], how: Scan, quarters: u32) -> Result<Vec<u8>, String> {
     let mut stdin = child.stdin.take().ok_or("pdftoppm: no stdin")?;
     let bytes = pdf.to_vec();
     let feeder = std::thread::spawn(move || stdin.write_all(&bytes));
-    let out = child.wait_with_output().map_err(|e| format!("pdftoppm: {e}"))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("pdftoppm: {e}"))?;
     let _ = feeder.join();
     let mut pix = crate::ocr::engine::Pix::read_mem(&out.stdout).ok_or("pdftoppm gave no image")?;
     pix.set_resolution(rx, ry);
     if quarters % 4 != 0 {
-        pix = pix.rotated_quarters(quarters % 4).ok_or("cannot turn the page")?;
+        pix = pix
+            .rotated_quarters(quarters % 4)
+            .ok_or("cannot turn the page")?;
     }
     match how {
         Scan::Letter => pix.to_jpeg(80),
@@ -278,8 +297,8 @@ pub fn scan(pdf: &[u8], how: Scan, quarters: u32) -> Result<Vec<u8>, String> {
 /// scanner software makes them: no text layer.
 pub fn jpeg_pdf(jpeg: &[u8]) -> Vec<u8> {
     use lopdf::{dictionary, Document, Object, Stream};
-    let (width, height) = crate::ocr::engine::Pix::header(jpeg, None)
-        .map_or((0, 0), |h| (h.width, h.height));
+    let (width, height) =
+        crate::ocr::engine::Pix::header(jpeg, None).map_or((0, 0), |h| (h.width, h.height));
     let mut doc = Document::with_version("1.4");
     let pages_id = doc.new_object_id();
     let image = Stream::new(
@@ -405,4 +424,26 @@ fn tiff_strip(t: &[u8]) -> Option<TiffStrip> {
         photometric: *tags.get(&262).unwrap_or(&0),
         data: t.get(offset..offset + len)?.to_vec(),
     })
+}
+
+/// Base64 as MIME bodies carry it: lines of 76 characters, CRLF-separated.
+pub fn base64_mime(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len() * 4 / 3 + bytes.len() / 57 * 2 + 4);
+    for (i, c) in bytes.chunks(3).enumerate() {
+        let v = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for k in 0..4 {
+            out.push(if k <= c.len() {
+                A[(v >> (18 - 6 * k) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+        if i % 19 == 18 {
+            out.push_str("\r\n");
+        }
+    }
+    out
 }

@@ -37,7 +37,10 @@ fn filed_tickets_get_a_topic_office_and_reason_and_corrections_are_events() {
     assert!(gas["topic_confidence"].as_f64().unwrap() > 0.5);
     assert_eq!(by_file("lettera-macerie.pdf")["topic"], "waste");
     // The request (the allowance) decides, not the background (the house is unusable).
-    assert_eq!(by_file("lettera-contributo-autonoma-sistemazione.pdf")["topic"], "housing");
+    assert_eq!(
+        by_file("lettera-contributo-autonoma-sistemazione.pdf")["topic"],
+        "housing"
+    );
     assert_eq!(by_file("richiesta-tari.eml")["topic"], "taxes_benefits");
     assert_eq!(by_file("orari-ufficio.eml")["topic"], "general_info");
     // Nothing readable: unsorted, for a clerk.

@@ -213,7 +213,10 @@ fn search_forgives_accents_and_word_endings() {
         .find(|h| h["subject"] == "Richiesta allacciamento gas modulo abitativo")
         .unwrap();
     assert!(
-        gas["snippet"].as_str().unwrap().contains("**allacciamento**"),
+        gas["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("**allacciamento**"),
         "{gas}"
     );
     let none = sportello(data, &["search", "  "]);

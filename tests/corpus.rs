@@ -196,8 +196,17 @@ fn italian_mail_keeps_every_attachment_and_its_text() {
         assert_eq!(t["channel"], e["channel"], "{}", e["file"]);
         assert_eq!(t["sender"]["email"], e["sender"], "{}", e["file"]);
         for p7m in e["signed_p7m"].as_array().unwrap() {
-            let doc = t["documents"].as_array().unwrap().iter().find(|d| d["name"] == *p7m).unwrap();
-            assert!(doc["signed_by"].as_str().is_some_and(|s| s.contains("CN=")), "{}: {doc}", e["file"]);
+            let doc = t["documents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["name"] == *p7m)
+                .unwrap();
+            assert!(
+                doc["signed_by"].as_str().is_some_and(|s| s.contains("CN=")),
+                "{}: {doc}",
+                e["file"]
+            );
         }
         assert!(
             !t["body"].as_str().unwrap().trim().is_empty(),

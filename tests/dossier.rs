@@ -298,29 +298,32 @@ fn tickets_from_the_same_sender_in_the_dev_mail_share_a_dossier() {
     let tickets: Vec<&serde_json::Value> = lines
         .iter()
         .map(|l| &l["ticket"])
-        .filter(|t| t.is_object())
+        .filter(|t| t.is_object() && t["sender"]["email"].is_string())
         .collect();
+    // The dev set has one message per citizen (PEC envelopes count under the citizen, not
+    // the provider): each writes again, about something else, and the new ticket must
+    // find the first in its dossier.
     let mut pairs = 0;
-    for a in &tickets {
-        for b in &tickets {
-            let (ea, eb) = (&a["sender"]["email"], &b["sender"]["email"]);
-            if a["code"] == b["code"] || ea.is_null() || ea != eb {
-                continue;
-            }
-            let dossier = ok(
-                tmp.path(),
-                &["dossier", a["code"].as_str().unwrap(), "--json"],
-            )
-            .json_lines();
-            assert!(
-                dossier.iter().any(|l| l["code"] == b["code"]),
-                "{} and {} share {ea} but not a dossier",
-                a["code"],
-                b["code"]
-            );
-            pairs += 1;
-        }
+    for (i, first) in tickets.iter().enumerate().take(5) {
+        let sender = first["sender"]["email"].as_str().unwrap();
+        let again = tmp.path().join(format!("again-{i}.eml"));
+        std::fs::write(
+            &again,
+            format!(
+                "From: {sender}\r\nTo: urp@comune.laquila.it\r\nSubject: Altra richiesta\r\n\
+                 Message-ID: <again-{i}@example.it>\r\n\r\nVorrei sapere gli orari dell'ufficio.\r\n"
+            ),
+        )
+        .unwrap();
+        let new = ok(tmp.path(), &["ingest", "--json", again.to_str().unwrap()]).json_lines();
+        let code = new[0]["ticket"]["code"].as_str().unwrap();
+        let dossier = ok(tmp.path(), &["dossier", code, "--json"]).json_lines();
+        assert!(
+            dossier.iter().any(|l| l["code"] == first["code"]),
+            "{code} and {} share {sender} but not a dossier",
+            first["code"]
+        );
+        pairs += 1;
     }
-    eprintln!("{pairs} same-sender pairs checked");
-    assert!(pairs > 0, "no two dev messages from the same sender");
+    assert!(pairs > 0, "no dev messages with a sender");
 }

@@ -42,9 +42,16 @@ fn message(from: &str, subject: &str, body: &str, id: &str, extra: &str) -> Vec<
 
 fn header(raw: &[u8], name: &str) -> Option<String> {
     let text = String::from_utf8_lossy(raw);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default().replace("\r\n ", " ");
+    let head = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .replace("\r\n ", " ");
     head.lines()
-        .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
         .map(|l| l[name.len() + 1..].trim().to_string())
 }
 
@@ -55,7 +62,9 @@ fn tickets(data: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn inbox_to_tickets_acknowledgements_threads_and_no_loops() {
     let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(servers) = MailServers::start(&["urp", "mario", "robot"]) else { return };
+    let Some(servers) = MailServers::start(&["urp", "mario", "robot"]) else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let pipeline = servers.pipeline(tmp.path(), "urp");
@@ -74,27 +83,60 @@ fn inbox_to_tickets_acknowledgements_threads_and_no_loops() {
     servers.append(
         "urp",
         "INBOX",
-        &message("robot@localhost", "Fuori ufficio", "Sono in ferie.", "auto-1@localhost", "Auto-Submitted: auto-replied\r\n"),
+        &message(
+            "robot@localhost",
+            "Fuori ufficio",
+            "Sono in ferie.",
+            "auto-1@localhost",
+            "Auto-Submitted: auto-replied\r\n",
+        ),
     );
     servers.append(
         "urp",
         "INBOX",
-        &message("MAILER-DAEMON@localhost", "Undelivered Mail", "Delivery failed.", "bounce-1@localhost", "Return-Path: <>\r\n"),
+        &message(
+            "MAILER-DAEMON@localhost",
+            "Undelivered Mail",
+            "Delivery failed.",
+            "bounce-1@localhost",
+            "Return-Path: <>\r\n",
+        ),
     );
     // Not a message at all: a ticket flagged for a clerk, the raw bytes kept.
-    servers.append("urp", "INBOX", b"\x00\x01garbage that is not an email\xff\xfe");
+    servers.append(
+        "urp",
+        "INBOX",
+        b"\x00\x01garbage that is not an email\xff\xfe",
+    );
 
     let lines = run_once(&data, &pipeline);
     assert_eq!(lines.len(), 5, "{lines:?}");
-    let outcomes: Vec<&str> = lines.iter().map(|l| l["outcome"].as_str().unwrap()).collect();
-    assert_eq!(outcomes.iter().filter(|o| **o == "created").count(), 4, "{outcomes:?}");
-    assert_eq!(outcomes.iter().filter(|o| **o == "duplicate").count(), 1, "{outcomes:?}");
+    let outcomes: Vec<&str> = lines
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "created").count(),
+        4,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "duplicate").count(),
+        1,
+        "{outcomes:?}"
+    );
     let all = tickets(&data);
-    let mario = all.iter().find(|t| t["subject"] == "Allaccio gas modulo abitativo").unwrap();
+    let mario = all
+        .iter()
+        .find(|t| t["subject"] == "Allaccio gas modulo abitativo")
+        .unwrap();
     let code = mario["code"].as_str().unwrap().to_string();
     assert_eq!(mario["channel"], "email");
     assert_eq!(mario["documents"][0]["mime"], "message/rfc822");
-    let garbage = all.iter().find(|t| t["needs_attention"] == true && t["sender"]["email"].is_null()).expect("flagged ticket");
+    let garbage = all
+        .iter()
+        .find(|t| t["needs_attention"] == true && t["sender"]["email"].is_null())
+        .expect("flagged ticket");
     assert_eq!(garbage["documents"].as_array().unwrap().len(), 1);
 
     // Filed messages left the inbox for the configured folder.
@@ -106,8 +148,14 @@ fn inbox_to_tickets_acknowledgements_threads_and_no_loops() {
     assert_eq!(acks.len(), 1, "{}", servers.log("smtpd.out"));
     let ack = &acks[0];
     assert!(header(ack, "Subject").unwrap().contains(&code));
-    assert_eq!(header(ack, "Auto-Submitted").as_deref(), Some("auto-replied"));
-    assert_eq!(header(ack, "In-Reply-To").as_deref(), Some("<req-1@localhost>"));
+    assert_eq!(
+        header(ack, "Auto-Submitted").as_deref(),
+        Some("auto-replied")
+    );
+    assert_eq!(
+        header(ack, "In-Reply-To").as_deref(),
+        Some("<req-1@localhost>")
+    );
     let text = String::from_utf8_lossy(ack);
     assert!(text.contains(mario["protocol"].as_str().unwrap()), "{text}");
     // The robot and the mailer daemon got nothing.
@@ -126,16 +174,35 @@ fn inbox_to_tickets_acknowledgements_threads_and_no_loops() {
     ok(&data, &["tickets", "status", &code, "waiting"]);
     servers.append("urp", "INBOX", &reply);
     // A stranger quoting Mario's code cannot write into his ticket.
-    let stranger = message("robot@localhost", &format!("[{code}] altro"), "Testo.", "req-3@localhost", "");
+    let stranger = message(
+        "robot@localhost",
+        &format!("[{code}] altro"),
+        "Testo.",
+        "req-3@localhost",
+        "",
+    );
     servers.append("urp", "INBOX", &stranger);
     let lines = run_once(&data, &pipeline);
-    let mut outcomes: Vec<&str> = lines.iter().map(|l| l["outcome"].as_str().unwrap()).collect();
+    let mut outcomes: Vec<&str> = lines
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap())
+        .collect();
     outcomes.sort();
     assert_eq!(outcomes, ["appended", "created"], "{lines:?}");
-    let t = ok(&data, &["tickets", "show", &code, "--json"]).json_lines().remove(0);
+    let t = ok(&data, &["tickets", "show", &code, "--json"])
+        .json_lines()
+        .remove(0);
     assert_eq!(t["status"], "in_progress");
-    let kinds: Vec<&str> = t["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"message_received") && kinds.contains(&"ack_sent"), "{kinds:?}");
+    let kinds: Vec<&str> = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"message_received") && kinds.contains(&"ack_sent"),
+        "{kinds:?}"
+    );
     // No second acknowledgement for a reply.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(servers.messages("mario", "INBOX").len(), 1);
@@ -144,7 +211,9 @@ fn inbox_to_tickets_acknowledgements_threads_and_no_loops() {
 #[test]
 fn smtp_outage_delays_acknowledgements_and_each_arrives_once() {
     let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(mut servers) = MailServers::start(&["urp", "anna"]) else { return };
+    let Some(mut servers) = MailServers::start(&["urp", "anna"]) else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let pipeline = servers.pipeline(tmp.path(), "urp");
@@ -153,14 +222,26 @@ fn smtp_outage_delays_acknowledgements_and_each_arrives_once() {
         servers.append(
             "urp",
             "INBOX",
-            &message("anna@localhost", &format!("Richiesta {i}"), "Testo della richiesta.", &format!("anna-{i}@localhost"), ""),
+            &message(
+                "anna@localhost",
+                &format!("Richiesta {i}"),
+                "Testo della richiesta.",
+                &format!("anna-{i}@localhost"),
+                "",
+            ),
         );
     }
     let lines = run_once(&data, &pipeline);
     assert_eq!(lines.len(), 2);
     let failed = tickets(&data)
         .iter()
-        .filter(|t| t["events"].as_array().unwrap().iter().any(|e| e["kind"] == "ack_failed"))
+        .filter(|t| {
+            t["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "ack_failed")
+        })
         .count();
     assert!(failed >= 1, "the failure is on the ticket");
     assert!(servers.messages("anna", "INBOX").is_empty());
@@ -169,22 +250,29 @@ fn smtp_outage_delays_acknowledgements_and_each_arrives_once() {
     run_once(&data, &pipeline);
     let acks = servers.wait_messages("anna", "INBOX", 2, Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(servers.messages("anna", "INBOX").len(), 2, "each acknowledgement once: {acks:?}");
+    assert_eq!(
+        servers.messages("anna", "INBOX").len(),
+        2,
+        "each acknowledgement once: {acks:?}"
+    );
 }
 
 #[test]
 fn a_dropped_imap_connection_loses_nothing_and_files_nothing_twice() {
     let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(mut servers) = MailServers::start(&["urp", "luca"]) else { return };
+    let Some(mut servers) = MailServers::start(&["urp", "luca"]) else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let pipeline = servers.pipeline(tmp.path(), "urp");
     // Large enough that the server dies while messages are being fetched.
-    let pdf = sportello::testdata::letter_pdf("Domanda", &"Testo della domanda di contributo. ".repeat(2000));
+    let pdf = sportello::testdata::letter_pdf(
+        "Domanda",
+        &"Testo della domanda di contributo. ".repeat(2000),
+    );
     let n = 20;
     for i in 0..n {
-        let mut m = message("luca@localhost", &format!("Domanda {i}"), "In allegato.", &format!("luca-{i}@localhost"), "");
-        m.extend_from_slice(b"\r\n");
         let mut attached = format!(
             "From: luca@localhost\r\nTo: urp@localhost\r\nSubject: Domanda {i}\r\nMessage-ID: <luca-{i}@localhost>\r\n\
              MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
@@ -192,9 +280,8 @@ fn a_dropped_imap_connection_loses_nothing_and_files_nothing_twice() {
              Content-Transfer-Encoding: base64\r\n\r\n"
         )
         .into_bytes();
-        attached.extend(base64_lines(&pdf));
+        attached.extend(sportello::testdata::base64_mime(&pdf).into_bytes());
         attached.extend_from_slice(b"\r\n--b--\r\n");
-        let _ = m;
         servers.append("urp", "INBOX", &attached);
     }
     let mut runner = Command::new(bin())
@@ -207,7 +294,10 @@ fn a_dropped_imap_connection_loses_nothing_and_files_nothing_twice() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_for(Duration::from_secs(30), || !tickets(&data).is_empty()), "nothing filed");
+    assert!(
+        wait_for(Duration::from_secs(30), || !tickets(&data).is_empty()),
+        "nothing filed"
+    );
     servers.stop_dovecot();
     std::thread::sleep(Duration::from_millis(1500));
     servers.start_dovecot();
@@ -219,33 +309,23 @@ fn a_dropped_imap_connection_loses_nothing_and_files_nothing_twice() {
     assert!(done, "after the restart: {} tickets", tickets(&data).len());
     let all = tickets(&data);
     assert_eq!(all.len(), n, "every message once");
-    let mut subjects: Vec<String> = all.iter().map(|t| t["subject"].as_str().unwrap().to_string()).collect();
+    let mut subjects: Vec<String> = all
+        .iter()
+        .map(|t| t["subject"].as_str().unwrap().to_string())
+        .collect();
     subjects.sort();
     subjects.dedup();
     assert_eq!(subjects.len(), n);
     assert_eq!(servers.messages("urp", "Protocollati").len(), n);
 }
 
-fn base64_lines(bytes: &[u8]) -> Vec<u8> {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    for (i, c) in bytes.chunks(3).enumerate() {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for k in 0..4 {
-            out.push(if k <= c.len() { A[(n >> (18 - 6 * k) & 63) as usize] } else { b'=' });
-        }
-        if i % 19 == 18 {
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out
-}
-
 #[test]
 fn a_pec_message_with_a_signed_attachment_through_imap() {
     let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
     let Some(corpus) = corpus() else { return };
-    let Some(servers) = MailServers::start(&["urp"]) else { return };
+    let Some(servers) = MailServers::start(&["urp"]) else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let pipeline = servers.pipeline(tmp.path(), "urp");
@@ -257,10 +337,24 @@ fn a_pec_message_with_a_signed_attachment_through_imap() {
     assert_eq!(t["sender"]["email"], "rdinino@pec.it");
     let docs = t["documents"].as_array().unwrap();
     let names: Vec<&str> = docs.iter().map(|d| d["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"domanda.pdf.p7m") && names.contains(&"domanda.pdf"), "{names:?}");
+    assert!(
+        names.contains(&"domanda.pdf.p7m") && names.contains(&"domanda.pdf"),
+        "{names:?}"
+    );
     let signed = docs.iter().find(|d| d["name"] == "domanda.pdf").unwrap();
-    assert!(signed["signed_by"].as_str().unwrap().contains("DI NINO ROBERTO"), "{signed}");
-    let kinds: Vec<&str> = t["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(
+        signed["signed_by"]
+            .as_str()
+            .unwrap()
+            .contains("DI NINO ROBERTO"),
+        "{signed}"
+    );
+    let kinds: Vec<&str> = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert!(kinds.contains(&"pec_certified"), "{kinds:?}");
 }
 
@@ -271,7 +365,13 @@ fn a_pec_receipt_is_an_event_on_the_ticket_it_is_about() {
     let original = tmp.path().join("domanda.eml");
     std::fs::write(
         &original,
-        message("Anna <anna@pec.example.it>", "Domanda contributo", "Testo.", "orig-7@pec.example.it", ""),
+        message(
+            "Anna <anna@pec.example.it>",
+            "Domanda contributo",
+            "Testo.",
+            "orig-7@pec.example.it",
+            "",
+        ),
     )
     .unwrap();
     let receipt = tmp.path().join("ricevuta.eml");
@@ -304,12 +404,20 @@ fn a_pec_receipt_is_an_event_on_the_ticket_it_is_about() {
     assert_eq!(lines[0]["outcome"], "appended");
     assert_eq!(lines[0]["ticket"]["code"], code.as_str());
     let events = lines[0]["ticket"]["events"].as_array().unwrap();
-    let r = events.iter().find(|e| e["kind"] == "pec_receipt").expect("receipt event");
+    let r = events
+        .iter()
+        .find(|e| e["kind"] == "pec_receipt")
+        .expect("receipt event");
     assert_eq!(r["detail"]["kind"], "avvenuta-consegna");
     // A receipt about a message no ticket holds is kept, flagged, never lost.
     let lines = ok(&data, &["ingest", "--json", stray.to_str().unwrap()]).json_lines();
     assert_eq!(lines[0]["outcome"], "created");
     assert_eq!(lines[0]["ticket"]["needs_attention"], true);
-    let kinds: Vec<&str> = lines[0]["ticket"]["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = lines[0]["ticket"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert!(!kinds.contains(&"ack_queued"));
 }

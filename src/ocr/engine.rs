@@ -155,7 +155,7 @@ impl Pix {
     }
 
     /// 8-bit grey (or 1-bit kept as is): colour and colour maps carry nothing for OCR.
-    pub fn to_grey_or_binary(self) -> Option<Pix> {
+    pub fn into_grey_or_binary(self) -> Option<Pix> {
         let has_cmap = unsafe { !lept::pixGetColormap(self.ptr()).is_null() };
         if (self.depth() == 1 || self.depth() == 8) && !has_cmap {
             return Some(self);
@@ -224,7 +224,10 @@ impl Pix {
         })
     }
 
-    fn encode(&self, write: impl Fn(*mut *mut u8, *mut usize, *mut lept::Pix) -> i32) -> Option<Vec<u8>> {
+    fn encode(
+        &self,
+        write: impl Fn(*mut *mut u8, *mut usize, *mut lept::Pix) -> i32,
+    ) -> Option<Vec<u8>> {
         let mut data: *mut u8 = std::ptr::null_mut();
         let mut size = 0usize;
         if write(&mut data, &mut size, self.ptr()) != 0 || data.is_null() {
@@ -266,6 +269,9 @@ pub struct Line {
     pub confidence: f32,
     /// left, top, right, bottom in pixels.
     pub bbox: (i32, i32, i32, i32),
+    /// Tesseract's reading of its block's orientation: 0 upright, 1 turned right, 2 upside
+    /// down, 3 turned left (a sideways page can read well without being upright).
+    pub orientation: u32,
 }
 
 /// Result of recognising one page image.
@@ -442,12 +448,18 @@ impl Engine {
         let mut block = 0usize;
         let mut first = true;
         loop {
-            if !first && tess::TessPageIteratorIsAtBeginningOf(page, tess::TessPageIteratorLevel_RIL_BLOCK) != 0 {
+            if !first
+                && tess::TessPageIteratorIsAtBeginningOf(
+                    page,
+                    tess::TessPageIteratorLevel_RIL_BLOCK,
+                ) != 0
+            {
                 block += 1;
             }
             first = false;
             let para_start =
-                tess::TessPageIteratorIsAtBeginningOf(page, tess::TessPageIteratorLevel_RIL_PARA) != 0;
+                tess::TessPageIteratorIsAtBeginningOf(page, tess::TessPageIteratorLevel_RIL_PARA)
+                    != 0;
             let (mut l, mut t, mut r, mut b) = (0, 0, 0, 0);
             tess::TessPageIteratorBoundingBox(
                 page,
@@ -457,18 +469,30 @@ impl Engine {
                 &mut r,
                 &mut b,
             );
-            let p = tess::TessResultIteratorGetUTF8Text(it, tess::TessPageIteratorLevel_RIL_TEXTLINE);
+            let (mut orientation, mut direction, mut order, mut angle) = (0, 0, 0, 0f32);
+            tess::TessPageIteratorOrientation(
+                page,
+                &mut orientation,
+                &mut direction,
+                &mut order,
+                &mut angle,
+            );
+            let p =
+                tess::TessResultIteratorGetUTF8Text(it, tess::TessPageIteratorLevel_RIL_TEXTLINE);
             if !p.is_null() {
                 let text = CStr::from_ptr(p).to_string_lossy().trim_end().to_string();
                 tess::TessDeleteText(p);
-                let confidence =
-                    tess::TessResultIteratorConfidence(it, tess::TessPageIteratorLevel_RIL_TEXTLINE);
+                let confidence = tess::TessResultIteratorConfidence(
+                    it,
+                    tess::TessPageIteratorLevel_RIL_TEXTLINE,
+                );
                 out.push(Line {
                     block,
                     para_start,
                     text,
                     confidence,
                     bbox: (l, t, r, b),
+                    orientation,
                 });
             }
             if tess::TessResultIteratorNext(it, tess::TessPageIteratorLevel_RIL_TEXTLINE) == 0 {
@@ -483,8 +507,12 @@ impl Engine {
     unsafe fn render_pdf(&mut self, base: &std::path::Path) -> Result<Vec<u8>, EngineError> {
         let api = self.api.as_ptr();
         let fail = |what: &str| EngineError::Pdf(what.to_string());
-        let base_c = CString::new(base.to_string_lossy().as_bytes()).map_err(|_| fail("bad path"))?;
-        let datapath = self.datapath.clone().ok_or_else(|| fail("no tessdata path"))?;
+        let base_c =
+            CString::new(base.to_string_lossy().as_bytes()).map_err(|_| fail("bad path"))?;
+        let datapath = self
+            .datapath
+            .clone()
+            .ok_or_else(|| fail("no tessdata path"))?;
         let renderer = tess::TessPDFRendererCreate(base_c.as_ptr(), datapath.as_ptr(), 0);
         if renderer.is_null() {
             return Err(fail("renderer could not start"));

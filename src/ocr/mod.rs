@@ -120,7 +120,8 @@ fn worker(languages: &str, jobs: Receiver<Job>) {
     limit_openmp_threads();
     let mut engine: Option<Result<Engine, String>> = None;
     for job in jobs {
-        let engine = engine.get_or_insert_with(|| Engine::new(languages).map_err(|e| e.to_string()));
+        let engine =
+            engine.get_or_insert_with(|| Engine::new(languages).map_err(|e| e.to_string()));
         let (ocr, pdf) = match engine {
             Ok(engine) => run_page(engine, &job),
             Err(e) => (failed_page(job.page, e.clone()), None),
@@ -176,11 +177,11 @@ fn run_page(engine: &mut Engine, job: &Job) -> (PageOcr, Option<Vec<u8>>) {
     // recognition, and most pages arrive upright: only a page read with little confidence
     // is checked, and read again turned if that reads better.
     let first = read_straightened(engine, pix, dpi, 0, job, pdf_base.as_deref());
-    let Ok((upright, first_pix)) = first else {
+    let Ok((upright, first_pix, first_lines_upright)) = first else {
         return fail(first.err().unwrap_or_default());
     };
     let mut best = upright;
-    if best.0.confidence < CHECK_ORIENTATION_BELOW {
+    if best.0.confidence < CHECK_ORIENTATION_BELOW || !first_lines_upright {
         if let Some((quarters, conf)) = engine.orientation(&first_pix, dpi) {
             if quarters != 0 && conf >= MIN_ORIENTATION_CONFIDENCE {
                 if let Some(turned) = first_pix.rotated_quarters(quarters) {
@@ -192,8 +193,12 @@ fn run_page(engine: &mut Engine, job: &Job) -> (PageOcr, Option<Vec<u8>>) {
                         job,
                         pdf_base.as_deref(),
                     );
-                    if let Ok((r, _)) = again {
-                        if r.0.confidence > best.0.confidence {
+                    if let Ok((r, _, _)) = again {
+                        // A sideways page Tesseract read turned is put upright when the upright
+                        // reading is as good: the page image and PDF then read upright too.
+                        let as_good =
+                            !first_lines_upright && r.0.confidence + 5.0 >= best.0.confidence;
+                        if r.0.confidence > best.0.confidence || as_good {
                             best = r;
                         }
                     }
@@ -206,6 +211,10 @@ fn run_page(engine: &mut Engine, job: &Job) -> (PageOcr, Option<Vec<u8>>) {
     (page, pdf)
 }
 
+/// A page read: its OCR and searchable PDF, the image it was read from, and whether its
+/// lines read upright.
+type Reading = ((PageOcr, Option<Vec<u8>>), Pix, bool);
+
 /// Deskews and recognises `pix` (already turned by `rotation`); returns the page and the
 /// image it was read from.
 fn read_straightened(
@@ -215,7 +224,7 @@ fn read_straightened(
     rotation: u16,
     job: &Job,
     pdf_base: Option<&std::path::Path>,
-) -> Result<((PageOcr, Option<Vec<u8>>), Pix), String> {
+) -> Result<Reading, String> {
     let (pix, skew) = match pix.deskewed() {
         Some((straight, angle)) => (straight, angle),
         None => (pix, 0.0),
@@ -230,6 +239,10 @@ fn read_straightened(
     let r = engine
         .recognise(&pix, dpi, job.timeout_secs, pdf_base)
         .map_err(|e| e.to_string())?;
+    // Most lines read as upright: else the page came sideways and Tesseract read its lines
+    // turned (well enough, but the page image and the searchable PDF would stay sideways).
+    let turned = r.lines.iter().filter(|l| l.orientation != 0).count();
+    let upright = turned * 2 <= r.lines.len();
     let page = PageOcr {
         page: job.page,
         text: page_text(&r.lines, &r.text),
@@ -239,7 +252,7 @@ fn read_straightened(
         error: None,
         warning: None,
     };
-    Ok(((page, r.pdf), pix))
+    Ok(((page, r.pdf), pix, upright))
 }
 
 /// Grey or 1-bit, white paper, square pixels, at most [`MAX_OCR_DPI`]; returns the dpi.
@@ -347,7 +360,9 @@ fn page_text(lines: &[engine::Line], tesseract_text: &str) -> String {
 /// as "AI" in sans-serif fonts, where l and I are one stroke.
 fn fix_salutation(line: &str) -> std::borrow::Cow<'_, str> {
     match line.strip_prefix("AI ") {
-        Some(rest) if rest.chars().next().is_some_and(char::is_uppercase) => format!("Al {rest}").into(),
+        Some(rest) if rest.chars().next().is_some_and(char::is_uppercase) => {
+            format!("Al {rest}").into()
+        }
         _ => line.into(),
     }
 }
@@ -389,7 +404,8 @@ pub fn ocr_document(
                 if pool.jobs.send(job).is_ok() {
                     queued += 1;
                 } else {
-                    results[index] = Some((failed_page(page, "the OCR workers stopped".into()), None));
+                    results[index] =
+                        Some((failed_page(page, "the OCR workers stopped".into()), None));
                 }
             }
             Err(e) => results[index] = Some((failed_page(page, e), None)),
@@ -407,7 +423,10 @@ pub fn ocr_document(
     for (i, r) in results.into_iter().enumerate() {
         let (page, pdf) = r.unwrap_or_else(|| {
             (
-                failed_page(wanted.get(i).copied().unwrap_or(0), "the OCR worker stopped".into()),
+                failed_page(
+                    wanted.get(i).copied().unwrap_or(0),
+                    "the OCR worker stopped".into(),
+                ),
                 None,
             )
         });
@@ -473,6 +492,7 @@ mod tests {
             text: text.into(),
             confidence,
             bbox: (0, top, 100, top + 10),
+            orientation: 0,
         }
     }
 
@@ -497,7 +517,10 @@ mod tests {
             line(0, false, "left again", 90.0, 200),
             line(1, true, "right column", 90.0, 12),
         ];
-        assert_eq!(page_text(&lines, ""), "left column\nleft again\n\nright column");
+        assert_eq!(
+            page_text(&lines, ""),
+            "left column\nleft again\n\nright column"
+        );
     }
 
     #[test]

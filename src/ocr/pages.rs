@@ -44,12 +44,11 @@ pub struct Render {
     pub size_pt: (f32, f32),
 }
 
+/// Each wanted page with its image, or why it cannot be had.
+pub type Planned = Vec<(u32, Result<PageImage, String>)>;
+
 /// Lists the images of pages `wanted` (1-based); a page that cannot be had is an error string.
-pub fn plan(
-    bytes: &Arc<Vec<u8>>,
-    file_type: FileType,
-    wanted: &[u32],
-) -> Result<Vec<(u32, Result<PageImage, String>)>, String> {
+pub fn plan(bytes: &Arc<Vec<u8>>, file_type: FileType, wanted: &[u32]) -> Result<Planned, String> {
     match file_type {
         FileType::Tiff => Ok(wanted
             .iter()
@@ -81,10 +80,7 @@ pub fn plan(
     }
 }
 
-fn plan_pdf(
-    bytes: &Arc<Vec<u8>>,
-    wanted: &[u32],
-) -> Result<Vec<(u32, Result<PageImage, String>)>, String> {
+fn plan_pdf(bytes: &Arc<Vec<u8>>, wanted: &[u32]) -> Result<Planned, String> {
     let doc = crate::extract::pdf::open(bytes)?;
     let pages = doc.get_pages();
     Ok(wanted
@@ -122,7 +118,8 @@ fn plan_pdf(
 /// make PDFs. An image drawn turned by a quarter fills the page the other way round; of the
 /// two readings the one with square pixels, or fax "normal" pixels (twice as tall), wins.
 fn dpi_for(w: u32, h: u32, size_pt: (f32, f32)) -> (u32, u32) {
-    let per_inch = |px: u32, pt: f32| ((px as f32 * 72.0 / pt.max(1.0)).round() as u32).clamp(50, 1200);
+    let per_inch =
+        |px: u32, pt: f32| ((px as f32 * 72.0 / pt.max(1.0)).round() as u32).clamp(50, 1200);
     let as_drawn = (per_inch(w, size_pt.0), per_inch(h, size_pt.1));
     let turned = (per_inch(w, size_pt.1), per_inch(h, size_pt.0));
     let oddness = |(x, y): (u32, u32)| {
@@ -142,7 +139,11 @@ fn page_size(doc: &Document, page_id: ObjectId) -> (f32, f32) {
         let Some(dict) = id.and_then(|i| doc.get_dictionary(i).ok()) else {
             break;
         };
-        if let Ok(b) = dict.get(b"MediaBox").and_then(|o| doc.dereference(o)).and_then(|(_, o)| o.as_array()) {
+        if let Ok(b) = dict
+            .get(b"MediaBox")
+            .and_then(|o| doc.dereference(o))
+            .and_then(|(_, o)| o.as_array())
+        {
             let n: Vec<f32> = b.iter().filter_map(|o| o.as_float().ok()).collect();
             if n.len() == 4 {
                 return ((n[2] - n[0]).abs(), (n[3] - n[1]).abs());
@@ -169,9 +170,11 @@ fn sole_image(doc: &Document, page_id: ObjectId) -> Option<ObjectId> {
         return None;
     };
     let (own, inherited) = doc.get_page_resources(page_id).ok()?;
-    let dicts = own
-        .into_iter()
-        .chain(inherited.iter().filter_map(|&id| doc.get_dictionary(id).ok()));
+    let dicts = own.into_iter().chain(
+        inherited
+            .iter()
+            .filter_map(|&id| doc.get_dictionary(id).ok()),
+    );
     for resources in dicts {
         let Ok(xobjects) = resources
             .get(b"XObject")
@@ -218,12 +221,19 @@ fn boolean(dict: &lopdf::Dictionary, key: &[u8]) -> bool {
 fn native_image(doc: &Document, id: ObjectId) -> Option<(Vec<u8>, (u32, u32))> {
     let stream = doc.get_object(id).ok()?.as_stream().ok()?;
     let dict = &stream.dict;
-    let w = u32::try_from(int(doc, dict, b"Width")?).ok().filter(|&w| w > 0)?;
-    let h = u32::try_from(int(doc, dict, b"Height")?).ok().filter(|&h| h > 0)?;
+    let w = u32::try_from(int(doc, dict, b"Width")?)
+        .ok()
+        .filter(|&w| w > 0)?;
+    let h = u32::try_from(int(doc, dict, b"Height")?)
+        .ok()
+        .filter(|&h| h > 0)?;
     let filters: Vec<Vec<u8>> = match dict.get(b"Filter").ok() {
         None => Vec::new(),
         Some(Object::Name(n)) => vec![n.clone()],
-        Some(Object::Array(a)) => a.iter().filter_map(|o| o.as_name().ok().map(<[u8]>::to_vec)).collect(),
+        Some(Object::Array(a)) => a
+            .iter()
+            .filter_map(|o| o.as_name().ok().map(<[u8]>::to_vec))
+            .collect(),
         Some(_) => return None,
     };
     let params = match dict.get(b"DecodeParms").ok() {
@@ -239,7 +249,12 @@ fn native_image(doc: &Document, id: ObjectId) -> Option<(Vec<u8>, (u32, u32))> {
         .and_then(|a| a.first())
         .and_then(|o| o.as_float().ok())
         .is_some_and(|v| v > 0.5);
-    match filters.iter().map(Vec::as_slice).collect::<Vec<_>>().as_slice() {
+    match filters
+        .iter()
+        .map(Vec::as_slice)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [b"DCTDecode"] | [b"JPXDecode"] => Some((stream.content.clone(), (w, h))),
         [b"CCITTFaxDecode"] => {
             let p = params.unwrap_or_default();
@@ -248,7 +263,9 @@ fn native_image(doc: &Document, id: ObjectId) -> Option<(Vec<u8>, (u32, u32))> {
                 return None;
             }
             let columns = int(doc, &p, b"Columns").unwrap_or(1728).max(1) as u32;
-            let rows = int(doc, &p, b"Rows").filter(|&r| r > 0).map_or(h, |r| r as u32);
+            let rows = int(doc, &p, b"Rows")
+                .filter(|&r| r > 0)
+                .map_or(h, |r| r as u32);
             let white_is_zero = !(boolean(&p, b"BlackIs1") ^ inverted_decode);
             let tiff = ccitt_tiff(
                 &stream.content,
@@ -269,8 +286,16 @@ fn native_image(doc: &Document, id: ObjectId) -> Option<(Vec<u8>, (u32, u32))> {
                 stream.decompressed_content().ok()?
             };
             let mask = boolean(dict, b"ImageMask");
-            let bpc = if mask { 1 } else { int(doc, dict, b"BitsPerComponent")? };
-            let components = if mask { 1 } else { colour_components(doc, dict)? };
+            let bpc = if mask {
+                1
+            } else {
+                int(doc, dict, b"BitsPerComponent")?
+            };
+            let components = if mask {
+                1
+            } else {
+                colour_components(doc, dict)?
+            };
             pnm(&samples, w, h, bpc, components, inverted_decode).map(|p| (p, (w, h)))
         }
         _ => None,
@@ -292,7 +317,14 @@ fn colour_components(doc: &Document, dict: &lopdf::Dictionary) -> Option<u32> {
 }
 
 /// Raw samples as a PBM/PGM/PPM file.
-fn pnm(samples: &[u8], w: u32, h: u32, bpc: i64, components: u32, inverted: bool) -> Option<Vec<u8>> {
+fn pnm(
+    samples: &[u8],
+    w: u32,
+    h: u32,
+    bpc: i64,
+    components: u32,
+    inverted: bool,
+) -> Option<Vec<u8>> {
     let (magic, stride) = match (bpc, components) {
         (1, 1) => ("P4", w.div_ceil(8) as usize),
         (8, 1) => ("P5", w as usize),
@@ -317,7 +349,14 @@ fn pnm(samples: &[u8], w: u32, h: u32, bpc: i64, components: u32, inverted: bool
 }
 
 /// A CCITT stream from a PDF wrapped as a one-strip TIFF, which libtiff decodes.
-fn ccitt_tiff(data: &[u8], columns: u32, rows: u32, k: i64, byte_align: bool, white_is_zero: bool) -> Vec<u8> {
+fn ccitt_tiff(
+    data: &[u8],
+    columns: u32,
+    rows: u32,
+    k: i64,
+    byte_align: bool,
+    white_is_zero: bool,
+) -> Vec<u8> {
     let (compression, options_tag, options) = if k < 0 {
         (4u16, 293u16, 0u32)
     } else {
@@ -380,7 +419,10 @@ pub fn decode(img: &PageImage) -> Result<(Pix, Option<String>), String> {
                 Some(r) => match render(r) {
                     Ok(pix) => {
                         let dpi = pix.resolution().0;
-                        Ok((pix, Some(format!("{e}; read from a rendering at {dpi} dpi instead"))))
+                        Ok((
+                            pix,
+                            Some(format!("{e}; read from a rendering at {dpi} dpi instead")),
+                        ))
                     }
                     Err(r_err) => Err(format!("{e}; rendering it failed too: {r_err}")),
                 },
@@ -398,7 +440,8 @@ fn too_big(w: u32, h: u32) -> String {
 }
 
 fn decode_file(bytes: &[u8], tiff_page: Option<u32>) -> Result<Pix, String> {
-    let header = Pix::header(bytes, tiff_page).ok_or("unreadable image (damaged or unknown format)")?;
+    let header =
+        Pix::header(bytes, tiff_page).ok_or("unreadable image (damaged or unknown format)")?;
     let is_jpeg = bytes.starts_with(&[0xFF, 0xD8]);
     let mut reduction = 1;
     while header.pixels() / (reduction * reduction) as u64 > MAX_PIXELS {
@@ -415,7 +458,9 @@ fn decode_file(bytes: &[u8], tiff_page: Option<u32>) -> Result<Pix, String> {
     }
     .ok_or("the image data is damaged and could not be decoded")?;
     let (rx, ry) = pix.resolution();
-    let mut pix = pix.to_grey_or_binary().ok_or("cannot convert the image to grey")?;
+    let mut pix = pix
+        .into_grey_or_binary()
+        .ok_or("cannot convert the image to grey")?;
     if reduction > 1 && rx > 0 {
         pix.set_resolution(rx / reduction, ry / reduction);
     }
@@ -434,7 +479,9 @@ fn render(r: &Render) -> Result<Pix, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot run pdftoppm to render the page (poppler-utils installed?): {e}"))?;
+        .map_err(|e| {
+            format!("cannot run pdftoppm to render the page (poppler-utils installed?): {e}")
+        })?;
     let mut stdin = child.stdin.take().ok_or("pdftoppm: no stdin")?;
     let pdf = r.pdf.clone();
     let feeder = std::thread::spawn(move || {
@@ -450,7 +497,9 @@ fn render(r: &Render) -> Result<Pix, String> {
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
-            Ok(None) if started.elapsed() < RENDER_TIME_LIMIT => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) if started.elapsed() < RENDER_TIME_LIMIT => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -461,8 +510,13 @@ fn render(r: &Render) -> Result<Pix, String> {
     let _ = feeder.join();
     let out = reader.join().unwrap_or_default();
     match status {
-        None => Err(format!("rendering the page took over {} s", RENDER_TIME_LIMIT.as_secs())),
-        Some(s) if !s.success() || out.is_empty() => Err("pdftoppm could not render the page".into()),
+        None => Err(format!(
+            "rendering the page took over {} s",
+            RENDER_TIME_LIMIT.as_secs()
+        )),
+        Some(s) if !s.success() || out.is_empty() => {
+            Err("pdftoppm could not render the page".into())
+        }
         Some(_) => {
             let mut pix = Pix::read_mem(&out).ok_or("pdftoppm's image could not be read")?;
             pix.set_resolution(dpi, dpi);
@@ -490,6 +544,9 @@ mod tests {
         assert_eq!(p, b"P4\n8 1\n\xF0".to_vec());
         let p = pnm(&[0b0000_1111], 8, 1, 1, 1, true).unwrap();
         assert_eq!(*p.last().unwrap(), 0b0000_1111);
-        assert!(pnm(&[1, 2], 8, 8, 8, 1, false).is_none(), "short data is refused");
+        assert!(
+            pnm(&[1, 2], 8, 8, 8, 1, false).is_none(),
+            "short data is refused"
+        );
     }
 }

@@ -27,7 +27,12 @@ pub fn join(ocr_pages: &[(u32, Vec<u8>)], original: Option<&[u8]>) -> Result<Vec
             kids.extend(pages.values().next().copied());
         } else if let Some(doc) = original.take() {
             original_pages = Some(import(&mut out, doc));
-            kids.extend(original_pages.as_ref().and_then(|p| p.get(&number)).copied());
+            kids.extend(
+                original_pages
+                    .as_ref()
+                    .and_then(|p| p.get(&number))
+                    .copied(),
+            );
         } else if let Some(id) = original_pages.as_ref().and_then(|p| p.get(&number)) {
             kids.push(*id);
         }
@@ -67,10 +72,7 @@ fn import(out: &mut Document, mut src: Document) -> BTreeMap<u32, ObjectId> {
     for &id in pages.values() {
         let inherited: Vec<(&[u8], Object)> = INHERITED
             .iter()
-            .filter(|key| {
-                src.get_dictionary(id)
-                    .is_ok_and(|d| !d.has(key))
-            })
+            .filter(|key| src.get_dictionary(id).is_ok_and(|d| !d.has(key)))
             .filter_map(|key| inherited_value(&src, id, key).map(|v| (*key, v)))
             .collect();
         if let Ok(page) = src.get_object_mut(id).and_then(Object::as_dict_mut) {
@@ -95,7 +97,13 @@ fn import(out: &mut Document, mut src: Document) -> BTreeMap<u32, ObjectId> {
 }
 
 fn inherited_value(doc: &Document, page: ObjectId, key: &[u8]) -> Option<Object> {
-    let mut id = doc.get_dictionary(page).ok()?.get(b"Parent").ok()?.as_reference().ok();
+    let mut id = doc
+        .get_dictionary(page)
+        .ok()?
+        .get(b"Parent")
+        .ok()?
+        .as_reference()
+        .ok();
     for _ in 0..32 {
         let dict = doc.get_dictionary(id?).ok()?;
         if let Ok(v) = dict.get(key) {
@@ -119,7 +127,9 @@ mod tests {
         let joined = join(&[(2, ocr2)], Some(&original)).unwrap();
         let doc = Document::load_mem(&joined).unwrap();
         assert_eq!(doc.get_pages().len(), 3);
-        let texts: Vec<String> = (1..=3).map(|n| doc.extract_text(&[n]).unwrap_or_default()).collect();
+        let texts: Vec<String> = (1..=3)
+            .map(|n| doc.extract_text(&[n]).unwrap_or_default())
+            .collect();
         assert!(texts[0].contains("first"), "{texts:?}");
         assert!(texts[1].contains("OCR of page two"), "{texts:?}");
         assert!(texts[2].contains("third"), "{texts:?}");

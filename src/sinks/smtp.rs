@@ -93,7 +93,11 @@ pub struct AckSender {
 impl AckSender {
     /// Reads the templates (`ack.<language>.txt` in `templates`, relative to the pipeline's
     /// folder; the shipped Italian and English ones otherwise) and prepares the transport.
-    pub fn new(cfg: &SmtpAckConfig, pipeline_dir: &Path, office: Option<&str>) -> Result<AckSender, String> {
+    pub fn new(
+        cfg: &SmtpAckConfig,
+        pipeline_dir: &Path,
+        office: Option<&str>,
+    ) -> Result<AckSender, String> {
         let from: Mailbox = cfg
             .from
             .parse()
@@ -108,7 +112,10 @@ impl AckSender {
             TlsMode::Starttls => SmtpTransport::starttls_relay(&cfg.host),
             TlsMode::Plain => {
                 let loopback = cfg.host == "localhost"
-                    || cfg.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                    || cfg
+                        .host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
                 if !loopback {
                     return Err(format!(
                         "smtp_ack: tls = \"plain\" is only allowed towards this machine, not {}",
@@ -121,15 +128,22 @@ impl AckSender {
         .map_err(|e| format!("smtp_ack: {e}"))?;
         let mut builder = builder.port(port).timeout(Some(Duration::from_secs(20)));
         if let (Some(user), Some(env)) = (&cfg.username, &cfg.password_env) {
-            let password = std::env::var(env)
-                .map_err(|_| format!("smtp_ack: the environment variable {env} (the SMTP password) is not set"))?;
+            let password = std::env::var(env).map_err(|_| {
+                format!("smtp_ack: the environment variable {env} (the SMTP password) is not set")
+            })?;
             builder = builder.credentials(Credentials::new(user.clone(), password));
         }
         let mut templates = std::collections::HashMap::new();
         let dir = cfg
             .templates
             .as_ref()
-            .map(|t| if t.is_absolute() { t.clone() } else { pipeline_dir.join(t) })
+            .map(|t| {
+                if t.is_absolute() {
+                    t.clone()
+                } else {
+                    pipeline_dir.join(t)
+                }
+            })
             .unwrap_or_else(|| pipeline_dir.join("templates"));
         for (lang, builtin) in [("it", BUILTIN_IT), ("en", BUILTIN_EN)] {
             let path = dir.join(format!("ack.{lang}.txt"));
@@ -140,9 +154,16 @@ impl AckSender {
         if let Some(lang) = &cfg.language {
             if !templates.contains_key(lang) {
                 let path = dir.join(format!("ack.{lang}.txt"));
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("smtp_ack: no template for language `{lang}`: {}: {e}", path.display()))?;
-                templates.insert(lang.clone(), Template::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    format!(
+                        "smtp_ack: no template for language `{lang}`: {}: {e}",
+                        path.display()
+                    )
+                })?;
+                templates.insert(
+                    lang.clone(),
+                    Template::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?,
+                );
             }
         }
         Ok(AckSender {
@@ -172,7 +193,9 @@ impl AckSender {
             .header(AutoSubmitted)
             .header(SuppressAutoResponse);
         if let Some(id) = &item.in_reply_to {
-            b = b.in_reply_to(format!("<{id}>")).references(format!("<{id}>"));
+            b = b
+                .in_reply_to(format!("<{id}>"))
+                .references(format!("<{id}>"));
         }
         b.body(Template::fill(&t.body, item, &self.office))
             .map_err(|e| format!("cannot build the message: {e}"))
@@ -189,9 +212,12 @@ impl AckSender {
         };
         let (mut sent, mut failed) = (0, 0);
         for item in due {
-            let result = self
-                .message(&item)
-                .and_then(|m| self.transport.send(&m).map(|_| ()).map_err(|e| e.to_string()));
+            let result = self.message(&item).and_then(|m| {
+                self.transport
+                    .send(&m)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
             // 30 s, 1 min, 2 min, … up to an hour between attempts.
             let retry_after = (30i64 << item.attempts.min(7)).min(3600);
             let recorded = match &result {
@@ -201,7 +227,10 @@ impl AckSender {
                 }
                 Err(e) => {
                     failed += 1;
-                    tracing::warn!("acknowledgement for {} not sent (will retry): {e}", item.ticket_code);
+                    tracing::warn!(
+                        "acknowledgement for {} not sent (will retry): {e}",
+                        item.ticket_code
+                    );
                     store.outbox_result(&item, Some(e), retry_after)
                 }
             };

@@ -44,7 +44,11 @@ pub struct ImapSource {
 
 impl ImapSource {
     /// Starts the account's thread; `wake` is told when items are ready.
-    pub fn start(cfg: ImapSourceConfig, wake: Sender<usize>, idx: usize) -> Result<ImapSource, String> {
+    pub fn start(
+        cfg: ImapSourceConfig,
+        wake: Sender<usize>,
+        idx: usize,
+    ) -> Result<ImapSource, String> {
         let password = std::env::var(&cfg.password_env).map_err(|_| {
             format!(
                 "source `{}`: the environment variable {} (the IMAP password) is not set",
@@ -162,7 +166,10 @@ impl Worker {
             let until = std::time::Instant::now() + backoff;
             while std::time::Instant::now() < until {
                 self.collect_done();
-                if self.stop.load(Ordering::SeqCst) && self.in_flight.is_empty() && self.to_finish.is_empty() {
+                if self.stop.load(Ordering::SeqCst)
+                    && self.in_flight.is_empty()
+                    && self.to_finish.is_empty()
+                {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -236,7 +243,10 @@ impl Worker {
                     Duration::from_secs(self.cfg.poll_secs.max(1))
                 };
                 let until = std::time::Instant::now() + slice;
-                while std::time::Instant::now() < until && self.done.is_empty() && !self.stop.load(Ordering::SeqCst) {
+                while std::time::Instant::now() < until
+                    && self.done.is_empty()
+                    && !self.stop.load(Ordering::SeqCst)
+                {
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
@@ -267,7 +277,9 @@ impl Worker {
                 self.actions_pending.fetch_sub(1, Ordering::SeqCst);
                 continue;
             };
-            let mailbox = session.select(&folder).map_err(|e| format!("select {folder}: {e}"))?;
+            let mailbox = session
+                .select(&folder)
+                .map_err(|e| format!("select {folder}: {e}"))?;
             // Another UIDVALIDITY: the UID names another message now; it will be seen (and
             // recognised as filed) again.
             if mailbox.uid_validity == Some(validity) {
@@ -292,7 +304,9 @@ impl Worker {
 
     /// Hands the folder's unprocessed messages to the runner.
     fn fetch_new(&mut self, session: &mut Session, folder: &str) -> Result<(), String> {
-        let mailbox = session.select(folder).map_err(|e| format!("select {folder}: {e}"))?;
+        let mailbox = session
+            .select(folder)
+            .map_err(|e| format!("select {folder}: {e}"))?;
         let validity = mailbox.uid_validity.unwrap_or(0);
         let query = match (&self.cfg.move_to, &self.cfg.flag) {
             (Some(_), _) => "ALL".to_string(),
@@ -309,7 +323,10 @@ impl Worker {
             let origin = format!("{}/{folder}/{validity}/{uid}", self.cfg.name);
             if self.in_flight.contains(&origin)
                 || self.to_finish.contains(&origin)
-                || self.attempts.get(&origin).is_some_and(|&n| n >= MAX_ATTEMPTS)
+                || self
+                    .attempts
+                    .get(&origin)
+                    .is_some_and(|&n| n >= MAX_ATTEMPTS)
             {
                 continue;
             }
@@ -320,9 +337,10 @@ impl Worker {
                 continue; // expunged meanwhile
             };
             let bytes = fetch.body().unwrap_or_default().to_vec();
-            let received_at = fetch
-                .internal_date()
-                .map(|d| d.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            let received_at = fetch.internal_date().map(|d| {
+                d.with_timezone(&chrono::Utc)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            });
             let item = Item {
                 source: self.cfg.name.clone(),
                 origin: origin.clone(),
@@ -378,7 +396,11 @@ fn parse_origin(account: &str, origin: &str) -> Option<(String, u32, u32)> {
     let rest = origin.strip_prefix(account)?.strip_prefix('/')?;
     let (rest, uid) = rest.rsplit_once('/')?;
     let (folder, validity) = rest.rsplit_once('/')?;
-    Some((folder.to_string(), validity.parse().ok()?, uid.parse().ok()?))
+    Some((
+        folder.to_string(),
+        validity.parse().ok()?,
+        uid.parse().ok()?,
+    ))
 }
 
 #[cfg(test)]
@@ -392,7 +414,10 @@ mod tests {
             Some(("INBOX/Archivio".into(), 17, 42))
         );
         assert_eq!(parse_origin("urp", "pec/INBOX/1/2"), None);
-        assert_eq!(unprocessed_query("$Protocollato"), "UNKEYWORD $Protocollato");
+        assert_eq!(
+            unprocessed_query("$Protocollato"),
+            "UNKEYWORD $Protocollato"
+        );
         assert_eq!(unprocessed_query("\\Seen"), "UNSEEN");
     }
 }

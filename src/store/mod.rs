@@ -564,18 +564,30 @@ impl Store {
 
     /// How many acknowledgements are not sent yet.
     pub fn outbox_pending(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .query_row("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL", [], |r| r.get(0))?)
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// Records an acknowledgement's delivery (`error` None) or a failed attempt, with an event
     /// on its ticket either way; a failed one is tried again after `retry_after` seconds.
-    pub fn outbox_result(&mut self, item: &OutboxItem, error: Option<&str>, retry_after: i64) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    pub fn outbox_result(
+        &mut self,
+        item: &OutboxItem,
+        error: Option<&str>,
+        retry_after: i64,
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_rfc3339();
-        let ticket_id: i64 =
-            tx.query_row("SELECT ticket_id FROM outbox WHERE id = ?1", [item.id], |r| r.get(0))?;
+        let ticket_id: i64 = tx.query_row(
+            "SELECT ticket_id FROM outbox WHERE id = ?1",
+            [item.id],
+            |r| r.get(0),
+        )?;
         match error {
             None => {
                 tx.execute(
@@ -1407,18 +1419,31 @@ fn file_into_thread(
 ) -> Result<Option<Filed>> {
     let by_message_id = |id: &str| -> Result<Option<i64>> {
         Ok(tx
-            .query_row("SELECT ticket_id FROM message_ids WHERE message_id = ?1", [id], |r| r.get(0))
+            .query_row(
+                "SELECT ticket_id FROM message_ids WHERE message_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
             .optional()?)
     };
     if let Some(pec) = mail.pec.as_ref().filter(|p| p.is_receipt()) {
         // About a message no ticket holds: filed on its own, flagged (nothing is dropped).
-        let Some(ticket_id) = pec.msgid.as_deref().map(by_message_id).transpose()?.flatten() else {
+        let Some(ticket_id) = pec
+            .msgid
+            .as_deref()
+            .map(by_message_id)
+            .transpose()?
+            .flatten()
+        else {
             return Ok(None);
         };
         let detail = serde_json::to_value(pec).unwrap_or_default();
         insert_event(tx, ticket_id, now, "sportello", "pec_receipt", &detail)?;
         let code = append_documents(tx, ticket_id, new, now)?;
-        return Ok(Some(Filed::Appended { code, what: format!("PEC receipt {}", pec.kind) }));
+        return Ok(Some(Filed::Appended {
+            code,
+            what: format!("PEC receipt {}", pec.kind),
+        }));
     }
     // The same message again (another copy, other transport headers): a duplicate.
     if let Some(id) = &mail.message_id {
@@ -1431,9 +1456,18 @@ fn file_into_thread(
             if direction == "in" {
                 insert_intake(tx, ticket_id, &new.intake, now)?;
                 let detail = serde_json::json!({"source": new.intake.source, "name": new.intake.name, "message_id": id});
-                insert_event(tx, ticket_id, now, "sportello", "duplicate_received", &detail)?;
+                insert_event(
+                    tx,
+                    ticket_id,
+                    now,
+                    "sportello",
+                    "duplicate_received",
+                    &detail,
+                )?;
                 let code: String =
-                    tx.query_row("SELECT code FROM tickets WHERE id = ?1", [ticket_id], |r| r.get(0))?;
+                    tx.query_row("SELECT code FROM tickets WHERE id = ?1", [ticket_id], |r| {
+                        r.get(0)
+                    })?;
                 return Ok(Some(Filed::Duplicate { code }));
             }
         }
@@ -1472,10 +1506,16 @@ fn file_into_thread(
         "text": new.body.chars().take(2000).collect::<String>(),
     });
     insert_event(tx, ticket_id, now, "sportello", "message_received", &detail)?;
-    let status: String =
-        tx.query_row("SELECT status FROM tickets WHERE id = ?1", [ticket_id], |r| r.get(0))?;
+    let status: String = tx.query_row(
+        "SELECT status FROM tickets WHERE id = ?1",
+        [ticket_id],
+        |r| r.get(0),
+    )?;
     if status == "waiting" || status == "closed" {
-        tx.execute("UPDATE tickets SET status = 'in_progress' WHERE id = ?1", [ticket_id])?;
+        tx.execute(
+            "UPDATE tickets SET status = 'in_progress' WHERE id = ?1",
+            [ticket_id],
+        )?;
         let detail = serde_json::json!({"from": status, "to": "in_progress", "why": "the citizen wrote again"});
         insert_event(tx, ticket_id, now, "sportello", "status_changed", &detail)?;
     }
@@ -1493,11 +1533,19 @@ fn file_into_thread(
     }
     let code = append_documents(tx, ticket_id, new, now)?;
     index_ticket(tx, ticket_id)?;
-    Ok(Some(Filed::Appended { code, what: "message".into() }))
+    Ok(Some(Filed::Appended {
+        code,
+        what: "message".into(),
+    }))
 }
 
 /// Adds the item's documents after the ticket's own, and its intake; returns the code.
-fn append_documents(tx: &rusqlite::Transaction, ticket_id: i64, new: &NewTicket, now: &str) -> Result<String> {
+fn append_documents(
+    tx: &rusqlite::Transaction,
+    ticket_id: i64,
+    new: &NewTicket,
+    now: &str,
+) -> Result<String> {
     let next: i64 = tx.query_row(
         "SELECT COALESCE(MAX(ord), -1) + 1 FROM documents WHERE ticket_id = ?1",
         [ticket_id],
@@ -1507,11 +1555,20 @@ fn append_documents(tx: &rusqlite::Transaction, ticket_id: i64, new: &NewTicket,
         insert_document(tx, ticket_id, next + i as i64, d)?;
     }
     insert_intake(tx, ticket_id, &new.intake, now)?;
-    Ok(tx.query_row("SELECT code FROM tickets WHERE id = ?1", [ticket_id], |r| r.get(0))?)
+    Ok(
+        tx.query_row("SELECT code FROM tickets WHERE id = ?1", [ticket_id], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// For a new ticket from a message: its Message-ID, the PEC facts, the acknowledgement.
-fn record_mail(tx: &rusqlite::Transaction, ticket_id: i64, mail: &MailFacts, now: &str) -> Result<()> {
+fn record_mail(
+    tx: &rusqlite::Transaction,
+    ticket_id: i64,
+    mail: &MailFacts,
+    now: &str,
+) -> Result<()> {
     if let Some(id) = &mail.message_id {
         tx.execute(
             "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'in')",

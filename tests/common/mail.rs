@@ -42,22 +42,39 @@ impl MailServers {
     /// Starts both servers, or None (with a message) where they cannot run here.
     pub fn start(users: &[&str]) -> Option<MailServers> {
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: the mail server tests start Dovecot and OpenSMTPD, which needs root");
+            eprintln!(
+                "skipped: the mail server tests start Dovecot and OpenSMTPD, which needs root"
+            );
             return None;
         }
         for bin in ["dovecot", "smtpd"] {
-            if Command::new("sh").arg("-c").arg(format!("command -v {bin}")).output().map_or(true, |o| !o.status.success()) {
+            if Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {bin}"))
+                .output()
+                .map_or(true, |o| !o.status.success())
+            {
                 panic!("{bin} is not installed: `make test` installs dovecot-imapd, dovecot-lmtpd and opensmtpd");
             }
         }
-        let dir = tempfile::Builder::new().prefix("sportello-mail-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("sportello-mail-")
+            .tempdir()
+            .unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("run")).unwrap();
         std::fs::create_dir_all(root.join("mail")).unwrap();
         // The temp dir must be reachable by Dovecot's unprivileged processes.
         Command::new("chmod").arg("755").arg(root).status().unwrap();
-        Command::new("chown").args(["dovenull:dovenull"]).arg(root.join("mail")).status().unwrap();
-        let passwd: String = users.iter().map(|u| format!("{u}:{{PLAIN}}{PASSWORD}::::::\n")).collect();
+        Command::new("chown")
+            .args(["dovenull:dovenull"])
+            .arg(root.join("mail"))
+            .status()
+            .unwrap();
+        let passwd: String = users
+            .iter()
+            .map(|u| format!("{u}:{{PLAIN}}{PASSWORD}::::::\n"))
+            .collect();
         std::fs::write(root.join("passwd"), passwd).unwrap();
         let mut s = MailServers {
             imap_port: free_port(),
@@ -100,7 +117,11 @@ impl MailServers {
         );
         std::fs::write(self.root().join("smtpd.conf"), smtpd).unwrap();
         // smtpd refuses a configuration file others can write.
-        Command::new("chmod").arg("644").arg(self.root().join("smtpd.conf")).status().unwrap();
+        Command::new("chmod")
+            .arg("644")
+            .arg(self.root().join("smtpd.conf"))
+            .status()
+            .unwrap();
     }
 
     pub fn start_dovecot(&mut self) {
@@ -114,7 +135,11 @@ impl MailServers {
             .spawn()
             .expect("start dovecot");
         self.dovecot = Some(child);
-        assert!(wait_port(self.imap_port, true), "dovecot did not start: {}", self.log("dovecot.out"));
+        assert!(
+            wait_port(self.imap_port, true),
+            "dovecot did not start: {}",
+            self.log("dovecot.out")
+        );
     }
 
     pub fn stop_dovecot(&mut self) {
@@ -122,7 +147,10 @@ impl MailServers {
             let _ = c.kill();
             let _ = c.wait();
             // Its children (login, imap processes) follow the master.
-            let _ = Command::new("pkill").arg("-f").arg(self.root().join("dovecot.conf")).status();
+            let _ = Command::new("pkill")
+                .arg("-f")
+                .arg(self.root().join("dovecot.conf"))
+                .status();
             wait_port(self.imap_port, false);
         }
     }
@@ -137,14 +165,21 @@ impl MailServers {
             .spawn()
             .expect("start smtpd");
         self.smtpd = Some(child);
-        assert!(wait_port(self.smtp_port, true), "smtpd did not start: {}", self.log("smtpd.out"));
+        assert!(
+            wait_port(self.smtp_port, true),
+            "smtpd did not start: {}",
+            self.log("smtpd.out")
+        );
     }
 
     pub fn stop_smtp(&mut self) {
         if let Some(mut c) = self.smtpd.take() {
             let _ = c.kill();
             let _ = c.wait();
-            let _ = Command::new("pkill").arg("-f").arg(self.root().join("smtpd.conf")).status();
+            let _ = Command::new("pkill")
+                .arg("-f")
+                .arg(self.root().join("smtpd.conf"))
+                .status();
             wait_port(self.smtp_port, false);
         }
     }
@@ -158,7 +193,10 @@ impl MailServers {
             .mode(imap::ConnectionMode::Plaintext)
             .connect()
             .expect("connect to dovecot");
-        client.login(user, PASSWORD).map_err(|(e, _)| e).expect("login")
+        client
+            .login(user, PASSWORD)
+            .map_err(|(e, _)| e)
+            .expect("login")
     }
 
     /// Puts a message in `user`'s `folder` with IMAP APPEND.
@@ -177,7 +215,10 @@ impl MailServers {
         let mut out = Vec::new();
         if s.select(folder).is_ok() {
             if let Ok(fetches) = s.fetch("1:*", "BODY.PEEK[]") {
-                out = fetches.iter().filter_map(|f| f.body().map(<[u8]>::to_vec)).collect();
+                out = fetches
+                    .iter()
+                    .filter_map(|f| f.body().map(<[u8]>::to_vec))
+                    .collect();
             }
         }
         let _ = s.logout();
@@ -185,7 +226,13 @@ impl MailServers {
     }
 
     /// Waits until `user`'s `folder` holds `n` messages (mail delivery is asynchronous).
-    pub fn wait_messages(&self, user: &str, folder: &str, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+    pub fn wait_messages(
+        &self,
+        user: &str,
+        folder: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<Vec<u8>> {
         let until = Instant::now() + timeout;
         loop {
             let m = self.messages(user, folder);
