@@ -544,7 +544,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             }
             // Acknowledgements of what was just filed: one round; what fails stays queued
             // for `run`.
-            if let Some(acks) = runner::ack_sender(&pipeline, &store).map_err(anyhow::Error::msg)? {
+            if let Some(acks) = runner::ack_sender(&pipeline).map_err(anyhow::Error::msg)? {
                 let (sent, not_sent) = acks.deliver(&mut store, true);
                 if sent + not_sent > 0 {
                     eprintln!("sportello: {sent} acknowledgement(s) sent, {not_sent} failed (kept in the outbox)");

@@ -644,13 +644,7 @@ impl OcrStage {
             doc.doc.ocr = true;
             doc.doc.ocr_confidence =
                 Some(confidences.iter().sum::<f32>() / confidences.len() as f32);
-            doc.doc.text = doc
-                .page_texts
-                .iter()
-                .map(|p| p.text.trim_end())
-                .filter(|t| !t.is_empty())
-                .collect::<Vec<_>>()
-                .join("\n\u{c}\n");
+            doc.doc.text = extract::join_pages(&doc.page_texts);
         }
         if let Some(e) = &ocr.pdf_error {
             reasons.push(format!("{name}: searchable PDF not made: {e}"));

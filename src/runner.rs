@@ -211,7 +211,7 @@ pub fn run(
     if sources.is_empty() {
         return Err("the pipeline has no sources to watch".into());
     }
-    let acks = ack_sender(pipeline, store)?;
+    let acks = ack_sender(pipeline)?;
     let mut watchers = Vec::new();
     for (idx, src) in sources.iter().enumerate() {
         let Source::Folder(src) = src else { continue };
@@ -361,8 +361,7 @@ pub fn run(
 }
 
 /// The acknowledgement sender of the pipeline's `smtp_ack` sink, if it has one.
-pub fn ack_sender(pipeline: &Pipeline, store: &Store) -> Result<Option<AckSender>, String> {
-    let _ = store;
+pub fn ack_sender(pipeline: &Pipeline) -> Result<Option<AckSender>, String> {
     let dir = pipeline
         .file
         .as_ref()

@@ -233,16 +233,28 @@ fn unreadable_pages_are_flagged_and_the_run_goes_on() {
     );
     let lines = run.json_lines();
     assert_eq!(lines.len(), 2, "{}", run.stderr);
-    let reason = |i: usize| {
-        lines[i]["ticket"]["attention_reason"]
+    // Workers finish in any order: find each file's line.
+    let ticket = |name: &str| {
+        &lines
+            .iter()
+            .find(|l| l["file"].as_str().unwrap().ends_with(name))
+            .unwrap()["ticket"]
+    };
+    let reason = |name: &str| {
+        ticket(name)["attention_reason"]
             .as_str()
             .unwrap_or_default()
             .to_string()
     };
-    assert_eq!(lines[0]["ticket"]["needs_attention"], true);
-    assert!(reason(0).contains("over the limit"), "{}", reason(0));
-    assert_eq!(lines[1]["ticket"]["needs_attention"], true);
-    assert!(reason(1).contains("time limit"), "{}", reason(1));
+    assert_eq!(ticket("bomba.tif")["needs_attention"], true);
+    assert!(
+        reason("bomba.tif").contains("over the limit"),
+        "{}",
+        reason("bomba.tif")
+    );
+    let fax = "fax_+390862505245_20100412-1822.tif";
+    assert_eq!(ticket(fax)["needs_attention"], true);
+    assert!(reason(fax).contains("time limit"), "{}", reason(fax));
 }
 
 /// Acceptance on the Italian faxes and letters: mean character error rate per group, and

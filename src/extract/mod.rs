@@ -159,6 +159,16 @@ pub fn decode_text(bytes: &[u8]) -> String {
     }
 }
 
+/// A document's text from its pages: non-empty pages, separated by a form-feed line.
+pub fn join_pages(pages: &[PageText]) -> String {
+    let parts: Vec<&str> = pages
+        .iter()
+        .map(|p| p.text.trim_end())
+        .filter(|t| !t.is_empty())
+        .collect();
+    parts.join("\n\u{c}\n")
+}
+
 /// The result of extracting one document.
 #[derive(Debug, Clone, Default)]
 pub struct Extracted {
@@ -171,13 +181,7 @@ pub struct Extracted {
 
 impl Extracted {
     pub fn text(&self) -> String {
-        let parts: Vec<&str> = self
-            .page_texts
-            .iter()
-            .map(|p| p.text.trim_end())
-            .filter(|t| !t.is_empty())
-            .collect();
-        parts.join("\n\u{c}\n")
+        join_pages(&self.page_texts)
     }
 
     pub fn pages_needing_ocr(&self) -> Vec<u32> {

@@ -1417,15 +1417,16 @@ fn file_into_thread(
     mail: &MailFacts,
     now: &str,
 ) -> Result<Option<Filed>> {
-    let by_message_id = |id: &str| -> Result<Option<i64>> {
+    let lookup = |id: &str| -> Result<Option<(i64, String)>> {
         Ok(tx
             .query_row(
-                "SELECT ticket_id FROM message_ids WHERE message_id = ?1",
+                "SELECT ticket_id, direction FROM message_ids WHERE message_id = ?1",
                 [id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
     };
+    let by_message_id = |id: &str| -> Result<Option<i64>> { Ok(lookup(id)?.map(|(t, _)| t)) };
     if let Some(pec) = mail.pec.as_ref().filter(|p| p.is_receipt()) {
         // About a message no ticket holds: filed on its own, flagged (nothing is dropped).
         let Some(ticket_id) = pec
@@ -1447,12 +1448,7 @@ fn file_into_thread(
     }
     // The same message again (another copy, other transport headers): a duplicate.
     if let Some(id) = &mail.message_id {
-        if let Some(ticket_id) = by_message_id(id)? {
-            let direction: String = tx.query_row(
-                "SELECT direction FROM message_ids WHERE message_id = ?1",
-                [id],
-                |r| r.get(0),
-            )?;
+        if let Some((ticket_id, direction)) = lookup(id)? {
             if direction == "in" {
                 insert_intake(tx, ticket_id, &new.intake, now)?;
                 let detail = serde_json::json!({"source": new.intake.source, "name": new.intake.name, "message_id": id});
