@@ -7,6 +7,7 @@
 
 mod image;
 pub(crate) mod pdf;
+mod pdftext;
 mod poppler;
 
 use crate::config::ExtractStageConfig;

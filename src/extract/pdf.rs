@@ -1,4 +1,5 @@
-//! Born-digital PDFs: the text layer of each page, through `pdf-extract` over `lopdf`.
+//! Born-digital PDFs: the text layer of each page, through our fast reader for simple pages
+//! (`pdftext`) or else `pdf-extract`, both over `lopdf`.
 
 use super::{is_unusable_text, Extracted};
 use crate::model::PageText;
@@ -130,12 +131,17 @@ fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<LopdfPages, LopdfF
         if corrupt {
             repaired = true;
         }
-        let mut text = String::new();
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            let mut out = pdf_extract::PlainTextOutput::new(&mut text);
-            pdf_extract::output_doc_page(&doc, &mut out, number)
-        }));
-        let ok = matches!(result, Ok(Ok(())));
+        let (text, ok) = match super::pdftext::page_text(&doc, page_id) {
+            Some(text) => (text, true),
+            None => {
+                let mut text = String::new();
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    let mut out = pdf_extract::PlainTextOutput::new(&mut text);
+                    pdf_extract::output_doc_page(&doc, &mut out, number)
+                }));
+                (text, matches!(result, Ok(Ok(()))))
+            }
+        };
         let text = tidy(&text);
         let needs_ocr = !ok || is_unusable_text(&text);
         if needs_ocr && may_hold_text(&doc, page_id) {
