@@ -62,6 +62,9 @@ pub struct Entity {
     pub raw: String,
 }
 
+// Word boundaries are ASCII (`(?-u:\b)`): what they delimit here (codes, numbers, dates,
+// addresses) is ASCII at its edges, and a Unicode `\b` makes the regex engine fall back to its
+// slowest matcher on any text with an accent — most Italian text.
 fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
     cell.get_or_init(|| Regex::new(pattern).expect("valid entity regex"))
 }
@@ -196,7 +199,7 @@ fn fiscal_codes(text: &str, place: &str, out: &mut Vec<Entity>) {
     // 16 letters and digits, allowing the spaces some people type in groups (6-2-3-4-1).
     let candidate = re(
         &CANDIDATE,
-        r"(?i)\b([A-Z0-9]{6})[ ]?([A-Z0-9]{5})[ ]?([A-Z0-9]{4})[ ]?([A-Z0-9])\b",
+        r"(?i)(?-u:\b)([A-Z0-9]{6})[ ]?([A-Z0-9]{5})[ ]?([A-Z0-9]{4})[ ]?([A-Z0-9])(?-u:\b)",
     );
     for caps in candidate.captures_iter(text) {
         let raw = caps.get(0).map_or("", |m| m.as_str());
@@ -272,7 +275,7 @@ fn vats(text: &str, place: &str, out: &mut Vec<Entity>) {
     static VAT: OnceLock<Regex> = OnceLock::new();
     let vat = re(
         &VAT,
-        r"(?i)(p\.?\s?iva|partita\s+iva|vat(?:\s+(?:no|number))?)?[\s.:n°]*\b(?:IT)?(\d{11})\b",
+        r"(?i)(p\.?\s?iva|partita\s+iva|vat(?:\s+(?:no|number))?)?[\s.:n°]*(?-u:\b)(?:IT)?(\d{11})(?-u:\b)",
     );
     for caps in vat.captures_iter(text) {
         let digits = &caps[2];
@@ -302,7 +305,10 @@ fn vats(text: &str, place: &str, out: &mut Vec<Entity>) {
 
 fn emails(text: &str, place: &str, out: &mut Vec<Entity>) {
     static EMAIL: OnceLock<Regex> = OnceLock::new();
-    let email = re(&EMAIL, r"(?i)\b[A-Z0-9._%+-]+@[A-Z0-9.-]+\.[A-Z]{2,}\b");
+    let email = re(
+        &EMAIL,
+        r"(?i)(?-u:\b)[A-Z0-9._%+-]+@[A-Z0-9.-]+\.[A-Z]{2,}(?-u:\b)",
+    );
     for m in email.find_iter(text) {
         let value = m.as_str().trim_end_matches('.').to_ascii_lowercase();
         out.push(Entity {
@@ -417,7 +423,10 @@ fn iso_date(day: u32, month: u32, year: i32) -> Option<String> {
 
 fn dates(text: &str, place: &str, out: &mut Vec<Entity>) {
     static NUMERIC: OnceLock<Regex> = OnceLock::new();
-    let numeric = re(&NUMERIC, r"\b(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})\b");
+    let numeric = re(
+        &NUMERIC,
+        r"(?-u:\b)(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?-u:\b)",
+    );
     for c in numeric.captures_iter(text) {
         let (d, m, y) = (
             c[1].parse().unwrap_or(0),
@@ -439,7 +448,7 @@ fn dates(text: &str, place: &str, out: &mut Vec<Entity>) {
     static WORDS: OnceLock<Regex> = OnceLock::new();
     let words = re(
         &WORDS,
-        r"(?i)\b(\d{1,2})(?:°|º)?\s+(gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|agosto|settembre|ottobre|novembre|dicembre)\s+(\d{4})\b",
+        r"(?i)(?-u:\b)(\d{1,2})(?:°|º)?\s+(gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|agosto|settembre|ottobre|novembre|dicembre)\s+(\d{4})(?-u:\b)",
     );
     for c in words.captures_iter(text) {
         let month = MONTH_NAMES
@@ -466,7 +475,7 @@ fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
     // "pratica n. 1234/2010", "pratica B/2010/0977", "pratica (E/2011/1209)"
     let pratica = re(
         &PRATICA,
-        r"(?i)\bpratic[ah]e?\s*(?:n\.?|nr\.?|num\.?|numero|n°)?\s*[(\[]?\s*((?:[A-Z]/)?\d{1,6}/\d{2,4}(?:/\d{1,6})?|[A-Z]/\d{4}/\d{1,6})",
+        r"(?i)(?-u:\b)pratic[ah]e?\s*(?:n\.?|nr\.?|num\.?|numero|n°)?\s*[(\[]?\s*((?:[A-Z]/)?\d{1,6}/\d{2,4}(?:/\d{1,6})?|[A-Z]/\d{4}/\d{1,6})",
     );
     for c in pratica.captures_iter(text) {
         out.push(Entity {
@@ -480,7 +489,10 @@ fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
     }
     // A bare "B/2010/0977" (esito letter / year / number) is a reconstruction file number.
     static ESITO_FILE: OnceLock<Regex> = OnceLock::new();
-    let esito_file = re(&ESITO_FILE, r"\b([ABCDEF]/(?:19|20)\d{2}/\d{2,6})\b");
+    let esito_file = re(
+        &ESITO_FILE,
+        r"(?-u:\b)([ABCDEF]/(?:19|20)\d{2}/\d{2,6})(?-u:\b)",
+    );
     for c in esito_file.captures_iter(text) {
         let value = format!("pratica {}", &c[1]);
         if !out
@@ -501,7 +513,7 @@ fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
     static PROT: OnceLock<Regex> = OnceLock::new();
     let prot = re(
         &PROT,
-        r"(?i)\bprot(?:ocollo|\.)?\s*(?:n\.?|nr\.?|num\.?|numero|n°)?\s*(\d{1,7})(?:\s*/\s*(\d{4}))?(?:\s+del\s+(\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}))?",
+        r"(?i)(?-u:\b)prot(?:ocollo|\.)?\s*(?:n\.?|nr\.?|num\.?|numero|n°)?\s*(\d{1,7})(?:\s*/\s*(\d{4}))?(?:\s+del\s+(\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}))?",
     );
     for c in prot.captures_iter(text) {
         let number = c[1].trim_start_matches('0');
@@ -531,7 +543,7 @@ fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
     static TICKET: OnceLock<Regex> = OnceLock::new();
     let ticket = re(
         &TICKET,
-        r"\b([A-Z]{2,6}-(?:\d{4}-\d{6}|[0-9A-Z]{4}-[0-9A-Z]{4}))\b",
+        r"(?-u:\b)([A-Z]{2,6}-(?:\d{4}-\d{6}|[0-9A-Z]{4}-[0-9A-Z]{4}))(?-u:\b)",
     );
     for c in ticket.captures_iter(text) {
         let raw = &c[1];
@@ -556,7 +568,7 @@ fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
     static AEDES: OnceLock<Regex> = OnceLock::new();
     let aedes = re(
         &AEDES,
-        r"(?i)\b(?:id\s+)?(?:scheda\s+)?aedes\s*(?:n\.?|nr\.?|id|n°)?\s*[:#]?\s*(\d[\d/\-]{2,15}\d)",
+        r"(?i)(?-u:\b)(?:id\s+)?(?:scheda\s+)?aedes\s*(?:n\.?|nr\.?|id|n°)?\s*[:#]?\s*(\d[\d/\-]{2,15}\d)",
     );
     for c in aedes.captures_iter(text) {
         out.push(Entity {
@@ -576,7 +588,7 @@ fn addresses(text: &str, place: &str, out: &mut Vec<Entity>) {
     static ADDRESS: OnceLock<Regex> = OnceLock::new();
     let address = re(
         &ADDRESS,
-        r"\b((?:[Vv]ia|[Vv]iale|[Pp]iazza|[Pp]iazzale|[Cc]orso|[Vv]icolo|[Ll]argo|[Ss]trada|[Cc]ontrada|[Ll]ocalità|[Ll]oc\.)\s+(?:[A-ZÀ-Ý0-9][\w'’.àèéìòù]*\s?){1,5}?)(?:,?\s*(?:n\.?\s*|civico\s+)?(\d{1,4}(?:/?[A-Za-z])?))?(?:\s*[,-]?\s*(?:fraz(?:ione|\.)?\s+)([A-Z][\w'’]+(?:\s(?:di|del|della|San|Santa)?\s?[A-Z][\w'’]+)?))?",
+        r"(?-u:\b)((?:[Vv]ia|[Vv]iale|[Pp]iazza|[Pp]iazzale|[Cc]orso|[Vv]icolo|[Ll]argo|[Ss]trada|[Cc]ontrada|[Ll]ocalità|[Ll]oc\.)\s+(?:[A-ZÀ-Ý0-9][\w'’.àèéìòù]*\s?){1,5}?)(?:,?\s*(?:n\.?\s*|civico\s+)?(\d{1,4}(?:/?[A-Za-z])?))?(?:\s*[,-]?\s*(?:fraz(?:ione|\.)?\s+)([A-Z][\w'’]+(?:\s(?:di|del|della|San|Santa)?\s?[A-Z][\w'’]+)?))?",
     );
     for c in address.captures_iter(text) {
         let street = c[1].trim().trim_end_matches(',').to_string();
