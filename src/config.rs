@@ -277,8 +277,11 @@ impl Default for Pipeline {
     }
 }
 
+/// Threads that prepare items: twice the cores, because each spends part of its time waiting
+/// — for the disk to sync an original, for the OCR pool (sized by cores on its own) — and
+/// the cores should stay busy meanwhile. Each holds one item in memory.
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism()
+    2 * std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
 }

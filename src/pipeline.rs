@@ -155,6 +155,7 @@ impl Processor {
                 mtime_ns: item.mtime_ns,
             },
             mail: None,
+            search_text: None,
         };
         let mut work = Work {
             item,
@@ -170,6 +171,7 @@ impl Processor {
         }
         work.ticket.entities = ticket_entities(&work.ticket);
         self.request_ack(&mut work.ticket);
+        work.ticket.search_text = Some(crate::store::SearchText::of(&work.ticket));
         Ok(work.ticket)
     }
 }

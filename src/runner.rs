@@ -21,14 +21,18 @@ pub struct Outcome {
     pub result: Result<(Filed, Option<String>), String>,
 }
 
-/// Runs `jobs` through `prepare` on `workers` threads and hands each result to `file` on the
-/// calling thread as it completes. The queue is bounded, so memory holds only what the
-/// workers are doing.
+/// Most items committed together: bounds how long a finished item waits for its batch.
+const MAX_BATCH: usize = 32;
+
+/// Runs `jobs` through `prepare` on `workers` threads and hands the results to `file` on the
+/// calling thread as they complete: whatever is ready at once comes as one batch (at most
+/// `MAX_BATCH`), so the store can commit them together. The queue is bounded, so memory
+/// holds only what the workers are doing.
 pub fn parallel<J, R>(
     jobs: impl IntoIterator<Item = J, IntoIter: Send>,
     workers: usize,
     prepare: impl Fn(J) -> R + Sync,
-    mut file: impl FnMut(R),
+    mut file: impl FnMut(Vec<R>),
 ) where
     J: Send,
     R: Send,
@@ -60,8 +64,15 @@ pub fn parallel<J, R>(
                 }
             }
         });
-        for r in res_rx {
-            file(r);
+        while let Ok(first) = res_rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match res_rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            file(batch);
         }
         let _ = feeder.join();
     });
@@ -150,21 +161,27 @@ pub fn ingest(
                 });
             (path, prepared)
         },
-        |(path, prepared): (PathBuf, Result<NewTicket, String>)| {
-            let result = prepared.and_then(|t| {
-                let attention = (!t.attention.is_empty()).then(|| t.attention.join("; "));
-                store
-                    .file(&t, &prefix)
-                    .map(|f| (f, attention))
-                    .map_err(|e: StoreError| e.to_string())
-            });
-            report(
-                store,
-                Outcome {
-                    origin: path,
-                    result,
-                },
-            );
+        |batch: Vec<(PathBuf, Result<NewTicket, String>)>| {
+            let ready: Vec<&NewTicket> =
+                batch.iter().filter_map(|(_, p)| p.as_ref().ok()).collect();
+            let mut filed = store.file_batch(&ready, &prefix).into_iter();
+            for (path, prepared) in batch {
+                let result = prepared.and_then(|t| {
+                    let attention = (!t.attention.is_empty()).then(|| t.attention.join("; "));
+                    filed
+                        .next()
+                        .unwrap_or_else(|| Err(StoreError::Batch("no result".into())))
+                        .map(|f| (f, attention))
+                        .map_err(|e: StoreError| e.to_string())
+                });
+                report(
+                    store,
+                    Outcome {
+                        origin: path,
+                        result,
+                    },
+                );
+            }
         },
     );
 }

@@ -76,10 +76,7 @@ fn pdftotext(path: &Path) -> String {
 }
 
 fn blob(data: &Path, sha: &str) -> std::path::PathBuf {
-    data.join("originals")
-        .join(&sha[..2])
-        .join(&sha[2..4])
-        .join(sha)
+    data.join("originals").join(&sha[..2]).join(sha)
 }
 
 #[test]

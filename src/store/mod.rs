@@ -42,6 +42,8 @@ pub enum StoreError {
     Query(#[from] crate::search::QueryError),
     #[error("corrupt value in the store: {0}")]
     Corrupt(String),
+    #[error("filing a batch failed: {0}")]
+    Batch(String),
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -247,6 +249,34 @@ pub struct NewTicket {
     pub intake: Intake,
     /// For messages: what threads, receipts and acknowledgements need.
     pub mail: Option<MailFacts>,
+    /// The folded, stemmed text for the search index, made by a worker (see
+    /// [`SearchText::of`]) so the one filing thread does not; `None`: made when filed.
+    pub search_text: Option<SearchText>,
+}
+
+/// What a new ticket puts in the search index, as stored there (folded and stemmed).
+#[derive(Debug, Clone)]
+pub struct SearchText {
+    subject: String,
+    body: String,
+    documents: String,
+}
+
+impl SearchText {
+    pub fn of(t: &NewTicket) -> SearchText {
+        let mut documents = String::new();
+        for d in &t.documents {
+            documents.push_str(&stemmed_text(&d.doc.name));
+            documents.push(' ');
+            documents.push_str(&stemmed_text(&d.doc.text));
+            documents.push('\n');
+        }
+        SearchText {
+            subject: stemmed_text(&t.subject),
+            body: stemmed_text(&t.body),
+            documents,
+        }
+    }
 }
 
 /// What the store needs to know of a message beyond the ticket itself.
@@ -411,6 +441,51 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let filed = file_in(&tx, new, code_prefix)?;
+        tx.commit()?;
+        Ok(filed)
+    }
+
+    /// Files several items in one transaction (one wait for the disk instead of one each),
+    /// each in a savepoint of its own: an item that fails is rolled back alone and reported,
+    /// the others are filed. Nothing is filed if the commit itself fails.
+    pub fn file_batch(&mut self, items: &[&NewTicket], code_prefix: &str) -> Vec<Result<Filed>> {
+        let mut tx = match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(tx) => tx,
+            Err(e) => {
+                let e = e.to_string();
+                return items
+                    .iter()
+                    .map(|_| Err(StoreError::Batch(e.clone())))
+                    .collect();
+            }
+        };
+        let mut results = Vec::with_capacity(items.len());
+        for new in items {
+            let result = tx.savepoint().map_err(StoreError::from).and_then(|sp| {
+                let filed = file_in(&sp, new, code_prefix)?;
+                sp.commit()?;
+                Ok(filed)
+            });
+            results.push(result);
+        }
+        if let Err(e) = tx.commit() {
+            let e = e.to_string();
+            return items
+                .iter()
+                .map(|_| Err(StoreError::Batch(e.clone())))
+                .collect();
+        }
+        results
+    }
+}
+
+/// Files one item inside the caller's transaction (see [`Store::file`]).
+fn file_in(tx: &rusqlite::Connection, new: &NewTicket, code_prefix: &str) -> Result<Filed> {
+    {
         let now = now_rfc3339();
         let existing: Option<(i64, String)> = tx
             .query_row(
@@ -428,26 +503,23 @@ impl Store {
                 |r| r.get(0),
             )?;
             if seen_before {
-                tx.commit()?;
                 return Ok(Filed::AlreadyFiled { code });
             }
-            insert_intake(&tx, ticket_id, i, &now)?;
+            insert_intake(tx, ticket_id, i, &now)?;
             let detail =
                 serde_json::json!({"source": i.source, "name": i.name, "sha256": i.sha256});
             insert_event(
-                &tx,
+                tx,
                 ticket_id,
                 &now,
                 "sportello",
                 "duplicate_received",
                 &detail,
             )?;
-            tx.commit()?;
             return Ok(Filed::Duplicate { code });
         }
         if let Some(mail) = &new.mail {
-            if let Some(filed) = file_into_thread(&tx, new, mail, &now)? {
-                tx.commit()?;
+            if let Some(filed) = file_into_thread(tx, new, mail, &now)? {
                 return Ok(filed);
             }
         }
@@ -500,22 +572,22 @@ impl Store {
         )?;
         let ticket_id = tx.last_insert_rowid();
         for (ord, d) in new.documents.iter().enumerate() {
-            insert_document(&tx, ticket_id, ord as i64, d)?;
+            insert_document(tx, ticket_id, ord as i64, d)?;
         }
-        insert_intake(&tx, ticket_id, &new.intake, &now)?;
+        insert_intake(tx, ticket_id, &new.intake, &now)?;
         let protocol = protocol_string(year, number);
         let detail = serde_json::json!({
             "protocol": protocol, "channel": new.channel.as_str(),
             "source": new.intake.source, "name": new.intake.name,
         });
-        insert_event(&tx, ticket_id, &now, "sportello", "created", &detail)?;
+        insert_event(tx, ticket_id, &now, "sportello", "created", &detail)?;
         if let Some(topic) = &new.topic {
             let detail = serde_json::json!({"topic": topic, "confidence": new.topic_confidence, "reason": new.topic_reason});
-            insert_event(&tx, ticket_id, &now, "sportello", "classified", &detail)?;
+            insert_event(tx, ticket_id, &now, "sportello", "classified", &detail)?;
         }
         if let Some(reason) = &attention {
             insert_event(
-                &tx,
+                tx,
                 ticket_id,
                 &now,
                 "sportello",
@@ -530,13 +602,24 @@ impl Store {
             .execute(params![ticket_id, e.kind.as_str(), e.value, e.valid, e.confidence, e.place, e.raw])?;
         }
         if let Some(mail) = &new.mail {
-            record_mail(&tx, ticket_id, mail, &now)?;
+            record_mail(tx, ticket_id, mail, &now)?;
         }
-        index_ticket(&tx, ticket_id)?;
-        tx.commit()?;
+        let text = match &new.search_text {
+            Some(t) => t.clone(),
+            None => SearchText::of(new),
+        };
+        // A rowid freed by a deleted ticket may still have its index row.
+        tx.prepare_cached("DELETE FROM ticket_fts WHERE rowid = ?1")?
+            .execute([ticket_id])?;
+        tx.prepare_cached(
+            "INSERT INTO ticket_fts (rowid, subject, body, documents) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![ticket_id, text.subject, text.body, text.documents])?;
         Ok(Filed::Created { code, protocol })
     }
+}
 
+impl Store {
     /// Acknowledgements due now (not sent, next attempt time reached; with `all`, every one
     /// not sent), oldest first.
     pub fn outbox_due(&self, limit: usize, all: bool) -> Result<Vec<OutboxItem>> {
@@ -1356,7 +1439,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn insert_intake(tx: &rusqlite::Transaction, ticket_id: i64, i: &Intake, now: &str) -> Result<()> {
+fn insert_intake(tx: &rusqlite::Connection, ticket_id: i64, i: &Intake, now: &str) -> Result<()> {
     tx.execute(
         "INSERT INTO intakes (ticket_id, source, name, sha256, size, mtime_ns, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![ticket_id, i.source, i.name, i.sha256, i.size as i64, i.mtime_ns, now],
@@ -1365,7 +1448,7 @@ fn insert_intake(tx: &rusqlite::Transaction, ticket_id: i64, i: &Intake, now: &s
 }
 
 fn insert_event(
-    tx: &rusqlite::Transaction,
+    tx: &rusqlite::Connection,
     ticket_id: i64,
     at: &str,
     actor: &str,
@@ -1380,7 +1463,7 @@ fn insert_event(
 }
 
 fn insert_document(
-    tx: &rusqlite::Transaction,
+    tx: &rusqlite::Connection,
     ticket_id: i64,
     ord: i64,
     d: &NewDocument,
@@ -1412,7 +1495,7 @@ fn codes_in(subject: &str) -> Vec<String> {
 /// subject carries the code of a ticket opened by the same address, joins that ticket; a
 /// PEC receipt becomes an event on the ticket of the message it is about. None: file anew.
 fn file_into_thread(
-    tx: &rusqlite::Transaction,
+    tx: &rusqlite::Connection,
     new: &NewTicket,
     mail: &MailFacts,
     now: &str,
@@ -1537,7 +1620,7 @@ fn file_into_thread(
 
 /// Adds the item's documents after the ticket's own, and its intake; returns the code.
 fn append_documents(
-    tx: &rusqlite::Transaction,
+    tx: &rusqlite::Connection,
     ticket_id: i64,
     new: &NewTicket,
     now: &str,
@@ -1560,7 +1643,7 @@ fn append_documents(
 
 /// For a new ticket from a message: its Message-ID, the PEC facts, the acknowledgement.
 fn record_mail(
-    tx: &rusqlite::Transaction,
+    tx: &rusqlite::Connection,
     ticket_id: i64,
     mail: &MailFacts,
     now: &str,
@@ -1611,7 +1694,7 @@ fn record_mail(
 }
 
 /// (Re)writes the ticket's row of the search index from its current subject, body and documents.
-fn index_ticket(tx: &rusqlite::Transaction, ticket_id: i64) -> Result<()> {
+fn index_ticket(tx: &rusqlite::Connection, ticket_id: i64) -> Result<()> {
     let (subject, body): (String, String) = tx.query_row(
         "SELECT subject, body FROM tickets WHERE id = ?1",
         [ticket_id],
@@ -1683,7 +1766,36 @@ mod tests {
                 mtime_ns: None,
             },
             mail: None,
+            search_text: None,
         }
+    }
+
+    #[test]
+    fn a_batch_files_in_order_in_one_transaction_and_sees_its_own_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut first = ticket(0, "a@x.it", "pratica X");
+        first.subject = "Allacciamento gas".into();
+        first.search_text = Some(SearchText::of(&first));
+        let second = ticket(1, "b@x.it", "pratica Y");
+        let mut again = ticket(0, "a@x.it", "pratica X");
+        again.intake.name = "t0-copy".into();
+        let results = store.file_batch(&[&first, &second, &again], "URP");
+        assert!(matches!(results[0], Ok(Filed::Created { .. })));
+        assert!(matches!(results[1], Ok(Filed::Created { .. })));
+        // The same bytes again in the same batch: recognised, not a second ticket.
+        match (&results[0], &results[2]) {
+            (Ok(a), Ok(Filed::Duplicate { code })) => assert_eq!(a.code(), code),
+            other => panic!("{other:?}"),
+        }
+        // Text indexed by a worker is searchable like text indexed when filed.
+        let hits = store
+            .search(
+                &crate::search::SearchQuery::parse("allacciamenti").unwrap(),
+                &TicketFilter::default(),
+            )
+            .unwrap();
+        assert_eq!(hits.len(), 1);
     }
 
     #[test]
