@@ -293,6 +293,26 @@ pub fn scan(pdf: &[u8], how: Scan, quarters: u32) -> Result<Vec<u8>, String> {
     .ok_or_else(|| "cannot encode the page".to_string())
 }
 
+/// A greyscale JPEG that looks like a photo to a compressor (gradients plus noise), so it
+/// keeps its size: letterheads, stamps, phone pictures in test documents.
+pub fn photo_jpeg(width: usize, height: usize, seed: u64) -> Vec<u8> {
+    let mut pgm = format!("P5 {width} {height} 255\n").into_bytes();
+    let mut x = seed.wrapping_add(1);
+    for y in 0..height {
+        for c in 0..width {
+            // xorshift: cheap, deterministic noise.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let base = ((c * 255 / width.max(1) + y * 128 / height.max(1)) % 256) as i64;
+            pgm.push((base + (x % 97) as i64 - 48).clamp(0, 255) as u8);
+        }
+    }
+    crate::ocr::engine::Pix::read_mem(&pgm)
+        .and_then(|p| p.to_jpeg(85))
+        .unwrap_or_default()
+}
+
 /// A one-page PDF that is nothing but a JPEG scan (DCTDecode) filling an A4 page, as
 /// scanner software makes them: no text layer.
 pub fn jpeg_pdf(jpeg: &[u8]) -> Vec<u8> {
