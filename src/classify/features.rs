@@ -243,6 +243,20 @@ fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Stems of the meaningful words of `text`, in order.
+/// Words of `text` that matching ignores although they are not stop words: single letters
+/// and numbers ("n" in "fattura n", "2009"). A rule term holding one matches without it.
+pub fn ignored_words(text: &str) -> Vec<String> {
+    // Elided articles and prepositions ("d'acqua", "l'alloggio") are stop words.
+    text.split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '\u{2019}')
+        .filter(|w| !w.is_empty() && !w.ends_with(['\'', '\u{2019}']))
+        .map(|w| crate::textnorm::fold(w.trim_matches(['\'', '\u{2019}'])))
+        .filter(|w| {
+            let w = w.to_lowercase();
+            (w.chars().count() == 1 || w.chars().all(|c| c.is_ascii_digit())) && !is_stop(&w)
+        })
+        .collect()
+}
+
 pub fn stems(text: &str) -> Vec<String> {
     stems_at(&join_acronyms(text))
         .into_iter()
@@ -316,6 +330,72 @@ pub struct Words {
     /// The sentences that ask for something ("chiedo…", "vorrei sapere…", questions): what
     /// the office must do or answer now weighs more than the background story.
     pub ask: Vec<Stem>,
+    /// When the writer turns from background to the point ("quello che chiedo è…", "il punto
+    /// è che…"): the words from there on. `None` without such a turn.
+    pub focus: Option<Vec<Stem>>,
+}
+
+/// Folded phrases that turn a letter from its background to its point, anywhere in a sentence.
+/// Written without accents or apostrophes; [`turns`] matches the written variants too.
+const TURNS: &[&str] = &[
+    "quello che chiedo",
+    "cio che chiedo",
+    "quello che vi chiedo",
+    "il punto e",
+    "la mia domanda",
+    "la domanda e",
+    "il problema e",
+    "quello che mi serve",
+    "chiedo invece",
+    "vi scrivo invece",
+    "vi scrivo per un altro",
+    "per un altro motivo",
+    "e un altro",
+    "e una cosa diversa",
+    "e diverso",
+    "e un altra",
+    "non e questo",
+    "my question is",
+    "what i need",
+];
+
+/// One automaton for every written form of [`TURNS`] ("è"/"È"/"e", "ciò", "un'altra"…),
+/// ASCII case folded: searching each request's raw text once costs no allocation.
+fn turns() -> &'static aho_corasick::AhoCorasick {
+    static TURNS_AC: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    TURNS_AC.get_or_init(|| {
+        let mut forms: Vec<String> = Vec::new();
+        for phrase in TURNS {
+            let mut variants = vec![String::new()];
+            for (i, word) in phrase.split(' ').enumerate() {
+                let spellings: &[&str] = match word {
+                    "e" => &["e", "è", "È", "é"],
+                    "cio" => &["cio", "ciò", "Ciò"],
+                    w => &[w],
+                };
+                let seps: &[&str] = if i == 0 {
+                    &[""]
+                } else if word == "altra" || word == "altro" {
+                    &[" ", "'", "\u{2019}"]
+                } else {
+                    &[" "]
+                };
+                variants = variants
+                    .iter()
+                    .flat_map(|v| {
+                        seps.iter().flat_map(move |sep| {
+                            spellings.iter().map(move |w| format!("{v}{sep}{w}"))
+                        })
+                    })
+                    .collect();
+            }
+            forms.extend(variants);
+        }
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&forms)
+            .expect("turn phrases build")
+    })
 }
 
 /// Stems that mark a sentence as the request itself.
@@ -343,11 +423,31 @@ impl Words {
             .char_indices()
             .filter(|&(i, c)| matches!(c, '.' | '?' | '!' | ';') || (c == '\n' && paragraph_end(i)))
             .chain([(text.len(), '\n')]);
+        // Where the text turns to its point: starts of whole-word matches.
+        let turn_at: Vec<usize> = turns()
+            .find_iter(text.as_ref())
+            .filter(|m| {
+                let before = text[..m.start()].chars().next_back();
+                let after = text[m.end()..].chars().next();
+                !before.is_some_and(char::is_alphanumeric)
+                    && !after.is_some_and(char::is_alphanumeric)
+            })
+            .map(|m| m.start())
+            .collect();
+        let mut focus_from: Option<usize> = None;
+        let mut sentence_start = 0usize;
         for (end, c) in ends {
             let from = next;
             while next < words.len() && words[next].0 < end {
                 next += 1;
             }
+            // Only explicit turns: a sentence opening with "Ma…" is as often one more
+            // argument for the same request as a change of subject.
+            let turns = turn_at.iter().any(|&at| at >= sentence_start && at < end);
+            if turns && from > 0 {
+                focus_from = Some(from);
+            }
+            sentence_start = end + c.len_utf8();
             let sentence = &words[from..next];
             let asks = c == '?'
                 || sentence
@@ -362,6 +462,7 @@ impl Words {
                 .into_iter()
                 .map(|(_, s)| s)
                 .collect(),
+            focus: focus_from.map(|f| words[f..].iter().map(|(_, s)| s.clone()).collect()),
             body: words.into_iter().map(|(_, s)| s).collect(),
             ask,
         }

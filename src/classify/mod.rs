@@ -56,12 +56,19 @@ pub fn classify(rules: &Rules, model: Option<&Model>, request: &Request) -> Clas
             scores[i] += f.weight;
         }
     }
+    // With no rule fired the model decides alone, on its own probabilities (`model_weight`
+    // only scales it against rule weights).
+    let alone = if fired.is_empty() {
+        1.0 / rules.model_weight.max(1e-3)
+    } else {
+        1.0
+    };
     let mut probs = scores.clone();
     let max = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f32 = probs
         .iter_mut()
         .map(|s| {
-            *s = (*s - max).exp();
+            *s = ((*s - max) * alone).exp();
             *s
         })
         .sum();
@@ -80,6 +87,11 @@ pub fn classify(rules: &Rules, model: Option<&Model>, request: &Request) -> Clas
         ),
         None => (best, probs[best]),
     };
+    let runner_up = (0..topics.len())
+        .filter(|&i| i != winner)
+        .max_by(|&a, &b| probs[a].total_cmp(&probs[b]));
+    let toss_up = decisive.is_none()
+        && runner_up.is_some_and(|r| probs[winner] - probs[r] < rules.abstain_margin);
     if fired.is_empty() && model.is_none() {
         confidence = 0.0;
     }
@@ -110,12 +122,16 @@ pub fn classify(rules: &Rules, model: Option<&Model>, request: &Request) -> Clas
         .filter(|&i| i != winner && probs[i] >= rules.secondary_above)
         .map(|i| topics[i].clone())
         .collect();
-    if confidence < rules.abstain_below {
+    if confidence < rules.abstain_below || toss_up {
+        let close = match runner_up {
+            Some(r) if toss_up => format!(", {} at {:.0}%", topics[r], probs[r] * 100.0),
+            _ => String::new(),
+        };
         return Classification {
             topic: UNSORTED.to_string(),
             confidence,
             reason: format!(
-                "unsure (best guess {} at {:.0}%): {}",
+                "unsure (best guess {} at {:.0}%{close}): {}",
                 topics[winner],
                 confidence * 100.0,
                 reasons.join("; ")
@@ -275,6 +291,53 @@ mod tests {
             "{}",
             c.reason
         );
+    }
+
+    const TWO_TOPICS: &str = "abstain_below = 0.1\nabstain_margin = 0.1\n[topics.gas]\nlabel = \"Gas\"\noffice = \"Servizio gas\"\n[topics.waste]\nlabel = \"Rifiuti\"\noffice = \"Igiene urbana\"\n[[rules]]\nname = \"gas\"\ntopic = \"gas\"\nweight = 2\nany = [\"allaccio gas\"]\n[[rules]]\nname = \"macerie\"\ntopic = \"waste\"\nweight = 2\nany = [\"macerie\"]\n";
+
+    fn ask(rules: &Rules, body: &str) -> Classification {
+        classify(
+            rules,
+            None,
+            &Request {
+                channel: None,
+                sender_email: None,
+                subject: "Richiesta",
+                body,
+            },
+        )
+    }
+
+    #[test]
+    fn a_toss_up_between_two_topics_goes_to_a_clerk_naming_both() {
+        let rules = Rules::parse(Path::new("r.toml"), TWO_TOPICS).unwrap();
+        let c = ask(
+            &rules,
+            "Ci sono macerie davanti casa e aspetto l'allaccio gas.",
+        );
+        assert_eq!(c.topic, UNSORTED);
+        assert!(
+            c.reason.contains("gas at 50%") && c.reason.contains("waste at 50%"),
+            "{}",
+            c.reason
+        );
+        assert_eq!(ask(&rules, "Aspetto l'allaccio gas.").topic, "gas");
+    }
+
+    #[test]
+    fn what_comes_before_the_writer_turns_to_the_point_counts_less() {
+        let rules = Rules::parse(Path::new("r.toml"), TWO_TOPICS).unwrap();
+        let c = ask(
+            &rules,
+            "Le macerie le hanno portate via. Il punto è che aspetto l'allaccio gas.",
+        );
+        assert_eq!(c.topic, "gas", "{}", c.reason);
+        // Without the turn, the same two mentions are a toss-up.
+        let c = ask(
+            &rules,
+            "Le macerie le hanno portate via. Aspetto l'allaccio gas.",
+        );
+        assert_eq!(c.topic, UNSORTED, "{}", c.reason);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! *allaccio* and *allacciamento* meet. A file with problems is refused whole, with every
 //! problem and its line.
 
-use super::features::{stems, Words};
+use super::features::{ignored_words, stems, Words};
 use crate::config::{Checker, ConfigError, ConfigProblem};
 use crate::model::Channel;
 use aho_corasick::AhoCorasick;
@@ -117,6 +117,7 @@ pub struct Prepared<'a> {
     request: &'a Request<'a>,
     in_subject: Vec<bool>,
     in_ask: Vec<bool>,
+    in_focus: Option<Vec<bool>>,
     in_all: Vec<bool>,
 }
 
@@ -136,6 +137,10 @@ impl<'a> Prepared<'a> {
             request,
             in_subject: hits(&subject),
             in_ask: hits(&ask),
+            in_focus: words
+                .focus
+                .as_ref()
+                .map(|f| hits(&format!(" {} ", f.join(" ")))),
             in_all: hits(&all),
         }
     }
@@ -242,8 +247,20 @@ impl Rule {
             (false, true) => EMPHASIS,
             (false, false) => 1.0,
         };
+        // After a turn ("quello che chiedo è…"), what came before is background: a rule
+        // found only there counts less.
+        let background = match &p.in_focus {
+            Some(focus)
+                if !self.in_subject
+                    && !(self.any.is_empty() && self.all.is_empty())
+                    && !terms_where(focus) =>
+            {
+                BACKGROUND
+            }
+            _ => 1.0,
+        };
         let weight = if self.weight > 0.0 {
-            self.weight * boost
+            self.weight * boost * background
         } else {
             self.weight
         };
@@ -258,6 +275,9 @@ impl Rule {
 
 fn default_abstain() -> f32 {
     0.5
+}
+fn default_margin() -> f32 {
+    0.0
 }
 fn default_secondary() -> f32 {
     0.2
@@ -277,6 +297,9 @@ pub struct Rules {
     pub file: PathBuf,
     /// Below this confidence a ticket goes to `unsorted` for a clerk.
     pub abstain_below: f32,
+    /// When the best topic leads the runner-up by less than this (in probability), the
+    /// request is a toss-up between them: `unsorted` too.
+    pub abstain_margin: f32,
     /// Other topics at least this likely are kept as secondary topics.
     pub secondary_above: f32,
     /// A rule at least this heavy decides alone.
@@ -294,6 +317,9 @@ pub const UNSORTED: &str = "unsorted";
 
 /// Weight multiplier for a rule whose terms appear in the subject or in a sentence that asks.
 const EMPHASIS: f32 = 1.5;
+
+/// Weight multiplier for a rule whose terms appear only before the letter turns to its point.
+const BACKGROUND: f32 = 0.5;
 
 impl Rules {
     pub fn load(path: &Path) -> Result<Rules, ConfigError> {
@@ -313,6 +339,8 @@ impl Rules {
         struct Top {
             #[serde(default = "default_abstain")]
             abstain_below: f32,
+            #[serde(default = "default_margin")]
+            abstain_margin: f32,
             #[serde(default = "default_secondary")]
             secondary_above: f32,
             #[serde(default = "default_decisive")]
@@ -359,12 +387,17 @@ impl Rules {
                 message: "no [topics.…] defined".into(),
             });
         }
-        if !(0.0..=1.0).contains(&top.abstain_below) {
-            cx.problems.push(ConfigProblem {
-                file: path.to_path_buf(),
-                line: None,
-                message: "`abstain_below` must be between 0 and 1".into(),
-            });
+        for (name, value) in [
+            ("abstain_below", top.abstain_below),
+            ("abstain_margin", top.abstain_margin),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                cx.problems.push(ConfigProblem {
+                    file: path.to_path_buf(),
+                    line: None,
+                    message: format!("`{name}` must be between 0 and 1"),
+                });
+            }
         }
         let mut names = HashSet::new();
         let mut rules = Vec::new();
@@ -402,6 +435,11 @@ impl Rules {
             let terms = |list: &[String], cx: &mut Checker, patterns: &mut Patterns| -> Vec<Term> {
                 list.iter()
                     .filter_map(|w| {
+                        let ignored = ignored_words(w);
+                        if !ignored.is_empty() {
+                            cx.at(span.clone(), format!("rule `{}`: term {w:?}: {} ignored when matching (single letters and numbers are), so the term would match without it; write a `regex` instead", raw.name, ignored.iter().map(|i| format!("`{i}` is")).collect::<Vec<_>>().join(", ")));
+                            return None;
+                        }
                         let t = patterns.term(w);
                         if t.is_none() {
                             cx.at(span.clone(), format!("rule `{}`: term {w:?} has no word that counts (only stop words)", raw.name));
@@ -457,6 +495,7 @@ impl Rules {
             pattern_count: patterns.list.len(),
             file: path.to_path_buf(),
             abstain_below: top.abstain_below,
+            abstain_margin: top.abstain_margin,
             secondary_above: top.secondary_above,
             decisive_weight: top.decisive_weight,
             retrain_after: top.retrain_after,
@@ -486,6 +525,25 @@ mod tests {
             "{all}"
         );
         assert_eq!(err.0.len(), 3, "{all}");
+    }
+
+    #[test]
+    fn a_term_that_would_lose_a_letter_or_number_is_refused() {
+        let text = "abstain_margin = 1.5\n[topics.rec]\nlabel = \"R\"\noffice = \"U\"\n[[rules]]\nname = \"esito\"\ntopic = \"rec\"\nany = [\"esito B\", \"perdita d'acqua\", \"ordinanza 2009\"]\n";
+        let all = Rules::parse(Path::new("r.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            all.contains("`abstain_margin` must be between 0 and 1"),
+            "{all}"
+        );
+        assert!(all.contains("term \"esito B\": `b` is ignored"), "{all}");
+        assert!(
+            all.contains("term \"ordinanza 2009\": `2009` is ignored"),
+            "{all}"
+        );
+        // An elided article is an ordinary stop word.
+        assert!(!all.contains("perdita"), "{all}");
     }
 
     #[test]
