@@ -252,7 +252,7 @@ impl Rule {
         let background = match &p.in_focus {
             Some(focus)
                 if !self.in_subject
-                    && !(self.any.is_empty() && self.all.is_empty())
+                    && (!self.any.is_empty() || !self.all.is_empty())
                     && !terms_where(focus) =>
             {
                 BACKGROUND
