@@ -133,15 +133,28 @@ impl<'a> Prepared<'a> {
             found
         };
         let ask = format!(" {} ", words.ask.join(" "));
+        // The focus is the tail of the body: its hits are the ones that start there, found
+        // in the same pass as all the others.
+        let focus_start = words.focus.as_ref().map(|f| {
+            let tail = f.iter().map(|w| w.len() + 1).sum::<usize>() + 1;
+            all.len().saturating_sub(tail)
+        });
+        let mut in_all = vec![false; rules.pattern_count];
+        let mut in_focus = focus_start.map(|_| vec![false; rules.pattern_count]);
+        for m in rules.matcher.find_overlapping_iter(&all) {
+            in_all[m.pattern().as_usize()] = true;
+            if let (Some(start), Some(focus)) = (focus_start, in_focus.as_mut()) {
+                if m.start() >= start {
+                    focus[m.pattern().as_usize()] = true;
+                }
+            }
+        }
         Prepared {
             request,
             in_subject: hits(&subject),
             in_ask: hits(&ask),
-            in_focus: words
-                .focus
-                .as_ref()
-                .map(|f| hits(&format!(" {} ", f.join(" ")))),
-            in_all: hits(&all),
+            in_all,
+            in_focus,
         }
     }
 
