@@ -264,18 +264,45 @@ pub struct SearchText {
 
 impl SearchText {
     pub fn of(t: &NewTicket) -> SearchText {
-        let mut documents = String::new();
-        for d in &t.documents {
-            documents.push_str(&stemmed_text(&d.doc.name));
-            documents.push(' ');
-            documents.push_str(&stemmed_text(&d.doc.text));
-            documents.push('\n');
+        SearchText::new(
+            &t.subject,
+            &t.body,
+            t.documents
+                .iter()
+                .map(|d| (d.doc.name.as_str(), d.doc.text.as_str())),
+        )
+    }
+
+    /// From a ticket's subject, body and documents' (name, text) in their order.
+    fn new<'a>(
+        subject: &str,
+        body: &str,
+        documents: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> SearchText {
+        let mut stemmed = String::new();
+        for (name, text) in documents {
+            stemmed.push_str(&stemmed_text(name));
+            stemmed.push(' ');
+            stemmed.push_str(&stemmed_text(text));
+            stemmed.push('\n');
         }
         SearchText {
-            subject: stemmed_text(&t.subject),
-            body: stemmed_text(&t.body),
-            documents,
+            subject: stemmed_text(subject),
+            body: stemmed_text(body),
+            documents: stemmed,
         }
+    }
+
+    /// Replaces the ticket's row in the search index (a rowid freed by a deleted ticket may
+    /// still have one).
+    fn write(&self, tx: &rusqlite::Connection, ticket_id: i64) -> Result<()> {
+        tx.prepare_cached("DELETE FROM ticket_fts WHERE rowid = ?1")?
+            .execute([ticket_id])?;
+        tx.prepare_cached(
+            "INSERT INTO ticket_fts (rowid, subject, body, documents) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![ticket_id, self.subject, self.body, self.documents])?;
+        Ok(())
     }
 }
 
@@ -455,13 +482,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
         {
             Ok(tx) => tx,
-            Err(e) => {
-                let e = e.to_string();
-                return items
-                    .iter()
-                    .map(|_| Err(StoreError::Batch(e.clone())))
-                    .collect();
-            }
+            Err(e) => return all_failed(items.len(), e),
         };
         let mut results = Vec::with_capacity(items.len());
         for new in items {
@@ -473,14 +494,16 @@ impl Store {
             results.push(result);
         }
         if let Err(e) = tx.commit() {
-            let e = e.to_string();
-            return items
-                .iter()
-                .map(|_| Err(StoreError::Batch(e.clone())))
-                .collect();
+            return all_failed(items.len(), e);
         }
         results
     }
+}
+
+/// The same failure for every item of a batch.
+fn all_failed(n: usize, e: rusqlite::Error) -> Vec<Result<Filed>> {
+    let e = e.to_string();
+    (0..n).map(|_| Err(StoreError::Batch(e.clone()))).collect()
 }
 
 /// Files one item inside the caller's transaction (see [`Store::file`]).
@@ -604,17 +627,10 @@ fn file_in(tx: &rusqlite::Connection, new: &NewTicket, code_prefix: &str) -> Res
         if let Some(mail) = &new.mail {
             record_mail(tx, ticket_id, mail, &now)?;
         }
-        let text = match &new.search_text {
-            Some(t) => t.clone(),
-            None => SearchText::of(new),
-        };
-        // A rowid freed by a deleted ticket may still have its index row.
-        tx.prepare_cached("DELETE FROM ticket_fts WHERE rowid = ?1")?
-            .execute([ticket_id])?;
-        tx.prepare_cached(
-            "INSERT INTO ticket_fts (rowid, subject, body, documents) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![ticket_id, text.subject, text.body, text.documents])?;
+        match &new.search_text {
+            Some(t) => t.write(tx, ticket_id)?,
+            None => SearchText::of(new).write(tx, ticket_id)?,
+        }
         Ok(Filed::Created { code, protocol })
     }
 }
@@ -1700,27 +1716,19 @@ fn index_ticket(tx: &rusqlite::Connection, ticket_id: i64) -> Result<()> {
         [ticket_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let mut docs = String::new();
-    {
-        let mut stmt = tx
-            .prepare_cached("SELECT name, text FROM documents WHERE ticket_id = ?1 ORDER BY ord")?;
-        let rows = stmt.query_map([ticket_id], |r| {
+    let mut stmt =
+        tx.prepare_cached("SELECT name, text FROM documents WHERE ticket_id = ?1 ORDER BY ord")?;
+    let documents = stmt
+        .query_map([ticket_id], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        for row in rows {
-            let (name, text) = row?;
-            docs.push_str(&stemmed_text(&name));
-            docs.push(' ');
-            docs.push_str(&stemmed_text(&text));
-            docs.push('\n');
-        }
-    }
-    tx.execute("DELETE FROM ticket_fts WHERE rowid = ?1", [ticket_id])?;
-    tx.execute(
-        "INSERT INTO ticket_fts (rowid, subject, body, documents) VALUES (?1, ?2, ?3, ?4)",
-        params![ticket_id, stemmed_text(&subject), stemmed_text(&body), docs],
-    )?;
-    Ok(())
+        })?
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    SearchText::new(
+        &subject,
+        &body,
+        documents.iter().map(|(n, t)| (n.as_str(), t.as_str())),
+    )
+    .write(tx, ticket_id)
 }
 
 #[cfg(test)]
