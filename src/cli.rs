@@ -147,6 +147,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the web app (clerks, archivists, admins) and the citizens' /track page
+    Serve {
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Address and port (port 0: any free port, printed at start)
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Labelled requests (JSON Lines) the rules editor also backtests on
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Mark cookies Secure (when users reach the app over HTTPS through a proxy)
+        #[arg(long)]
+        secure_cookies: bool,
+        /// Tracking-code lookups allowed per client address per minute
+        #[arg(long, default_value_t = 20)]
+        track_per_minute: u32,
+    },
+    /// Accounts of the web app
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Every ticket, whole, one JSON object per line
     Export {
         #[arg(long, required = true)]
@@ -155,6 +177,22 @@ pub enum Command {
         #[arg(long)]
         mask_personal: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// Create an account; without --password-stdin a random password is made and printed
+    Add {
+        name: String,
+        /// clerk, archivist or admin
+        #[arg(long)]
+        role: String,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Accounts and their roles
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -265,6 +303,9 @@ pub struct FilterArgs {
     /// Only tickets referring to this case number (e.g. B/2010/0977, 5678/2011)
     #[arg(long = "case")]
     pub case_ref: Option<String>,
+    /// Only tickets whose sender's name, address or number contains this
+    #[arg(long)]
+    pub sender: Option<String>,
 }
 
 impl FilterArgs {
@@ -287,7 +328,9 @@ impl FilterArgs {
             until: until
                 .and_then(|d| d.succ_opt())
                 .map(|d| format!("{d}T00:00:00Z")),
+            sender: self.sender.clone(),
             limit: self.limit,
+            offset: None,
         })
     }
 }
@@ -999,6 +1042,75 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve {
+            pipeline,
+            listen,
+            labels,
+            secure_cookies,
+            track_per_minute,
+        } => {
+            let pipeline = load_pipeline(pipeline.as_deref())?;
+            let data_dir = data_dir(&cli.data, &pipeline);
+            let settings = crate::web::ServeSettings {
+                listen,
+                data_dir,
+                pipeline,
+                labels,
+                secure_cookies,
+                track_per_minute,
+            };
+            crate::web::serve(settings, |addr| {
+                let _ = out.line(&format!("listening on http://{addr}"));
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Users {
+            command:
+                UsersCommand::Add {
+                    name,
+                    role,
+                    password_stdin,
+                },
+        } => {
+            let role: crate::store::web::Role = role.parse().map_err(anyhow::Error::msg)?;
+            let name = name.trim().to_string();
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                bail!("a user name is one word without spaces");
+            }
+            let (password, made) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("cannot read the password from standard input")?;
+                let p = line.trim_end_matches(['\r', '\n']).to_string();
+                if p.chars().count() < 8 {
+                    bail!("the password must have at least 8 characters");
+                }
+                (p, false)
+            } else {
+                (random_password(), true)
+            };
+            let hash = crate::web::hash_password(&password).map_err(anyhow::Error::msg)?;
+            let mut store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
+            store.add_user(&name, role, &hash)?;
+            if made {
+                out.line(&format!(
+                    "user {name} ({role}) created; password: {password}"
+                ))?;
+            } else {
+                out.line(&format!("user {name} ({role}) created"))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Users {
+            command: UsersCommand::List,
+        } => {
+            let store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
+            for u in store.users()? {
+                out.line(&format!("{}\t{}", u.name, u.role))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Export {
             jsonl,
             mask_personal,
@@ -1019,6 +1131,16 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// 16 symbols without look-alikes (about 80 bits).
+fn random_password() -> String {
+    use rand::Rng;
+    const SYMBOLS: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::thread_rng();
+    (0..16)
+        .map(|_| SYMBOLS[rng.gen_range(0..SYMBOLS.len())] as char)
+        .collect()
 }
 
 /// Replaces fiscal codes and phone numbers everywhere in a ticket with masked forms.

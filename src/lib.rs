@@ -21,3 +21,4 @@ pub mod sources;
 pub mod store;
 pub mod testdata;
 pub mod textnorm;
+pub mod web;

@@ -115,6 +115,19 @@ impl Processor {
 
     /// Keeps the original, runs every stage, and returns the ticket to file.
     pub fn prepare(&self, item: Item) -> Result<NewTicket, PrepareError> {
+        let mut ticket = self.run_stages(item, |_| true)?;
+        ticket.entities = ticket_entities(&ticket);
+        self.request_ack(&mut ticket);
+        ticket.search_text = Some(crate::store::SearchText::of(&ticket));
+        Ok(ticket)
+    }
+
+    /// Keeps the original and runs the `wanted` stages on it.
+    fn run_stages(
+        &self,
+        item: Item,
+        wanted: impl Fn(&dyn Stage) -> bool,
+    ) -> Result<NewTicket, PrepareError> {
         let sha = sha256_hex(&item.bytes);
         self.blobs
             .put_with_sha(&sha, &item.bytes)
@@ -162,7 +175,121 @@ impl Processor {
             file_type,
             ticket,
         };
-        for stage in &self.stages {
+        for stage in self.stages.iter().filter(|s| wanted(s.as_ref())) {
+            if let Err(e) = stage.process(&mut work, &self.blobs) {
+                work.ticket
+                    .attention
+                    .push(format!("{} failed: {e}", stage.name()));
+            }
+        }
+        Ok(work.ticket)
+    }
+}
+
+/// A request registered by a clerk (received by phone or at the desk), with the files the
+/// citizen handed over.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub channel: Channel,
+    pub sender: Sender,
+    pub subject: String,
+    pub body: String,
+    /// Who registered it (recorded as the intake's origin).
+    pub clerk: String,
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl Processor {
+    /// A registered request as a ticket: what the clerk typed is kept as the first document
+    /// (`richiesta.txt`, the original of the request), each uploaded file goes through the
+    /// same extraction and OCR as a file dropped in a folder, then the whole is classified.
+    pub fn prepare_registered(&self, reg: Registration) -> Result<NewTicket, PrepareError> {
+        let now = now_rfc3339();
+        let mut record = format!("Oggetto: {}\n", reg.subject);
+        for (label, value) in [
+            ("Nome", &reg.sender.name),
+            ("Email", &reg.sender.email),
+            ("Telefono", &reg.sender.phone),
+        ] {
+            if let Some(v) = value {
+                record.push_str(&format!("{label}: {v}\n"));
+            }
+        }
+        record.push_str(&format!(
+            "Canale: {}\nRegistrata da: {} il {now}\n\n{}\n",
+            reg.channel.as_str(),
+            reg.clerk,
+            reg.body
+        ));
+        let sha = sha256_hex(record.as_bytes());
+        self.blobs
+            .put_with_sha(&sha, record.as_bytes())
+            .map_err(|source| PrepareError::KeepOriginal {
+                name: "richiesta.txt".into(),
+                source,
+            })?;
+        let mut first = NewDocument::original(
+            "richiesta.txt".into(),
+            "text/plain",
+            sha.clone(),
+            record.len() as u64,
+        );
+        first.doc.text = reg.body.clone();
+        let mut ticket = NewTicket {
+            channel: reg.channel,
+            received_at: now.clone(),
+            sender: reg.sender.clone(),
+            subject: reg.subject.clone(),
+            body: reg.body.clone(),
+            topic: None,
+            topic_confidence: None,
+            topic_reason: None,
+            secondary_topics: Vec::new(),
+            office: self.office.clone(),
+            attention: Vec::new(),
+            parent: None,
+            entities: Vec::new(),
+            documents: vec![first],
+            intake: Intake {
+                source: "web".into(),
+                name: format!("{}/{}/{now}", reg.channel.as_str(), reg.clerk),
+                sha256: sha,
+                size: record.len() as u64,
+                mtime_ns: None,
+            },
+            mail: None,
+            search_text: None,
+        };
+        for (name, bytes) in reg.files {
+            let item = Item {
+                source: "web".into(),
+                origin: name.clone(),
+                channel: Some(reg.channel),
+                name,
+                bytes: Arc::new(bytes),
+                mtime_ns: None,
+                received_at: Some(now.clone()),
+                sender: reg.sender.clone(),
+            };
+            let part = self.run_stages(item, |s| s.name() != "classify")?;
+            ticket.attention.extend(part.attention);
+            ticket.documents.extend(part.documents);
+        }
+        let mut work = Work {
+            file_type: FileType::Text,
+            item: Item {
+                source: "web".into(),
+                origin: String::new(),
+                channel: Some(reg.channel),
+                name: "richiesta.txt".into(),
+                bytes: Arc::new(record.into_bytes()),
+                mtime_ns: None,
+                received_at: None,
+                sender: reg.sender,
+            },
+            ticket,
+        };
+        for stage in self.stages.iter().filter(|s| s.name() == "classify") {
             if let Err(e) = stage.process(&mut work, &self.blobs) {
                 work.ticket
                     .attention
@@ -170,7 +297,6 @@ impl Processor {
             }
         }
         work.ticket.entities = ticket_entities(&work.ticket);
-        self.request_ack(&mut work.ticket);
         work.ticket.search_text = Some(crate::store::SearchText::of(&work.ticket));
         Ok(work.ticket)
     }

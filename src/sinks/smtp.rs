@@ -176,6 +176,9 @@ impl AckSender {
 
     /// The acknowledgement of one outbox item, as it goes on the wire.
     pub fn message(&self, item: &OutboxItem) -> Result<Message, String> {
+        if let Some((subject, body)) = &item.reply {
+            return self.reply(item, subject, body);
+        }
         let t = self
             .templates
             .get(&item.language)
@@ -198,6 +201,26 @@ impl AckSender {
                 .references(format!("<{id}>"));
         }
         b.body(Template::fill(&t.body, item, &self.office))
+            .map_err(|e| format!("cannot build the message: {e}"))
+    }
+
+    /// A clerk's answer: written by a person, so not marked as automatic.
+    fn reply(&self, item: &OutboxItem, subject: &str, body: &str) -> Result<Message, String> {
+        let to: Mailbox = item
+            .to
+            .parse()
+            .map_err(|e| format!("{} is not an address: {e}", item.to))?;
+        let mut b = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .message_id(Some(format!("<{}>", item.message_id)));
+        if let Some(id) = &item.in_reply_to {
+            b = b
+                .in_reply_to(format!("<{id}>"))
+                .references(format!("<{id}>"));
+        }
+        b.body(body.to_string())
             .map_err(|e| format!("cannot build the message: {e}"))
     }
 
@@ -264,6 +287,7 @@ mod tests {
                 in_reply_to: None,
                 language: "it".into(),
                 attempts: 0,
+                reply: None,
             };
             let s = Template::fill(&t.subject, &item, "URP");
             assert!(s.contains("URP-7K3M-9QXD") && !s.contains('\n'), "{s}");

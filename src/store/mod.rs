@@ -5,6 +5,7 @@
 //! backend (PostgreSQL for offices that outgrow one machine) replaces this file, not its users.
 
 pub mod blobs;
+pub mod web;
 
 use crate::code;
 use crate::entities::{Entity, Kind as EntityKind};
@@ -44,6 +45,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("filing a batch failed: {0}")]
     Batch(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -179,6 +182,28 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox(sent_at, next_attempt_at);
 CREATE INDEX outbox_to ON outbox(to_addr, created_at);
+"#,
+    // 5: the web app: accounts, sessions (by the hash of their cookie), clerks' replies in the
+    // outbox beside the acknowledgements.
+    r#"
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    csrf TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+ALTER TABLE outbox ADD COLUMN reply_subject TEXT;
+ALTER TABLE outbox ADD COLUMN reply_body TEXT;
+ALTER TABLE outbox ADD COLUMN sent_by TEXT;
+CREATE INDEX tickets_sender_name ON tickets(sender_name);
 "#,
 ];
 
@@ -342,6 +367,8 @@ pub struct OutboxItem {
     pub in_reply_to: Option<String>,
     pub language: String,
     pub attempts: i64,
+    /// A clerk's answer (subject, text) instead of the acknowledgement template.
+    pub reply: Option<(String, String)>,
 }
 
 /// What filing an item did.
@@ -381,7 +408,11 @@ pub struct TicketFilter {
     pub case_ref: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
+    /// Part of the sender's name, address or number (any case).
+    pub sender: Option<String>,
     pub limit: Option<usize>,
+    /// Results to skip (paging).
+    pub offset: Option<usize>,
 }
 
 /// A line of `tickets list`.
@@ -641,7 +672,7 @@ impl Store {
     pub fn outbox_due(&self, limit: usize, all: bool) -> Result<Vec<OutboxItem>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT o.id, t.code, t.protocol_year, t.protocol_number, t.subject, o.to_addr, o.message_id,
-                    o.in_reply_to, o.language, o.attempts
+                    o.in_reply_to, o.language, o.attempts, o.reply_subject, o.reply_body
              FROM outbox o JOIN tickets t ON t.id = o.ticket_id
              WHERE o.sent_at IS NULL AND (?3 OR o.next_attempt_at <= ?1) ORDER BY o.id LIMIT ?2",
         )?;
@@ -656,6 +687,13 @@ impl Store {
                 in_reply_to: r.get(7)?,
                 language: r.get(8)?,
                 attempts: r.get(9)?,
+                reply: match (
+                    r.get::<_, Option<String>>(10)?,
+                    r.get::<_, Option<String>>(11)?,
+                ) {
+                    (Some(subject), Some(body)) => Some((subject, body)),
+                    _ => None,
+                },
             })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -694,7 +732,12 @@ impl Store {
                     params![now, item.id],
                 )?;
                 let detail = serde_json::json!({"to": item.to, "message_id": item.message_id});
-                insert_event(&tx, ticket_id, &now, "sportello", "ack_sent", &detail)?;
+                let kind = if item.reply.is_some() {
+                    "reply_sent"
+                } else {
+                    "ack_sent"
+                };
+                insert_event(&tx, ticket_id, &now, "sportello", kind, &detail)?;
             }
             Some(e) => {
                 let next = (chrono::Utc::now() + chrono::Duration::seconds(retry_after))
@@ -704,7 +747,12 @@ impl Store {
                     params![e, next, item.id],
                 )?;
                 let detail = serde_json::json!({"to": item.to, "error": e, "attempt": item.attempts + 1, "next_attempt_at": next});
-                insert_event(&tx, ticket_id, &now, "sportello", "ack_failed", &detail)?;
+                let kind = if item.reply.is_some() {
+                    "reply_failed"
+                } else {
+                    "ack_failed"
+                };
+                insert_event(&tx, ticket_id, &now, "sportello", kind, &detail)?;
             }
         }
         tx.commit()?;
@@ -866,8 +914,9 @@ impl Store {
             "SELECT t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at,
                     COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone), t.subject, t.topic,
                     t.status, t.needs_attention, (SELECT COUNT(*) FROM documents d WHERE d.ticket_id = t.id)
-             FROM tickets t {where_sql} ORDER BY t.received_at DESC, t.id DESC LIMIT ?{}",
-            args.len() + 1
+             FROM tickets t {where_sql} ORDER BY t.received_at DESC, t.id DESC LIMIT ?{} OFFSET {}",
+            args.len() + 1,
+            filter.offset.unwrap_or(0)
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let limit = filter.limit.map(|l| l as i64).unwrap_or(-1);
@@ -912,8 +961,9 @@ impl Store {
                    FROM ticket_fts JOIN tickets t ON t.id = ticket_fts.rowid
                    {where_sql} ticket_fts MATCH ?{match_idx}
                    ORDER BY ticket_fts.rowid DESC LIMIT {RANK_WINDOW})
-             ORDER BY rank LIMIT ?{}",
-            match_idx + 1
+             ORDER BY rank LIMIT ?{} OFFSET {}",
+            match_idx + 1,
+            filter.offset.unwrap_or(0)
         );
         let limit = filter.limit.unwrap_or(20) as i64;
         let mut stmt = self.conn.prepare(&sql)?;
@@ -1417,6 +1467,21 @@ fn filter_sql(f: &TicketFilter) -> (String, Vec<String>) {
         let n = args.len();
         clauses.push(format!(
             "EXISTS (SELECT 1 FROM entities e WHERE e.ticket_id = t.id AND e.kind = 'case_ref' AND (e.value = ?{n} OR e.value LIKE '% ' || ?{n}))"
+        ));
+    }
+    if let Some(sender) = f.sender.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let like = format!(
+            "%{}%",
+            sender
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        args.push(like);
+        let n = args.len();
+        clauses.push(format!(
+            "(lower(t.sender_name) LIKE ?{n} ESCAPE '\\' OR lower(t.sender_email) LIKE ?{n} ESCAPE '\\' OR t.sender_fax LIKE ?{n} ESCAPE '\\' OR t.sender_phone LIKE ?{n} ESCAPE '\\')"
         ));
     }
     if let Some(flag) = f.needs_attention {

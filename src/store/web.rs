@@ -1,0 +1,570 @@
+//! What the web app needs from the store: accounts and sessions, the clerk's actions (route,
+//! duplicate, reply), queue counts, the citizen's status lookup and the office's statistics.
+
+use super::{
+    filter_sql, insert_event, now_rfc3339, protocol_string, Result, Store, StoreError, TicketFilter,
+};
+use crate::model::{Document, Status};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+use std::fmt;
+use std::str::FromStr;
+
+/// What a web user may do. An admin can do everything; a clerk works tickets; an archivist
+/// searches and reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Archivist,
+    Clerk,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Archivist => "archivist",
+            Role::Clerk => "clerk",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Role, String> {
+        match s {
+            "archivist" => Ok(Role::Archivist),
+            "clerk" => Ok(Role::Clerk),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role `{other}` (expected clerk, archivist, admin)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+}
+
+/// A logged-in user and the token every form of the session must carry.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub csrf: String,
+}
+
+/// What a citizen may see of a ticket: nothing of its content.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrackInfo {
+    pub code: String,
+    pub status: Status,
+    pub received_at: String,
+    pub updated_at: String,
+    pub office: Option<String>,
+}
+
+/// Counts for the clerk's queue page (open tickets only, except `by_status`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueueCounts {
+    pub by_status: Vec<(String, u64)>,
+    pub by_topic: Vec<(String, u64)>,
+    pub by_office: Vec<(String, u64)>,
+    pub needs_attention: u64,
+}
+
+/// The office's report: requests by channel, topic and week; closing figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub total: u64,
+    pub by_channel: Vec<(String, u64)>,
+    pub by_topic: Vec<(String, u64)>,
+    /// ISO week ("2026-W48") → requests received.
+    pub by_week: Vec<(String, u64)>,
+    pub closed: u64,
+    /// Closed without ever being routed to a back office.
+    pub closed_without_routing: u64,
+    /// Hours from receipt to (last) closing, over closed tickets.
+    pub median_hours_to_close: Option<f64>,
+    pub p90_hours_to_close: Option<f64>,
+}
+
+impl Store {
+    pub fn add_user(&mut self, name: &str, role: Role, password_hash: &str) -> Result<()> {
+        let taken: bool = self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM users WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Err(StoreError::Conflict(format!("user {name} exists already")));
+        }
+        self.conn.execute(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, role.as_str(), password_hash, now_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// The user and their password hash, for a login.
+    pub fn user_credentials(&self, name: &str) -> Result<Option<(User, String)>> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, name, role, password_hash FROM users WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(id, name, role, hash)| {
+            let role = role.parse().map_err(StoreError::Corrupt)?;
+            Ok((User { id, name, role }, hash))
+        })
+        .transpose()
+    }
+
+    pub fn users(&self) -> Result<Vec<User>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, name, role FROM users ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, name, role) = row?;
+            out.push(User {
+                id,
+                name,
+                role: role.parse().map_err(StoreError::Corrupt)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records a session by the SHA-256 of its cookie token (a copy of the database gives no
+    /// usable cookie); expired sessions are dropped on the way.
+    pub fn create_session(
+        &mut self,
+        user_id: i64,
+        token_sha256: &str,
+        csrf: &str,
+        hours: i64,
+    ) -> Result<()> {
+        let now = chrono::Utc::now();
+        let expires = (now + chrono::Duration::hours(hours))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let now = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [&now])?;
+        tx.execute(
+            "INSERT INTO sessions (token_sha256, user_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![token_sha256, user_id, csrf, now, expires],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The live session with this token, if any.
+    pub fn session(&self, token_sha256: &str) -> Result<Option<Session>> {
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT u.id, u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_sha256 = ?1 AND s.expires_at > ?2",
+            )?
+            .query_row(params![token_sha256, now_rfc3339()], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .optional()?;
+        row.map(|(id, name, role, csrf)| {
+            Ok(Session {
+                user: User {
+                    id,
+                    name,
+                    role: role.parse().map_err(StoreError::Corrupt)?,
+                },
+                csrf,
+            })
+        })
+        .transpose()
+    }
+
+    pub fn end_session(&mut self, token_sha256: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM sessions WHERE token_sha256 = ?1",
+            [token_sha256],
+        )?;
+        Ok(())
+    }
+
+    /// Hands a ticket to an office (a back office, or back to the front office); recorded as
+    /// `routed`, which the statistics count.
+    pub fn route(&mut self, code_input: &str, office: &str, actor: &str) -> Result<bool> {
+        let (id, _) = self.ticket_id(code_input)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let from: Option<String> =
+            tx.query_row("SELECT office FROM tickets WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?;
+        if from.as_deref() == Some(office) {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE tickets SET office = ?1 WHERE id = ?2",
+            params![office, id],
+        )?;
+        let detail = serde_json::json!({"from": from, "to": office});
+        insert_event(&tx, id, &now_rfc3339(), actor, "routed", &detail)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Marks `code` as a duplicate of `of`: it is closed, points to `of`, both histories say
+    /// so, and a clerk-confirmed link joins their dossiers.
+    pub fn mark_duplicate(&mut self, code_input: &str, of_input: &str, actor: &str) -> Result<()> {
+        let (id, code) = self.ticket_id(code_input)?;
+        let (of_id, of) = self.ticket_id(of_input)?;
+        if id == of_id {
+            return Err(StoreError::Conflict(
+                "a ticket cannot be a duplicate of itself".into(),
+            ));
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let status: String =
+            tx.query_row("SELECT status FROM tickets WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?;
+        tx.execute(
+            "UPDATE tickets SET parent_code = ?1, status = 'closed' WHERE id = ?2",
+            params![of, id],
+        )?;
+        let now = now_rfc3339();
+        insert_event(
+            &tx,
+            id,
+            &now,
+            actor,
+            "marked_duplicate",
+            &serde_json::json!({"of": of}),
+        )?;
+        if status != "closed" {
+            let detail = serde_json::json!({"from": status, "to": "closed"});
+            insert_event(&tx, id, &now, actor, "status_changed", &detail)?;
+        }
+        insert_event(
+            &tx,
+            of_id,
+            &now,
+            actor,
+            "duplicate_merged",
+            &serde_json::json!({"code": code}),
+        )?;
+        let (lo, hi) = if id < of_id { (id, of_id) } else { (of_id, id) };
+        tx.execute(
+            "INSERT INTO manual_links (a, b, linked) VALUES (?1, ?2, 1) ON CONFLICT(a, b) DO UPDATE SET linked = 1",
+            params![lo, hi],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Queues a clerk's email answer to the ticket's sender in the outbox (sent by `run`, as
+    /// acknowledgements are), threaded under the citizen's last message. Returns the address.
+    pub fn queue_reply(
+        &mut self,
+        code_input: &str,
+        subject: &str,
+        body: &str,
+        actor: &str,
+        domain: &str,
+    ) -> Result<String> {
+        let (id, code) = self.ticket_id(code_input)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let to: Option<String> = tx.query_row(
+            "SELECT sender_email FROM tickets WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        let Some(to) = to.filter(|t| t.contains('@')) else {
+            return Err(StoreError::Conflict(format!(
+                "{code} has no email address to answer"
+            )));
+        };
+        let in_reply_to: Option<String> = tx
+            .query_row(
+                "SELECT message_id FROM message_ids WHERE ticket_id = ?1 AND direction = 'in' ORDER BY rowid DESC LIMIT 1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let now = now_rfc3339();
+        let token: u64 = rand::Rng::gen(&mut rand::thread_rng());
+        let message_id = format!("reply.{id}.{token:016x}@{domain}");
+        tx.execute(
+            "INSERT INTO outbox (ticket_id, to_addr, message_id, in_reply_to, language, created_at, next_attempt_at,
+                                 reply_subject, reply_body, sent_by)
+             VALUES (?1, ?2, ?3, ?4, 'it', ?5, ?5, ?6, ?7, ?8)",
+            params![id, to, message_id, in_reply_to, now, subject, body, actor],
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'out')",
+            params![message_id, id],
+        )?;
+        let detail = serde_json::json!({"to": to, "subject": subject, "text": body, "message_id": message_id});
+        insert_event(&tx, id, &now, actor, "reply_queued", &detail)?;
+        tx.commit()?;
+        Ok(to)
+    }
+
+    /// Status, dates and office of a ticket: all a tracking code shows.
+    pub fn track(&self, code_input: &str) -> Result<TrackInfo> {
+        let (id, code) = self.ticket_id(code_input)?;
+        let (status, received_at, office, updated_at): (String, String, Option<String>, String) =
+            self.conn.query_row(
+                "SELECT t.status, t.received_at, t.office,
+                        COALESCE((SELECT MAX(at) FROM events e WHERE e.ticket_id = t.id), t.registered_at)
+                 FROM tickets t WHERE t.id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+        Ok(TrackInfo {
+            code,
+            status: status
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+            received_at,
+            updated_at,
+            office,
+        })
+    }
+
+    /// A ticket's document by its position, with where its bytes are.
+    pub fn document(&self, code_input: &str, ord: usize) -> Result<(Document, std::path::PathBuf)> {
+        let (id, code) = self.ticket_id(code_input)?;
+        let doc = self
+            .documents_of(id)?
+            .into_iter()
+            .nth(ord)
+            .ok_or_else(|| StoreError::NotFound(format!("{code} document {ord}")))?;
+        let path = self.blobs.path_of(&doc.sha256);
+        Ok((doc, path))
+    }
+
+    /// Tickets of a queue: as `list`, with paging; flagged and unsorted first when asked.
+    pub fn queue(
+        &self,
+        filter: &TicketFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<super::TicketSummary>> {
+        let (where_sql, args) = filter_sql(filter);
+        let sql = format!(
+            "SELECT t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at,
+                    COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone), t.subject, t.topic,
+                    t.status, t.needs_attention, (SELECT COUNT(*) FROM documents d WHERE d.ticket_id = t.id)
+             FROM tickets t {where_sql}
+             ORDER BY t.needs_attention DESC, (t.topic = 'unsorted' OR t.topic IS NULL) DESC, t.received_at DESC, t.id DESC
+             LIMIT {limit} OFFSET {offset}"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok(super::TicketSummary {
+                code: r.get(0)?,
+                protocol: protocol_string(r.get(1)?, r.get(2)?),
+                channel: r.get(3)?,
+                received_at: r.get(4)?,
+                sender: r.get(5)?,
+                subject: r.get(6)?,
+                topic: r.get(7)?,
+                status: r.get(8)?,
+                needs_attention: r.get(9)?,
+                documents: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// How many tickets match `filter`.
+    pub fn count_matching(&self, filter: &TicketFilter) -> Result<u64> {
+        let (where_sql, args) = filter_sql(filter);
+        let sql = format!("SELECT COUNT(*) FROM tickets t {where_sql}");
+        Ok(self
+            .conn
+            .query_row(&sql, rusqlite::params_from_iter(args.iter()), |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    pub fn queue_counts(&self) -> Result<QueueCounts> {
+        let group = |sql: &str| -> Result<Vec<(String, u64)>> {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    r.get::<_, i64>(1)? as u64,
+                ))
+            })?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        };
+        Ok(QueueCounts {
+            by_status: group("SELECT status, COUNT(*) FROM tickets GROUP BY status")?,
+            by_topic: group(
+                "SELECT COALESCE(topic, 'unsorted'), COUNT(*) FROM tickets WHERE status != 'closed'
+                 GROUP BY 1 ORDER BY (1 = 'unsorted') DESC, 2 DESC",
+            )?,
+            by_office: group(
+                "SELECT office, COUNT(*) FROM tickets WHERE status != 'closed' AND office IS NOT NULL
+                 GROUP BY office ORDER BY 2 DESC",
+            )?,
+            needs_attention: self.conn.query_row(
+                "SELECT COUNT(*) FROM tickets WHERE needs_attention = 1 AND status != 'closed'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )? as u64,
+        })
+    }
+
+    /// Offices tickets were sent to, for the routing form.
+    pub fn offices(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT office FROM tickets WHERE office IS NOT NULL ORDER BY office",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The office's report over tickets received in [since, until).
+    pub fn stats(&self, since: Option<&str>, until: Option<&str>) -> Result<Stats> {
+        let filter = TicketFilter {
+            since: since.map(str::to_string),
+            until: until.map(str::to_string),
+            ..TicketFilter::default()
+        };
+        let (where_sql, args) = filter_sql(&filter);
+        let group = |expr: &str| -> Result<Vec<(String, u64)>> {
+            let sql =
+                format!("SELECT {expr}, COUNT(*) FROM tickets t {where_sql} GROUP BY 1 ORDER BY 1");
+            let mut stmt = self.conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    r.get::<_, i64>(1)? as u64,
+                ))
+            })?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        };
+        let by_channel = group("t.channel")?;
+        let by_topic = group("COALESCE(t.topic, 'unsorted')")?;
+        // ISO weeks: SQLite has no %V, so weeks are counted from their Monday.
+        let by_monday = group("date(substr(t.received_at, 1, 10), '-' || ((strftime('%w', substr(t.received_at, 1, 10)) + 6) % 7) || ' days')")?;
+        let by_week = by_monday
+            .into_iter()
+            .map(|(monday, n)| {
+                let week = chrono::NaiveDate::parse_from_str(&monday, "%Y-%m-%d")
+                    .map(|d| {
+                        let w = chrono::Datelike::iso_week(&d);
+                        format!("{}-W{:02}", w.year(), w.week())
+                    })
+                    .unwrap_or(monday);
+                (week, n)
+            })
+            .collect();
+        let closed_sql = format!(
+            "SELECT t.received_at,
+                    (SELECT MAX(e.at) FROM events e WHERE e.ticket_id = t.id AND e.kind = 'status_changed'),
+                    EXISTS(SELECT 1 FROM events e WHERE e.ticket_id = t.id AND e.kind = 'routed')
+             FROM tickets t {} t.status = 'closed'",
+            if where_sql.is_empty() {
+                "WHERE".to_string()
+            } else {
+                format!("{where_sql} AND")
+            }
+        );
+        let mut stmt = self.conn.prepare(&closed_sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })?;
+        let (mut closed, mut unrouted, mut hours) = (0u64, 0u64, Vec::new());
+        for row in rows {
+            let (received, closed_at, routed) = row?;
+            closed += 1;
+            if !routed {
+                unrouted += 1;
+            }
+            let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+            if let (Some(a), Some(b)) = (parse(&received), closed_at.as_deref().and_then(parse)) {
+                hours.push(((b - a).num_seconds().max(0) as f64) / 3600.0);
+            }
+        }
+        hours.sort_by(|a, b| a.total_cmp(b));
+        let quantile = |q: f64| -> Option<f64> {
+            (!hours.is_empty()).then(|| hours[((hours.len() - 1) as f64 * q).round() as usize])
+        };
+        let total = by_channel.iter().map(|(_, n)| n).sum();
+        Ok(Stats {
+            total,
+            by_channel,
+            by_topic,
+            by_week,
+            closed,
+            closed_without_routing: unrouted,
+            median_hours_to_close: quantile(0.5),
+            p90_hours_to_close: quantile(0.9),
+        })
+    }
+
+    /// The newest tickets' (code, channel, sender address, subject, body): what the rules
+    /// editor re-classifies to show what an edit would move.
+    #[allow(clippy::type_complexity)]
+    pub fn recent_requests(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<String>, Option<String>, String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT code, channel, sender_email, subject, body FROM tickets ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+}

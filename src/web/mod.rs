@@ -1,0 +1,570 @@
+//! `sportello serve`: the web app for clerks, archivists and admins, and the citizens' status
+//! page. Server-rendered HTML (maud, checked at compile time, escaped by default); a small
+//! stylesheet and script built into the binary; every page works with JavaScript off.
+//!
+//! The store is SQLite: handlers take a connection from a small pool and do their work on
+//! tokio's blocking threads, so a slow query never stalls the event loop. Writes go through
+//! the same `Store` methods the CLI uses, with the logged-in user as the actor.
+
+mod admin;
+mod archive;
+mod auth;
+mod clerk;
+mod i18n;
+mod track;
+
+use crate::classify::Classifier;
+use crate::config::Pipeline;
+use crate::pipeline::Processor;
+use crate::store::web::{Role, Session};
+use crate::store::{Store, StoreError};
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::{html, Markup, DOCTYPE};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+pub use auth::hash_password;
+pub use i18n::Lang;
+
+/// Validated settings of `sportello serve`.
+pub struct ServeSettings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub pipeline: Pipeline,
+    /// Labelled requests (JSON Lines) the rules editor backtests on, beside the store's
+    /// clerk-reviewed tickets.
+    pub labels: Option<PathBuf>,
+    /// Mark cookies `Secure` (the app is reached over TLS through a proxy).
+    pub secure_cookies: bool,
+    /// Tracking-code lookups allowed per client address per minute.
+    pub track_per_minute: u32,
+}
+
+/// Store connections for the handlers; one per concurrent request at most, kept for reuse.
+struct Pool {
+    dir: PathBuf,
+    idle: Mutex<Vec<Store>>,
+}
+
+struct Pooled<'a> {
+    pool: &'a Pool,
+    store: Option<Store>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        self.store.as_ref().expect("present until drop")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        self.store.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let (Some(store), Ok(mut idle)) = (self.store.take(), self.pool.idle.lock()) {
+            if idle.len() < 32 {
+                idle.push(store);
+            }
+        }
+    }
+}
+
+impl Pool {
+    fn get(&self) -> Result<Pooled<'_>, StoreError> {
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let store = match reused {
+            Some(s) => s,
+            None => Store::open(&self.dir)?,
+        };
+        Ok(Pooled {
+            pool: self,
+            store: Some(store),
+        })
+    }
+}
+
+pub(crate) struct Inner {
+    pool: Pool,
+    pipeline: Pipeline,
+    rules_path: Option<PathBuf>,
+    labels: Option<PathBuf>,
+    /// Runs extraction, OCR and classification on requests registered at the desk.
+    processor: Processor,
+    classifier: Option<Classifier>,
+    secure_cookies: bool,
+    track_limiter: track::Limiter,
+}
+
+#[derive(Clone)]
+pub(crate) struct App(Arc<Inner>);
+
+impl std::ops::Deref for App {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl App {
+    /// Runs `f` with a store connection on a blocking thread.
+    async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, WebError> + Send + 'static,
+    ) -> Result<T, WebError> {
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = app.pool.get()?;
+            f(&mut store)
+        })
+        .await
+        .map_err(|e| WebError::Internal(format!("worker failed: {e}")))?
+    }
+
+    /// Topics of the rules in force (name, label, office), for forms and filters.
+    fn topics(&self) -> Vec<(String, String, String)> {
+        let Some(rules) = self.classifier.as_ref().and_then(|c| c.rules().ok()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = rules
+            .topics
+            .iter()
+            .map(|(k, t)| (k.clone(), t.label.clone(), t.office.clone()))
+            .collect();
+        out.push((
+            crate::classify::rules::UNSORTED.to_string(),
+            "—".into(),
+            String::new(),
+        ));
+        out
+    }
+}
+
+/// What goes wrong in a handler, as the user sees it.
+#[derive(Debug)]
+pub(crate) enum WebError {
+    NotFound(String),
+    BadRequest(String),
+    Forbidden,
+    /// Not logged in: to the login page, then back here.
+    Login(String),
+    TooMany,
+    Internal(String),
+}
+
+impl From<StoreError> for WebError {
+    fn from(e: StoreError) -> WebError {
+        match e {
+            StoreError::NotFound(what) => WebError::NotFound(format!("{what}: not found")),
+            StoreError::Code(e) => WebError::BadRequest(e.to_string()),
+            StoreError::Query(e) => WebError::BadRequest(e.to_string()),
+            StoreError::Conflict(e) => WebError::BadRequest(e),
+            other => WebError::Internal(format!("{other:#}")),
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            WebError::Login(back) => {
+                let to = format!("/login?next={}", urlencode(&back));
+                return Redirect::to(&to).into_response();
+            }
+            WebError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            WebError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            WebError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Non autorizzato / Not allowed for your role".to_string(),
+            ),
+            WebError::TooMany => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Troppe richieste: riprovare tra un minuto / Too many requests: try again in a minute"
+                    .to_string(),
+            ),
+            WebError::Internal(m) => {
+                tracing::error!("web: {m}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Errore interno / Internal error".to_string(),
+                )
+            }
+        };
+        let body = html! {
+            (DOCTYPE)
+            html lang="it" {
+                head { meta charset="utf-8"; title { (status.as_u16()) } link rel="stylesheet" href="/static/app.css"; }
+                body { main id="main" class="error" {
+                    h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
+                    p role="alert" { (message) }
+                    p { a href="/" { "Sportello" } }
+                } }
+            }
+        };
+        (status, html_response(body)).into_response()
+    }
+}
+
+pub(crate) fn html_response(m: Markup) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        m.into_string(),
+    )
+        .into_response()
+}
+
+pub(crate) fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A query string from pairs, leaving out empty values.
+pub(crate) fn query_string(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The logged-in user of a request (login page otherwise), with the interface language.
+pub(crate) struct Auth {
+    pub session: Session,
+    pub lang: Lang,
+}
+
+impl Auth {
+    pub fn require(&self, role: Role) -> Result<(), WebError> {
+        if self.session.user.role == Role::Admin || self.session.user.role == role {
+            Ok(())
+        } else {
+            Err(WebError::Forbidden)
+        }
+    }
+
+    /// Clerks and admins change tickets; archivists read.
+    pub fn may_edit(&self) -> bool {
+        matches!(self.session.user.role, Role::Clerk | Role::Admin)
+    }
+
+    pub fn check_csrf(&self, token: &str) -> Result<(), WebError> {
+        if auth::same_token(token, &self.session.csrf) {
+            Ok(())
+        } else {
+            Err(WebError::BadRequest(
+                "modulo scaduto o non valido: ricaricare la pagina / stale or forged form: reload the page"
+                    .into(),
+            ))
+        }
+    }
+
+    pub fn actor(&self) -> String {
+        self.session.user.name.clone()
+    }
+}
+
+impl FromRequestParts<App> for Auth {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Auth, WebError> {
+        let lang = Lang::of(&parts.headers);
+        let back = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let Some(token) = cookie(&parts.headers, auth::SESSION_COOKIE) else {
+            return Err(WebError::Login(back));
+        };
+        let hash = crate::store::blobs::sha256_hex(token.as_bytes());
+        match app.with_store(move |s| Ok(s.session(&hash)?)).await? {
+            Some(session) => Ok(Auth { session, lang }),
+            None => Err(WebError::Login(back)),
+        }
+    }
+}
+
+/// The interface language alone, for public pages.
+pub(crate) struct Language(pub Lang);
+
+impl<S: Send + Sync> FromRequestParts<S> for Language {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Language, Self::Rejection> {
+        Ok(Language(Lang::of(&parts.headers)))
+    }
+}
+
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The frame of every page: skip link, header with navigation for the user's role, language
+/// switch, main content.
+pub(crate) fn page(lang: Lang, auth: Option<&Auth>, title: &str, content: Markup) -> Response {
+    let t = |k| i18n::t(lang, k);
+    let role = auth.map(|a| a.session.user.role);
+    let body = html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Sportello" }
+                link rel="stylesheet" href="/static/app.css";
+                script src="/static/app.js" defer {}
+            }
+            body {
+                a class="skip" href="#main" { (t("skip")) }
+                header class="top" {
+                    a class="brand" href=(if role.is_some() { "/" } else { "/track" }) { "Sportello" }
+                    @if let Some(a) = auth {
+                        nav aria-label=(t("nav")) {
+                            ul {
+                                @if a.may_edit() {
+                                    li { a href="/" { (t("queue")) } }
+                                    li { a href="/register" { (t("register")) } }
+                                }
+                                li { a href="/search" { (t("search")) } }
+                                @if a.session.user.role == Role::Admin {
+                                    li { a href="/admin/rules" { (t("rules")) } }
+                                    li { a href="/admin/stats" { (t("stats")) } }
+                                }
+                            }
+                        }
+                        form class="logout" method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(a.session.csrf);
+                            span class="who" { (a.session.user.name) " (" (t(a.session.user.role.as_str())) ")" }
+                            button type="submit" { (t("logout")) }
+                        }
+                    }
+                    a class="lang" href=(format!("/lang?to={}", lang.other().code())) lang=(lang.other().code()) { (lang.other().name()) }
+                }
+                main id="main" tabindex="-1" { (content) }
+            }
+        }
+    };
+    html_response(body)
+}
+
+/// Security headers on every response: no inline script can run even if escaping failed
+/// somewhere, no sniffing, no framing by other sites.
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             object-src 'self'; frame-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+const APP_CSS: &str = include_str!("app.css");
+const APP_JS: &str = include_str!("app.js");
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn set_language(
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = Lang::parse(q.get("to").map(String::as_str).unwrap_or("it"));
+    // Back to the page the switch was clicked on, when it is one of ours.
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| {
+            let host = headers.get(header::HOST)?.to_str().ok()?;
+            let rest = r.split_once("://")?.1;
+            let path = rest.strip_prefix(host)?;
+            (path.starts_with('/') && !path.starts_with("//")).then(|| path.to_string())
+        })
+        .unwrap_or_else(|| "/".into());
+    (
+        [(
+            header::SET_COOKIE,
+            format!(
+                "{}={}; Path=/; Max-Age=31536000; SameSite=Lax",
+                i18n::LANG_COOKIE,
+                lang.code()
+            ),
+        )],
+        Redirect::to(&back),
+    )
+        .into_response()
+}
+
+pub(crate) fn router(app: App) -> Router {
+    Router::new()
+        .route("/", get(clerk::queue))
+        .route("/login", get(auth::login_form).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/lang", get(set_language))
+        .route("/track", get(track::track))
+        .route("/search", get(archive::search))
+        .route("/register", get(clerk::register_form))
+        .route(
+            "/register",
+            post(clerk::register).layer(DefaultBodyLimit::max(64 << 20)),
+        )
+        .route("/tickets/{code}", get(clerk::ticket))
+        .route("/tickets/{code}/action", post(clerk::action))
+        .route("/tickets/{code}/dossier", get(archive::dossier))
+        .route("/tickets/{code}/documents/{ord}", get(clerk::document_view))
+        .route(
+            "/tickets/{code}/documents/{ord}/file",
+            get(archive::document_file),
+        )
+        .route(
+            "/tickets/{code}/documents/{ord}/pages/{page}",
+            get(clerk::page_image),
+        )
+        .route(
+            "/admin/rules",
+            get(admin::rules_form).post(admin::rules_post),
+        )
+        .route("/admin/stats", get(admin::stats))
+        .route("/admin/stats.csv", get(admin::stats_csv))
+        .route(
+            "/static/app.css",
+            get(|| async { static_file("text/css; charset=utf-8", APP_CSS) }),
+        )
+        .route(
+            "/static/app.js",
+            get(|| async { static_file("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { WebError::NotFound("pagina non trovata / page not found".into()) })
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(app)
+}
+
+pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, String> {
+    // Opening once runs the migrations before any request.
+    let store = Store::open(&settings.data_dir).map_err(|e| e.to_string())?;
+    let rules_path = settings.pipeline.stages.iter().find_map(|s| match s {
+        crate::config::StageConfig::Classify(c) => Some(c.rules.clone()),
+        _ => None,
+    });
+    let classifier = match &rules_path {
+        Some(p) => Some(Classifier::open(p, &settings.data_dir)?),
+        None => None,
+    };
+    let processor = Processor::new(
+        &settings.pipeline,
+        store.blobs().clone(),
+        &settings.data_dir,
+    )?;
+    Ok(App(Arc::new(Inner {
+        pool: Pool {
+            dir: settings.data_dir.clone(),
+            idle: Mutex::new(vec![store]),
+        },
+        pipeline: settings.pipeline.clone(),
+        rules_path,
+        labels: settings.labels.clone(),
+        processor,
+        classifier,
+        secure_cookies: settings.secure_cookies,
+        track_limiter: track::Limiter::new(settings.track_per_minute),
+    })))
+}
+
+/// Serves until SIGINT/SIGTERM; `listening` hears the address (port 0 picks a free one).
+pub fn serve(settings: ServeSettings, listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    let app = build_app(&settings).map_err(anyhow::Error::msg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+        let addr = listener.local_addr()?;
+        listening(addr);
+        tracing::info!("serving on http://{addr}");
+        let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
+            .with_graceful_shutdown(async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            })
+            .await?;
+        Ok(())
+    })
+}
+
+/// Text with `**hit**` marks (search snippets) as HTML: the text escaped, hits in `<mark>`.
+pub(crate) fn marked(snippet: &str) -> Markup {
+    html! {
+        @for (i, part) in snippet.split("**").enumerate() {
+            @if i % 2 == 1 { mark { (part) } } @else { (part) }
+        }
+    }
+}
+
+/// A date-time as the office reads it (the stored RFC 3339 in local wall time, minutes).
+pub(crate) fn when(at: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(at)
+        .map(|d| {
+            d.with_timezone(&chrono::Local)
+                .format("%d/%m/%Y %H:%M")
+                .to_string()
+        })
+        .unwrap_or_else(|_| at.to_string())
+}

@@ -1,0 +1,118 @@
+//! `/track`: a citizen types the tracking code of the acknowledgement and sees the status,
+//! the dates and the office of the request — nothing of its content. A mistyped code is told
+//! apart from an unknown one (the check character), and lookups are rate-limited per client
+//! so codes cannot be guessed by trying.
+
+use super::{i18n, page, when, App, Language, WebError};
+use crate::code::{self, CodeError};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::response::{IntoResponse, Response};
+use maud::html;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// At most `per_minute` lookups per client address in any minute (a fixed window per address).
+pub struct Limiter {
+    per_minute: u32,
+    seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl Limiter {
+    pub fn new(per_minute: u32) -> Limiter {
+        Limiter {
+            per_minute,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn allow(&self, who: IpAddr) -> bool {
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        if seen.len() > 100_000 {
+            seen.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        }
+        let entry = seen.entry(who).or_insert((now, 0));
+        if now.duration_since(entry.0) >= Duration::from_secs(60) {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= self.per_minute
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TrackQuery {
+    code: Option<String>,
+}
+
+pub async fn track(
+    State(app): State<App>,
+    Language(lang): Language,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<TrackQuery>,
+) -> Result<Response, WebError> {
+    let t = |k| i18n::t(lang, k);
+    let typed = q.code.unwrap_or_default().trim().to_string();
+    let answer = if typed.is_empty() {
+        None
+    } else if !app.track_limiter.allow(peer.ip()) {
+        return Err(WebError::TooMany);
+    } else {
+        Some(match code::parse(&typed) {
+            Err(CodeError::BadCheck(_)) => Err(t("track_mistyped")),
+            Err(CodeError::Malformed(_)) => Err(t("track_malformed")),
+            Ok(code) => match app.with_store(move |s| Ok(s.track(&code).ok())).await? {
+                Some(info) => Ok(info),
+                None => Err(t("track_unknown")),
+            },
+        })
+    };
+    let content = html! {
+        h1 { (t("track_title")) }
+        p { (t("track_intro")) }
+        form method="get" action="/track" class="track" {
+            p {
+                label for="code" { (t("track_code")) }
+                input id="code" name="code" value=(typed) placeholder="URP-7K3M-9QXD" autocomplete="off" required
+                    aria-describedby=[answer.as_ref().map(|_| "track-answer")];
+                button type="submit" { (t("track_button")) }
+            }
+        }
+        @match &answer {
+            Some(Ok(info)) => {
+                section id="track-answer" aria-live="polite" class="track-answer" {
+                    h2 { (info.code) }
+                    dl {
+                        dt { (t("status")) } dd class=(format!("status {}", info.status.as_str())) { (t(info.status.as_str())) }
+                        dt { (t("received")) } dd { (when(&info.received_at)) }
+                        dt { (t("updated")) } dd { (when(&info.updated_at)) }
+                        dt { (t("office")) } dd { (info.office.as_deref().unwrap_or("URP")) }
+                    }
+                }
+            }
+            Some(Err(message)) => { p id="track-answer" class="error" role="alert" { (message) } }
+            None => {}
+        }
+    };
+    Ok(page(lang, None, t("track_title"), content).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_gets_its_quota_per_minute_and_others_theirs() {
+        let l = Limiter::new(3);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!((0..3).all(|_| l.allow(a)));
+        assert!(!l.allow(a));
+        assert!(l.allow(b));
+    }
+}
