@@ -8,10 +8,11 @@ BIN := target/release/sportello
 # Tesseract (libtesseract + leptonica, built against through bindgen, hence clang) reads
 # faxes and scans, with the Italian, English and orientation models; the CLI is the peer
 # the OCR benchmarks and quality report compare against. Dovecot and OpenSMTPD are the real
-# IMAP and SMTP servers the email tests start (never as system services).
+# IMAP and SMTP servers the email tests start (never as system services). Chromium and its
+# WebDriver run the web app's browser tests.
 PKGS := poppler-utils pkg-config clang libclang-dev libtesseract-dev libleptonica-dev \
 	tesseract-ocr tesseract-ocr-ita tesseract-ocr-eng tesseract-ocr-osd \
-	dovecot-imapd dovecot-lmtpd opensmtpd
+	dovecot-imapd dovecot-lmtpd opensmtpd chromium chromium-driver
 # Only `make bench` uses these: OCRmyPDF is the peer for searchable PDFs.
 BENCH_PKGS := ocrmypdf
 
@@ -46,6 +47,10 @@ demo: build
 	@echo; echo "== search: allaccio (finds 'allacciamento')"; $(BIN) search allaccio
 	@echo; echo "== search: citta (finds 'città')"; $(BIN) search citta
 	@echo; echo "== search: camarda (a word only in the pixels of an upside-down scan: OCR)"; $(BIN) search camarda
+	@echo; echo "== web app: an admin account for the demo store"
+	@$(BIN) users add admin --role admin | sed 's/^/   /'
+	@echo "   now run:  $(BIN) serve --pipeline pipelines/demo.toml"
+	@echo "   and open http://127.0.0.1:8080 (log in as admin with the password above)"
 
 test: deps
 	$(CARGO) test --locked --release -- --test-threads=2

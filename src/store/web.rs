@@ -74,6 +74,16 @@ pub struct TrackInfo {
     pub office: Option<String>,
 }
 
+/// A ticket's text as classification reads it.
+#[derive(Debug, Clone)]
+pub struct RecentRequest {
+    pub code: String,
+    pub channel: String,
+    pub sender_email: Option<String>,
+    pub subject: String,
+    pub body: String,
+}
+
 /// Counts for the clerk's queue page (open tickets only, except `by_status`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct QueueCounts {
@@ -552,18 +562,20 @@ impl Store {
         })
     }
 
-    /// The newest tickets' (code, channel, sender address, subject, body): what the rules
-    /// editor re-classifies to show what an edit would move.
-    #[allow(clippy::type_complexity)]
-    pub fn recent_requests(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<(String, Option<String>, Option<String>, String, String)>> {
+    /// The newest tickets as they were written: what the rules editor re-classifies to show
+    /// what an edit would move.
+    pub fn recent_requests(&self, limit: usize) -> Result<Vec<RecentRequest>> {
         let mut stmt = self.conn.prepare(
             "SELECT code, channel, sender_email, subject, body FROM tickets ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok(RecentRequest {
+                code: r.get(0)?,
+                channel: r.get(1)?,
+                sender_email: r.get(2)?,
+                subject: r.get(3)?,
+                body: r.get(4)?,
+            })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }

@@ -7,7 +7,7 @@ use crate::classify::classify;
 use crate::classify::eval::{read_labels, Labelled, Report};
 use crate::classify::model::Model;
 use crate::classify::rules::{Request, Rules};
-use crate::store::web::{Role, Stats};
+use crate::store::web::{RecentRequest, Role, Stats};
 use axum::extract::{Form, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -216,7 +216,7 @@ fn backtest(
     candidate: &Rules,
     model: Option<&Model>,
     records: &[Labelled],
-    recent: &[(String, Option<String>, Option<String>, String, String)],
+    recent: &[RecentRequest],
 ) -> Backtest {
     let mut before_pairs = Vec::new();
     let mut after_pairs = Vec::new();
@@ -236,12 +236,12 @@ fn backtest(
         after_pairs.push((r.topic.clone(), after));
     }
     let mut moves = BTreeMap::new();
-    for (_, channel, sender, subject, body) in recent {
+    for r in recent {
         let request = Request {
-            channel: channel.as_deref().and_then(|c| c.parse().ok()),
-            sender_email: sender.as_deref(),
-            subject,
-            body,
+            channel: r.channel.parse().ok(),
+            sender_email: r.sender_email.as_deref(),
+            subject: &r.subject,
+            body: &r.body,
         };
         let before = classify(in_force, model, &request).topic;
         let after = classify(candidate, model, &request).topic;

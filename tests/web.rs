@@ -1,0 +1,789 @@
+//! The web app, end to end: the real `sportello serve` on a store filled by `sportello ingest`,
+//! driven by Debian's Chromium through chromedriver (WebDriver, crate fantoccini), plus raw
+//! HTTP checks of what a browser does not show (headers, CSRF, roles). Screenshots of the main
+//! pages go to docs/screenshots/.
+
+mod common;
+
+use common::{bin, ok, project_dir};
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ADMIN_PW: &str = "admin-password-1";
+const CLERK_PW: &str = "clerk-password-1";
+const ARCHIVIST_PW: &str = "archivist-password-1";
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `sportello serve` on a free port; returns the process and its address.
+fn serve(data: &Path, pipeline: &Path) -> (Process, SocketAddr) {
+    let mut child = Command::new(bin())
+        .arg("--data")
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0", "--pipeline"])
+        .arg(pipeline)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start sportello serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let process = Process(child);
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .parse()
+        .expect("an address");
+    (process, addr)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn chromedriver() -> (Process, u16) {
+    let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("chromedriver is missing: `make test` installs chromium and chromium-driver");
+    let port = free_port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let process = Process(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (process, port)
+}
+
+async fn browser(port: u16) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1366,1000", "--lang=it", "--hide-scrollbars"],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session with headless Chromium")
+}
+
+/// A raw HTTP/1.1 exchange: (status, headers lower-cased, body).
+fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_lowercase(), body.to_string())
+}
+
+fn get(addr: SocketAddr, path: &str, cookie: &str) -> (u16, String, String) {
+    http(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+}
+
+fn post(addr: SocketAddr, path: &str, cookie: &str, form: &str) -> (u16, String, String) {
+    http(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+}
+
+fn header_value(head: &str, name: &str) -> Vec<String> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().to_string())
+        .collect()
+}
+
+fn form_value(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in form"))
+        + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_string()
+}
+
+/// Logs in over raw HTTP; returns the session cookie and the session's CSRF token.
+fn login_raw(addr: SocketAddr, user: &str, password: &str) -> (String, String) {
+    let (_, head, body) = get(addr, "/login", "");
+    let login_cookie = header_value(&head, "set-cookie")[0]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = form_value(&body, "csrf");
+    let (status, head, _) = post(
+        addr,
+        "/login",
+        &login_cookie,
+        &format!("csrf={csrf}&username={user}&password={password}&next=%2F"),
+    );
+    assert_eq!(status, 303, "login of {user} failed");
+    let cookies = header_value(&head, "set-cookie");
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("sportello_session=") && !c.starts_with("sportello_session=;"))
+        .expect("a session cookie");
+    assert!(
+        session.contains("httponly") && session.contains("samesite=lax"),
+        "{session}"
+    );
+    let cookie = session.split(';').next().unwrap().to_string();
+    let (_, _, page) = get(addr, "/search", &cookie);
+    (cookie, form_value(&page, "csrf"))
+}
+
+const XSS_MAIL: &str = "From: \"Eve <b>\" <eve@example.org>\r\n\
+To: urp@comune.example\r\n\
+Subject: <script>window.pwned=1</script> richiesta allaccio gas\r\n\
+Message-ID: <xss-1@example.org>\r\n\
+Date: Tue, 13 Apr 2010 09:00:00 +0200\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+\r\n\
+<html><body><p>Buongiorno, chiedo l'allacciamento del gas.</p>\
+<script>window.pwned=2</script><img src=x onerror=\"window.pwned=3\">\
+<p>&lt;script&gt;alert(1)&lt;/script&gt; scritto nel testo</p></body></html>\r\n";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    pipeline: PathBuf,
+    fax_code: String,
+    xss_code: String,
+    gas_code: String,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A copy of the demo pipeline and its rules: the rules editor may write to it.
+    let pipelines = dir.path().join("pipelines");
+    std::fs::create_dir_all(&pipelines).unwrap();
+    for f in ["demo.toml", "rules.toml"] {
+        std::fs::copy(project_dir().join("pipelines").join(f), pipelines.join(f)).unwrap();
+    }
+    let pipeline = pipelines.join("demo.toml");
+    let p = pipeline.to_str().unwrap();
+    let fax = ok(
+        &data,
+        &[
+            "ingest",
+            "--json",
+            "--pipeline",
+            p,
+            "--channel",
+            "fax",
+            "fixtures/fax",
+        ],
+    );
+    let fax_code = fax
+        .json_lines()
+        .into_iter()
+        .find(|o| {
+            let docs = o["ticket"]["documents"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            docs.first().is_some_and(|d| {
+                d["mime"] == "image/tiff" && d["text"].as_str().unwrap_or("").len() > 40
+            })
+        })
+        .map(|o| o["ticket"]["code"].as_str().unwrap().to_string())
+        .expect("a fax TIFF with text");
+    let mail_dir = dir.path().join("mail");
+    std::fs::create_dir_all(&mail_dir).unwrap();
+    std::fs::write(mail_dir.join("xss.eml"), XSS_MAIL).unwrap();
+    let mail = ok(
+        &data,
+        &[
+            "ingest",
+            "--json",
+            "--pipeline",
+            p,
+            mail_dir.to_str().unwrap(),
+            "fixtures/mail",
+            "fixtures/scanner",
+        ],
+    );
+    let lines = mail.json_lines();
+    let code_of = |needle: &str| {
+        lines
+            .iter()
+            .find(|o| o["file"].as_str().unwrap_or("").contains(needle))
+            .map(|o| o["ticket"]["code"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{needle} not filed"))
+    };
+    let xss_code = code_of("xss.eml");
+    let gas_code = code_of("lettera-allacciamento-gas.pdf");
+    for (user, role, pw) in [
+        ("anna", "admin", ADMIN_PW),
+        ("mario", "clerk", CLERK_PW),
+        ("lucia", "archivist", ARCHIVIST_PW),
+    ] {
+        let mut child = Command::new(bin())
+            .arg("--data")
+            .arg(&data)
+            .args(["users", "add", user, "--role", role, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{pw}").unwrap();
+        assert!(child.wait().unwrap().success(), "users add {user}");
+    }
+    Fixture {
+        _dir: dir,
+        data,
+        pipeline,
+        fax_code,
+        xss_code,
+        gas_code,
+    }
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = project_dir().join("docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+    std::fs::write(screenshots_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn login(c: &Client, base: &str, user: &str, password: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys(user)
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clerks_archivists_admins_and_citizens_in_a_real_browser() {
+    let f = fixture();
+    let (_server, addr) = serve(&f.data, &f.pipeline);
+    let base = format!("http://{addr}");
+    let (_driver, port) = chromedriver();
+    let c = browser(port).await;
+
+    // Not logged in: the login page, then back to where the clerk was going.
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+    shot(&c, "login").await;
+    login(&c, &base, "mario", CLERK_PW).await;
+    assert_eq!(text_of(&c, "main h1").await, "Code di lavoro");
+    let queue = c.source().await.unwrap();
+    assert!(queue.contains(&f.fax_code) && queue.contains(&f.xss_code));
+    shot(&c, "queue").await;
+
+    // Find a ticket by search: a word in another form, highlighted.
+    c.goto(&format!("{base}/search")).await.unwrap();
+    c.find(Locator::Id("q"))
+        .await
+        .unwrap()
+        .send_keys("allaccio")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.search button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let url = c.current_url().await.unwrap();
+    assert!(url.as_str().contains("q=allaccio"), "shareable URL: {url}");
+    let marks = c.find_all(Locator::Css("ol.results mark")).await.unwrap();
+    assert!(!marks.is_empty(), "hits are highlighted");
+    let found = c.source().await.unwrap();
+    assert!(found.contains(&f.gas_code), "the gas letter is found");
+    shot(&c, "search").await;
+    c.find(Locator::Css(&format!("a[href='/tickets/{}']", f.gas_code)))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text_of(&c, "main h1").await.contains(&f.gas_code));
+
+    // The fax: its page image beside the OCR text.
+    c.goto(&format!("{base}/tickets/{}/documents/0", f.fax_code))
+        .await
+        .unwrap();
+    let img = c.find(Locator::Css("section.page img")).await.unwrap();
+    let width = c
+        .execute(
+            "return arguments[0].complete ? arguments[0].naturalWidth : -1",
+            vec![serde_json::to_value(&img).unwrap()],
+        )
+        .await
+        .unwrap();
+    let mut width = width.as_i64().unwrap_or(0);
+    for _ in 0..50 {
+        if width > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        width = c
+            .execute(
+                "return document.querySelector('section.page img').naturalWidth",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_i64()
+            .unwrap_or(0);
+    }
+    assert!(width > 100, "the page image is shown ({width} px wide)");
+    let page_text = text_of(&c, "section.page pre.text").await;
+    assert!(
+        page_text.len() > 40,
+        "OCR text beside the image: {page_text:?}"
+    );
+    shot(&c, "fax-page-and-text").await;
+
+    // Reclassify it and see the history name the clerk.
+    c.goto(&format!("{base}/tickets/{}", f.fax_code))
+        .await
+        .unwrap();
+    c.find(Locator::Id("topic"))
+        .await
+        .unwrap()
+        .select_by_value("gas")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form:has(#topic) button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let history = text_of(&c, "ol.history").await;
+    assert!(
+        history.contains("riclassificata") && history.contains("mario") && history.contains("gas"),
+        "{history}"
+    );
+    assert!(text_of(&c, "dl.facts").await.contains("verificato"));
+    shot(&c, "ticket").await;
+
+    // A clerk cannot open admin pages.
+    c.goto(&format!("{base}/admin/rules")).await.unwrap();
+    assert!(text_of(&c, "main h1").await.starts_with("403"));
+    c.goto(&format!("{base}/admin/stats")).await.unwrap();
+    assert!(text_of(&c, "main h1").await.starts_with("403"));
+
+    // Script in a subject and an HTML body shows as text and never runs.
+    c.goto(&format!("{base}/tickets/{}", f.xss_code))
+        .await
+        .unwrap();
+    let h1 = text_of(&c, "main h1").await;
+    assert!(h1.contains("<script>window.pwned=1</script>"), "{h1}");
+    let pwned = c
+        .execute("return typeof window.pwned", vec![])
+        .await
+        .unwrap();
+    assert_eq!(pwned, "undefined", "no script from the message ran");
+    assert!(c
+        .find_all(Locator::Css("main script, main img[onerror]"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(text_of(&c, "pre.text")
+        .await
+        .contains("<script>alert(1)</script> scritto nel testo"));
+
+    // The English interface.
+    c.goto(&format!("{base}/lang?to=en")).await.unwrap();
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(text_of(&c, "main h1").await, "Work queues");
+    c.goto(&format!("{base}/lang?to=it")).await.unwrap();
+
+    // The admin: rules editor with a backtest, statistics.
+    c.delete_all_cookies().await.unwrap();
+    login(&c, &base, "anna", ADMIN_PW).await;
+    c.goto(&format!("{base}/admin/rules")).await.unwrap();
+    c.find(Locator::Css("button[value=test]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let backtest = text_of(&c, "section.backtest").await;
+    assert!(backtest.contains("Richieste etichettate"), "{backtest}");
+    shot(&c, "rules-editor").await;
+    c.goto(&format!("{base}/admin/stats")).await.unwrap();
+    assert!(!c
+        .find_all(Locator::Css("svg.chart rect.bar"))
+        .await
+        .unwrap()
+        .is_empty());
+    shot(&c, "statistics").await;
+
+    // The citizen: status, dates, office — nothing else of the ticket.
+    c.delete_all_cookies().await.unwrap();
+    c.goto(&format!("{base}/track?code={}", f.gas_code))
+        .await
+        .unwrap();
+    let answer = text_of(&c, "#track-answer").await;
+    assert!(
+        answer.contains("nuova") && answer.contains(&f.gas_code),
+        "{answer}"
+    );
+    let public = c.source().await.unwrap();
+    for private in [
+        "allacciamento",
+        "Protocollo",
+        "lettera-allacciamento-gas",
+        "Mittente",
+    ] {
+        assert!(!public.contains(private), "/track shows {private}");
+    }
+    shot(&c, "track").await;
+    let mistyped = {
+        let mut code = f.gas_code.clone();
+        let last = code.pop().unwrap();
+        code.push(if last == 'A' { 'B' } else { 'A' });
+        code
+    };
+    c.goto(&format!("{base}/track?code={mistyped}"))
+        .await
+        .unwrap();
+    assert!(text_of(&c, "#track-answer")
+        .await
+        .contains("errore di battitura"));
+    c.close().await.unwrap();
+}
+
+#[test]
+fn sessions_csrf_roles_headers_and_downloads_over_http() {
+    let f = fixture();
+    let (_server, addr) = serve(&f.data, &f.pipeline);
+
+    // Wrong password: no session.
+    let (_, head, body) = get(addr, "/login", "");
+    let login_cookie = header_value(&head, "set-cookie")[0]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = form_value(&body, "csrf");
+    let (status, head, body) = post(
+        addr,
+        "/login",
+        &login_cookie,
+        &format!("csrf={csrf}&username=mario&password=nope&next=%2F"),
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("non corretti") && !head.contains("sportello_session="));
+    // A login form without its token is refused.
+    let (_, head, _) = post(
+        addr,
+        "/login",
+        "",
+        &format!("csrf={csrf}&username=mario&password={CLERK_PW}&next=%2F"),
+    );
+    assert!(!head.contains("sportello_session="));
+
+    let (clerk, clerk_csrf) = login_raw(addr, "mario", CLERK_PW);
+    // Security headers on every page.
+    let (status, head, _) = get(addr, "/", &clerk);
+    assert_eq!(status, 200);
+    assert!(head.contains("content-security-policy: default-src 'self'; script-src 'self'"));
+    assert!(head.contains("x-content-type-options: nosniff"));
+
+    // Every form needs the session's token: a forged post changes nothing.
+    let action = format!("/tickets/{}/action", f.gas_code);
+    let (status, _, _) = post(addr, &action, &clerk, "csrf=forged&action=note&text=hello");
+    assert_eq!(status, 400);
+    let (status, head, _) = post(
+        addr,
+        &action,
+        &clerk,
+        &format!("csrf={clerk_csrf}&action=note&text=chiamato+il+cittadino"),
+    );
+    assert_eq!(status, 303, "{head}");
+    let (status, _, _) = post(
+        addr,
+        &action,
+        &clerk,
+        &format!("csrf={clerk_csrf}&action=route&office=Ufficio+tecnico"),
+    );
+    assert_eq!(status, 303);
+    let (status, _, _) = post(
+        addr,
+        &action,
+        &clerk,
+        &format!("csrf={clerk_csrf}&action=status&status=closed"),
+    );
+    assert_eq!(status, 303);
+    let shown = ok(&f.data, &["tickets", "show", &f.gas_code, "--json"]);
+    let t: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    let kinds: Vec<(&str, &str)> = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    for k in ["note", "routed", "status_changed"] {
+        assert!(kinds.contains(&(k, "mario")), "{k} by mario in {kinds:?}");
+    }
+    assert!(!kinds.iter().any(|(_, a)| *a == "forged"));
+    assert_eq!(t["office"], "Ufficio tecnico");
+    assert_eq!(t["status"], "closed");
+
+    // Duplicates: the second of two tickets closes and points to the first.
+    let (status, _, _) = post(
+        addr,
+        &format!("/tickets/{}/action", f.xss_code),
+        &clerk,
+        &format!("csrf={clerk_csrf}&action=duplicate&of={}", f.gas_code),
+    );
+    assert_eq!(status, 303);
+    let t: serde_json::Value =
+        serde_json::from_str(&ok(&f.data, &["tickets", "show", &f.xss_code, "--json"]).stdout)
+            .unwrap();
+    assert_eq!(t["parent"], f.gas_code.as_str());
+    assert_eq!(t["status"], "closed");
+
+    // A reply to the citizen goes through the outbox, threaded and recorded.
+    let (status, _, _) = post(
+        addr,
+        &format!("/tickets/{}/action", f.xss_code),
+        &clerk,
+        &format!(
+            "csrf={clerk_csrf}&action=reply&subject=Re%3A+allaccio&text=Gentile+cittadina%2C+..."
+        ),
+    );
+    assert_eq!(status, 303);
+    let t: serde_json::Value =
+        serde_json::from_str(&ok(&f.data, &["tickets", "show", &f.xss_code, "--json"]).stdout)
+            .unwrap();
+    let reply = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "reply_queued")
+        .expect("reply queued");
+    assert_eq!(reply["detail"]["to"], "eve@example.org");
+    assert_eq!(reply["actor"], "mario");
+
+    // Statistics count it as closed without routing? No: it was routed. Admin only.
+    let (status, _, _) = get(addr, "/admin/stats.csv", &clerk);
+    assert_eq!(status, 403);
+    let (admin, admin_csrf) = login_raw(addr, "anna", ADMIN_PW);
+    let (status, head, csv) = get(addr, "/admin/stats.csv", &admin);
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/csv"));
+    assert!(csv.starts_with("section,key,value\n"));
+    assert!(
+        csv.contains("total,closed,2\n") && csv.contains("total,closed_without_routing,1\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("channel,fax,"), "{csv}");
+
+    // The rules editor refuses a broken file and keeps the one in force.
+    let rules_file = f.pipeline.with_file_name("rules.toml");
+    let rules_before = std::fs::read_to_string(&rules_file).unwrap();
+    let (status, _, body) = post(
+        addr,
+        "/admin/rules",
+        &admin,
+        &format!("csrf={admin_csrf}&op=save&text=abstain_below+%3D+7%0A%5Btopics"),
+    );
+    assert_eq!(status, 422);
+    assert!(body.contains("Problemi nel file"));
+    assert_eq!(std::fs::read_to_string(&rules_file).unwrap(), rules_before);
+
+    // An archivist reads and downloads but changes nothing.
+    let (archivist, archivist_csrf) = login_raw(addr, "lucia", ARCHIVIST_PW);
+    let (status, _, _) = post(
+        addr,
+        &action,
+        &archivist,
+        &format!("csrf={archivist_csrf}&action=note&text=x"),
+    );
+    assert_eq!(status, 403);
+    let (status, _, _) = get(addr, "/register", &archivist);
+    assert_eq!(status, 403);
+    let (status, head, body) = get(
+        addr,
+        &format!("/tickets/{}/documents/0/file?download=1", f.xss_code),
+        &archivist,
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-type: application/octet-stream"),
+        "{head}"
+    );
+    assert!(
+        head.contains("content-disposition: attachment; filename=\"xss.eml\""),
+        "{head}"
+    );
+    assert!(body.contains("window.pwned=2"), "the original, unaltered");
+    let (_, head, _) = get(
+        addr,
+        &format!("/tickets/{}/documents/0/file", f.xss_code),
+        &archivist,
+    );
+    assert!(
+        head.contains("content-type: application/octet-stream"),
+        "a message is never served as HTML: {head}"
+    );
+
+    // Logged out: the session is gone server-side.
+    let (status, _, _) = post(addr, "/logout", &clerk, &format!("csrf={clerk_csrf}"));
+    assert_eq!(status, 303);
+    let (status, head, _) = get(addr, "/", &clerk);
+    assert_eq!(status, 303);
+    assert!(head.contains("location: /login"));
+
+    // /track is rate-limited per client.
+    let mut limited = false;
+    for _ in 0..25 {
+        let (status, _, _) = get(addr, &format!("/track?code={}", f.gas_code), "");
+        if status == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "lookups are rate-limited");
+}
+
+#[test]
+fn a_request_taken_at_the_desk_is_registered_with_its_documents() {
+    let f = fixture();
+    let (_server, addr) = serve(&f.data, &f.pipeline);
+    let (clerk, csrf) = login_raw(addr, "mario", CLERK_PW);
+    let pdf = std::fs::read(project_dir().join("fixtures/scanner/lettera-macerie.pdf")).unwrap();
+    let boundary = "XyZsportello";
+    let mut body = Vec::new();
+    for (name, value) in [
+        ("csrf", csrf.as_str()),
+        ("channel", "desk"),
+        ("name", "Giulia Neri"),
+        ("phone", "0862 123456"),
+        ("subject", "Macerie davanti casa"),
+        (
+            "body",
+            "La signora chiede la rimozione delle macerie in via Roma 12.",
+        ),
+    ] {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+    }
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"C:\\\\Users\\\\x\\\\foto macerie.pdf\"\r\nContent-Type: application/pdf\r\n\r\n").as_bytes());
+    body.extend_from_slice(&pdf);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut req = format!(
+        "POST /register HTTP/1.1\r\nHost: {addr}\r\nCookie: {clerk}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(&req).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 303"), "{out}");
+    let location = out
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .expect("redirect to the new ticket");
+    let code = location
+        .trim_start_matches("/tickets/")
+        .split('?')
+        .next()
+        .unwrap();
+    let t: serde_json::Value =
+        serde_json::from_str(&ok(&f.data, &["tickets", "show", code, "--json"]).stdout).unwrap();
+    assert_eq!(t["channel"], "desk");
+    assert_eq!(t["sender"]["name"], "Giulia Neri");
+    assert_eq!(t["topic"], "waste", "classified: {}", t["topic_reason"]);
+    let docs = t["documents"].as_array().unwrap();
+    assert_eq!(docs[0]["name"], "richiesta.txt");
+    assert_eq!(
+        docs[1]["name"], "foto macerie.pdf",
+        "only the file's own name"
+    );
+    assert!(docs[1]["text"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        .contains("macerie"));
+    let search = ok(&f.data, &["search", "macerie", "--json"]);
+    assert!(search.stdout.contains(code));
+}
