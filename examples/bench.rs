@@ -27,6 +27,11 @@ fn main() {
         }
         println!();
     }
+    if only == "web" || only == "search" {
+        println!("== search and web app: {n_tickets} tickets");
+        bench_search(n_tickets, &texts);
+        return;
+    }
     if only.is_empty() || only == "ocr" {
         println!("== OCR");
         bench_ocr(&texts);
@@ -380,7 +385,21 @@ fn bench_search(n: usize, texts: &[(String, String)]) {
             store.bare_fts_ids(&parsed.fts, 20).unwrap();
             bare.push(t.elapsed());
             if round == 0 {
-                println!("  {q:<35} {:>3} hits shown", hits.len());
+                // Once more with a filter, the archivists' usual page (it reads each
+                // candidate's row).
+                let filtered = TicketFilter {
+                    status: Some(sportello::model::Status::New),
+                    ..filter.clone()
+                };
+                let t = Instant::now();
+                store.search(&parsed, &filtered).unwrap();
+                let with_filter = t.elapsed();
+                println!(
+                    "  {q:<35} {:>3} hits shown  {:>6.2} ms, with a status filter {:>6.2} ms",
+                    hits.len(),
+                    ms(*ours.last().unwrap()),
+                    ms(with_filter)
+                );
             }
         }
     }
@@ -430,6 +449,197 @@ fn bench_search(n: usize, texts: &[(String, String)]) {
     println!(
         "ratio p95: a dossier costs {:.1}x reading one ticket",
         ms(d95) / ms(s95).max(0.001)
+    );
+    drop(store);
+    bench_web(tmp.path(), &queries, &codes, ms(p95));
+}
+
+/// The web app under 16 concurrent clients on the same store: p95 of the search page and of
+/// the ticket page, measured by the clients (request written → whole response read), against
+/// the store's own search p95 measured just before in-process (one client, no HTTP).
+fn bench_web(data: &Path, queries: &[&str], codes: &[String], store_search_p95_ms: f64) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    const CLIENTS: usize = 16;
+    const PER_CLIENT: usize = 100;
+    let mut add = Command::new(bin())
+        .arg("--data")
+        .arg(data)
+        .args([
+            "users",
+            "add",
+            "bench",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "bench-password").unwrap();
+    assert!(add.wait().unwrap().success());
+    let mut server = Command::new(bin())
+        .arg("--data")
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .trim_start_matches("listening on http://")
+        .parse()
+        .unwrap();
+
+    /// One keep-alive HTTP/1.1 connection.
+    struct Conn(BufReader<std::net::TcpStream>);
+    impl Conn {
+        fn open(addr: std::net::SocketAddr) -> Conn {
+            Conn(BufReader::new(std::net::TcpStream::connect(addr).unwrap()))
+        }
+        fn send(&mut self, req: &str) -> (u16, String, Vec<u8>) {
+            self.0.get_mut().write_all(req.as_bytes()).unwrap();
+            let mut head = String::new();
+            loop {
+                let mut l = String::new();
+                self.0.read_line(&mut l).unwrap();
+                if l == "\r\n" || l.is_empty() {
+                    break;
+                }
+                head.push_str(&l);
+            }
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            self.0.read_exact(&mut body).unwrap();
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            (status, head, body)
+        }
+        fn get(&mut self, path: &str, cookie: &str) -> (u16, String, Vec<u8>) {
+            self.send(&format!(
+                "GET {path} HTTP/1.1\r\nHost: bench\r\nCookie: {cookie}\r\n\r\n"
+            ))
+        }
+    }
+    // Log in once; all clients share the session.
+    let mut c = Conn::open(addr);
+    let (_, head, body) = c.get("/login", "");
+    let login_cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let body = String::from_utf8_lossy(&body);
+    let marker = "name=\"csrf\" value=\"";
+    let csrf_at = body.find(marker).unwrap() + marker.len();
+    let csrf = &body[csrf_at..csrf_at + body[csrf_at..].find('"').unwrap()];
+    let form = format!("csrf={csrf}&username=bench&password=bench-password&next=%2F");
+    let (status, head, _) = c.send(&format!(
+        "POST /login HTTP/1.1\r\nHost: bench\r\nCookie: {login_cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    ));
+    assert_eq!(status, 303, "bench login");
+    let session = head
+        .lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .find(|c| c.starts_with("sportello_session="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let run = |paths: Vec<String>| -> Vec<Duration> {
+        let started = Instant::now();
+        let all: Vec<Duration> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..CLIENTS)
+                .map(|k| {
+                    let paths = &paths;
+                    let session = &session;
+                    s.spawn(move || {
+                        let mut conn = Conn::open(addr);
+                        let mut times = Vec::with_capacity(PER_CLIENT);
+                        for i in 0..PER_CLIENT {
+                            let path = &paths[(k * PER_CLIENT + i) % paths.len()];
+                            let t = Instant::now();
+                            let (status, _, _) = conn.get(path, session);
+                            times.push(t.elapsed());
+                            assert_eq!(status, 200, "{path}");
+                        }
+                        times
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "  {} requests from {CLIENTS} clients in {secs:.1} s: {:.0} pages/s",
+            all.len(),
+            all.len() as f64 / secs
+        );
+        all
+    };
+    let search_paths: Vec<String> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let q: String = q
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            // Every other search also filters by status: the archivists' usual page.
+            if i % 2 == 0 {
+                format!("/search?q={q}")
+            } else {
+                format!("/search?q={q}&status=new")
+            }
+        })
+        .collect();
+    println!("web app, search page (100,000 tickets):");
+    let mut search = run(search_paths);
+    let ticket_paths: Vec<String> = codes.iter().map(|c| format!("/tickets/{c}")).collect();
+    println!("web app, ticket page:");
+    let mut ticket = run(ticket_paths);
+    let _ = server.kill();
+    let _ = server.wait();
+    let (s50, s95) = percentiles(&mut search);
+    let (t50, t95) = percentiles(&mut ticket);
+    println!(
+        "search page under {CLIENTS} clients: p50 {:.1} ms, p95 {:.1} ms (goal < 50 ms)",
+        ms(s50),
+        ms(s95)
+    );
+    println!(
+        "ticket page under {CLIENTS} clients: p50 {:.1} ms, p95 {:.1} ms (goal < 20 ms)",
+        ms(t50),
+        ms(t95)
+    );
+    println!(
+        "ratio: search page p95 under {CLIENTS} clients = {:.1}x the store's own search p95 with one client and no HTTP",
+        ms(s95) / store_search_p95_ms.max(0.001)
     );
 }
 

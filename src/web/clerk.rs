@@ -732,14 +732,16 @@ pub async fn register(
         files,
     };
     let actor = auth.actor();
+    // Extraction and OCR of the uploads can take seconds: not while holding a store turn.
     let worker = app.clone();
+    let ticket = tokio::task::spawn_blocking(move || worker.processor.prepare_registered(reg))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let prefix = app.pipeline.code_prefix.clone();
     let code = app
         .with_store(move |s| {
-            let ticket = worker
-                .processor
-                .prepare_registered(reg)
-                .map_err(|e| WebError::Internal(e.to_string()))?;
-            let filed = s.file(&ticket, &worker.pipeline.code_prefix)?;
+            let filed = s.file(&ticket, &prefix)?;
             let code = filed.code().to_string();
             s.add_note(&code, &format!("registrata da {actor}"), &actor)?;
             Ok(code)

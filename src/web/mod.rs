@@ -96,6 +96,10 @@ impl Pool {
 
 pub(crate) struct Inner {
     pool: Pool,
+    /// At most one store job per core at a time, taken in arrival order: under load a request
+    /// waits its turn instead of sharing the cores with every other one (short pages are not
+    /// slowed down by long searches, and the slowest responses stay close to the typical).
+    store_turns: tokio::sync::Semaphore,
     pipeline: Pipeline,
     rules_path: Option<PathBuf>,
     labels: Option<PathBuf>,
@@ -122,6 +126,11 @@ impl App {
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, WebError> + Send + 'static,
     ) -> Result<T, WebError> {
+        let _turn = self
+            .store_turns
+            .acquire()
+            .await
+            .map_err(|e| WebError::Internal(format!("store closed: {e}")))?;
         let app = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut store = app.pool.get()?;
@@ -512,6 +521,7 @@ pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, String> {
             dir: settings.data_dir.clone(),
             idle: Mutex::new(vec![store]),
         },
+        store_turns: tokio::sync::Semaphore::new(crate::config::default_workers()),
         pipeline: settings.pipeline.clone(),
         rules_path,
         labels: settings.labels.clone(),
