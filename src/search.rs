@@ -5,7 +5,7 @@
 //! `"contributo autonoma sistemazione"` is a phrase; `-macerie` excludes; `ricostr*` is a
 //! prefix of the written (not stemmed) word. Accents and case never matter.
 
-use crate::textnorm::{stem, tokens};
+use crate::textnorm::{fold_into, stem, tokens, word_spans};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -117,49 +117,54 @@ impl SearchQuery {
     /// A window of about `width` words of `text` around its densest hits, hits wrapped in `**`.
     /// None when no word of `text` matches.
     pub fn snippet(&self, text: &str, width: usize) -> Option<String> {
-        let toks = tokens(text);
-        let hit_idx: Vec<usize> = toks
+        // Words are folded one at a time into one buffer: results pages cut 20 snippets from
+        // long texts, and a String per word was most of a search's time.
+        let spans = word_spans(text);
+        let mut folded = String::new();
+        let hit_idx: Vec<usize> = spans
             .iter()
             .enumerate()
-            .filter(|(_, t)| self.hits(&t.folded))
+            .filter(|(_, &(s, e))| {
+                folded.clear();
+                fold_into(&text[s..e], &mut folded);
+                self.hits(&folded)
+            })
             .map(|(i, _)| i)
             .collect();
         let &first = hit_idx.first()?;
-        // Start a little before the first hit of the window holding the most hits.
-        let best = hit_idx
-            .iter()
-            .copied()
-            .max_by_key(|&start| {
-                (
-                    hit_idx
-                        .iter()
-                        .filter(|&&h| h >= start && h < start + width)
-                        .count(),
-                    usize::MAX - start,
-                )
-            })
-            .unwrap_or(first);
+        // Start a little before the first hit of the window holding the most hits (ties: the
+        // earliest), counted with a sliding window over the sorted hits.
+        let (mut best, mut best_count, mut end) = (first, 0, 0);
+        for (i, &start) in hit_idx.iter().enumerate() {
+            end = end.max(i);
+            while end < hit_idx.len() && hit_idx[end] < start + width {
+                end += 1;
+            }
+            if end - i > best_count {
+                best_count = end - i;
+                best = start;
+            }
+        }
         let from = best.saturating_sub(width / 4);
-        let to = (from + width).min(toks.len());
-        let start_byte = toks[from].start;
+        let to = (from + width).min(spans.len());
+        let start_byte = spans[from].0;
         // Up to the next word, so closing punctuation stays with the text.
-        let end_byte = toks.get(to).map_or(text.len(), |t| t.start);
+        let end_byte = spans.get(to).map_or(text.len(), |t| t.0);
         let mut out = String::new();
         if from > 0 {
             out.push('…');
         }
         let mut cursor = start_byte;
-        for t in &toks[from..to] {
-            if self.hits(&t.folded) {
-                out.push_str(&text[cursor..t.start]);
-                out.push_str("**");
-                out.push_str(&text[t.start..t.end]);
-                out.push_str("**");
-                cursor = t.end;
-            }
+        for &h in hit_idx.iter().filter(|&&h| h >= from && h < to) {
+            let (s, e) = spans[h];
+            out.push_str(&text[cursor..s]);
+            out.push_str("**");
+            out.push_str(&text[s..e]);
+            out.push_str("**");
+            cursor = e;
         }
         out.push_str(&text[cursor..end_byte]);
-        if to < toks.len() {
+        if to < spans.len() {
             out.push('…');
         }
         Some(out.split_whitespace().collect::<Vec<_>>().join(" "))

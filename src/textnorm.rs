@@ -14,6 +14,12 @@ fn stemmer() -> &'static Stemmer {
 /// Lower case without accents: "Città" → "citta", "PERCHÉ" → "perche".
 pub fn fold(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    fold_into(text, &mut out);
+    out
+}
+
+/// `fold`, appending to `out` (reuse one buffer over many words).
+pub fn fold_into(text: &str, out: &mut String) {
     for c in text.chars() {
         if c.is_ascii() {
             out.push(c.to_ascii_lowercase());
@@ -35,7 +41,6 @@ pub fn fold(text: &str) -> String {
             }
         }
     }
-    out
 }
 
 /// A word of the input: its byte range in the original text and its folded form.
@@ -47,6 +52,23 @@ pub struct Token {
 }
 
 /// Splits `text` into words (letters and digits), keeping where each word stands.
+/// The byte ranges of the words of `text` (the same words `tokens` finds), without folding.
+pub fn word_spans(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    for (i, c) in text.char_indices() {
+        if c.is_alphanumeric() {
+            start.get_or_insert(i);
+        } else if let Some(s) = start.take() {
+            out.push((s, i));
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, text.len()));
+    }
+    out
+}
+
 pub fn tokens(text: &str) -> Vec<Token> {
     let mut out = Vec::new();
     let mut start: Option<usize> = None;

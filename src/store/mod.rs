@@ -1012,11 +1012,10 @@ impl Store {
 
     fn snippet_for(&self, ticket_id: i64, query: &SearchQuery, subject: &str) -> Result<String> {
         const WIDTH: usize = 24;
-        let body: String =
-            self.conn
-                .query_row("SELECT body FROM tickets WHERE id = ?1", [ticket_id], |r| {
-                    r.get(0)
-                })?;
+        let body: String = self
+            .conn
+            .prepare_cached("SELECT body FROM tickets WHERE id = ?1")?
+            .query_row([ticket_id], |r| r.get(0))?;
         if let Some(s) = query.snippet(&body, WIDTH) {
             return Ok(s);
         }
