@@ -131,6 +131,15 @@ impl App {
             .acquire()
             .await
             .map_err(|e| WebError::Internal(format!("store closed: {e}")))?;
+        self.with_store_now(f).await
+    }
+
+    /// `with_store` without waiting for a turn: for one quick indexed read done on every
+    /// request (the session), which would otherwise make each page queue twice.
+    async fn with_store_now<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, WebError> + Send + 'static,
+    ) -> Result<T, WebError> {
         let app = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut store = app.pool.get()?;
@@ -305,7 +314,7 @@ impl FromRequestParts<App> for Auth {
             return Err(WebError::Login(back));
         };
         let hash = crate::store::blobs::sha256_hex(token.as_bytes());
-        match app.with_store(move |s| Ok(s.session(&hash)?)).await? {
+        match app.with_store_now(move |s| Ok(s.session(&hash)?)).await? {
             Some(session) => Ok(Auth { session, lang }),
             None => Err(WebError::Login(back)),
         }
