@@ -317,12 +317,39 @@ async fn login(c: &Client, base: &str, user: &str, password: &str) {
         .send_keys(password)
         .await
         .unwrap();
-    c.find(Locator::Css("form.login button"))
+    click_and_wait(c, "form.login button").await;
+}
+
+/// Clicks what submits a form or follows a link, and returns once the next page has loaded
+/// (WebDriver's click does not wait for the navigation it starts).
+async fn click_and_wait(c: &Client, css: &str) {
+    let old_page = c.find(Locator::Css("html")).await.unwrap();
+    c.find(Locator::Css(css))
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
         .click()
         .await
         .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The old document's root goes stale when the new page replaces it.
+    while old_page.tag_name().await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "no new page after clicking {css}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    loop {
+        let state = c.execute("return document.readyState", vec![]).await;
+        if matches!(state, Ok(ref v) if v == "complete") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "page after {css} did not finish loading"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
@@ -360,12 +387,7 @@ async fn clerks_archivists_admins_and_citizens_in_a_real_browser() {
         .send_keys("allaccio")
         .await
         .unwrap();
-    c.find(Locator::Css("form.search button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_and_wait(&c, "form.search button").await;
     let url = c.current_url().await.unwrap();
     assert!(url.as_str().contains("q=allaccio"), "shareable URL: {url}");
     let marks = c.find_all(Locator::Css("ol.results mark")).await.unwrap();
@@ -373,12 +395,7 @@ async fn clerks_archivists_admins_and_citizens_in_a_real_browser() {
     let found = c.source().await.unwrap();
     assert!(found.contains(&f.gas_code), "the gas letter is found");
     shot(&c, "search").await;
-    c.find(Locator::Css(&format!("a[href='/tickets/{}']", f.gas_code)))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_and_wait(&c, &format!("a[href='/tickets/{}']", f.gas_code)).await;
     assert!(text_of(&c, "main h1").await.contains(&f.gas_code));
 
     // The fax: its page image beside the OCR text.
@@ -427,12 +444,7 @@ async fn clerks_archivists_admins_and_citizens_in_a_real_browser() {
         .select_by_value("gas")
         .await
         .unwrap();
-    c.find(Locator::Css("form:has(#topic) button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_and_wait(&c, "form:has(#topic) button").await;
     let history = text_of(&c, "ol.history").await;
     assert!(
         history.contains("riclassificata") && history.contains("mario") && history.contains("gas"),
@@ -477,12 +489,7 @@ async fn clerks_archivists_admins_and_citizens_in_a_real_browser() {
     c.delete_all_cookies().await.unwrap();
     login(&c, &base, "anna", ADMIN_PW).await;
     c.goto(&format!("{base}/admin/rules")).await.unwrap();
-    c.find(Locator::Css("button[value=test]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_and_wait(&c, "button[value=test]").await;
     let backtest = text_of(&c, "section.backtest").await;
     assert!(backtest.contains("Richieste etichettate"), "{backtest}");
     shot(&c, "rules-editor").await;
