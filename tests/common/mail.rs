@@ -38,6 +38,29 @@ fn wait_port(port: u16, up: bool) -> bool {
     false
 }
 
+/// OpenSMTPD's spool is one folder for the whole machine (/var/spool/smtpd): a message an
+/// earlier run left queued (a recipient that never existed) would be retried, and bounced as
+/// "delayed" into this run's inbox hours later. Each set of test servers starts with it empty
+/// (the mail tests never run two smtpd at once). Restarts within a test keep their queue.
+fn clear_smtpd_spool() {
+    for sub in [
+        "queue",
+        "incoming",
+        "offline",
+        "purge",
+        "temporary",
+        "corrupt",
+    ] {
+        let dir = std::path::Path::new("/var/spool/smtpd").join(sub);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let _ =
+                    std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+            }
+        }
+    }
+}
+
 impl MailServers {
     /// Starts both servers, or None (with a message) where they cannot run here.
     pub fn start(users: &[&str]) -> Option<MailServers> {
@@ -86,6 +109,7 @@ impl MailServers {
         };
         s.write_configs();
         s.start_dovecot();
+        clear_smtpd_spool();
         s.start_smtp();
         Some(s)
     }
