@@ -239,6 +239,18 @@ pub struct SmtpAckConfig {
     pub max_per_hour: Option<u32>,
 }
 
+impl SmtpAckConfig {
+    /// The domain of the sender address: our Message-IDs end in it.
+    pub fn domain(&self) -> String {
+        self.from
+            .rsplit('@')
+            .next()
+            .unwrap_or("localhost")
+            .trim_end_matches('>')
+            .to_string()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SinkConfig {

@@ -175,14 +175,19 @@ impl Processor {
             file_type,
             ticket,
         };
+        self.apply(&mut work, wanted);
+        Ok(work.ticket)
+    }
+
+    /// Runs the `wanted` stages in order; a stage that fails flags the ticket, the rest run.
+    fn apply(&self, work: &mut Work, wanted: impl Fn(&dyn Stage) -> bool) {
         for stage in self.stages.iter().filter(|s| wanted(s.as_ref())) {
-            if let Err(e) = stage.process(&mut work, &self.blobs) {
+            if let Err(e) = stage.process(work, &self.blobs) {
                 work.ticket
                     .attention
                     .push(format!("{} failed: {e}", stage.name()));
             }
         }
-        Ok(work.ticket)
     }
 }
 
@@ -289,13 +294,7 @@ impl Processor {
             },
             ticket,
         };
-        for stage in self.stages.iter().filter(|s| s.name() == "classify") {
-            if let Err(e) = stage.process(&mut work, &self.blobs) {
-                work.ticket
-                    .attention
-                    .push(format!("{} failed: {e}", stage.name()));
-            }
-        }
+        self.apply(&mut work, |s| s.name() == "classify");
         work.ticket.entities = ticket_entities(&work.ticket);
         work.ticket.search_text = Some(crate::store::SearchText::of(&work.ticket));
         Ok(work.ticket)
@@ -318,13 +317,7 @@ impl Processor {
                     to,
                     language: cfg.language.clone().unwrap_or_else(|| "it".into()),
                     max_per_hour: cfg.max_per_hour.unwrap_or(5),
-                    domain: cfg
-                        .from
-                        .rsplit('@')
-                        .next()
-                        .unwrap_or("localhost")
-                        .trim_end_matches('>')
-                        .to_string(),
+                    domain: cfg.domain(),
                 });
             }
             _ => mail.no_auto_reply = Some("no address to answer".into()),

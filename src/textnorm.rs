@@ -70,27 +70,14 @@ pub fn word_spans(text: &str) -> Vec<(usize, usize)> {
 }
 
 pub fn tokens(text: &str) -> Vec<Token> {
-    let mut out = Vec::new();
-    let mut start: Option<usize> = None;
-    for (i, c) in text.char_indices() {
-        if c.is_alphanumeric() {
-            start.get_or_insert(i);
-        } else if let Some(s) = start.take() {
-            out.push(Token {
-                start: s,
-                end: i,
-                folded: fold(&text[s..i]),
-            });
-        }
-    }
-    if let Some(s) = start {
-        out.push(Token {
-            start: s,
-            end: text.len(),
-            folded: fold(&text[s..]),
-        });
-    }
-    out
+    word_spans(text)
+        .into_iter()
+        .map(|(start, end)| Token {
+            start,
+            end,
+            folded: fold(&text[start..end]),
+        })
+        .collect()
 }
 
 /// FNV-1a: a fast hasher for the short words the caches below are keyed by.

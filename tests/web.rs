@@ -712,6 +712,50 @@ fn sessions_csrf_roles_headers_and_downloads_over_http() {
         "a message is never served as HTML: {head}"
     );
 
+    // Malformed requests get a clear answer, not a crash or someone else's data.
+    let (status, _, body) = get(addr, "/search?q=gas&from=2026-13-01", &clerk);
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("is not a date"),
+        "a bad date is reported on the page"
+    );
+    let (status, _, _) = get(
+        addr,
+        &format!("/tickets/{}/documents/0/pages/99", f.fax_code),
+        &clerk,
+    );
+    assert_eq!(status, 404, "a page the fax does not have");
+    let (status, _, _) = get(
+        addr,
+        &format!("/tickets/{}/documents/9", f.fax_code),
+        &clerk,
+    );
+    assert_eq!(status, 404, "a document the ticket does not have");
+    let mut mistyped = f.fax_code.clone();
+    let last = mistyped.pop().unwrap();
+    mistyped.push(if last == 'A' { 'B' } else { 'A' });
+    let (status, _, body) = get(addr, &format!("/tickets/{mistyped}"), &clerk);
+    assert_eq!(status, 400);
+    assert!(body.contains("mistyped"), "{body}");
+    let (status, _, _) = post(
+        addr,
+        &action,
+        &clerk,
+        &format!("csrf={clerk_csrf}&action=reclassify&topic=no_such_topic"),
+    );
+    assert_eq!(status, 400, "an unknown topic is refused");
+    // The queue's topic counts start with what is still to sort.
+    let (_, _, queue) = get(addr, "/", &clerk);
+    let by_topic = queue
+        .split("<h2>Per argomento</h2>")
+        .nth(1)
+        .expect("topic counts");
+    assert!(
+        by_topic.starts_with("<ul><li><a href=\"/?topic=unsorted\">"),
+        "{}",
+        &by_topic[..200.min(by_topic.len())]
+    );
+
     // Logged out: the session is gone server-side.
     let (status, _, _) = post(addr, "/logout", &clerk, &format!("csrf={clerk_csrf}"));
     assert_eq!(status, 303);
@@ -793,4 +837,22 @@ fn a_request_taken_at_the_desk_is_registered_with_its_documents() {
         .contains("macerie"));
     let search = ok(&f.data, &["search", "macerie", "--json"]);
     assert!(search.stdout.contains(code));
+
+    // A form cut off mid-upload: refused, nothing filed.
+    let before = ok(&f.data, &["tickets", "list", "--json"])
+        .stdout
+        .lines()
+        .count();
+    let cut = &req[..req.len() - pdf.len() / 2];
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(cut).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    let after = ok(&f.data, &["tickets", "list", "--json"])
+        .stdout
+        .lines()
+        .count();
+    assert_eq!(before, after, "a broken upload files nothing");
 }

@@ -174,16 +174,8 @@ impl AckSender {
         })
     }
 
-    /// The acknowledgement of one outbox item, as it goes on the wire.
+    /// The acknowledgement (or a clerk's reply) of one outbox item, as it goes on the wire.
     pub fn message(&self, item: &OutboxItem) -> Result<Message, String> {
-        if let Some((subject, body)) = &item.reply {
-            return self.reply(item, subject, body);
-        }
-        let t = self
-            .templates
-            .get(&item.language)
-            .or_else(|| self.templates.get("it"))
-            .ok_or("no template")?;
         let to: Mailbox = item
             .to
             .parse()
@@ -191,36 +183,30 @@ impl AckSender {
         let mut b = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(Template::fill(&t.subject, item, &self.office))
-            .message_id(Some(format!("<{}>", item.message_id)))
-            .header(AutoSubmitted)
-            .header(SuppressAutoResponse);
-        if let Some(id) = &item.in_reply_to {
-            b = b
-                .in_reply_to(format!("<{id}>"))
-                .references(format!("<{id}>"));
-        }
-        b.body(Template::fill(&t.body, item, &self.office))
-            .map_err(|e| format!("cannot build the message: {e}"))
-    }
-
-    /// A clerk's answer: written by a person, so not marked as automatic.
-    fn reply(&self, item: &OutboxItem, subject: &str, body: &str) -> Result<Message, String> {
-        let to: Mailbox = item
-            .to
-            .parse()
-            .map_err(|e| format!("{} is not an address: {e}", item.to))?;
-        let mut b = Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(subject)
             .message_id(Some(format!("<{}>", item.message_id)));
         if let Some(id) = &item.in_reply_to {
             b = b
                 .in_reply_to(format!("<{id}>"))
                 .references(format!("<{id}>"));
         }
-        b.body(body.to_string())
+        let (b, body) = match &item.reply {
+            // Written by a person, so not marked as automatic.
+            Some((subject, body)) => (b.subject(subject), body.clone()),
+            None => {
+                let t = self
+                    .templates
+                    .get(&item.language)
+                    .or_else(|| self.templates.get("it"))
+                    .ok_or("no template")?;
+                (
+                    b.subject(Template::fill(&t.subject, item, &self.office))
+                        .header(AutoSubmitted)
+                        .header(SuppressAutoResponse),
+                    Template::fill(&t.body, item, &self.office),
+                )
+            }
+        };
+        b.body(body)
             .map_err(|e| format!("cannot build the message: {e}"))
     }
 

@@ -914,21 +914,31 @@ impl Store {
 
     /// Tickets matching `filter`, newest first.
     pub fn list(&self, filter: &TicketFilter) -> Result<Vec<TicketSummary>> {
+        self.summaries(
+            filter,
+            "t.received_at DESC, t.id DESC",
+            filter.limit.map(|l| l as i64).unwrap_or(-1),
+            filter.offset.unwrap_or(0),
+        )
+    }
+
+    /// Tickets matching `filter` in `order_by` order, as list lines (`limit` -1: all).
+    fn summaries(
+        &self,
+        filter: &TicketFilter,
+        order_by: &str,
+        limit: i64,
+        offset: usize,
+    ) -> Result<Vec<TicketSummary>> {
         let (where_sql, args) = filter_sql(filter);
         let sql = format!(
             "SELECT t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at,
                     COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone), t.subject, t.topic,
                     t.status, t.needs_attention, (SELECT COUNT(*) FROM documents d WHERE d.ticket_id = t.id)
-             FROM tickets t {where_sql} ORDER BY t.received_at DESC, t.id DESC LIMIT ?{} OFFSET {}",
-            args.len() + 1,
-            filter.offset.unwrap_or(0)
+             FROM tickets t {where_sql} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}"
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let limit = filter.limit.map(|l| l as i64).unwrap_or(-1);
-        let mut all_args: Vec<&dyn rusqlite::ToSql> =
-            args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
-        all_args.push(&limit);
-        let rows = stmt.query_map(all_args.as_slice(), |r| {
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
             Ok(TicketSummary {
                 code: r.get(0)?,
                 protocol: protocol_string(r.get(1)?, r.get(2)?),

@@ -1,9 +1,7 @@
 //! What the web app needs from the store: accounts and sessions, the clerk's actions (route,
 //! duplicate, reply), queue counts, the citizen's status lookup and the office's statistics.
 
-use super::{
-    filter_sql, insert_event, now_rfc3339, protocol_string, Result, Store, StoreError, TicketFilter,
-};
+use super::{filter_sql, insert_event, now_rfc3339, Result, Store, StoreError, TicketFilter};
 use crate::model::{Document, Status};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
@@ -47,6 +45,14 @@ impl FromStr for Role {
                 "unknown role `{other}` (expected clerk, archivist, admin)"
             )),
         }
+    }
+}
+
+impl rusqlite::types::FromSql for Role {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Role> {
+        v.as_str()?
+            .parse()
+            .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
     }
 }
 
@@ -109,6 +115,15 @@ pub struct Stats {
     pub p90_hours_to_close: Option<f64>,
 }
 
+/// A user from columns id, name, role.
+fn user_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: r.get(2)?,
+    })
+}
+
 impl Store {
     pub fn add_user(&mut self, name: &str, role: Role, password_hash: &str) -> Result<()> {
         let taken: bool = self.conn.query_row(
@@ -128,49 +143,22 @@ impl Store {
 
     /// The user and their password hash, for a login.
     pub fn user_credentials(&self, name: &str) -> Result<Option<(User, String)>> {
-        let row = self
+        Ok(self
             .conn
             .query_row(
                 "SELECT id, name, role, password_hash FROM users WHERE name = ?1",
                 [name],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                },
+                |r| Ok((user_of(r)?, r.get(3)?)),
             )
-            .optional()?;
-        row.map(|(id, name, role, hash)| {
-            let role = role.parse().map_err(StoreError::Corrupt)?;
-            Ok((User { id, name, role }, hash))
-        })
-        .transpose()
+            .optional()?)
     }
 
     pub fn users(&self) -> Result<Vec<User>> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, name, role FROM users ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, name, role) = row?;
-            out.push(User {
-                id,
-                name,
-                role: role.parse().map_err(StoreError::Corrupt)?,
-            });
-        }
-        Ok(out)
+        let rows = stmt.query_map([], user_of)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     /// Records a session by the SHA-256 of its cookie token (a copy of the database gives no
@@ -200,32 +188,19 @@ impl Store {
 
     /// The live session with this token, if any.
     pub fn session(&self, token_sha256: &str) -> Result<Option<Session>> {
-        let row = self
+        Ok(self
             .conn
             .prepare_cached(
                 "SELECT u.id, u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id
                  WHERE s.token_sha256 = ?1 AND s.expires_at > ?2",
             )?
             .query_row(params![token_sha256, now_rfc3339()], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
+                Ok(Session {
+                    user: user_of(r)?,
+                    csrf: r.get(3)?,
+                })
             })
-            .optional()?;
-        row.map(|(id, name, role, csrf)| {
-            Ok(Session {
-                user: User {
-                    id,
-                    name,
-                    role: role.parse().map_err(StoreError::Corrupt)?,
-                },
-                csrf,
-            })
-        })
-        .transpose()
+            .optional()?)
     }
 
     pub fn end_session(&mut self, token_sha256: &str) -> Result<()> {
@@ -395,38 +370,19 @@ impl Store {
         Ok((doc, path))
     }
 
-    /// Tickets of a queue: as `list`, with paging; flagged and unsorted first when asked.
+    /// Tickets of a queue: as `list`, flagged and unsorted first, with paging.
     pub fn queue(
         &self,
         filter: &TicketFilter,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<super::TicketSummary>> {
-        let (where_sql, args) = filter_sql(filter);
-        let sql = format!(
-            "SELECT t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at,
-                    COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone), t.subject, t.topic,
-                    t.status, t.needs_attention, (SELECT COUNT(*) FROM documents d WHERE d.ticket_id = t.id)
-             FROM tickets t {where_sql}
-             ORDER BY t.needs_attention DESC, (t.topic = 'unsorted' OR t.topic IS NULL) DESC, t.received_at DESC, t.id DESC
-             LIMIT {limit} OFFSET {offset}"
-        );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-            Ok(super::TicketSummary {
-                code: r.get(0)?,
-                protocol: protocol_string(r.get(1)?, r.get(2)?),
-                channel: r.get(3)?,
-                received_at: r.get(4)?,
-                sender: r.get(5)?,
-                subject: r.get(6)?,
-                topic: r.get(7)?,
-                status: r.get(8)?,
-                needs_attention: r.get(9)?,
-                documents: r.get(10)?,
-            })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.summaries(
+            filter,
+            "t.needs_attention DESC, (t.topic = 'unsorted' OR t.topic IS NULL) DESC, t.received_at DESC, t.id DESC",
+            limit as i64,
+            offset,
+        )
     }
 
     /// How many tickets match `filter`.
@@ -454,8 +410,8 @@ impl Store {
         Ok(QueueCounts {
             by_status: group("SELECT status, COUNT(*) FROM tickets GROUP BY status")?,
             by_topic: group(
-                "SELECT COALESCE(topic, 'unsorted'), COUNT(*) FROM tickets WHERE status != 'closed'
-                 GROUP BY 1 ORDER BY (1 = 'unsorted') DESC, 2 DESC",
+                "SELECT COALESCE(topic, 'unsorted') AS name, COUNT(*) AS n FROM tickets WHERE status != 'closed'
+                 GROUP BY name ORDER BY (name = 'unsorted') DESC, n DESC",
             )?,
             by_office: group(
                 "SELECT office, COUNT(*) FROM tickets WHERE status != 'closed' AND office IS NOT NULL

@@ -285,21 +285,7 @@ pub struct StatsQuery {
 
 impl StatsQuery {
     fn range(&self) -> Result<(Option<String>, Option<String>), WebError> {
-        let day = |s: &str| -> Result<Option<chrono::NaiveDate>, WebError> {
-            let s = s.trim();
-            if s.is_empty() {
-                return Ok(None);
-            }
-            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(Some)
-                .map_err(|_| WebError::BadRequest(format!("{s:?} is not a date (YYYY-MM-DD)")))
-        };
-        Ok((
-            day(&self.from)?.map(|d| format!("{d}T00:00:00Z")),
-            day(&self.to)?
-                .and_then(|d| d.succ_opt())
-                .map(|d| format!("{d}T00:00:00Z")),
-        ))
+        super::day_range(&self.from, &self.to).map_err(WebError::BadRequest)
     }
 }
 

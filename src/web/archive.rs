@@ -61,14 +61,7 @@ impl SearchForm {
 
     fn filter(&self) -> Result<TicketFilter, String> {
         let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
-        let day = |s: &str, what: &str| -> Result<Option<chrono::NaiveDate>, String> {
-            match opt(s) {
-                None => Ok(None),
-                Some(d) => chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
-                    .map(Some)
-                    .map_err(|_| format!("{what}: {d:?} is not a date (YYYY-MM-DD)")),
-            }
-        };
+        let (since, until) = super::day_range(&self.from, &self.to)?;
         Ok(TicketFilter {
             status: opt(&self.status)
                 .map(|s| s.parse::<Status>())
@@ -80,10 +73,8 @@ impl SearchForm {
                 .transpose()
                 .map_err(|e| e.to_string())?,
             office: opt(&self.office),
-            since: day(&self.from, "from")?.map(|d| format!("{d}T00:00:00Z")),
-            until: day(&self.to, "to")?
-                .and_then(|d| d.succ_opt())
-                .map(|d| format!("{d}T00:00:00Z")),
+            since,
+            until,
             sender: opt(&self.sender),
             ..TicketFilter::default()
         })

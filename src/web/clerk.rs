@@ -413,21 +413,18 @@ pub async fn action(
             .map(str::to_string)
             .ok_or_else(|| WebError::BadRequest(format!("{what}: missing")))
     };
-    let known_topics: Vec<String> = app.topics().into_iter().map(|(n, _, _)| n).collect();
     let mut done = "done";
     let target = code.clone();
     match f.action.as_str() {
         "reclassify" => {
             let topic = need(&f.topic, "topic")?;
-            if !known_topics.contains(&topic) {
-                return Err(WebError::BadRequest(format!("unknown topic {topic}")));
-            }
             let office = app
                 .topics()
                 .into_iter()
                 .find(|(n, _, _)| *n == topic)
                 .map(|(_, _, o)| o)
-                .filter(|o| !o.is_empty());
+                .ok_or_else(|| WebError::BadRequest(format!("unknown topic {topic}")))?;
+            let office = (!office.is_empty()).then_some(office);
             app.with_store(move |s| {
                 Ok(s.reclassify(&target, &topic, office.as_deref(), &actor)
                     .map(|_| ())?)
@@ -473,20 +470,15 @@ pub async fn action(
     Ok(Redirect::to(&format!("/tickets/{code}?done={done}")).into_response())
 }
 
-/// The domain of our Message-IDs: the acknowledgements' sender's, else the host's name.
+/// The domain of our Message-IDs: the acknowledgements' sender's, else a local name.
 fn reply_domain(app: &App) -> String {
     app.pipeline
         .sinks
         .iter()
         .map(|s| match s {
-            crate::config::SinkConfig::SmtpAck(a) => a.from.clone(),
+            crate::config::SinkConfig::SmtpAck(a) => a.domain(),
         })
         .next()
-        .and_then(|from| {
-            from.rsplit('@')
-                .next()
-                .map(|d| d.trim_end_matches('>').to_string())
-        })
         .unwrap_or_else(|| "sportello.localhost".into())
 }
 
@@ -578,6 +570,12 @@ pub async fn page_image(
             "no page images for this document".into(),
         ));
     }
+    if page_no == 0 || page_no > doc.pages.unwrap_or(1) {
+        return Err(WebError::NotFound(format!(
+            "{}: no page {page_no}",
+            doc.name
+        )));
+    }
     let width = q.w.unwrap_or(1400).clamp(64, 1400);
     let png = tokio::task::spawn_blocking(move || render_page(&path, &doc, page_no, width))
         .await
@@ -611,8 +609,8 @@ fn render_page(
             "no page images for this document".into(),
         ));
     }
-    let planned = crate::ocr::pages::plan(&bytes, file_type, &[page_no.max(1)])
-        .map_err(WebError::NotFound)?;
+    let planned =
+        crate::ocr::pages::plan(&bytes, file_type, &[page_no]).map_err(WebError::NotFound)?;
     let img = planned
         .into_iter()
         .next()
@@ -632,14 +630,14 @@ fn render_page(
         .ok_or_else(|| WebError::Internal("cannot encode the page".into()))
 }
 
-pub async fn register_form(State(app): State<App>, auth: Auth) -> Result<Response, WebError> {
+pub async fn register_form(auth: Auth) -> Result<Response, WebError> {
     if !auth.may_edit() {
         return Err(WebError::Forbidden);
     }
-    Ok(register_page(&app, &auth, None))
+    Ok(register_page(&auth, None))
 }
 
-fn register_page(_app: &App, auth: &Auth, error: Option<&str>) -> Response {
+fn register_page(auth: &Auth, error: Option<&str>) -> Response {
     let lang = auth.lang;
     let t = |k| i18n::t(lang, k);
     let content = html! {
@@ -718,7 +716,6 @@ pub async fn register(
     };
     if subject.is_empty() || body.is_empty() {
         return Ok(register_page(
-            &app,
             &auth,
             Some(i18n::t(auth.lang, "register_missing")),
         ));

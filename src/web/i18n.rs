@@ -1,7 +1,7 @@
 //! The interface in Italian (default) and English: one table, looked up by key. A key with
 //! no entry shows as itself (a status or event kind we have no words for yet stays readable).
 
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 
 pub const LANG_COOKIE: &str = "sportello_lang";
 
@@ -46,10 +46,7 @@ impl Lang {
     pub fn of(headers: &HeaderMap) -> Lang {
         super::cookie(headers, LANG_COOKIE)
             .map(|v| Lang::parse(&v))
-            .unwrap_or_else(|| {
-                let _ = headers.get(header::ACCEPT_LANGUAGE);
-                Lang::It
-            })
+            .unwrap_or(Lang::It)
     }
 }
 

@@ -568,6 +568,26 @@ pub fn serve(settings: ServeSettings, listening: impl FnOnce(SocketAddr)) -> any
     })
 }
 
+/// The received-at bounds of a `from`–`to` day range as typed in a form (YYYY-MM-DD, either
+/// may be empty): `from` at midnight, the day after `to` at midnight (`to` is included).
+pub(crate) fn day_range(from: &str, to: &str) -> Result<(Option<String>, Option<String>), String> {
+    let day = |s: &str, what: &str| -> Result<Option<chrono::NaiveDate>, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| format!("{what}: {s:?} is not a date (YYYY-MM-DD)"))
+    };
+    Ok((
+        day(from, "from")?.map(|d| format!("{d}T00:00:00Z")),
+        day(to, "to")?
+            .and_then(|d| d.succ_opt())
+            .map(|d| format!("{d}T00:00:00Z")),
+    ))
+}
+
 /// Text with `**hit**` marks (search snippets) as HTML: the text escaped, hits in `<mark>`.
 pub(crate) fn marked(snippet: &str) -> Markup {
     html! {
