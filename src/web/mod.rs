@@ -85,7 +85,11 @@ impl Pool {
         let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let store = match reused {
             Some(s) => s,
-            None => Store::open(&self.dir)?,
+            None => {
+                let store = Store::open(&self.dir)?;
+                store.map_for_reads()?;
+                store
+            }
         };
         Ok(Pooled {
             pool: self,
@@ -530,7 +534,7 @@ pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, String> {
             dir: settings.data_dir.clone(),
             idle: Mutex::new(vec![store]),
         },
-        store_turns: tokio::sync::Semaphore::new(crate::config::default_workers()),
+        store_turns: tokio::sync::Semaphore::new(crate::config::cores()),
         pipeline: settings.pipeline.clone(),
         rules_path,
         labels: settings.labels.clone(),
