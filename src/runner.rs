@@ -24,6 +24,11 @@ pub struct Outcome {
 /// Most items committed together: bounds how long a finished item waits for its batch.
 const MAX_BATCH: usize = 32;
 
+/// How long a finished item waits for others to share its commit. Workers finish one item
+/// every few milliseconds each; without the wait nearly every item was a commit of its own
+/// (a WAL fsync and a new full-text segment each).
+const BATCH_LINGER: Duration = Duration::from_millis(20);
+
 /// Runs `jobs` through `prepare` on `workers` threads and hands the results to `file` on the
 /// calling thread as they complete: whatever is ready at once comes as one batch (at most
 /// `MAX_BATCH`), so the store can commit them together. The queue is bounded, so memory
@@ -39,7 +44,8 @@ pub fn parallel<J, R>(
 {
     let workers = workers.max(1);
     let (job_tx, job_rx) = bounded::<J>(workers * 2);
-    let (res_tx, res_rx) = bounded::<R>(workers * 2);
+    // Room for a whole batch, so workers go on while the previous one commits.
+    let (res_tx, res_rx) = bounded::<R>(MAX_BATCH.max(workers * 2));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let job_rx = job_rx.clone();
@@ -66,8 +72,9 @@ pub fn parallel<J, R>(
         });
         while let Ok(first) = res_rx.recv() {
             let mut batch = vec![first];
+            let deadline = Instant::now() + BATCH_LINGER;
             while batch.len() < MAX_BATCH {
-                match res_rx.try_recv() {
+                match res_rx.recv_deadline(deadline) {
                     Ok(r) => batch.push(r),
                     Err(_) => break,
                 }
