@@ -516,6 +516,8 @@ pub(crate) fn router(app: App) -> Router {
 pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, String> {
     // Opening once runs the migrations before any request.
     let store = Store::open(&settings.data_dir).map_err(|e| e.to_string())?;
+    // It joins the pool: mapped like the others.
+    store.map_for_reads().map_err(|e| e.to_string())?;
     let rules_path = settings.pipeline.stages.iter().find_map(|s| match s {
         crate::config::StageConfig::Classify(c) => Some(c.rules.clone()),
         _ => None,
