@@ -1851,6 +1851,38 @@ mod tests {
     }
 
     #[test]
+    fn an_item_that_fails_in_a_batch_costs_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON tickets WHEN NEW.subject = 'boom'
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+            )
+            .unwrap();
+        let first = ticket(0, "a@x.it", "pratica X");
+        let mut bad = ticket(1, "b@x.it", "pratica Y");
+        bad.subject = "boom".into();
+        let third = ticket(2, "c@x.it", "pratica Z");
+        let results = store.file_batch(&[&first, &bad, &third], "URP");
+        assert!(
+            matches!(results[0], Ok(Filed::Created { .. })),
+            "{results:?}"
+        );
+        assert!(
+            matches!(&results[1], Err(e) if e.to_string().contains("refused by the test")),
+            "{results:?}"
+        );
+        assert!(
+            matches!(results[2], Ok(Filed::Created { .. })),
+            "{results:?}"
+        );
+        let filed = store.list(&TicketFilter::default()).unwrap();
+        assert_eq!(filed.len(), 2);
+    }
+
+    #[test]
     fn dossiers_follow_case_links_only_from_the_ticket_itself() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
