@@ -307,34 +307,8 @@ pub fn decode_base64_mime(input: &[u8]) -> (Vec<u8>, usize) {
     while i < input.len() {
         if have == 0 {
             // Eight characters (six bytes) at a time, then four: the run between line breaks.
-            while let Some(chunk) = input.get(i..i + 8) {
-                let v = chunk
-                    .iter()
-                    .fold(0u64, |n, &c| n << 6 | BASE64_VALUES[c as usize] as u64);
-                let any_invalid = chunk
-                    .iter()
-                    .fold(0u8, |m, &c| m | BASE64_VALUES[c as usize]);
-                if any_invalid & 0xc0 != 0 {
-                    break;
-                }
-                out[len..len + 8].copy_from_slice(&(v << 16).to_be_bytes());
-                len += 6;
-                i += 8;
-            }
-            while let Some(chunk) = input.get(i..i + 4) {
-                let v = chunk
-                    .iter()
-                    .fold(0u32, |n, &c| n << 6 | BASE64_VALUES[c as usize] as u32);
-                let any_invalid = chunk
-                    .iter()
-                    .fold(0u8, |m, &c| m | BASE64_VALUES[c as usize]);
-                if any_invalid & 0xc0 != 0 {
-                    break;
-                }
-                out[len..len + 4].copy_from_slice(&(v << 8).to_be_bytes());
-                len += 3;
-                i += 4;
-            }
+            decode_base64_groups::<8>(input, &mut i, &mut out, &mut len);
+            decode_base64_groups::<4>(input, &mut i, &mut out, &mut len);
             if i >= input.len() {
                 break;
             }
@@ -419,6 +393,26 @@ pub fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Whole groups of `N` characters (8 or 4) from `input[*i..]` while every one is in the
+/// alphabet; each group's bytes are stored with one 8-byte write (`out` has room past the end).
+fn decode_base64_groups<const N: usize>(
+    input: &[u8],
+    i: &mut usize,
+    out: &mut [u8],
+    len: &mut usize,
+) {
+    while let Some(chunk) = input.get(*i..*i + N) {
+        let values: [u8; N] = std::array::from_fn(|k| BASE64_VALUES[chunk[k] as usize]);
+        if values.iter().fold(0, |m, v| m | v) & 0xc0 != 0 {
+            break;
+        }
+        let bits = values.iter().fold(0u64, |n, &v| n << 6 | v as u64);
+        out[*len..*len + 8].copy_from_slice(&(bits << (64 - 6 * N)).to_be_bytes());
+        *len += N / 4 * 3;
+        *i += N;
+    }
 }
 
 /// The bytes of an incomplete quantum of `have` characters.

@@ -322,12 +322,12 @@ impl SearchText {
     /// Replaces the ticket's row in the search index (a rowid freed by a deleted ticket may
     /// still have one).
     fn write(&self, tx: &rusqlite::Connection, ticket_id: i64) -> Result<()> {
-        tx.prepare_cached("DELETE FROM ticket_fts WHERE rowid = ?1")?
-            .execute([ticket_id])?;
-        tx.prepare_cached(
+        execute_cached(tx, "DELETE FROM ticket_fts WHERE rowid = ?1", [ticket_id])?;
+        execute_cached(
+            tx,
             "INSERT INTO ticket_fts (rowid, subject, body, documents) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![ticket_id, self.subject, self.body, self.documents])?;
+            params![ticket_id, self.subject, self.body, self.documents],
+        )?;
         Ok(())
     }
 }
@@ -508,12 +508,10 @@ impl Store {
     /// Files one item in one transaction: a new ticket, or an event on the ticket that
     /// already holds the same bytes.
     pub fn file(&mut self, new: &NewTicket, code_prefix: &str) -> Result<Filed> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let filed = file_in(&tx, new, code_prefix)?;
-        tx.commit()?;
-        Ok(filed)
+        let mut filed = self.file_together(&[new], code_prefix)?;
+        filed
+            .pop()
+            .ok_or_else(|| StoreError::Batch("no result".into()))
     }
 
     /// Files several items in one transaction (one wait for the disk instead of one each).
@@ -521,45 +519,71 @@ impl Store {
     /// transaction of its own, so a failure costs only its own item. (A savepoint per item did
     /// the same in one pass, but wrote every touched page to a statement journal first.)
     pub fn file_batch(&mut self, items: &[&NewTicket], code_prefix: &str) -> Vec<Result<Filed>> {
-        if items.len() > 1 {
-            let together = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(StoreError::from)
-                .and_then(|tx| {
-                    let filed = items
-                        .iter()
-                        .map(|new| file_in(&tx, new, code_prefix))
-                        .collect::<Result<Vec<_>>>()?;
-                    tx.commit()?;
-                    Ok(filed)
-                });
-            match together {
-                Ok(filed) => return filed.into_iter().map(Ok).collect(),
-                Err(e) => {
-                    tracing::warn!("a batch of {} failed ({e}); filing one by one", items.len())
-                }
+        match self.file_together(items, code_prefix) {
+            Ok(filed) => filed.into_iter().map(Ok).collect(),
+            Err(e) if items.len() == 1 => vec![Err(e)],
+            Err(e) => {
+                tracing::warn!("a batch of {} failed ({e}); filing one by one", items.len());
+                items
+                    .iter()
+                    .map(|new| self.file(new, code_prefix))
+                    .collect()
             }
         }
-        items
-            .iter()
-            .map(|new| self.file(new, code_prefix))
-            .collect()
     }
+
+    /// Every item or none, in one transaction.
+    fn file_together(&mut self, items: &[&NewTicket], code_prefix: &str) -> Result<Vec<Filed>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let filed = items
+            .iter()
+            .map(|new| file_in(&tx, new, code_prefix))
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit()?;
+        Ok(filed)
+    }
+}
+
+/// `execute` through the connection's statement cache: filing runs the same statements for
+/// every ticket, and parsing them each time was a visible share of a filing thread's time.
+fn execute_cached(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// `query_row` through the connection's statement cache (see [`execute_cached`]).
+fn query_row_cached<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, row)
 }
 
 /// Files one item inside the caller's transaction (see [`Store::file`]).
 fn file_in(tx: &rusqlite::Connection, new: &NewTicket, code_prefix: &str) -> Result<Filed> {
     {
         let now = now_rfc3339();
-        let existing: Option<(i64, String)> = tx
-            .prepare_cached("SELECT id, code FROM tickets WHERE intake_sha256 = ?1")?
-            .query_row([&new.intake.sha256], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
+        let existing: Option<(i64, String)> = query_row_cached(
+            tx,
+            "SELECT id, code FROM tickets WHERE intake_sha256 = ?1",
+            [&new.intake.sha256],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
         if let Some((ticket_id, code)) = existing {
             let i = &new.intake;
-            let seen_before: bool = tx.prepare_cached("SELECT EXISTS(SELECT 1 FROM intakes WHERE ticket_id = ?1 AND source = ?2 AND name = ?3
-                   AND size = ?4 AND mtime_ns IS ?5)")?.query_row(params![ticket_id, i.source, i.name, i.size as i64, i.mtime_ns],
+            let seen_before: bool = query_row_cached(
+                tx,
+                "SELECT EXISTS(SELECT 1 FROM intakes WHERE ticket_id = ?1 AND source = ?2 AND name = ?3
+                   AND size = ?4 AND mtime_ns IS ?5)",
+                params![ticket_id, i.source, i.name, i.size as i64, i.mtime_ns],
                 |r| r.get(0),
             )?;
             if seen_before {
@@ -587,12 +611,13 @@ fn file_in(tx: &rusqlite::Connection, new: &NewTicket, code_prefix: &str) -> Res
         let year: i64 = now[..4]
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("clock gave {now}")))?;
-        let number: i64 = tx
-            .prepare_cached(
-                "INSERT INTO protocol_counters(year, last) VALUES (?1, 1)
+        let number: i64 = query_row_cached(
+            tx,
+            "INSERT INTO protocol_counters(year, last) VALUES (?1, 1)
              ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last",
-            )?
-            .query_row([year], |r| r.get(0))?;
+            [year],
+            |r| r.get(0),
+        )?;
         let attention = if new.attention.is_empty() {
             None
         } else {
@@ -602,9 +627,12 @@ fn file_in(tx: &rusqlite::Connection, new: &NewTicket, code_prefix: &str) -> Res
         let mut code = String::new();
         for attempt in 0.. {
             code = code::generate(code_prefix, &mut rng);
-            let taken: bool = tx
-                .prepare_cached("SELECT EXISTS(SELECT 1 FROM tickets WHERE code = ?1)")?
-                .query_row([&code], |r| r.get(0))?;
+            let taken: bool = query_row_cached(
+                tx,
+                "SELECT EXISTS(SELECT 1 FROM tickets WHERE code = ?1)",
+                [&code],
+                |r| r.get(0),
+            )?;
             if !taken {
                 break;
             }
@@ -615,11 +643,14 @@ fn file_in(tx: &rusqlite::Connection, new: &NewTicket, code_prefix: &str) -> Res
             }
         }
         let s = &new.sender;
-        tx.prepare_cached("INSERT INTO tickets (code, protocol_year, protocol_number, channel, received_at, registered_at,
+        execute_cached(
+            tx,
+            "INSERT INTO tickets (code, protocol_year, protocol_number, channel, received_at, registered_at,
                 sender_name, sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence,
                 topic_reason, status, office, needs_attention, attention_reason, parent_code, intake_sha256,
                 secondary_topics)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'new', ?16, ?17, ?18, ?19, ?20, ?21)")?.execute(params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'new', ?16, ?17, ?18, ?19, ?20, ?21)",
+            params![
                 code, year, number, new.channel.as_str(), new.received_at, now,
                 s.name, s.email, s.fax, s.phone, new.subject, new.body, new.topic, new.topic_confidence,
                 new.topic_reason, new.office, attention.is_some(), attention, new.parent, new.intake.sha256,
@@ -652,10 +683,10 @@ fn file_in(tx: &rusqlite::Connection, new: &NewTicket, code_prefix: &str) -> Res
             )?;
         }
         for e in &new.entities {
-            tx.prepare_cached(
+            execute_cached(
+                tx,
                 "INSERT INTO entities (ticket_id, kind, value, valid, confidence, place, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![ticket_id, e.kind.as_str(), e.value, e.valid, e.confidence, e.place, e.raw])?;
+                params![ticket_id, e.kind.as_str(), e.value, e.valid, e.confidence, e.place, e.raw])?;
         }
         if let Some(mail) = &new.mail {
             record_mail(tx, ticket_id, mail, &now)?;
@@ -722,12 +753,18 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_rfc3339();
-        let ticket_id: i64 = tx
-            .prepare_cached("SELECT ticket_id FROM outbox WHERE id = ?1")?
-            .query_row([item.id], |r| r.get(0))?;
+        let ticket_id: i64 = query_row_cached(
+            &tx,
+            "SELECT ticket_id FROM outbox WHERE id = ?1",
+            [item.id],
+            |r| r.get(0),
+        )?;
         match error {
             None => {
-                tx.prepare_cached("UPDATE outbox SET sent_at = ?1, attempts = attempts + 1, last_error = NULL WHERE id = ?2")?.execute(params![now, item.id],
+                execute_cached(
+                    &tx,
+                    "UPDATE outbox SET sent_at = ?1, attempts = attempts + 1, last_error = NULL WHERE id = ?2",
+                    params![now, item.id],
                 )?;
                 let detail = serde_json::json!({"to": item.to, "message_id": item.message_id});
                 let kind = if item.reply.is_some() {
@@ -740,7 +777,10 @@ impl Store {
             Some(e) => {
                 let next = (chrono::Utc::now() + chrono::Duration::seconds(retry_after))
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                tx.prepare_cached("UPDATE outbox SET attempts = attempts + 1, last_error = ?1, next_attempt_at = ?2 WHERE id = ?3")?.execute(params![e, next, item.id],
+                execute_cached(
+                    &tx,
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?1, next_attempt_at = ?2 WHERE id = ?3",
+                    params![e, next, item.id],
                 )?;
                 let detail = serde_json::json!({"to": item.to, "error": e, "attempt": item.attempts + 1, "next_attempt_at": next});
                 let kind = if item.reply.is_some() {
@@ -1043,14 +1083,18 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let from: String = tx
-            .prepare_cached("SELECT status FROM tickets WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))?;
+        let from: String =
+            query_row_cached(&tx, "SELECT status FROM tickets WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?;
         if from == status.as_str() {
             return Ok(false);
         }
-        tx.prepare_cached("UPDATE tickets SET status = ?1 WHERE id = ?2")?
-            .execute(params![status.as_str(), id])?;
+        execute_cached(
+            &tx,
+            "UPDATE tickets SET status = ?1 WHERE id = ?2",
+            params![status.as_str(), id],
+        )?;
         let detail = serde_json::json!({"from": from, "to": status.as_str()});
         insert_event(&tx, id, &now_rfc3339(), actor, "status_changed", &detail)?;
         tx.commit()?;
@@ -1071,20 +1115,27 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (from, old_office): (Option<String>, Option<String>) = tx
-            .prepare_cached("SELECT topic, office FROM tickets WHERE id = ?1")?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let (from, old_office): (Option<String>, Option<String>) = query_row_cached(
+            &tx,
+            "SELECT topic, office FROM tickets WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         let office = office.map(str::to_string).or(old_office);
-        tx.prepare_cached("UPDATE tickets SET topic = ?1, topic_confidence = 1.0, topic_reason = ?2, topic_reviewed = 1, office = ?3 WHERE id = ?4")?.execute(params![topic, format!("set by {actor}"), office, id],
+        execute_cached(
+            &tx,
+            "UPDATE tickets SET topic = ?1, topic_confidence = 1.0, topic_reason = ?2, topic_reviewed = 1, office = ?3 WHERE id = ?4",
+            params![topic, format!("set by {actor}"), office, id],
         )?;
         let detail = serde_json::json!({"from": from, "to": topic, "office": office});
         insert_event(&tx, id, &now_rfc3339(), actor, "reclassified", &detail)?;
-        let count: i64 = tx
-            .prepare_cached(
-                "INSERT INTO counters(name, value) VALUES ('corrections_since_training', 1)
+        let count: i64 = query_row_cached(
+            &tx,
+            "INSERT INTO counters(name, value) VALUES ('corrections_since_training', 1)
              ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
-            )?
-            .query_row([], |r| r.get(0))?;
+            [],
+            |r| r.get(0),
+        )?;
         tx.commit()?;
         Ok(count as u64)
     }
@@ -1384,7 +1435,10 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.prepare_cached("INSERT INTO manual_links (a, b, linked) VALUES (?1, ?2, ?3) ON CONFLICT(a, b) DO UPDATE SET linked = ?3")?.execute(params![lo, hi, linked],
+        execute_cached(
+            &tx,
+            "INSERT INTO manual_links (a, b, linked) VALUES (?1, ?2, ?3) ON CONFLICT(a, b) DO UPDATE SET linked = ?3",
+            params![lo, hi, linked],
         )?;
         let kind = if linked { "linked" } else { "unlinked" };
         let now = now_rfc3339();
@@ -1513,9 +1567,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Another process may have migrated while we waited for the lock.
-        let now: i64 = tx
-            .prepare_cached("PRAGMA user_version")?
-            .query_row([], |r| r.get(0))?;
+        let now: i64 = query_row_cached(&tx, "PRAGMA user_version", [], |r| r.get(0))?;
         if now > i as i64 {
             tx.commit()?;
             continue;
@@ -1529,7 +1581,10 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
 }
 
 fn insert_intake(tx: &rusqlite::Connection, ticket_id: i64, i: &Intake, now: &str) -> Result<()> {
-    tx.prepare_cached("INSERT INTO intakes (ticket_id, source, name, sha256, size, mtime_ns, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![ticket_id, i.source, i.name, i.sha256, i.size as i64, i.mtime_ns, now],
+    execute_cached(
+        tx,
+        "INSERT INTO intakes (ticket_id, source, name, sha256, size, mtime_ns, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![ticket_id, i.source, i.name, i.sha256, i.size as i64, i.mtime_ns, now],
     )?;
     Ok(())
 }
@@ -1542,10 +1597,11 @@ fn insert_event(
     kind: &str,
     detail: &serde_json::Value,
 ) -> Result<()> {
-    tx.prepare_cached(
+    execute_cached(
+        tx,
         "INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![ticket_id, at, actor, kind, detail.to_string()])?;
+        params![ticket_id, at, actor, kind, detail.to_string()],
+    )?;
     Ok(())
 }
 
@@ -1558,11 +1614,11 @@ fn insert_document(
     let doc = &d.doc;
     let page_texts =
         serde_json::to_string(&d.page_texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.prepare_cached(
+    execute_cached(
+        tx,
         "INSERT INTO documents (ticket_id, ord, name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts, signed_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )?
-    .execute(params![
+        params![
         ticket_id, ord, doc.name, doc.mime, doc.sha256, doc.size as i64, doc.pages, doc.text, doc.ocr,
         doc.ocr_confidence, doc.kind.as_str(), doc.error, page_texts, doc.signed_by
     ])?;
@@ -1588,10 +1644,13 @@ fn file_into_thread(
     now: &str,
 ) -> Result<Option<Filed>> {
     let lookup = |id: &str| -> Result<Option<(i64, String)>> {
-        Ok(tx
-            .prepare_cached("SELECT ticket_id, direction FROM message_ids WHERE message_id = ?1")?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+        Ok(query_row_cached(
+            tx,
+            "SELECT ticket_id, direction FROM message_ids WHERE message_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
     };
     let by_message_id = |id: &str| -> Result<Option<i64>> { Ok(lookup(id)?.map(|(t, _)| t)) };
     if let Some(pec) = mail.pec.as_ref().filter(|p| p.is_receipt()) {
@@ -1627,9 +1686,12 @@ fn file_into_thread(
                     "duplicate_received",
                     &detail,
                 )?;
-                let code: String = tx
-                    .prepare_cached("SELECT code FROM tickets WHERE id = ?1")?
-                    .query_row([ticket_id], |r| r.get(0))?;
+                let code: String = query_row_cached(
+                    tx,
+                    "SELECT code FROM tickets WHERE id = ?1",
+                    [ticket_id],
+                    |r| r.get(0),
+                )?;
                 return Ok(Some(Filed::Duplicate { code }));
             }
         }
@@ -1644,10 +1706,13 @@ fn file_into_thread(
     if target.is_none() {
         if let Some(sender) = new.sender.email.as_deref() {
             for code in codes_in(&new.subject) {
-                let found: Option<i64> = tx.prepare_cached("SELECT id FROM tickets WHERE code = ?1 AND lower(sender_email) = lower(?2)")?.query_row(params![code, sender],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
+                let found: Option<i64> = query_row_cached(
+                    tx,
+                    "SELECT id FROM tickets WHERE code = ?1 AND lower(sender_email) = lower(?2)",
+                    params![code, sender],
+                    |r| r.get(0),
+                )
+                .optional()?;
                 if found.is_some() {
                     target = found;
                     break;
@@ -1665,24 +1730,33 @@ fn file_into_thread(
         "text": new.body.chars().take(2000).collect::<String>(),
     });
     insert_event(tx, ticket_id, now, "sportello", "message_received", &detail)?;
-    let status: String = tx
-        .prepare_cached("SELECT status FROM tickets WHERE id = ?1")?
-        .query_row([ticket_id], |r| r.get(0))?;
+    let status: String = query_row_cached(
+        tx,
+        "SELECT status FROM tickets WHERE id = ?1",
+        [ticket_id],
+        |r| r.get(0),
+    )?;
     if status == "waiting" || status == "closed" {
-        tx.prepare_cached("UPDATE tickets SET status = 'in_progress' WHERE id = ?1")?
-            .execute([ticket_id])?;
+        execute_cached(
+            tx,
+            "UPDATE tickets SET status = 'in_progress' WHERE id = ?1",
+            [ticket_id],
+        )?;
         let detail = serde_json::json!({"from": status, "to": "in_progress", "why": "the citizen wrote again"});
         insert_event(tx, ticket_id, now, "sportello", "status_changed", &detail)?;
     }
     if let Some(id) = &mail.message_id {
-        tx.prepare_cached("INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'in')")?.execute(params![id, ticket_id],
+        execute_cached(
+            tx,
+            "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'in')",
+            params![id, ticket_id],
         )?;
     }
     for e in &new.entities {
-        tx.prepare_cached(
+        execute_cached(
+            tx,
             "INSERT INTO entities (ticket_id, kind, value, valid, confidence, place, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![ticket_id, e.kind.as_str(), e.value, e.valid, e.confidence, e.place, e.raw])?;
+            params![ticket_id, e.kind.as_str(), e.value, e.valid, e.confidence, e.place, e.raw])?;
     }
     let code = append_documents(tx, ticket_id, new, now)?;
     index_ticket(tx, ticket_id)?;
@@ -1699,16 +1773,22 @@ fn append_documents(
     new: &NewTicket,
     now: &str,
 ) -> Result<String> {
-    let next: i64 = tx
-        .prepare_cached("SELECT COALESCE(MAX(ord), -1) + 1 FROM documents WHERE ticket_id = ?1")?
-        .query_row([ticket_id], |r| r.get(0))?;
+    let next: i64 = query_row_cached(
+        tx,
+        "SELECT COALESCE(MAX(ord), -1) + 1 FROM documents WHERE ticket_id = ?1",
+        [ticket_id],
+        |r| r.get(0),
+    )?;
     for (i, d) in new.documents.iter().enumerate() {
         insert_document(tx, ticket_id, next + i as i64, d)?;
     }
     insert_intake(tx, ticket_id, &new.intake, now)?;
-    Ok(tx
-        .prepare_cached("SELECT code FROM tickets WHERE id = ?1")?
-        .query_row([ticket_id], |r| r.get(0))?)
+    Ok(query_row_cached(
+        tx,
+        "SELECT code FROM tickets WHERE id = ?1",
+        [ticket_id],
+        |r| r.get(0),
+    )?)
 }
 
 /// For a new ticket from a message: its Message-ID, the PEC facts, the acknowledgement.
@@ -1719,7 +1799,10 @@ fn record_mail(
     now: &str,
 ) -> Result<()> {
     if let Some(id) = &mail.message_id {
-        tx.prepare_cached("INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'in')")?.execute(params![id, ticket_id],
+        execute_cached(
+            tx,
+            "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'in')",
+            params![id, ticket_id],
         )?;
     }
     if let Some(pec) = &mail.pec {
@@ -1734,9 +1817,12 @@ fn record_mail(
     let Some(ack) = &mail.ack else { return Ok(()) };
     let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let recent: i64 = tx
-        .prepare_cached("SELECT COUNT(*) FROM outbox WHERE to_addr = ?1 AND created_at > ?2")?
-        .query_row(params![ack.to, hour_ago], |r| r.get(0))?;
+    let recent: i64 = query_row_cached(
+        tx,
+        "SELECT COUNT(*) FROM outbox WHERE to_addr = ?1 AND created_at > ?2",
+        params![ack.to, hour_ago],
+        |r| r.get(0),
+    )?;
     if recent >= ack.max_per_hour as i64 {
         let detail = serde_json::json!({"reason": format!("{} acknowledgements to {} in the last hour already", recent, ack.to)});
         insert_event(tx, ticket_id, now, "sportello", "ack_not_sent", &detail)?;
@@ -1744,11 +1830,17 @@ fn record_mail(
     }
     let token: u64 = rand::Rng::gen(&mut rand::thread_rng());
     let message_id = format!("ack.{ticket_id}.{token:016x}@{}", ack.domain);
-    tx.prepare_cached("INSERT INTO outbox (ticket_id, to_addr, message_id, in_reply_to, language, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)")?.execute(params![ticket_id, ack.to, message_id, mail.message_id, ack.language, now],
+    execute_cached(
+        tx,
+        "INSERT INTO outbox (ticket_id, to_addr, message_id, in_reply_to, language, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![ticket_id, ack.to, message_id, mail.message_id, ack.language, now],
     )?;
     // Replies to the acknowledgement thread back to this ticket.
-    tx.prepare_cached("INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'out')")?.execute(params![message_id, ticket_id],
+    execute_cached(
+        tx,
+        "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'out')",
+        params![message_id, ticket_id],
     )?;
     let detail = serde_json::json!({"to": ack.to, "message_id": message_id});
     insert_event(tx, ticket_id, now, "sportello", "ack_queued", &detail)?;
@@ -1757,9 +1849,12 @@ fn record_mail(
 
 /// (Re)writes the ticket's row of the search index from its current subject, body and documents.
 fn index_ticket(tx: &rusqlite::Connection, ticket_id: i64) -> Result<()> {
-    let (subject, body): (String, String) = tx
-        .prepare_cached("SELECT subject, body FROM tickets WHERE id = ?1")?
-        .query_row([ticket_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (subject, body): (String, String) = query_row_cached(
+        tx,
+        "SELECT subject, body FROM tickets WHERE id = ?1",
+        [ticket_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let mut stmt =
         tx.prepare_cached("SELECT name, text FROM documents WHERE ticket_id = ?1 ORDER BY ord")?;
     let documents = stmt

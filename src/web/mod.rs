@@ -80,16 +80,19 @@ impl Drop for Pooled<'_> {
     }
 }
 
+/// A pooled connection: reads through the memory map (see [`Store::map_for_reads`]).
+fn open_for_reads(dir: &std::path::Path) -> Result<Store, StoreError> {
+    let store = Store::open(dir)?;
+    store.map_for_reads()?;
+    Ok(store)
+}
+
 impl Pool {
     fn get(&self) -> Result<Pooled<'_>, StoreError> {
         let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let store = match reused {
             Some(s) => s,
-            None => {
-                let store = Store::open(&self.dir)?;
-                store.map_for_reads()?;
-                store
-            }
+            None => open_for_reads(&self.dir)?,
         };
         Ok(Pooled {
             pool: self,
@@ -515,9 +518,7 @@ pub(crate) fn router(app: App) -> Router {
 
 pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, String> {
     // Opening once runs the migrations before any request.
-    let store = Store::open(&settings.data_dir).map_err(|e| e.to_string())?;
-    // It joins the pool: mapped like the others.
-    store.map_for_reads().map_err(|e| e.to_string())?;
+    let store = open_for_reads(&settings.data_dir).map_err(|e| e.to_string())?;
     let rules_path = settings.pipeline.stages.iter().find_map(|s| match s {
         crate::config::StageConfig::Classify(c) => Some(c.rules.clone()),
         _ => None,
