@@ -458,7 +458,12 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(30))?;
         // Filing one ticket runs some twenty statements; each is parsed once per connection.
         conn.set_prepared_statement_cache_capacity(64);
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Switching to WAL takes a write lock; a store already in WAL (every store after its
+        // first open) is only read, so opening beside a busy writer does not risk SQLITE_BUSY.
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
         // FULL: a committed ticket survives a power cut, so a file moved away after commit
         // is never a lost request.
         conn.pragma_update(None, "synchronous", "FULL")?;
