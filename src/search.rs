@@ -26,6 +26,8 @@ enum Term {
 #[derive(Debug, Clone)]
 pub struct SearchQuery {
     pub fts: String,
+    /// The phrases of `fts` in their order there (the ranking remembers statistics by phrase).
+    pub phrases: Vec<String>,
     highlight: Vec<Term>,
 }
 
@@ -37,6 +39,8 @@ impl SearchQuery {
     pub fn parse(input: &str) -> Result<SearchQuery, QueryError> {
         let mut include: Vec<String> = Vec::new();
         let mut exclude: Vec<String> = Vec::new();
+        let mut included_phrases: Vec<String> = Vec::new();
+        let mut excluded_phrases: Vec<String> = Vec::new();
         let mut highlight = Vec::new();
         let mut rest = input.trim();
         while !rest.is_empty() {
@@ -60,32 +64,31 @@ impl SearchQuery {
             if words.is_empty() {
                 continue;
             }
-            let expr = if !is_phrase && chunk.ends_with('*') && words.len() == 1 {
+            let phrases = if !is_phrase && chunk.ends_with('*') && words.len() == 1 {
                 let prefix = words[0].folded.clone();
                 if !negated {
                     highlight.push(Term::Prefix(prefix.clone()));
                 }
-                format!("{}*", quote(&prefix))
+                vec![format!("{}*", quote(&prefix))]
             } else {
                 let stems: Vec<String> = words.iter().map(|w| stem(&w.folded)).collect();
                 if !negated {
                     highlight.extend(stems.iter().cloned().map(Term::Stem));
                 }
                 if words.len() == 1 || is_phrase {
-                    quote(&stems.join(" "))
+                    vec![quote(&stems.join(" "))]
                 } else {
                     // "gas-metano" typed without quotes: each part must be there.
-                    stems
-                        .iter()
-                        .map(|s| quote(s))
-                        .collect::<Vec<_>>()
-                        .join(" AND ")
+                    stems.iter().map(|s| quote(s)).collect()
                 }
             };
+            let expr = phrases.join(" AND ");
             if negated {
                 exclude.push(expr);
+                excluded_phrases.extend(phrases);
             } else {
                 include.push(expr);
+                included_phrases.extend(phrases);
             }
         }
         if include.is_empty() {
@@ -99,7 +102,12 @@ impl SearchQuery {
         if !exclude.is_empty() {
             fts = format!("({fts}) NOT ({})", exclude.join(" OR "));
         }
-        Ok(SearchQuery { fts, highlight })
+        included_phrases.extend(excluded_phrases);
+        Ok(SearchQuery {
+            fts,
+            phrases: included_phrases,
+            highlight,
+        })
     }
 
     fn hits(&self, folded_word: &str) -> bool {
@@ -197,6 +205,15 @@ mod tests {
         assert_eq!(
             q.fts,
             "(\"allacc\" AND \"contrib autonom\" AND \"ricostr\"*) NOT (\"macer\")"
+        );
+        assert_eq!(
+            q.phrases,
+            [
+                "\"allacc\"",
+                "\"contrib autonom\"",
+                "\"ricostr\"*",
+                "\"macer\""
+            ]
         );
         assert_eq!(SearchQuery::parse("  ").unwrap_err(), QueryError::Empty);
         assert_eq!(

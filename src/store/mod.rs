@@ -5,6 +5,7 @@
 //! backend (PostgreSQL for offices that outgrow one machine) replaces this file, not its users.
 
 pub mod blobs;
+mod rank;
 pub mod web;
 
 use crate::code;
@@ -322,7 +323,16 @@ impl SearchText {
     /// Replaces the ticket's row in the search index (a rowid freed by a deleted ticket may
     /// still have one).
     fn write(&self, tx: &rusqlite::Connection, ticket_id: i64) -> Result<()> {
-        execute_cached(tx, "DELETE FROM ticket_fts WHERE rowid = ?1", [ticket_id])?;
+        let replaced = execute_cached(tx, "DELETE FROM ticket_fts WHERE rowid = ?1", [ticket_id])?;
+        if replaced > 0 {
+            // Row lengths remembered by the ranking are now out of date (see `rank`).
+            execute_cached(
+                tx,
+                "INSERT INTO counters(name, value) VALUES ('search_rows_rewritten', 1)
+                 ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                [],
+            )?;
+        }
         execute_cached(
             tx,
             "INSERT INTO ticket_fts (rowid, subject, body, documents) VALUES (?1, ?2, ?3, ?4)",
@@ -468,6 +478,7 @@ impl Store {
         // is never a lost request.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        rank::register(&conn)?;
         migrate(&mut conn, &db_path)?;
         Ok(Store {
             conn,
@@ -996,6 +1007,15 @@ impl Store {
         let (where_sql, mut args) = filter_sql(filter);
         args.push(query.fts.clone());
         let match_idx = args.len();
+        args.push(query.phrases.join("\n"));
+        let phrases_idx = args.len();
+        let offset = filter.offset.unwrap_or(0);
+        let limit = filter.limit.unwrap_or(20);
+        let rank = format!(
+            "{}(ticket_fts, ?{phrases_idx}, {}, (SELECT value FROM counters WHERE name = 'search_rows_rewritten'), 4.0, 2.0, 1.0)",
+            rank::FUNCTION,
+            offset + limit
+        );
         let sql = if where_sql.is_empty() {
             // No filter: rank inside the index alone and read only the page of tickets shown
             // (reading every candidate's row, as a filter needs, costs most of a search).
@@ -1003,34 +1023,26 @@ impl Store {
                 "SELECT t.id, t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at, t.subject, t.topic,
                         t.status, COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone), r.score
                  FROM (SELECT id, score FROM
-                         (SELECT rowid AS id, bm25(ticket_fts, 4.0, 2.0, 1.0) AS score FROM ticket_fts
+                         (SELECT rowid AS id, {rank} AS score FROM ticket_fts
                           WHERE ticket_fts MATCH ?{match_idx} ORDER BY rowid DESC LIMIT {RANK_WINDOW})
-                       ORDER BY score LIMIT ?{} OFFSET {}) r
+                       ORDER BY score LIMIT {limit} OFFSET {offset}) r
                  JOIN tickets t ON t.id = r.id
-                 ORDER BY r.score",
-                match_idx + 1,
-                filter.offset.unwrap_or(0)
+                 ORDER BY r.score"
             )
         } else {
             format!(
                 "SELECT id, code, protocol_year, protocol_number, channel, received_at, subject, topic, status, sender, rank
                  FROM (SELECT t.id, t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at, t.subject, t.topic,
                               t.status, COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone) AS sender,
-                              bm25(ticket_fts, 4.0, 2.0, 1.0) AS rank
+                              {rank} AS rank
                        FROM ticket_fts JOIN tickets t ON t.id = ticket_fts.rowid
                        {where_sql} AND ticket_fts MATCH ?{match_idx}
                        ORDER BY ticket_fts.rowid DESC LIMIT {RANK_WINDOW})
-                 ORDER BY rank LIMIT ?{} OFFSET {}",
-                match_idx + 1,
-                filter.offset.unwrap_or(0)
+                 ORDER BY rank LIMIT {limit} OFFSET {offset}"
             )
         };
-        let limit = filter.limit.unwrap_or(20) as i64;
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut all_args: Vec<&dyn rusqlite::ToSql> =
-            args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
-        all_args.push(&limit);
-        let rows = stmt.query_map(all_args.as_slice(), |r| {
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 SearchHit {
@@ -1920,6 +1932,153 @@ mod tests {
             mail: None,
             search_text: None,
         }
+    }
+
+    /// `sportello_rank` against SQLite's own `bm25()` over the same window: the same rows on
+    /// every page, with the same scores, on the first search and on later ones (remembered
+    /// phrase counts), with and without a filter, and some rows were indeed left unmeasured.
+    #[test]
+    fn ranking_gives_the_rows_and_scores_of_bm25() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store.relax_durability_for_bulk_load().unwrap();
+        const WORDS: [&str; 12] = [
+            "gas",
+            "allaccio",
+            "contatore",
+            "macerie",
+            "alloggio",
+            "ricostruzione",
+            "acqua",
+            "bolletta",
+            "pratica",
+            "sopralluogo",
+            "voltura",
+            "rimborso",
+        ];
+        let mut x: u64 = 7;
+        let mut next = move |n: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % n
+        };
+        let tickets: Vec<NewTicket> = (0..1500)
+            .map(|i| {
+                let mut t = ticket(i, &format!("c{i}@x.it"), "pratica Z");
+                let mut text = |n: u64| -> String {
+                    let words: Vec<&str> = (0..n)
+                        .map(|_| WORDS[next(WORDS.len() as u64) as usize])
+                        .collect();
+                    words.join(" ")
+                };
+                t.subject = text(1 + i as u64 % 4);
+                // "pratica" in every ticket: more matches than the ranking window.
+                t.body = format!("pratica {}", text(3 + (i as u64 * 7) % 60));
+                if i % 3 == 0 {
+                    t.channel = Channel::Fax;
+                }
+                t.intake.sha256 = format!("{i:064}");
+                t.search_text = Some(SearchText::of(&t));
+                t
+            })
+            .collect();
+        for chunk in tickets.chunks(100) {
+            let refs: Vec<&NewTicket> = chunk.iter().collect();
+            for r in store.file_batch(&refs, "URP") {
+                r.unwrap();
+            }
+        }
+        let pruned_before = rank::PRUNED.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(same_as_bm25(&store) > 400);
+        let pruned = rank::PRUNED.load(std::sync::atomic::Ordering::Relaxed) - pruned_before;
+        assert!(pruned > 0, "no row was left unmeasured");
+
+        // Rows rewritten (an answer appended; the same words, so each phrase is in as many
+        // rows as before): remembered lengths must not be used, by this connection or another.
+        let tx = store.conn.unchecked_transaction().unwrap();
+        for id in (1..1500).step_by(5) {
+            tx.execute(
+                "UPDATE tickets SET body = body || ' ' || body WHERE id = ?1",
+                [id],
+            )
+            .unwrap();
+            index_ticket(&tx, id).unwrap();
+        }
+        tx.commit().unwrap();
+        let rewritten: i64 = store
+            .conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = 'search_rows_rewritten'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rewritten, 300);
+        assert!(same_as_bm25(&Store::open(dir.path()).unwrap()) > 400);
+        assert!(same_as_bm25(&store) > 400);
+    }
+
+    /// Compares `search` with `bm25()` over the same window for a few queries, pages and
+    /// filters, each twice; returns how many hits were compared.
+    fn same_as_bm25(store: &Store) -> usize {
+        let fax = TicketFilter {
+            channel: Some(Channel::Fax),
+            ..TicketFilter::default()
+        };
+        let mut compared = 0;
+        for q in [
+            "gas",
+            "pratica",
+            "allaccio contatore",
+            "\"acqua bolletta\"",
+            "ricostr*",
+            "alloggio -macerie",
+            "voltura rimborso sopralluogo",
+        ] {
+            let query = crate::search::SearchQuery::parse(q).unwrap();
+            for filter in [TicketFilter::default(), fax.clone()] {
+                let (where_sql, mut args) = filter_sql(&filter);
+                let join = if where_sql.is_empty() { "WHERE" } else { "AND" };
+                args.push(query.fts.clone());
+                let sql = format!(
+                    "SELECT t.code, -bm25(ticket_fts, 4.0, 2.0, 1.0) FROM ticket_fts
+                     JOIN tickets t ON t.id = ticket_fts.rowid {where_sql}
+                     {join} ticket_fts MATCH ?{} ORDER BY ticket_fts.rowid DESC LIMIT {RANK_WINDOW}",
+                    args.len()
+                );
+                let mut stmt = store.conn.prepare(&sql).unwrap();
+                let reference: std::collections::HashMap<String, f64> = stmt
+                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .unwrap()
+                    .map(|r| r.unwrap())
+                    .collect();
+                let mut best: Vec<f64> = reference.values().copied().collect();
+                best.sort_by(|a, b| b.total_cmp(a));
+                for round in 0..2 {
+                    for offset in [0, 20] {
+                        let page = TicketFilter {
+                            limit: Some(20),
+                            offset: Some(offset),
+                            ..filter.clone()
+                        };
+                        let hits = store.search(&query, &page).unwrap();
+                        let expected = best.iter().skip(offset).take(20);
+                        assert_eq!(hits.len(), expected.len(), "{q} round {round}");
+                        for (hit, want) in hits.iter().zip(expected) {
+                            let close =
+                                |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
+                            assert!(close(hit.score, *want), "{q}: {} != {want}", hit.score);
+                            assert!(close(reference[&hit.code], hit.score), "{q}: {}", hit.code);
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        compared
     }
 
     #[test]
