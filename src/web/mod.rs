@@ -101,12 +101,55 @@ impl Pool {
     }
 }
 
+/// Work for a store thread; `Err` when the thread could not open its connection.
+type StoreJob = Box<dyn FnOnce(Result<&mut Store, &str>) + Send>;
+
+/// One thread per core, each with its own connection, taking store jobs in arrival order:
+/// under load a request waits its turn instead of sharing the cores with every other one
+/// (short pages are not slowed down by long searches, and the slowest responses stay close to
+/// the typical), and a thread that finishes a job takes the next one at once (handing the
+/// turn to another thread left the cores idle between jobs).
+fn spawn_store_threads(
+    dir: &std::path::Path,
+    threads: usize,
+) -> crossbeam_channel::Sender<StoreJob> {
+    let (jobs, queue) = crossbeam_channel::unbounded::<StoreJob>();
+    for n in 0..threads {
+        let queue = queue.clone();
+        let dir = dir.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name(format!("store-{n}"))
+            .spawn(move || {
+                let mut store: Option<Store> = None;
+                for job in queue.iter() {
+                    if store.is_none() {
+                        match open_for_reads(&dir) {
+                            Ok(s) => store = Some(s),
+                            Err(e) => {
+                                job(Err(&format!("{e:#}")));
+                                continue;
+                            }
+                        }
+                    }
+                    let Some(s) = store.as_mut() else { continue };
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(s))));
+                    if ran.is_err() {
+                        // The request gets an error (its answer was dropped); a connection
+                        // left mid-statement is not reused.
+                        store = None;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start store thread {n}: {e}");
+        }
+    }
+    jobs
+}
+
 pub(crate) struct Inner {
     pool: Pool,
-    /// At most one store job per core at a time, taken in arrival order: under load a request
-    /// waits its turn instead of sharing the cores with every other one (short pages are not
-    /// slowed down by long searches, and the slowest responses stay close to the typical).
-    store_turns: tokio::sync::Semaphore,
+    store_jobs: crossbeam_channel::Sender<StoreJob>,
     pipeline: Pipeline,
     rules_path: Option<PathBuf>,
     labels: Option<PathBuf>,
@@ -128,21 +171,34 @@ impl std::ops::Deref for App {
 }
 
 impl App {
-    /// Runs `f` with a store connection on a blocking thread.
+    /// Runs `f` on a store thread, in turn (see [`spawn_store_threads`]).
     async fn with_store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, WebError> + Send + 'static,
     ) -> Result<T, WebError> {
-        let _turn = self
-            .store_turns
-            .acquire()
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: StoreJob = Box::new(move |store| {
+            // The client went away while the job waited: nothing to do.
+            if answer.is_closed() {
+                return;
+            }
+            let result = match store {
+                Ok(s) => f(s),
+                Err(e) => Err(WebError::Internal(format!("store unavailable: {e}"))),
+            };
+            let _ = answer.send(result);
+        });
+        self.store_jobs
+            .send(job)
+            .map_err(|_| WebError::Internal("the store threads have stopped".into()))?;
+        answered
             .await
-            .map_err(|e| WebError::Internal(format!("store closed: {e}")))?;
-        self.with_store_now(f).await
+            .map_err(|_| WebError::Internal("the store job failed".into()))?
     }
 
-    /// `with_store` without waiting for a turn: for one quick indexed read done on every
-    /// request (the session), which would otherwise make each page queue twice.
+    /// `with_store` on a pooled connection, without waiting for a store thread: for one quick
+    /// indexed read done on every request (the session), which would otherwise make each page
+    /// queue twice.
     async fn with_store_now<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, WebError> + Send + 'static,
@@ -537,7 +593,7 @@ pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, String> {
             dir: settings.data_dir.clone(),
             idle: Mutex::new(vec![store]),
         },
-        store_turns: tokio::sync::Semaphore::new(crate::config::cores()),
+        store_jobs: spawn_store_threads(&settings.data_dir, crate::config::cores()),
         pipeline: settings.pipeline.clone(),
         rules_path,
         labels: settings.labels.clone(),
