@@ -4,7 +4,7 @@
 //! search, the tickets that contain each phrase of the query (a walk of the phrase's whole
 //! posting list — every match in the archive, not only the ones ranked), and it reads each
 //! ranked row's length from the index (one B-tree lookup per row). This function returns the
-//! same score as `bm25(ticket_fts, w…)` with two changes:
+//! the same scores as `bm25(ticket_fts, w…)` with less work:
 //! - each phrase's document count is remembered per database and phrase, and counted again
 //!   only when the number of tickets has moved by more than 1/64 since (or after ten
 //!   minutes): the IDF of a phrase barely moves with a few percent more tickets;
@@ -19,11 +19,10 @@
 //!   scored exactly.
 //!
 //! Called as `sportello_rank(ticket_fts, phrases, keep, generation, w_col0, w_col1, …)`:
-//! `phrases` is the
-//! query's phrases in order, one per line, as written in the MATCH expression (the key of the
-//! remembered counts; when their number does not match the query's, nothing is remembered);
-//! `keep` is how many of the best rows will be shown (offset + page). Like `bm25()`, lower is
-//! better.
+//! `phrases` is the query's phrases in order, one per line, as written in the MATCH expression
+//! (the key of the remembered counts; when their number does not match the query's, nothing
+//! is remembered); `keep` is how many of the best rows will be shown (offset + page);
+//! `generation` is the store's `search_rows_rewritten` counter. Like `bm25()`, lower is better.
 
 use rusqlite::ffi;
 use rusqlite::Connection;
