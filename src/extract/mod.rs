@@ -344,6 +344,41 @@ pub fn is_unusable_text(text: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A document whose extraction outlasts `timeout_secs` is given up and flagged, and the
+    /// caller does not wait for it; with the usual limit the same document reads fine.
+    #[test]
+    fn an_extraction_that_takes_too_long_is_given_up_not_waited_for() {
+        let line = "Richiesta di contributo per autonoma sistemazione, pratica B/2010/0977";
+        let pages: Vec<Vec<String>> = (0..400).map(|_| vec![line.to_string(); 40]).collect();
+        let bytes = Arc::new(crate::testdata::pdf(&pages));
+        let cfg = ExtractStageConfig {
+            max_pages: 1000,
+            ..ExtractStageConfig::default()
+        };
+        let started = std::time::Instant::now();
+        let normal = extract(bytes.clone(), FileType::Pdf, &cfg);
+        let normal_took = started.elapsed();
+        assert_eq!(normal.error, None);
+        assert_eq!(normal.pages, Some(400));
+        assert!(normal.text().contains("autonoma sistemazione"));
+
+        let hurried = ExtractStageConfig {
+            timeout_secs: 1e-6,
+            ..cfg
+        };
+        let started = std::time::Instant::now();
+        let given_up = extract(bytes, FileType::Pdf, &hurried);
+        let took = started.elapsed();
+        let error = given_up.error.unwrap_or_default();
+        assert!(error.contains("gave up"), "{error:?}");
+        assert_eq!(given_up.mime, "application/pdf");
+        assert!(given_up.page_texts.is_empty());
+        assert!(
+            took < normal_took,
+            "waited {took:?}, a whole extraction took {normal_took:?}"
+        );
+    }
+
     #[test]
     fn sniffs_by_content_not_name() {
         assert_eq!(sniff(b"%PDF-1.4\n...", "x.txt"), FileType::Pdf);
