@@ -31,8 +31,8 @@ const BATCH_LINGER: Duration = Duration::from_millis(20);
 
 /// Runs `jobs` through `prepare` on `workers` threads and hands the results to `file` on the
 /// calling thread as they complete: what finishes within `BATCH_LINGER` of the first comes as
-/// one batch (at most `MAX_BATCH`), so the store can commit them together. The queue is bounded, so memory
-/// holds only what the workers are doing.
+/// one batch (at most `MAX_BATCH`), so the store can commit them together. The queue is
+/// bounded, so memory holds only what the workers are doing.
 pub fn parallel<J, R>(
     jobs: impl IntoIterator<Item = J, IntoIter: Send>,
     workers: usize,

@@ -37,10 +37,9 @@ fn quote(s: &str) -> String {
 
 impl SearchQuery {
     pub fn parse(input: &str) -> Result<SearchQuery, QueryError> {
-        let mut include: Vec<String> = Vec::new();
-        let mut exclude: Vec<String> = Vec::new();
-        let mut included_phrases: Vec<String> = Vec::new();
-        let mut excluded_phrases: Vec<String> = Vec::new();
+        // The phrases of each searched (and each excluded) chunk of the input.
+        let mut include: Vec<Vec<String>> = Vec::new();
+        let mut exclude: Vec<Vec<String>> = Vec::new();
         let mut highlight = Vec::new();
         let mut rest = input.trim();
         while !rest.is_empty() {
@@ -82,13 +81,10 @@ impl SearchQuery {
                     stems.iter().map(|s| quote(s)).collect()
                 }
             };
-            let expr = phrases.join(" AND ");
             if negated {
-                exclude.push(expr);
-                excluded_phrases.extend(phrases);
+                exclude.push(phrases);
             } else {
-                include.push(expr);
-                included_phrases.extend(phrases);
+                include.push(phrases);
             }
         }
         if include.is_empty() {
@@ -98,14 +94,14 @@ impl SearchQuery {
                 QueryError::OnlyExclusions
             });
         }
-        let mut fts = include.join(" AND ");
+        let mut fts = include.concat().join(" AND ");
         if !exclude.is_empty() {
-            fts = format!("({fts}) NOT ({})", exclude.join(" OR "));
+            let each: Vec<String> = exclude.iter().map(|p| p.join(" AND ")).collect();
+            fts = format!("({fts}) NOT ({})", each.join(" OR "));
         }
-        included_phrases.extend(excluded_phrases);
         Ok(SearchQuery {
             fts,
-            phrases: included_phrases,
+            phrases: [include, exclude].concat().concat(),
             highlight,
         })
     }

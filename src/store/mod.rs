@@ -209,6 +209,11 @@ CREATE INDEX tickets_office ON tickets(office);
 "#,
 ];
 
+/// Counters (table `counters`): clerks' corrections since the model was last trained, and
+/// rewrites of existing rows of the search index (see `rank`).
+const CORRECTIONS_SINCE_TRAINING: &str = "corrections_since_training";
+const SEARCH_ROWS_REWRITTEN: &str = "search_rows_rewritten";
+
 /// How many of a query's newest matches are ranked (see `Store::search`).
 pub const RANK_WINDOW: usize = 1000;
 
@@ -326,12 +331,7 @@ impl SearchText {
         let replaced = execute_cached(tx, "DELETE FROM ticket_fts WHERE rowid = ?1", [ticket_id])?;
         if replaced > 0 {
             // Row lengths remembered by the ranking are now out of date (see `rank`).
-            execute_cached(
-                tx,
-                "INSERT INTO counters(name, value) VALUES ('search_rows_rewritten', 1)
-                 ON CONFLICT(name) DO UPDATE SET value = value + 1",
-                [],
-            )?;
+            bump_counter(tx, SEARCH_ROWS_REWRITTEN)?;
         }
         execute_cached(
             tx,
@@ -570,6 +570,17 @@ fn execute_cached(
     params: impl rusqlite::Params,
 ) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params)
+}
+
+/// Adds one to a row of `counters` (created at 1) and returns its new value.
+fn bump_counter(tx: &Connection, name: &str) -> rusqlite::Result<i64> {
+    query_row_cached(
+        tx,
+        "INSERT INTO counters(name, value) VALUES (?1, 1)
+         ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
+        [name],
+        |r| r.get(0),
+    )
 }
 
 /// `query_row` through the connection's statement cache (see [`execute_cached`]).
@@ -1012,7 +1023,7 @@ impl Store {
         let offset = filter.offset.unwrap_or(0);
         let limit = filter.limit.unwrap_or(20);
         let rank = format!(
-            "{}(ticket_fts, ?{phrases_idx}, {}, (SELECT value FROM counters WHERE name = 'search_rows_rewritten'), 4.0, 2.0, 1.0)",
+            "{}(ticket_fts, ?{phrases_idx}, {}, (SELECT value FROM counters WHERE name = '{SEARCH_ROWS_REWRITTEN}'), 4.0, 2.0, 1.0)",
             rank::FUNCTION,
             offset + limit
         );
@@ -1146,13 +1157,7 @@ impl Store {
         )?;
         let detail = serde_json::json!({"from": from, "to": topic, "office": office});
         insert_event(&tx, id, &now_rfc3339(), actor, "reclassified", &detail)?;
-        let count: i64 = query_row_cached(
-            &tx,
-            "INSERT INTO counters(name, value) VALUES ('corrections_since_training', 1)
-             ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
-            [],
-            |r| r.get(0),
-        )?;
+        let count = bump_counter(&tx, CORRECTIONS_SINCE_TRAINING)?;
         tx.commit()?;
         Ok(count as u64)
     }
@@ -1170,8 +1175,8 @@ impl Store {
     /// Records that the model was just trained.
     pub fn reset_corrections(&mut self) -> Result<()> {
         self.conn.execute(
-            "DELETE FROM counters WHERE name = 'corrections_since_training'",
-            [],
+            "DELETE FROM counters WHERE name = ?1",
+            [CORRECTIONS_SINCE_TRAINING],
         )?;
         Ok(())
     }

@@ -122,16 +122,16 @@ fn spawn_store_threads(
             .spawn(move || {
                 let mut store: Option<Store> = None;
                 for job in queue.iter() {
-                    if store.is_none() {
-                        match open_for_reads(&dir) {
-                            Ok(s) => store = Some(s),
+                    let s = match &mut store {
+                        Some(s) => s,
+                        None => match open_for_reads(&dir) {
+                            Ok(s) => store.insert(s),
                             Err(e) => {
                                 job(Err(&format!("{e:#}")));
                                 continue;
                             }
-                        }
-                    }
-                    let Some(s) = store.as_mut() else { continue };
+                        },
+                    };
                     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(s))));
                     if ran.is_err() {
                         // The request gets an error (its answer was dropped); a connection
@@ -669,4 +669,53 @@ pub(crate) fn when(at: &str) -> String {
                 .to_string()
         })
         .unwrap_or_else(|_| at.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A job that panics gets no answer and the thread serves the next job (on a fresh
+    /// connection); a store that cannot be opened is reported to each job, not waited for.
+    #[test]
+    fn a_store_thread_outlives_a_panicking_job_and_reports_a_store_it_cannot_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = spawn_store_threads(dir.path(), 1);
+        let (panicked_tx, panicked) = mpsc::channel::<()>();
+        jobs.send(Box::new(move |store| {
+            let _answer = panicked_tx;
+            store.expect("store opens");
+            panic!("a page handler failed");
+        }))
+        .unwrap();
+        let (listed_tx, listed) = mpsc::channel();
+        jobs.send(Box::new(move |store| {
+            let count = store.map(|s| {
+                s.list(&crate::store::TicketFilter::default())
+                    .map(|l| l.len())
+                    .ok()
+            });
+            listed_tx.send(count.map_err(str::to_string)).unwrap();
+        }))
+        .unwrap();
+        let wait = Duration::from_secs(30);
+        assert_eq!(
+            panicked.recv_timeout(wait),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        );
+        assert_eq!(listed.recv_timeout(wait).unwrap(), Ok(Some(0)));
+
+        let not_a_dir = dir.path().join("sportello.txt");
+        std::fs::write(&not_a_dir, "x").unwrap();
+        let jobs = spawn_store_threads(&not_a_dir, 1);
+        let (tx, rx) = mpsc::channel();
+        jobs.send(Box::new(move |store| {
+            tx.send(store.map(|_| ()).map_err(str::to_string)).unwrap();
+        }))
+        .unwrap();
+        let error = rx.recv_timeout(wait).unwrap().unwrap_err();
+        assert!(error.contains("sportello.txt"), "{error}");
+    }
 }
