@@ -16,7 +16,7 @@ PKGS := poppler-utils pkg-config clang libclang-dev libtesseract-dev libleptonic
 # Only `make bench` uses these: OCRmyPDF is the peer for searchable PDFs.
 BENCH_PKGS := ocrmypdf
 
-.PHONY: all deps build demo test bench fixtures clean
+.PHONY: all deps build demo test soak bench fixtures clean
 
 all: build
 
@@ -54,6 +54,11 @@ demo: build
 
 test: deps
 	$(CARGO) test --locked --release -- --test-threads=2
+
+# The long kill test: `kill -9` of the runner at random moments, 1,000 items, 20 rounds
+# (`make test` runs 200 items, 2 rounds).
+soak: deps
+	SPORTELLO_KILL_ITEMS=1000 SPORTELLO_KILL_ROUNDS=20 $(CARGO) test --locked --release --test kill -- --nocapture
 
 bench:
 	$(MAKE) deps EXTRA_PKGS="$(BENCH_PKGS)"

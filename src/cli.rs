@@ -369,6 +369,22 @@ impl Out {
 }
 
 pub fn main() -> ExitCode {
+    // A worker process (hidden sub-command) speaks frames on the real stdout: it must take
+    // it before anything below points fd 1 at stderr.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == crate::worker::SUBCOMMAND)
+    {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("SPORTELLO_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .init();
+        return crate::worker::main();
+    }
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",

@@ -6,7 +6,7 @@
 
 use crate::model::Channel;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -150,7 +150,7 @@ fn default_min_confidence() -> f32 {
     60.0
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ExtractStageConfig {
     /// Seconds one document's text extraction may take before it is given up (flagged).
@@ -170,7 +170,7 @@ impl Default for ExtractStageConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OcrStageConfig {
     #[serde(default = "default_languages")]
@@ -195,14 +195,14 @@ impl Default for OcrStageConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyStageConfig {
     /// Rules file (TOML), relative to the pipeline file.
     pub rules: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StageConfig {
     Extract(ExtractStageConfig),
@@ -265,6 +265,8 @@ pub struct Pipeline {
     pub office: Option<String>,
     pub code_prefix: String,
     pub workers: usize,
+    /// How untrusted bytes are parsed: in worker processes (the default) or in this one.
+    pub isolation: IsolationConfig,
     pub sources: Vec<SourceConfig>,
     pub stages: Vec<StageConfig>,
     pub sinks: Vec<SinkConfig>,
@@ -279,6 +281,7 @@ impl Default for Pipeline {
             office: None,
             code_prefix: "URP".to_string(),
             workers: default_workers(),
+            isolation: IsolationConfig::default(),
             sources: Vec::new(),
             stages: vec![
                 StageConfig::Extract(ExtractStageConfig::default()),
@@ -287,6 +290,44 @@ impl Default for Pipeline {
             sinks: Vec::new(),
         }
     }
+}
+
+/// `[isolation]`: messages, signed files, PDFs and images are read in worker processes of
+/// this same binary, so a parser that overflows its stack, aborts, segfaults in C code or is
+/// killed for its memory costs one item, never the run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IsolationConfig {
+    /// `false` parses in the runner itself (faster by a few percent; a crash ends the run).
+    /// The environment variable `SPORTELLO_ISOLATION=off` does the same.
+    #[serde(default = "yes")]
+    pub processes: bool,
+    /// Data memory one worker may take (`RLIMIT_DATA`), MiB.
+    #[serde(default = "default_worker_memory_mb")]
+    pub memory_mb: u64,
+    /// CPU seconds one item may take in a worker (`RLIMIT_CPU`, raised before each item).
+    #[serde(default = "default_worker_cpu_secs")]
+    pub cpu_secs: u64,
+}
+
+impl Default for IsolationConfig {
+    fn default() -> Self {
+        IsolationConfig {
+            processes: true,
+            memory_mb: default_worker_memory_mb(),
+            cpu_secs: default_worker_cpu_secs(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_worker_memory_mb() -> u64 {
+    1024
+}
+fn default_worker_cpu_secs() -> u64 {
+    600
 }
 
 /// Threads that prepare items: one per core, plus one. A worker waits for the disk for every
@@ -396,9 +437,18 @@ impl Pipeline {
                         }
                     }
                 }
+                "isolation" => {
+                    if let Some(i) = cx.scalar::<IsolationConfig>(key, value) {
+                        if i.memory_mb < 64 || i.cpu_secs == 0 {
+                            cx.at(value.span(), "`isolation`: `memory_mb` must be at least 64 and `cpu_secs` at least 1".into());
+                        } else {
+                            pipeline.isolation = i;
+                        }
+                    }
+                }
                 other => cx.at(
                     value.span(),
-                    format!("unknown key `{other}`, expected one of: data_dir, office, code_prefix, workers, sources, stages, sinks"),
+                    format!("unknown key `{other}`, expected one of: data_dir, office, code_prefix, workers, isolation, sources, stages, sinks"),
                 ),
             }
         }

@@ -35,10 +35,13 @@ pub struct Unpacked {
     pub pec: Option<Pec>,
     /// Why no automatic answer may be sent to this message (RFC 3834), if so.
     pub no_auto_reply: Option<String>,
+    /// Why the message as a whole is damaged or made to break readers (the ticket's
+    /// original is then flagged as unreadable), if it is.
+    pub damaged: Option<String>,
 }
 
 /// The certified facts of a PEC message, from its `daticert.xml` and transport headers.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pec {
     /// `posta-certificata` for a message; for receipts `accettazione`, `avvenuta-consegna`,
     /// `non-accettazione`, `errore-consegna`, `preavviso-errore-consegna`, `presa-in-carico`,
@@ -75,6 +78,12 @@ pub fn unpack(raw: &[u8]) -> Unpacked {
         out.problems.push("not a readable email message".into());
         return out;
     };
+    if let Some(depth) = too_deep(&message) {
+        out.damaged = Some(format!(
+            "the message nests its parts {depth} levels deep (damaged or made to break mail readers); parts deeper than {MAX_PART_DEPTH} levels were not read"
+        ));
+        out.problems.push(out.damaged.clone().unwrap_or_default());
+    }
     out.subject = message.subject().unwrap_or_default().trim().to_string();
     if let Some(addr) = message.from().and_then(|a| a.first()) {
         out.from_name = addr
@@ -120,6 +129,30 @@ pub fn unpack(raw: &[u8]) -> Unpacked {
     }
     out.no_auto_reply = no_auto_reply(&message, &out);
     out
+}
+
+/// Deepest nesting of multiparts a real message has (mail clients nest three or four).
+const MAX_PART_DEPTH: usize = 50;
+
+/// How deep the message's multiparts nest, when deeper than [`MAX_PART_DEPTH`]. Walked with
+/// an explicit stack: the walk cannot overflow, whatever the message.
+fn too_deep(message: &Message) -> Option<usize> {
+    let mut deepest = 0;
+    let mut stack = vec![(0u32, 1usize)];
+    let mut seen = 0usize;
+    while let Some((id, depth)) = stack.pop() {
+        seen += 1;
+        if seen > message.parts.len() * 2 + 1 {
+            // Parts that list each other: no real message does that.
+            return Some(depth.max(MAX_PART_DEPTH + 1));
+        }
+        deepest = deepest.max(depth);
+        if let Some(PartType::Multipart(children)) = message.parts.get(id as usize).map(|p| &p.body)
+        {
+            stack.extend(children.iter().map(|&c| (c, depth + 1)));
+        }
+    }
+    (deepest > MAX_PART_DEPTH).then_some(deepest)
 }
 
 /// mail-parser with its default header parsers, except that it leaves bodies in their

@@ -15,7 +15,7 @@ use crate::store::{now_rfc3339, Intake, NewDocument, NewTicket};
 use std::sync::Arc;
 
 /// Something that arrived and should become (or join) a ticket.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Item {
     /// The source it came from (`cli` for `sportello ingest`).
     pub source: String,
@@ -25,6 +25,8 @@ pub struct Item {
     /// Channel, or None to infer it from the content.
     pub channel: Option<Channel>,
     pub name: String,
+    /// Travels to worker processes beside the item's description, not inside it.
+    #[serde(skip)]
     pub bytes: Arc<Vec<u8>>,
     pub mtime_ns: Option<i64>,
     /// When the office received it (file time, message date); None: now.
@@ -64,11 +66,58 @@ pub enum PrepareError {
 
 /// The configured stages, shared by all workers.
 pub struct Processor {
-    stages: Vec<Box<dyn Stage>>,
+    /// Each stage, with its configuration when it reads the item's bytes (extract, OCR):
+    /// those run in a worker process when isolation is on.
+    stages: Vec<(Box<dyn Stage>, Option<StageConfig>)>,
     blobs: BlobStore,
+    data_dir: std::path::PathBuf,
     pub office: Option<String>,
     /// Acknowledgements by email, when the pipeline sends them.
     ack: Option<crate::config::SmtpAckConfig>,
+    /// Worker processes for the parsing stages; `None`: they run in this process.
+    workers: Option<crate::worker::Workers>,
+    crashes: crate::crashes::CrashMemory,
+}
+
+/// A stage that reads an item's bytes, from its configuration; `None` for the others.
+pub fn parse_stage(cfg: &StageConfig) -> Option<Box<dyn Stage>> {
+    match cfg {
+        StageConfig::Extract(cfg) => Some(Box::new(ExtractStage { cfg: cfg.clone() })),
+        StageConfig::Ocr(cfg) => Some(Box::new(OcrStage {
+            opts: crate::ocr::OcrOptions {
+                languages: cfg.languages.clone(),
+                workers: cfg.workers.unwrap_or(0),
+                page_timeout_secs: cfg.page_timeout_secs,
+                searchable_pdf: true,
+            },
+            min_confidence: cfg.min_confidence,
+        })),
+        StageConfig::Classify(_) => None,
+    }
+}
+
+/// Runs `stages` in order in this process; a stage that fails flags the ticket, the rest
+/// run. In a worker process each stage is announced to the runner as it starts.
+pub fn run_stages_here(stages: &[Box<dyn Stage>], work: &mut Work, blobs: &BlobStore) {
+    for stage in stages {
+        // Extraction names its reader as it starts each document.
+        if stage.name() != "extract" {
+            crate::worker::progress(stage.name());
+        }
+        if let Err(e) = stage.process(work, blobs) {
+            work.ticket
+                .attention
+                .push(format!("{} failed: {e}", stage.name()));
+        }
+    }
+}
+
+/// Whether worker processes are used: the pipeline says so and the environment does not
+/// say `SPORTELLO_ISOLATION=off` (benchmarks compare both).
+fn isolation_wanted(pipeline: &Pipeline) -> bool {
+    let env_off = std::env::var("SPORTELLO_ISOLATION")
+        .is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "no" | "false"));
+    pipeline.isolation.processes && !env_off
 }
 
 impl Processor {
@@ -77,25 +126,15 @@ impl Processor {
         blobs: BlobStore,
         data_dir: &std::path::Path,
     ) -> Result<Processor, String> {
-        let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+        let mut stages: Vec<(Box<dyn Stage>, Option<StageConfig>)> = Vec::new();
         for stage in &pipeline.stages {
-            match stage {
-                StageConfig::Extract(cfg) => {
-                    stages.push(Box::new(ExtractStage { cfg: cfg.clone() }))
-                }
-                StageConfig::Ocr(cfg) => stages.push(Box::new(OcrStage {
-                    opts: crate::ocr::OcrOptions {
-                        languages: cfg.languages.clone(),
-                        workers: cfg.workers.unwrap_or(0),
-                        page_timeout_secs: cfg.page_timeout_secs,
-                        searchable_pdf: true,
-                    },
-                    min_confidence: cfg.min_confidence,
-                })),
-                StageConfig::Classify(cfg) => {
+            match (parse_stage(stage), stage) {
+                (Some(s), _) => stages.push((s, Some(stage.clone()))),
+                (None, StageConfig::Classify(cfg)) => {
                     let classifier = Classifier::open(&cfg.rules, data_dir)?;
-                    stages.push(Box::new(ClassifyStage { classifier }))
+                    stages.push((Box::new(ClassifyStage { classifier }), None))
                 }
+                (None, _) => {}
             }
         }
         let ack = pipeline
@@ -105,11 +144,22 @@ impl Processor {
                 crate::config::SinkConfig::SmtpAck(a) => a.clone(),
             })
             .next();
+        let workers = if isolation_wanted(pipeline) {
+            Some(crate::worker::Workers::new(crate::worker::Limits::new(
+                &pipeline.isolation,
+                &pipeline.stages,
+            ))?)
+        } else {
+            None
+        };
         Ok(Processor {
             stages,
             blobs,
+            data_dir: data_dir.to_path_buf(),
             office: pipeline.office.clone(),
             ack,
+            workers,
+            crashes: crate::crashes::CrashMemory::open(data_dir)?,
         })
     }
 
@@ -129,12 +179,6 @@ impl Processor {
         wanted: impl Fn(&dyn Stage) -> bool,
     ) -> Result<NewTicket, PrepareError> {
         let sha = sha256_hex(&item.bytes);
-        self.blobs
-            .put_with_sha(&sha, &item.bytes)
-            .map_err(|source| PrepareError::KeepOriginal {
-                name: item.name.clone(),
-                source,
-            })?;
         let file_type = extract::sniff(&item.bytes, &item.name);
         let channel = item.channel.unwrap_or(match file_type {
             FileType::Email => Channel::Email,
@@ -175,20 +219,128 @@ impl Processor {
             file_type,
             ticket,
         };
-        self.apply(&mut work, wanted);
-        Ok(work.ticket)
+        // Kept once, while a worker reads it when there are workers (see `apply`).
+        let mut kept = None;
+        {
+            let bytes = work.item.bytes.clone();
+            let sha = work.ticket.intake.sha256.clone();
+            let mut keep = || kept = Some(self.blobs.put_with_sha(&sha, &bytes));
+            self.apply(&mut work, wanted, &mut keep);
+        }
+        match kept {
+            Some(Err(source)) => Err(PrepareError::KeepOriginal {
+                name: work.item.name.clone(),
+                source,
+            }),
+            _ => Ok(work.ticket),
+        }
     }
 
     /// Runs the `wanted` stages in order; a stage that fails flags the ticket, the rest run.
-    fn apply(&self, work: &mut Work, wanted: impl Fn(&dyn Stage) -> bool) {
-        for stage in self.stages.iter().filter(|s| wanted(s.as_ref())) {
-            if let Err(e) = stage.process(work, &self.blobs) {
-                work.ticket
-                    .attention
-                    .push(format!("{} failed: {e}", stage.name()));
+    /// The stages that read the item's bytes run together, guarded by the crash memory, in a
+    /// worker process when isolation is on.
+    ///
+    /// `keep` keeps the original: it is called once, before the first stage that runs here,
+    /// or while a worker runs the first parsing stages.
+    fn apply(&self, work: &mut Work, wanted: impl Fn(&dyn Stage) -> bool, keep: &mut dyn FnMut()) {
+        let wanted: Vec<&(Box<dyn Stage>, Option<StageConfig>)> = self
+            .stages
+            .iter()
+            .filter(|(s, _)| wanted(s.as_ref()))
+            .collect();
+        let mut kept = false;
+        let mut keep_once = || {
+            if !std::mem::replace(&mut kept, true) {
+                keep();
             }
+        };
+        let mut i = 0;
+        while i < wanted.len() {
+            if wanted[i].1.is_none() {
+                keep_once();
+                let stage = &wanted[i].0;
+                if let Err(e) = stage.process(work, &self.blobs) {
+                    work.ticket
+                        .attention
+                        .push(format!("{} failed: {e}", stage.name()));
+                }
+                i += 1;
+                continue;
+            }
+            let end = (i..wanted.len())
+                .find(|&j| wanted[j].1.is_none())
+                .unwrap_or(wanted.len());
+            self.parse(work, &wanted[i..end], &mut keep_once);
+            i = end;
+        }
+        keep_once();
+    }
+
+    /// Runs parsing stages on the item: not at all when it crashed its readers too often;
+    /// in a worker when there are workers, tried once more after a crash (remembered first).
+    fn parse(
+        &self,
+        work: &mut Work,
+        stages: &[&(Box<dyn Stage>, Option<StageConfig>)],
+        keep: &mut dyn FnMut(),
+    ) {
+        let sha = work.ticket.intake.sha256.clone();
+        if let Some(reason) = self.crashes.refused(&sha) {
+            flag_unread(&mut work.ticket, reason);
+            return;
+        }
+        let Some(workers) = &self.workers else {
+            keep();
+            let _reading = self.crashes.reading(&sha);
+            for (stage, _) in stages {
+                if let Err(e) = stage.process(work, &self.blobs) {
+                    work.ticket
+                        .attention
+                        .push(format!("{} failed: {e}", stage.name()));
+                }
+            }
+            return;
+        };
+        let job = crate::worker::ParseJob {
+            item: work.item.clone(),
+            file_type: work.file_type,
+            ticket: work.ticket.clone(),
+            stages: stages.iter().filter_map(|(_, c)| c.clone()).collect(),
+            data_dir: self.data_dir.clone(),
+        };
+        loop {
+            let result = {
+                let _reading = self.crashes.reading(&sha);
+                workers.parse(&job, &work.item.bytes, keep)
+            };
+            let error = match result {
+                Ok(ticket) => {
+                    work.ticket = ticket;
+                    return;
+                }
+                Err(e) => e,
+            };
+            let reason = format!("{error} on this file");
+            if let crate::worker::WorkerError::Crashed { .. } = error {
+                let crashes = self.crashes.record(&sha, &reason);
+                if crashes < crate::crashes::MAX_CRASHES {
+                    tracing::warn!("{reason}: trying it once more in a new worker");
+                    continue;
+                }
+            }
+            flag_unread(&mut work.ticket, reason);
+            return;
         }
     }
+}
+
+/// Flags a ticket whose item could not be read: the reason on the ticket and on its first
+/// document (so a drop folder moves the file to `failed/`); the original is kept as it is.
+fn flag_unread(ticket: &mut NewTicket, reason: String) {
+    if let Some(first) = ticket.documents.first_mut() {
+        first.doc.error.get_or_insert_with(|| reason.clone());
+    }
+    ticket.attention.push(reason);
 }
 
 /// A request registered by a clerk (received by phone or at the desk), with the files the
@@ -294,7 +446,7 @@ impl Processor {
             },
             ticket,
         };
-        self.apply(&mut work, |s| s.name() == "classify");
+        self.apply(&mut work, |s| s.name() == "classify", &mut || {});
         work.ticket.entities = ticket_entities(&work.ticket);
         work.ticket.search_text = Some(crate::store::SearchText::of(&work.ticket));
         Ok(work.ticket)
@@ -470,12 +622,13 @@ impl ExtractStage {
         };
         raw.doc.text = u.body;
         raw.doc.pages = Some(1);
+        raw.doc.error = u.damaged.clone();
         raw.page_texts = vec![crate::model::PageText {
             page: 1,
             text: raw.doc.text.clone(),
             ..Default::default()
         }];
-        for problem in &u.problems {
+        for problem in u.problems.iter().filter(|p| Some(*p) != u.damaged.as_ref()) {
             t.attention.push(format!("email: {problem}"));
         }
         for a in u.attachments {
@@ -571,6 +724,7 @@ impl ExtractStage {
         blobs: &BlobStore,
     ) -> Result<(), StageError> {
         let name = p7m.doc.name.clone();
+        crate::worker::progress("the signed-file (.p7m) reader");
         match crate::signed::unwrap(bytes) {
             Ok(signed) => {
                 let signers = if signed.signers.is_empty() {
@@ -617,6 +771,7 @@ fn fill_document(
     file_type: FileType,
     cfg: &ExtractStageConfig,
 ) {
+    crate::worker::progress(crate::worker::reader_name(file_type));
     let extracted = extract::extract(bytes, file_type, cfg);
     doc.doc.mime = extracted.mime.clone();
     doc.doc.pages = extracted.pages;
@@ -690,6 +845,10 @@ impl Stage for OcrStage {
                 Ok(ocr) => ocr,
                 Err(e) => {
                     reasons.push(format!("{}: OCR failed: {e}", doc.doc.name));
+                    if doc.doc.text.trim().is_empty() {
+                        // Nothing of it could be read: an unreadable original.
+                        doc.doc.error.get_or_insert(format!("OCR failed: {e}"));
+                    }
                     documents.push(doc);
                     continue;
                 }
@@ -727,12 +886,14 @@ impl OcrStage {
     ) -> Option<NewDocument> {
         let name = doc.doc.name.clone();
         let mut confidences = Vec::new();
+        let mut first_error = None;
         for p in &ocr.pages {
             let Some(page) = doc.page_texts.iter_mut().find(|t| t.page == p.page) else {
                 continue;
             };
             if let Some(e) = &p.error {
                 reasons.push(format!("{name} page {}: OCR failed: {e}", p.page));
+                first_error.get_or_insert_with(|| format!("page {}: {e}", p.page));
                 continue;
             }
             if let Some(w) = &p.warning {
@@ -761,6 +922,12 @@ impl OcrStage {
             .filter(|p| p.needs_ocr)
             .map(|p| p.page)
             .collect();
+        if confidences.is_empty() && doc.doc.text.trim().is_empty() {
+            // No page of it could be read (an image that cannot be decoded, or refused).
+            if let Some(e) = first_error {
+                doc.doc.error.get_or_insert(e);
+            }
+        }
         if !confidences.is_empty() {
             doc.doc.ocr = true;
             doc.doc.ocr_confidence =

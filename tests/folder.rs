@@ -131,13 +131,7 @@ fn sigkill_mid_batch_then_restart_loses_nothing_and_files_nothing_twice() {
         .collect();
     assert_eq!(filed, names);
     for t in &all {
-        let dups = t["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["kind"] == "duplicate_received")
-            .count();
-        assert_eq!(dups, 0, "a restart is not a duplicate: {t}");
+        assert_eq!(duplicate_events(t), 0, "a restart is not a duplicate: {t}");
     }
 }
 

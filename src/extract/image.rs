@@ -3,6 +3,13 @@
 //! looping or truncated file is an error, not a hang.
 
 pub fn tiff_page_count(bytes: &[u8]) -> Result<u32, String> {
+    tiff_pages_and_warning(bytes).map(|(pages, _)| pages)
+}
+
+/// Pages, and a warning when a directory is damaged but readable (tags repeated or out of
+/// order, as fuzzers and broken writers leave them; libtiff reads on past it).
+pub fn tiff_pages_and_warning(bytes: &[u8]) -> Result<(u32, Option<String>), String> {
+    let mut warning = None;
     let bad = |why: &str| Err(format!("damaged TIFF: {why}"));
     if bytes.len() < 8 {
         return bad("file too short");
@@ -65,6 +72,41 @@ pub fn tiff_page_count(bytes: &[u8]) -> Result<u32, String> {
             return bad("page directory beyond the end of the file");
         };
         pages += 1;
+        if !big {
+            // Width and height, as SHORT or LONG values held in the entry itself.
+            let mut dims = [0u64; 2];
+            let mut last_tag = None;
+            for i in 0..entries.min(1000) {
+                let e = o + 2 + i as usize * 12;
+                let (Some(tag), Some(typ)) = (u16_at(e), u16_at(e + 2)) else {
+                    break;
+                };
+                if last_tag.is_some_and(|last| tag <= last) && warning.is_none() {
+                    warning = Some(format!(
+                        "damaged TIFF: page {pages}'s directory repeats tags or lists them out of order; check the text read against the original"
+                    ));
+                }
+                last_tag = Some(tag);
+                let value = match typ {
+                    3 => u16_at(e + 8),
+                    4 => u32_at(e + 8),
+                    _ => None,
+                };
+                match (tag, value) {
+                    (256, Some(v)) => dims[0] = v,
+                    (257, Some(v)) => dims[1] = v,
+                    _ => {}
+                }
+            }
+            if dims[0].saturating_mul(dims[1]) > crate::ocr::pages::MAX_PIXELS {
+                return Err(format!(
+                    "page {pages} declares {}×{} pixels, over the limit of {} megapixels (damaged or made to break readers); not read",
+                    dims[0],
+                    dims[1],
+                    crate::ocr::pages::MAX_PIXELS / 1_000_000
+                ));
+            }
+        }
         let next_at = o as u64 + count_size + entries * entry_size;
         offset = if big {
             u64_at(next_at as usize)
@@ -76,7 +118,7 @@ pub fn tiff_page_count(bytes: &[u8]) -> Result<u32, String> {
     if pages == 0 {
         return bad("no pages");
     }
-    Ok(pages)
+    Ok((pages, warning))
 }
 
 /// ASCII values of the first page's ImageDescription (270) and Artist (315) tags, where fax

@@ -7,6 +7,7 @@
 
 mod image;
 pub(crate) mod pdf;
+pub(crate) mod pdfcheck;
 mod pdftext;
 mod poppler;
 
@@ -19,7 +20,7 @@ use std::time::Duration;
 pub use image::{tiff_descriptions, tiff_page_count};
 
 /// What the bytes are, from their first bytes (and, for text, their content).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FileType {
     Pdf,
     Tiff,
@@ -219,13 +220,16 @@ pub fn extract(bytes: Arc<Vec<u8>>, file_type: FileType, cfg: &ExtractStageConfi
     }
     match rx.recv_timeout(timeout) {
         Ok(extracted) => extracted,
-        Err(mpsc::RecvTimeoutError::Timeout) => Extracted::failed(
-            file_type,
-            format!(
-                "text extraction gave up after {:.0} s (the file may be damaged or hostile)",
-                timeout.as_secs_f64()
-            ),
-        ),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            crate::worker::note_abandoned_thread();
+            Extracted::failed(
+                file_type,
+                format!(
+                    "text extraction gave up after {:.0} s (the file may be damaged or hostile)",
+                    timeout.as_secs_f64()
+                ),
+            )
+        }
         Err(mpsc::RecvTimeoutError::Disconnected) => Extracted::failed(
             file_type,
             "text extraction crashed on this file (it may be damaged)".to_string(),
@@ -257,7 +261,10 @@ pub fn extract_now(bytes: &[u8], file_type: FileType, max_pages: u32) -> Extract
         }
         FileType::Tiff | FileType::Jpeg | FileType::Png => {
             let (pages, warning) = match file_type {
-                FileType::Tiff => (tiff_page_count(bytes), None),
+                FileType::Tiff => match image::tiff_pages_and_warning(bytes) {
+                    Ok((n, warning)) => (Ok(n), warning),
+                    Err(e) => (Err(e), None),
+                },
                 FileType::Jpeg => (Ok(1), image::jpeg_warning(bytes)),
                 _ => (Ok(1), image::png_warning(bytes)),
             };

@@ -8,6 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 pub fn extract(bytes: &[u8], max_pages: u32) -> Extracted {
     let mime = "application/pdf".to_string();
     let mut damaged = false;
+    let mut problem = None;
     // Unless lopdf read the file, poppler is asked only about pages that may hold text: an
     // image-only page (every scan, every fax) would cost a process for nothing.
     let mut ask_poppler = true;
@@ -16,14 +17,25 @@ pub fn extract(bytes: &[u8], max_pages: u32) -> Extracted {
             pages,
             damaged: was_damaged,
             unread_text,
+            problem: found,
         }) => {
             damaged = was_damaged;
+            problem = found;
             ask_poppler = unread_text || was_damaged;
             Extracted {
                 mime: mime.clone(),
                 pages: Some(pages.len() as u32),
                 page_texts: pages,
                 error: None,
+            }
+        }
+        // Not handed to poppler either: it would inflate the bomb too.
+        Err(LopdfFailure::Refused(reason)) => {
+            return Extracted {
+                mime,
+                pages: None,
+                page_texts: Vec::new(),
+                error: Some(reason),
             }
         }
         Err(LopdfFailure::TooManyPages(n)) => {
@@ -34,12 +46,18 @@ pub fn extract(bytes: &[u8], max_pages: u32) -> Extracted {
                 error: Some(format!("{n} pages, more than the limit of {max_pages}")),
             }
         }
-        Err(failure) => Extracted {
-            mime: mime.clone(),
-            pages: None,
-            page_texts: Vec::new(),
-            error: Some(failure.to_string()),
-        },
+        Err(failure) => {
+            // Poppler may still read it, but the clerk must know what was wrong.
+            if let LopdfFailure::Looping(reason) = &failure {
+                problem = Some(reason.clone());
+            }
+            Extracted {
+                mime: mime.clone(),
+                pages: None,
+                page_texts: Vec::new(),
+                error: Some(failure.to_string()),
+            }
+        }
     };
     // Pages our parser could not read (odd fonts, damaged streams, broken tables, encryption
     // it does not know) get a second reading by poppler, when installed, before they are
@@ -50,6 +68,10 @@ pub fn extract(bytes: &[u8], max_pages: u32) -> Extracted {
         if let Some(poppler_pages) = super::poppler::pdftotext_pages(bytes) {
             merge_fallback(&mut result, poppler_pages, max_pages);
         }
+    }
+    // A file made to break readers is flagged whatever text was recovered.
+    if problem.is_some() {
+        result.error = problem;
     }
     // A damaged file is flagged even when a tolerant reader recovered some text.
     if damaged && result.error.is_none() {
@@ -72,6 +94,12 @@ enum LopdfFailure {
     NoPages,
     #[error("too many pages")]
     TooManyPages(u32),
+    /// The page tree loops, and lopdf found no page in it.
+    #[error("{0}")]
+    Looping(String),
+    /// Made to break readers (see `pdfcheck`): not parsed at all.
+    #[error("{0}")]
+    Refused(String),
 }
 
 struct LopdfPages {
@@ -80,13 +108,16 @@ struct LopdfPages {
     damaged: bool,
     /// Some page left without text has fonts, so a text layer we failed to read.
     unread_text: bool,
+    /// A structure made to break readers (loops), told to the clerk.
+    problem: Option<String>,
 }
 
 fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<LopdfPages, LopdfFailure> {
+    super::pdfcheck::check(bytes).map_err(LopdfFailure::Refused)?;
     let mut repaired = false;
-    let mut doc = match load(bytes) {
+    let mut doc = match parse(bytes) {
         Ok(doc) => doc,
-        Err(first) => match repair_xref(bytes).map(|fixed| load(&fixed)) {
+        Err(first) => match repair_xref(bytes).map(|fixed| parse(&fixed)) {
             Some(Ok(doc)) => {
                 repaired = true;
                 doc
@@ -100,8 +131,14 @@ fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<LopdfPages, LopdfF
         return Err(LopdfFailure::Encrypted);
     }
     doc.trailer.remove(b"Encrypt");
+    let mut problem = page_tree_loops(&doc).then(|| {
+        "the PDF's page tree loops back on itself (damaged or made to break readers); check the pages read against the original".to_string()
+    });
     let pages = doc.get_pages();
     let page_count = pages.len() as u32;
+    if let (0, Some(reason)) = (page_count, &problem) {
+        return Err(LopdfFailure::Looping(reason.clone()));
+    }
     if page_count == 0 {
         // An encryption lopdf does not support leaves the page tree unreadable.
         let encrypted = doc.trailer.has(b"Encrypt") || bytes.windows(8).any(|w| w == b"/Encrypt");
@@ -133,6 +170,16 @@ fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<LopdfPages, LopdfF
         }
         let (text, ok) = match super::pdftext::page_text(&doc, page_id) {
             Some(text) => (text, true),
+            // pdf-extract follows form XObjects without remembering where it has been: forms
+            // that draw each other would recurse until the stack overflows. Poppler reads
+            // such a page (it limits the depth).
+            None if !forms_nest_safely(&doc, page_id) => {
+                unread_text = true;
+                problem.get_or_insert_with(|| format!(
+                    "page {number}: the PDF's form XObjects draw each other in a loop or nest too deep (made to break readers); check the text read against the original"
+                ));
+                (String::new(), false)
+            }
             None => {
                 let mut text = String::new();
                 let result = catch_unwind(AssertUnwindSafe(|| {
@@ -158,7 +205,105 @@ fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<LopdfPages, LopdfF
         pages: page_texts,
         damaged: repaired,
         unread_text,
+        problem,
     })
+}
+
+/// Whether the page tree, walked from the catalog, reaches a node it already went through.
+fn page_tree_loops(doc: &lopdf::Document) -> bool {
+    let Ok(root) = doc
+        .catalog()
+        .and_then(|c| c.get(b"Pages"))
+        .and_then(|p| p.as_reference())
+    else {
+        return false;
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            return true;
+        }
+        if seen.len() > 1_000_000 {
+            return true;
+        }
+        let Ok(node) = doc.get_dictionary(id) else {
+            continue;
+        };
+        if let Ok(kids) = node.get(b"Kids").and_then(|k| k.as_array()) {
+            stack.extend(kids.iter().filter_map(|k| k.as_reference().ok()));
+        }
+    }
+    false
+}
+
+/// Form XObjects nested at most this deep are read by pdf-extract.
+const MAX_FORM_DEPTH: usize = 12;
+
+/// Whether the page's form XObjects, followed through their resources, never lead back to
+/// one another and stay within [`MAX_FORM_DEPTH`] levels. Iterative: the walk itself cannot
+/// overflow the stack, whatever the file.
+fn forms_nest_safely(doc: &lopdf::Document, page_id: lopdf::ObjectId) -> bool {
+    use lopdf::Object;
+    fn forms_of(doc: &lopdf::Document, resources: &lopdf::Dictionary) -> Vec<lopdf::ObjectId> {
+        let xobjects = match resources.get(b"XObject") {
+            Ok(Object::Reference(id)) => doc.get_dictionary(*id).ok(),
+            Ok(other) => other.as_dict().ok(),
+            Err(_) => None,
+        };
+        xobjects
+            .map(|d| {
+                d.iter()
+                    .filter_map(|(_, o)| o.as_reference().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    fn resources_of(doc: &lopdf::Document, id: lopdf::ObjectId) -> Option<&lopdf::Dictionary> {
+        let stream = doc.get_object(id).ok()?.as_stream().ok()?;
+        match stream.dict.get(b"Resources").ok()? {
+            Object::Reference(r) => doc.get_dictionary(*r).ok(),
+            other => other.as_dict().ok(),
+        }
+    }
+    let Ok((own, inherited)) = doc.get_page_resources(page_id) else {
+        return true;
+    };
+    let mut roots = Vec::new();
+    for r in own.into_iter().chain(
+        inherited
+            .iter()
+            .filter_map(|&id| doc.get_dictionary(id).ok()),
+    ) {
+        roots.extend(forms_of(doc, r));
+    }
+    // Depth-first with an explicit stack: (form, children still to visit).
+    let mut visited = 0usize;
+    for root in roots {
+        let mut path: Vec<(lopdf::ObjectId, Vec<lopdf::ObjectId>)> = Vec::new();
+        let kids = resources_of(doc, root)
+            .map(|r| forms_of(doc, r))
+            .unwrap_or_default();
+        path.push((root, kids));
+        while let Some((_, kids)) = path.last_mut() {
+            visited += 1;
+            if visited > 10_000 {
+                return false;
+            }
+            let Some(next) = kids.pop() else {
+                path.pop();
+                continue;
+            };
+            if path.iter().any(|(id, _)| *id == next) || path.len() >= MAX_FORM_DEPTH {
+                return false;
+            }
+            let kids = resources_of(doc, next)
+                .map(|r| forms_of(doc, r))
+                .unwrap_or_default();
+            path.push((next, kids));
+        }
+    }
+    true
 }
 
 /// Whether a page can carry a text layer: it has fonts, directly or in a form XObject.
@@ -262,9 +407,10 @@ pub fn info_strings(bytes: &[u8]) -> Vec<String> {
 /// Opens a PDF as `extract` does (the cross-reference table rebuilt when it is broken), for
 /// OCR, which needs the page images. Encrypted documents lopdf cannot open are an error.
 pub(crate) fn open(bytes: &[u8]) -> Result<lopdf::Document, String> {
-    let mut doc = load(bytes).or_else(|first| {
+    super::pdfcheck::check(bytes)?;
+    let mut doc = parse(bytes).or_else(|first| {
         repair_xref(bytes)
-            .map(|fixed| load(&fixed))
+            .map(|fixed| parse(&fixed))
             .unwrap_or(Err(first))
     })?;
     if doc.is_encrypted() && doc.encryption_state.is_none() {
@@ -274,7 +420,14 @@ pub(crate) fn open(bytes: &[u8]) -> Result<lopdf::Document, String> {
     Ok(doc)
 }
 
+/// Checks the bytes (see `pdfcheck`), then parses them.
 fn load(bytes: &[u8]) -> Result<lopdf::Document, String> {
+    super::pdfcheck::check(bytes)?;
+    parse(bytes)
+}
+
+/// Parses bytes that passed `pdfcheck::check`.
+fn parse(bytes: &[u8]) -> Result<lopdf::Document, String> {
     match catch_unwind(AssertUnwindSafe(|| lopdf::Document::load_mem(bytes))) {
         Ok(Ok(doc)) => Ok(doc),
         Ok(Err(e)) => Err(e.to_string()),

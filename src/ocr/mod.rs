@@ -414,7 +414,10 @@ pub fn ocr_document(
     drop(tx);
     for _ in 0..queued {
         match rx.recv() {
-            Ok((index, page, pdf)) => results[index] = Some((page, pdf)),
+            Ok((index, page, pdf)) => {
+                crate::worker::progress("ocr");
+                results[index] = Some((page, pdf))
+            }
             Err(_) => break,
         }
     }

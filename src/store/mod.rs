@@ -17,7 +17,7 @@ use crate::search::{SearchHit, SearchQuery};
 use crate::textnorm::stemmed_text;
 use blobs::BlobStore;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -207,6 +207,16 @@ ALTER TABLE outbox ADD COLUMN sent_by TEXT;
 CREATE INDEX tickets_sender_name ON tickets(sender_name);
 CREATE INDEX tickets_office ON tickets(office);
 "#,
+    // Items whose reading killed a worker (or the runner), by the SHA-256 of their bytes:
+    // after a second crash they are filed flagged without being read again.
+    r#"
+CREATE TABLE parse_crashes (
+    sha256 TEXT PRIMARY KEY,
+    crashes INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"#,
 ];
 
 /// Counters (table `counters`): clerks' corrections since the model was last trained, and
@@ -222,7 +232,7 @@ pub fn now_rfc3339() -> String {
 }
 
 /// A document ready to be filed; its bytes are already in the blob store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewDocument {
     pub doc: Document,
     pub page_texts: Vec<PageText>,
@@ -252,7 +262,7 @@ impl NewDocument {
 }
 
 /// Where an item came from, to tell a duplicate from the same item seen again after a crash.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Intake {
     pub source: String,
     pub name: String,
@@ -262,7 +272,7 @@ pub struct Intake {
 }
 
 /// Everything needed to file a ticket; code and protocol number are assigned by the store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewTicket {
     pub channel: Channel,
     pub received_at: String,
@@ -287,7 +297,7 @@ pub struct NewTicket {
 }
 
 /// What a new ticket puts in the search index, as stored there (folded and stemmed).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SearchText {
     subject: String,
     body: String,
@@ -343,7 +353,7 @@ impl SearchText {
 }
 
 /// What the store needs to know of a message beyond the ticket itself.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct MailFacts {
     pub message_id: Option<String>,
     /// Message-IDs it answers (In-Reply-To, References).
@@ -356,7 +366,7 @@ pub struct MailFacts {
     pub ack: Option<AckRequest>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AckRequest {
     pub to: String,
     pub language: String,
@@ -485,6 +495,35 @@ impl Store {
             blobs: BlobStore::new(data_dir),
             data_dir: data_dir.to_path_buf(),
         })
+    }
+
+    /// Every item remembered for killing a worker: SHA-256 → (crashes, last reason).
+    pub fn parse_crashes(&self) -> Result<HashMap<String, (u32, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sha256, crashes, reason FROM parse_crashes")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, (r.get::<_, u32>(1)?, r.get(2)?)))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Remembers one more crash while reading the item `sha256`; returns how many there
+    /// have been. Committed before the item is tried again.
+    pub fn record_parse_crash(&mut self, sha256: &str, reason: &str) -> Result<u32> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO parse_crashes (sha256, crashes, reason, updated_at) VALUES (?1, 1, ?2, ?3)
+             ON CONFLICT(sha256) DO UPDATE SET crashes = crashes + 1, reason = ?2, updated_at = ?3",
+            params![sha256, reason, now_rfc3339()],
+        )?;
+        let n = tx.query_row(
+            "SELECT crashes FROM parse_crashes WHERE sha256 = ?1",
+            [sha256],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        Ok(n)
     }
 
     /// For a connection that serves many concurrent reads (the web app): pages are read

@@ -155,3 +155,48 @@ pub fn folder_pipeline(dir: &Path, drop: &Path, channel: &str, settle: f64) -> P
     .unwrap();
     path
 }
+
+/// Peak RSS (VmHWM, kB) of a process, while it lives.
+pub fn hwm_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Whether a process still exists (a zombie not yet reaped counts as gone).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// How many times a ticket (from `export --jsonl`) recorded the same bytes arriving again.
+pub fn duplicate_events(ticket: &serde_json::Value) -> usize {
+    ticket["events"].as_array().map_or(0, |events| {
+        events
+            .iter()
+            .filter(|e| e["kind"] == "duplicate_received")
+            .count()
+    })
+}
