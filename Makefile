@@ -16,7 +16,7 @@ PKGS := poppler-utils pkg-config clang libclang-dev libtesseract-dev libleptonic
 # Only `make bench` uses these: OCRmyPDF is the peer for searchable PDFs.
 BENCH_PKGS := ocrmypdf
 
-.PHONY: all deps build demo test soak bench fixtures clean
+.PHONY: all deps build demo test soak fuzz bench fixtures clean
 
 all: build
 
@@ -59,6 +59,16 @@ test: deps
 # (`make test` runs 200 items, 2 rounds).
 soak: deps
 	SPORTELLO_KILL_ITEMS=1000 SPORTELLO_KILL_ROUNDS=20 $(CARGO) test --locked --release --test kill -- --nocapture
+
+# Each fuzz target for FUZZ_SECS seconds (fuzz/run.sh prints runs, runs/s and findings).
+# cargo-fuzz comes from crates.io; it passes nightly flags, which stable Rust takes with
+# RUSTC_BOOTSTRAP=1; no sanitizer (`-s none`): panics, aborts, hangs and memory blow-ups are
+# found, memory errors in C libraries only when they crash.
+FUZZ_SECS ?= 180
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build -s none --release
+	FUZZ_SECS=$(FUZZ_SECS) fuzz/run.sh
 
 bench:
 	$(MAKE) deps EXTRA_PKGS="$(BENCH_PKGS)"

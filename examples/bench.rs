@@ -925,7 +925,14 @@ fn bench_ocr(texts: &[(String, String)]) {
 }
 
 /// `sportello ingest` of `n` messages from `dir` (made here), each with one of `pdfs` (base64).
-fn ingest_mail(dir: &Path, n: usize, texts: &[(String, String)], pdfs: &[String], what: &str) {
+fn ingest_mail(
+    dir: &Path,
+    n: usize,
+    texts: &[(String, String)],
+    pdfs: &[String],
+    what: &str,
+    compare_isolation: bool,
+) {
     std::fs::create_dir_all(dir).unwrap();
     for i in 0..n {
         let (subject, body) = &texts[i % texts.len()];
@@ -941,23 +948,49 @@ fn ingest_mail(dir: &Path, n: usize, texts: &[(String, String)], pdfs: &[String]
     }
     let pdf_kb =
         pdfs.iter().map(|b| b.len() * 3 / 4).sum::<usize>() as f64 / pdfs.len() as f64 / 1024.0;
-    let data = dir.with_extension("data");
-    let (wall, rss, ok) = timed_rss(
-        Command::new("/usr/bin/time")
-            .args(["-f", "maxrss=%M"])
-            .arg(bin())
-            .arg("--data")
-            .arg(&data)
-            .arg("ingest")
-            .arg(dir)
-            .stdout(std::process::Stdio::null()),
-    );
-    assert!(ok, "ingest failed");
-    println!(
-        "sportello ingest of {n} messages with {what}, {pdf_kb:.0} KB on average: {:.0} messages/s ({:.1} s), peak RSS {rss:.0} MB",
-        n as f64 / wall.as_secs_f64(),
-        wall.as_secs_f64()
-    );
+    // Worker processes (the default), and, to measure their cost, parsing in the runner
+    // (alternating, each on a fresh store).
+    let rounds = if compare_isolation { 4 } else { 1 };
+    let mut isolated = Vec::new();
+    let mut in_process = Vec::new();
+    for round in 0..rounds {
+        let off = round % 2 == 1;
+        let data = dir.with_extension(format!("data{round}"));
+        let (wall, rss, ok) = timed_rss(
+            Command::new("/usr/bin/time")
+                .args(["-f", "maxrss=%M"])
+                .arg(bin())
+                .arg("--data")
+                .arg(&data)
+                .arg("ingest")
+                .arg(dir)
+                .env("SPORTELLO_ISOLATION", if off { "off" } else { "on" })
+                .stdout(std::process::Stdio::null()),
+        );
+        assert!(ok, "ingest failed");
+        if off {
+            in_process.push(wall);
+            continue;
+        }
+        isolated.push(wall);
+        if round == 0 {
+            println!(
+                "sportello ingest of {n} messages with {what}, {pdf_kb:.0} KB on average: {:.0} messages/s ({:.1} s), peak RSS {rss:.0} MB",
+                n as f64 / wall.as_secs_f64(),
+                wall.as_secs_f64()
+            );
+        }
+    }
+    if compare_isolation {
+        let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default();
+        let (on, off) = (best(&isolated), best(&in_process));
+        println!(
+            "isolation: worker processes {:.0} messages/s vs in the runner {:.0} (best of 2 each, alternating): {:+.1}% time",
+            n as f64 / on.as_secs_f64(),
+            n as f64 / off.as_secs_f64(),
+            (on.as_secs_f64() / off.as_secs_f64() - 1.0) * 100.0
+        );
+    }
 }
 
 /// A two-page letter as citizens attach them: text (Helvetica, compressed content streams)
@@ -1041,6 +1074,7 @@ fn bench_mail(n: usize, texts: &[(String, String)]) {
         texts,
         &text_heavy,
         "a ~100 KB all-text PDF (~30 pages)",
+        false,
     );
     let dir = tmp.path().join("letters");
     ingest_mail(
@@ -1049,6 +1083,7 @@ fn bench_mail(n: usize, texts: &[(String, String)]) {
         texts,
         &letters,
         "a ~100 KB letter PDF (2 pages of text + letterhead photo)",
+        true,
     );
     // Parsing alone, one core each.
     let files: Vec<std::path::PathBuf> = (0..n).map(|i| dir.join(format!("m{i:05}.eml"))).collect();

@@ -608,7 +608,8 @@ fn no_auto_reply(message: &Message, u: &Unpacked) -> Option<String> {
     }
     for h in message.headers() {
         let name = h.name.as_str();
-        if name.len() > 5 && name[..5].eq_ignore_ascii_case("List-") {
+        // By bytes: a header name is outside input and may not be ASCII.
+        if name.len() > 5 && name.as_bytes()[..5].eq_ignore_ascii_case(b"List-") {
             return Some(format!("mailing list ({name})"));
         }
         if [
@@ -899,6 +900,14 @@ mod tests {
         assert_eq!(u.attachments[0].bytes, inner.as_bytes());
         assert_eq!(u.attachments[1].bytes, b"%PDF-1.4\n");
         assert!(u.problems.is_empty(), "{:?}", u.problems);
+    }
+
+    #[test]
+    fn a_header_name_that_is_not_ascii_is_no_panic() {
+        // Found by the fuzzer: the name's first five bytes cut a character in two.
+        let raw = "From: a@b.it\r\nSubject: x\r\nListè-Id: y\r\nX-Lisè: z\r\n\r\nbody\r\n";
+        let u = unpack(raw.as_bytes());
+        assert_eq!(u.body.trim(), "body");
     }
 
     #[test]

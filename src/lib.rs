@@ -11,6 +11,8 @@ pub mod crashes;
 pub mod email;
 pub mod entities;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod model;
 pub mod ocr;
 pub mod pipeline;

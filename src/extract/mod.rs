@@ -8,7 +8,8 @@
 mod image;
 pub(crate) mod pdf;
 pub(crate) mod pdfcheck;
-mod pdftext;
+#[doc(hidden)]
+pub mod pdftext;
 mod poppler;
 
 use crate::config::ExtractStageConfig;

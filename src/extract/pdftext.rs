@@ -25,6 +25,17 @@ pub fn page_text(doc: &Document, page_id: ObjectId) -> Option<String> {
     Some(w.out)
 }
 
+/// Reads a content stream through, counting its operators (for the fuzzer).
+#[doc(hidden)]
+pub fn count_operations(content: &[u8]) -> usize {
+    let mut n = 0;
+    let _ = each_operation(content, |_, _| {
+        n += 1;
+        Some(())
+    });
+    n
+}
+
 /// Reads a content stream, calling `op` with each operator and its operands. Text needs
 /// only numbers, names, strings and arrays; dictionaries (marked content) are read past and
 /// inline images skipped. `None` when the stream does not read (the general reader decides).

@@ -16,7 +16,7 @@ const PER_PAGE: usize = 20;
 #[derive(Deserialize, Default, Clone)]
 pub struct SearchForm {
     #[serde(default)]
-    q: String,
+    pub(crate) q: String,
     #[serde(default)]
     topic: String,
     #[serde(default)]
@@ -59,7 +59,7 @@ impl SearchForm {
         format!("/search?{}", query_string(&borrowed))
     }
 
-    fn filter(&self) -> Result<TicketFilter, String> {
+    pub(crate) fn filter(&self) -> Result<TicketFilter, String> {
         let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
         let (since, until) = super::day_range(&self.from, &self.to)?;
         Ok(TicketFilter {

@@ -6,6 +6,28 @@
 //! tokio's blocking threads, so a slow query never stalls the event loop. Writes go through
 //! the same `Store` methods the CLI uses, with the logged-in user as the actor.
 
+/// Parses `body` as each form and query string the app accepts, as axum would (for the
+/// fuzzer: what a browser sends is outside input).
+#[doc(hidden)]
+pub fn parse_forms(body: &[u8]) {
+    fn try_as<T: serde::de::DeserializeOwned>(body: &[u8]) {
+        let _ = serde_urlencoded::from_bytes::<T>(body);
+    }
+    try_as::<admin::RulesForm>(body);
+    try_as::<admin::RulesQuery>(body);
+    try_as::<admin::StatsQuery>(body);
+    try_as::<archive::SearchForm>(body);
+    try_as::<archive::FileQuery>(body);
+    try_as::<auth::LoginForm>(body);
+    try_as::<auth::LoginQuery>(body);
+    try_as::<auth::CsrfOnly>(body);
+    try_as::<clerk::ActionForm>(body);
+    if let Ok(form) = serde_urlencoded::from_bytes::<archive::SearchForm>(body) {
+        let _ = form.filter();
+        let _ = crate::search::SearchQuery::parse(&form.q);
+    }
+}
+
 mod admin;
 mod archive;
 mod auth;
