@@ -334,6 +334,29 @@ impl Processor {
     }
 }
 
+impl Processor {
+    /// Page `page` of a stored document as a PNG for the web app's viewer: rendered in a
+    /// worker when there are workers (a hostile TIFF must not take the web app down).
+    pub fn page_png(
+        &self,
+        bytes: &Arc<Vec<u8>>,
+        file_type: FileType,
+        page: u32,
+        width: u32,
+    ) -> Result<Vec<u8>, crate::ocr::pages::PageImageError> {
+        match &self.workers {
+            None => crate::ocr::pages::page_png(bytes, file_type, page, width),
+            Some(workers) => workers
+                .page_png(bytes, file_type, page, width)
+                .unwrap_or_else(|e| {
+                    Err(crate::ocr::pages::PageImageError::Failed(format!(
+                        "{e} on this page"
+                    )))
+                }),
+        }
+    }
+}
+
 /// Flags a ticket whose item could not be read: the reason on the ticket and on its first
 /// document (so a drop folder moves the file to `failed/`); the original is kept as it is.
 fn flag_unread(ticket: &mut NewTicket, reason: String) {

@@ -51,6 +51,15 @@ const MAX_ITEM_TIME: Duration = Duration::from_secs(3600);
 enum Request {
     /// Run the parsing stages on an item; its bytes are the frame's payload.
     Parse(ParseJob),
+    /// One page of a document as a PNG (the web app's viewer); the document is the payload.
+    PagePng(PagePngJob),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PagePngJob {
+    file_type: FileType,
+    page: u32,
+    width: u32,
 }
 
 /// An item and the ticket built for it so far, with the stages to run on it.
@@ -78,6 +87,10 @@ enum Reply {
         /// A parser thread was abandoned on a time limit and may still be running: the
         /// worker should be replaced rather than reused.
         retire: bool,
+    },
+    /// The page as a PNG (the payload), or why not.
+    PagePng {
+        result: Result<(), crate::ocr::pages::PageImageError>,
     },
     /// The request could not be carried out (a panic caught in the worker, a bad request).
     Failed { error: String },
@@ -188,8 +201,8 @@ enum ReadError {
 }
 
 impl FrameReader {
-    /// The next frame's header (replies carry no payload) by `deadline`.
-    fn next(&mut self, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+    /// The next frame's header and payload by `deadline`.
+    fn next(&mut self, deadline: Instant) -> Result<(Vec<u8>, Vec<u8>), ReadError> {
         use std::os::fd::AsRawFd;
         loop {
             if self.buf.len() >= 16 {
@@ -197,8 +210,9 @@ impl FrameReader {
                 let (h, p) = frame_sizes(&head).map_err(|e| ReadError::Closed(Some(e)))?;
                 if self.buf.len() >= 16 + h + p {
                     let header = self.buf[16..16 + h].to_vec();
+                    let payload = self.buf[16 + h..16 + h + p].to_vec();
                     self.buf.drain(..16 + h + p);
-                    return Ok(header);
+                    return Ok((header, payload));
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -310,6 +324,28 @@ impl Workers {
             _ => process.end(),
         }
         result.map(|(t, _)| t)
+    }
+
+    /// Page `page` of a document as a PNG, rendered in a worker.
+    pub fn page_png(
+        &self,
+        bytes: &[u8],
+        file_type: FileType,
+        page: u32,
+        width: u32,
+    ) -> Result<Result<Vec<u8>, crate::ocr::pages::PageImageError>, WorkerError> {
+        let mut process = self.take()?;
+        let job = PagePngJob {
+            file_type,
+            page,
+            width,
+        };
+        let result = process.page_png(&job, bytes, &self.limits);
+        match &result {
+            Ok(_) => self.give_back(process),
+            Err(_) => process.end(),
+        }
+        result
     }
 
     fn take(&self) -> Result<Process, WorkerError> {
@@ -450,7 +486,7 @@ impl Process {
                 Reply::Progress { step: s } => step = step_name(&s, job.file_type),
                 Reply::Parsed { ticket, retire } => return Ok((*ticket, retire)),
                 Reply::Failed { error } => return Err(WorkerError::Failed { step, error }),
-                Reply::Hello { .. } => {
+                Reply::Hello { .. } | Reply::PagePng { .. } => {
                     return Err(WorkerError::Crashed {
                         step,
                         why: "it answered out of turn".into(),
@@ -460,17 +496,61 @@ impl Process {
         }
     }
 
+    fn page_png(
+        &mut self,
+        job: &PagePngJob,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<Result<Vec<u8>, crate::ocr::pages::PageImageError>, WorkerError> {
+        let step = reader_name(job.file_type);
+        let sent = match self.stdin.as_mut() {
+            Some(stdin) => write_frame(stdin, &RequestRef::PagePng(job), bytes),
+            None => Err(io::ErrorKind::BrokenPipe.into()),
+        };
+        if let Err(e) = sent {
+            return Err(self.death(step, Some(e)));
+        }
+        loop {
+            match self.next_reply_with_payload(limits.idle, step)? {
+                (Reply::Progress { .. }, _) => {}
+                (Reply::PagePng { result }, png) => return Ok(result.map(|()| png)),
+                (Reply::Failed { error }, _) => {
+                    return Err(WorkerError::Failed {
+                        step: step.into(),
+                        error,
+                    })
+                }
+                (other, _) => {
+                    return Err(WorkerError::Crashed {
+                        step: step.into(),
+                        why: format!("it answered out of turn ({other:?})"),
+                    })
+                }
+            }
+        }
+    }
+
     /// The next reply within `wait`; a worker that says nothing in time is killed.
     fn next_reply(&mut self, wait: Duration, step: &str) -> Result<Reply, WorkerError> {
+        self.next_reply_with_payload(wait, step).map(|(r, _)| r)
+    }
+
+    fn next_reply_with_payload(
+        &mut self,
+        wait: Duration,
+        step: &str,
+    ) -> Result<(Reply, Vec<u8>), WorkerError> {
         match self.frames.next(Instant::now() + wait) {
-            Ok(header) => serde_json::from_slice::<Reply>(&header).map_err(|e| {
-                // Whatever it is doing, it cannot be trusted to go on.
-                let _ = self.child.kill();
-                WorkerError::Crashed {
-                    step: step.to_string(),
-                    why: format!("it answered garbage: {e}"),
-                }
-            }),
+            Ok((header, payload)) => serde_json::from_slice::<Reply>(&header)
+                .map(|r| (r, payload))
+                .map_err(|e| {
+                    // Whatever it is doing, it cannot be trusted to go on.
+                    let _ = self.child.kill();
+                    WorkerError::Crashed {
+                        step: step.to_string(),
+                        why: format!("it answered garbage: {e}"),
+                    }
+                }),
             Err(ReadError::Closed(e)) => Err(self.death(step, e)),
             Err(ReadError::TimedOut) => {
                 let _ = self.child.kill();
@@ -532,6 +612,7 @@ impl Process {
 #[derive(Serialize)]
 enum RequestRef<'a> {
     Parse(ParseJobRef<'a>),
+    PagePng(&'a PagePngJob),
 }
 
 /// Every field of a job but the bytes, which travel as the payload.
@@ -815,6 +896,29 @@ pub fn main() -> std::process::ExitCode {
                         error: format!("a bug in the reader (panic: {})", panic_text(&panic)),
                     },
                 }
+            }
+            Ok(Request::PagePng(job)) => {
+                let bytes = Arc::new(payload);
+                let rendered = std::panic::catch_unwind(|| {
+                    crate::ocr::pages::page_png(&bytes, job.file_type, job.page, job.width)
+                });
+                let (result, png) = match rendered {
+                    Ok(Ok(png)) => (Ok(()), png),
+                    Ok(Err(e)) => (Err(e), Vec::new()),
+                    Err(panic) => (
+                        Err(crate::ocr::pages::PageImageError::Failed(format!(
+                            "a bug in the reader (panic: {})",
+                            panic_text(&panic)
+                        ))),
+                        Vec::new(),
+                    ),
+                };
+                let out = OUT.get().expect("set above");
+                let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+                if write_frame(&mut *out, &Reply::PagePng { result }, &png).is_err() {
+                    return std::process::ExitCode::FAILURE;
+                }
+                continue;
             }
             Err(e) => Reply::Failed {
                 error: format!("request not understood: {e}"),

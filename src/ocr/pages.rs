@@ -400,6 +400,51 @@ fn ccitt_tiff(
 
 /// Decodes a page image, within the pixel limit, as 8-bit grey or 1-bit, with its resolution;
 /// with a note for the clerk when the page had to be read another way (a reduced rendering).
+/// Why a page could not be shown.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, thiserror::Error)]
+pub enum PageImageError {
+    /// The document has no such page, or no page images at all.
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Page `page` of a PDF or image as a PNG at most `width` pixels wide (for the web app's
+/// document viewer: browsers show no TIFF). Reads outside bytes: run it in a worker.
+pub fn page_png(
+    bytes: &Arc<Vec<u8>>,
+    file_type: FileType,
+    page: u32,
+    width: u32,
+) -> Result<Vec<u8>, PageImageError> {
+    use PageImageError::*;
+    if !matches!(
+        file_type,
+        FileType::Pdf | FileType::Tiff | FileType::Jpeg | FileType::Png
+    ) {
+        return Err(NotFound("no page images for this document".into()));
+    }
+    let planned = plan(bytes, file_type, &[page]).map_err(NotFound)?;
+    let img = planned
+        .into_iter()
+        .next()
+        .ok_or_else(|| NotFound(format!("no page {page}")))?
+        .1
+        .map_err(NotFound)?;
+    let (pix, _) = decode(&img).map_err(Failed)?;
+    let scale = (width as f32 / pix.width().max(1) as f32).min(1.0);
+    let scaled = if scale < 0.99 {
+        pix.scaled(scale, scale)
+            .ok_or_else(|| Failed("cannot scale the page".into()))?
+    } else {
+        pix
+    };
+    scaled
+        .to_png()
+        .ok_or_else(|| Failed("cannot encode the page".into()))
+}
+
 pub fn decode(img: &PageImage) -> Result<(Pix, Option<String>), String> {
     match img {
         PageImage::Render(r) => render(r).map(|p| (p, None)),

@@ -3,8 +3,9 @@
 //! text page by page, and requests registered by phone or at the desk.
 
 use super::{i18n, page, query_string, when, App, Auth, WebError};
-use crate::extract::{self, FileType};
+use crate::extract;
 use crate::model::{Channel, Document, Sender, Status, Ticket};
+use crate::ocr::pages::PageImageError;
 use crate::pipeline::Registration;
 use crate::store::web::QueueCounts;
 use crate::store::{TicketFilter, TicketSummary};
@@ -577,7 +578,8 @@ pub async fn page_image(
         )));
     }
     let width = q.w.unwrap_or(1400).clamp(64, 1400);
-    let png = tokio::task::spawn_blocking(move || render_page(&path, &doc, page_no, width))
+    let renderer = app.clone();
+    let png = tokio::task::spawn_blocking(move || render_page(&renderer, &path, &doc, page_no, width))
         .await
         .map_err(|e| WebError::Internal(e.to_string()))??;
     Ok((
@@ -592,6 +594,7 @@ pub async fn page_image(
 }
 
 fn render_page(
+    app: &App,
     path: &std::path::Path,
     doc: &Document,
     page_no: u32,
@@ -601,33 +604,12 @@ fn render_page(
         std::fs::read(path).map_err(|e| WebError::Internal(format!("{}: {e}", path.display())))?,
     );
     let file_type = extract::sniff(&bytes, &doc.name);
-    if !matches!(
-        file_type,
-        FileType::Pdf | FileType::Tiff | FileType::Jpeg | FileType::Png
-    ) {
-        return Err(WebError::NotFound(
-            "no page images for this document".into(),
-        ));
-    }
-    let planned =
-        crate::ocr::pages::plan(&bytes, file_type, &[page_no]).map_err(WebError::NotFound)?;
-    let img = planned
-        .into_iter()
-        .next()
-        .ok_or_else(|| WebError::NotFound(format!("no page {page_no}")))?
-        .1
-        .map_err(WebError::NotFound)?;
-    let (pix, _) = crate::ocr::pages::decode(&img).map_err(WebError::Internal)?;
-    let scale = (width as f32 / pix.width().max(1) as f32).min(1.0);
-    let scaled = if scale < 0.99 {
-        pix.scaled(scale, scale)
-            .ok_or_else(|| WebError::Internal("cannot scale the page".into()))?
-    } else {
-        pix
-    };
-    scaled
-        .to_png()
-        .ok_or_else(|| WebError::Internal("cannot encode the page".into()))
+    app.processor
+        .page_png(&bytes, file_type, page_no, width)
+        .map_err(|e| match e {
+            PageImageError::NotFound(e) => WebError::NotFound(e),
+            PageImageError::Failed(e) => WebError::Internal(e),
+        })
 }
 
 pub async fn register_form(auth: Auth) -> Result<Response, WebError> {
