@@ -50,7 +50,7 @@ const MAX_ITEM_TIME: Duration = Duration::from_secs(3600);
 #[derive(Debug, Deserialize)]
 enum Request {
     /// Run the parsing stages on an item; its bytes are the frame's payload.
-    Parse(ParseJob),
+    Parse(Box<ParseJob>),
     /// One page of a document as a PNG (the web app's viewer); the document is the payload.
     PagePng(PagePngJob),
 }
@@ -79,7 +79,13 @@ pub struct ParseJob {
 #[derive(Debug, Serialize, Deserialize)]
 enum Reply {
     /// First frame of every worker.
-    Hello { protocol: u8, pid: u32 },
+    Hello {
+        protocol: u8,
+        pid: u32,
+        /// What libgomp says its thread limit is (Tesseract's OpenMP teams), if loaded.
+        #[serde(default)]
+        omp_thread_limit: Option<i32>,
+    },
     /// A sign of life, with what it is doing now (`extract`, `ocr`): resets the time limit.
     Progress { step: String },
     Parsed {
@@ -360,6 +366,15 @@ impl Workers {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(p);
     }
 
+    /// libgomp's thread limit in a worker, as the worker reports it (for tests: it proves
+    /// the limit took effect, which setting the variable at run time does not).
+    pub fn omp_thread_limit(&self) -> Result<Option<i32>, WorkerError> {
+        let p = self.take()?;
+        let limit = p.omp_thread_limit;
+        self.give_back(p);
+        Ok(limit)
+    }
+
     /// Worker processes alive and idle (for tests).
     pub fn idle_pids(&self) -> Vec<u32> {
         self.idle
@@ -390,6 +405,7 @@ struct Process {
     frames: FrameReader,
     stderr: Arc<Mutex<VecDeque<String>>>,
     stderr_thread: Option<std::thread::JoinHandle<()>>,
+    omp_thread_limit: Option<i32>,
 }
 
 impl Process {
@@ -444,9 +460,17 @@ impl Process {
             },
             stderr,
             stderr_thread: Some(stderr_thread),
+            omp_thread_limit: None,
         };
         match p.next_reply(Duration::from_secs(30), "the worker") {
-            Ok(Reply::Hello { protocol, .. }) if protocol == PROTOCOL_VERSION => Ok(p),
+            Ok(Reply::Hello {
+                protocol,
+                omp_thread_limit,
+                ..
+            }) if protocol == PROTOCOL_VERSION => {
+                p.omp_thread_limit = omp_thread_limit;
+                Ok(p)
+            }
             Ok(other) => {
                 p.end();
                 Err(WorkerError::Unavailable(format!(
@@ -863,6 +887,7 @@ pub fn main() -> std::process::ExitCode {
     if send(&Reply::Hello {
         protocol: PROTOCOL_VERSION,
         pid: std::process::id(),
+        omp_thread_limit: crate::ocr::omp_thread_limit(),
     })
     .is_err()
     {
@@ -886,7 +911,7 @@ pub fn main() -> std::process::ExitCode {
                     .unwrap_or(600);
                 allow_cpu_seconds(cpu);
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_parse(job, payload)
+                    run_parse(*job, payload)
                 })) {
                     Ok(ticket) => Reply::Parsed {
                         ticket: Box::new(ticket),

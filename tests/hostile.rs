@@ -335,3 +335,47 @@ fn a_content_stream_of_millions_of_operators_is_read_in_time() {
         m.worker_mb
     );
 }
+
+/// libgomp reads `OMP_THREAD_LIMIT` when it loads: workers must start with it set, and it
+/// must be in force there (libgomp's own answer), whatever this environment says.
+#[test]
+fn workers_run_tesseract_with_one_openmp_thread() {
+    std::env::set_var("SPORTELLO_WORKER_EXE", bin());
+    std::env::remove_var("OMP_THREAD_LIMIT");
+    let workers =
+        sportello::worker::Workers::new(sportello::worker::Limits::new(&Default::default(), &[]))
+            .unwrap();
+    assert_eq!(workers.omp_thread_limit().unwrap(), Some(1));
+    drop(workers);
+    // An explicit setting is the user's: respected (and read back, so the probe is real).
+    std::env::set_var("OMP_THREAD_LIMIT", "3");
+    let workers =
+        sportello::worker::Workers::new(sportello::worker::Limits::new(&Default::default(), &[]))
+            .unwrap();
+    assert_eq!(workers.omp_thread_limit().unwrap(), Some(3));
+    std::env::remove_var("OMP_THREAD_LIMIT");
+    // A command that OCRs in its own process restarts with the limit set.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin())
+        .arg("--data")
+        .arg(tmp.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("OMP_THREAD_LIMIT")
+        .env("SPORTELLO_ISOLATION", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let environ = |pid: u32| std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let set = wait_for(Duration::from_secs(10), || {
+        environ(child.id())
+            .split(|&b| b == 0)
+            .any(|v| v == b"OMP_THREAD_LIMIT=1")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        set,
+        "sportello serve did not restart with OMP_THREAD_LIMIT=1"
+    );
+}

@@ -130,8 +130,25 @@ fn worker(languages: &str, jobs: Receiver<Job>) {
     }
 }
 
-/// Sets `OMP_THREAD_LIMIT=1` unless the user chose otherwise; read by OpenMP when Tesseract
-/// first runs a parallel region, which is after this.
+/// libgomp's own idea of its thread limit (`omp_get_thread_limit`), looked up at run time
+/// in the libraries loaded (libtesseract brings libgomp); `None` when it is not loaded.
+pub fn omp_thread_limit() -> Option<i32> {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; the symbol, when found, is
+    // libgomp's `int omp_get_thread_limit(void)`, which has no preconditions.
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, c"omp_get_thread_limit".as_ptr());
+        if f.is_null() {
+            return None;
+        }
+        let f: extern "C" fn() -> libc::c_int = std::mem::transmute(f);
+        Some(f())
+    }
+}
+
+/// Sets `OMP_THREAD_LIMIT=1` unless the user chose otherwise. Too late for libgomp, which
+/// read its settings when it loaded (before `main`): worker processes and the commands that
+/// OCR in-process are started with the variable already set (see `worker.rs`, `cli::main`);
+/// this only keeps the environment saying what is in force for child processes.
 pub fn limit_openmp_threads() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

@@ -579,9 +579,10 @@ pub async fn page_image(
     }
     let width = q.w.unwrap_or(1400).clamp(64, 1400);
     let renderer = app.clone();
-    let png = tokio::task::spawn_blocking(move || render_page(&renderer, &path, &doc, page_no, width))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))??;
+    let png =
+        tokio::task::spawn_blocking(move || render_page(&renderer, &path, &doc, page_no, width))
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))??;
     Ok((
         [
             (header::CONTENT_TYPE, "image/png"),
