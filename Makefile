@@ -55,10 +55,11 @@ demo: build
 test: deps
 	$(CARGO) test --locked --release -- --test-threads=2
 
-# The long kill test: `kill -9` of the runner at random moments, 1,000 items, 20 rounds
-# (`make test` runs 200 items, 2 rounds).
+# The long kill tests: `kill -9` of the runner at random moments, 1,000 items from a folder
+# over 20 rounds, and 200 from an IMAP inbox (`make test` runs 200 x 2 and 60).
 soak: deps
 	SPORTELLO_KILL_ITEMS=1000 SPORTELLO_KILL_ROUNDS=20 $(CARGO) test --locked --release --test kill -- --nocapture
+	SPORTELLO_KILL_IMAP_ITEMS=200 $(CARGO) test --locked --release --test mail sigkill -- --nocapture
 
 # Each fuzz target for FUZZ_SECS seconds (fuzz/run.sh prints runs, runs/s and findings).
 # cargo-fuzz comes from crates.io; it passes nightly flags, which stable Rust takes with

@@ -190,7 +190,8 @@ fn orphaned_marks(dir: &Path) -> Vec<(PathBuf, String)> {
     found
 }
 
-fn alive(pid: u32) -> bool {
+/// Whether a process with this id exists on this machine.
+pub fn alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
     };

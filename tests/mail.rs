@@ -421,3 +421,163 @@ fn a_pec_receipt_is_an_event_on_the_ticket_it_is_about() {
         .collect();
     assert!(!kinds.contains(&"ack_queued"));
 }
+
+/// `kill -9` of the runner at random moments while it files an IMAP inbox and sends the
+/// acknowledgements: every message filed once, moved once, and no citizen acknowledged
+/// twice (a message caught mid-send is not sent again, and its ticket says so).
+/// `SPORTELLO_KILL_IMAP_ITEMS` (default 60); `make soak` runs 200.
+#[test]
+fn sigkill_during_imap_intake_loses_nothing_and_acknowledges_each_once() {
+    let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let n: usize = std::env::var("SPORTELLO_KILL_IMAP_ITEMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    // Ten citizens: at most 20 acknowledgements each per hour (the pipeline's cap).
+    let citizens: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+    let mut users = vec!["urp"];
+    users.extend(citizens.iter().map(String::as_str));
+    let Some(servers) = MailServers::start(&users) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let pipeline = servers.pipeline(tmp.path(), "urp");
+    for i in 0..n {
+        servers.append(
+            "urp",
+            "INBOX",
+            &message(
+                &format!("{}@localhost", citizens[i % citizens.len()]),
+                &format!("Richiesta {i}"),
+                &format!("Testo della richiesta numero {i}."),
+                &format!("kill-{i}@localhost"),
+                "",
+            ),
+        );
+    }
+    let start = || {
+        Command::new(bin())
+            .arg("--data")
+            .arg(&data)
+            .args(["run", "--pipeline"])
+            .arg(&pipeline)
+            .env("SPORTELLO_TEST_IMAP_PASSWORD", PASSWORD)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let acks = || -> usize {
+        citizens
+            .iter()
+            .map(|c| servers.messages(c, "INBOX").len())
+            .sum()
+    };
+    let uncertain = |all: &[serde_json::Value]| {
+        all.iter()
+            .filter(|t| {
+                t["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["kind"] == "ack_uncertain")
+            })
+            .count()
+    };
+    // Progress through the three things a message goes through: filed, moved, acknowledged
+    // (or flagged as caught mid-send).
+    let progress = || {
+        let all = tickets(&data);
+        all.len() + uncertain(&all) + servers.messages("urp", "Protocollati").len() + acks()
+    };
+    let mut seed: u64 = 2009;
+    let mut kills = 0;
+    let mut mid_way = 0;
+    while progress() < 3 * n && kills < 6 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let done = progress();
+        let target = done + 1 + (seed >> 33) as usize % (3 * n - done);
+        let mut runner = start();
+        wait_for(Duration::from_secs(60), || progress() >= target);
+        let workers = children(runner.id());
+        runner.kill().unwrap(); // SIGKILL
+        runner.wait().unwrap();
+        kills += 1;
+        if progress() < 3 * n {
+            mid_way += 1;
+        }
+        assert!(
+            wait_for(Duration::from_secs(10), || workers
+                .iter()
+                .all(|&w| !alive(w))),
+            "workers outlived the runner"
+        );
+    }
+    assert!(
+        mid_way > 0,
+        "no kill landed mid-way: the test proved nothing"
+    );
+    let mut runner = start();
+    let settled = wait_for(Duration::from_secs(120), || {
+        let all = tickets(&data);
+        all.len() >= n
+            && servers.messages("urp", "INBOX").is_empty()
+            && acks() + uncertain(&all) >= n
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = Command::new("kill").arg(runner.id().to_string()).status();
+    let _ = runner.wait();
+    let all = tickets(&data);
+    assert!(settled, "{} tickets after {kills} kills", all.len());
+    assert_eq!(all.len(), n, "every message filed once");
+    let mut subjects: Vec<&str> = all.iter().map(|t| t["subject"].as_str().unwrap()).collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), n);
+    assert_eq!(
+        servers.messages("urp", "Protocollati").len(),
+        n,
+        "moved once"
+    );
+    // Each acknowledgement names its ticket: none twice.
+    let mut acknowledged: Vec<String> = Vec::new();
+    for c in &citizens {
+        for ack in servers.messages(c, "INBOX") {
+            let subject = header(&ack, "Subject").unwrap_or_default();
+            let code = all
+                .iter()
+                .map(|t| t["code"].as_str().unwrap())
+                .find(|code| subject.contains(code))
+                .unwrap_or_else(|| panic!("an acknowledgement for no ticket: {subject}"));
+            acknowledged.push(code.to_string());
+        }
+    }
+    let delivered = acknowledged.len();
+    acknowledged.sort();
+    acknowledged.dedup();
+    assert_eq!(
+        acknowledged.len(),
+        delivered,
+        "an acknowledgement was sent twice"
+    );
+    // Every ticket acknowledged, or flagged as caught mid-send (it may have arrived).
+    for t in &all {
+        let code = t["code"].as_str().unwrap();
+        let flagged = t["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "ack_uncertain");
+        assert!(
+            flagged || acknowledged.iter().any(|a| a == code),
+            "{code}: no acknowledgement and no flag"
+        );
+    }
+    eprintln!(
+        "{n} messages, {kills} kills ({mid_way} mid-way): {delivered} acknowledged, {} flagged uncertain",
+        uncertain(&all)
+    );
+}

@@ -212,6 +212,13 @@ impl AckSender {
 
     /// Sends what is due (everything pending when `all`); returns (sent, failed).
     pub fn deliver(&self, store: &mut Store, all: bool) -> (usize, usize) {
+        match store.outbox_settle_orphans(crate::crashes::alive) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                "{n} message(s) were being sent when a sender stopped: not sent again, flagged on their tickets"
+            ),
+            Err(e) => tracing::warn!("outbox: {e}"),
+        }
         let due = match store.outbox_due(100, all) {
             Ok(d) => d,
             Err(e) => {
@@ -221,6 +228,16 @@ impl AckSender {
         };
         let (mut sent, mut failed) = (0, 0);
         for item in due {
+            // Claimed first (committed): a death between the SMTP server's "OK" and the
+            // record of it must not send the message twice.
+            match store.outbox_claim(&item) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!("outbox: {e}");
+                    break;
+                }
+            }
             let result = self.message(&item).and_then(|m| {
                 self.transport
                     .send(&m)

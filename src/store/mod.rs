@@ -217,6 +217,13 @@ CREATE TABLE parse_crashes (
     updated_at TEXT NOT NULL
 );
 "#,
+    // An outbox message is claimed (committed) before it is handed to the SMTP server, so a
+    // sender that dies mid-send leaves a trace: such a message is not sent again (it may
+    // have arrived), and its ticket says so.
+    r#"
+ALTER TABLE outbox ADD COLUMN sending_by INTEGER;
+ALTER TABLE outbox ADD COLUMN uncertain TEXT;
+"#,
 ];
 
 /// Counters (table `counters`): clerks' corrections since the model was last trained, and
@@ -773,7 +780,8 @@ impl Store {
             "SELECT o.id, t.code, t.protocol_year, t.protocol_number, t.subject, o.to_addr, o.message_id,
                     o.in_reply_to, o.language, o.attempts, o.reply_subject, o.reply_body
              FROM outbox o JOIN tickets t ON t.id = o.ticket_id
-             WHERE o.sent_at IS NULL AND (?3 OR o.next_attempt_at <= ?1) ORDER BY o.id LIMIT ?2",
+             WHERE o.sent_at IS NULL AND o.sending_by IS NULL AND o.uncertain IS NULL
+               AND (?3 OR o.next_attempt_at <= ?1) ORDER BY o.id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![now_rfc3339(), limit as i64, all], |r| {
             Ok(OutboxItem {
@@ -798,10 +806,58 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// Claims an outbox message for this process before it goes to the SMTP server
+    /// (committed); false when another sender claimed it first.
+    pub fn outbox_claim(&mut self, item: &OutboxItem) -> Result<bool> {
+        let n = execute_cached(
+            &self.conn,
+            "UPDATE outbox SET sending_by = ?1
+             WHERE id = ?2 AND sent_at IS NULL AND sending_by IS NULL AND uncertain IS NULL",
+            params![std::process::id(), item.id],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Messages claimed by a sender that died before it recorded the outcome: it cannot be
+    /// known whether the SMTP server took them, so they are not sent again (a citizen must
+    /// not get two); each gets an event a clerk sees. `alive` tells a live sender's pid.
+    pub fn outbox_settle_orphans(&mut self, alive: impl Fn(u32) -> bool) -> Result<usize> {
+        let claimed: Vec<(i64, i64, u32, String)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT id, ticket_id, sending_by, to_addr FROM outbox
+                 WHERE sent_at IS NULL AND sending_by IS NOT NULL AND uncertain IS NULL",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut settled = 0;
+        for (id, ticket_id, pid, to) in claimed {
+            if pid == std::process::id() || alive(pid) {
+                continue;
+            }
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_rfc3339();
+            let reason = "the office stopped while this message was being sent: it may not have arrived, and is not sent again; send it again from the ticket if the citizen did not get it";
+            let n = tx.execute(
+                "UPDATE outbox SET uncertain = ?1 WHERE id = ?2 AND sent_at IS NULL AND sending_by = ?3",
+                params![reason, id, pid],
+            )?;
+            if n == 1 {
+                let detail = serde_json::json!({"to": to, "reason": reason});
+                insert_event(&tx, ticket_id, &now, "sportello", "ack_uncertain", &detail)?;
+                settled += 1;
+            }
+            tx.commit()?;
+        }
+        Ok(settled)
+    }
+
     /// How many acknowledgements are not sent yet.
     pub fn outbox_pending(&self) -> Result<i64> {
         Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL",
+            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND uncertain IS NULL",
             [],
             |r| r.get(0),
         )?)
@@ -829,7 +885,7 @@ impl Store {
             None => {
                 execute_cached(
                     &tx,
-                    "UPDATE outbox SET sent_at = ?1, attempts = attempts + 1, last_error = NULL WHERE id = ?2",
+                    "UPDATE outbox SET sent_at = ?1, attempts = attempts + 1, last_error = NULL, sending_by = NULL WHERE id = ?2",
                     params![now, item.id],
                 )?;
                 let detail = serde_json::json!({"to": item.to, "message_id": item.message_id});
@@ -845,7 +901,7 @@ impl Store {
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                 execute_cached(
                     &tx,
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?1, next_attempt_at = ?2 WHERE id = ?3",
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?1, next_attempt_at = ?2, sending_by = NULL WHERE id = ?3",
                     params![e, next, item.id],
                 )?;
                 let detail = serde_json::json!({"to": item.to, "error": e, "attempt": item.attempts + 1, "next_attempt_at": next});
@@ -1976,6 +2032,67 @@ mod tests {
             mail: None,
             search_text: None,
         }
+    }
+
+    /// A message claimed by a sender that died is not handed out again, and its ticket
+    /// says so; one claimed by a live sender, or sent, is left alone.
+    #[test]
+    fn a_message_claimed_by_a_dead_sender_is_not_sent_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut codes = Vec::new();
+        for n in 0..3 {
+            let mut t = ticket(n, &format!("c{n}@example.it"), "B/1");
+            t.mail = Some(MailFacts {
+                message_id: Some(format!("m{n}@example.it")),
+                ack: Some(AckRequest {
+                    to: format!("c{n}@example.it"),
+                    language: "it".into(),
+                    max_per_hour: 5,
+                    domain: "example.it".into(),
+                }),
+                ..MailFacts::default()
+            });
+            codes.push(store.file(&t, "URP").unwrap().code().to_string());
+        }
+        let due = store.outbox_due(10, true).unwrap();
+        assert_eq!(due.len(), 3);
+        assert!(store.outbox_claim(&due[0]).unwrap());
+        assert!(!store.outbox_claim(&due[0]).unwrap(), "claimed once");
+        store.outbox_result(&due[0], None, 0).unwrap();
+        assert!(store.outbox_claim(&due[1]).unwrap());
+        assert!(store.outbox_claim(&due[2]).unwrap());
+        // Claimed by this process: not handed out again, not an orphan while it lives.
+        assert!(store.outbox_due(10, true).unwrap().is_empty());
+        assert_eq!(store.outbox_settle_orphans(|_| false).unwrap(), 0);
+        // The same claims seen as another, dead process's.
+        store
+            .conn
+            .execute(
+                "UPDATE outbox SET sending_by = 4194307 WHERE sending_by IS NOT NULL",
+                [],
+            )
+            .unwrap();
+        assert_eq!(
+            store.outbox_settle_orphans(|_| true).unwrap(),
+            0,
+            "a live sender's"
+        );
+        assert_eq!(store.outbox_settle_orphans(|_| false).unwrap(), 2);
+        assert!(store.outbox_due(10, true).unwrap().is_empty());
+        assert_eq!(store.outbox_pending().unwrap(), 0);
+        let kinds = |code: &str| -> Vec<String> {
+            store
+                .ticket(code)
+                .unwrap()
+                .events
+                .iter()
+                .map(|e| e.kind.clone())
+                .collect()
+        };
+        assert!(kinds(&codes[0]).contains(&"ack_sent".to_string()));
+        assert!(!kinds(&codes[0]).contains(&"ack_uncertain".to_string()));
+        assert!(kinds(&codes[2]).contains(&"ack_uncertain".to_string()));
     }
 
     /// `sportello_rank` against SQLite's own `bm25()` over the same window: the same rows on
