@@ -531,6 +531,21 @@ pub mod hostile {
         ])
     }
 
+    /// A page whose content stream opens `depth` arrays one inside the other.
+    pub fn nested_content_pdf(depth: usize) -> Vec<u8> {
+        let mut content = b"BT /F1 11 Tf 72 770 Td (Richiesta) Tj ET\n".to_vec();
+        content.extend(std::iter::repeat_n(b'[', depth));
+        content.extend(std::iter::repeat_n(b']', depth));
+        content.extend_from_slice(b" TJ");
+        pdf_of(&[
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_vec(),
+            FONT.as_bytes().to_vec(),
+            stream("", &content),
+        ])
+    }
+
     /// A page tree whose node lists its own parent among its kids.
     pub fn page_tree_loop_pdf() -> Vec<u8> {
         pdf_of(&[
@@ -604,6 +619,7 @@ pub mod hostile {
             ("cyclic-xobjects.pdf", cyclic_xobjects_pdf()),
             ("nested-arrays.pdf", nested_arrays_pdf(100_000)),
             ("page-tree-loop.pdf", page_tree_loop_pdf()),
+            ("nested-content.pdf", nested_content_pdf(100_000)),
             ("flate-bomb-2gb.pdf", flate_bomb_pdf(2 << 30)),
             ("nested-multipart.eml", nested_multipart_email(10_000)),
             ("huge-100000x100000.tif", huge_tiff(100_000, 100_000)),

@@ -173,10 +173,10 @@ fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<LopdfPages, LopdfF
             // pdf-extract follows form XObjects without remembering where it has been: forms
             // that draw each other would recurse until the stack overflows. Poppler reads
             // such a page (it limits the depth).
-            None if !forms_nest_safely(&doc, page_id) => {
+            None if !forms_nest_safely(&doc, page_id) || !content_nests_safely(&doc, page_id) => {
                 unread_text = true;
                 problem.get_or_insert_with(|| format!(
-                    "page {number}: the PDF's form XObjects draw each other in a loop or nest too deep (made to break readers); check the text read against the original"
+                    "page {number}: the PDF's drawing instructions loop or nest too deep (made to break readers); check the text read against the original"
                 ));
                 (String::new(), false)
             }
@@ -207,6 +207,13 @@ fn extract_with_lopdf(bytes: &[u8], max_pages: u32) -> Result<LopdfPages, LopdfF
         unread_text,
         problem,
     })
+}
+
+/// Whether the page's content nests its arrays and dictionaries no deeper than a document
+/// does: lopdf's content parser, under pdf-extract, recurses once per level.
+fn content_nests_safely(doc: &lopdf::Document, page_id: lopdf::ObjectId) -> bool {
+    doc.get_page_content(page_id)
+        .map_or(true, |content| super::pdfcheck::check(&content).is_ok())
 }
 
 /// Whether the page tree, walked from the catalog, reaches a node it already went through.

@@ -40,7 +40,11 @@ pub fn count_operations(content: &[u8]) -> usize {
 /// only numbers, names, strings and arrays; dictionaries (marked content) are read past and
 /// inline images skipped. `None` when the stream does not read (the general reader decides).
 fn each_operation(content: &[u8], mut op: impl FnMut(&str, &[Object]) -> Option<()>) -> Option<()> {
-    let mut lexer = Lexer { s: content, i: 0 };
+    let mut lexer = Lexer {
+        s: content,
+        i: 0,
+        depth: 0,
+    };
     let mut operands: Vec<Object> = Vec::new();
     while let Some(token) = lexer.token()? {
         match token {
@@ -70,9 +74,15 @@ enum Token<'a> {
     DictEnd,
 }
 
+/// Arrays and dictionaries nested deeper than this are not read (each level is a recursive
+/// call: a stream of `[[[[…` would otherwise overflow the stack). Found by the fuzzer.
+const MAX_DEPTH: usize = 64;
+
 struct Lexer<'a> {
     s: &'a [u8],
     i: usize,
+    /// Arrays and dictionaries open around the current token.
+    depth: usize,
 }
 
 fn is_delimiter(b: u8) -> bool {
@@ -119,6 +129,10 @@ impl<'a> Lexer<'a> {
             )),
             b'<' if self.s.get(self.i + 1) == Some(&b'<') => {
                 self.i += 2;
+                if self.depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.depth += 1;
                 // Marked-content properties: read past (a nested dictionary is read whole by
                 // the inner call), keep a placeholder operand.
                 loop {
@@ -128,6 +142,7 @@ impl<'a> Lexer<'a> {
                         None => return None,
                     }
                 }
+                self.depth -= 1;
                 Token::Object(Object::Null)
             }
             b'>' if self.s.get(self.i + 1) == Some(&b'>') => {
@@ -152,6 +167,10 @@ impl<'a> Lexer<'a> {
             }
             b'[' => {
                 self.i += 1;
+                if self.depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.depth += 1;
                 let mut items = Vec::new();
                 loop {
                     match self.token()? {
@@ -160,6 +179,7 @@ impl<'a> Lexer<'a> {
                         _ => return None,
                     }
                 }
+                self.depth -= 1;
                 Token::Object(Object::Array(items))
             }
             b']' => {
