@@ -494,6 +494,17 @@ pub mod hostile {
         s
     }
 
+    /// A one-page PDF in Helvetica whose content stream is `content` (`dict`: its filter).
+    fn one_page(dict: &str, content: &[u8]) -> Vec<u8> {
+        pdf_of(&[
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_vec(),
+            FONT.as_bytes().to_vec(),
+            stream(dict, content),
+        ])
+    }
+
     const FONT: &str =
         "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>";
 
@@ -537,13 +548,7 @@ pub mod hostile {
         content.extend(std::iter::repeat_n(b'[', depth));
         content.extend(std::iter::repeat_n(b']', depth));
         content.extend_from_slice(b" TJ");
-        pdf_of(&[
-            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
-            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_vec(),
-            FONT.as_bytes().to_vec(),
-            stream("", &content),
-        ])
+        one_page("", &content)
     }
 
     /// A page tree whose node lists its own parent among its kids.
@@ -570,13 +575,7 @@ pub mod hostile {
             left -= n as u64;
         }
         let data = z.finish().expect("writing to memory");
-        pdf_of(&[
-            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
-            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_vec(),
-            FONT.as_bytes().to_vec(),
-            stream("/Filter /FlateDecode", &data),
-        ])
+        one_page("/Filter /FlateDecode", &data)
     }
 
     /// A page whose content stream is `ops` text operators.
@@ -586,13 +585,7 @@ pub mod hostile {
             content.extend_from_slice(b"0 0 Td\n");
         }
         content.extend_from_slice(b"(fine) Tj ET");
-        pdf_of(&[
-            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
-            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_vec(),
-            FONT.as_bytes().to_vec(),
-            stream("", &content),
-        ])
+        one_page("", &content)
     }
 
     /// A message of `depth` multiparts one inside the other.
