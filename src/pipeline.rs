@@ -62,6 +62,10 @@ pub enum PrepareError {
         name: String,
         source: std::io::Error,
     },
+    /// No worker process could be started: the item is left where it is, for later (a
+    /// fault of this machine, not of the item).
+    #[error("{0}")]
+    NoWorker(String),
 }
 
 /// The configured stages, shared by all workers.
@@ -225,7 +229,7 @@ impl Processor {
             let bytes = work.item.bytes.clone();
             let sha = work.ticket.intake.sha256.clone();
             let mut keep = || kept = Some(self.blobs.put_with_sha(&sha, &bytes));
-            self.apply(&mut work, wanted, &mut keep);
+            self.apply(&mut work, wanted, &mut keep)?;
         }
         match kept {
             Some(Err(source)) => Err(PrepareError::KeepOriginal {
@@ -242,7 +246,12 @@ impl Processor {
     ///
     /// `keep` keeps the original: it is called once, before the first stage that runs here,
     /// or while a worker runs the first parsing stages.
-    fn apply(&self, work: &mut Work, wanted: impl Fn(&dyn Stage) -> bool, keep: &mut dyn FnMut()) {
+    fn apply(
+        &self,
+        work: &mut Work,
+        wanted: impl Fn(&dyn Stage) -> bool,
+        keep: &mut dyn FnMut(),
+    ) -> Result<(), PrepareError> {
         let wanted: Vec<&(Box<dyn Stage>, Option<StageConfig>)> = self
             .stages
             .iter()
@@ -270,10 +279,11 @@ impl Processor {
             let end = (i..wanted.len())
                 .find(|&j| wanted[j].1.is_none())
                 .unwrap_or(wanted.len());
-            self.parse(work, &wanted[i..end], &mut keep_once);
+            self.parse(work, &wanted[i..end], &mut keep_once)?;
             i = end;
         }
         keep_once();
+        Ok(())
     }
 
     /// Runs parsing stages on the item: not at all when it crashed its readers too often;
@@ -283,11 +293,11 @@ impl Processor {
         work: &mut Work,
         stages: &[&(Box<dyn Stage>, Option<StageConfig>)],
         keep: &mut dyn FnMut(),
-    ) {
+    ) -> Result<(), PrepareError> {
         let sha = work.ticket.intake.sha256.clone();
         if let Some(reason) = self.crashes.refused(&sha) {
             flag_unread(&mut work.ticket, reason);
-            return;
+            return Ok(());
         }
         let Some(workers) = &self.workers else {
             keep();
@@ -299,7 +309,7 @@ impl Processor {
                         .push(format!("{} failed: {e}", stage.name()));
                 }
             }
-            return;
+            return Ok(());
         };
         let job = crate::worker::ParseJob {
             item: work.item.clone(),
@@ -316,7 +326,10 @@ impl Processor {
             let error = match result {
                 Ok(ticket) => {
                     work.ticket = ticket;
-                    return;
+                    return Ok(());
+                }
+                Err(crate::worker::WorkerError::Unavailable(e)) => {
+                    return Err(PrepareError::NoWorker(e))
                 }
                 Err(e) => e,
             };
@@ -329,7 +342,7 @@ impl Processor {
                 }
             }
             flag_unread(&mut work.ticket, reason);
-            return;
+            return Ok(());
         }
     }
 }
@@ -469,7 +482,7 @@ impl Processor {
             },
             ticket,
         };
-        self.apply(&mut work, |s| s.name() == "classify", &mut || {});
+        self.apply(&mut work, |s| s.name() == "classify", &mut || {})?;
         work.ticket.entities = ticket_entities(&work.ticket);
         work.ticket.search_text = Some(crate::store::SearchText::of(&work.ticket));
         Ok(work.ticket)

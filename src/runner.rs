@@ -265,6 +265,9 @@ pub fn run(
     let prefix = pipeline.code_prefix.clone();
     let mut last_scan: Vec<Option<Instant>> = vec![None; sources.len()];
     let mut in_flight: std::collections::HashSet<PathBuf> = Default::default();
+    // With `--once`, an item that could not be prepared (no worker, original not kept) is
+    // left in its source and not tried again in this run.
+    let mut given_up: std::collections::HashSet<PathBuf> = Default::default();
     let acks_done = AtomicBool::new(false);
     let data_dir = store.data_dir().to_path_buf();
 
@@ -294,6 +297,9 @@ pub fn run(
             finished.extend(res_rx.try_iter());
             for (idx, path, prepared) in finished.drain(..) {
                 in_flight.remove(&path);
+                if once && prepared.is_err() {
+                    given_up.insert(path.clone());
+                }
                 let outcome = match &sources[idx] {
                     Source::Folder(src) => file_and_move(store, src, &path, prepared, &prefix),
                     Source::Imap(src) => file_message(store, src, &path, prepared, &prefix),
@@ -348,7 +354,7 @@ pub fn run(
                     }
                 };
                 for (path, item) in ready {
-                    if in_flight.contains(&path) {
+                    if in_flight.contains(&path) || given_up.contains(&path) {
                         continue;
                     }
                     in_flight.insert(path.clone());

@@ -293,10 +293,14 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Workers run `exe` (this binary, from `/proc/self/exe`, unless a test says otherwise).
+    /// Workers run this very binary: `/proc/self/exe`, which still runs it after an upgrade
+    /// replaced the file (so runner and workers always speak the same protocol), unless
+    /// `SPORTELLO_WORKER_EXE` names another (a library user's program, tests).
     pub fn new(limits: Limits) -> Result<Workers, String> {
+        let own = Path::new("/proc/self/exe");
         let exe = match std::env::var_os("SPORTELLO_WORKER_EXE") {
             Some(p) => PathBuf::from(p),
+            None if own.exists() => own.to_path_buf(),
             None => std::env::current_exe()
                 .map_err(|e| format!("cannot find this program to start workers: {e}"))?,
         };
@@ -427,7 +431,7 @@ impl Process {
             use std::os::unix::process::CommandExt;
             // Not in the runner's process group: a Ctrl-C meant for the runner (which then
             // finishes the items in hand) must not kill the workers doing them.
-            cmd.process_group(0);
+            cmd.process_group(0).arg0("sportello");
         }
         let mut child = spawn(cmd).map_err(|e| {
             WorkerError::Unavailable(format!("cannot start {}: {e}", exe.display()))

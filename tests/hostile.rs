@@ -379,3 +379,38 @@ fn workers_run_tesseract_with_one_openmp_thread() {
         "sportello serve did not restart with OMP_THREAD_LIMIT=1"
     );
 }
+
+/// Without a worker (this machine's fault, not the item's) nothing is filed: the file stays
+/// in the drop folder for a later scan, and `ingest` says why.
+#[test]
+fn an_item_no_worker_could_read_is_left_where_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
+    std::fs::create_dir_all(&drop).unwrap();
+    let names = good_letters(&drop, 2);
+    let p = pipeline(tmp.path(), &drop, "");
+    let m = measured(
+        &data,
+        &["run", "--once", "--pipeline", p.to_str().unwrap()],
+        &[("SPORTELLO_WORKER_EXE", "/nonexistent/sportello")],
+    );
+    let _ = m.run.status;
+    assert_eq!(names_in(&drop.join("failed")), Vec::<String>::new());
+    assert_eq!(names_in(&drop.join("processed")), Vec::<String>::new());
+    for n in &names {
+        assert!(drop.join(n).exists(), "{n} left in the drop folder");
+    }
+    let run = sportello(&data, &["export", "--jsonl"]);
+    assert!(
+        run.stdout.trim().is_empty(),
+        "nothing filed: {}",
+        run.stdout
+    );
+    let one = drop.join(&names[0]);
+    let m = measured(
+        &data,
+        &["ingest", one.to_str().unwrap()],
+        &[("SPORTELLO_WORKER_EXE", "/nonexistent/sportello")],
+    );
+    assert!(m.run.stderr.contains("cannot start"), "{}", m.run.stderr);
+}
