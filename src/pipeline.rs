@@ -108,11 +108,16 @@ pub fn run_stages_here(stages: &[Box<dyn Stage>], work: &mut Work, blobs: &BlobS
         if stage.name() != "extract" {
             crate::worker::progress(stage.name());
         }
-        if let Err(e) = stage.process(work, blobs) {
-            work.ticket
-                .attention
-                .push(format!("{} failed: {e}", stage.name()));
-        }
+        run_stage(stage.as_ref(), work, blobs);
+    }
+}
+
+/// Runs one stage; a stage that fails flags the ticket.
+fn run_stage(stage: &dyn Stage, work: &mut Work, blobs: &BlobStore) {
+    if let Err(e) = stage.process(work, blobs) {
+        work.ticket
+            .attention
+            .push(format!("{} failed: {e}", stage.name()));
     }
 }
 
@@ -267,12 +272,7 @@ impl Processor {
         while i < wanted.len() {
             if wanted[i].1.is_none() {
                 keep_once();
-                let stage = &wanted[i].0;
-                if let Err(e) = stage.process(work, &self.blobs) {
-                    work.ticket
-                        .attention
-                        .push(format!("{} failed: {e}", stage.name()));
-                }
+                run_stage(wanted[i].0.as_ref(), work, &self.blobs);
                 i += 1;
                 continue;
             }
@@ -303,11 +303,7 @@ impl Processor {
             keep();
             let _reading = self.crashes.reading(&sha);
             for (stage, _) in stages {
-                if let Err(e) = stage.process(work, &self.blobs) {
-                    work.ticket
-                        .attention
-                        .push(format!("{} failed: {e}", stage.name()));
-                }
+                run_stage(stage.as_ref(), work, &self.blobs);
             }
             return Ok(());
         };

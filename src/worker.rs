@@ -358,11 +358,18 @@ impl Workers {
         result
     }
 
+    /// An idle worker still alive, or a new one: a worker that died while idle (killed from
+    /// outside) must not be handed the next item, whose reading would then be blamed.
     fn take(&self) -> Result<Process, WorkerError> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        match idle {
-            Some(p) => Ok(p),
-            None => Process::start(&self.exe, &self.limits),
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some(mut p) = idle else {
+                return Process::start(&self.exe, &self.limits);
+            };
+            match p.child.try_wait() {
+                Ok(None) => return Ok(p),
+                _ => p.end(),
+            }
         }
     }
 
@@ -833,11 +840,6 @@ pub fn progress(step: &str) {
     );
 }
 
-/// True inside a worker process.
-pub fn in_worker() -> bool {
-    OUT.get().is_some()
-}
-
 /// Set when a parser thread was abandoned on a time limit: the worker then retires.
 static ABANDONED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -897,6 +899,10 @@ pub fn main() -> std::process::ExitCode {
     {
         return std::process::ExitCode::FAILURE;
     }
+    let cpu_per_item = std::env::var("SPORTELLO_WORKER_CPU_SECS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(600);
     let mut stdin = io::stdin().lock();
     loop {
         let (header, payload) = match read_frame(&mut stdin) {
@@ -909,11 +915,7 @@ pub fn main() -> std::process::ExitCode {
         };
         let reply = match serde_json::from_slice::<Request>(&header) {
             Ok(Request::Parse(job)) => {
-                let cpu = std::env::var("SPORTELLO_WORKER_CPU_SECS")
-                    .ok()
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(600);
-                allow_cpu_seconds(cpu);
+                allow_cpu_seconds(cpu_per_item);
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     run_parse(*job, payload)
                 })) {

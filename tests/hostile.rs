@@ -346,6 +346,16 @@ fn workers_run_tesseract_with_one_openmp_thread() {
         sportello::worker::Workers::new(sportello::worker::Limits::new(&Default::default(), &[]))
             .unwrap();
     assert_eq!(workers.omp_thread_limit().unwrap(), Some(1));
+    // A worker killed while idle is not handed the next item: a new one is started.
+    let idle = workers.idle_pids();
+    assert_eq!(idle.len(), 1);
+    unsafe { libc::kill(idle[0] as i32, libc::SIGKILL) };
+    assert!(wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{}/stat", idle[0]))
+            .map_or(true, |s| s.contains(") Z"))
+    }));
+    assert_eq!(workers.omp_thread_limit().unwrap(), Some(1));
+    assert_ne!(workers.idle_pids(), idle, "the dead worker was replaced");
     drop(workers);
     // An explicit setting is the user's: respected (and read back, so the probe is real).
     std::env::set_var("OMP_THREAD_LIMIT", "3");

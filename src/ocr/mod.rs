@@ -116,8 +116,6 @@ fn pool(languages: &str, workers: usize) -> &'static Pool {
 }
 
 fn worker(languages: &str, jobs: Receiver<Job>) {
-    // Tesseract's OpenMP threads would fight the workers for the same cores.
-    limit_openmp_threads();
     let mut engine: Option<Result<Engine, String>> = None;
     for job in jobs {
         let engine =
@@ -143,24 +141,6 @@ pub fn omp_thread_limit() -> Option<i32> {
         let f: extern "C" fn() -> libc::c_int = std::mem::transmute(f);
         Some(f())
     }
-}
-
-/// Sets `OMP_THREAD_LIMIT=1` unless the user chose otherwise. Too late for libgomp, which
-/// read its settings when it loaded (before `main`): worker processes and the commands that
-/// OCR in-process are started with the variable already set (see `worker.rs`, `cli::main`);
-/// this only keeps the environment saying what is in force for child processes.
-pub fn limit_openmp_threads() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("OMP_THREAD_LIMIT").is_none() {
-            // SAFETY (edition 2024 semantics): called before any OCR thread reads the
-            // environment; other threads of this program do not read OMP_* variables.
-            #[allow(unused_unsafe)]
-            unsafe {
-                std::env::set_var("OMP_THREAD_LIMIT", "1")
-            };
-        }
-    });
 }
 
 fn failed_page(page: u32, error: String) -> PageOcr {
