@@ -302,3 +302,49 @@ fn corpus_character_error_rate_per_group() {
         assert!(mean < 0.03, "{group}: mean CER {mean:.4}");
     }
 }
+
+/// Memory: an OCR ingest of the shared faxes and letters (one- and two-page, upright and
+/// turned) keeps every process — the runner and each worker — under 200 MB. A worker reading
+/// one-page documents loads one engine; the orientation model is loaded once, when needed.
+#[test]
+fn ocr_ingest_stays_under_200_mb_in_every_process() {
+    let Some(corpus) = corpus() else { return };
+    let dir = corpus.join("ocr-it");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!("skipped: no ocr-it in {}", corpus.display());
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pages = tmp.path().join("pages");
+    std::fs::create_dir_all(&pages).unwrap();
+    let mut n = 0;
+    for e in entries {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "tif" || x == "jpg") {
+            std::fs::copy(&path, pages.join(path.file_name().unwrap())).unwrap();
+            n += 1;
+        }
+    }
+    assert!(n > 0);
+    // Waited for below with wait4, which std does not offer.
+    #[allow(clippy::zombie_processes)]
+    let child = std::process::Command::new(bin())
+        .arg("--data")
+        .arg(tmp.path().join("data"))
+        .args(["ingest", "--channel", "fax"])
+        .arg(&pages)
+        .env_remove("SPORTELLO_ISOLATION")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // wait4 reports the largest resident set of the process and of every descendant it
+    // waited for (its workers).
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    let pid = child.id() as libc::pid_t;
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    let mb = usage.ru_maxrss as f64 / 1024.0;
+    eprintln!("OCR ingest of {n} files: largest process {mb:.0} MB");
+    assert!(mb < 200.0, "largest process {mb:.0} MB");
+}
