@@ -2,12 +2,13 @@
 //! edge, one clear line per error and a non-zero exit.
 
 use crate::classify::eval::{cross_validate, read_labels, Labelled, Report};
-use crate::classify::model::{Example, Model};
+use crate::classify::model::{Example, Model, TRAINING_ROUNDS};
 use crate::classify::rules::Rules;
 use crate::classify::{Classification, Classifier};
 use crate::config::Pipeline;
 use crate::model::{Channel, Status, Ticket};
 use crate::pipeline::Processor;
+use crate::progress::{Progress, Unit};
 use crate::runner::{self, Outcome};
 use crate::search::SearchQuery;
 use crate::store::{Filed, Store, TicketFilter};
@@ -613,8 +614,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             for e in &errors {
                 eprintln!("sportello: {e}");
             }
-            let total = files.len();
-            let mut done = 0usize;
+            let mut progress = Progress::new(files.len() as u64, Unit::Items, json);
             let mut write_error = None;
             runner::ingest(
                 &mut store,
@@ -623,18 +623,17 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                 files,
                 channel,
                 |store, outcome| {
-                    done += 1;
                     if outcome.result.is_err() {
                         failed += 1;
                     }
-                    if total > 20 && done % 100 == 0 {
-                        eprintln!("sportello: {done}/{total} files");
-                    }
-                    if let Err(e) = report_outcome(out, store, &outcome, json) {
+                    if let Err(e) = progress.suspend(|| report_outcome(out, store, &outcome, json))
+                    {
                         write_error.get_or_insert(e);
                     }
+                    progress.item(outcome.pages.into(), outcome.flagged());
                 },
             );
+            progress.finish();
             if let Some(e) = write_error {
                 return Err(e);
             }
@@ -720,7 +719,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                         def.office
                     ))?;
                     if rules.retrain_after > 0 && corrections >= rules.retrain_after as u64 {
-                        let n = train_from_store(&mut store)?;
+                        let n = train_from_store(&mut store, &mut || {})?;
                         eprintln!("sportello: model retrained on {n} reviewed tickets after {corrections} corrections");
                     }
                 }
@@ -933,7 +932,9 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                 Some(path) => {
                     let records = read_labels(&path).map_err(anyhow::Error::msg)?;
                     let examples: Vec<Example> = records.iter().map(Labelled::example).collect();
-                    let model = Model::train(&examples)?;
+                    let progress = Progress::new(TRAINING_ROUNDS as u64, Unit::Rounds, false);
+                    let model = Model::train_observed(&examples, &mut || progress.round())?;
+                    progress.finish();
                     model.save(store.data_dir())?;
                     out.line(&format!(
                         "model trained on {} labelled requests from {} ({} topics)",
@@ -943,7 +944,9 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                     ))?;
                 }
                 None => {
-                    let n = train_from_store(&mut store)?;
+                    let progress = Progress::new(TRAINING_ROUNDS as u64, Unit::Rounds, false);
+                    let n = train_from_store(&mut store, &mut || progress.round())?;
+                    progress.finish();
                     out.line(&format!("model trained on {n} clerk-reviewed tickets"))?;
                 }
             }
@@ -1256,7 +1259,7 @@ fn rules_path(given: Option<&Path>, pipeline: &Pipeline) -> PathBuf {
     })
 }
 
-fn train_from_store(store: &mut Store) -> Result<usize> {
+fn train_from_store(store: &mut Store, round: &mut dyn FnMut()) -> Result<usize> {
     let examples: Vec<Example> = store
         .reviewed_examples()?
         .into_iter()
@@ -1267,7 +1270,7 @@ fn train_from_store(store: &mut Store) -> Result<usize> {
             topic,
         })
         .collect();
-    let model = Model::train(&examples)?;
+    let model = Model::train_observed(&examples, round)?;
     model.save(store.data_dir())?;
     store.reset_corrections()?;
     Ok(examples.len())

@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod model;
 pub mod ocr;
 pub mod pipeline;
+pub mod progress;
 pub mod runner;
 pub mod search;
 pub mod signed;

@@ -19,6 +19,26 @@ use std::time::{Duration, Instant};
 pub struct Outcome {
     pub origin: PathBuf,
     pub result: Result<(Filed, Option<String>), String>,
+    /// Pages of the item's documents (for progress displays).
+    pub pages: u32,
+}
+
+impl Outcome {
+    /// Filed with something for a clerk to look at, or not filed at all.
+    pub fn flagged(&self) -> bool {
+        !matches!(self.result, Ok((_, None)))
+    }
+}
+
+/// Pages of a prepared ticket's documents as received (not their searchable copies).
+fn pages_of(prepared: &Result<NewTicket, String>) -> u32 {
+    prepared.as_ref().map_or(0, |t| {
+        t.documents
+            .iter()
+            .filter(|d| d.doc.kind == crate::model::DocumentKind::Original)
+            .map(|d| d.doc.pages.unwrap_or(0))
+            .sum()
+    })
 }
 
 /// Most items committed together: bounds how long a finished item waits for its batch.
@@ -173,6 +193,7 @@ pub fn ingest(
                 batch.iter().filter_map(|(_, p)| p.as_ref().ok()).collect();
             let mut filed = store.file_batch(&ready, &prefix).into_iter();
             for (path, prepared) in batch {
+                let pages = pages_of(&prepared);
                 let result = prepared.and_then(|t| {
                     let attention = (!t.attention.is_empty()).then(|| t.attention.join("; "));
                     filed
@@ -186,6 +207,7 @@ pub fn ingest(
                     Outcome {
                         origin: path,
                         result,
+                        pages,
                     },
                 );
             }
@@ -450,6 +472,7 @@ fn file_message(
     prefix: &str,
 ) -> Outcome {
     let origin_str = origin.to_string_lossy().into_owned();
+    let pages = pages_of(&prepared);
     let result = prepared.and_then(|ticket| {
         let attention = (!ticket.attention.is_empty()).then(|| ticket.attention.join("; "));
         store
@@ -461,6 +484,7 @@ fn file_message(
     Outcome {
         origin: origin.to_path_buf(),
         result,
+        pages,
     }
 }
 
@@ -471,6 +495,7 @@ fn file_and_move(
     prepared: Result<NewTicket, String>,
     prefix: &str,
 ) -> Outcome {
+    let pages = pages_of(&prepared);
     let ticket = match prepared {
         Ok(t) => t,
         // The original could not be kept: leave the file where it is for the next scan.
@@ -478,6 +503,7 @@ fn file_and_move(
             return Outcome {
                 origin: path.to_path_buf(),
                 result: Err(e),
+                pages,
             }
         }
     };
@@ -488,6 +514,7 @@ fn file_and_move(
             return Outcome {
                 origin: path.to_path_buf(),
                 result: Err(e.to_string()),
+                pages,
             }
         }
     };
@@ -507,5 +534,6 @@ fn file_and_move(
     Outcome {
         origin: path.to_path_buf(),
         result: Ok((filed, attention)),
+        pages,
     }
 }

@@ -366,3 +366,54 @@ fn hostile_and_truncated_inputs_never_crash_the_run() {
         "{empty}"
     );
 }
+
+/// On a terminal `ingest` shows its progress (items out of the total, pages, pages per
+/// second, flagged items, time left); piped, or with `--json`, it prints nothing extra.
+#[test]
+fn ingest_shows_progress_on_a_terminal_and_nothing_extra_when_piped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = project_dir().join("fixtures");
+    let dirs = [fixtures.join("scanner"), fixtures.join("mail")];
+    // Piped: stderr holds no progress display.
+    let run = ok(
+        &tmp.path().join("piped"),
+        &[
+            "ingest",
+            dirs[0].to_str().unwrap(),
+            dirs[1].to_str().unwrap(),
+        ],
+    );
+    assert!(!run.stderr.contains("items"), "{}", run.stderr);
+    assert!(!run.stdout.contains("items ·"), "{}", run.stdout);
+    // A terminal, through script(1) (util-linux): both streams are the pseudo-terminal.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped the terminal half: no script(1)");
+        return;
+    }
+    let command = format!(
+        "{} --data {} ingest {} {}",
+        bin().display(),
+        tmp.path().join("tty").display(),
+        dirs[0].display(),
+        dirs[1].display()
+    );
+    let typescript = tmp.path().join("typescript");
+    let status = std::process::Command::new("script")
+        .args(["-qec", &command])
+        .arg(&typescript)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let seen = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+    for part in ["/10 items", "pages/s", "flagged", "left"] {
+        assert!(seen.contains(part), "no `{part}` in {seen}");
+    }
+    // The tickets' own lines are still there, whole.
+    assert!(seen.contains("created"), "{seen}");
+}

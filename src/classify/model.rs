@@ -63,10 +63,21 @@ fn softmax(logits: &mut [f32]) {
     }
 }
 
+/// Passes of gradient descent over the examples.
+pub const TRAINING_ROUNDS: usize = 300;
+
 impl Model {
     /// Trains on `examples` (full-batch gradient descent with L2, a few hundred epochs: small
     /// offices have hundreds to tens of thousands of labelled requests).
     pub fn train(examples: &[Example]) -> Result<Model, ModelError> {
+        Model::train_observed(examples, &mut || {})
+    }
+
+    /// [`Model::train`], calling `round` after each of the [`TRAINING_ROUNDS`] (for progress).
+    pub fn train_observed(
+        examples: &[Example],
+        round: &mut dyn FnMut(),
+    ) -> Result<Model, ModelError> {
         if examples.is_empty() {
             return Err(ModelError::NoExamples);
         }
@@ -108,7 +119,7 @@ impl Model {
             .iter()
             .map(|&c| data.len() as f32 / (k as f32 * c.max(1) as f32))
             .collect();
-        let (epochs, rate, l2) = (300, 2.0f32, 1e-4f32);
+        let (epochs, rate, l2) = (TRAINING_ROUNDS, 2.0f32, 1e-4f32);
         let n = data.len() as f32;
         let mut grad_w = vec![0.0f32; n_features * k];
         let mut grad_b = vec![0.0f32; k];
@@ -136,6 +147,7 @@ impl Model {
             for (bi, gi) in b.iter_mut().zip(&grad_b) {
                 *bi -= rate * gi / n;
             }
+            round();
         }
         let mut weights = IdMap::default();
         for (f, id) in feature_ids {
