@@ -104,7 +104,7 @@ pub enum Command {
     Classify {
         #[arg(long)]
         pipeline: Option<PathBuf>,
-        /// Rules file (default: the pipeline's, else pipelines/rules.toml)
+        /// Rules file (default: the pipeline's, else the shipped rules)
         #[arg(long)]
         rules: Option<PathBuf>,
         #[arg(long)]
@@ -265,7 +265,7 @@ pub enum TicketsCommand {
     Reclassify {
         code: String,
         topic: String,
-        /// Rules file with the taxonomy (default: the pipeline's, else pipelines/rules.toml)
+        /// Rules file with the taxonomy (default: the pipeline's, else the shipped rules)
         #[arg(long)]
         pipeline: Option<PathBuf>,
         #[arg(long)]
@@ -1245,7 +1245,7 @@ fn mask_ticket(t: &mut Ticket) {
     }
 }
 
-/// The rules file: given, else the pipeline's classify stage, else pipelines/rules.toml.
+/// The rules file: given, else the pipeline's classify stage, else the shipped rules.
 fn rules_path(given: Option<&Path>, pipeline: &Pipeline) -> PathBuf {
     given.map(Path::to_path_buf).unwrap_or_else(|| {
         pipeline
@@ -1255,7 +1255,7 @@ fn rules_path(given: Option<&Path>, pipeline: &Pipeline) -> PathBuf {
                 crate::config::StageConfig::Classify(c) => Some(c.rules.clone()),
                 _ => None,
             })
-            .unwrap_or_else(|| PathBuf::from("pipelines/rules.toml"))
+            .unwrap_or_else(|| PathBuf::from(crate::classify::rules::SHIPPED_NAME))
     })
 }
 

@@ -273,7 +273,8 @@ pub struct Pipeline {
 }
 
 impl Default for Pipeline {
-    /// What `ingest` uses without `--pipeline`: extract text, OCR what has none, store.
+    /// What `ingest` and `serve` use without `--pipeline`: extract text, OCR what has none,
+    /// classify with the shipped rules and the store's model, store.
     fn default() -> Self {
         Pipeline {
             file: None,
@@ -286,6 +287,9 @@ impl Default for Pipeline {
             stages: vec![
                 StageConfig::Extract(ExtractStageConfig::default()),
                 StageConfig::Ocr(OcrStageConfig::default()),
+                StageConfig::Classify(ClassifyStageConfig {
+                    rules: PathBuf::from(crate::classify::rules::SHIPPED_NAME),
+                }),
             ],
             sinks: Vec::new(),
         }

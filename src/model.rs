@@ -184,6 +184,7 @@ pub struct Document {
     pub text: String,
     /// True when (some of) the text came from OCR.
     pub ocr: bool,
+    #[serde(serialize_with = "shortest_f32")]
     pub ocr_confidence: Option<f32>,
     pub kind: DocumentKind,
     /// Why the text could not be (fully) extracted; the original is kept regardless.
@@ -220,6 +221,7 @@ pub struct Ticket {
     pub subject: String,
     pub body: String,
     pub topic: Option<String>,
+    #[serde(serialize_with = "shortest_f32")]
     pub topic_confidence: Option<f32>,
     pub topic_reason: Option<String>,
     /// Other topics the request touches.
@@ -256,4 +258,14 @@ pub struct DossierLink {
     pub reasons: Vec<String>,
     #[serde(default)]
     pub suggested: bool,
+}
+
+/// An `f32` written as the `f64` of its shortest decimal form, so a ticket reads the same
+/// whether it is serialized directly (`tickets show`) or through a `serde_json::Value`
+/// (`ingest --json`), which widens an `f32` bit for bit: 0.99949217 → 0.9994921684265136.
+fn shortest_f32<S: serde::Serializer>(x: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
+    match x {
+        Some(x) => s.serialize_some(&x.to_string().parse::<f64>().unwrap_or(f64::from(*x))),
+        None => s.serialize_none(),
+    }
 }

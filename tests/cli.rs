@@ -17,6 +17,20 @@ fn ingest_list_show_export() {
     let data = tmp.path();
     let lines = ingest_fixtures(data);
     assert_eq!(lines.len(), 10, "6 letters + 2 scans + 2 emails");
+    // Without a pipeline, requests are classified with the shipped rules.
+    let topic = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["file"].as_str().unwrap().ends_with(name))
+            .map(|l| l["ticket"]["topic"].clone())
+            .unwrap()
+    };
+    assert_eq!(topic("lettera-allacciamento-gas.pdf"), "gas");
+    assert_eq!(topic("lettera-alloggi-case.pdf"), "housing");
+    assert!(
+        lines.iter().all(|l| l["ticket"]["topic"].is_string()),
+        "every ticket has a topic (or `unsorted`)"
+    );
     for l in &lines {
         assert_eq!(l["outcome"], "created", "{l}");
         let t = &l["ticket"];

@@ -328,6 +328,12 @@ pub struct Rules {
 
 pub const UNSORTED: &str = "unsorted";
 
+/// The name that stands for the rules shipped in the binary (`pipelines/rules.toml` as it
+/// was when built): what `ingest`, `serve` and the CLI use when no pipeline names a rules
+/// file, so a request is classified out of the box, as `make demo` does.
+pub const SHIPPED_NAME: &str = "(shipped rules)";
+const SHIPPED: &str = include_str!("../../pipelines/rules.toml");
+
 /// Weight multiplier for a rule whose terms appear in the subject or in a sentence that asks.
 const EMPHASIS: f32 = 1.5;
 
@@ -335,7 +341,18 @@ const EMPHASIS: f32 = 1.5;
 const BACKGROUND: f32 = 0.5;
 
 impl Rules {
+    /// The text of a rules file (the shipped rules' own for [`SHIPPED_NAME`]).
+    pub fn text_of(path: &Path) -> std::io::Result<String> {
+        if path == Path::new(SHIPPED_NAME) {
+            return Ok(SHIPPED.to_string());
+        }
+        std::fs::read_to_string(path)
+    }
+
     pub fn load(path: &Path) -> Result<Rules, ConfigError> {
+        if path == Path::new(SHIPPED_NAME) {
+            return Rules::parse(path, SHIPPED);
+        }
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError(vec![ConfigProblem {
                 file: path.to_path_buf(),
@@ -575,5 +592,12 @@ mod tests {
         assert!(rules.rules[0].eval(&Prepared::of(&r, &rules)).is_none());
         let r = req(Channel::Fax, "Chiedo l'allaccio del gas");
         assert!(rules.rules[0].eval(&Prepared::of(&r, &rules)).is_none());
+    }
+
+    #[test]
+    fn the_shipped_rules_are_valid() {
+        let rules = Rules::load(Path::new(SHIPPED_NAME)).unwrap();
+        assert!(rules.topics.len() > 3);
+        assert!(!rules.rules.is_empty());
     }
 }

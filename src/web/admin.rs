@@ -31,8 +31,7 @@ pub async fn rules_form(
 ) -> Result<Response, WebError> {
     auth.require(Role::Admin)?;
     let path = rules_file(&app)?;
-    let text = tokio::fs::read_to_string(&path)
-        .await
+    let text = Rules::text_of(&path)
         .map_err(|e| WebError::Internal(format!("{}: {e}", path.display())))?;
     let notice = q.saved.is_some().then(|| i18n::t(auth.lang, "rules_saved"));
     Ok(rules_page(&auth, &path, &text, notice, None))
@@ -107,6 +106,13 @@ pub async fn rules_post(
     let lang = auth.lang;
     let t = |k| i18n::t(lang, k);
     let path = rules_file(&app)?;
+    if path == Path::new(crate::classify::rules::SHIPPED_NAME) {
+        return Err(WebError::BadRequest(
+            "these are the rules shipped with Sportello, which cannot be edited here: serve \
+             with a pipeline (--pipeline FILE) whose classify stage names a rules file"
+                .into(),
+        ));
+    }
     // Browsers send CRLF from a textarea; the file keeps the admin's lines as LF.
     let text = f.text.replace("\r\n", "\n");
     let candidate = match Rules::parse(&path, &text) {
