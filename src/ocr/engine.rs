@@ -231,7 +231,10 @@ impl Pix {
             if lept::pixUpDownDetect(pix.ptr(), &mut up, 0, 0, 0) == 0 && up >= CLEARLY_UPRIGHT {
                 return Some((0, up, 0.0));
             }
-            if lept::pixOrientDetect(pix.ptr(), &mut up, &mut left, 0, 0) != 0 {
+            // The same count on the page turned a quarter (what pixOrientDetect does, without
+            // counting the up/down case a second time).
+            let turned = Pix::from_raw(lept::pixRotateOrth(pix.ptr(), 1))?;
+            if lept::pixUpDownDetect(turned.ptr(), &mut left, 0, 0, 0) != 0 {
                 return None;
             }
             lept::makeOrientDecision(up, left, 0.0, 0.0, &mut orient, 0);
