@@ -35,11 +35,6 @@ impl Progress {
         Progress::with_target(total, unit, wanted(json).then(ProgressDrawTarget::stderr))
     }
 
-    /// A display that is never drawn (the counts are still kept).
-    pub fn hidden(total: u64, unit: Unit) -> Progress {
-        Progress::with_target(total, unit, None)
-    }
-
     fn with_target(total: u64, unit: Unit, target: Option<ProgressDrawTarget>) -> Progress {
         let bar = target.map(|target| {
             let bar = ProgressBar::with_draw_target(Some(total), target);
@@ -100,14 +95,6 @@ impl Progress {
         s
     }
 
-    pub fn pages(&self) -> u64 {
-        self.pages
-    }
-
-    pub fn flagged(&self) -> u64 {
-        self.flagged
-    }
-
     /// Runs `f` (which prints) with the display cleared, so lines do not mix with it.
     pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
         match &self.bar {
@@ -121,10 +108,6 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-    }
-
-    pub fn drawn(&self) -> bool {
-        self.bar.is_some()
     }
 }
 
@@ -140,12 +123,12 @@ mod tests {
 
     #[test]
     fn counts_pages_and_flagged_items_without_drawing() {
-        let mut p = Progress::hidden(3, Unit::Items);
+        let mut p = Progress::with_target(3, Unit::Items, None);
         p.item(2, false);
         p.item(1, true);
         p.item(0, true);
-        assert!(!p.drawn());
-        assert_eq!((p.pages(), p.flagged()), (3, 2));
+        assert!(p.bar.is_none());
+        assert_eq!((p.pages, p.flagged), (3, 2));
         let s = p.summary();
         assert!(s.contains("3 pages") && s.contains("2 flagged"), "{s}");
     }
@@ -153,6 +136,6 @@ mod tests {
     #[test]
     fn json_output_never_draws() {
         assert!(!wanted(true));
-        assert!(!Progress::new(10, Unit::Items, true).drawn());
+        assert!(Progress::new(10, Unit::Items, true).bar.is_none());
     }
 }

@@ -929,6 +929,9 @@ pub fn main() -> std::process::ExitCode {
                 }
             }
             Ok(Request::PagePng(job)) => {
+                // Each page its own allowance, as each item: a viewer's worker renders page
+                // after page, and would otherwise be killed once their sum passed one item's.
+                allow_cpu_seconds(cpu_per_item);
                 let bytes = Arc::new(payload);
                 let rendered = std::panic::catch_unwind(|| {
                     crate::ocr::pages::page_png(&bytes, job.file_type, job.page, job.width)

@@ -415,7 +415,7 @@ impl Engine {
 
     /// The page's orientation as the clockwise quarter turns that make it upright, with
     /// Tesseract's confidence; None when it cannot tell (too little text, no `osd` model).
-    pub fn orientation(&mut self, pix: &Pix, dpi: u32) -> Option<(u32, f32)> {
+    pub fn orientation(&self, pix: &Pix, dpi: u32) -> Option<(u32, f32)> {
         let guard = osd().lock().unwrap_or_else(|e| e.into_inner());
         let osd = guard.as_ref()?.0.as_ptr();
         let (mut deg, mut conf) = (0, 0f32);

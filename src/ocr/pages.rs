@@ -398,8 +398,6 @@ fn ccitt_tiff(
     out
 }
 
-/// Decodes a page image, within the pixel limit, as 8-bit grey or 1-bit, with its resolution;
-/// with a note for the clerk when the page had to be read another way (a reduced rendering).
 /// Why a page could not be shown.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, thiserror::Error)]
 pub enum PageImageError {
@@ -445,6 +443,8 @@ pub fn page_png(
         .ok_or_else(|| Failed("cannot encode the page".into()))
 }
 
+/// Decodes a page image, within the pixel limit, as 8-bit grey or 1-bit, with its resolution;
+/// with a note for the clerk when the page had to be read another way (a reduced rendering).
 pub fn decode(img: &PageImage) -> Result<(Pix, Option<String>), String> {
     match img {
         PageImage::Render(r) => render(r).map(|p| (p, None)),
