@@ -230,6 +230,13 @@ pub struct Ticket {
     /// True once a clerk set or confirmed the topic.
     #[serde(default)]
     pub topic_reviewed: bool,
+    /// The classifier's two likeliest topics with their probabilities, best first.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "shortest_guesses"
+    )]
+    pub topic_guesses: Vec<(String, f32)>,
     pub status: Status,
     pub office: Option<String>,
     pub needs_attention: bool,
@@ -263,6 +270,15 @@ pub struct DossierLink {
 /// An `f32` written as the `f64` of its shortest decimal form, so a ticket reads the same
 /// whether it is serialized directly (`tickets show`) or through a `serde_json::Value`
 /// (`ingest --json`), which widens an `f32` bit for bit: 0.99949217 → 0.9994921684265136.
+fn shortest_guesses<S: serde::Serializer>(g: &[(String, f32)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(g.len()))?;
+    for (topic, p) in g {
+        seq.serialize_element(&(topic, p.to_string().parse::<f64>().unwrap_or(f64::from(*p))))?;
+    }
+    seq.end()
+}
+
 fn shortest_f32<S: serde::Serializer>(x: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
     match x {
         Some(x) => s.serialize_some(&x.to_string().parse::<f64>().unwrap_or(f64::from(*x))),

@@ -203,6 +203,7 @@ impl Processor {
             topic_confidence: None,
             topic_reason: None,
             secondary_topics: Vec::new(),
+            topic_guesses: Vec::new(),
             office: self.office.clone(),
             attention: Vec::new(),
             parent: None,
@@ -434,6 +435,7 @@ impl Processor {
             topic_confidence: None,
             topic_reason: None,
             secondary_topics: Vec::new(),
+            topic_guesses: Vec::new(),
             office: self.office.clone(),
             attention: Vec::new(),
             parent: None,
@@ -575,6 +577,7 @@ impl Stage for ClassifyStage {
         t.topic_confidence = Some(c.confidence);
         t.topic_reason = Some(c.reason);
         t.secondary_topics = c.secondary;
+        t.topic_guesses = c.guesses;
         if c.office.is_some() {
             t.office = c.office;
         }

@@ -67,9 +67,9 @@ fn filed_tickets_get_a_topic_office_and_reason_and_corrections_are_events() {
     assert_eq!(last["detail"]["from"], "gas");
     assert_eq!(last["detail"]["to"], "utilities");
 
-    // The model trains on reviewed tickets only.
+    // The model trains on settled tickets only: the one corrected.
     let trained = ok(data, &["model", "train"]).stdout;
-    assert!(trained.contains("1 clerk-reviewed"), "{trained}");
+    assert!(trained.contains("trained on 1 examples"), "{trained}");
     assert!(data.join("topic-model.json").exists());
 }
 
@@ -81,7 +81,7 @@ fn the_model_retrains_by_itself_after_enough_corrections() {
     let shipped = std::fs::read_to_string(project_dir().join("pipelines/rules.toml")).unwrap();
     std::fs::write(
         &rules,
-        shipped.replace("retrain_after = 20", "retrain_after = 2"),
+        shipped.replace("retrain_after = 10", "retrain_after = 2"),
     )
     .unwrap();
     let pipeline = tmp.path().join("p.toml");
@@ -127,11 +127,37 @@ fn the_model_retrains_by_itself_after_enough_corrections() {
         ],
     );
     assert!(
-        run.stderr.contains("retrained on 2 reviewed tickets"),
+        run.stderr.contains("retrained on 2 examples"),
         "{}",
         run.stderr
     );
     assert!(data.join("topic-model.json").exists());
+    // Closing a ticket with the topic it was given is the clerk's word that it was right:
+    // two such closings retrain again, now on four examples.
+    let lines = ok(
+        &data,
+        &["ingest", "--json", "--pipeline", p, "fixtures/scanner"],
+    )
+    .json_lines();
+    let sorted: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["ticket"]["topic"] != "unsorted")
+        .map(|l| l["ticket"]["code"].as_str().unwrap())
+        .collect();
+    assert!(sorted.len() >= 2, "{lines:?}");
+    let close = |code: &str| {
+        ok(
+            &data,
+            &["tickets", "status", code, "closed", "--pipeline", p],
+        )
+    };
+    assert!(!close(sorted[0]).stderr.contains("retrained"));
+    let run = close(sorted[1]);
+    assert!(
+        run.stderr.contains("retrained on 4 examples"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -271,15 +297,96 @@ fn cross_validation_on_the_labelled_dev_set() {
             "--json",
         ],
     );
-    let report = &run.json_lines()[0];
+    let out = &run.json_lines()[0];
+    let report = &out["report"];
     eprintln!(
-        "5-fold: accuracy {:.3}, answered {:.3}, abstained {}",
-        report["accuracy"], report["accuracy_answered"], report["abstained"]
+        "5-fold: accuracy {:.3}, answered {:.3}, abstained {}, calibration error {:.3}",
+        report["accuracy"],
+        report["accuracy_answered"],
+        report["abstained"],
+        out["calibration_error"]
     );
+    // The shipped rules were written reading this file, and say so.
+    assert_eq!(out["rules_have_seen_these_records"], true);
+    let text = ok(
+        tmp.path(),
+        &["model", "eval", "--labels", labels.to_str().unwrap()],
+    )
+    .stdout;
+    assert!(text.contains("measure what the rules remember"), "{text}");
+    assert!(
+        text.contains("answering from") && text.contains("target_precision 95%"),
+        "{text}"
+    );
+    assert!(out["calibration_error"].as_f64().unwrap() < 0.1, "{out}");
+    let curve = out["curve"].as_array().unwrap();
+    assert!(curve.len() > 5, "{out}");
     // A floor against regressions (the issue's goal is higher; see the issue notes).
     assert!(report["accuracy"].as_f64().unwrap() >= 0.80, "{report}");
     assert!(
         report["accuracy_answered"].as_f64().unwrap() >= 0.85,
         "{report}"
+    );
+}
+
+/// An office's day replayed on the shared set: bootstrapped from every other record, the
+/// rest filed in order, a clerk correcting and closing each ticket. The model must learn.
+#[test]
+fn replay_of_an_office_learns_as_clerks_settle_tickets() {
+    let Some(corpus) = corpus() else { return };
+    let all = std::fs::read_to_string(corpus.join("requests/labeled-dev.jsonl")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut boot, mut stream) = (String::new(), String::new());
+    for (i, line) in all.lines().enumerate() {
+        let to = if i % 2 == 0 { &mut boot } else { &mut stream };
+        to.push_str(line);
+        to.push('\n');
+    }
+    let (b, s) = (
+        tmp.path().join("boot.jsonl"),
+        tmp.path().join("stream.jsonl"),
+    );
+    std::fs::write(&b, boot).unwrap();
+    std::fs::write(&s, stream).unwrap();
+    let run = ok(
+        tmp.path(),
+        &[
+            "model",
+            "replay",
+            "--labels",
+            s.to_str().unwrap(),
+            "--bootstrap",
+            b.to_str().unwrap(),
+            "--window",
+            "35",
+            "--json",
+        ],
+    );
+    let r = &run.json_lines()[0];
+    eprintln!("replay: {r}");
+    assert_eq!(r["records"], 70);
+    assert_eq!(r["bootstrap"], 70);
+    assert!(r["retrains"].as_u64().unwrap() >= 5, "{r}");
+    assert_eq!(r["windows"].as_array().unwrap().len(), 2);
+    let share =
+        |t: &serde_json::Value, k: &str| t[k].as_f64().unwrap() / t["records"].as_f64().unwrap();
+    // Floors against regressions, on records the rules were written from.
+    assert!(share(&r["overall"], "right") >= 0.8, "{r}");
+    assert!(share(&r["overall"], "misrouted") <= 0.1, "{r}");
+    let text = ok(
+        tmp.path(),
+        &[
+            "model",
+            "replay",
+            "--labels",
+            s.to_str().unwrap(),
+            "--bootstrap",
+            b.to_str().unwrap(),
+        ],
+    )
+    .stdout;
+    assert!(
+        text.contains("second half") && text.contains("misrouted"),
+        "{text}"
     );
 }

@@ -744,6 +744,41 @@ fn sessions_csrf_roles_headers_and_downloads_over_http() {
         &format!("csrf={clerk_csrf}&action=reclassify&topic=no_such_topic"),
     );
     assert_eq!(status, 400, "an unknown topic is refused");
+    // A correction on the web teaches the model as one in the CLI does: with the rules asking
+    // for a retrain after each settled ticket, the model is retrained off the request path.
+    let rules_file = f.pipeline.with_file_name("rules.toml");
+    let rules = std::fs::read_to_string(&rules_file).unwrap();
+    std::fs::write(
+        &rules_file,
+        rules.replace("retrain_after = 10", "retrain_after = 1"),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(!f.data.join("topic-model.json").exists());
+    let (status, head, _) = post(
+        addr,
+        &action,
+        &clerk,
+        &format!("csrf={clerk_csrf}&action=reclassify&topic=gas&back=%2F%3Ftopic%3Dunsorted"),
+    );
+    assert_eq!(status, 303);
+    // One-click triage goes back to the queue it came from.
+    assert_eq!(header_value(&head, "location"), ["/?topic=unsorted"]);
+    let waited = std::time::Instant::now();
+    while !f.data.join("topic-model.json").exists() {
+        assert!(
+            waited.elapsed().as_secs() < 30,
+            "no model trained after a web correction"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::write(&rules_file, rules).unwrap();
+    // Topics are shown by their labels.
+    let (_, _, page) = get(addr, &format!("/tickets/{}", f.gas_code), &clerk);
+    assert!(
+        page.contains("Gas: allacci, contatori, forniture"),
+        "topic label on the ticket"
+    );
     // The queue's topic counts start with what is still to sort.
     let (_, _, queue) = get(addr, "/", &clerk);
     let by_topic = queue

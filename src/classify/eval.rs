@@ -171,6 +171,8 @@ impl Labelled {
             subject: self.subject.clone(),
             body: self.body.clone(),
             topic: self.topic.clone(),
+            channel: self.channel.clone(),
+            sender_email: self.sender_email.clone(),
         }
     }
 
@@ -186,8 +188,8 @@ impl Labelled {
     }
 }
 
-/// K-fold cross-validation: for each fold, a model trained on the other folds, combined with
-/// `rules`, classifies the fold. Returns each record's prediction in input order.
+/// K-fold cross-validation: for each fold, a model trained (and calibrated) on the other
+/// folds, with `rules`, classifies the fold. Returns each record's prediction in input order.
 pub fn cross_validate(
     records: &[Labelled],
     rules: &Rules,
@@ -202,7 +204,7 @@ pub fn cross_validate(
             .filter(|(i, _)| i % folds != k)
             .map(|(_, r)| r.example())
             .collect();
-        let model = Model::train(&train).map_err(|e| e.to_string())?;
+        let model = Model::train(&train, rules).map_err(|e| e.to_string())?;
         for (i, r) in records.iter().enumerate().filter(|(i, _)| i % folds == k) {
             out[i] = Some(r.classify(rules, Some(&model)));
         }
@@ -232,3 +234,34 @@ pub fn read_labels(path: &std::path::Path) -> Result<Vec<Labelled>, String> {
     }
     Ok(out)
 }
+
+/// The best guess's confidence and whether it was right, for each prediction (abstentions
+/// included: calibration is about the confidence, whatever is done with it).
+pub fn confidence_points(records: &[Labelled], predicted: &[Classification]) -> Vec<(f32, bool)> {
+    records
+        .iter()
+        .zip(predicted)
+        .map(|(r, c)| match c.guesses.first() {
+            Some((topic, p)) => (*p, *topic == r.topic),
+            None => (c.confidence, c.topic == r.topic),
+        })
+        .collect()
+}
+
+/// Whether `path` is one of the labelled files the rules say they were written from.
+pub fn rules_have_seen(rules: &Rules, path: &std::path::Path) -> bool {
+    use sha2::{Digest, Sha256};
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let sha = hex::encode(Sha256::digest(&bytes));
+            rules.seen_labels.contains(&sha)
+        }
+        Err(_) => false,
+    }
+}
+
+/// The plain warning for scores on records the rules were written from.
+pub const SEEN_WARNING: &str = "warning: the rules were written while reading these records \
+(their `seen_labels` lists this file): the scores below measure what the rules remember, not \
+how they do on requests they have not seen. Keep a labelled file nobody looked at while \
+writing rules, and test on that.";

@@ -4,12 +4,13 @@
 
 pub mod eval;
 pub mod features;
+pub mod learn;
 pub mod model;
 pub mod rules;
 
 use crate::model::Channel;
 use model::Model;
-use rules::{Prepared, Request, Rules, UNSORTED};
+use rules::{Request, Rules, UNSORTED};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,108 +24,138 @@ pub struct Classification {
     pub reason: String,
     pub secondary: Vec<String>,
     pub office: Option<String>,
+    /// The two likeliest topics with their probabilities, best first (for triage).
+    pub guesses: Vec<(String, f32)>,
 }
 
-/// Rules and model combined: each topic's score is the model's log-probability plus the
-/// weights of the rules that fired for it (rule weights are log-odds); a rule at least
-/// `decisive_weight` heavy decides alone.
+/// Rules and model combined. Each topic's score is the sum of the weights of the rules that
+/// fired for it (log-odds), each times the coefficient the model learned for that rule, plus
+/// the model's own text score; the scores, divided by the calibrated temperature, give the
+/// probabilities. A rule at least `decisive_weight` heavy decides alone.
+///
+/// Abstention: with a calibrated model, below the confidence at which the out-of-fold
+/// predictions reached the rules' `target_precision`; otherwise below `abstain_below`, or a
+/// toss-up closer than `abstain_margin`.
 pub fn classify(rules: &Rules, model: Option<&Model>, request: &Request) -> Classification {
+    let enc = model::encode(rules, request);
+    classify_encoded(rules, model, &enc)
+}
+
+pub fn classify_encoded(
+    rules: &Rules,
+    model: Option<&Model>,
+    enc: &model::Encoded,
+) -> Classification {
     let topics: Vec<&String> = rules.topics.keys().collect();
-    let words = features::Words::of(request.subject, request.body);
-    let prepared = Prepared::new(request, &words, rules);
-    let fired: Vec<rules::Fired> = rules
-        .rules
+    let k = topics.len();
+    // The model's columns in the rules' topic order (an admin may have added a topic since).
+    let column: Vec<Option<usize>> = topics
         .iter()
-        .filter_map(|r| r.eval(&prepared))
+        .map(|t| model.and_then(|m| m.topics.iter().position(|mt| mt == *t)))
         .collect();
-    let mut scores: Vec<f32> = vec![0.0; topics.len()];
+    let mut scores: Vec<f32> = vec![0.0; k];
     let mut model_terms = Vec::new();
     if let Some(m) = model {
-        let (probs, terms) = m.predict_words(&words);
+        let (text, terms) = m.text_scores(&enc.text, &enc.words);
         model_terms = terms;
-        for (i, t) in topics.iter().enumerate() {
-            let p = m
-                .topics
-                .iter()
-                .position(|mt| mt == *t)
-                .map_or(1e-3, |j| probs[j].max(1e-3));
-            scores[i] = rules.model_weight * p.ln();
+        for i in 0..k {
+            // A topic the model never saw starts far behind, as a topic with no examples would.
+            scores[i] = column[i].map_or(-5.0, |j| text[j]);
         }
     }
-    for f in &fired {
-        if let Some(i) = topics.iter().position(|t| **t == f.topic) {
-            scores[i] += f.weight;
+    // Each fired rule: its weight times what the model learned of it, else the admin's intent.
+    for f in &enc.rules {
+        let coef = model.and_then(|m| m.rule_coef.get(&f.name));
+        for i in 0..k {
+            let c = match (coef, column[i]) {
+                (Some(c), Some(j)) => c[j],
+                _ => (*topics[i] == f.topic) as u8 as f32,
+            };
+            scores[i] += f.weight * c;
         }
     }
-    // With no rule fired the model decides alone, on its own probabilities (`model_weight`
-    // only scales it against rule weights).
-    let alone = if fired.is_empty() {
-        1.0 / rules.model_weight.max(1e-3)
-    } else {
-        1.0
-    };
-    let mut probs = scores.clone();
-    let max = probs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = probs
-        .iter_mut()
-        .map(|s| {
-            *s = ((*s - max) * alone).exp();
-            *s
-        })
-        .sum();
-    probs.iter_mut().for_each(|p| *p /= sum);
-    let best = (0..topics.len())
-        .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
-        .unwrap_or(0);
-    let decisive = fired
-        .iter()
-        .filter(|f| f.weight >= rules.decisive_weight)
-        .max_by(|a, b| a.weight.total_cmp(&b.weight));
+    let temperature = model.map_or(1.0, Model::temperature);
+    let mut probs: Vec<f32> = scores.iter().map(|s| s / temperature).collect();
+    model::softmax(&mut probs);
+    let best = model::argmax(&probs);
+    let decisive = enc
+        .decisive
+        .as_ref()
+        .and_then(|d| topics.iter().position(|x| **x == d.topic));
     let (winner, mut confidence) = match decisive {
-        Some(f) => (
-            topics.iter().position(|t| **t == f.topic).unwrap_or(best),
-            0.99f32,
-        ),
+        Some(i) => (i, model::DECISIVE_CONFIDENCE),
         None => (best, probs[best]),
     };
-    let runner_up = (0..topics.len())
+    let runner_up = (0..k)
         .filter(|&i| i != winner)
         .max_by(|&a, &b| probs[a].total_cmp(&probs[b]));
-    let toss_up = decisive.is_none()
-        && runner_up.is_some_and(|r| probs[winner] - probs[r] < rules.abstain_margin);
-    if fired.is_empty() && model.is_none() {
+    if enc.rules.is_empty() && decisive.is_none() && model.is_none() {
         confidence = 0.0;
     }
+    let calibrated = model
+        .and_then(|m| m.calibration.as_ref())
+        .zip(rules.target_precision);
+    let unsure = decisive.is_none()
+        && match calibrated {
+            // Never answer below an even chance, whatever the aggregate precision allows.
+            Some((cal, target)) => cal
+                .threshold_for(target)
+                .is_none_or(|(at, _)| confidence < at.max(0.5)),
+            None => {
+                confidence < rules.abstain_below
+                    || runner_up.is_some_and(|r| probs[winner] - probs[r] < rules.abstain_margin)
+            }
+        };
     let mut reasons = Vec::new();
-    let for_winner: Vec<String> = fired
-        .iter()
-        .filter(|f| f.topic == *topics[winner])
-        .map(|f| format!("{} ({})", f.rule, f.terms.join(", ")))
-        .collect();
+    if let Some(d) = &enc.decisive {
+        reasons.push(format!("decisive rule: {}", d.shown));
+    }
+    let shown = |mine: bool| -> Vec<&str> {
+        enc.rules
+            .iter()
+            .filter(|f| (f.topic == *topics[winner]) == mine)
+            .map(|f| f.shown.as_str())
+            .collect()
+    };
+    let for_winner = shown(true);
     if !for_winner.is_empty() {
         reasons.push(format!("rules: {}", for_winner.join("; ")));
     }
     if !model_terms.is_empty() {
         reasons.push(format!("model: {}", model_terms.join(", ")));
     }
-    let against: Vec<String> = fired
-        .iter()
-        .filter(|f| f.topic != *topics[winner])
-        .map(|f| format!("{} ({})", f.rule, f.terms.join(", ")))
-        .collect();
+    let against = shown(false);
     if !against.is_empty() {
         reasons.push(format!("also: {}", against.join("; ")));
     }
     if reasons.is_empty() {
-        reasons.push("no rule fired and no model".into());
+        reasons.push(if model.is_some() {
+            "no rule fired and no telling word: the model's prior".into()
+        } else {
+            "no rule fired and no model".into()
+        });
     }
-    let secondary: Vec<String> = (0..topics.len())
+    let mut guesses: Vec<(String, f32)> = (0..k)
+        .map(|i| {
+            (
+                topics[i].clone(),
+                if i == winner { confidence } else { probs[i] },
+            )
+        })
+        .collect();
+    guesses.sort_by(|a, b| b.1.total_cmp(&a.1));
+    guesses.truncate(2);
+    if confidence == 0.0 {
+        // Nothing to go on: no guesses to offer a clerk.
+        guesses.clear();
+    }
+    let secondary: Vec<String> = (0..k)
         .filter(|&i| i != winner && probs[i] >= rules.secondary_above)
         .map(|i| topics[i].clone())
         .collect();
-    if confidence < rules.abstain_below || toss_up {
+    if unsure {
         let close = match runner_up {
-            Some(r) if toss_up => format!(", {} at {:.0}%", topics[r], probs[r] * 100.0),
+            Some(r) => format!(", {} at {:.0}%", topics[r], probs[r] * 100.0),
             _ => String::new(),
         };
         return Classification {
@@ -140,6 +171,7 @@ pub fn classify(rules: &Rules, model: Option<&Model>, request: &Request) -> Clas
                 .chain(secondary)
                 .collect(),
             office: None,
+            guesses,
         };
     }
     Classification {
@@ -148,6 +180,7 @@ pub fn classify(rules: &Rules, model: Option<&Model>, request: &Request) -> Clas
         reason: reasons.join("; "),
         secondary,
         office: rules.topics.get(topics[winner]).map(|t| t.office.clone()),
+        guesses,
     }
 }
 
@@ -157,11 +190,18 @@ struct Reloading<T> {
     path: PathBuf,
     loaded: Option<(Option<SystemTime>, Arc<T>)>,
     checked: Instant,
+    /// [`model::saved_here`] when last checked: a model saved by this process is seen at
+    /// once, one saved by another within a second.
+    generation: u64,
 }
 
 impl<T> Reloading<T> {
     fn get(&mut self, load: impl Fn(&Path) -> Result<T, String>) -> Result<Arc<T>, String> {
-        let fresh = self.loaded.is_some() && self.checked.elapsed() < Duration::from_secs(1);
+        let generation = model::saved_here();
+        let fresh = self.loaded.is_some()
+            && self.generation == generation
+            && self.checked.elapsed() < Duration::from_secs(1);
+        self.generation = generation;
         if fresh {
             return Ok(self.loaded.as_ref().expect("checked").1.clone());
         }
@@ -209,11 +249,13 @@ impl Classifier {
                 path: rules_file.to_path_buf(),
                 loaded: None,
                 checked: Instant::now(),
+                generation: 0,
             }),
             model: Mutex::new(Reloading {
                 path: data_dir.join(model::MODEL_FILE),
                 loaded: None,
                 checked: Instant::now(),
+                generation: 0,
             }),
         };
         c.current()?;
@@ -373,36 +415,136 @@ mod tests {
         assert!(err.contains("bad.toml:1"), "{err}");
     }
 
-    #[test]
-    fn the_model_learns_from_examples_and_says_why() {
-        let ex = |s: &str, t: &str| model::Example {
+    fn ex(s: &str, t: &str) -> model::Example {
+        model::Example {
             id: String::new(),
             subject: s.into(),
             body: String::new(),
             topic: t.into(),
-        };
+            channel: None,
+            sender_email: None,
+        }
+    }
+
+    #[test]
+    fn the_model_learns_from_examples_and_says_why() {
+        let rules = Rules::parse(Path::new("r.toml"), TWO_TOPICS).unwrap();
         let examples: Vec<model::Example> = (0..5)
             .flat_map(|_| {
                 [
                     ex("contatore del gas chiuso", "gas"),
-                    ex("macerie in via Roma", "waste"),
+                    ex("cassonetto pieno in via Roma", "waste"),
                 ]
             })
             .collect();
-        let m = Model::train(&examples).unwrap();
-        let (probs, terms) = m.predict("il contatore del gas", "");
-        let gas = m.topics.iter().position(|t| t == "gas").unwrap();
-        assert!(probs[gas] > 0.8, "{probs:?}");
+        let m = Model::train(&examples, &rules).unwrap();
+        let c = ask_with(&rules, Some(&m), "il contatore è chiuso");
+        assert_eq!(c.topic, "gas", "{}", c.reason);
         assert!(
-            terms
-                .iter()
-                .any(|t| t.contains("gas") || t.contains("contator")),
-            "{terms:?}"
+            c.reason.contains("model: ") && c.reason.contains("contator"),
+            "{}",
+            c.reason
         );
+        assert_eq!(c.guesses[0].0, "gas");
+        assert!(c.guesses[0].1 > c.guesses[1].1);
         let dir = tempfile::tempdir().unwrap();
         m.save(dir.path()).unwrap();
         let loaded = Model::load(dir.path()).unwrap().unwrap();
         assert_eq!(loaded.data_sha256, m.data_sha256);
         assert_eq!(loaded.examples, 10);
+    }
+
+    fn ask_with(rules: &Rules, model: Option<&Model>, body: &str) -> Classification {
+        classify(
+            rules,
+            model,
+            &Request {
+                channel: None,
+                sender_email: None,
+                subject: "Richiesta",
+                body,
+            },
+        )
+    }
+
+    #[test]
+    fn a_rule_the_office_keeps_contradicting_fades_and_one_it_confirms_stays() {
+        // The `macerie` rule says waste; this office's settled tickets say that requests
+        // about rubble in front of a gas meter are gas requests.
+        let rules = Rules::parse(Path::new("r.toml"), TWO_TOPICS).unwrap();
+        let mut examples = Vec::new();
+        for i in 0..30 {
+            examples.push(ex(&format!("macerie sul contatore {i}"), "gas"));
+            examples.push(ex(&format!("allaccio gas pratica {i}"), "gas"));
+            examples.push(ex(&format!("cassonetto rotto {i}"), "waste"));
+        }
+        let m = Model::train(&examples, &rules).unwrap();
+        let macerie = &m.rule_coef["macerie"];
+        let gas = &m.rule_coef["gas"];
+        let (g, w) = (
+            m.topics.iter().position(|t| t == "gas").unwrap(),
+            m.topics.iter().position(|t| t == "waste").unwrap(),
+        );
+        assert!(macerie[w] < 0.5 && macerie[g] > macerie[w], "{macerie:?}");
+        assert!(gas[g] > 0.8, "{gas:?}");
+        assert_eq!(
+            ask_with(&rules, Some(&m), "macerie sul contatore").topic,
+            "gas"
+        );
+        // Without the model the rule is the admin's word.
+        assert_eq!(
+            ask_with(&rules, None, "macerie sul contatore").topic,
+            "waste"
+        );
+    }
+
+    #[test]
+    fn confidence_is_calibrated_out_of_fold_and_abstention_follows_the_target() {
+        let text = TWO_TOPICS.replace(
+            "abstain_below = 0.1",
+            "abstain_below = 0.1\ntarget_precision = 0.9",
+        );
+        let rules = Rules::parse(Path::new("r.toml"), &text).unwrap();
+        assert_eq!(rules.target_precision, Some(0.9));
+        // Clear requests, and ambiguous ones labelled either way.
+        let mut examples = Vec::new();
+        for i in 0..40 {
+            examples.push(ex(&format!("contatore gas bolletta lettura {i}"), "gas"));
+            examples.push(ex(
+                &format!("cassonetto raccolta differenziata {i}"),
+                "waste",
+            ));
+            let t = if i % 2 == 0 { "gas" } else { "waste" };
+            examples.push(ex(&format!("segnalazione in strada numero {i}"), t));
+        }
+        let m = Model::train(&examples, &rules).unwrap();
+        let cal = m
+            .calibration
+            .as_ref()
+            .expect("enough examples to calibrate");
+        assert_eq!(cal.records, 120);
+        assert!(cal.ece < 0.1, "calibration error {}", cal.ece);
+        let (at, coverage) = cal.threshold_for(0.9).expect("reachable");
+        assert!(coverage > 0.5 && coverage < 0.9, "{coverage}");
+        assert!(at > 0.5, "{at}");
+        // Ambiguous requests go to a clerk, with both guesses near a half.
+        let strict = Rules::parse(Path::new("r.toml"), &text.replace("0.9", "0.99")).unwrap();
+        let c = ask_with(&strict, Some(&m), "segnalazione in strada");
+        assert_eq!(c.topic, UNSORTED, "{} {:?}", c.reason, c.guesses);
+        assert!(
+            c.guesses[0].1 < 0.8 && c.guesses[1].1 > 0.2,
+            "{:?}",
+            c.guesses
+        );
+        assert_eq!(
+            ask_with(&rules, Some(&m), "lettura del contatore gas").topic,
+            "gas"
+        );
+        // Coverage grows as confidence falls; precision is a share.
+        assert!(cal
+            .curve
+            .windows(2)
+            .all(|w| w[0].confidence >= w[1].confidence && w[0].coverage <= w[1].coverage));
+        assert!(cal.curve.iter().all(|p| (0.0..=1.0).contains(&p.precision)));
     }
 }

@@ -1,18 +1,30 @@
 //! The learned part: multinomial logistic regression over the request's word and bigram
-//! features, trained only on topics a clerk has confirmed or corrected (or an office's
-//! labelled history). Saved as JSON in the data dir with what it was trained on.
+//! features *and the admin's rules*, trained only on topics a person settled (an office's
+//! labelled history, clerks' corrections, tickets closed or confirmed with their topic).
+//!
+//! A rule is a hint: each rule that fires adds its weight times a learned coefficient per
+//! topic, pulled towards the admin's intent (1 for the rule's own topic, 0 for the others),
+//! so a rule the office's settled tickets keep contradicting fades while one they confirm
+//! stays. Rules at the decisive weight are not learned: they decide alone.
+//!
+//! Confidence is calibrated: the scores are divided by a temperature fitted on out-of-fold
+//! predictions, and the same predictions give the precision/coverage curve from which the
+//! abstention threshold follows the admin's `target_precision`. Saved as JSON in the data dir
+//! with what it was trained on.
 
 use super::features::{self, FeatureId, IdMap};
+use super::rules::{Request, Rules};
+use crate::model::Channel;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 pub const MODEL_FILE: &str = "topic-model.json";
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 
 /// One labelled request.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct Example {
     #[serde(default)]
     pub id: String,
@@ -21,6 +33,62 @@ pub struct Example {
     #[serde(default)]
     pub body: String,
     pub topic: String,
+    /// Rules may depend on the channel and the sender's domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_email: Option<String>,
+}
+
+impl Example {
+    pub fn request(&self) -> Request<'_> {
+        Request {
+            channel: self
+                .channel
+                .as_deref()
+                .and_then(|c| c.parse::<Channel>().ok()),
+            sender_email: self.sender_email.as_deref(),
+            subject: &self.subject,
+            body: &self.body,
+        }
+    }
+}
+
+/// One point of the out-of-fold precision/coverage curve: answering every request at least
+/// this confident covers `coverage` of them with `precision` right.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct CurvePoint {
+    pub confidence: f32,
+    pub coverage: f32,
+    pub precision: f32,
+}
+
+/// How well the confidence means what it says, measured on out-of-fold predictions.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Scores are divided by this before the softmax.
+    pub temperature: f32,
+    /// Expected calibration error (15 equal-width bins) after scaling.
+    pub ece: f32,
+    /// The same before scaling.
+    pub ece_before: f32,
+    /// Out-of-fold predictions it was fitted on.
+    pub records: usize,
+    /// Sorted by confidence, descending; at most a few hundred points.
+    pub curve: Vec<CurvePoint>,
+}
+
+impl Calibration {
+    /// The lowest confidence at which everything answered is right at least `target` of the
+    /// time on the out-of-fold predictions, and the coverage that gives; `None` when no
+    /// confidence reaches the target (answer nothing but decisive rules).
+    pub fn threshold_for(&self, target: f32) -> Option<(f32, f32)> {
+        self.curve
+            .iter()
+            .rev()
+            .find(|p| p.precision >= target)
+            .map(|p| (p.confidence, p.coverage))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,10 +98,15 @@ pub struct Model {
     /// How many examples, and a hash of them: which data this model was trained on.
     pub examples: usize,
     pub data_sha256: String,
+    /// The rules' topics when trained, in column order.
     pub topics: Vec<String>,
     pub bias: Vec<f32>,
     /// Feature id → one weight per topic.
     pub weights: IdMap<Vec<f32>>,
+    /// Rule name → learned coefficient per topic (multiplies the rule's weight).
+    pub rule_coef: BTreeMap<String, Vec<f32>>,
+    /// `None` with too few examples to hold some out.
+    pub calibration: Option<Calibration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,13 +118,13 @@ pub enum ModelError {
         path: String,
         source: std::io::Error,
     },
-    #[error("model {path} is damaged or from another version: {message}")]
+    #[error("model {path} is damaged: {message}")]
     Format { path: String, message: String },
     #[error("cannot save model: {0}")]
     Write(std::io::Error),
 }
 
-fn softmax(logits: &mut [f32]) {
+pub fn softmax(logits: &mut [f32]) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for l in logits.iter_mut() {
@@ -63,132 +136,443 @@ fn softmax(logits: &mut [f32]) {
     }
 }
 
-/// Passes of gradient descent over the examples.
-pub const TRAINING_ROUNDS: usize = 300;
+/// Folds of the out-of-fold predictions that calibrate the confidence.
+pub const CALIBRATION_FOLDS: usize = 5;
+/// Fewer examples than this: no calibration (the rules' own abstention applies).
+pub const MIN_CALIBRATION_EXAMPLES: usize = 30;
+/// Trainings in one [`Model::train_observed`]: the folds, then the whole.
+pub const TRAINING_ROUNDS: usize = CALIBRATION_FOLDS + 1;
+
+/// A request as the model sees it: sparse text features and the rules that fired.
+pub struct Encoded {
+    pub text: IdMap<f32>,
+    /// The non-decisive rules that fired.
+    pub rules: Vec<FiredRule>,
+    /// The heaviest decisive rule that fired: its topic decides.
+    pub decisive: Option<FiredRule>,
+    pub words: features::Words,
+}
+
+pub struct FiredRule {
+    pub name: String,
+    /// The rule's weight where it fired (more in the subject or an asking sentence).
+    pub weight: f32,
+    pub topic: String,
+    /// "name (the terms found)", for reasons.
+    pub shown: String,
+}
+
+pub fn encode(rules: &Rules, request: &Request) -> Encoded {
+    let words = features::Words::of(request.subject, request.body);
+    let prepared = super::rules::Prepared::new(request, &words, rules);
+    let mut fired = Vec::new();
+    let mut decisive: Option<FiredRule> = None;
+    for r in &rules.rules {
+        if let Some(f) = r.eval(&prepared) {
+            let rule = FiredRule {
+                name: f.rule.to_string(),
+                weight: f.weight,
+                topic: f.topic.to_string(),
+                shown: format!("{} ({})", f.rule, f.terms.join(", ")),
+            };
+            if f.weight >= rules.decisive_weight {
+                if decisive.as_ref().is_none_or(|d| f.weight > d.weight) {
+                    decisive = Some(rule);
+                }
+            } else {
+                fired.push(rule);
+            }
+        }
+    }
+    Encoded {
+        text: features::vector(&words),
+        rules: fired,
+        decisive,
+        words,
+    }
+}
+
+/// Hyper-parameters of the learner, chosen on replays of the shared labelled requests
+/// (bootstrapped from one part, replayed on the other).
+const L2_TEXT: f32 = 1e-4;
+const L2_RULE: f32 = 3e-3;
+const RATE: f32 = 0.5;
+
+/// Training data with dense feature ids.
+struct Data {
+    k: usize,
+    n_features: usize,
+    rule_names: Vec<String>,
+    /// Per rule, per topic: the admin's intent (1 on the rule's topic).
+    rule_prior: Vec<Vec<f32>>,
+    rows: Vec<Row>,
+}
+
+struct Row {
+    text: Vec<(usize, f32)>,
+    rules: Vec<(usize, f32)>,
+    label: usize,
+}
+
+struct Params {
+    w: Vec<f32>,
+    v: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl Params {
+    fn logits(&self, data: &Data, row: &Row, out: &mut [f32]) {
+        let k = data.k;
+        out.copy_from_slice(&self.b);
+        for &(f, x) in &row.text {
+            for (o, w) in out.iter_mut().zip(&self.w[f * k..f * k + k]) {
+                *o += w * x;
+            }
+        }
+        for &(r, x) in &row.rules {
+            for (o, v) in out.iter_mut().zip(&self.v[r * k..r * k + k]) {
+                *o += v * x;
+            }
+        }
+    }
+}
+
+/// AdaGrad over shuffled examples, regularisation applied to what each example touches:
+/// tens of thousands of settled tickets train in well under a second.
+fn fit(data: &Data, rows: &[usize]) -> Params {
+    let k = data.k;
+    let mut p = Params {
+        w: vec![0.0; data.n_features * k],
+        v: data.rule_prior.iter().flatten().copied().collect(),
+        b: vec![0.0; k],
+    };
+    let (mut gw, mut gv, mut gb) = (
+        vec![1e-6f32; p.w.len()],
+        vec![1e-6f32; p.v.len()],
+        vec![1e-6f32; k],
+    );
+    let prior: Vec<f32> = p.v.clone();
+    // Class weights soften imbalance without letting a rare topic swamp calibration.
+    let mut count = vec![0usize; k];
+    for &i in rows {
+        count[data.rows[i].label] += 1;
+    }
+    let n = rows.len().max(1) as f32;
+    let cw: Vec<f32> = count
+        .iter()
+        .map(|&c| (n / (k as f32 * c.max(1) as f32)).sqrt())
+        .collect();
+    let epochs = (100_000 / rows.len().max(1)).clamp(8, 120);
+    let mut order = rows.to_vec();
+    let mut rng = 0x2545F4914F6CDD1Du64;
+    let mut z = vec![0.0f32; k];
+    for _ in 0..epochs {
+        // Fisher–Yates with xorshift: deterministic, so a retrain on the same data gives
+        // the same model.
+        for i in (1..order.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            order.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        for &i in &order {
+            let row = &data.rows[i];
+            p.logits(data, row, &mut z);
+            softmax(&mut z);
+            for c in 0..k {
+                let g = cw[row.label] * (z[c] - if c == row.label { 1.0 } else { 0.0 });
+                gb[c] += g * g;
+                p.b[c] -= RATE * g / gb[c].sqrt();
+                for &(f, x) in &row.text {
+                    let j = f * k + c;
+                    let g = g * x + L2_TEXT * p.w[j];
+                    gw[j] += g * g;
+                    p.w[j] -= RATE * g / gw[j].sqrt();
+                }
+                for &(r, x) in &row.rules {
+                    let j = r * k + c;
+                    let g = g * x + L2_RULE * (p.v[j] - prior[j]);
+                    gv[j] += g * g;
+                    p.v[j] -= RATE * g / gv[j].sqrt();
+                }
+            }
+        }
+    }
+    p
+}
+
+/// Negative log-likelihood of the labels under softmax(logits / t).
+fn nll(oof: &[(Vec<f32>, usize)], t: f32) -> f64 {
+    let mut total = 0.0f64;
+    let mut z = Vec::new();
+    for (logits, y) in oof {
+        z.clear();
+        z.extend(logits.iter().map(|l| l / t));
+        softmax(&mut z);
+        total -= (z[*y].max(1e-9) as f64).ln();
+    }
+    total
+}
+
+/// Temperature minimising the out-of-fold NLL (golden-section search on log t).
+fn fit_temperature(oof: &[(Vec<f32>, usize)]) -> f32 {
+    let (mut a, mut b) = ((0.05f64).ln(), (20.0f64).ln());
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    let f = |x: f64| nll(oof, x.exp() as f32);
+    let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));
+    let (mut fc, mut fd) = (f(c), f(d));
+    for _ in 0..40 {
+        if fc < fd {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - g * (b - a);
+            fc = f(c);
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + g * (b - a);
+            fd = f(d);
+        }
+    }
+    (((a + b) / 2.0).exp()) as f32
+}
+
+/// Expected calibration error over 15 equal-width confidence bins.
+pub fn ece(points: &[(f32, bool)]) -> f32 {
+    const BINS: usize = 15;
+    let mut sum_conf = [0.0f64; BINS];
+    let mut sum_right = [0.0f64; BINS];
+    let mut count = [0usize; BINS];
+    for &(c, right) in points {
+        let b = ((c * BINS as f32) as usize).min(BINS - 1);
+        sum_conf[b] += c as f64;
+        sum_right[b] += right as u8 as f64;
+        count[b] += 1;
+    }
+    let n = points.len().max(1) as f64;
+    (0..BINS)
+        .filter(|&b| count[b] > 0)
+        .map(|b| (sum_conf[b] - sum_right[b]).abs() / n)
+        .sum::<f64>() as f32
+}
+
+/// Precision and coverage of answering at each confidence (sorted descending, thinned to at
+/// most 400 points, keeping each distinct confidence's last point).
+pub fn curve(points: &[(f32, bool)]) -> Vec<CurvePoint> {
+    let mut sorted = points.to_vec();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let n = sorted.len().max(1) as f32;
+    let mut out = Vec::new();
+    let mut right = 0usize;
+    for (i, &(c, ok)) in sorted.iter().enumerate() {
+        right += ok as usize;
+        let last_of_its_confidence = sorted.get(i + 1).is_none_or(|next| next.0 < c);
+        if last_of_its_confidence {
+            out.push(CurvePoint {
+                confidence: c,
+                coverage: (i + 1) as f32 / n,
+                precision: right as f32 / (i + 1) as f32,
+            });
+        }
+    }
+    if out.len() > 400 {
+        let step = out.len() as f32 / 400.0;
+        let last = *out.last().expect("non-empty");
+        out = (0..400).map(|i| out[(i as f32 * step) as usize]).collect();
+        out.push(last);
+    }
+    out
+}
 
 impl Model {
-    /// Trains on `examples` (full-batch gradient descent with L2, a few hundred epochs: small
-    /// offices have hundreds to tens of thousands of labelled requests).
-    pub fn train(examples: &[Example]) -> Result<Model, ModelError> {
-        Model::train_observed(examples, &mut || {})
+    /// Trains on `examples` with `rules` (see the module's comment).
+    pub fn train(examples: &[Example], rules: &Rules) -> Result<Model, ModelError> {
+        Model::train_observed(examples, rules, &mut || {})
     }
 
     /// [`Model::train`], calling `round` after each of the [`TRAINING_ROUNDS`] (for progress).
     pub fn train_observed(
         examples: &[Example],
+        rules: &Rules,
         round: &mut dyn FnMut(),
     ) -> Result<Model, ModelError> {
-        if examples.is_empty() {
-            return Err(ModelError::NoExamples);
-        }
-        let mut topics: Vec<String> = examples.iter().map(|e| e.topic.clone()).collect();
-        topics.sort();
-        topics.dedup();
+        let topics: Vec<String> = rules.topics.keys().cloned().collect();
         let k = topics.len();
         let index: HashMap<&str, usize> = topics
             .iter()
             .enumerate()
             .map(|(i, t)| (t.as_str(), i))
             .collect();
-        // Features as dense ids for speed.
-        let mut feature_ids: IdMap<usize> = IdMap::default();
-        let data: Vec<(Vec<(usize, f32)>, usize)> = examples
+        let rule_index: HashMap<&str, usize> = rules
+            .rules
             .iter()
-            .map(|e| {
-                let v = features::vector(&features::Words::of(&e.subject, &e.body));
-                let mut sparse: Vec<(usize, f32)> = v
-                    .into_iter()
-                    .map(|(f, x)| {
-                        let next = feature_ids.len();
-                        (*feature_ids.entry(f).or_insert(next), x)
-                    })
-                    .collect();
-                sparse.sort_unstable_by_key(|(i, _)| *i);
-                (sparse, index[e.topic.as_str()])
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        let rule_prior: Vec<Vec<f32>> = rules
+            .rules
+            .iter()
+            .map(|r| {
+                topics
+                    .iter()
+                    .map(|t| if *t == r.topic { 1.0 } else { 0.0 })
+                    .collect()
             })
             .collect();
-        let n_features = feature_ids.len();
-        let mut w = vec![0.0f32; n_features * k];
-        let mut b = vec![0.0f32; k];
-        // Class weights: rare topics count as much as common ones.
-        let mut class_count = vec![0usize; k];
-        for (_, y) in &data {
-            class_count[*y] += 1;
+        let mut feature_ids: IdMap<usize> = IdMap::default();
+        let mut decisive: Vec<Option<usize>> = Vec::new();
+        let mut rows = Vec::new();
+        // Topics the rules no longer have are left out.
+        for e in examples {
+            let Some(&label) = index.get(e.topic.as_str()) else {
+                continue;
+            };
+            let enc = encode(rules, &e.request());
+            let mut text: Vec<(usize, f32)> = enc
+                .text
+                .into_iter()
+                .map(|(f, x)| {
+                    let next = feature_ids.len();
+                    (*feature_ids.entry(f).or_insert(next), x)
+                })
+                .collect();
+            text.sort_unstable_by_key(|(i, _)| *i);
+            let rules_fired = enc
+                .rules
+                .iter()
+                .filter_map(|f| rule_index.get(f.name.as_str()).map(|&i| (i, f.weight)))
+                .collect();
+            decisive.push(
+                enc.decisive
+                    .and_then(|d| index.get(d.topic.as_str()).copied()),
+            );
+            rows.push(Row {
+                text,
+                rules: rules_fired,
+                label,
+            });
         }
-        let class_weight: Vec<f32> = class_count
-            .iter()
-            .map(|&c| data.len() as f32 / (k as f32 * c.max(1) as f32))
-            .collect();
-        let (epochs, rate, l2) = (TRAINING_ROUNDS, 2.0f32, 1e-4f32);
-        let n = data.len() as f32;
-        let mut grad_w = vec![0.0f32; n_features * k];
-        let mut grad_b = vec![0.0f32; k];
-        let mut p = vec![0.0f32; k];
-        for _ in 0..epochs {
-            grad_w.iter_mut().for_each(|g| *g = 0.0);
-            grad_b.iter_mut().for_each(|g| *g = 0.0);
-            for (x, y) in &data {
-                for (c, pc) in p.iter_mut().enumerate() {
-                    *pc = b[c] + x.iter().map(|&(f, v)| w[f * k + c] * v).sum::<f32>();
-                }
-                softmax(&mut p);
-                let cw = class_weight[*y];
-                for c in 0..k {
-                    let err = cw * (p[c] - if c == *y { 1.0 } else { 0.0 });
-                    grad_b[c] += err;
-                    for &(f, v) in x {
-                        grad_w[f * k + c] += err * v;
-                    }
-                }
-            }
-            for (wi, gi) in w.iter_mut().zip(&grad_w) {
-                *wi -= rate * (gi / n + l2 * *wi);
-            }
-            for (bi, gi) in b.iter_mut().zip(&grad_b) {
-                *bi -= rate * gi / n;
-            }
-            round();
+        if rows.is_empty() {
+            return Err(ModelError::NoExamples);
         }
+        let data = Data {
+            k,
+            n_features: feature_ids.len(),
+            rule_names: rules.rules.iter().map(|r| r.name.clone()).collect(),
+            rule_prior,
+            rows,
+        };
+        let n = data.rows.len();
+        // Out-of-fold scores for calibration, the folds trained side by side.
+        let calibration = if n >= MIN_CALIBRATION_EXAMPLES {
+            let folds: Vec<Vec<(usize, Vec<f32>)>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..CALIBRATION_FOLDS)
+                    .map(|fold| {
+                        let data = &data;
+                        s.spawn(move || {
+                            let train: Vec<usize> =
+                                (0..n).filter(|i| i % CALIBRATION_FOLDS != fold).collect();
+                            let p = fit(data, &train);
+                            (0..n)
+                                .filter(|i| i % CALIBRATION_FOLDS == fold)
+                                .map(|i| {
+                                    let mut z = vec![0.0; data.k];
+                                    p.logits(data, &data.rows[i], &mut z);
+                                    (i, z)
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+            for _ in 0..CALIBRATION_FOLDS {
+                round();
+            }
+            let mut oof: Vec<(Vec<f32>, usize)> = Vec::with_capacity(n);
+            let mut which: Vec<usize> = Vec::with_capacity(n);
+            for (i, z) in folds.into_iter().flatten() {
+                oof.push((z, data.rows[i].label));
+                which.push(i);
+            }
+            let temperature = fit_temperature(&oof);
+            let points = |t: f32| -> Vec<(f32, bool)> {
+                oof.iter()
+                    .zip(&which)
+                    .map(|((z, y), &i)| {
+                        if let Some(d) = decisive[i] {
+                            return (DECISIVE_CONFIDENCE, d == *y);
+                        }
+                        let mut p: Vec<f32> = z.iter().map(|l| l / t).collect();
+                        softmax(&mut p);
+                        let best = argmax(&p);
+                        (p[best], best == *y)
+                    })
+                    .collect()
+            };
+            let after = points(temperature);
+            Some(Calibration {
+                temperature,
+                ece: ece(&after),
+                ece_before: ece(&points(1.0)),
+                records: n,
+                curve: curve(&after),
+            })
+        } else {
+            None
+        };
+        let all: Vec<usize> = (0..n).collect();
+        let p = fit(&data, &all);
+        round();
         let mut weights = IdMap::default();
         for (f, id) in feature_ids {
-            let row = w[id * k..(id + 1) * k].to_vec();
+            let row = p.w[id * k..(id + 1) * k].to_vec();
             if row.iter().any(|x| x.abs() > 1e-4) {
                 weights.insert(f, row);
             }
         }
+        let rule_coef = data
+            .rule_names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), p.v[i * k..(i + 1) * k].to_vec()))
+            .collect();
         Ok(Model {
             format: FORMAT_VERSION,
             trained_at: crate::store::now_rfc3339(),
-            examples: examples.len(),
+            examples: n,
             data_sha256: data_hash(examples),
             topics,
-            bias: b,
+            bias: p.b,
             weights,
+            rule_coef,
+            calibration,
         })
     }
 
-    /// Probability of each topic (in `self.topics` order) and the features that pushed the
-    /// winner most.
-    pub fn predict(&self, subject: &str, body: &str) -> (Vec<f32>, Vec<String>) {
-        self.predict_words(&features::Words::of(subject, body))
-    }
-
-    pub fn predict_words(&self, words: &features::Words) -> (Vec<f32>, Vec<String>) {
-        let x = features::vector(words);
-        let known: Vec<(FeatureId, &Vec<f32>, f32)> = x
+    /// Scores (in `self.topics` order) of the model's text part, and the features that
+    /// pushed the best of them most.
+    pub fn text_scores(
+        &self,
+        text: &IdMap<f32>,
+        words: &features::Words,
+    ) -> (Vec<f32>, Vec<String>) {
+        let known: Vec<(FeatureId, &Vec<f32>, f32)> = text
             .iter()
             .filter_map(|(f, v)| self.weights.get(f).map(|row| (*f, row, *v)))
             .collect();
-        let mut probs = self.bias.clone();
+        let mut scores = self.bias.clone();
         for (_, row, v) in &known {
-            for (p, w) in probs.iter_mut().zip(row.iter()) {
+            for (p, w) in scores.iter_mut().zip(row.iter()) {
                 *p += w * v;
             }
         }
-        softmax(&mut probs);
-        let best = (0..probs.len())
-            .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
-            .unwrap_or(0);
+        let best = argmax(&scores);
         let mut top: Vec<(FeatureId, f32)> = known
             .iter()
             .map(|(f, row, v)| (*f, row[best] * v))
@@ -199,9 +583,13 @@ impl Model {
         let ids: Vec<FeatureId> = top.iter().map(|(f, _)| *f).collect();
         let names = features::names_of(words, &ids);
         (
-            probs,
+            scores,
             ids.iter().filter_map(|f| names.get(f).cloned()).collect(),
         )
+    }
+
+    pub fn temperature(&self) -> f32 {
+        self.calibration.as_ref().map_or(1.0, |c| c.temperature)
     }
 
     pub fn load(dir: &Path) -> Result<Option<Model>, ModelError> {
@@ -216,15 +604,33 @@ impl Model {
                 })
             }
         };
-        let model: Model = serde_json::from_str(&text).map_err(|e| ModelError::Format {
+        #[derive(Deserialize)]
+        struct Head {
+            format: u32,
+        }
+        let damaged = |message: String| ModelError::Format {
             path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        if model.format != FORMAT_VERSION || model.bias.len() != model.topics.len() {
-            return Err(ModelError::Format {
-                path: path.display().to_string(),
-                message: format!("format {}", model.format),
-            });
+            message,
+        };
+        let head: Head = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
+        if head.format < FORMAT_VERSION {
+            // A model of an older version is retrained from the store; until then the rules
+            // work alone.
+            tracing::warn!(
+                "{} is of an older version ({}): ignored until the model is retrained",
+                path.display(),
+                head.format
+            );
+            return Ok(None);
+        }
+        let model: Model = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
+        let k = model.topics.len();
+        if model.format != FORMAT_VERSION
+            || model.bias.len() != k
+            || model.weights.values().any(|r| r.len() != k)
+            || model.rule_coef.values().any(|r| r.len() != k)
+        {
+            return Err(damaged(format!("format {}", model.format)));
         }
         Ok(Some(model))
     }
@@ -237,8 +643,25 @@ impl Model {
         tmp.as_file().sync_all().map_err(ModelError::Write)?;
         tmp.persist(dir.join(MODEL_FILE))
             .map_err(|e| ModelError::Write(e.error))?;
+        SAVED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
+}
+
+static SAVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many models this process has saved: classifiers reload at once when it changes.
+pub fn saved_here() -> u64 {
+    SAVED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// The confidence given when a decisive rule decides.
+pub const DECISIVE_CONFIDENCE: f32 = 0.99;
+
+pub fn argmax(v: &[f32]) -> usize {
+    (0..v.len())
+        .max_by(|&a, &b| v[a].total_cmp(&v[b]))
+        .unwrap_or(0)
 }
 
 fn data_hash(examples: &[Example]) -> String {

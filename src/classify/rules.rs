@@ -298,8 +298,8 @@ fn default_secondary() -> f32 {
 fn default_decisive() -> f32 {
     10.0
 }
-fn default_model_weight() -> f32 {
-    1.0
+fn default_retrain_after() -> u32 {
+    10
 }
 
 /// A validated rules file.
@@ -317,11 +317,15 @@ pub struct Rules {
     pub secondary_above: f32,
     /// A rule at least this heavy decides alone.
     pub decisive_weight: f32,
-    /// Retrain the model after this many clerk corrections (0: never by itself).
+    /// Retrain the model after this many tickets were settled (corrected, confirmed or
+    /// closed with their topic) since the last training; 0: only by `sportello model train`.
     pub retrain_after: u32,
-    /// How much the learned model counts against the rules (its log-probabilities are
-    /// multiplied by this before the rule weights are added).
-    pub model_weight: f32,
+    /// With a calibrated model, answer only where the out-of-fold predictions were right at
+    /// least this often; below that confidence a ticket is `unsorted`.
+    pub target_precision: Option<f32>,
+    /// SHA-256 of labelled files these rules were written while reading: scoring the rules on
+    /// them measures the rules' memory, and `rules test` / `model eval` say so.
+    pub seen_labels: Vec<String>,
     pub topics: BTreeMap<String, TopicDef>,
     pub rules: Vec<Rule>,
 }
@@ -375,10 +379,16 @@ impl Rules {
             secondary_above: f32,
             #[serde(default = "default_decisive")]
             decisive_weight: f32,
-            #[serde(default)]
+            #[serde(default = "default_retrain_after")]
             retrain_after: u32,
-            #[serde(default = "default_model_weight")]
-            model_weight: f32,
+            #[serde(default)]
+            target_precision: Option<f32>,
+            #[serde(default)]
+            seen_labels: Vec<String>,
+            /// Accepted from older files; the model now learns how much each rule counts.
+            #[serde(default)]
+            #[allow(dead_code)]
+            model_weight: Option<f32>,
             #[serde(default)]
             topics: BTreeMap<String, Spanned<toml::Value>>,
             #[serde(default)]
@@ -420,6 +430,7 @@ impl Rules {
         for (name, value) in [
             ("abstain_below", top.abstain_below),
             ("abstain_margin", top.abstain_margin),
+            ("target_precision", top.target_precision.unwrap_or(0.5)),
         ] {
             if !(0.0..=1.0).contains(&value) {
                 cx.problems.push(ConfigProblem {
@@ -529,7 +540,12 @@ impl Rules {
             secondary_above: top.secondary_above,
             decisive_weight: top.decisive_weight,
             retrain_after: top.retrain_after,
-            model_weight: top.model_weight,
+            target_precision: top.target_precision,
+            seen_labels: top
+                .seen_labels
+                .iter()
+                .map(|s| s.trim_start_matches("sha256:").to_ascii_lowercase())
+                .collect(),
             topics,
             rules,
         })

@@ -5,6 +5,7 @@
 //! backend (PostgreSQL for offices that outgrow one machine) replaces this file, not its users.
 
 pub mod blobs;
+mod learning;
 mod rank;
 pub mod web;
 
@@ -224,11 +225,27 @@ CREATE TABLE parse_crashes (
 ALTER TABLE outbox ADD COLUMN sending_by INTEGER;
 ALTER TABLE outbox ADD COLUMN uncertain TEXT;
 "#,
+    // The office's labelled history (`model train --labels`), kept so that every retrain
+    // learns from it as well as from the tickets clerks settled.
+    r#"
+CREATE TABLE labelled_history (
+    id INTEGER PRIMARY KEY,
+    record_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    channel TEXT,
+    sender_email TEXT,
+    added_at TEXT NOT NULL,
+    UNIQUE (record_id, subject, body)
+);
+ALTER TABLE tickets ADD COLUMN topic_guesses TEXT NOT NULL DEFAULT '[]';
+"#,
 ];
 
-/// Counters (table `counters`): clerks' corrections since the model was last trained, and
-/// rewrites of existing rows of the search index (see `rank`).
-const CORRECTIONS_SINCE_TRAINING: &str = "corrections_since_training";
+/// Counters (table `counters`): tickets settled since the model was last trained (see
+/// `learning`), and rewrites of existing rows of the search index (see `rank`).
+const SETTLED_SINCE_TRAINING: &str = "corrections_since_training";
 const SEARCH_ROWS_REWRITTEN: &str = "search_rows_rewritten";
 
 /// How many of a query's newest matches are ranked (see `Store::search`).
@@ -290,6 +307,9 @@ pub struct NewTicket {
     pub topic_confidence: Option<f32>,
     pub topic_reason: Option<String>,
     pub secondary_topics: Vec<String>,
+    /// The classifier's two likeliest topics with their probabilities (for triage).
+    #[serde(default)]
+    pub topic_guesses: Vec<(String, f32)>,
     pub office: Option<String>,
     pub attention: Vec<String>,
     pub parent: Option<String>,
@@ -453,6 +473,8 @@ pub struct TicketSummary {
     pub sender: Option<String>,
     pub subject: String,
     pub topic: Option<String>,
+    /// The classifier's two likeliest topics, for a ticket nobody has settled yet.
+    pub topic_guesses: Vec<(String, f32)>,
     pub status: String,
     pub needs_attention: bool,
     pub documents: u32,
@@ -721,13 +743,14 @@ fn file_in(tx: &rusqlite::Connection, new: &NewTicket, code_prefix: &str) -> Res
             "INSERT INTO tickets (code, protocol_year, protocol_number, channel, received_at, registered_at,
                 sender_name, sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence,
                 topic_reason, status, office, needs_attention, attention_reason, parent_code, intake_sha256,
-                secondary_topics)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'new', ?16, ?17, ?18, ?19, ?20, ?21)",
+                secondary_topics, topic_guesses)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'new', ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
             params![
                 code, year, number, new.channel.as_str(), new.received_at, now,
                 s.name, s.email, s.fax, s.phone, new.subject, new.body, new.topic, new.topic_confidence,
                 new.topic_reason, new.office, attention.is_some(), attention, new.parent, new.intake.sha256,
-                serde_json::to_string(&new.secondary_topics).unwrap_or_else(|_| "[]".into())
+                serde_json::to_string(&new.secondary_topics).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&new.topic_guesses).unwrap_or_else(|_| "[]".into())
             ],
         )?;
         let ticket_id = tx.last_insert_rowid();
@@ -939,7 +962,7 @@ impl Store {
             "SELECT code, protocol_year, protocol_number, channel, received_at, registered_at, sender_name,
                     sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence, topic_reason,
                     status, office, needs_attention, attention_reason, parent_code, secondary_topics,
-                    topic_reviewed
+                    topic_reviewed, topic_guesses
              FROM tickets WHERE id = ?1",
             [id],
             |r| {
@@ -960,6 +983,7 @@ impl Store {
                         topic_reason: r.get(14)?,
                         secondary_topics: serde_json::from_str(&r.get::<_, String>(20)?).unwrap_or_default(),
                         topic_reviewed: r.get(21)?,
+                        topic_guesses: serde_json::from_str(&r.get::<_, String>(22)?).unwrap_or_default(),
                         status: Status::New,
                         office: r.get(16)?,
                         needs_attention: r.get(17)?,
@@ -1087,7 +1111,8 @@ impl Store {
         let sql = format!(
             "SELECT t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at,
                     COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone), t.subject, t.topic,
-                    t.status, t.needs_attention, (SELECT COUNT(*) FROM documents d WHERE d.ticket_id = t.id)
+                    t.status, t.needs_attention, (SELECT COUNT(*) FROM documents d WHERE d.ticket_id = t.id),
+                    CASE WHEN t.topic_reviewed THEN '[]' ELSE t.topic_guesses END
              FROM tickets t {where_sql} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}"
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -1103,6 +1128,7 @@ impl Store {
                 status: r.get(8)?,
                 needs_attention: r.get(9)?,
                 documents: r.get(10)?,
+                topic_guesses: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
             })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -1220,60 +1246,11 @@ impl Store {
         )?;
         let detail = serde_json::json!({"from": from, "to": status.as_str()});
         insert_event(&tx, id, &now_rfc3339(), actor, "status_changed", &detail)?;
+        if status == Status::Closed {
+            Store::settled_by_closing(&tx, id)?;
+        }
         tx.commit()?;
         Ok(true)
-    }
-
-    /// A clerk's correction (or confirmation) of a ticket's topic: recorded as an event and
-    /// marked reviewed, so the model learns from it. Returns how many corrections were made
-    /// since the model was last trained.
-    pub fn reclassify(
-        &mut self,
-        code_input: &str,
-        topic: &str,
-        office: Option<&str>,
-        actor: &str,
-    ) -> Result<u64> {
-        let (id, _) = self.ticket_id(code_input)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (from, old_office): (Option<String>, Option<String>) = query_row_cached(
-            &tx,
-            "SELECT topic, office FROM tickets WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let office = office.map(str::to_string).or(old_office);
-        execute_cached(
-            &tx,
-            "UPDATE tickets SET topic = ?1, topic_confidence = 1.0, topic_reason = ?2, topic_reviewed = 1, office = ?3 WHERE id = ?4",
-            params![topic, format!("set by {actor}"), office, id],
-        )?;
-        let detail = serde_json::json!({"from": from, "to": topic, "office": office});
-        insert_event(&tx, id, &now_rfc3339(), actor, "reclassified", &detail)?;
-        let count = bump_counter(&tx, CORRECTIONS_SINCE_TRAINING)?;
-        tx.commit()?;
-        Ok(count as u64)
-    }
-
-    /// Subject, body and topic of every ticket whose topic a clerk reviewed: the model's
-    /// training data (never its own unreviewed guesses).
-    pub fn reviewed_examples(&self) -> Result<Vec<(String, String, String, String)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT code, subject, body, topic FROM tickets WHERE topic_reviewed = 1 AND topic IS NOT NULL ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
-    }
-
-    /// Records that the model was just trained.
-    pub fn reset_corrections(&mut self) -> Result<()> {
-        self.conn.execute(
-            "DELETE FROM counters WHERE name = ?1",
-            [CORRECTIONS_SINCE_TRAINING],
-        )?;
-        Ok(())
     }
 
     fn entities_of(&self, ticket_id: i64) -> Result<Vec<Entity>> {
@@ -1992,7 +1969,7 @@ mod tests {
     use super::*;
     use crate::entities::{Entity, Kind};
 
-    fn ticket(n: usize, email: &str, case: &str) -> NewTicket {
+    pub(super) fn ticket(n: usize, email: &str, case: &str) -> NewTicket {
         let e = |kind, value: &str, place: &str| Entity {
             kind,
             value: value.into(),
@@ -2014,6 +1991,7 @@ mod tests {
             topic_confidence: None,
             topic_reason: None,
             secondary_topics: Vec::new(),
+            topic_guesses: Vec::new(),
             office: None,
             attention: Vec::new(),
             parent: None,

@@ -147,16 +147,17 @@ pub async fn rules_post(
             let in_force =
                 Rules::load(&in_force_path).map_err(|e| WebError::Internal(e.to_string()))?;
             let model = Model::load(s.data_dir()).map_err(|e| WebError::Internal(e.to_string()))?;
+            // Everything settled: the labelled history and the tickets people settled.
             let mut records: Vec<Labelled> = s
-                .reviewed_examples()?
+                .training_examples()?
                 .into_iter()
-                .map(|(id, subject, body, topic)| Labelled {
-                    id,
-                    subject,
-                    body,
-                    topic,
-                    channel: None,
-                    sender_email: None,
+                .map(|e| Labelled {
+                    id: e.id,
+                    subject: e.subject,
+                    body: e.body,
+                    topic: e.topic,
+                    channel: e.channel,
+                    sender_email: e.sender_email,
                 })
                 .collect();
             if let Some(labels) = &worker.labels {
@@ -332,6 +333,12 @@ pub async fn stats(
         .iter()
         .map(|(c, n)| (t(c).to_string(), *n))
         .collect();
+    let labels = app.topic_labels(lang);
+    let topics: Vec<(String, u64)> = st
+        .by_topic
+        .iter()
+        .map(|(k, n)| (labels.of(k).to_string(), *n))
+        .collect();
     let content = html! {
         h1 { (t("stats")) }
         form method="get" action="/admin/stats" class="range" {
@@ -349,7 +356,7 @@ pub async fn stats(
         }
         div class="charts" {
             figure { figcaption { (t("by_channel")) } (bar_chart(&channels, t("by_channel"))) }
-            figure { figcaption { (t("by_topic")) } (bar_chart(&st.by_topic, t("by_topic"))) }
+            figure { figcaption { (t("by_topic")) } (bar_chart(&topics, t("by_topic"))) }
             figure class="wide" { figcaption { (t("by_week")) } (week_chart(&st.by_week, t("by_week"))) }
         }
     };
@@ -441,8 +448,9 @@ pub async fn stats_csv(
     for (k, n) in &st.by_channel {
         row("channel", k, n.to_string());
     }
+    let labels = app.topic_labels(auth.lang);
     for (k, n) in &st.by_topic {
-        row("topic", k, n.to_string());
+        row("topic", labels.of(k), n.to_string());
     }
     for (k, n) in &st.by_week {
         row("week", k, n.to_string());

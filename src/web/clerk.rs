@@ -2,7 +2,7 @@
 //! actions on it (reclassify, route, status, note, reply, duplicate), a document beside its
 //! text page by page, and requests registered by phone or at the desk.
 
-use super::{i18n, page, query_string, when, App, Auth, WebError};
+use super::{i18n, page, query_string, when, App, Auth, TopicLabels, WebError};
 use crate::extract;
 use crate::model::{Channel, Document, Sender, Status, Ticket};
 use crate::ocr::pages::PageImageError;
@@ -66,6 +66,7 @@ pub async fn queue(
             Ok((s.queue_counts()?, rows, s.count_matching(&filter)?))
         })
         .await?;
+    let labels = app.topic_labels(lang);
     let here = |extra: &[(&str, &str)]| -> String {
         let mut pairs: Vec<(&str, &str)> = vec![
             ("status", q.status.as_deref().unwrap_or("")),
@@ -83,7 +84,7 @@ pub async fn queue(
         h1 { (t("queue")) }
         div class="queue" {
             aside class="counts" aria-label=(t("counts")) {
-                (counts_box(lang, &counts))
+                (counts_box(lang, &counts, &labels))
             }
             section class="list" {
                 p class="summary" {
@@ -92,7 +93,7 @@ pub async fn queue(
                         " · " a href="/" { (t("all_open")) }
                     }
                 }
-                (ticket_table(lang, &rows))
+                (ticket_table(&auth, &labels, &rows, &here(&[])))
                 nav class="pager" aria-label=(t("pages")) {
                     @if page_no > 1 { a rel="prev" href=(here(&[("page", &(page_no - 1).to_string())])) { "← " (t("previous")) } }
                     @if page_no * PAGE_SIZE < total as usize { a rel="next" href=(here(&[("page", &(page_no + 1).to_string())])) { (t("next")) " →" } }
@@ -103,7 +104,7 @@ pub async fn queue(
     Ok(page(lang, Some(&auth), t("queue"), content))
 }
 
-fn counts_box(lang: i18n::Lang, c: &QueueCounts) -> Markup {
+fn counts_box(lang: i18n::Lang, c: &QueueCounts, labels: &TopicLabels) -> Markup {
     let t = |k| i18n::t(lang, k);
     let link = |k: &str, v: &str| format!("/?{}", query_string(&[(k, v)]));
     html! {
@@ -117,7 +118,7 @@ fn counts_box(lang: i18n::Lang, c: &QueueCounts) -> Markup {
         h2 { (t("by_status")) }
         ul { @for (s, n) in &c.by_status { li { a href=(link("status", s)) { (t(s)) } " " span class="count" { (n) } } } }
         h2 { (t("by_topic")) }
-        ul { @for (s, n) in &c.by_topic { li { a href=(link("topic", s)) { (s) } " " span class="count" { (n) } } } }
+        ul { @for (s, n) in &c.by_topic { li { a href=(link("topic", s)) { (labels.of(s)) } " " span class="count" { (n) } } } }
         @if !c.by_office.is_empty() {
             h2 { (t("by_office")) }
             ul { @for (s, n) in &c.by_office { li { a href=(link("office", s)) { (s) } " " span class="count" { (n) } } } }
@@ -125,8 +126,17 @@ fn counts_box(lang: i18n::Lang, c: &QueueCounts) -> Markup {
     }
 }
 
-pub(super) fn ticket_table(lang: i18n::Lang, rows: &[TicketSummary]) -> Markup {
+/// The queue's table. A ticket nobody has settled shows the classifier's two best guesses;
+/// for an unsorted one each is a button that settles it (and teaches the model).
+pub(super) fn ticket_table(
+    auth: &Auth,
+    labels: &TopicLabels,
+    rows: &[TicketSummary],
+    back: &str,
+) -> Markup {
+    let lang = auth.lang;
     let t = |k| i18n::t(lang, k);
+    let edit = auth.may_edit();
     html! {
         table class="tickets" {
             thead { tr {
@@ -145,13 +155,42 @@ pub(super) fn ticket_table(lang: i18n::Lang, rows: &[TicketSummary]) -> Markup {
                             @if r.needs_attention { span class="flag" title=(t("needs_attention")) { "⚠ " } }
                             (r.subject)
                         }
-                        td { (r.topic.as_deref().unwrap_or("—")) }
+                        td {
+                            (r.topic.as_deref().map_or("—", |k| labels.of(k)))
+                            @if r.topic.as_deref() == Some(crate::classify::rules::UNSORTED) && !r.topic_guesses.is_empty() {
+                                @if edit && r.status != "closed" {
+                                    form method="post" action=(format!("/tickets/{}/action", r.code)) class="guesses" {
+                                        input type="hidden" name="csrf" value=(auth.session.csrf);
+                                        input type="hidden" name="action" value="reclassify";
+                                        input type="hidden" name="back" value=(back);
+                                        span class="muted" { (t("best_guesses")) ": " }
+                                        @for (k, p) in &r.topic_guesses {
+                                            button type="submit" name="topic" value=(k) title=(t("settle_as")) {
+                                                (labels.of(k)) " " (format!("{:.0}%", p * 100.0))
+                                            }
+                                            " "
+                                        }
+                                    }
+                                } @else {
+                                    br; span class="muted" { (t("best_guesses")) ": "
+                                        (guess_text(labels, &r.topic_guesses)) }
+                                }
+                            }
+                        }
                         td { span class=(format!("status {}", r.status)) { (t(&r.status)) } }
                     }
                 }
             }
         }
     }
+}
+
+fn guess_text(labels: &TopicLabels, guesses: &[(String, f32)]) -> String {
+    guesses
+        .iter()
+        .map(|(k, p)| format!("{} {:.0}%", labels.of(k), p * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub async fn ticket(
@@ -185,7 +224,7 @@ pub async fn ticket(
         div class="ticket" {
             section class="facts" aria-labelledby="facts-h" {
                 h2 id="facts-h" { (t("facts")) }
-                (facts(lang, &ticket))
+                (facts(&auth, &app.topic_labels(lang), &ticket))
                 p { a href=(format!("/tickets/{}/dossier", ticket.code)) { (t("dossier")) " (" (ticket.dossier.len()) ")" } }
             }
             section class="body" aria-labelledby="body-h" {
@@ -211,8 +250,10 @@ pub async fn ticket(
     Ok(page(lang, Some(&auth), &ticket.code, content))
 }
 
-fn facts(lang: i18n::Lang, tk: &Ticket) -> Markup {
+fn facts(auth: &Auth, labels: &TopicLabels, tk: &Ticket) -> Markup {
+    let lang = auth.lang;
     let t = |k| i18n::t(lang, k);
+    let unsorted = tk.topic.as_deref() == Some(crate::classify::rules::UNSORTED);
     let s = &tk.sender;
     html! {
         dl class="facts" {
@@ -228,10 +269,30 @@ fn facts(lang: i18n::Lang, tk: &Ticket) -> Markup {
             }
             dt { (t("status")) } dd { span class=(format!("status {}", tk.status.as_str())) { (t(tk.status.as_str())) } }
             dt { (t("topic")) } dd {
-                (tk.topic.as_deref().unwrap_or("—"))
-                @if let Some(c) = tk.topic_confidence { " (" (format!("{:.0}%", c * 100.0)) ")" }
+                (tk.topic.as_deref().map_or("—", |k| labels.of(k)))
+                @if let (Some(c), false) = (tk.topic_confidence, unsorted) { " (" (format!("{:.0}%", c * 100.0)) ")" }
                 @if tk.topic_reviewed { " ✓ " span class="muted" { (t("reviewed")) } }
-                @if !tk.secondary_topics.is_empty() { br; span class="muted" { (t("also")) ": " (tk.secondary_topics.join(", ")) } }
+                @if !tk.topic_reviewed && !tk.topic_guesses.is_empty() {
+                    @if unsorted && auth.may_edit() && tk.status != Status::Closed {
+                        form method="post" action=(format!("/tickets/{}/action", tk.code)) class="guesses" {
+                            input type="hidden" name="csrf" value=(auth.session.csrf);
+                            input type="hidden" name="action" value="reclassify";
+                            span class="muted" { (t("best_guesses")) ": " }
+                            @for (k, p) in &tk.topic_guesses {
+                                button type="submit" name="topic" value=(k) title=(t("settle_as")) {
+                                    (labels.of(k)) " " (format!("{:.0}%", p * 100.0))
+                                }
+                                " "
+                            }
+                        }
+                    } @else {
+                        br; span class="muted" { (t("best_guesses")) ": " (guess_text(labels, &tk.topic_guesses)) }
+                    }
+                }
+                @if !tk.secondary_topics.is_empty() {
+                    br; span class="muted" { (t("also")) ": "
+                        (tk.secondary_topics.iter().map(|k| labels.of(k)).collect::<Vec<_>>().join(", ")) }
+                }
             }
             @if let Some(r) = &tk.topic_reason { dt { (t("reason")) } dd class="reason" { (r) } }
             dt { (t("office")) } dd { (tk.office.as_deref().unwrap_or("—")) }
@@ -308,7 +369,9 @@ fn actions(
                 label for="topic" { (t("reclassify")) }
                 select id="topic" name="topic" {
                     @for (name, label, _) in topics {
-                        option value=(name) selected[tk.topic.as_deref() == Some(name.as_str())] { (name) " — " (label) }
+                        option value=(name) selected[tk.topic.as_deref() == Some(name.as_str())] {
+                            (if name == crate::classify::rules::UNSORTED { t("unsorted") } else { label.as_str() })
+                        }
                     }
                 }
                 button type="submit" { (t("save_topic")) }
@@ -394,6 +457,8 @@ pub struct ActionForm {
     text: Option<String>,
     subject: Option<String>,
     of: Option<String>,
+    /// Where to go back to (the queue, for one-click triage).
+    back: Option<String>,
 }
 
 pub async fn action(
@@ -419,18 +484,14 @@ pub async fn action(
     match f.action.as_str() {
         "reclassify" => {
             let topic = need(&f.topic, "topic")?;
-            let office = app
-                .topics()
-                .into_iter()
-                .find(|(n, _, _)| *n == topic)
-                .map(|(_, _, o)| o)
-                .ok_or_else(|| WebError::BadRequest(format!("unknown topic {topic}")))?;
-            let office = (!office.is_empty()).then_some(office);
-            app.with_store(move |s| {
-                Ok(s.reclassify(&target, &topic, office.as_deref(), &actor)
-                    .map(|_| ())?)
-            })
-            .await?;
+            let rules = app.rules()?;
+            let settled = app
+                .with_store(move |s| {
+                    crate::classify::learn::reclassify(s, &rules, &target, &topic, &actor)
+                        .map_err(learn_error)
+                })
+                .await?;
+            app.learn(settled);
         }
         "route" => {
             let office = need(&f.office, "office")?;
@@ -441,8 +502,14 @@ pub async fn action(
             let status: Status = need(&f.status, "status")?
                 .parse()
                 .map_err(|e: crate::model::UnknownName| WebError::BadRequest(e.to_string()))?;
-            app.with_store(move |s| Ok(s.set_status(&target, status, &actor).map(|_| ())?))
+            let rules = app.rules()?;
+            let settled = app
+                .with_store(move |s| {
+                    crate::classify::learn::set_status(s, &rules, &target, status, &actor)
+                        .map_err(learn_error)
+                })
                 .await?;
+            app.learn(settled);
         }
         "note" => {
             let text = need(&f.text, "text")?;
@@ -468,7 +535,25 @@ pub async fn action(
         other => return Err(WebError::BadRequest(format!("unknown action {other}"))),
     }
     let code = crate::code::parse(&code).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    // One-click triage from the queue goes back to the queue, where it was.
+    if let Some(back) = f
+        .back
+        .as_deref()
+        .filter(|b| b.starts_with("/?") || *b == "/")
+    {
+        return Ok(Redirect::to(back).into_response());
+    }
     Ok(Redirect::to(&format!("/tickets/{code}?done={done}")).into_response())
+}
+
+fn learn_error(e: crate::classify::learn::LearnError) -> WebError {
+    match e {
+        crate::classify::learn::LearnError::Store(s) => s.into(),
+        crate::classify::learn::LearnError::UnknownTopic { .. } => {
+            WebError::BadRequest(e.to_string())
+        }
+        other => WebError::Internal(other.to_string()),
+    }
 }
 
 /// The domain of our Message-IDs: the acknowledgements' sender's, else a local name.

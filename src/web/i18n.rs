@@ -98,6 +98,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("to_do", "Da fare", "To do"),
     ("needs_attention", "Da verificare", "Needs attention"),
     ("unsorted", "Da smistare", "Unsorted"),
+    ("best_guesses", "Ipotesi", "Best guesses"),
+    ("settle_as", "Assegna questo argomento (il modello impara)", "Set this topic (the model learns)"),
     ("by_status", "Per stato", "By status"),
     ("by_topic", "Per argomento", "By topic"),
     ("by_office", "Per ufficio", "By office"),

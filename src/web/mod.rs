@@ -178,6 +178,8 @@ pub(crate) struct Inner {
     /// Runs extraction, OCR and classification on requests registered at the desk.
     processor: Processor,
     classifier: Option<Classifier>,
+    /// Retrains the topic model off the request path when clerks have settled enough.
+    trainer: Option<Arc<crate::classify::learn::Trainer>>,
     secure_cookies: bool,
     track_limiter: track::Limiter,
 }
@@ -234,6 +236,38 @@ impl App {
         .map_err(|e| WebError::Internal(format!("worker failed: {e}")))?
     }
 
+    /// The rules in force (for settling a ticket's topic).
+    fn rules(&self) -> Result<Arc<crate::classify::rules::Rules>, WebError> {
+        self.classifier
+            .as_ref()
+            .ok_or_else(|| {
+                WebError::BadRequest("this pipeline has no classify stage, hence no topics".into())
+            })?
+            .rules()
+            .map_err(WebError::Internal)
+    }
+
+    /// After a clerk settled a ticket: retrain off the request path when enough were settled.
+    fn learn(&self, settled: crate::classify::learn::Settled) {
+        if let (true, Some(t)) = (settled.retrain_due, &self.trainer) {
+            t.kick();
+        }
+    }
+
+    /// What people read for a topic: its label from the rules ("da smistare" for unsorted).
+    fn topic_labels(&self, lang: i18n::Lang) -> TopicLabels {
+        let mut map: std::collections::HashMap<String, String> = self
+            .topics()
+            .into_iter()
+            .map(|(k, label, _)| (k, label))
+            .collect();
+        map.insert(
+            crate::classify::rules::UNSORTED.to_string(),
+            i18n::t(lang, "unsorted").to_string(),
+        );
+        TopicLabels(map)
+    }
+
     /// Topics of the rules in force (name, label, office), for forms and filters.
     fn topics(&self) -> Vec<(String, String, String)> {
         let Some(rules) = self.classifier.as_ref().and_then(|c| c.rules().ok()) else {
@@ -250,6 +284,15 @@ impl App {
             String::new(),
         ));
         out
+    }
+}
+
+/// Topic keys to their labels; a key the rules no longer have is shown as it is.
+pub(crate) struct TopicLabels(std::collections::HashMap<String, String>);
+
+impl TopicLabels {
+    pub(crate) fn of<'a>(&'a self, key: &'a str) -> &'a str {
+        self.0.get(key).map_or(key, String::as_str)
     }
 }
 
@@ -610,6 +653,13 @@ pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, String> {
         store.blobs().clone(),
         &settings.data_dir,
     )?;
+    let trainer = rules_path
+        .as_ref()
+        .map(|p| crate::classify::learn::Trainer::new(&settings.data_dir, p));
+    // Settled while nothing could retrain (by the CLI, or before a restart): train now.
+    if let Some(t) = &trainer {
+        t.kick_if_wanted();
+    }
     Ok(App(Arc::new(Inner {
         pool: Pool {
             dir: settings.data_dir.clone(),
@@ -621,6 +671,7 @@ pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, String> {
         labels: settings.labels.clone(),
         processor,
         classifier,
+        trainer,
         secure_cookies: settings.secure_cookies,
         track_limiter: track::Limiter::new(settings.track_per_minute),
     })))

@@ -1,8 +1,9 @@
 //! The command line: raw arguments validated once into settings, `anyhow` only here at the
 //! edge, one clear line per error and a non-zero exit.
 
-use crate::classify::eval::{cross_validate, read_labels, Labelled, Report};
-use crate::classify::model::{Example, Model, TRAINING_ROUNDS};
+use crate::classify::eval::{read_labels, rules_have_seen, Labelled, Report, SEEN_WARNING};
+use crate::classify::learn;
+use crate::classify::model::Model;
 use crate::classify::rules::Rules;
 use crate::classify::{Classification, Classifier};
 use crate::config::Pipeline;
@@ -19,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+mod model;
+pub use model::ModelCommand;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -214,28 +218,6 @@ pub enum RulesCommand {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum ModelCommand {
-    /// Train from the store's clerk-reviewed tickets, or from a labelled JSON Lines file
-    Train {
-        #[arg(long)]
-        labels: Option<PathBuf>,
-    },
-    /// K-fold cross-validation on labelled requests: rules in force + a model trained on the other folds
-    Eval {
-        #[arg(long)]
-        labels: PathBuf,
-        #[arg(long, default_value_t = 5)]
-        folds: usize,
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
-        #[arg(long)]
-        rules: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
 pub enum TicketsCommand {
     /// Tickets, newest first
     List {
@@ -253,10 +235,14 @@ pub enum TicketsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Move a ticket to another status (new, in_progress, waiting, closed)
+    /// Move a ticket to another status (new, in_progress, waiting, closed); closing a ticket
+    /// with its topic tells the model the topic was right
     Status {
         code: String,
         status: Status,
+        /// Pipeline whose rules the model learns with (default: the shipped rules)
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
         /// Who does it (recorded in the history); default: the login name
         #[arg(long)]
         by: Option<String>,
@@ -607,6 +593,18 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
         } => {
             let pipeline = load_pipeline(pipeline.as_deref())?;
             let mut store = open_store(&data_dir(&cli.data, &pipeline))?;
+            // Tickets settled elsewhere since the last training (the web app was down, an
+            // older model): the model is brought up to date before this batch is classified.
+            if let Some(rules) = classify_rules(&pipeline) {
+                let rules = Rules::load(&rules)?;
+                if learn::retrain_wanted(&store, &rules)? {
+                    let trained = learn::retrain(&mut store, &rules, &mut || {})?;
+                    eprintln!(
+                        "sportello: model retrained on {} examples before ingesting",
+                        trained.examples
+                    );
+                }
+            }
             let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())
                 .map_err(anyhow::Error::msg)?;
             let (files, errors) = runner::collect_paths(&paths);
@@ -660,6 +658,10 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             let mut store = open_store(&data_dir(&cli.data, &pipeline))?;
             let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())
                 .map_err(anyhow::Error::msg)?;
+            // A retrain that is due runs beside intake, never in its way.
+            if let Some(rules) = classify_rules(&pipeline) {
+                learn::Trainer::new(store.data_dir(), &rules).kick_if_wanted();
+            }
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone())
@@ -691,13 +693,21 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                     .unwrap_or_else(|| "cli".into())
             };
             match command {
-                TicketsCommand::Status { code, status, by } => {
-                    let changed = store.set_status(&code, status, &actor(by))?;
-                    out.line(if changed {
+                TicketsCommand::Status {
+                    code,
+                    status,
+                    pipeline,
+                    by,
+                } => {
+                    let pipeline = load_pipeline(pipeline.as_deref())?;
+                    let rules = Rules::load(&rules_path(None, &pipeline))?;
+                    let settled = learn::set_status(&mut store, &rules, &code, status, &actor(by))?;
+                    out.line(if settled.changed {
                         "status changed"
                     } else {
                         "status unchanged"
                     })?;
+                    retrain_if_due(&mut store, &rules, settled)?;
                 }
                 TicketsCommand::Reclassify {
                     code,
@@ -707,21 +717,13 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                 } => {
                     let pipeline = load_pipeline(pipeline.as_deref())?;
                     let rules = Rules::load(&rules_path(None, &pipeline))?;
-                    let Some(def) = rules.topics.get(&topic) else {
-                        let known: Vec<&str> = rules.topics.keys().map(String::as_str).collect();
-                        bail!("unknown topic `{topic}` (topics: {})", known.join(", "));
-                    };
-                    let corrections =
-                        store.reclassify(&code, &topic, Some(&def.office), &actor(by))?;
+                    let settled = learn::reclassify(&mut store, &rules, &code, &topic, &actor(by))?;
                     out.line(&format!(
                         "{} → {topic} ({})",
                         code.to_uppercase(),
-                        def.office
+                        rules.topics.get(&topic).map_or("", |d| d.office.as_str())
                     ))?;
-                    if rules.retrain_after > 0 && corrections >= rules.retrain_after as u64 {
-                        let n = train_from_store(&mut store, &mut || {})?;
-                        eprintln!("sportello: model retrained on {n} reviewed tickets after {corrections} corrections");
-                    }
+                    retrain_if_due(&mut store, &rules, settled)?;
                 }
                 TicketsCommand::Note { code, text, by } => {
                     if text.trim().is_empty() {
@@ -884,9 +886,14 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
                     }
                 }
             }
+            let seen = rules_have_seen(&candidate, &labels);
             if json {
-                out.json(&serde_json::json!({"report": report, "changes": changes}))?;
+                out.json(&serde_json::json!({"report": report, "changes": changes,
+                    "rules_have_seen_these_records": seen}))?;
             } else {
+                if seen {
+                    out.line(SEEN_WARNING)?;
+                }
                 out.line(&format!(
                     "rules {} on {} ({})",
                     candidate_path.display(),
@@ -924,78 +931,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Model {
-            command: ModelCommand::Train { labels },
-        } => {
-            let mut store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
-            match labels {
-                Some(path) => {
-                    let records = read_labels(&path).map_err(anyhow::Error::msg)?;
-                    let examples: Vec<Example> = records.iter().map(Labelled::example).collect();
-                    let progress = Progress::new(TRAINING_ROUNDS as u64, Unit::Rounds, false);
-                    let model = Model::train_observed(&examples, &mut || progress.round())?;
-                    progress.finish();
-                    model.save(store.data_dir())?;
-                    out.line(&format!(
-                        "model trained on {} labelled requests from {} ({} topics)",
-                        examples.len(),
-                        path.display(),
-                        model.topics.len()
-                    ))?;
-                }
-                None => {
-                    let progress = Progress::new(TRAINING_ROUNDS as u64, Unit::Rounds, false);
-                    let n = train_from_store(&mut store, &mut || progress.round())?;
-                    progress.finish();
-                    out.line(&format!("model trained on {n} clerk-reviewed tickets"))?;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Model {
-            command:
-                ModelCommand::Eval {
-                    labels,
-                    folds,
-                    pipeline,
-                    rules,
-                    json,
-                },
-        } => {
-            let pipeline = load_pipeline(pipeline.as_deref())?;
-            let rules = Rules::load(&rules_path(rules.as_deref(), &pipeline))?;
-            let records = read_labels(&labels).map_err(anyhow::Error::msg)?;
-            let predicted = cross_validate(&records, &rules, folds).map_err(anyhow::Error::msg)?;
-            let report = Report::new(
-                &records
-                    .iter()
-                    .zip(&predicted)
-                    .map(|(r, c)| (r.topic.clone(), c.topic.clone()))
-                    .collect::<Vec<_>>(),
-            );
-            if json {
-                out.json(&report)?;
-            } else {
-                out.line(&format!("{folds}-fold cross-validation on {} (rules {} + model trained on the other folds)", labels.display(), rules.file.display()))?;
-                out.line(&report.to_string())?;
-                out.line("misclassified:")?;
-                for (r, c) in records
-                    .iter()
-                    .zip(&predicted)
-                    .filter(|(r, c)| r.topic != c.topic)
-                {
-                    out.line(&format!(
-                        "  {}  labelled {}  → {} ({:.0}%)  {}",
-                        r.id,
-                        r.topic,
-                        c.topic,
-                        c.confidence * 100.0,
-                        one_line(&c.reason, 160)
-                    ))?;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Model { command } => model::exec(command, &cli.data, out),
         Command::Entities { file, ticket, json } => {
             let found = match (file, ticket) {
                 (Some(file), None) => {
@@ -1245,6 +1181,14 @@ fn mask_ticket(t: &mut Ticket) {
     }
 }
 
+/// The rules of the pipeline's classify stage, if it has one.
+fn classify_rules(pipeline: &Pipeline) -> Option<PathBuf> {
+    pipeline.stages.iter().find_map(|s| match s {
+        crate::config::StageConfig::Classify(c) => Some(c.rules.clone()),
+        _ => None,
+    })
+}
+
 /// The rules file: given, else the pipeline's classify stage, else the shipped rules.
 fn rules_path(given: Option<&Path>, pipeline: &Pipeline) -> PathBuf {
     given.map(Path::to_path_buf).unwrap_or_else(|| {
@@ -1259,21 +1203,16 @@ fn rules_path(given: Option<&Path>, pipeline: &Pipeline) -> PathBuf {
     })
 }
 
-fn train_from_store(store: &mut Store, round: &mut dyn FnMut()) -> Result<usize> {
-    let examples: Vec<Example> = store
-        .reviewed_examples()?
-        .into_iter()
-        .map(|(id, subject, body, topic)| Example {
-            id,
-            subject,
-            body,
-            topic,
-        })
-        .collect();
-    let model = Model::train_observed(&examples, round)?;
-    model.save(store.data_dir())?;
-    store.reset_corrections()?;
-    Ok(examples.len())
+/// The CLI learns as the web app does, but inline: the command ends with the model saved.
+fn retrain_if_due(store: &mut Store, rules: &Rules, settled: learn::Settled) -> Result<()> {
+    if settled.retrain_due {
+        let trained = learn::retrain(store, rules, &mut || {})?;
+        eprintln!(
+            "sportello: model retrained on {} examples (labelled history and settled tickets)",
+            trained.examples
+        );
+    }
+    Ok(())
 }
 
 /// JSON Lines of {"id","subject","body"} (a topic, if present, is ignored).

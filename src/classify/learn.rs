@@ -1,0 +1,211 @@
+//! Settling tickets and learning from them: the one place the CLI, the web app and
+//! `model replay` go through, so a correction teaches the model the same way wherever a
+//! person makes it.
+//!
+//! A ticket is *settled* when a person corrects or confirms its topic, or closes it with the
+//! topic it has. After `retrain_after` settled tickets the model is retrained on the office's
+//! labelled history plus every settled ticket (never on guesses nobody looked at): inline
+//! for the CLI, on a thread of its own for `serve` and `run`, so intake and pages never wait.
+
+use super::model::{Model, ModelError};
+use super::rules::{Rules, UNSORTED};
+use crate::model::Status;
+use crate::store::{Store, StoreError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LearnError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("unknown topic `{topic}` (topics: {known})")]
+    UnknownTopic { topic: String, known: String },
+    #[error("{0}")]
+    Rules(String),
+}
+
+/// What a settling action did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settled {
+    /// Whether anything changed (a status already set changes nothing).
+    pub changed: bool,
+    /// Whether enough has been settled since the last training to retrain now.
+    pub retrain_due: bool,
+}
+
+fn due(store: &Store, rules: &Rules) -> Result<bool, LearnError> {
+    Ok(rules.retrain_after > 0 && store.settled_since_training()? >= rules.retrain_after as u64)
+}
+
+/// A person sets (or confirms) a ticket's topic; the ticket goes to the topic's office.
+pub fn reclassify(
+    store: &mut Store,
+    rules: &Rules,
+    code: &str,
+    topic: &str,
+    actor: &str,
+) -> Result<Settled, LearnError> {
+    // Back to `unsorted` ("da smistare") is allowed: it keeps the office and teaches nothing.
+    let office = match rules.topics.get(topic) {
+        Some(def) => Some(def.office.as_str()),
+        None if topic == UNSORTED => None,
+        None => {
+            return Err(LearnError::UnknownTopic {
+                topic: topic.to_string(),
+                known: rules.topics.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+        }
+    };
+    store.reclassify(code, topic, office, actor)?;
+    Ok(Settled {
+        changed: true,
+        retrain_due: due(store, rules)?,
+    })
+}
+
+/// A person moves a ticket to `status`; closing it with its topic settles the topic.
+pub fn set_status(
+    store: &mut Store,
+    rules: &Rules,
+    code: &str,
+    status: Status,
+    actor: &str,
+) -> Result<Settled, LearnError> {
+    let changed = store.set_status(code, status, actor)?;
+    Ok(Settled {
+        changed,
+        retrain_due: changed && due(store, rules)?,
+    })
+}
+
+/// Whether a model should be trained now: enough settled since the last one, or examples
+/// to learn from and no usable model (none yet, or one of an older version).
+pub fn retrain_wanted(store: &Store, rules: &Rules) -> Result<bool, LearnError> {
+    if due(store, rules)? {
+        return Ok(true);
+    }
+    let missing = !matches!(Model::load(store.data_dir()), Ok(Some(_)));
+    Ok(missing && store.settled_since_training()? > 0)
+}
+
+/// The result of a training.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    pub examples: usize,
+    pub model: Model,
+}
+
+/// Trains on everything settled and the labelled history, saves the model where the
+/// classifiers reload it, and restarts the settled count.
+pub fn retrain(
+    store: &mut Store,
+    rules: &Rules,
+    round: &mut dyn FnMut(),
+) -> Result<Trained, LearnError> {
+    let before = store.settled_since_training()?;
+    let examples = store.training_examples()?;
+    let model = Model::train_observed(&examples, rules, round)?;
+    model.save(store.data_dir())?;
+    store.trained(before)?;
+    tracing::info!(
+        examples = examples.len(),
+        "topic model retrained{}",
+        model
+            .calibration
+            .as_ref()
+            .map(|c| format!(" (calibration error {:.3})", c.ece))
+            .unwrap_or_default()
+    );
+    Ok(Trained {
+        examples: examples.len(),
+        model,
+    })
+}
+
+/// Retrains on a thread of its own (for `serve` and `run`): one training at a time, and a
+/// request while one runs makes it run once more after.
+pub struct Trainer {
+    data_dir: PathBuf,
+    rules_path: PathBuf,
+    running: AtomicBool,
+    again: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Trainer {
+    pub fn new(data_dir: &Path, rules_path: &Path) -> Arc<Trainer> {
+        Arc::new(Trainer {
+            data_dir: data_dir.to_path_buf(),
+            rules_path: rules_path.to_path_buf(),
+            running: AtomicBool::new(false),
+            again: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    /// Starts a training unless one is running (then it runs again when done).
+    pub fn kick(self: &Arc<Self>) {
+        self.again.store(true, Ordering::SeqCst);
+        if self.running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("retrain".into())
+            .spawn(move || {
+                while me.again.swap(false, Ordering::SeqCst) {
+                    let result = me.train_once();
+                    if let Err(e) = &result {
+                        tracing::error!("retraining the topic model failed: {e}");
+                    }
+                    if let Ok(mut last) = me.last_error.lock() {
+                        *last = result.err().map(|e| e.to_string());
+                    }
+                }
+                me.running.store(false, Ordering::SeqCst);
+                // A kick between the last check and the store above must not be lost.
+                if me.again.load(Ordering::SeqCst) {
+                    me.kick();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the retraining thread: {e}");
+            self.running.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Kicks a training if one is wanted now (at start: settled while nothing was running).
+    pub fn kick_if_wanted(self: &Arc<Self>) {
+        let wanted = Store::open(&self.data_dir)
+            .map_err(LearnError::from)
+            .and_then(|store| {
+                let rules =
+                    Rules::load(&self.rules_path).map_err(|e| LearnError::Rules(e.to_string()))?;
+                retrain_wanted(&store, &rules)
+            });
+        match wanted {
+            Ok(true) => self.kick(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot tell whether the topic model needs training: {e}"),
+        }
+    }
+
+    fn train_once(&self) -> Result<(), LearnError> {
+        let rules = Rules::load(&self.rules_path).map_err(|e| LearnError::Rules(e.to_string()))?;
+        let mut store = Store::open(&self.data_dir)?;
+        retrain(&mut store, &rules, &mut || {})?;
+        Ok(())
+    }
+
+    /// Whether a training is under way (tests wait on it).
+    pub fn busy(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|l| l.clone())
+    }
+}

@@ -1,0 +1,233 @@
+//! What the topic model learns from: the office's labelled history and the tickets a person
+//! settled — corrected, confirmed, or closed with the topic it had. Never a guess nobody
+//! looked at.
+
+use super::{
+    bump_counter, execute_cached, insert_event, now_rfc3339, query_row_cached, Result, Store,
+    SETTLED_SINCE_TRAINING,
+};
+use crate::classify::model::Example;
+use crate::classify::rules::UNSORTED;
+use rusqlite::{params, TransactionBehavior};
+
+impl Store {
+    /// A clerk's correction (or confirmation) of a ticket's topic: recorded as an event and
+    /// marked reviewed, so the model learns from it. Returns how many tickets were settled
+    /// since the model was last trained.
+    pub fn reclassify(
+        &mut self,
+        code_input: &str,
+        topic: &str,
+        office: Option<&str>,
+        actor: &str,
+    ) -> Result<u64> {
+        let (id, _) = self.ticket_id(code_input)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (from, old_office): (Option<String>, Option<String>) = query_row_cached(
+            &tx,
+            "SELECT topic, office FROM tickets WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let office = office.map(str::to_string).or(old_office);
+        execute_cached(
+            &tx,
+            "UPDATE tickets SET topic = ?1, topic_confidence = 1.0, topic_reason = ?2, topic_reviewed = 1, office = ?3 WHERE id = ?4",
+            params![topic, format!("set by {actor}"), office, id],
+        )?;
+        let kind = if from.as_deref() == Some(topic) {
+            "topic_confirmed"
+        } else {
+            "reclassified"
+        };
+        let detail = serde_json::json!({"from": from, "to": topic, "office": office});
+        insert_event(&tx, id, &now_rfc3339(), actor, kind, &detail)?;
+        let count = bump_counter(&tx, SETTLED_SINCE_TRAINING)?;
+        tx.commit()?;
+        Ok(count as u64)
+    }
+
+    /// Called in the transaction that closes a ticket: a ticket closed with a topic nobody
+    /// changed is the clerk's word that the topic was right. Returns the settled count.
+    pub(super) fn settled_by_closing(
+        tx: &rusqlite::Transaction,
+        ticket_id: i64,
+    ) -> Result<Option<u64>> {
+        let (topic, reviewed): (Option<String>, bool) = query_row_cached(
+            tx,
+            "SELECT topic, topic_reviewed FROM tickets WHERE id = ?1",
+            [ticket_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if reviewed || topic.is_none_or(|t| t == UNSORTED) {
+            return Ok(None);
+        }
+        Ok(Some(bump_counter(tx, SETTLED_SINCE_TRAINING)? as u64))
+    }
+
+    /// Tickets settled since the model was last trained.
+    pub fn settled_since_training(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = ?1",
+                [SETTLED_SINCE_TRAINING],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(0) as u64)
+    }
+
+    /// Keeps an office's labelled history; records already kept are skipped. Returns how
+    /// many were new.
+    pub fn import_labelled(&mut self, examples: &[Example]) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_rfc3339();
+        let mut added = 0;
+        for e in examples {
+            added += execute_cached(
+                &tx,
+                "INSERT OR IGNORE INTO labelled_history (record_id, subject, body, topic, channel, sender_email, added_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![e.id, e.subject, e.body, e.topic, e.channel, e.sender_email, now],
+            )?;
+        }
+        if added > 0 {
+            bump_counter(&tx, SETTLED_SINCE_TRAINING)?;
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
+    /// Everything the model learns from, oldest first: the labelled history, then each
+    /// settled ticket (its topic now). Unsorted and never-settled tickets are not in it.
+    pub fn training_examples(&self) -> Result<Vec<Example>> {
+        let mut out = self.examples_of(
+            "SELECT record_id, subject, body, topic, channel, sender_email FROM labelled_history ORDER BY id",
+            [],
+        )?;
+        out.extend(self.examples_of(
+            "SELECT code, subject, body, topic, channel, sender_email FROM tickets
+             WHERE topic IS NOT NULL AND topic != ?1 AND (topic_reviewed = 1 OR status = 'closed')
+             ORDER BY id",
+            [UNSORTED],
+        )?);
+        Ok(out)
+    }
+
+    /// Rows of (id, subject, body, topic, channel, sender_email) as examples.
+    fn examples_of(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Example>> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map(params, |r| {
+            Ok(Example {
+                id: r.get(0)?,
+                subject: r.get(1)?,
+                body: r.get(2)?,
+                topic: r.get(3)?,
+                channel: r.get(4)?,
+                sender_email: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Records that the model was just trained on what had been settled `before`: tickets
+    /// settled while it trained still count towards the next training.
+    pub fn trained(&mut self, before: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE counters SET value = max(0, value - ?2) WHERE name = ?1",
+            params![SETTLED_SINCE_TRAINING, before as i64],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::ticket;
+    use super::*;
+    use crate::model::Status;
+
+    fn example(id: &str, topic: &str) -> Example {
+        Example {
+            id: id.into(),
+            subject: format!("subject {id}"),
+            body: format!("body {id}"),
+            topic: topic.into(),
+            channel: Some("email".into()),
+            sender_email: None,
+        }
+    }
+
+    /// The model learns from the labelled history, corrections, confirmations and tickets
+    /// closed with their topic; never from guesses nobody looked at, nor from `unsorted`.
+    #[test]
+    fn only_what_a_person_settled_is_learned_and_the_history_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store
+                .import_labelled(&[example("h1", "gas"), example("h2", "waste")])
+                .unwrap(),
+            2
+        );
+        // Importing the same file again adds nothing.
+        assert_eq!(store.import_labelled(&[example("h1", "gas")]).unwrap(), 0);
+        let mut codes = Vec::new();
+        for (n, topic) in [
+            (1, "gas"),
+            (2, "waste"),
+            (3, UNSORTED),
+            (4, "housing"),
+            (5, "gas"),
+        ] {
+            let mut t = ticket(n, &format!("c{n}@example.it"), "B/1");
+            t.topic = Some(topic.into());
+            codes.push(store.file(&t, "URP").unwrap().code().to_string());
+        }
+        let before = store.settled_since_training().unwrap();
+        store
+            .reclassify(&codes[0], "housing", None, "clerk")
+            .unwrap(); // corrected
+        store.reclassify(&codes[1], "waste", None, "clerk").unwrap(); // confirmed
+        store
+            .set_status(&codes[2], Status::Closed, "clerk")
+            .unwrap(); // closed unsorted
+        store
+            .set_status(&codes[3], Status::Closed, "clerk")
+            .unwrap(); // closed unchanged
+        store
+            .set_status(&codes[4], Status::InProgress, "clerk")
+            .unwrap(); // not settled
+        assert_eq!(store.settled_since_training().unwrap(), before + 3);
+        let learned: Vec<(String, String)> = store
+            .training_examples()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.id, e.topic))
+            .collect();
+        let want = |id: &str, t: &str| (id.to_string(), t.to_string());
+        assert_eq!(
+            learned,
+            [
+                want("h1", "gas"),
+                want("h2", "waste"),
+                want(&codes[0], "housing"),
+                want(&codes[1], "waste"),
+                want(&codes[3], "housing"),
+            ]
+        );
+        let t = store.ticket(&codes[1]).unwrap();
+        assert_eq!(t.events.last().unwrap().kind, "topic_confirmed");
+        // Training restarts the count, keeping what was settled meanwhile.
+        let settled = store.settled_since_training().unwrap();
+        store.reclassify(&codes[4], "gas", None, "clerk").unwrap();
+        store.trained(settled).unwrap();
+        assert_eq!(store.settled_since_training().unwrap(), 1);
+        // The history survives any number of trainings.
+        assert_eq!(store.training_examples().unwrap().len(), 6);
+    }
+}
