@@ -371,8 +371,13 @@ fn replay_of_an_office_learns_as_clerks_settle_tickets() {
     let share =
         |t: &serde_json::Value, k: &str| t[k].as_f64().unwrap() / t["records"].as_f64().unwrap();
     // Floors against regressions, on records the rules were written from.
-    assert!(share(&r["overall"], "right") >= 0.8, "{r}");
-    assert!(share(&r["overall"], "misrouted") <= 0.1, "{r}");
+    assert!(share(&r["overall"], "right") >= 0.7, "{r}");
+    assert!(share(&r["overall"], "misrouted") <= 0.12, "{r}");
+    // It learns: the second half goes better than the first.
+    assert!(
+        r["second_half"]["right"].as_u64() > r["first_half"]["right"].as_u64(),
+        "{r}"
+    );
     let text = ok(
         tmp.path(),
         &[
@@ -389,4 +394,41 @@ fn replay_of_an_office_learns_as_clerks_settle_tickets() {
         text.contains("second half") && text.contains("misrouted"),
         "{text}"
     );
+}
+
+/// Requests the project wrote for itself (fixtures/requests/own-heldout.jsonl, not read while
+/// writing rules): bootstrapped from the shared dev set, a model and the shipped rules must
+/// answer with high precision when they answer, and not hide behind abstentions.
+#[test]
+fn bootstrapped_classification_is_precise_on_requests_it_has_not_seen() {
+    let Some(corpus) = corpus() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = corpus.join("requests/labeled-dev.jsonl");
+    let trained = ok(
+        tmp.path(),
+        &["model", "train", "--labels", dev.to_str().unwrap()],
+    )
+    .stdout;
+    assert!(
+        trained.contains("140 labelled requests") && trained.contains("calibration error"),
+        "{trained}"
+    );
+    let held = project_dir().join("fixtures/requests/own-heldout.jsonl");
+    let out = &ok(
+        tmp.path(),
+        &[
+            "rules",
+            "test",
+            "--labels",
+            held.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .json_lines()[0];
+    let r = &out["report"];
+    eprintln!("own held-out, static: {r}");
+    assert_eq!(out["rules_have_seen_these_records"], false);
+    assert!(r["records"].as_u64().unwrap() >= 40);
+    assert!(r["accuracy_answered"].as_f64().unwrap() >= 0.9, "{r}");
+    assert!(r["abstention_rate"].as_f64().unwrap() <= 0.15, "{r}");
 }

@@ -447,7 +447,9 @@ async fn clerks_archivists_admins_and_citizens_in_a_real_browser() {
     click_and_wait(&c, "form:has(#topic) button").await;
     let history = text_of(&c, "ol.history").await;
     assert!(
-        history.contains("riclassificata") && history.contains("mario") && history.contains("gas"),
+        (history.contains("riclassificata") || history.contains("argomento confermato"))
+            && history.contains("mario")
+            && history.contains("gas"),
         "{history}"
     );
     assert!(text_of(&c, "dl.facts").await.contains("verificato"));

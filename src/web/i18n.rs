@@ -205,6 +205,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("created", "registrata", "registered"),
     ("classified", "classificata", "classified"),
     ("reclassified", "riclassificata", "reclassified"),
+    ("topic_confirmed", "argomento confermato", "topic confirmed"),
     ("status_changed", "stato cambiato", "status changed"),
     ("note", "nota", "note"),
     ("routed", "inoltrata", "routed"),
