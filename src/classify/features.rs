@@ -197,7 +197,23 @@ pub fn own_words(body: &str) -> std::borrow::Cow<'_, str> {
 /// Dotted acronyms as one word: "C.A.S.E." → "CASE", "O.P.C.M." → "OPCM" (two or more
 /// single letters each followed by a dot).
 fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains('.') {
+    // Most texts have dots but no dotted acronym: look for "letter dot letter dot" without
+    // allocating before copying the text.
+    let mut run = 0u8; // 0: nothing, 1: letter, 2: letter dot, 3: letter dot letter
+    let mut found = false;
+    for c in text.chars() {
+        run = match (run, c) {
+            (2, c) if c.is_alphabetic() => 3,
+            (3, '.') => {
+                found = true;
+                break;
+            }
+            (1, '.') => 2,
+            (_, c) if c.is_alphabetic() => 1,
+            _ => 0,
+        };
+    }
+    if !found {
         return std::borrow::Cow::Borrowed(text);
     }
     let chars: Vec<char> = text.chars().collect();
