@@ -87,8 +87,9 @@ pub fn retrain_wanted(store: &Store, rules: &Rules) -> Result<bool, LearnError> 
     if due(store, rules)? {
         return Ok(true);
     }
+    // No model, or one of an older version (ignored when loaded): train on what there is.
     let missing = !matches!(Model::load(store.data_dir()), Ok(Some(_)));
-    Ok(missing && store.settled_since_training()? > 0)
+    Ok(missing && store.has_training_examples()?)
 }
 
 /// The result of a training.

@@ -118,6 +118,17 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether there is anything to learn from (one indexed look, not a read of it all).
+    pub fn has_training_examples(&self) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM labelled_history)
+                 OR EXISTS (SELECT 1 FROM tickets WHERE topic_reviewed = 1 AND topic IS NOT NULL AND topic != ?1)
+                 OR EXISTS (SELECT 1 FROM tickets WHERE status = 'closed' AND topic IS NOT NULL AND topic != ?1)",
+            [UNSORTED],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Rows of (id, subject, body, topic, channel, sender_email) as examples.
     fn examples_of(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Example>> {
         let mut stmt = self.conn.prepare(sql)?;
