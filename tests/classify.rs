@@ -432,3 +432,53 @@ fn bootstrapped_classification_is_precise_on_requests_it_has_not_seen() {
     assert!(r["accuracy_answered"].as_f64().unwrap() >= 0.9, "{r}");
     assert!(r["abstention_rate"].as_f64().unwrap() <= 0.15, "{r}");
 }
+
+/// Without --data, the tickets commands use the store of the pipeline they are given (as
+/// ingest does), not a default one.
+#[test]
+fn tickets_commands_use_the_pipelines_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("office-data");
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "data_dir = {:?}\n[[stages]]\nkind = \"extract\"\n[[stages]]\nkind = \"classify\"\nrules = {:?}\n",
+            data.display().to_string(),
+            project_dir().join("pipelines/rules.toml").display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bin())
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let p = pipeline.to_str().unwrap();
+    let mail = project_dir().join("fixtures/mail/richiesta-tari.eml");
+    let filed = run(&["ingest", "--json", "--pipeline", p, mail.to_str().unwrap()]);
+    let line: serde_json::Value = serde_json::from_str(filed.lines().next().unwrap()).unwrap();
+    let code = line["ticket"]["code"].as_str().unwrap();
+    assert!(run(&["tickets", "status", code, "closed", "--pipeline", p]).contains("status changed"));
+    assert!(run(&[
+        "tickets",
+        "reclassify",
+        code,
+        "general_info",
+        "--pipeline",
+        p
+    ])
+    .contains("URP"));
+    assert!(
+        !tmp.path().join("sportello-data").exists(),
+        "no store made elsewhere"
+    );
+}

@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 mod model;
+mod tickets;
 pub use model::ModelCommand;
+pub use tickets::TicketsCommand;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -214,55 +216,6 @@ pub enum RulesCommand {
         rules: Option<PathBuf>,
         #[arg(long)]
         json: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum TicketsCommand {
-    /// Tickets, newest first
-    List {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// Only tickets flagged for attention
-        #[arg(long)]
-        needs_attention: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    /// One ticket with its documents and history
-    Show {
-        code: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Move a ticket to another status (new, in_progress, waiting, closed); closing a ticket
-    /// with its topic tells the model the topic was right
-    Status {
-        code: String,
-        status: Status,
-        /// Pipeline whose rules the model learns with (default: the shipped rules)
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
-        /// Who does it (recorded in the history); default: the login name
-        #[arg(long)]
-        by: Option<String>,
-    },
-    /// Set a ticket's topic (a correction the model learns from)
-    Reclassify {
-        code: String,
-        topic: String,
-        /// Rules file with the taxonomy (default: the pipeline's, else the shipped rules)
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
-        #[arg(long)]
-        by: Option<String>,
-    },
-    /// Add a note to a ticket's history
-    Note {
-        code: String,
-        text: String,
-        #[arg(long)]
-        by: Option<String>,
     },
 }
 
@@ -686,89 +639,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             }
             write_error.map_or(Ok(ExitCode::SUCCESS), Err)
         }
-        Command::Tickets { command } => {
-            let mut store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
-            let actor = |by: Option<String>| {
-                by.or_else(|| std::env::var("USER").ok())
-                    .unwrap_or_else(|| "cli".into())
-            };
-            match command {
-                TicketsCommand::Status {
-                    code,
-                    status,
-                    pipeline,
-                    by,
-                } => {
-                    let pipeline = load_pipeline(pipeline.as_deref())?;
-                    let rules = Rules::load(&rules_path(None, &pipeline))?;
-                    let settled = learn::set_status(&mut store, &rules, &code, status, &actor(by))?;
-                    out.line(if settled.changed {
-                        "status changed"
-                    } else {
-                        "status unchanged"
-                    })?;
-                    retrain_if_due(&mut store, &rules, settled)?;
-                }
-                TicketsCommand::Reclassify {
-                    code,
-                    topic,
-                    pipeline,
-                    by,
-                } => {
-                    let pipeline = load_pipeline(pipeline.as_deref())?;
-                    let rules = Rules::load(&rules_path(None, &pipeline))?;
-                    let settled = learn::reclassify(&mut store, &rules, &code, &topic, &actor(by))?;
-                    out.line(&format!(
-                        "{} → {topic} ({})",
-                        code.to_uppercase(),
-                        rules.topics.get(&topic).map_or("", |d| d.office.as_str())
-                    ))?;
-                    retrain_if_due(&mut store, &rules, settled)?;
-                }
-                TicketsCommand::Note { code, text, by } => {
-                    if text.trim().is_empty() {
-                        bail!("a note needs some text");
-                    }
-                    store.add_note(&code, &text, &actor(by))?;
-                    out.line("note added")?;
-                }
-                TicketsCommand::List {
-                    filter,
-                    needs_attention,
-                    json,
-                } => {
-                    let mut f = filter.to_filter()?;
-                    if needs_attention {
-                        f.needs_attention = Some(true);
-                    }
-                    for t in store.list(&f)? {
-                        if json {
-                            out.json(&t)?;
-                        } else {
-                            out.line(&format!(
-                                "{}  {}  {:<7}  {:<11}  {:<14}  {}{}",
-                                t.code,
-                                t.protocol,
-                                t.channel,
-                                t.status,
-                                t.topic.as_deref().unwrap_or("-"),
-                                if t.needs_attention { "[!] " } else { "" },
-                                one_line(&t.subject, 70)
-                            ))?;
-                        }
-                    }
-                }
-                TicketsCommand::Show { code, json } => {
-                    let t = store.ticket(&code)?;
-                    if json {
-                        out.json(&t)?;
-                    } else {
-                        out.line(&render_ticket(&t))?;
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Tickets { command } => tickets::exec(command, &cli.data, out),
         Command::Search {
             query,
             filter,

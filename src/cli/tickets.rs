@@ -1,0 +1,154 @@
+//! `sportello tickets`: list, show, and the clerk's actions from the command line. Settling
+//! a topic goes through `classify::learn`, as in the web app.
+
+use super::{
+    data_dir, load_pipeline, one_line, open_store, render_ticket, retrain_if_due, rules_path,
+    FilterArgs, Out,
+};
+use crate::classify::learn;
+use crate::classify::rules::Rules;
+use crate::config::Pipeline;
+use crate::model::Status;
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand, Debug)]
+pub enum TicketsCommand {
+    /// Tickets, newest first
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Only tickets flagged for attention
+        #[arg(long)]
+        needs_attention: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One ticket with its documents and history
+    Show {
+        code: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a ticket to another status (new, in_progress, waiting, closed); closing a ticket
+    /// with its topic tells the model the topic was right
+    Status {
+        code: String,
+        status: Status,
+        /// Pipeline whose rules the model learns with (default: the shipped rules)
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Who does it (recorded in the history); default: the login name
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Set a ticket's topic (a correction the model learns from)
+    Reclassify {
+        code: String,
+        topic: String,
+        /// Rules file with the taxonomy (default: the pipeline's, else the shipped rules)
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Add a note to a ticket's history
+    Note {
+        code: String,
+        text: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+/// Who does it: `--by`, else the login name.
+fn actor(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".into())
+}
+
+pub fn exec(
+    command: TicketsCommand,
+    cli_data: &Option<PathBuf>,
+    out: &mut Out,
+) -> Result<ExitCode> {
+    // The pipeline names the rules the model learns with and, unless --data says otherwise,
+    // the store.
+    let pipeline = match &command {
+        TicketsCommand::Status { pipeline, .. } | TicketsCommand::Reclassify { pipeline, .. } => {
+            load_pipeline(pipeline.as_deref())?
+        }
+        _ => Pipeline::default(),
+    };
+    let mut store = open_store(&data_dir(cli_data, &pipeline))?;
+    match command {
+        TicketsCommand::Status {
+            code, status, by, ..
+        } => {
+            let rules = Rules::load(&rules_path(None, &pipeline))?;
+            let settled = learn::set_status(&mut store, &rules, &code, status, &actor(by))?;
+            out.line(if settled.changed {
+                "status changed"
+            } else {
+                "status unchanged"
+            })?;
+            retrain_if_due(&mut store, &rules, settled)?;
+        }
+        TicketsCommand::Reclassify {
+            code, topic, by, ..
+        } => {
+            let rules = Rules::load(&rules_path(None, &pipeline))?;
+            let settled = learn::reclassify(&mut store, &rules, &code, &topic, &actor(by))?;
+            out.line(&format!(
+                "{} → {topic} ({})",
+                code.to_uppercase(),
+                rules.topics.get(&topic).map_or("", |d| d.office.as_str())
+            ))?;
+            retrain_if_due(&mut store, &rules, settled)?;
+        }
+        TicketsCommand::Note { code, text, by } => {
+            if text.trim().is_empty() {
+                bail!("a note needs some text");
+            }
+            store.add_note(&code, &text, &actor(by))?;
+            out.line("note added")?;
+        }
+        TicketsCommand::List {
+            filter,
+            needs_attention,
+            json,
+        } => {
+            let mut f = filter.to_filter()?;
+            if needs_attention {
+                f.needs_attention = Some(true);
+            }
+            for t in store.list(&f)? {
+                if json {
+                    out.json(&t)?;
+                } else {
+                    out.line(&format!(
+                        "{}  {}  {:<7}  {:<11}  {:<14}  {}{}",
+                        t.code,
+                        t.protocol,
+                        t.channel,
+                        t.status,
+                        t.topic.as_deref().unwrap_or("-"),
+                        if t.needs_attention { "[!] " } else { "" },
+                        one_line(&t.subject, 70)
+                    ))?;
+                }
+            }
+        }
+        TicketsCommand::Show { code, json } => {
+            let t = store.ticket(&code)?;
+            if json {
+                out.json(&t)?;
+            } else {
+                out.line(&render_ticket(&t))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
