@@ -781,6 +781,15 @@ fn sessions_csrf_roles_headers_and_downloads_over_http() {
         page.contains("Gas: allacci, contatori, forniture"),
         "topic label on the ticket"
     );
+    assert!(
+        !page.contains("Conferma argomento"),
+        "a settled topic has nothing to confirm"
+    );
+    let (_, _, page) = get(addr, &format!("/tickets/{}", f.fax_code), &clerk);
+    assert!(
+        page.contains("Conferma argomento"),
+        "a guess nobody looked at can be confirmed"
+    );
     // The queue's topic counts start with what is still to sort.
     let (_, _, queue) = get(addr, "/", &clerk);
     let by_topic = queue

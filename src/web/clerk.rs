@@ -272,6 +272,15 @@ fn facts(auth: &Auth, labels: &TopicLabels, tk: &Ticket) -> Markup {
                 (tk.topic.as_deref().map_or("—", |k| labels.of(k)))
                 @if let (Some(c), false) = (tk.topic_confidence, unsorted) { " (" (format!("{:.0}%", c * 100.0)) ")" }
                 @if tk.topic_reviewed { " ✓ " span class="muted" { (t("reviewed")) } }
+                // A guess nobody looked at yet: one click confirms it (and teaches the model).
+                @if let (Some(topic), false, false, true) = (&tk.topic, tk.topic_reviewed, unsorted, auth.may_edit()) {
+                    form method="post" action=(format!("/tickets/{}/action", tk.code)) class="confirm" {
+                        input type="hidden" name="csrf" value=(auth.session.csrf);
+                        input type="hidden" name="action" value="reclassify";
+                        input type="hidden" name="topic" value=(topic);
+                        button type="submit" { (t("confirm_topic")) }
+                    }
+                }
                 @if !tk.topic_reviewed && !tk.topic_guesses.is_empty() {
                     @if unsorted && auth.may_edit() && tk.status != Status::Closed {
                         form method="post" action=(format!("/tickets/{}/action", tk.code)) class="guesses" {

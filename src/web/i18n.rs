@@ -99,6 +99,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("needs_attention", "Da verificare", "Needs attention"),
     ("unsorted", "Da smistare", "Unsorted"),
     ("best_guesses", "Ipotesi", "Best guesses"),
+    ("confirm_topic", "Conferma argomento", "Confirm topic"),
     ("settle_as", "Assegna questo argomento (il modello impara)", "Set this topic (the model learns)"),
     ("by_status", "Per stato", "By status"),
     ("by_topic", "Per argomento", "By topic"),
