@@ -482,3 +482,49 @@ fn tickets_commands_use_the_pipelines_store() {
         "no store made elsewhere"
     );
 }
+
+/// A training that cannot be done (here: the rules no longer have the settled ticket's topic)
+/// does not turn a done status change into a failed command.
+#[test]
+fn a_failed_retrain_is_reported_and_the_action_stands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let lines = ok(
+        &data,
+        &["ingest", "--json", "fixtures/mail/richiesta-tari.eml"],
+    )
+    .json_lines();
+    let code = lines[0]["ticket"]["code"].as_str().unwrap();
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "retrain_after = 1\n[topics.gas]\nlabel = \"Gas\"\noffice = \"Servizio gas\"\n[[rules]]\nname = \"gas\"\ntopic = \"gas\"\nweight = 2\nany = [\"gas\"]\n",
+    )
+    .unwrap();
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[[stages]]\nkind = \"classify\"\nrules = {:?}\n",
+            rules.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = ok(
+        &data,
+        &[
+            "tickets",
+            "status",
+            code,
+            "closed",
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+        ],
+    );
+    assert!(run.stdout.contains("status changed"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("the model was not retrained"),
+        "{}",
+        run.stderr
+    );
+}

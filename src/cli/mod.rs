@@ -534,12 +534,15 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             // older model): the model is brought up to date before this batch is classified.
             if let Some(rules) = classify_rules(&pipeline) {
                 let rules = Rules::load(&rules)?;
-                if learn::retrain_wanted(&store, &rules)? {
-                    let trained = learn::retrain(&mut store, &rules, &mut || {})?;
-                    eprintln!(
-                        "sportello: model retrained on {} examples before ingesting",
-                        trained.examples
-                    );
+                // Intake goes on with the model there is when a training cannot be done.
+                if learn::retrain_wanted(&store, &rules).unwrap_or(false) {
+                    match learn::retrain(&mut store, &rules, &mut || {}) {
+                        Ok(trained) => eprintln!(
+                            "sportello: model retrained on {} examples before ingesting",
+                            trained.examples
+                        ),
+                        Err(e) => eprintln!("sportello: the model was not retrained: {e}"),
+                    }
                 }
             }
             let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())
@@ -976,13 +979,17 @@ fn rules_path(given: Option<&Path>, pipeline: &Pipeline) -> PathBuf {
 }
 
 /// The CLI learns as the web app does, but inline: the command ends with the model saved.
+/// What the person asked for is already done when this runs: a training that fails is
+/// reported, not the command's failure (the next settled ticket tries again).
 fn retrain_if_due(store: &mut Store, rules: &Rules, settled: learn::Settled) -> Result<()> {
     if settled.retrain_due {
-        let trained = learn::retrain(store, rules, &mut || {})?;
-        eprintln!(
-            "sportello: model retrained on {} examples (labelled history and settled tickets)",
-            trained.examples
-        );
+        match learn::retrain(store, rules, &mut || {}) {
+            Ok(trained) => eprintln!(
+                "sportello: model retrained on {} examples (labelled history and settled tickets)",
+                trained.examples
+            ),
+            Err(e) => eprintln!("sportello: the model was not retrained: {e}"),
+        }
     }
     Ok(())
 }
