@@ -902,3 +902,54 @@ fn a_request_taken_at_the_desk_is_registered_with_its_documents() {
         .count();
     assert_eq!(before, after, "a broken upload files nothing");
 }
+
+/// A pipeline without a classify stage has no topics, but its tickets still move through
+/// their statuses from the web app.
+#[test]
+fn statuses_change_in_a_pipeline_without_a_classify_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(&pipeline, "[[stages]]\nkind = \"extract\"\n").unwrap();
+    let p = pipeline.to_str().unwrap();
+    let lines = ok(
+        &data,
+        &[
+            "ingest",
+            "--json",
+            "--pipeline",
+            p,
+            "fixtures/mail/orari-ufficio.eml",
+        ],
+    )
+    .json_lines();
+    let code = lines[0]["ticket"]["code"].as_str().unwrap().to_string();
+    let mut child = Command::new(bin())
+        .arg("--data")
+        .arg(&data)
+        .args([
+            "users",
+            "add",
+            "mario",
+            "--role",
+            "clerk",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{CLERK_PW}").unwrap();
+    assert!(child.wait().unwrap().success());
+    let (_server, addr) = serve(&data, &pipeline);
+    let (cookie, csrf) = login_raw(addr, "mario", CLERK_PW);
+    let (status, head, _) = post(
+        addr,
+        &format!("/tickets/{code}/action"),
+        &cookie,
+        &format!("csrf={csrf}&action=status&status=closed"),
+    );
+    assert_eq!(status, 303, "{head}");
+    let shown = &ok(&data, &["tickets", "show", &code, "--json"]).json_lines()[0];
+    assert_eq!(shown["status"], "closed");
+}

@@ -13,7 +13,7 @@ use crate::model::Status;
 use crate::store::{Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LearnError {
@@ -36,8 +36,8 @@ pub struct Settled {
     pub retrain_due: bool,
 }
 
-fn due(store: &Store, rules: &Rules) -> Result<bool, LearnError> {
-    Ok(rules.retrain_after > 0 && store.settled_since_training()? >= rules.retrain_after as u64)
+fn due(settled: u64, rules: &Rules) -> bool {
+    rules.retrain_after > 0 && settled >= rules.retrain_after as u64
 }
 
 /// A person sets (or confirms) a ticket's topic; the ticket goes to the topic's office.
@@ -59,32 +59,37 @@ pub fn reclassify(
             })
         }
     };
-    store.reclassify(code, topic, office, actor)?;
+    let settled = store.reclassify(code, topic, office, actor)?;
     Ok(Settled {
         changed: true,
-        retrain_due: due(store, rules)?,
+        retrain_due: due(settled, rules),
     })
 }
 
-/// A person moves a ticket to `status`; closing it with its topic settles the topic.
+/// A person moves a ticket to `status`; closing it with its topic settles the topic. Without
+/// rules (a pipeline with no classify stage) nothing is retrained, but the count still grows.
 pub fn set_status(
     store: &mut Store,
-    rules: &Rules,
+    rules: Option<&Rules>,
     code: &str,
     status: Status,
     actor: &str,
 ) -> Result<Settled, LearnError> {
     let changed = store.set_status(code, status, actor)?;
+    let retrain_due = match rules {
+        Some(rules) if changed => due(store.settled_since_training()?, rules),
+        _ => false,
+    };
     Ok(Settled {
         changed,
-        retrain_due: changed && due(store, rules)?,
+        retrain_due,
     })
 }
 
 /// Whether a model should be trained now: enough settled since the last one, or examples
 /// to learn from and no usable model (none yet, or one of an older version).
 pub fn retrain_wanted(store: &Store, rules: &Rules) -> Result<bool, LearnError> {
-    if due(store, rules)? {
+    if due(store.settled_since_training()?, rules) {
         return Ok(true);
     }
     // No model, or one of an older version (ignored when loaded): train on what there is.
@@ -133,7 +138,6 @@ pub struct Trainer {
     rules_path: PathBuf,
     running: AtomicBool,
     again: AtomicBool,
-    last_error: Mutex<Option<String>>,
 }
 
 impl Trainer {
@@ -143,7 +147,6 @@ impl Trainer {
             rules_path: rules_path.to_path_buf(),
             running: AtomicBool::new(false),
             again: AtomicBool::new(false),
-            last_error: Mutex::new(None),
         })
     }
 
@@ -158,12 +161,8 @@ impl Trainer {
             .name("retrain".into())
             .spawn(move || {
                 while me.again.swap(false, Ordering::SeqCst) {
-                    let result = me.train_once();
-                    if let Err(e) = &result {
+                    if let Err(e) = me.train_once() {
                         tracing::error!("retraining the topic model failed: {e}");
-                    }
-                    if let Ok(mut last) = me.last_error.lock() {
-                        *last = result.err().map(|e| e.to_string());
                     }
                 }
                 me.running.store(false, Ordering::SeqCst);
@@ -199,14 +198,5 @@ impl Trainer {
         let mut store = Store::open(&self.data_dir)?;
         retrain(&mut store, &rules, &mut || {})?;
         Ok(())
-    }
-
-    /// Whether a training is under way (tests wait on it).
-    pub fn busy(&self) -> bool {
-        self.running.load(Ordering::SeqCst)
-    }
-
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|l| l.clone())
     }
 }

@@ -422,12 +422,6 @@ impl Model {
             .enumerate()
             .map(|(i, t)| (t.as_str(), i))
             .collect();
-        let rule_index: HashMap<&str, usize> = rules
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.name.as_str(), i))
-            .collect();
         let rule_prior: Vec<Vec<f32>> = rules
             .rules
             .iter()
@@ -457,11 +451,8 @@ impl Model {
                 })
                 .collect();
             text.sort_unstable_by_key(|(i, _)| *i);
-            let rules_fired = enc
-                .rules
-                .iter()
-                .filter_map(|f| rule_index.get(f.name).map(|&i| (i, f.weight)))
-                .collect();
+            // Rules by their position in this same rules file.
+            let rules_fired = enc.rules.iter().map(|f| (f.index, f.weight)).collect();
             decisive.push(enc.decisive.and_then(|d| index.get(d.topic).copied()));
             rows.push(Row {
                 text,

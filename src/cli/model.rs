@@ -394,14 +394,17 @@ fn replay(
                 files: Vec::new(),
             })
             .map_err(|e| anyhow::anyhow!("{}: {e}", r.id))?;
-        let filed = store.file(&ticket, &pipeline.code_prefix)?;
-        let code = filed.code().to_string();
-        let topic = store.ticket(&code)?.topic.unwrap_or_default();
+        let code = store
+            .file(&ticket, &pipeline.code_prefix)?
+            .code()
+            .to_string();
+        let topic = ticket.topic.unwrap_or_default();
         let mut due = false;
         if topic != r.topic {
             due |= learn::reclassify(&mut store, &rules, &code, &r.topic, "clerk")?.retrain_due;
         }
-        due |= learn::set_status(&mut store, &rules, &code, Status::Closed, "clerk")?.retrain_due;
+        due |= learn::set_status(&mut store, Some(&rules), &code, Status::Closed, "clerk")?
+            .retrain_due;
         if due {
             learn::retrain(&mut store, &rules, &mut || {})?;
             retrains += 1;

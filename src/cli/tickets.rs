@@ -88,7 +88,7 @@ pub fn exec(
             code, status, by, ..
         } => {
             let rules = Rules::load(&rules_path(None, &pipeline))?;
-            let settled = learn::set_status(&mut store, &rules, &code, status, &actor(by))?;
+            let settled = learn::set_status(&mut store, Some(&rules), &code, status, &actor(by))?;
             out.line(if settled.changed {
                 "status changed"
             } else {

@@ -8,7 +8,12 @@ use super::{
 };
 use crate::classify::model::Example;
 use crate::classify::rules::UNSORTED;
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+/// A ticket a person settled (`?1` is `unsorted`): its topic set or confirmed by a clerk, or
+/// closed with the topic it had. The one definition the training data and its checks share.
+const SETTLED: &str =
+    "topic IS NOT NULL AND topic != ?1 AND (topic_reviewed = 1 OR status = 'closed')";
 
 impl Store {
     /// A clerk's correction (or confirmation) of a ticket's topic: recorded as an event and
@@ -50,33 +55,32 @@ impl Store {
     }
 
     /// Called in the transaction that closes a ticket: a ticket closed with a topic nobody
-    /// changed is the clerk's word that the topic was right. Returns the settled count.
-    pub(super) fn settled_by_closing(
-        tx: &rusqlite::Transaction,
-        ticket_id: i64,
-    ) -> Result<Option<u64>> {
+    /// changed is the clerk's word that the topic was right.
+    pub(super) fn settled_by_closing(tx: &rusqlite::Transaction, ticket_id: i64) -> Result<()> {
         let (topic, reviewed): (Option<String>, bool) = query_row_cached(
             tx,
             "SELECT topic, topic_reviewed FROM tickets WHERE id = ?1",
             [ticket_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        if reviewed || topic.is_none_or(|t| t == UNSORTED) {
-            return Ok(None);
+        if !reviewed && topic.is_some_and(|t| t != UNSORTED) {
+            bump_counter(tx, SETTLED_SINCE_TRAINING)?;
         }
-        Ok(Some(bump_counter(tx, SETTLED_SINCE_TRAINING)? as u64))
+        Ok(())
     }
 
     /// Tickets settled since the model was last trained.
     pub fn settled_since_training(&self) -> Result<u64> {
-        Ok(self
+        // No row yet: nothing settled. Any other failure is the store's, and said.
+        let value: Option<i64> = self
             .conn
             .query_row(
                 "SELECT value FROM counters WHERE name = ?1",
                 [SETTLED_SINCE_TRAINING],
-                |r| r.get::<_, i64>(0),
+                |r| r.get(0),
             )
-            .unwrap_or(0) as u64)
+            .optional()?;
+        Ok(value.unwrap_or(0).max(0) as u64)
     }
 
     /// Keeps an office's labelled history; records already kept are skipped. Returns how
@@ -110,9 +114,7 @@ impl Store {
             [],
         )?;
         out.extend(self.examples_of(
-            "SELECT code, subject, body, topic, channel, sender_email FROM tickets
-             WHERE topic IS NOT NULL AND topic != ?1 AND (topic_reviewed = 1 OR status = 'closed')
-             ORDER BY id",
+            &format!("SELECT code, subject, body, topic, channel, sender_email FROM tickets WHERE {SETTLED} ORDER BY id"),
             [UNSORTED],
         )?);
         Ok(out)
@@ -121,9 +123,7 @@ impl Store {
     /// Whether there is anything to learn from (one indexed look, not a read of it all).
     pub fn has_training_examples(&self) -> Result<bool> {
         Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM labelled_history)
-                 OR EXISTS (SELECT 1 FROM tickets WHERE topic_reviewed = 1 AND topic IS NOT NULL AND topic != ?1)
-                 OR EXISTS (SELECT 1 FROM tickets WHERE status = 'closed' AND topic IS NOT NULL AND topic != ?1)",
+            &format!("SELECT EXISTS (SELECT 1 FROM labelled_history) OR EXISTS (SELECT 1 FROM tickets WHERE {SETTLED})"),
             [UNSORTED],
             |r| r.get(0),
         )?)

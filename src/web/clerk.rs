@@ -159,18 +159,7 @@ pub(super) fn ticket_table(
                             (r.topic.as_deref().map_or("—", |k| labels.of(k)))
                             @if r.topic.as_deref() == Some(crate::classify::rules::UNSORTED) && !r.topic_guesses.is_empty() {
                                 @if edit && r.status != "closed" {
-                                    form method="post" action=(format!("/tickets/{}/action", r.code)) class="guesses" {
-                                        input type="hidden" name="csrf" value=(auth.session.csrf);
-                                        input type="hidden" name="action" value="reclassify";
-                                        input type="hidden" name="back" value=(back);
-                                        span class="muted" { (t("best_guesses")) ": " }
-                                        @for (k, p) in &r.topic_guesses {
-                                            button type="submit" name="topic" value=(k) title=(t("settle_as")) {
-                                                (labels.of(k)) " " (format!("{:.0}%", p * 100.0))
-                                            }
-                                            " "
-                                        }
-                                    }
+                                    (guess_buttons(auth, labels, &r.code, &r.topic_guesses, Some(back)))
                                 } @else {
                                     br; span class="muted" { (t("best_guesses")) ": "
                                         (guess_text(labels, &r.topic_guesses)) }
@@ -180,6 +169,32 @@ pub(super) fn ticket_table(
                         td { span class=(format!("status {}", r.status)) { (t(&r.status)) } }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The classifier's best guesses as buttons: one click sets that topic (and teaches the
+/// model), then goes `back` (the queue it came from) or to the ticket.
+fn guess_buttons(
+    auth: &Auth,
+    labels: &TopicLabels,
+    code: &str,
+    guesses: &[(String, f32)],
+    back: Option<&str>,
+) -> Markup {
+    let t = |k| i18n::t(auth.lang, k);
+    html! {
+        form method="post" action=(format!("/tickets/{code}/action")) class="guesses" {
+            input type="hidden" name="csrf" value=(auth.session.csrf);
+            input type="hidden" name="action" value="reclassify";
+            @if let Some(b) = back { input type="hidden" name="back" value=(b); }
+            span class="muted" { (t("best_guesses")) ": " }
+            @for (k, p) in guesses {
+                button type="submit" name="topic" value=(k) title=(t("settle_as")) {
+                    (labels.of(k)) " " (format!("{:.0}%", p * 100.0))
+                }
+                " "
             }
         }
     }
@@ -283,17 +298,7 @@ fn facts(auth: &Auth, labels: &TopicLabels, tk: &Ticket) -> Markup {
                 }
                 @if !tk.topic_reviewed && !tk.topic_guesses.is_empty() {
                     @if unsorted && auth.may_edit() && tk.status != Status::Closed {
-                        form method="post" action=(format!("/tickets/{}/action", tk.code)) class="guesses" {
-                            input type="hidden" name="csrf" value=(auth.session.csrf);
-                            input type="hidden" name="action" value="reclassify";
-                            span class="muted" { (t("best_guesses")) ": " }
-                            @for (k, p) in &tk.topic_guesses {
-                                button type="submit" name="topic" value=(k) title=(t("settle_as")) {
-                                    (labels.of(k)) " " (format!("{:.0}%", p * 100.0))
-                                }
-                                " "
-                            }
-                        }
+                        (guess_buttons(auth, labels, &tk.code, &tk.topic_guesses, None))
                     } @else {
                         br; span class="muted" { (t("best_guesses")) ": " (guess_text(labels, &tk.topic_guesses)) }
                     }
@@ -511,10 +516,11 @@ pub async fn action(
             let status: Status = need(&f.status, "status")?
                 .parse()
                 .map_err(|e: crate::model::UnknownName| WebError::BadRequest(e.to_string()))?;
-            let rules = app.rules()?;
+            // A pipeline without a classify stage still has statuses.
+            let rules = app.rules().ok();
             let settled = app
                 .with_store(move |s| {
-                    crate::classify::learn::set_status(s, &rules, &target, status, &actor)
+                    crate::classify::learn::set_status(s, rules.as_deref(), &target, status, &actor)
                         .map_err(learn_error)
                 })
                 .await?;
