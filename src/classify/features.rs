@@ -197,22 +197,15 @@ pub fn own_words(body: &str) -> std::borrow::Cow<'_, str> {
 /// Dotted acronyms as one word: "C.A.S.E." → "CASE", "O.P.C.M." → "OPCM" (two or more
 /// single letters each followed by a dot).
 fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
-    // Most texts have dots but no dotted acronym: look for "letter dot letter dot" without
-    // allocating before copying the text.
-    let mut run = 0u8; // 0: nothing, 1: letter, 2: letter dot, 3: letter dot letter
-    let mut found = false;
-    for c in text.chars() {
-        run = match (run, c) {
-            (2, c) if c.is_alphabetic() => 3,
-            (3, '.') => {
-                found = true;
-                break;
-            }
-            (1, '.') => 2,
-            (_, c) if c.is_alphabetic() => 1,
-            _ => 0,
-        };
-    }
+    // Most texts have dots but no dotted acronym: look for "letter dot letter dot" at each
+    // dot without allocating before copying the text.
+    let found = memchr::memchr_iter(b'.', text.as_bytes()).any(|i| {
+        let before = text[..i].chars().next_back();
+        let mut after = text[i + 1..].chars();
+        before.is_some_and(char::is_alphabetic)
+            && after.next().is_some_and(char::is_alphabetic)
+            && after.next() == Some('.')
+    });
     if !found {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -407,8 +400,11 @@ fn turns() -> &'static aho_corasick::AhoCorasick {
             }
             forms.extend(variants);
         }
+        // A plain DFA walk: with many phrase starts, a prefilter costs more than it saves.
         aho_corasick::AhoCorasick::builder()
             .ascii_case_insensitive(true)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .prefilter(false)
             .build(&forms)
             .expect("turn phrases build")
     })
@@ -435,9 +431,14 @@ impl Words {
                 .trim_start_matches([' ', '\t', '\r'])
                 .starts_with('\n')
         };
+        // Sentence ends are ASCII: scanning bytes finds them without decoding characters.
         let ends = text
-            .char_indices()
-            .filter(|&(i, c)| matches!(c, '.' | '?' | '!' | ';') || (c == '\n' && paragraph_end(i)))
+            .bytes()
+            .enumerate()
+            .filter(|&(i, b)| {
+                matches!(b, b'.' | b'?' | b'!' | b';') || (b == b'\n' && paragraph_end(i))
+            })
+            .map(|(i, b)| (i, b as char))
             .chain([(text.len(), '\n')]);
         // Where the text turns to its point: starts of whole-word matches.
         let turn_at: Vec<usize> = turns()

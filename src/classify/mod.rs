@@ -62,7 +62,8 @@ pub fn classify_encoded(
     let mut scores: Vec<f32> = vec![0.0; k];
     let mut model_terms = Vec::new();
     if let Some(m) = model {
-        let (text, terms) = m.text_scores(&enc.text, &enc.words);
+        // The text's features only when a model reads them: rules alone do not need them.
+        let (text, terms) = m.text_scores(&features::vector(&enc.words), &enc.words);
         model_terms = terms;
         for i in 0..k {
             // A topic the model never saw starts far behind, as a topic with no examples would.

@@ -148,7 +148,6 @@ pub const TRAINING_ROUNDS: usize = CALIBRATION_FOLDS + 1;
 
 /// A request as the model sees it: sparse text features and the rules that fired.
 pub struct Encoded<'a> {
-    pub text: IdMap<f32>,
     /// The non-decisive rules that fired.
     pub rules: Vec<FiredRule<'a>>,
     /// The heaviest decisive rule that fired: its topic decides.
@@ -197,7 +196,6 @@ pub fn encode<'a>(rules: &'a Rules, request: &'a Request<'a>) -> Encoded<'a> {
         }
     }
     Encoded {
-        text: features::vector(&words),
         rules: fired,
         decisive,
         words,
@@ -442,8 +440,7 @@ impl Model {
             };
             let request = e.request();
             let enc = encode(rules, &request);
-            let mut text: Vec<(usize, f32)> = enc
-                .text
+            let mut text: Vec<(usize, f32)> = features::vector(&enc.words)
                 .into_iter()
                 .map(|(f, x)| {
                     let next = feature_ids.len();

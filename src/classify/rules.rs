@@ -123,36 +123,56 @@ pub struct Prepared<'a> {
 
 impl<'a> Prepared<'a> {
     pub fn new(request: &'a Request<'a>, words: &Words, rules: &Rules) -> Prepared<'a> {
-        let subject = format!(" {} ", words.subject.join(" "));
-        let all = format!("{subject}{} ", words.body.join(" "));
-        let hits = |text: &str| {
-            let mut found = vec![false; rules.pattern_count];
-            for m in rules.matcher.find_overlapping_iter(text) {
-                found[m.pattern().as_usize()] = true;
-            }
-            found
-        };
-        let ask = format!(" {} ", words.ask.join(" "));
-        // The focus is the tail of the body: its hits are the ones that start there, found
-        // in the same pass as all the others.
+        // " subject stems body stems ": one pass finds the hits of the subject (those that
+        // end within it), of the focus (those that start in the tail) and of the whole.
+        let mut all = String::with_capacity(256);
+        all.push(' ');
+        for w in &words.subject {
+            all.push_str(w);
+            all.push(' ');
+        }
+        let subject_end = all.len();
+        for w in &words.body {
+            all.push_str(w);
+            all.push(' ');
+        }
         let focus_start = words.focus.as_ref().map(|f| {
             let tail = f.iter().map(|w| w.len() + 1).sum::<usize>() + 1;
             all.len().saturating_sub(tail)
         });
-        let mut in_all = vec![false; rules.pattern_count];
-        let mut in_focus = focus_start.map(|_| vec![false; rules.pattern_count]);
+        let n = rules.pattern_count;
+        let mut in_all = vec![false; n];
+        let mut in_subject = vec![false; n];
+        let mut in_focus = focus_start.map(|_| vec![false; n]);
         for m in rules.matcher.find_overlapping_iter(&all) {
-            in_all[m.pattern().as_usize()] = true;
+            let id = m.pattern().as_usize();
+            in_all[id] = true;
+            if m.end() <= subject_end {
+                in_subject[id] = true;
+            }
             if let (Some(start), Some(focus)) = (focus_start, in_focus.as_mut()) {
                 if m.start() >= start {
-                    focus[m.pattern().as_usize()] = true;
+                    focus[id] = true;
                 }
+            }
+        }
+        // The asking sentences are a selection of the body: a pass of their own.
+        let mut in_ask = vec![false; n];
+        if !words.ask.is_empty() {
+            all.clear();
+            all.push(' ');
+            for w in &words.ask {
+                all.push_str(w);
+                all.push(' ');
+            }
+            for m in rules.matcher.find_overlapping_iter(&all) {
+                in_ask[m.pattern().as_usize()] = true;
             }
         }
         Prepared {
             request,
-            in_subject: hits(&subject),
-            in_ask: hits(&ask),
+            in_subject,
+            in_ask,
             in_all,
             in_focus,
         }
@@ -524,13 +544,19 @@ impl Rules {
         if !cx.problems.is_empty() {
             return Err(ConfigError(cx.problems));
         }
-        let matcher = AhoCorasick::new(&patterns.list).map_err(|e| {
-            ConfigError(vec![ConfigProblem {
-                file: path.to_path_buf(),
-                line: None,
-                message: format!("terms: {e}"),
-            }])
-        })?;
+        // Every pattern starts with a space, so a prefilter finds a candidate at every word:
+        // a plain DFA walk is faster on these short, dense texts (measured ~1/3 less time).
+        let matcher = AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .prefilter(false)
+            .build(&patterns.list)
+            .map_err(|e| {
+                ConfigError(vec![ConfigProblem {
+                    file: path.to_path_buf(),
+                    line: None,
+                    message: format!("terms: {e}"),
+                }])
+            })?;
         Ok(Rules {
             matcher,
             pattern_count: patterns.list.len(),
