@@ -1,5 +1,6 @@
 //! What the classifier reads of a request: the writer's own words (quoted replies and
-//! signatures' boilerplate dropped), folded and stemmed, as unigrams and bigrams.
+//! signatures' boilerplate dropped), folded and stemmed, as unigrams and bigrams, and the
+//! character 4-grams of words the model knows too little.
 
 use std::collections::HashMap;
 
@@ -523,9 +524,40 @@ impl std::hash::Hasher for IdHasher {
 
 pub type IdMap<V> = HashMap<FeatureId, V, std::hash::BuildHasherDefault<IdHasher>>;
 
+pub type IdSet = std::collections::HashSet<FeatureId, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// Character 4-grams of a stem, with its start and end marked ("<pav", "pavi", …, "nto>"):
+/// a word the OCR misread ("pavimerito", "terremoo") still shares most of them with the word
+/// it was. Ids hashed apart from words' and pairs' ids.
+pub fn gram_ids(stem: &str) -> impl Iterator<Item = FeatureId> + '_ {
+    let chars: Vec<char> = std::iter::once('<')
+        .chain(stem.chars())
+        .chain(std::iter::once('>'))
+        .collect();
+    let windows = chars.len().saturating_sub(GRAM) + 1;
+    (0..windows).map(move |i| {
+        let mut h: u64 = 0x84222325cbf29ce4;
+        for c in &chars[i..(i + GRAM).min(chars.len())] {
+            h ^= *c as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h
+    })
+}
+
+const GRAM: usize = 4;
+
 /// Sparse feature vector of a request: unigram and bigram counts, subject words counted
 /// twice (the subject is the writer's own summary), then log-scaled and L2-normalised.
 pub fn vector(words: &Words) -> IdMap<f32> {
+    vector_with(words, None)
+}
+
+/// [`vector`], and with `known` (the words common in the training data) every other word
+/// also read by its character 4-grams, together worth one word: a word misread by the OCR,
+/// or new, still counts by its pieces. Training gives rare words the same treatment, so
+/// the 4-grams learn what a word never seen before is likely about.
+pub fn vector_with(words: &Words, known: Option<&IdSet>) -> IdMap<f32> {
     let mut counts: IdMap<f32> = IdMap::default();
     let mut add = |words: &[Stem], weight: f32| {
         let mut previous: Option<FeatureId> = None;
@@ -534,6 +566,12 @@ pub fn vector(words: &Words) -> IdMap<f32> {
             *counts.entry(id).or_default() += weight;
             if let Some(p) = previous {
                 *counts.entry(pair_id(p, id)).or_default() += weight;
+            }
+            if known.is_some_and(|k| !k.contains(&id)) {
+                let n = (w.chars().count() + 2).saturating_sub(GRAM - 1).max(1) as f32;
+                for g in gram_ids(w) {
+                    *counts.entry(g).or_default() += weight / n;
+                }
             }
             previous = Some(id);
         }
@@ -553,7 +591,8 @@ pub fn vector(words: &Words) -> IdMap<f32> {
     counts
 }
 
-/// The readable form of the given feature ids, as they occur in `words` (for explanations).
+/// The readable form of the given feature ids, as they occur in `words` (for explanations):
+/// a word, a pair, or a 4-gram as its piece ("pavi…").
 pub fn names_of(words: &Words, wanted: &[FeatureId]) -> IdMap<String> {
     let mut names = IdMap::default();
     for list in [&words.subject, &words.body] {
@@ -572,6 +611,18 @@ pub fn names_of(words: &Words, wanted: &[FeatureId]) -> IdMap<String> {
             previous = Some((id, w));
         }
     }
+    // 4-grams only when something is still unnamed: most explanations are words.
+    if names.len() < wanted.len() {
+        for w in words.subject.iter().chain(&words.body) {
+            for (i, g) in gram_ids(w).enumerate() {
+                if wanted.contains(&g) && !names.contains_key(&g) {
+                    let marked: Vec<char> = format!("<{w}>").chars().collect();
+                    let piece: String = marked[i..(i + GRAM).min(marked.len())].iter().collect();
+                    names.insert(g, format!("{}\u{2026}", piece.trim_matches(['<', '>'])));
+                }
+            }
+        }
+    }
     names
 }
 
@@ -588,6 +639,27 @@ mod tests {
             "{ask:?}"
         );
         assert!(!ask.contains(&"inagibil"), "{ask:?}");
+    }
+
+    #[test]
+    fn unknown_words_are_read_by_their_pieces_and_known_ones_are_not() {
+        let grams = |w: &str| gram_ids(w).collect::<IdSet>();
+        // A misread word keeps most of its 4-grams.
+        let words = Words::of("", "Il pavimerito del bagno");
+        let stem = words.body[0].to_string();
+        let (right, misread) = (grams("paviment"), grams(&stem));
+        assert!(right.intersection(&misread).count() >= 3, "{stem}");
+        assert!(right.iter().all(|g| *g != word_id("paviment")));
+        let known: IdSet = [word_id("bagn")].into_iter().collect();
+        let plain = vector(&words);
+        let with = vector_with(&words, Some(&known));
+        assert!(plain.keys().all(|f| !misread.contains(f)));
+        assert!(misread.iter().all(|g| with.contains_key(g)), "{with:?}");
+        assert!(grams("bagn").iter().all(|g| !with.contains_key(g)));
+        let norm: f32 = with.values().map(|x| x * x).sum();
+        assert!((norm - 1.0).abs() < 1e-4);
+        let piece = gram_ids(&stem).nth(1).unwrap();
+        assert_eq!(names_of(&words, &[piece])[&piece], "pavi\u{2026}");
     }
 
     #[test]

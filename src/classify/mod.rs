@@ -63,7 +63,8 @@ pub fn classify_encoded(
     let mut model_terms = Vec::new();
     if let Some(m) = model {
         // The text's features only when a model reads them: rules alone do not need them.
-        let (text, terms) = m.text_scores(&features::vector(&enc.words), &enc.words);
+        let features = features::vector_with(&enc.words, m.known_words.as_ref());
+        let (text, terms) = m.text_scores(&features, &enc.words);
         model_terms = terms;
         for i in 0..k {
             // A topic the model never saw starts far behind, as a topic with no examples would.

@@ -1,5 +1,5 @@
-//! The learned part: multinomial logistic regression over the request's word and bigram
-//! features *and the admin's rules*, trained only on topics a person settled (an office's
+//! The learned part: multinomial logistic regression over the request's word, bigram and
+//! rare-word 4-gram features *and the admin's rules*, trained only on topics a person settled (an office's
 //! labelled history, clerks' corrections, tickets closed or confirmed with their topic).
 //!
 //! A rule is a hint: each rule that fires adds its weight times a learned coefficient per
@@ -110,6 +110,32 @@ pub struct Model {
     pub rule_coefs: Vec<(String, Vec<f32>)>,
     /// `None` with too few examples to hold some out.
     pub calibration: Option<Calibration>,
+    /// Words found in at least [`KNOWN_AFTER`] training requests; every other word is also
+    /// read by its character 4-grams. `None` in models saved before 4-grams: words only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_words: Option<features::IdSet>,
+}
+
+/// A word in fewer training requests than this is rare, and read by its 4-grams as well.
+const KNOWN_AFTER: usize = 2;
+
+/// The words (subject and body) found in at least [`KNOWN_AFTER`] of the requests.
+fn known_words<'w>(requests: impl Iterator<Item = &'w features::Words>) -> features::IdSet {
+    let mut df: IdMap<usize> = IdMap::default();
+    let mut seen = features::IdSet::default();
+    for words in requests {
+        seen.clear();
+        for w in words.subject.iter().chain(&words.body) {
+            let id = features::word_id(w);
+            if seen.insert(id) {
+                *df.entry(id).or_default() += 1;
+            }
+        }
+    }
+    df.into_iter()
+        .filter(|&(_, n)| n >= KNOWN_AFTER)
+        .map(|(id, _)| id)
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -434,13 +460,17 @@ impl Model {
         let mut decisive: Vec<Option<usize>> = Vec::new();
         let mut rows = Vec::new();
         // Topics the rules no longer have are left out.
-        for e in examples {
-            let Some(&label) = index.get(e.topic.as_str()) else {
-                continue;
-            };
-            let request = e.request();
-            let enc = encode(rules, &request);
-            let mut text: Vec<(usize, f32)> = features::vector(&enc.words)
+        let requests: Vec<(usize, Request)> = examples
+            .iter()
+            .filter_map(|e| Some((*index.get(e.topic.as_str())?, e.request())))
+            .collect();
+        let encoded: Vec<(usize, Encoded)> = requests
+            .iter()
+            .map(|(label, request)| (*label, encode(rules, request)))
+            .collect();
+        let known = known_words(encoded.iter().map(|(_, enc)| &enc.words));
+        for (label, enc) in encoded {
+            let mut text: Vec<(usize, f32)> = features::vector_with(&enc.words, Some(&known))
                 .into_iter()
                 .map(|(f, x)| {
                     let next = feature_ids.len();
@@ -555,6 +585,7 @@ impl Model {
             weights,
             rule_coefs,
             calibration,
+            known_words: Some(known),
         })
     }
 
