@@ -3,7 +3,12 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-BIN := target/release/sportello
+# Where cargo puts the binary: ./target unless CARGO_TARGET_DIR (or a cargo config) says
+# otherwise, as it does for many Rust users. Asked of cargo once, when first used (after
+# `deps` has checked that cargo is there).
+TARGET_DIR = $(eval TARGET_DIR := $(or $(shell $(CARGO) metadata --format-version 1 \
+	--no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'),target))$(TARGET_DIR)
+BIN = $(TARGET_DIR)/release/sportello
 # System packages: poppler-utils reads PDFs our own parser cannot and renders pages for OCR;
 # Tesseract (libtesseract + leptonica, built against through bindgen, hence clang) reads
 # faxes and scans, with the Italian, English and orientation models; the CLI is the peer

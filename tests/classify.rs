@@ -477,6 +477,13 @@ fn tickets_commands_use_the_pipelines_store() {
         p
     ])
     .contains("URP"));
+    // Reading commands too: the list, one ticket, search and the dossier.
+    assert!(run(&["tickets", "--pipeline", p, "list"]).contains(code));
+    assert!(run(&["tickets", "show", code, "--pipeline", p]).contains(code));
+    assert!(run(&["tickets", "note", code, "richiamato", "--pipeline", p]).contains("note added"));
+    assert!(run(&["search", "tari", "--pipeline", p]).contains(code));
+    // A code the store does not hold is an error; this one has no linked tickets yet.
+    run(&["dossier", code, "--pipeline", p]);
     assert!(
         !tmp.path().join("sportello-data").exists(),
         "no store made elsewhere"

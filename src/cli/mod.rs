@@ -10,7 +10,6 @@ use crate::model::{Channel, Status, Ticket};
 use crate::pipeline::Processor;
 use crate::progress::{Progress, Unit};
 use crate::runner::{self, Outcome};
-use crate::search::SearchQuery;
 use crate::store::{Filed, Store, TicketFilter};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -20,8 +19,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+mod dossier;
 mod model;
 mod rules;
+mod search;
 mod tickets;
 pub use model::ModelCommand;
 pub use rules::RulesCommand;
@@ -96,17 +97,14 @@ pub enum Command {
     },
     /// List and show tickets
     Tickets {
+        /// Pipeline whose store (`data_dir`) and rules are used (default: the shipped rules)
+        #[arg(long, global = true)]
+        pipeline: Option<PathBuf>,
         #[command(subcommand)]
         command: TicketsCommand,
     },
     /// Full-text search over subject, body and document text
-    Search {
-        query: String,
-        #[command(flatten)]
-        filter: FilterArgs,
-        #[arg(long)]
-        json: bool,
-    },
+    Search(search::SearchArgs),
     /// Classify requests: text on stdin, or JSON Lines of {"id","subject","body"}
     Classify {
         #[arg(long)]
@@ -138,23 +136,7 @@ pub enum Command {
         json: bool,
     },
     /// Every ticket of the same person or case, newest first, with why it is linked
-    Dossier {
-        code: Option<String>,
-        #[arg(long)]
-        cf: Option<String>,
-        #[arg(long = "case")]
-        case_ref: Option<String>,
-        /// Link CODE to this ticket by hand
-        #[arg(long, requires = "code")]
-        link: Option<String>,
-        /// Undo a link between CODE and this ticket
-        #[arg(long, requires = "code")]
-        unlink: Option<String>,
-        #[arg(long)]
-        by: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Dossier(dossier::DossierArgs),
     /// Serve the web app (clerks, archivists, admins) and the citizens' /track page
     Serve {
         #[arg(long)]
@@ -626,34 +608,10 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             }
             write_error.map_or(Ok(ExitCode::SUCCESS), Err)
         }
-        Command::Tickets { command } => tickets::exec(command, &cli.data, out),
-        Command::Search {
-            query,
-            filter,
-            json,
-        } => {
-            let store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
-            let q = SearchQuery::parse(&query)?;
-            let hits = store.search(&q, &filter.to_filter()?)?;
-            for h in &hits {
-                if json {
-                    out.json(h)?;
-                } else {
-                    out.line(&format!(
-                        "{}  {}  {}  {}\n    {}",
-                        h.code,
-                        h.protocol,
-                        h.channel,
-                        one_line(&h.subject, 70),
-                        one_line(&h.snippet, 200)
-                    ))?;
-                }
-            }
-            if hits.is_empty() && !json {
-                eprintln!("sportello: no ticket matches");
-            }
-            Ok(ExitCode::SUCCESS)
+        Command::Tickets { pipeline, command } => {
+            tickets::exec(command, pipeline.as_deref(), &cli.data, out)
         }
+        Command::Search(args) => search::exec(args, &cli.data, out),
         Command::Classify {
             pipeline,
             rules,
@@ -741,74 +699,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dossier {
-            code,
-            cf,
-            case_ref,
-            link,
-            unlink,
-            by,
-            json,
-        } => {
-            let mut store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
-            let actor = by
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "cli".into());
-            if let (Some(code), Some(other)) = (&code, &link) {
-                store.set_link(code, other, true, &actor)?;
-            }
-            if let (Some(code), Some(other)) = (&code, &unlink) {
-                store.set_link(code, other, false, &actor)?;
-            }
-            let links = match (code, cf, case_ref) {
-                (Some(code), None, None) => store.dossier(&code)?,
-                (None, Some(cf), None) => {
-                    let cf = cf.trim().to_ascii_uppercase();
-                    if !crate::entities::fiscal_code_is_valid(&cf) {
-                        bail!(
-                            "{} is not a valid fiscal code (check character or format)",
-                            crate::entities::mask(crate::entities::Kind::FiscalCode, &cf)
-                        );
-                    }
-                    store.dossier_by(crate::entities::Kind::FiscalCode, &cf)?
-                }
-                (None, None, Some(case)) => {
-                    let value = crate::entities::extract(&case, "query")
-                        .into_iter()
-                        .find(|e| e.kind == crate::entities::Kind::CaseRef)
-                        .map(|e| e.value)
-                        .or_else(|| {
-                            crate::entities::extract(&format!("pratica {case}"), "query")
-                                .into_iter()
-                                .find(|e| e.kind == crate::entities::Kind::CaseRef)
-                                .map(|e| e.value)
-                        })
-                        .unwrap_or(case);
-                    store.dossier_by(crate::entities::Kind::CaseRef, &value)?
-                }
-                _ => bail!("give one of: CODE, --cf FISCALCODE, --case NUMBER"),
-            };
-            for l in &links {
-                if json {
-                    out.json(l)?;
-                } else {
-                    let mark = if l.suggested { "?" } else { " " };
-                    out.line(&format!(
-                        "{mark} {}  {}  {}  {:<7}  {}\n      {}",
-                        l.code,
-                        l.protocol,
-                        &l.received_at[..10.min(l.received_at.len())],
-                        l.channel,
-                        one_line(&l.subject, 60),
-                        l.reasons.join("; ")
-                    ))?;
-                }
-            }
-            if links.is_empty() && !json {
-                eprintln!("sportello: no linked tickets");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Dossier(args) => dossier::exec(args, &cli.data, out),
         Command::Serve {
             pipeline,
             listen,

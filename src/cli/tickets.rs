@@ -7,11 +7,10 @@ use super::{
 };
 use crate::classify::learn;
 use crate::classify::rules::Rules;
-use crate::config::Pipeline;
 use crate::model::Status;
 use anyhow::{bail, Result};
 use clap::Subcommand;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Subcommand, Debug)]
@@ -37,9 +36,6 @@ pub enum TicketsCommand {
     Status {
         code: String,
         status: Status,
-        /// Pipeline whose rules the model learns with (default: the shipped rules)
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
         /// Who does it (recorded in the history); default: the login name
         #[arg(long)]
         by: Option<String>,
@@ -48,9 +44,6 @@ pub enum TicketsCommand {
     Reclassify {
         code: String,
         topic: String,
-        /// Rules file with the taxonomy (default: the pipeline's, else the shipped rules)
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
         #[arg(long)]
         by: Option<String>,
     },
@@ -71,17 +64,13 @@ fn actor(by: Option<String>) -> String {
 
 pub fn exec(
     command: TicketsCommand,
+    pipeline: Option<&Path>,
     cli_data: &Option<PathBuf>,
     out: &mut Out,
 ) -> Result<ExitCode> {
-    // The pipeline names the rules the model learns with and, unless --data says otherwise,
-    // the store.
-    let pipeline = match &command {
-        TicketsCommand::Status { pipeline, .. } | TicketsCommand::Reclassify { pipeline, .. } => {
-            load_pipeline(pipeline.as_deref())?
-        }
-        _ => Pipeline::default(),
-    };
+    // The pipeline names the store (unless --data says otherwise) and the rules the model
+    // learns with.
+    let pipeline = load_pipeline(pipeline)?;
     let mut store = open_store(&data_dir(cli_data, &pipeline))?;
     match command {
         TicketsCommand::Status {
