@@ -361,6 +361,16 @@ impl Pipeline {
     }
 
     pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
+        Pipeline::load_checking(path, Checks::File)
+    }
+
+    /// [`Pipeline::load`], and what running it needs from this machine (see [`Checks`]):
+    /// for `check` and `run`, so every problem comes out at once, with its line.
+    pub fn load_for_start(path: &Path) -> Result<Pipeline, ConfigError> {
+        Pipeline::load_checking(path, Checks::Start)
+    }
+
+    fn load_checking(path: &Path, checks: Checks) -> Result<Pipeline, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError(vec![ConfigProblem {
                 file: path.to_path_buf(),
@@ -368,11 +378,15 @@ impl Pipeline {
                 message: format!("cannot read: {e}"),
             }])
         })?;
-        Pipeline::parse(path, &text)
+        Pipeline::parse_checking(path, &text, checks)
     }
 
     /// Parses and validates `text` as the pipeline file `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Pipeline, ConfigError> {
+        Pipeline::parse_checking(path, text, Checks::File)
+    }
+
+    fn parse_checking(path: &Path, text: &str, checks: Checks) -> Result<Pipeline, ConfigError> {
         let mut cx = Checker {
             file: path.to_path_buf(),
             text,
@@ -499,6 +513,14 @@ impl Pipeline {
                 }
                 SourceConfig::Imap(i) => {
                     cx.env_name(element.span(), &i.password_env);
+                    if let Some(e) = plain_tls_problem(i.tls, &i.host) {
+                        cx.at_key(element.span(), "tls", format!("source `{}`: {e}", i.name));
+                    }
+                    if checks == Checks::Start {
+                        for (key, e) in i.start_problems() {
+                            cx.at_key(element.span(), key, e);
+                        }
+                    }
                     if i.folders.is_empty() {
                         cx.at(
                             element.span(),
@@ -574,13 +596,18 @@ impl Pipeline {
                     if let Some(env) = &s.password_env {
                         cx.env_name(element.span(), env);
                     }
-                    if !s.from.contains('@') {
-                        cx.at(
-                            element.span(),
-                            format!("`from` must be an email address, got {:?}", s.from),
-                        );
+                    if let Err(e) = crate::sinks::smtp::from_address(s) {
+                        cx.at_key(element.span(), "from", format!("smtp_ack: {e}"));
+                    }
+                    if let Some(e) = plain_tls_problem(s.tls, &s.host) {
+                        cx.at_key(element.span(), "tls", format!("smtp_ack: {e}"));
                     }
                     s.templates = s.templates.take().map(&resolve);
+                    if checks == Checks::Start {
+                        for (key, e) in s.start_problems(&base) {
+                            cx.at_key(element.span(), key, e);
+                        }
+                    }
                 }
             }
             pipeline.sinks.push(sink);
@@ -592,6 +619,27 @@ impl Pipeline {
             Err(ConfigError(cx.problems))
         }
     }
+}
+
+/// How much [`Pipeline::parse`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checks {
+    /// The file alone: every command that reads a pipeline.
+    File,
+    /// Also what running it needs from this machine: password variables set, templates
+    /// readable and valid (`check`, `run`).
+    Start,
+}
+
+/// `tls = "plain"` sends passwords and citizens' mail in clear: only towards this machine.
+pub fn plain_tls_problem(tls: TlsMode, host: &str) -> Option<String> {
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (tls == TlsMode::Plain && !loopback).then(|| {
+        format!("tls = \"plain\" is only allowed towards this machine (tests), not {host}: use \"implicit\" or \"starttls\"")
+    })
 }
 
 /// Collects problems of one TOML file with their lines; shared by pipeline and rules files.
@@ -612,6 +660,19 @@ impl Checker<'_> {
         self.problems.push(ConfigProblem {
             file: self.file.clone(),
             line,
+            message,
+        });
+    }
+
+    /// A problem with the key `key` of the element at `span`: on that key's line when the
+    /// element writes it, else on the element's.
+    pub(crate) fn at_key(&mut self, span: std::ops::Range<usize>, key: &str, message: String) {
+        let line = self
+            .find_key_line(span.clone(), key)
+            .unwrap_or_else(|| self.line_of(span.start));
+        self.problems.push(ConfigProblem {
+            file: self.file.clone(),
+            line: Some(line),
             message,
         });
     }

@@ -297,9 +297,83 @@ fn a_bad_pipeline_is_refused_with_every_problem() {
         "{}",
         run.stderr
     );
-    // The shipped pipelines are valid.
-    for p in ["pipelines/demo.toml", "pipelines/urp.example.toml"] {
-        ok(tmp.path(), &["check", "--pipeline", p]);
+    // The shipped pipelines are valid (the example's passwords given, as `run` needs them).
+    ok(tmp.path(), &["check", "--pipeline", "pipelines/demo.toml"]);
+    let example = |with_passwords: bool| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["check", "--pipeline", "pipelines/urp.example.toml"])
+            .current_dir(project_dir());
+        for var in [
+            "SPORTELLO_URP_IMAP_PASSWORD",
+            "SPORTELLO_URP_PEC_PASSWORD",
+            "SPORTELLO_SMTP_PASSWORD",
+        ] {
+            if with_passwords {
+                cmd.env(var, "x");
+            } else {
+                cmd.env_remove(var);
+            }
+        }
+        cmd.output().unwrap()
+    };
+    assert!(example(true).status.success());
+    let without = example(false);
+    let stderr = String::from_utf8_lossy(&without.stderr);
+    assert!(!without.status.success());
+    for (line, var) in [
+        (19, "SPORTELLO_URP_IMAP_PASSWORD"),
+        (32, "SPORTELLO_URP_PEC_PASSWORD"),
+        (82, "SPORTELLO_SMTP_PASSWORD"),
+    ] {
+        assert!(
+            stderr.contains(&format!("urp.example.toml:{line}:")) && stderr.contains(var),
+            "{stderr}"
+        );
+    }
+}
+
+/// What would only stop `run` once it starts (a password variable not set, a broken
+/// acknowledgement template, a `from` that is not an address, passwords in clear to another
+/// machine) is found by `check`, every problem at once with its line.
+#[test]
+fn check_finds_what_would_stop_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A pipeline named by a relative path: its templates are found beside it.
+    std::fs::create_dir_all(tmp.path().join("conf/tpl")).unwrap();
+    std::fs::write(
+        tmp.path().join("conf/tpl/ack.it.txt"),
+        "Subject: Presa in carico {code}\n\nGentile cittadino, la pratica {codice} è registrata.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("conf/office.toml"),
+        "[[sources]]\nkind = \"imap\"\nname = \"urp\"\nhost = \"imap.comune.example.it\"\n\
+         tls = \"plain\"\nusername = \"urp\"\npassword_env = \"SPORTELLO_TEST_NOT_SET\"\n\n\
+         [[sinks]]\nkind = \"smtp_ack\"\nhost = \"127.0.0.1\"\nport = 2525\ntls = \"plain\"\n\
+         from = \"URP <urp at comune>\"\ntemplates = \"tpl\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["check", "--pipeline", "conf/office.toml"])
+        .current_dir(tmp.path())
+        .env_remove("SPORTELLO_TEST_NOT_SET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("4 problem(s)"), "{stderr}");
+    for (line, what) in [
+        (5, "tls = \"plain\" is only allowed towards this machine"),
+        (7, "SPORTELLO_TEST_NOT_SET"),
+        (14, "`from`"),
+        (15, "unknown placeholder {codice}"),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(&format!("office.toml:{line}:")) && l.contains(what)),
+            "line {line}, {what}: {stderr}"
+        );
     }
 }
 

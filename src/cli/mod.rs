@@ -90,7 +90,8 @@ pub enum Command {
         #[arg(long)]
         pdf: Option<PathBuf>,
     },
-    /// Check a pipeline file and report every problem in it
+    /// Check a pipeline file and report every problem in it, with its line: the file's own,
+    /// and what running it needs from this machine (password variables, templates)
     Check {
         #[arg(long)]
         pipeline: PathBuf,
@@ -494,7 +495,8 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             pdf,
         } => ocr_command(&file, json, languages, workers, pdf.as_deref(), out),
         Command::Check { pipeline } => {
-            let p = Pipeline::load(&pipeline)?;
+            // Everything `run` would stop on at start, all at once.
+            let p = Pipeline::load_for_start(&pipeline)?;
             out.line(&format!(
                 "{}: ok ({} source(s), {} stage(s), {} sink(s))",
                 pipeline.display(),
@@ -576,7 +578,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             once,
             json,
         } => {
-            let pipeline = Pipeline::load(&path)?;
+            let pipeline = Pipeline::load_for_start(&path)?;
             let mut store = open_store(&data_dir(&cli.data, &pipeline))?;
             let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())
                 .map_err(anyhow::Error::msg)?;

@@ -49,6 +49,9 @@ impl Header for SuppressAutoResponse {
     }
 }
 
+/// What a template may fill in.
+const PLACEHOLDERS: [&str; 4] = ["code", "protocol", "subject", "office"];
+
 /// A template: `Subject: …`, a blank line, the body; `{code}`, `{protocol}`, `{subject}`,
 /// `{office}` are filled in.
 #[derive(Debug, Clone)]
@@ -68,6 +71,23 @@ impl Template {
             .ok_or("the template has no `Subject:` line")?
             .trim()
             .to_string();
+        // A misspelt placeholder would reach the citizen as written.
+        for part in [subject.as_str(), body] {
+            for (at, _) in part.match_indices('{') {
+                let name: String = part[at + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if part[at + 1 + name.len()..].starts_with('}')
+                    && !PLACEHOLDERS.contains(&name.as_str())
+                {
+                    return Err(format!(
+                        "unknown placeholder {{{name}}}; a template may use {}",
+                        PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                    ));
+                }
+            }
+        }
         Ok(Template {
             subject,
             body: body.to_string(),
@@ -90,6 +110,86 @@ pub struct AckSender {
     templates: std::collections::HashMap<String, Template>,
 }
 
+impl SmtpAckConfig {
+    /// What sending needs from this machine, each problem with the key it is about: the
+    /// password variable set, the templates readable and valid. (The file's own checks, the
+    /// address and the TLS policy, are [`Pipeline::parse`](crate::config::Pipeline::parse)'s.)
+    pub fn start_problems(&self, pipeline_dir: &Path) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if let Err(e) = password(self) {
+            problems.push(("password_env", e));
+        }
+        if let Err(e) = templates(self, pipeline_dir) {
+            let key = if e.contains("language") {
+                "language"
+            } else {
+                "templates"
+            };
+            problems.push((key, e));
+        }
+        problems
+    }
+}
+
+/// The `from` address, parsed as it will go on the wire.
+pub fn from_address(cfg: &SmtpAckConfig) -> Result<Mailbox, String> {
+    cfg.from
+        .parse()
+        .map_err(|e| format!("`from` {:?} is not an address: {e}", cfg.from))
+}
+
+/// The SMTP password, when a user is given.
+fn password(cfg: &SmtpAckConfig) -> Result<Option<String>, String> {
+    match (&cfg.username, &cfg.password_env) {
+        (Some(_), Some(env)) => std::env::var(env).map(Some).map_err(|_| {
+            format!("smtp_ack: the environment variable {env} (the SMTP password) is not set")
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// The templates (`ack.<language>.txt` in `templates`, else in the pipeline's folder's
+/// `templates`; the shipped Italian and English ones where there is none), each parsed.
+fn templates(
+    cfg: &SmtpAckConfig,
+    pipeline_dir: &Path,
+) -> Result<std::collections::HashMap<String, Template>, String> {
+    let mut templates = std::collections::HashMap::new();
+    // `templates` was made relative to the pipeline file when the file was read.
+    let dir = match &cfg.templates {
+        Some(t) if !t.is_dir() => {
+            return Err(format!(
+                "smtp_ack: the templates folder {} does not exist",
+                t.display()
+            ))
+        }
+        Some(t) => t.clone(),
+        None => pipeline_dir.join("templates"),
+    };
+    for (lang, builtin) in [("it", BUILTIN_IT), ("en", BUILTIN_EN)] {
+        let path = dir.join(format!("ack.{lang}.txt"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|_| builtin.to_string());
+        let t = Template::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        templates.insert(lang.to_string(), t);
+    }
+    if let Some(lang) = &cfg.language {
+        if !templates.contains_key(lang) {
+            let path = dir.join(format!("ack.{lang}.txt"));
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "smtp_ack: no template for language `{lang}`: {}: {e}",
+                    path.display()
+                )
+            })?;
+            templates.insert(
+                lang.clone(),
+                Template::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?,
+            );
+        }
+    }
+    Ok(templates)
+}
+
 impl AckSender {
     /// Reads the templates (`ack.<language>.txt` in `templates`, relative to the pipeline's
     /// folder; the shipped Italian and English ones otherwise) and prepares the transport.
@@ -98,10 +198,10 @@ impl AckSender {
         pipeline_dir: &Path,
         office: Option<&str>,
     ) -> Result<AckSender, String> {
-        let from: Mailbox = cfg
-            .from
-            .parse()
-            .map_err(|e| format!("smtp_ack: `from` {:?} is not an address: {e}", cfg.from))?;
+        let from = from_address(cfg).map_err(|e| format!("smtp_ack: {e}"))?;
+        if let Some(e) = crate::config::plain_tls_problem(cfg.tls, &cfg.host) {
+            return Err(format!("smtp_ack: {e}"));
+        }
         let port = cfg.port.unwrap_or(match cfg.tls {
             TlsMode::Implicit => 465,
             TlsMode::Starttls => 587,
@@ -110,67 +210,18 @@ impl AckSender {
         let builder = match cfg.tls {
             TlsMode::Implicit => SmtpTransport::relay(&cfg.host),
             TlsMode::Starttls => SmtpTransport::starttls_relay(&cfg.host),
-            TlsMode::Plain => {
-                let loopback = cfg.host == "localhost"
-                    || cfg
-                        .host
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback());
-                if !loopback {
-                    return Err(format!(
-                        "smtp_ack: tls = \"plain\" is only allowed towards this machine, not {}",
-                        cfg.host
-                    ));
-                }
-                Ok(SmtpTransport::builder_dangerous(&cfg.host))
-            }
+            TlsMode::Plain => Ok(SmtpTransport::builder_dangerous(&cfg.host)),
         }
         .map_err(|e| format!("smtp_ack: {e}"))?;
         let mut builder = builder.port(port).timeout(Some(Duration::from_secs(20)));
-        if let (Some(user), Some(env)) = (&cfg.username, &cfg.password_env) {
-            let password = std::env::var(env).map_err(|_| {
-                format!("smtp_ack: the environment variable {env} (the SMTP password) is not set")
-            })?;
+        if let (Some(user), Some(password)) = (&cfg.username, password(cfg)?) {
             builder = builder.credentials(Credentials::new(user.clone(), password));
-        }
-        let mut templates = std::collections::HashMap::new();
-        let dir = cfg
-            .templates
-            .as_ref()
-            .map(|t| {
-                if t.is_absolute() {
-                    t.clone()
-                } else {
-                    pipeline_dir.join(t)
-                }
-            })
-            .unwrap_or_else(|| pipeline_dir.join("templates"));
-        for (lang, builtin) in [("it", BUILTIN_IT), ("en", BUILTIN_EN)] {
-            let path = dir.join(format!("ack.{lang}.txt"));
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|_| builtin.to_string());
-            let t = Template::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            templates.insert(lang.to_string(), t);
-        }
-        if let Some(lang) = &cfg.language {
-            if !templates.contains_key(lang) {
-                let path = dir.join(format!("ack.{lang}.txt"));
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    format!(
-                        "smtp_ack: no template for language `{lang}`: {}: {e}",
-                        path.display()
-                    )
-                })?;
-                templates.insert(
-                    lang.clone(),
-                    Template::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?,
-                );
-            }
         }
         Ok(AckSender {
             transport: builder.build(),
             from,
             office: office.unwrap_or("URP").to_string(),
-            templates,
+            templates: templates(cfg, pipeline_dir)?,
         })
     }
 

@@ -49,18 +49,10 @@ impl ImapSource {
         wake: Sender<usize>,
         idx: usize,
     ) -> Result<ImapSource, String> {
-        let password = std::env::var(&cfg.password_env).map_err(|_| {
-            format!(
-                "source `{}`: the environment variable {} (the IMAP password) is not set",
-                cfg.name, cfg.password_env
-            )
-        })?;
-        if cfg.tls == TlsMode::Plain && !is_loopback(&cfg.host) {
-            return Err(format!(
-                "source `{}`: tls = \"plain\" is only allowed towards this machine (tests), not {}",
-                cfg.name, cfg.host
-            ));
+        if let Some(e) = crate::config::plain_tls_problem(cfg.tls, &cfg.host) {
+            return Err(format!("source `{}`: {e}", cfg.name));
         }
+        let password = cfg.password()?;
         let (ready_tx, ready) = unbounded();
         let (done, done_rx) = unbounded();
         let stop = Arc::new(AtomicBool::new(false));
@@ -126,11 +118,24 @@ impl ImapSource {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+impl ImapSourceConfig {
+    /// What reading the mailbox needs from this machine, each problem with its key.
+    pub fn start_problems(&self) -> Vec<(&'static str, String)> {
+        self.password()
+            .err()
+            .map(|e| ("password_env", e))
+            .into_iter()
+            .collect()
+    }
+
+    fn password(&self) -> Result<String, String> {
+        std::env::var(&self.password_env).map_err(|_| {
+            format!(
+                "source `{}`: the environment variable {} (the IMAP password) is not set",
+                self.name, self.password_env
+            )
+        })
+    }
 }
 
 struct Worker {
