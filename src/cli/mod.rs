@@ -19,14 +19,22 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+mod classify;
 mod dossier;
+mod entities;
+mod export;
+mod extract;
+mod ingest;
 mod model;
 mod rules;
+mod run;
 mod search;
 mod tickets;
+mod users;
 pub use model::ModelCommand;
 pub use rules::RulesCommand;
 pub use tickets::TicketsCommand;
+pub use users::UsersCommand;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,33 +56,11 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// File tickets from files and folders, once
-    Ingest {
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
-        /// Channel of these items (default: email for messages, scanner otherwise)
-        #[arg(long)]
-        channel: Option<Channel>,
-        #[arg(long)]
-        json: bool,
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-    },
+    Ingest(ingest::IngestArgs),
     /// Watch every source of a pipeline until SIGINT/SIGTERM
-    Run {
-        #[arg(long)]
-        pipeline: PathBuf,
-        /// Take what the folders hold now, then exit (for cron jobs and scripts)
-        #[arg(long)]
-        once: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Run(run::RunArgs),
     /// Print the text extracted from a file, page by page (no ticket is filed)
-    Extract {
-        file: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    Extract(extract::ExtractArgs),
     /// OCR a scan or fax and print each page's text, confidence and rotation (no ticket)
     Ocr {
         file: PathBuf,
@@ -107,17 +93,7 @@ pub enum Command {
     /// Full-text search over subject, body and document text
     Search(search::SearchArgs),
     /// Classify requests: text on stdin, or JSON Lines of {"id","subject","body"}
-    Classify {
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
-        /// Rules file (default: the pipeline's, else the shipped rules)
-        #[arg(long)]
-        rules: Option<PathBuf>,
-        #[arg(long)]
-        jsonl: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
+    Classify(classify::ClassifyArgs),
     /// Admin rules: backtest an edit before it goes live
     Rules {
         #[command(subcommand)]
@@ -129,13 +105,7 @@ pub enum Command {
         command: ModelCommand,
     },
     /// Identifiers in a file, or in a ticket (fiscal codes, VAT, emails, phones, dates, cases, addresses)
-    Entities {
-        file: Option<PathBuf>,
-        #[arg(long)]
-        ticket: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Entities(entities::EntitiesArgs),
     /// Every ticket of the same person or case, newest first, with why it is linked
     Dossier(dossier::DossierArgs),
     /// Serve the web app (clerks, archivists, admins) and the citizens' /track page
@@ -161,29 +131,7 @@ pub enum Command {
         command: UsersCommand,
     },
     /// Every ticket, whole, one JSON object per line
-    Export {
-        #[arg(long, required = true)]
-        jsonl: bool,
-        /// Mask fiscal codes and phone numbers
-        #[arg(long)]
-        mask_personal: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum UsersCommand {
-    /// Create an account; without --password-stdin a random password is made and printed
-    Add {
-        name: String,
-        /// clerk, archivist or admin
-        #[arg(long)]
-        role: String,
-        /// Read the password from the first line of standard input
-        #[arg(long)]
-        password_stdin: bool,
-    },
-    /// Accounts and their roles
-    List,
+    Export(export::ExportArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -454,39 +402,13 @@ fn ocr_command(
 
 fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
     match cli.command {
-        Command::Extract { file, json } => {
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let name = file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let file_type = crate::extract::sniff(&bytes, &name);
-            let cfg = Pipeline::default().extract_config();
-            let x = crate::extract::extract(Arc::new(bytes), file_type, &cfg);
-            if json {
-                out.json(
-                    &serde_json::json!({"mime": x.mime, "pages": x.page_texts, "error": x.error}),
-                )?;
-            } else {
-                for p in &x.page_texts {
-                    let note = if p.needs_ocr {
-                        "  (no text layer: OCR needed)"
-                    } else {
-                        ""
-                    };
-                    out.line(&format!("--- page {}{note}\n{}", p.page, p.text))?;
-                }
-                if let Some(e) = &x.error {
-                    eprintln!("sportello: {}: {e}", file.display());
-                }
-            }
-            Ok(if x.error.is_some() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Ingest(args) => ingest::exec(args, &cli.data, out),
+        Command::Run(args) => run::exec(args, &cli.data, out),
+        Command::Extract(args) => extract::exec(args, out),
+        Command::Classify(args) => classify::exec(args, &cli.data, out),
+        Command::Entities(args) => entities::exec(args, &cli.data, out),
+        Command::Users { command } => users::exec(command, &cli.data, out),
+        Command::Export(args) => export::exec(args, &cli.data, out),
         Command::Ocr {
             file,
             json,
@@ -506,201 +428,12 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             ))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ingest {
-            pipeline,
-            channel,
-            json,
-            paths,
-        } => {
-            let pipeline = load_pipeline(pipeline.as_deref())?;
-            let mut store = open_store(&data_dir(&cli.data, &pipeline))?;
-            // Tickets settled elsewhere since the last training (the web app was down, an
-            // older model): the model is brought up to date before this batch is classified.
-            if let Some(rules) = classify_rules(&pipeline) {
-                let rules = Rules::load(&rules)?;
-                // Intake goes on with the model there is when a training cannot be done.
-                if learn::retrain_wanted(&store, &rules).unwrap_or(false) {
-                    match learn::retrain(&mut store, &rules, &mut || {}) {
-                        Ok(trained) => eprintln!(
-                            "sportello: model retrained on {} examples before ingesting",
-                            trained.examples
-                        ),
-                        Err(e) => eprintln!("sportello: the model was not retrained: {e}"),
-                    }
-                }
-            }
-            let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())
-                .map_err(anyhow::Error::msg)?;
-            let (files, errors) = runner::collect_paths(&paths);
-            let mut failed = errors.len();
-            for e in &errors {
-                eprintln!("sportello: {e}");
-            }
-            let mut progress = Progress::new(files.len() as u64, Unit::Items, json);
-            let mut write_error = None;
-            runner::ingest(
-                &mut store,
-                &processor,
-                &pipeline,
-                files,
-                channel,
-                |store, outcome| {
-                    if outcome.result.is_err() {
-                        failed += 1;
-                    }
-                    if let Err(e) = progress.suspend(|| report_outcome(out, store, &outcome, json))
-                    {
-                        write_error.get_or_insert(e);
-                    }
-                    progress.item(outcome.pages.into(), outcome.flagged());
-                },
-            );
-            progress.finish();
-            if let Some(e) = write_error {
-                return Err(e);
-            }
-            // Acknowledgements of what was just filed: one round; what fails stays queued
-            // for `run`.
-            if let Some(acks) = runner::ack_sender(&pipeline).map_err(anyhow::Error::msg)? {
-                let (sent, not_sent) = acks.deliver(&mut store, true);
-                if sent + not_sent > 0 {
-                    eprintln!("sportello: {sent} acknowledgement(s) sent, {not_sent} failed (kept in the outbox)");
-                }
-            }
-            Ok(if failed > 0 {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
-        Command::Run {
-            pipeline: path,
-            once,
-            json,
-        } => {
-            let pipeline = Pipeline::load_for_start(&path)?;
-            let mut store = open_store(&data_dir(&cli.data, &pipeline))?;
-            let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())
-                .map_err(anyhow::Error::msg)?;
-            // A retrain that is due runs beside intake, never in its way.
-            if let Some(rules) = classify_rules(&pipeline) {
-                learn::Trainer::new(store.data_dir(), &rules).kick_if_wanted();
-            }
-            let stop = Arc::new(AtomicBool::new(false));
-            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(signal, stop.clone())
-                    .context("cannot install signal handler")?;
-            }
-            let mut write_error = None;
-            runner::run(
-                &mut store,
-                &processor,
-                &pipeline,
-                stop.clone(),
-                once,
-                |store, outcome| {
-                    if let Err(e) = report_outcome(out, store, &outcome, json) {
-                        write_error.get_or_insert(e);
-                    }
-                },
-            )
-            .map_err(anyhow::Error::msg)?;
-            if stop.load(Ordering::SeqCst) {
-                tracing::info!("stopped by signal");
-            }
-            write_error.map_or(Ok(ExitCode::SUCCESS), Err)
-        }
         Command::Tickets { pipeline, command } => {
             tickets::exec(command, pipeline.as_deref(), &cli.data, out)
         }
         Command::Search(args) => search::exec(args, &cli.data, out),
-        Command::Classify {
-            pipeline,
-            rules,
-            jsonl,
-            json,
-        } => {
-            let pipeline = load_pipeline(pipeline.as_deref())?;
-            let data = data_dir(&cli.data, &pipeline);
-            let classifier = Classifier::open(&rules_path(rules.as_deref(), &pipeline), &data)
-                .map_err(anyhow::Error::msg)?;
-            let records: Vec<Labelled> = match jsonl {
-                Some(path) => read_unlabelled(&path)?,
-                None => {
-                    let mut text = String::new();
-                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                        .context("cannot read stdin")?;
-                    let subject = crate::pipeline::subject_from_letter(&text).unwrap_or_default();
-                    vec![Labelled {
-                        id: String::new(),
-                        subject,
-                        body: text,
-                        topic: String::new(),
-                        channel: None,
-                        sender_email: None,
-                    }]
-                }
-            };
-            for r in records {
-                let channel = r.channel.as_deref().and_then(|c| c.parse().ok());
-                let c = classifier
-                    .classify(channel, r.sender_email.as_deref(), &r.subject, &r.body)
-                    .map_err(anyhow::Error::msg)?;
-                if json {
-                    out.json(&serde_json::json!({"id": r.id, "topic": c.topic, "confidence": c.confidence,
-                        "reason": c.reason, "secondary": c.secondary, "office": c.office}))?;
-                } else {
-                    out.line(&format!(
-                        "{}{}  {:.0}%  {}",
-                        if r.id.is_empty() {
-                            String::new()
-                        } else {
-                            format!("{}  ", r.id)
-                        },
-                        c.topic,
-                        c.confidence * 100.0,
-                        c.reason
-                    ))?;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Rules { command } => rules::exec(command, &cli.data, out),
         Command::Model { command } => model::exec(command, &cli.data, out),
-        Command::Entities { file, ticket, json } => {
-            let found = match (file, ticket) {
-                (Some(file), None) => {
-                    // The same unpacking and extraction as `ingest`, with originals kept in a
-                    // scratch dir: nothing is filed.
-                    let scratch = tempfile::tempdir().context("cannot create a scratch dir")?;
-                    let blobs = crate::store::blobs::BlobStore::new(scratch.path());
-                    let processor = Processor::new(&Pipeline::default(), blobs, scratch.path())
-                        .map_err(anyhow::Error::msg)?;
-                    let item = runner::item_from_path(&file, None)
-                        .with_context(|| format!("cannot read {}", file.display()))?;
-                    processor.prepare(item)?.entities
-                }
-                (None, Some(code)) => {
-                    open_store(&data_dir(&cli.data, &Pipeline::default()))?.entities(&code)?
-                }
-                _ => bail!("give a FILE or --ticket CODE"),
-            };
-            for e in &found {
-                if json {
-                    out.json(e)?;
-                } else {
-                    let validity = if e.valid { "" } else { "  (invalid)" };
-                    out.line(&format!(
-                        "{:<12} {:<32} {:>3.0}%  {}{validity}",
-                        e.kind.as_str(),
-                        e.value,
-                        e.confidence * 100.0,
-                        e.place
-                    ))?;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Dossier(args) => dossier::exec(args, &cli.data, out),
         Command::Serve {
             pipeline,
@@ -724,83 +457,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Users {
-            command:
-                UsersCommand::Add {
-                    name,
-                    role,
-                    password_stdin,
-                },
-        } => {
-            let role: crate::store::web::Role = role.parse().map_err(anyhow::Error::msg)?;
-            let name = name.trim().to_string();
-            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                bail!("a user name is one word without spaces");
-            }
-            let (password, made) = if password_stdin {
-                let mut line = String::new();
-                std::io::stdin()
-                    .read_line(&mut line)
-                    .context("cannot read the password from standard input")?;
-                let p = line.trim_end_matches(['\r', '\n']).to_string();
-                if p.chars().count() < 8 {
-                    bail!("the password must have at least 8 characters");
-                }
-                (p, false)
-            } else {
-                (random_password(), true)
-            };
-            let hash = crate::web::hash_password(&password).map_err(anyhow::Error::msg)?;
-            let mut store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
-            store.add_user(&name, role, &hash)?;
-            if made {
-                out.line(&format!(
-                    "user {name} ({role}) created; password: {password}"
-                ))?;
-            } else {
-                out.line(&format!("user {name} ({role}) created"))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Users {
-            command: UsersCommand::List,
-        } => {
-            let store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
-            for u in store.users()? {
-                out.line(&format!("{}\t{}", u.name, u.role))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Export {
-            jsonl,
-            mask_personal,
-        } => {
-            if !jsonl {
-                bail!("export needs --jsonl");
-            }
-            let store = open_store(&data_dir(&cli.data, &Pipeline::default()))?;
-            let mut buf = std::io::BufWriter::new(&out.file);
-            store.for_each_ticket(|mut t| {
-                if mask_personal {
-                    mask_ticket(&mut t);
-                }
-                serde_json::to_writer(&mut buf, &t)?;
-                buf.write_all(b"\n")
-            })?;
-            buf.flush()?;
-            Ok(ExitCode::SUCCESS)
-        }
     }
-}
-
-/// 16 symbols without look-alikes (about 80 bits).
-fn random_password() -> String {
-    use rand::Rng;
-    const SYMBOLS: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::thread_rng();
-    (0..16)
-        .map(|_| SYMBOLS[rng.gen_range(0..SYMBOLS.len())] as char)
-        .collect()
 }
 
 /// Replaces fiscal codes and phone numbers everywhere in a ticket with masked forms.
