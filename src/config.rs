@@ -432,47 +432,75 @@ impl Pipeline {
             stages: Vec::new(),
             ..Pipeline::default()
         };
-        for (key, value) in &top {
-            match key.as_str() {
-                "sources" | "stages" | "sinks" => {}
-                "data_dir" => pipeline.data_dir = cx.scalar::<PathBuf>(key, value).map(resolve),
-                "office" => pipeline.office = cx.scalar(key, value),
-                "code_prefix" => {
-                    if let Some(p) = cx.scalar::<String>(key, value) {
-                        if (2..=6).contains(&p.len()) && p.chars().all(|c| c.is_ascii_uppercase()) {
-                            pipeline.code_prefix = p;
-                        } else {
-                            cx.at(value.span(), format!("`code_prefix` must be 2 to 6 capital letters A-Z, got {p:?}"));
-                        }
-                    }
-                }
-                "workers" => {
-                    if let Some(w) = cx.scalar::<usize>(key, value) {
-                        if w == 0 {
-                            cx.at(value.span(), "`workers` must be at least 1".into());
-                        } else {
-                            pipeline.workers = w;
-                        }
-                    }
-                }
-                "isolation" => {
-                    if let Some(i) = cx.scalar::<IsolationConfig>(key, value) {
-                        if i.memory_mb < 64 || i.cpu_secs == 0 {
-                            cx.at(value.span(), "`isolation`: `memory_mb` must be at least 64 and `cpu_secs` at least 1".into());
-                        } else {
-                            pipeline.isolation = i;
-                        }
-                    }
-                }
-                other => cx.at(
-                    value.span(),
-                    format!("unknown key `{other}`, expected one of: data_dir, office, code_prefix, workers, isolation, sources, stages, sinks"),
-                ),
-            }
-        }
+        pipeline.settings_from(&mut cx, &top, &resolve);
+        pipeline.sources_from(&mut cx, &arrays.sources, &resolve, checks);
+        pipeline.stages_from(&mut cx, &arrays.stages, &resolve);
+        pipeline.sinks_from(&mut cx, &arrays.sinks, &resolve, &base, checks);
 
+        if cx.problems.is_empty() {
+            Ok(pipeline)
+        } else {
+            Err(ConfigError(cx.problems))
+        }
+    }
+
+    /// The top-level keys.
+    fn settings_from(
+        &mut self,
+        cx: &mut Checker,
+        top: &BTreeMap<String, Spanned<toml::Value>>,
+        resolve: &dyn Fn(PathBuf) -> PathBuf,
+    ) {
+        for (key, value) in top {
+            match key.as_str() {
+            "sources" | "stages" | "sinks" => {}
+            "data_dir" => self.data_dir = cx.scalar::<PathBuf>(key, value).map(resolve),
+            "office" => self.office = cx.scalar(key, value),
+            "code_prefix" => {
+                if let Some(p) = cx.scalar::<String>(key, value) {
+                    if (2..=6).contains(&p.len()) && p.chars().all(|c| c.is_ascii_uppercase()) {
+                        self.code_prefix = p;
+                    } else {
+                        cx.at(value.span(), format!("`code_prefix` must be 2 to 6 capital letters A-Z, got {p:?}"));
+                    }
+                }
+            }
+            "workers" => {
+                if let Some(w) = cx.scalar::<usize>(key, value) {
+                    if w == 0 {
+                        cx.at(value.span(), "`workers` must be at least 1".into());
+                    } else {
+                        self.workers = w;
+                    }
+                }
+            }
+            "isolation" => {
+                if let Some(i) = cx.scalar::<IsolationConfig>(key, value) {
+                    if i.memory_mb < 64 || i.cpu_secs == 0 {
+                        cx.at(value.span(), "`isolation`: `memory_mb` must be at least 64 and `cpu_secs` at least 1".into());
+                    } else {
+                        self.isolation = i;
+                    }
+                }
+            }
+            other => cx.at(
+                value.span(),
+                format!("unknown key `{other}`, expected one of: data_dir, office, code_prefix, workers, isolation, sources, stages, sinks"),
+            ),
+        }
+        }
+    }
+
+    /// `[[sources]]`, each checked on its own.
+    fn sources_from(
+        &mut self,
+        cx: &mut Checker,
+        elements: &[Spanned<toml::Value>],
+        resolve: &dyn Fn(PathBuf) -> PathBuf,
+        checks: Checks,
+    ) {
         let mut names = HashSet::new();
-        for element in &arrays.sources {
+        for element in elements {
             let Some(mut source) = cx.element::<SourceConfig>("source", element) else {
                 continue;
             };
@@ -541,11 +569,19 @@ impl Pipeline {
                     }
                 }
             }
-            pipeline.sources.push(source);
+            self.sources.push(source);
         }
+    }
 
+    /// `[[stages]]`, in an order that works (extract first, OCR before classify).
+    fn stages_from(
+        &mut self,
+        cx: &mut Checker,
+        elements: &[Spanned<toml::Value>],
+        resolve: &dyn Fn(PathBuf) -> PathBuf,
+    ) {
         let mut seen_stages: Vec<&'static str> = Vec::new();
-        for element in &arrays.stages {
+        for element in elements {
             let Some(mut stage) = cx.element::<StageConfig>("stage", element) else {
                 continue;
             };
@@ -574,20 +610,29 @@ impl Pipeline {
                 StageConfig::Classify(c) => c.rules = resolve(c.rules.clone()),
                 _ => {}
             }
-            pipeline.stages.push(stage);
+            self.stages.push(stage);
         }
-        if !pipeline
+        if !self
             .stages
             .iter()
             .any(|s| matches!(s, StageConfig::Extract(_)))
         {
             // Extraction is what every later stage reads; it is implied when not listed.
-            pipeline
-                .stages
+            self.stages
                 .insert(0, StageConfig::Extract(ExtractStageConfig::default()));
         }
+    }
 
-        for element in &arrays.sinks {
+    /// `[[sinks]]`.
+    fn sinks_from(
+        &mut self,
+        cx: &mut Checker,
+        elements: &[Spanned<toml::Value>],
+        resolve: &dyn Fn(PathBuf) -> PathBuf,
+        base: &Path,
+        checks: Checks,
+    ) {
+        for element in elements {
             let Some(mut sink) = cx.element::<SinkConfig>("sink", element) else {
                 continue;
             };
@@ -604,19 +649,13 @@ impl Pipeline {
                     }
                     s.templates = s.templates.take().map(&resolve);
                     if checks == Checks::Start {
-                        for (key, e) in s.start_problems(&base) {
+                        for (key, e) in s.start_problems(base) {
                             cx.at_key(element.span(), key, e);
                         }
                     }
                 }
             }
-            pipeline.sinks.push(sink);
-        }
-
-        if cx.problems.is_empty() {
-            Ok(pipeline)
-        } else {
-            Err(ConfigError(cx.problems))
+            self.sinks.push(sink);
         }
     }
 }
