@@ -258,28 +258,7 @@ pub fn run(
         return Err("the pipeline has no sources to watch".into());
     }
     let acks = ack_sender(pipeline)?;
-    let mut watchers = Vec::new();
-    for (idx, src) in sources.iter().enumerate() {
-        let Source::Folder(src) = src else { continue };
-        if src.cfg.poll {
-            continue;
-        }
-        let tx = wake_tx.clone();
-        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-            let _ = tx.send(idx);
-        });
-        match watcher {
-            Ok(mut w) => match w.watch(src.path(), notify::RecursiveMode::NonRecursive) {
-                Ok(()) => watchers.push(w),
-                Err(e) => {
-                    tracing::warn!(source = %src.cfg.name, "file events unavailable ({e}); polling")
-                }
-            },
-            Err(e) => {
-                tracing::warn!(source = %src.cfg.name, "file events unavailable ({e}); polling")
-            }
-        }
-    }
+    let watchers = watch_folders(&sources, &wake_tx);
 
     let workers = pipeline.workers.max(1);
     let (job_tx, job_rx) = bounded::<(usize, PathBuf, Item)>(workers);
@@ -340,41 +319,7 @@ pub fn run(
                 woken[idx] = true;
             }
             for (idx, src) in sources.iter_mut().enumerate() {
-                let ready: Vec<(PathBuf, Item)> = match src {
-                    Source::Imap(src) => {
-                        woken[idx] = false;
-                        src.take_ready()
-                            .into_iter()
-                            .map(|item| (PathBuf::from(&item.origin), item))
-                            .collect()
-                    }
-                    Source::Folder(src) => {
-                        let due = last_scan[idx].is_none_or(|t| {
-                            t.elapsed() >= Duration::from_secs(src.cfg.rescan_secs)
-                        });
-                        if due || woken[idx] || src.has_pending() {
-                            woken[idx] = false;
-                            src.scan();
-                            if due {
-                                last_scan[idx] = Some(Instant::now());
-                            }
-                        }
-                        let mut ready = Vec::new();
-                        for path in src.take_ready() {
-                            if in_flight.contains(&path) {
-                                continue;
-                            }
-                            match src.item(&path) {
-                                Ok(item) => ready.push((path, item)),
-                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                                Err(e) => {
-                                    tracing::warn!(source = %src.cfg.name, "cannot read {}: {e}", crate::entities::redact(&path.display().to_string()))
-                                }
-                            }
-                        }
-                        ready
-                    }
-                };
+                let ready = src.ready(&mut woken[idx], &mut last_scan[idx], &in_flight);
                 for (path, item) in ready {
                     if in_flight.contains(&path) || given_up.contains(&path) {
                         continue;
@@ -410,6 +355,80 @@ pub fn run(
     }
     drop(watchers);
     result
+}
+
+/// File events wake the loop early for the folders that do not poll; where events are not
+/// available the folder is polled.
+fn watch_folders(sources: &[Source], wake_tx: &Sender<usize>) -> Vec<notify::RecommendedWatcher> {
+    let mut watchers = Vec::new();
+    for (idx, src) in sources.iter().enumerate() {
+        let Source::Folder(src) = src else { continue };
+        if src.cfg.poll {
+            continue;
+        }
+        let tx = wake_tx.clone();
+        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.send(idx);
+        });
+        match watcher {
+            Ok(mut w) => match w.watch(src.path(), notify::RecursiveMode::NonRecursive) {
+                Ok(()) => watchers.push(w),
+                Err(e) => {
+                    tracing::warn!(source = %src.cfg.name, "file events unavailable ({e}); polling")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(source = %src.cfg.name, "file events unavailable ({e}); polling")
+            }
+        }
+    }
+    watchers
+}
+
+impl Source {
+    /// What the source has ready now: an IMAP thread's fetched messages; a folder's settled
+    /// files, rescanned when due or woken by an event.
+    fn ready(
+        &mut self,
+        woken: &mut bool,
+        last_scan: &mut Option<Instant>,
+        in_flight: &std::collections::HashSet<PathBuf>,
+    ) -> Vec<(PathBuf, Item)> {
+        match self {
+            Source::Imap(src) => {
+                *woken = false;
+                src.take_ready()
+                    .into_iter()
+                    .map(|item| (PathBuf::from(&item.origin), item))
+                    .collect()
+            }
+            Source::Folder(src) => {
+                let due = last_scan
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(src.cfg.rescan_secs));
+                if due || *woken || src.has_pending() {
+                    *woken = false;
+                    src.scan();
+                    if due {
+                        *last_scan = Some(Instant::now());
+                    }
+                }
+                let mut ready = Vec::new();
+                for path in src.take_ready() {
+                    if in_flight.contains(&path) {
+                        continue;
+                    }
+                    match src.item(&path) {
+                        Ok(item) => ready.push((path, item)),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            tracing::warn!(source = %src.cfg.name, "cannot read {}: {e}", crate::entities::redact(&path.display().to_string()))
+                        }
+                    }
+                }
+                ready
+            }
+        }
+    }
 }
 
 /// The acknowledgement sender of the pipeline's `smtp_ack` sink, if it has one.

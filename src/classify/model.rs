@@ -355,6 +355,68 @@ fn nll(oof: &[(Vec<f32>, usize)], t: f32) -> f64 {
     total
 }
 
+/// Out-of-fold scores for calibration, the folds trained side by side: the temperature that
+/// fits them, the calibration error before and after, the precision/coverage curve.
+fn calibrate(data: &Data, decisive: &[Option<usize>], round: &mut dyn FnMut()) -> Calibration {
+    let n = data.rows.len();
+    let folds: Vec<Vec<(usize, Vec<f32>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CALIBRATION_FOLDS)
+            .map(|fold| {
+                let data = &data;
+                s.spawn(move || {
+                    let train: Vec<usize> =
+                        (0..n).filter(|i| i % CALIBRATION_FOLDS != fold).collect();
+                    let p = fit(data, &train);
+                    (0..n)
+                        .filter(|i| i % CALIBRATION_FOLDS == fold)
+                        .map(|i| {
+                            let mut z = vec![0.0; data.k];
+                            p.logits(data, &data.rows[i], &mut z);
+                            (i, z)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for _ in 0..CALIBRATION_FOLDS {
+        round();
+    }
+    let mut oof: Vec<(Vec<f32>, usize)> = Vec::with_capacity(n);
+    let mut which: Vec<usize> = Vec::with_capacity(n);
+    for (i, z) in folds.into_iter().flatten() {
+        oof.push((z, data.rows[i].label));
+        which.push(i);
+    }
+    let temperature = fit_temperature(&oof);
+    let points = |t: f32| -> Vec<(f32, bool)> {
+        oof.iter()
+            .zip(&which)
+            .map(|((z, y), &i)| {
+                if let Some(d) = decisive[i] {
+                    return (DECISIVE_CONFIDENCE, d == *y);
+                }
+                let mut p: Vec<f32> = z.iter().map(|l| l / t).collect();
+                softmax(&mut p);
+                let best = argmax(&p);
+                (p[best], best == *y)
+            })
+            .collect()
+    };
+    let after = points(temperature);
+    Calibration {
+        temperature,
+        ece: ece(&after),
+        ece_before: ece(&points(1.0)),
+        records: n,
+        curve: curve(&after),
+    }
+}
+
 /// Temperature minimising the out-of-fold NLL (golden-section search on log t).
 fn fit_temperature(oof: &[(Vec<f32>, usize)]) -> f32 {
     let (mut a, mut b) = ((0.05f64).ln(), (20.0f64).ln());
@@ -498,67 +560,8 @@ impl Model {
             rows,
         };
         let n = data.rows.len();
-        // Out-of-fold scores for calibration, the folds trained side by side.
-        let calibration = if n >= MIN_CALIBRATION_EXAMPLES {
-            let folds: Vec<Vec<(usize, Vec<f32>)>> = std::thread::scope(|s| {
-                let handles: Vec<_> = (0..CALIBRATION_FOLDS)
-                    .map(|fold| {
-                        let data = &data;
-                        s.spawn(move || {
-                            let train: Vec<usize> =
-                                (0..n).filter(|i| i % CALIBRATION_FOLDS != fold).collect();
-                            let p = fit(data, &train);
-                            (0..n)
-                                .filter(|i| i % CALIBRATION_FOLDS == fold)
-                                .map(|i| {
-                                    let mut z = vec![0.0; data.k];
-                                    p.logits(data, &data.rows[i], &mut z);
-                                    (i, z)
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_default())
-                    .collect()
-            });
-            for _ in 0..CALIBRATION_FOLDS {
-                round();
-            }
-            let mut oof: Vec<(Vec<f32>, usize)> = Vec::with_capacity(n);
-            let mut which: Vec<usize> = Vec::with_capacity(n);
-            for (i, z) in folds.into_iter().flatten() {
-                oof.push((z, data.rows[i].label));
-                which.push(i);
-            }
-            let temperature = fit_temperature(&oof);
-            let points = |t: f32| -> Vec<(f32, bool)> {
-                oof.iter()
-                    .zip(&which)
-                    .map(|((z, y), &i)| {
-                        if let Some(d) = decisive[i] {
-                            return (DECISIVE_CONFIDENCE, d == *y);
-                        }
-                        let mut p: Vec<f32> = z.iter().map(|l| l / t).collect();
-                        softmax(&mut p);
-                        let best = argmax(&p);
-                        (p[best], best == *y)
-                    })
-                    .collect()
-            };
-            let after = points(temperature);
-            Some(Calibration {
-                temperature,
-                ece: ece(&after),
-                ece_before: ece(&points(1.0)),
-                records: n,
-                curve: curve(&after),
-            })
-        } else {
-            None
-        };
+        let calibration =
+            (n >= MIN_CALIBRATION_EXAMPLES).then(|| calibrate(&data, &decisive, round));
         let all: Vec<usize> = (0..n).collect();
         let p = fit(&data, &all);
         round();

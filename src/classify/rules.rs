@@ -474,72 +474,7 @@ impl Rules {
                     format!("rule name `{}` is used twice", raw.name),
                 );
             }
-            if !topics.contains_key(&raw.topic) {
-                let known: Vec<&str> = topics.keys().map(String::as_str).collect();
-                cx.at(
-                    span.clone(),
-                    format!(
-                        "rule `{}`: unknown topic `{}` (topics: {})",
-                        raw.name,
-                        raw.topic,
-                        known.join(", ")
-                    ),
-                );
-            }
-            if raw.any.is_empty()
-                && raw.all.is_empty()
-                && raw.regex.is_empty()
-                && raw.sender_domain.is_empty()
-            {
-                cx.at(span.clone(), format!("rule `{}` has nothing to match: give `any`, `all`, `regex` or `sender_domain`", raw.name));
-            }
-            let terms = |list: &[String], cx: &mut Checker, patterns: &mut Patterns| -> Vec<Term> {
-                list.iter()
-                    .filter_map(|w| {
-                        let ignored = ignored_words(w);
-                        if !ignored.is_empty() {
-                            cx.at(span.clone(), format!("rule `{}`: term {w:?}: {} ignored when matching (single letters and numbers are), so the term would match without it; write a `regex` instead", raw.name, ignored.iter().map(|i| format!("`{i}` is")).collect::<Vec<_>>().join(", ")));
-                            return None;
-                        }
-                        let t = patterns.term(w);
-                        if t.is_none() {
-                            cx.at(span.clone(), format!("rule `{}`: term {w:?} has no word that counts (only stop words)", raw.name));
-                        }
-                        t
-                    })
-                    .collect()
-            };
-            let any = terms(&raw.any, &mut cx, &mut patterns);
-            let and_any = terms(&raw.and_any, &mut cx, &mut patterns);
-            let all = terms(&raw.all, &mut cx, &mut patterns);
-            let none = terms(&raw.none, &mut cx, &mut patterns);
-            let mut regex = Vec::new();
-            for r in &raw.regex {
-                match regex::Regex::new(r) {
-                    Ok(re) => regex.push(re),
-                    Err(e) => cx.at(
-                        span.clone(),
-                        format!("rule `{}`: bad regex {r:?}: {e}", raw.name),
-                    ),
-                }
-            }
-            rules.push(Rule {
-                name: raw.name,
-                topic: raw.topic,
-                weight: raw.weight,
-                any,
-                and_any,
-                all,
-                none,
-                regex,
-                channel: raw.channel,
-                sender_domain: raw
-                    .sender_domain
-                    .iter()
-                    .map(|d| d.trim_start_matches('@').to_ascii_lowercase())
-                    .collect(),
-                in_subject: raw.in_subject,
-            });
+            rules.push(compile_rule(raw, span, &topics, &mut cx, &mut patterns));
         }
         if !cx.problems.is_empty() {
             return Err(ConfigError(cx.problems));
@@ -575,6 +510,88 @@ impl Rules {
             topics,
             rules,
         })
+    }
+}
+
+/// One rule's terms and regexes compiled, every problem reported with the rule's line.
+fn compile_rule(
+    raw: RawRule,
+    span: std::ops::Range<usize>,
+    topics: &BTreeMap<String, TopicDef>,
+    cx: &mut Checker,
+    patterns: &mut Patterns,
+) -> Rule {
+    if !topics.contains_key(&raw.topic) {
+        let known: Vec<&str> = topics.keys().map(String::as_str).collect();
+        cx.at(
+            span.clone(),
+            format!(
+                "rule `{}`: unknown topic `{}` (topics: {})",
+                raw.name,
+                raw.topic,
+                known.join(", ")
+            ),
+        );
+    }
+    if raw.any.is_empty()
+        && raw.all.is_empty()
+        && raw.regex.is_empty()
+        && raw.sender_domain.is_empty()
+    {
+        cx.at(
+            span.clone(),
+            format!(
+                "rule `{}` has nothing to match: give `any`, `all`, `regex` or `sender_domain`",
+                raw.name
+            ),
+        );
+    }
+    let terms = |list: &[String], cx: &mut Checker, patterns: &mut Patterns| -> Vec<Term> {
+        list.iter()
+            .filter_map(|w| {
+                let ignored = ignored_words(w);
+                if !ignored.is_empty() {
+                    cx.at(span.clone(), format!("rule `{}`: term {w:?}: {} ignored when matching (single letters and numbers are), so the term would match without it; write a `regex` instead", raw.name, ignored.iter().map(|i| format!("`{i}` is")).collect::<Vec<_>>().join(", ")));
+                    return None;
+                }
+                let t = patterns.term(w);
+                if t.is_none() {
+                    cx.at(span.clone(), format!("rule `{}`: term {w:?} has no word that counts (only stop words)", raw.name));
+                }
+                t
+            })
+            .collect()
+    };
+    let any = terms(&raw.any, cx, patterns);
+    let and_any = terms(&raw.and_any, cx, patterns);
+    let all = terms(&raw.all, cx, patterns);
+    let none = terms(&raw.none, cx, patterns);
+    let mut regex = Vec::new();
+    for r in &raw.regex {
+        match regex::Regex::new(r) {
+            Ok(re) => regex.push(re),
+            Err(e) => cx.at(
+                span.clone(),
+                format!("rule `{}`: bad regex {r:?}: {e}", raw.name),
+            ),
+        }
+    }
+    Rule {
+        name: raw.name,
+        topic: raw.topic,
+        weight: raw.weight,
+        any,
+        and_any,
+        all,
+        none,
+        regex,
+        channel: raw.channel,
+        sender_domain: raw
+            .sender_domain
+            .iter()
+            .map(|d| d.trim_start_matches('@').to_ascii_lowercase())
+            .collect(),
+        in_subject: raw.in_subject,
     }
 }
 
