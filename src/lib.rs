@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod runner;
 pub mod search;
+pub mod service;
 pub mod signed;
 pub mod sinks;
 pub mod sources;

@@ -172,6 +172,19 @@ fn a_source_this_build_cannot_run_is_refused_at_start_with_its_name() {
         &["run", "--once", "--pipeline", "pipelines/urp.example.toml"],
     );
     assert!(!run.status.success());
-    assert!(run.stderr.contains("source `urp-mail`"), "{}", run.stderr);
-    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+    // Every problem at once, each with its source and line, before anything starts.
+    assert!(run.stderr.contains("3 problem(s)"), "{}", run.stderr);
+    for (line, name) in [
+        (19, "source `urp-mail`"),
+        (32, "source `urp-pec`"),
+        (82, "smtp_ack"),
+    ] {
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(&format!("urp.example.toml:{line}:")) && l.contains(name)),
+            "{}",
+            run.stderr
+        );
+    }
 }

@@ -4,7 +4,7 @@
 
 pub mod eval;
 pub mod features;
-pub mod learn;
+
 pub mod model;
 pub mod rules;
 

@@ -29,8 +29,8 @@ pub fn exec(args: IngestArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Resu
     if let Some(rules) = classify_rules(&pipeline) {
         let rules = Rules::load(&rules)?;
         // Intake goes on with the model there is when a training cannot be done.
-        if learn::retrain_wanted(&store, &rules).unwrap_or(false) {
-            match learn::retrain(&mut store, &rules, &mut || {}) {
+        if topics::retrain_wanted(&store, &rules).unwrap_or(false) {
+            match topics::retrain(&mut store, &rules, &mut || {}) {
                 Ok(trained) => eprintln!(
                     "sportello: model retrained on {} examples before ingesting",
                     trained.examples

@@ -2,7 +2,6 @@
 //! edge, one clear line per error and a non-zero exit.
 
 use crate::classify::eval::Labelled;
-use crate::classify::learn;
 use crate::classify::rules::Rules;
 use crate::classify::Classifier;
 use crate::config::Pipeline;
@@ -10,6 +9,7 @@ use crate::model::{Channel, Status, Ticket};
 use crate::pipeline::Processor;
 use crate::progress::{Progress, Unit};
 use crate::runner::{self, Outcome};
+use crate::service::topics;
 use crate::store::{Filed, Store, TicketFilter};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -531,9 +531,9 @@ fn rules_path(given: Option<&Path>, pipeline: &Pipeline) -> PathBuf {
 /// The CLI learns as the web app does, but inline: the command ends with the model saved.
 /// What the person asked for is already done when this runs: a training that fails is
 /// reported, not the command's failure (the next settled ticket tries again).
-fn retrain_if_due(store: &mut Store, rules: &Rules, settled: learn::Settled) -> Result<()> {
+fn retrain_if_due(store: &mut Store, rules: &Rules, settled: topics::Settled) -> Result<()> {
     if settled.retrain_due {
-        match learn::retrain(store, rules, &mut || {}) {
+        match topics::retrain(store, rules, &mut || {}) {
             Ok(trained) => eprintln!(
                 "sportello: model retrained on {} examples (labelled history and settled tickets)",
                 trained.examples

@@ -4,13 +4,13 @@ use super::{data_dir, load_pipeline, open_store, rules_path, Out};
 use crate::classify::eval::{
     confidence_points, cross_validate, read_labels, rules_have_seen, Labelled, Report, SEEN_WARNING,
 };
-use crate::classify::learn;
 use crate::classify::model::{self, Example, TRAINING_ROUNDS};
 use crate::classify::rules::{Rules, UNSORTED};
 use crate::config::Pipeline;
 use crate::model::{Channel, Sender, Status};
 use crate::pipeline::{Processor, Registration};
 use crate::progress::{Progress, Unit};
+use crate::service::topics;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use serde::Serialize;
@@ -155,7 +155,7 @@ fn train(
         ))?;
     }
     let progress = Progress::new(TRAINING_ROUNDS as u64, Unit::Rounds, false);
-    let trained = learn::retrain(&mut store, &rules, &mut || progress.round())?;
+    let trained = topics::retrain(&mut store, &rules, &mut || progress.round())?;
     progress.finish();
     out.line(&format!(
         "model trained on {} examples (labelled history and settled tickets), {} topics",
@@ -375,7 +375,7 @@ fn replay(
             .map(Labelled::example)
             .collect();
         boot = store.import_labelled(&history)?;
-        learn::retrain(&mut store, &rules, &mut || {})?;
+        topics::retrain(&mut store, &rules, &mut || {})?;
     }
     let mut progress = Progress::new(records.len() as u64, Unit::Items, json);
     let mut retrains = 0;
@@ -401,12 +401,12 @@ fn replay(
         let topic = ticket.topic.unwrap_or_default();
         let mut due = false;
         if topic != r.topic {
-            due |= learn::reclassify(&mut store, &rules, &code, &r.topic, "clerk")?.retrain_due;
+            due |= topics::reclassify(&mut store, &rules, &code, &r.topic, "clerk")?.retrain_due;
         }
-        due |= learn::set_status(&mut store, Some(&rules), &code, Status::Closed, "clerk")?
+        due |= topics::set_status(&mut store, Some(&rules), &code, Status::Closed, "clerk")?
             .retrain_due;
         if due {
-            learn::retrain(&mut store, &rules, &mut || {})?;
+            topics::retrain(&mut store, &rules, &mut || {})?;
             retrains += 1;
         }
         got.push(topic);

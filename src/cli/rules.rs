@@ -1,10 +1,10 @@
 //! `sportello rules test`: what an edit of the rules file would change, before it goes live.
 
 use super::{data_dir, load_pipeline, rules_path, Out};
-use crate::classify::eval::{read_labels, rules_have_seen, Report, SEEN_WARNING};
+use crate::classify::eval::{read_labels, rules_have_seen, SEEN_WARNING};
 use crate::classify::model::Model;
 use crate::classify::rules::Rules;
-use crate::classify::Classification;
+use crate::service::backtest::backtest;
 use anyhow::Result;
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -39,31 +39,30 @@ pub fn exec(command: RulesCommand, cli_data: &Option<PathBuf>, out: &mut Out) ->
     let in_force_path = rules_path(None, &pipeline);
     let candidate_path = rules.unwrap_or_else(|| in_force_path.clone());
     let candidate = Rules::load(&candidate_path)?;
+    let in_force = if candidate_path != in_force_path {
+        Some(Rules::load(&in_force_path)?)
+    } else {
+        None
+    };
     let model = Model::load(&data)?;
     let records = read_labels(&labels).map_err(anyhow::Error::msg)?;
-    let predicted: Vec<Classification> = records
-        .iter()
-        .map(|r| r.classify(&candidate, model.as_ref()))
-        .collect();
-    let report = Report::new(
-        &records
-            .iter()
-            .zip(&predicted)
-            .map(|(r, c)| (r.topic.clone(), c.topic.clone()))
-            .collect::<Vec<_>>(),
+    // The same backtest as the rules editor's, without recent tickets.
+    let bt = backtest(
+        in_force.as_ref().unwrap_or(&candidate),
+        &candidate,
+        model.as_ref(),
+        &records,
+        &[],
     );
-    // What the edit changes against the rules in force.
-    let mut changes = Vec::new();
-    if candidate_path != in_force_path {
-        let in_force = Rules::load(&in_force_path)?;
-        for (r, new) in records.iter().zip(&predicted) {
-            let old = r.classify(&in_force, model.as_ref());
-            if old.topic != new.topic {
-                changes.push(serde_json::json!({"id": r.id, "labelled": r.topic, "before": old.topic, "after": new.topic,
-                    "fixed": new.topic == r.topic, "broken": old.topic == r.topic}));
-            }
-        }
-    }
+    let report = bt.after;
+    let changes: Vec<serde_json::Value> = bt
+        .changes
+        .iter()
+        .map(|c| {
+            serde_json::json!({"id": c.id, "labelled": c.labelled, "before": c.before,
+                "after": c.after, "fixed": c.after == c.labelled, "broken": c.before == c.labelled})
+        })
+        .collect();
     let seen = rules_have_seen(&candidate, &labels);
     if json {
         out.json(&serde_json::json!({"report": report, "changes": changes,

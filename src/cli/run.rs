@@ -25,7 +25,7 @@ pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<
         .map_err(anyhow::Error::msg)?;
     // A retrain that is due runs beside intake, never in its way.
     if let Some(rules) = classify_rules(&pipeline) {
-        learn::Trainer::new(store.data_dir(), &rules).kick_if_wanted();
+        topics::Trainer::new(store.data_dir(), &rules).kick_if_wanted();
     }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

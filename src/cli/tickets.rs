@@ -1,13 +1,13 @@
 //! `sportello tickets`: list, show, and the clerk's actions from the command line. Settling
-//! a topic goes through `classify::learn`, as in the web app.
+//! a topic goes through `service::topics`, as in the web app.
 
 use super::{
     data_dir, load_pipeline, one_line, open_store, render_ticket, retrain_if_due, rules_path,
     FilterArgs, Out,
 };
-use crate::classify::learn;
 use crate::classify::rules::Rules;
 use crate::model::Status;
+use crate::service::topics;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
@@ -77,7 +77,7 @@ pub fn exec(
             code, status, by, ..
         } => {
             let rules = Rules::load(&rules_path(None, &pipeline))?;
-            let settled = learn::set_status(&mut store, Some(&rules), &code, status, &actor(by))?;
+            let settled = topics::set_status(&mut store, Some(&rules), &code, status, &actor(by))?;
             out.line(if settled.changed {
                 "status changed"
             } else {
@@ -89,7 +89,7 @@ pub fn exec(
             code, topic, by, ..
         } => {
             let rules = Rules::load(&rules_path(None, &pipeline))?;
-            let settled = learn::reclassify(&mut store, &rules, &code, &topic, &actor(by))?;
+            let settled = topics::reclassify(&mut store, &rules, &code, &topic, &actor(by))?;
             out.line(&format!(
                 "{} → {topic} ({})",
                 code.to_uppercase(),

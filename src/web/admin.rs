@@ -3,17 +3,15 @@
 //! office's statistics as server-rendered SVG charts and CSV.
 
 use super::{i18n, page, query_string, App, Auth, WebError};
-use crate::classify::classify;
-use crate::classify::eval::{read_labels, Labelled, Report};
+use crate::classify::eval::{read_labels, Labelled};
 use crate::classify::model::Model;
-use crate::classify::rules::{Request, Rules};
-use crate::store::web::{RecentRequest, Role, Stats};
+use crate::classify::rules::Rules;
+use crate::store::web::{Role, Stats};
 use axum::extract::{Form, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Recent tickets re-classified to show what an edit would move.
@@ -79,23 +77,6 @@ pub struct RulesForm {
 }
 
 /// Before/after of one labelled record whose prediction the edit changes.
-struct Change {
-    id: String,
-    labelled: String,
-    before: String,
-    after: String,
-}
-
-struct Backtest {
-    labelled: usize,
-    before: Report,
-    after: Report,
-    changes: Vec<Change>,
-    /// Recent tickets: (from, to) → how many would move.
-    moves: BTreeMap<(String, String), usize>,
-    recent: usize,
-}
-
 pub async fn rules_post(
     State(app): State<App>,
     auth: Auth,
@@ -164,7 +145,7 @@ pub async fn rules_post(
                 records.extend(read_labels(labels).map_err(WebError::Internal)?);
             }
             let recent = s.recent_requests(PREVIEW_TICKETS)?;
-            Ok(backtest(
+            Ok(crate::service::backtest::backtest(
                 &in_force,
                 &candidate,
                 model.as_ref(),
@@ -216,54 +197,6 @@ pub async fn rules_post(
         }
     };
     Ok(rules_page(&auth, &path, &text, None, Some(result)))
-}
-
-fn backtest(
-    in_force: &Rules,
-    candidate: &Rules,
-    model: Option<&Model>,
-    records: &[Labelled],
-    recent: &[RecentRequest],
-) -> Backtest {
-    let mut before_pairs = Vec::new();
-    let mut after_pairs = Vec::new();
-    let mut changes = Vec::new();
-    for r in records {
-        let before = r.classify(in_force, model).topic;
-        let after = r.classify(candidate, model).topic;
-        if before != after {
-            changes.push(Change {
-                id: r.id.clone(),
-                labelled: r.topic.clone(),
-                before: before.clone(),
-                after: after.clone(),
-            });
-        }
-        before_pairs.push((r.topic.clone(), before));
-        after_pairs.push((r.topic.clone(), after));
-    }
-    let mut moves = BTreeMap::new();
-    for r in recent {
-        let request = Request {
-            channel: r.channel.parse().ok(),
-            sender_email: r.sender_email.as_deref(),
-            subject: &r.subject,
-            body: &r.body,
-        };
-        let before = classify(in_force, model, &request).topic;
-        let after = classify(candidate, model, &request).topic;
-        if before != after {
-            *moves.entry((before, after)).or_insert(0) += 1;
-        }
-    }
-    Backtest {
-        labelled: records.len(),
-        before: Report::new(&before_pairs),
-        after: Report::new(&after_pairs),
-        changes,
-        moves,
-        recent: recent.len(),
-    }
 }
 
 /// Replaces the rules file whole (write beside it, then rename), keeping the previous one as

@@ -501,7 +501,7 @@ pub async fn action(
             let rules = app.rules()?;
             let settled = app
                 .with_store(move |s| {
-                    crate::classify::learn::reclassify(s, &rules, &target, &topic, &actor)
+                    crate::service::topics::reclassify(s, &rules, &target, &topic, &actor)
                         .map_err(learn_error)
                 })
                 .await?;
@@ -520,7 +520,7 @@ pub async fn action(
             let rules = app.rules().ok();
             let settled = app
                 .with_store(move |s| {
-                    crate::classify::learn::set_status(s, rules.as_deref(), &target, status, &actor)
+                    crate::service::topics::set_status(s, rules.as_deref(), &target, status, &actor)
                         .map_err(learn_error)
                 })
                 .await?;
@@ -561,10 +561,10 @@ pub async fn action(
     Ok(Redirect::to(&format!("/tickets/{code}?done={done}")).into_response())
 }
 
-fn learn_error(e: crate::classify::learn::LearnError) -> WebError {
+fn learn_error(e: crate::service::topics::LearnError) -> WebError {
     match e {
-        crate::classify::learn::LearnError::Store(s) => s.into(),
-        crate::classify::learn::LearnError::UnknownTopic { .. } => {
+        crate::service::topics::LearnError::Store(s) => s.into(),
+        crate::service::topics::LearnError::UnknownTopic { .. } => {
             WebError::BadRequest(e.to_string())
         }
         other => WebError::Internal(other.to_string()),

@@ -179,7 +179,7 @@ pub(crate) struct Inner {
     processor: Processor,
     classifier: Option<Classifier>,
     /// Retrains the topic model off the request path when clerks have settled enough.
-    trainer: Option<Arc<crate::classify::learn::Trainer>>,
+    trainer: Option<Arc<crate::service::topics::Trainer>>,
     secure_cookies: bool,
     track_limiter: track::Limiter,
 }
@@ -248,7 +248,7 @@ impl App {
     }
 
     /// After a clerk settled a ticket: retrain off the request path when enough were settled.
-    fn learn(&self, settled: crate::classify::learn::Settled) {
+    fn learn(&self, settled: crate::service::topics::Settled) {
         if let (true, Some(t)) = (settled.retrain_due, &self.trainer) {
             t.kick();
         }
@@ -655,7 +655,7 @@ pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, String> {
     )?;
     let trainer = rules_path
         .as_ref()
-        .map(|p| crate::classify::learn::Trainer::new(&settings.data_dir, p));
+        .map(|p| crate::service::topics::Trainer::new(&settings.data_dir, p));
     // Settled while nothing could retrain (by the CLI, or before a restart): train now.
     if let Some(t) = &trainer {
         t.kick_if_wanted();

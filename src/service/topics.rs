@@ -7,8 +7,8 @@
 //! labelled history plus every settled ticket (never on guesses nobody looked at): inline
 //! for the CLI, on a thread of its own for `serve` and `run`, so intake and pages never wait.
 
-use super::model::{Model, ModelError};
-use super::rules::{Rules, UNSORTED};
+use crate::classify::model::{Model, ModelError};
+use crate::classify::rules::{Rules, UNSORTED};
 use crate::model::Status;
 use crate::store::{Store, StoreError};
 use std::path::{Path, PathBuf};
