@@ -774,6 +774,78 @@ fn sessions_csrf_roles_headers_and_downloads_over_http() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // The same correction from the CLI, on the same store, teaches the model the same way:
+    // one more settled example, and the same event in the ticket's history.
+    let examples = || {
+        // The trainer writes the file whole (rename); a read between its steps retries.
+        let waited = std::time::Instant::now();
+        loop {
+            let text = std::fs::read_to_string(f.data.join("topic-model.json")).unwrap();
+            if let Ok(m) = serde_json::from_str::<serde_json::Value>(&text) {
+                return m["examples"].as_u64().unwrap();
+            }
+            assert!(waited.elapsed().as_secs() < 10);
+        }
+    };
+    let after_web = examples();
+    let p = f.pipeline.to_str().unwrap();
+    let filed = ok(
+        &f.data,
+        &[
+            "ingest",
+            "--json",
+            "--pipeline",
+            p,
+            "fixtures/mail/richiesta-tari.eml",
+        ],
+    );
+    let new_code = filed.json_lines()[0]["ticket"]["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cli = ok(
+        &f.data,
+        &[
+            "tickets",
+            "reclassify",
+            &new_code,
+            "general_info",
+            "--pipeline",
+            p,
+        ],
+    );
+    assert!(
+        cli.stderr.contains("retrained") || cli.stdout.contains("retrained"),
+        "{}{}",
+        cli.stdout,
+        cli.stderr
+    );
+    assert_eq!(
+        examples(),
+        after_web + 1,
+        "the CLI correction is one more example"
+    );
+    let kinds = |code: &str| -> Vec<String> {
+        let t: serde_json::Value =
+            serde_json::from_str(&ok(&f.data, &["tickets", "show", code, "--json"]).stdout)
+                .unwrap();
+        t["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Both settled through the same code: a correction or a confirmation (the web one set
+    // the topic the ticket already had).
+    for code in [&f.gas_code, &new_code] {
+        let k = kinds(code);
+        assert!(
+            k.iter()
+                .any(|k| k == "reclassified" || k == "topic_confirmed"),
+            "{code}: {k:?}"
+        );
+    }
     std::fs::write(&rules_file, rules).unwrap();
     // Topics are shown by their labels.
     let (_, _, page) = get(addr, &format!("/tickets/{}", f.gas_code), &clerk);
