@@ -8,6 +8,7 @@ pub mod cli;
 pub mod code;
 pub mod config;
 pub mod crashes;
+pub mod domain;
 pub mod email;
 pub mod entities;
 pub mod extract;

@@ -8,6 +8,7 @@ use super::{
 };
 use crate::classify::model::Example;
 use crate::classify::rules::UNSORTED;
+use crate::domain::EventKind;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 /// A ticket a person settled (`?1` is `unsorted`): its topic set or confirmed by a clerk, or
@@ -43,9 +44,9 @@ impl Store {
             params![topic, format!("set by {actor}"), office, id],
         )?;
         let kind = if from.as_deref() == Some(topic) {
-            "topic_confirmed"
+            EventKind::TopicConfirmed
         } else {
-            "reclassified"
+            EventKind::Reclassified
         };
         let detail = serde_json::json!({"from": from, "to": topic, "office": office});
         insert_event(&tx, id, &now_rfc3339(), actor, kind, &detail)?;

@@ -10,6 +10,7 @@ mod rank;
 pub mod web;
 
 use crate::code;
+use crate::domain::EventKind;
 use crate::entities::{Entity, Kind as EntityKind};
 use crate::model::{
     Channel, Document, DocumentKind, DossierLink, Event, PageText, Sender, Status, Ticket,
@@ -692,7 +693,7 @@ fn file_in(tx: &rusqlite::Connection, new: &NewTicket, code_prefix: &str) -> Res
                 ticket_id,
                 &now,
                 "sportello",
-                "duplicate_received",
+                EventKind::DuplicateReceived,
                 &detail,
             )?;
             return Ok(Filed::Duplicate { code });
@@ -763,10 +764,24 @@ fn file_in(tx: &rusqlite::Connection, new: &NewTicket, code_prefix: &str) -> Res
             "protocol": protocol, "channel": new.channel.as_str(),
             "source": new.intake.source, "name": new.intake.name,
         });
-        insert_event(tx, ticket_id, &now, "sportello", "created", &detail)?;
+        insert_event(
+            tx,
+            ticket_id,
+            &now,
+            "sportello",
+            EventKind::Created,
+            &detail,
+        )?;
         if let Some(topic) = &new.topic {
             let detail = serde_json::json!({"topic": topic, "confidence": new.topic_confidence, "reason": new.topic_reason});
-            insert_event(tx, ticket_id, &now, "sportello", "classified", &detail)?;
+            insert_event(
+                tx,
+                ticket_id,
+                &now,
+                "sportello",
+                EventKind::Classified,
+                &detail,
+            )?;
         }
         if let Some(reason) = &attention {
             insert_event(
@@ -774,7 +789,7 @@ fn file_in(tx: &rusqlite::Connection, new: &NewTicket, code_prefix: &str) -> Res
                 ticket_id,
                 &now,
                 "sportello",
-                "needs_attention",
+                EventKind::NeedsAttention,
                 &serde_json::json!({"reason": reason}),
             )?;
         }
@@ -869,7 +884,14 @@ impl Store {
             )?;
             if n == 1 {
                 let detail = serde_json::json!({"to": to, "reason": reason});
-                insert_event(&tx, ticket_id, &now, "sportello", "ack_uncertain", &detail)?;
+                insert_event(
+                    &tx,
+                    ticket_id,
+                    &now,
+                    "sportello",
+                    EventKind::AckUncertain,
+                    &detail,
+                )?;
                 settled += 1;
             }
             tx.commit()?;
@@ -913,9 +935,9 @@ impl Store {
                 )?;
                 let detail = serde_json::json!({"to": item.to, "message_id": item.message_id});
                 let kind = if item.reply.is_some() {
-                    "reply_sent"
+                    EventKind::ReplySent
                 } else {
-                    "ack_sent"
+                    EventKind::AckSent
                 };
                 insert_event(&tx, ticket_id, &now, "sportello", kind, &detail)?;
             }
@@ -929,9 +951,9 @@ impl Store {
                 )?;
                 let detail = serde_json::json!({"to": item.to, "error": e, "attempt": item.attempts + 1, "next_attempt_at": next});
                 let kind = if item.reply.is_some() {
-                    "reply_failed"
+                    EventKind::ReplyFailed
                 } else {
-                    "ack_failed"
+                    EventKind::AckFailed
                 };
                 insert_event(&tx, ticket_id, &now, "sportello", kind, &detail)?;
             }
@@ -1245,7 +1267,14 @@ impl Store {
             params![status.as_str(), id],
         )?;
         let detail = serde_json::json!({"from": from, "to": status.as_str()});
-        insert_event(&tx, id, &now_rfc3339(), actor, "status_changed", &detail)?;
+        insert_event(
+            &tx,
+            id,
+            &now_rfc3339(),
+            actor,
+            EventKind::StatusChanged,
+            &detail,
+        )?;
         if status == Status::Closed {
             Store::settled_by_closing(&tx, id)?;
         }
@@ -1534,7 +1563,11 @@ impl Store {
             "INSERT INTO manual_links (a, b, linked) VALUES (?1, ?2, ?3) ON CONFLICT(a, b) DO UPDATE SET linked = ?3",
             params![lo, hi, linked],
         )?;
-        let kind = if linked { "linked" } else { "unlinked" };
+        let kind = if linked {
+            EventKind::Linked
+        } else {
+            EventKind::Unlinked
+        };
         let now = now_rfc3339();
         insert_event(&tx, ia, &now, actor, kind, &serde_json::json!({"with": cb}))?;
         insert_event(&tx, ib, &now, actor, kind, &serde_json::json!({"with": ca}))?;
@@ -1553,7 +1586,7 @@ impl Store {
             id,
             &now_rfc3339(),
             actor,
-            "note",
+            EventKind::Note,
             &serde_json::json!({"text": text}),
         )?;
         tx.commit()?;
@@ -1688,13 +1721,13 @@ fn insert_event(
     ticket_id: i64,
     at: &str,
     actor: &str,
-    kind: &str,
+    kind: EventKind,
     detail: &serde_json::Value,
 ) -> Result<()> {
     execute_cached(
         tx,
         "INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![ticket_id, at, actor, kind, detail.to_string()],
+        params![ticket_id, at, actor, kind.as_str(), detail.to_string()],
     )?;
     Ok(())
 }
@@ -1759,7 +1792,14 @@ fn file_into_thread(
             return Ok(None);
         };
         let detail = serde_json::to_value(pec).unwrap_or_default();
-        insert_event(tx, ticket_id, now, "sportello", "pec_receipt", &detail)?;
+        insert_event(
+            tx,
+            ticket_id,
+            now,
+            "sportello",
+            EventKind::PecReceipt,
+            &detail,
+        )?;
         let code = append_documents(tx, ticket_id, new, now)?;
         return Ok(Some(Filed::Appended {
             code,
@@ -1777,7 +1817,7 @@ fn file_into_thread(
                     ticket_id,
                     now,
                     "sportello",
-                    "duplicate_received",
+                    EventKind::DuplicateReceived,
                     &detail,
                 )?;
                 let code: String = query_row_cached(
@@ -1823,7 +1863,14 @@ fn file_into_thread(
         "documents": new.documents.iter().map(|d| d.doc.name.clone()).collect::<Vec<_>>(),
         "text": new.body.chars().take(2000).collect::<String>(),
     });
-    insert_event(tx, ticket_id, now, "sportello", "message_received", &detail)?;
+    insert_event(
+        tx,
+        ticket_id,
+        now,
+        "sportello",
+        EventKind::MessageReceived,
+        &detail,
+    )?;
     let status: String = query_row_cached(
         tx,
         "SELECT status FROM tickets WHERE id = ?1",
@@ -1837,7 +1884,14 @@ fn file_into_thread(
             [ticket_id],
         )?;
         let detail = serde_json::json!({"from": status, "to": "in_progress", "why": "the citizen wrote again"});
-        insert_event(tx, ticket_id, now, "sportello", "status_changed", &detail)?;
+        insert_event(
+            tx,
+            ticket_id,
+            now,
+            "sportello",
+            EventKind::StatusChanged,
+            &detail,
+        )?;
     }
     if let Some(id) = &mail.message_id {
         execute_cached(
@@ -1901,11 +1955,25 @@ fn record_mail(
     }
     if let Some(pec) = &mail.pec {
         let detail = serde_json::to_value(pec).unwrap_or_default();
-        insert_event(tx, ticket_id, now, "sportello", "pec_certified", &detail)?;
+        insert_event(
+            tx,
+            ticket_id,
+            now,
+            "sportello",
+            EventKind::PecCertified,
+            &detail,
+        )?;
     }
     if let Some(reason) = &mail.no_auto_reply {
         let detail = serde_json::json!({"reason": reason});
-        insert_event(tx, ticket_id, now, "sportello", "ack_not_sent", &detail)?;
+        insert_event(
+            tx,
+            ticket_id,
+            now,
+            "sportello",
+            EventKind::AckNotSent,
+            &detail,
+        )?;
         return Ok(());
     }
     let Some(ack) = &mail.ack else { return Ok(()) };
@@ -1919,7 +1987,14 @@ fn record_mail(
     )?;
     if recent >= ack.max_per_hour as i64 {
         let detail = serde_json::json!({"reason": format!("{} acknowledgements to {} in the last hour already", recent, ack.to)});
-        insert_event(tx, ticket_id, now, "sportello", "ack_not_sent", &detail)?;
+        insert_event(
+            tx,
+            ticket_id,
+            now,
+            "sportello",
+            EventKind::AckNotSent,
+            &detail,
+        )?;
         return Ok(());
     }
     let token: u64 = rand::Rng::gen(&mut rand::thread_rng());
@@ -1937,7 +2012,14 @@ fn record_mail(
         params![message_id, ticket_id],
     )?;
     let detail = serde_json::json!({"to": ack.to, "message_id": message_id});
-    insert_event(tx, ticket_id, now, "sportello", "ack_queued", &detail)?;
+    insert_event(
+        tx,
+        ticket_id,
+        now,
+        "sportello",
+        EventKind::AckQueued,
+        &detail,
+    )?;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! duplicate, reply), queue counts, the citizen's status lookup and the office's statistics.
 
 use super::{filter_sql, insert_event, now_rfc3339, Result, Store, StoreError, TicketFilter};
+use crate::domain::EventKind;
 use crate::model::{Document, Status};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
@@ -230,7 +231,7 @@ impl Store {
             params![office, id],
         )?;
         let detail = serde_json::json!({"from": from, "to": office});
-        insert_event(&tx, id, &now_rfc3339(), actor, "routed", &detail)?;
+        insert_event(&tx, id, &now_rfc3339(), actor, EventKind::Routed, &detail)?;
         tx.commit()?;
         Ok(true)
     }
@@ -262,19 +263,19 @@ impl Store {
             id,
             &now,
             actor,
-            "marked_duplicate",
+            EventKind::MarkedDuplicate,
             &serde_json::json!({"of": of}),
         )?;
         if status != "closed" {
             let detail = serde_json::json!({"from": status, "to": "closed"});
-            insert_event(&tx, id, &now, actor, "status_changed", &detail)?;
+            insert_event(&tx, id, &now, actor, EventKind::StatusChanged, &detail)?;
         }
         insert_event(
             &tx,
             of_id,
             &now,
             actor,
-            "duplicate_merged",
+            EventKind::DuplicateMerged,
             &serde_json::json!({"code": code}),
         )?;
         let (lo, hi) = if id < of_id { (id, of_id) } else { (of_id, id) };
@@ -331,7 +332,7 @@ impl Store {
             params![message_id, id],
         )?;
         let detail = serde_json::json!({"to": to, "subject": subject, "text": body, "message_id": message_id});
-        insert_event(&tx, id, &now, actor, "reply_queued", &detail)?;
+        insert_event(&tx, id, &now, actor, EventKind::ReplyQueued, &detail)?;
         tx.commit()?;
         Ok(to)
     }

@@ -221,6 +221,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("ack_sent", "conferma inviata", "acknowledgement sent"),
     ("ack_failed", "conferma non inviata", "acknowledgement failed"),
     ("ack_not_sent", "conferma non dovuta", "no acknowledgement"),
+    (
+        "ack_uncertain",
+        "conferma forse inviata (invio interrotto)",
+        "acknowledgement perhaps sent (sending interrupted)",
+    ),
     ("pec_certified", "PEC certificata", "PEC certified"),
     ("pec_receipt", "ricevuta PEC", "PEC receipt"),
     ("linked", "collegata", "linked"),
@@ -240,6 +245,16 @@ pub fn t(lang: Lang, key: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_event_kind_has_a_label() {
+        for k in crate::domain::EventKind::ALL {
+            assert!(
+                TEXTS.iter().any(|(key, _, _)| *key == k.as_str()),
+                "no label for the event `{k}`"
+            );
+        }
+    }
 
     #[test]
     fn keys_are_unique_and_both_languages_filled() {
