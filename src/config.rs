@@ -453,41 +453,41 @@ impl Pipeline {
     ) {
         for (key, value) in top {
             match key.as_str() {
-            "sources" | "stages" | "sinks" => {}
-            "data_dir" => self.data_dir = cx.scalar::<PathBuf>(key, value).map(resolve),
-            "office" => self.office = cx.scalar(key, value),
-            "code_prefix" => {
-                if let Some(p) = cx.scalar::<String>(key, value) {
-                    if (2..=6).contains(&p.len()) && p.chars().all(|c| c.is_ascii_uppercase()) {
-                        self.code_prefix = p;
-                    } else {
-                        cx.at(value.span(), format!("`code_prefix` must be 2 to 6 capital letters A-Z, got {p:?}"));
+                "sources" | "stages" | "sinks" => {}
+                "data_dir" => self.data_dir = cx.scalar::<PathBuf>(key, value).map(resolve),
+                "office" => self.office = cx.scalar(key, value),
+                "code_prefix" => {
+                    if let Some(p) = cx.scalar::<String>(key, value) {
+                        if (2..=6).contains(&p.len()) && p.chars().all(|c| c.is_ascii_uppercase()) {
+                            self.code_prefix = p;
+                        } else {
+                            cx.at(value.span(), format!("`code_prefix` must be 2 to 6 capital letters A-Z, got {p:?}"));
+                        }
                     }
                 }
-            }
-            "workers" => {
-                if let Some(w) = cx.scalar::<usize>(key, value) {
-                    if w == 0 {
-                        cx.at(value.span(), "`workers` must be at least 1".into());
-                    } else {
-                        self.workers = w;
+                "workers" => {
+                    if let Some(w) = cx.scalar::<usize>(key, value) {
+                        if w == 0 {
+                            cx.at(value.span(), "`workers` must be at least 1".into());
+                        } else {
+                            self.workers = w;
+                        }
                     }
                 }
-            }
-            "isolation" => {
-                if let Some(i) = cx.scalar::<IsolationConfig>(key, value) {
-                    if i.memory_mb < 64 || i.cpu_secs == 0 {
-                        cx.at(value.span(), "`isolation`: `memory_mb` must be at least 64 and `cpu_secs` at least 1".into());
-                    } else {
-                        self.isolation = i;
+                "isolation" => {
+                    if let Some(i) = cx.scalar::<IsolationConfig>(key, value) {
+                        if i.memory_mb < 64 || i.cpu_secs == 0 {
+                            cx.at(value.span(), "`isolation`: `memory_mb` must be at least 64 and `cpu_secs` at least 1".into());
+                        } else {
+                            self.isolation = i;
+                        }
                     }
                 }
+                other => cx.at(
+                    value.span(),
+                    format!("unknown key `{other}`, expected one of: data_dir, office, code_prefix, workers, isolation, sources, stages, sinks"),
+                ),
             }
-            other => cx.at(
-                value.span(),
-                format!("unknown key `{other}`, expected one of: data_dir, office, code_prefix, workers, isolation, sources, stages, sinks"),
-            ),
-        }
         }
     }
 

@@ -84,15 +84,7 @@ fn the_model_retrains_by_itself_after_enough_corrections() {
         shipped.replace("retrain_after = 10", "retrain_after = 2"),
     )
     .unwrap();
-    let pipeline = tmp.path().join("p.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "[[stages]]\nkind = \"classify\"\nrules = {:?}\n",
-            rules.display().to_string()
-        ),
-    )
-    .unwrap();
+    let pipeline = classify_pipeline(tmp.path(), &rules);
     let p = pipeline.to_str().unwrap();
     let lines = ok(
         &data,
@@ -508,15 +500,7 @@ fn a_failed_retrain_is_reported_and_the_action_stands() {
         "retrain_after = 1\n[topics.gas]\nlabel = \"Gas\"\noffice = \"Servizio gas\"\n[[rules]]\nname = \"gas\"\ntopic = \"gas\"\nweight = 2\nany = [\"gas\"]\n",
     )
     .unwrap();
-    let pipeline = tmp.path().join("p.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "[[stages]]\nkind = \"classify\"\nrules = {:?}\n",
-            rules.display().to_string()
-        ),
-    )
-    .unwrap();
+    let pipeline = classify_pipeline(tmp.path(), &rules);
     let run = ok(
         &data,
         &[
@@ -534,4 +518,18 @@ fn a_failed_retrain_is_reported_and_the_action_stands() {
         "{}",
         run.stderr
     );
+}
+
+/// A pipeline in `dir` whose classify stage reads `rules`.
+fn classify_pipeline(dir: &std::path::Path, rules: &std::path::Path) -> std::path::PathBuf {
+    let pipeline = dir.join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[[stages]]\nkind = \"classify\"\nrules = {:?}\n",
+            rules.display().to_string()
+        ),
+    )
+    .unwrap();
+    pipeline
 }

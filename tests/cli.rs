@@ -375,6 +375,31 @@ fn check_finds_what_would_stop_the_start() {
             "line {line}, {what}: {stderr}"
         );
     }
+    // A templates folder that is not there, and a language with no template, are said on
+    // their own lines rather than replaced by the shipped templates.
+    for (setting, line, what) in [
+        ("templates = \"nowhere\"", 6, "templates folder"),
+        ("language = \"de\"", 6, "no template for language `de`"),
+    ] {
+        std::fs::write(
+            tmp.path().join("conf/acks.toml"),
+            format!("[[sinks]]\nkind = \"smtp_ack\"\nhost = \"127.0.0.1\"\ntls = \"plain\"\nfrom = \"urp@comune.example.it\"\n{setting}\n"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(bin())
+            .args(["check", "--pipeline", "conf/acks.toml"])
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{setting}");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(&format!("acks.toml:{line}:")) && l.contains(what)),
+            "{setting}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -529,7 +529,7 @@ pub type IdSet = std::collections::HashSet<FeatureId, std::hash::BuildHasherDefa
 /// Character 4-grams of a stem, with its start and end marked ("<pav", "pavi", …, "nto>"):
 /// a word the OCR misread ("pavimerito", "terremoo") still shares most of them with the word
 /// it was. Ids hashed apart from words' and pairs' ids.
-pub fn gram_ids(stem: &str) -> impl Iterator<Item = FeatureId> + '_ {
+pub fn gram_ids(stem: &str) -> impl ExactSizeIterator<Item = FeatureId> + '_ {
     let chars: Vec<char> = std::iter::once('<')
         .chain(stem.chars())
         .chain(std::iter::once('>'))
@@ -568,8 +568,9 @@ pub fn vector_with(words: &Words, known: Option<&IdSet>) -> IdMap<f32> {
                 *counts.entry(pair_id(p, id)).or_default() += weight;
             }
             if known.is_some_and(|k| !k.contains(&id)) {
-                let n = (w.chars().count() + 2).saturating_sub(GRAM - 1).max(1) as f32;
-                for g in gram_ids(w) {
+                let grams = gram_ids(w);
+                let n = grams.len() as f32;
+                for g in grams {
                     *counts.entry(g).or_default() += weight / n;
                 }
             }

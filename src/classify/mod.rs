@@ -4,7 +4,6 @@
 
 pub mod eval;
 pub mod features;
-
 pub mod model;
 pub mod rules;
 

@@ -1,6 +1,7 @@
 //! The learned part: multinomial logistic regression over the request's word, bigram and
-//! rare-word 4-gram features *and the admin's rules*, trained only on topics a person settled (an office's
-//! labelled history, clerks' corrections, tickets closed or confirmed with their topic).
+//! rare-word 4-gram features *and the admin's rules*, trained only on topics a person
+//! settled (an office's labelled history, clerks' corrections, tickets closed or confirmed
+//! with their topic).
 //!
 //! A rule is a hint: each rule that fires adds its weight times a learned coefficient per
 //! topic, pulled firmly towards the admin's intent (1 for the rule's own topic, 0 for the
@@ -302,7 +303,6 @@ fn fit(data: &Data, rows: &[usize]) -> Params {
         .iter()
         .map(|&c| (n / (k as f32 * c.max(1) as f32)).sqrt())
         .collect();
-    let (l2t, l2r, rate) = (L2_TEXT, L2_RULE, RATE);
     let epochs = (100_000 / rows.len().max(1)).clamp(8, 120);
     let mut order = rows.to_vec();
     let mut rng = 0x2545F4914F6CDD1Du64;
@@ -323,18 +323,18 @@ fn fit(data: &Data, rows: &[usize]) -> Params {
             for c in 0..k {
                 let g = cw[row.label] * (z[c] - if c == row.label { 1.0 } else { 0.0 });
                 gb[c] += g * g;
-                p.b[c] -= rate * g / gb[c].sqrt();
+                p.b[c] -= RATE * g / gb[c].sqrt();
                 for &(f, x) in &row.text {
                     let j = f * k + c;
-                    let g = g * x + l2t * p.w[j];
+                    let g = g * x + L2_TEXT * p.w[j];
                     gw[j] += g * g;
-                    p.w[j] -= rate * g / gw[j].sqrt();
+                    p.w[j] -= RATE * g / gw[j].sqrt();
                 }
                 for &(r, x) in &row.rules {
                     let j = r * k + c;
-                    let g = g * x + l2r * (p.v[j] - prior[j]);
+                    let g = g * x + L2_RULE * (p.v[j] - prior[j]);
                     gv[j] += g * g;
-                    p.v[j] -= rate * g / gv[j].sqrt();
+                    p.v[j] -= RATE * g / gv[j].sqrt();
                 }
             }
         }

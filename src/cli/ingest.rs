@@ -30,13 +30,7 @@ pub fn exec(args: IngestArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Resu
         let rules = Rules::load(&rules)?;
         // Intake goes on with the model there is when a training cannot be done.
         if topics::retrain_wanted(&store, &rules).unwrap_or(false) {
-            match topics::retrain(&mut store, &rules, &mut || {}) {
-                Ok(trained) => eprintln!(
-                    "sportello: model retrained on {} examples before ingesting",
-                    trained.examples
-                ),
-                Err(e) => eprintln!("sportello: the model was not retrained: {e}"),
-            }
+            retrain_now(&mut store, &rules, "before ingesting");
         }
     }
     let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())

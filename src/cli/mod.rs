@@ -531,17 +531,21 @@ fn rules_path(given: Option<&Path>, pipeline: &Pipeline) -> PathBuf {
 /// The CLI learns as the web app does, but inline: the command ends with the model saved.
 /// What the person asked for is already done when this runs: a training that fails is
 /// reported, not the command's failure (the next settled ticket tries again).
-fn retrain_if_due(store: &mut Store, rules: &Rules, settled: topics::Settled) -> Result<()> {
+fn retrain_if_due(store: &mut Store, rules: &Rules, settled: topics::Settled) {
     if settled.retrain_due {
-        match topics::retrain(store, rules, &mut || {}) {
-            Ok(trained) => eprintln!(
-                "sportello: model retrained on {} examples (labelled history and settled tickets)",
-                trained.examples
-            ),
-            Err(e) => eprintln!("sportello: the model was not retrained: {e}"),
-        }
+        retrain_now(store, rules, "labelled history and settled tickets");
     }
-    Ok(())
+}
+
+/// Trains the model now and says so on stderr, `why` in brackets; a failure is said too.
+fn retrain_now(store: &mut Store, rules: &Rules, why: &str) {
+    match topics::retrain(store, rules, &mut || {}) {
+        Ok(trained) => eprintln!(
+            "sportello: model retrained on {} examples ({why})",
+            trained.examples
+        ),
+        Err(e) => eprintln!("sportello: the model was not retrained: {e}"),
+    }
 }
 
 /// JSON Lines of {"id","subject","body"} (a topic, if present, is ignored).

@@ -83,7 +83,7 @@ pub fn exec(
             } else {
                 "status unchanged"
             })?;
-            retrain_if_due(&mut store, &rules, settled)?;
+            retrain_if_due(&mut store, &rules, settled);
         }
         TicketsCommand::Reclassify {
             code, topic, by, ..
@@ -95,7 +95,7 @@ pub fn exec(
                 code.to_uppercase(),
                 rules.topics.get(&topic).map_or("", |d| d.office.as_str())
             ))?;
-            retrain_if_due(&mut store, &rules, settled)?;
+            retrain_if_due(&mut store, &rules, settled);
         }
         TicketsCommand::Note { code, text, by } => {
             if text.trim().is_empty() {

@@ -119,13 +119,8 @@ impl SmtpAckConfig {
         if let Err(e) = password(self) {
             problems.push(("password_env", e));
         }
-        if let Err(e) = templates(self, pipeline_dir) {
-            let key = if e.contains("language") {
-                "language"
-            } else {
-                "templates"
-            };
-            problems.push((key, e));
+        if let Err(problem) = templates(self, pipeline_dir) {
+            problems.push(problem);
         }
         problems
     }
@@ -149,42 +144,46 @@ fn password(cfg: &SmtpAckConfig) -> Result<Option<String>, String> {
 }
 
 /// The templates (`ack.<language>.txt` in `templates`, else in the pipeline's folder's
-/// `templates`; the shipped Italian and English ones where there is none), each parsed.
+/// `templates`; the shipped Italian and English ones where there is none), each parsed. A
+/// problem comes with the key of the pipeline file it is about.
 fn templates(
     cfg: &SmtpAckConfig,
     pipeline_dir: &Path,
-) -> Result<std::collections::HashMap<String, Template>, String> {
+) -> Result<std::collections::HashMap<String, Template>, (&'static str, String)> {
     let mut templates = std::collections::HashMap::new();
     // `templates` was made relative to the pipeline file when the file was read.
     let dir = match &cfg.templates {
         Some(t) if !t.is_dir() => {
-            return Err(format!(
-                "smtp_ack: the templates folder {} does not exist",
-                t.display()
+            return Err((
+                "templates",
+                format!(
+                    "smtp_ack: the templates folder {} does not exist",
+                    t.display()
+                ),
             ))
         }
         Some(t) => t.clone(),
         None => pipeline_dir.join("templates"),
     };
+    let parse = |path: &Path, text: &str| {
+        Template::parse(text).map_err(|e| ("templates", format!("{}: {e}", path.display())))
+    };
     for (lang, builtin) in [("it", BUILTIN_IT), ("en", BUILTIN_EN)] {
         let path = dir.join(format!("ack.{lang}.txt"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|_| builtin.to_string());
-        let t = Template::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        templates.insert(lang.to_string(), t);
+        templates.insert(lang.to_string(), parse(&path, &text)?);
     }
     if let Some(lang) = &cfg.language {
         if !templates.contains_key(lang) {
             let path = dir.join(format!("ack.{lang}.txt"));
             let text = std::fs::read_to_string(&path).map_err(|e| {
-                format!(
+                let message = format!(
                     "smtp_ack: no template for language `{lang}`: {}: {e}",
                     path.display()
-                )
+                );
+                ("language", message)
             })?;
-            templates.insert(
-                lang.clone(),
-                Template::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?,
-            );
+            templates.insert(lang.clone(), parse(&path, &text)?);
         }
     }
     Ok(templates)
@@ -221,7 +220,7 @@ impl AckSender {
             transport: builder.build(),
             from,
             office: office.unwrap_or("URP").to_string(),
-            templates: templates(cfg, pipeline_dir)?,
+            templates: templates(cfg, pipeline_dir).map_err(|(_, e)| e)?,
         })
     }
 

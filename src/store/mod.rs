@@ -688,14 +688,7 @@ fn file_in(tx: &rusqlite::Connection, new: &NewTicket, code_prefix: &str) -> Res
             insert_intake(tx, ticket_id, i, &now)?;
             let detail =
                 serde_json::json!({"source": i.source, "name": i.name, "sha256": i.sha256});
-            insert_event(
-                tx,
-                ticket_id,
-                &now,
-                "sportello",
-                EventKind::DuplicateReceived,
-                &detail,
-            )?;
+            system_event(tx, ticket_id, &now, EventKind::DuplicateReceived, &detail)?;
             return Ok(Filed::Duplicate { code });
         }
         if let Some(mail) = &new.mail {
@@ -764,31 +757,16 @@ fn file_in(tx: &rusqlite::Connection, new: &NewTicket, code_prefix: &str) -> Res
             "protocol": protocol, "channel": new.channel.as_str(),
             "source": new.intake.source, "name": new.intake.name,
         });
-        insert_event(
-            tx,
-            ticket_id,
-            &now,
-            "sportello",
-            EventKind::Created,
-            &detail,
-        )?;
+        system_event(tx, ticket_id, &now, EventKind::Created, &detail)?;
         if let Some(topic) = &new.topic {
             let detail = serde_json::json!({"topic": topic, "confidence": new.topic_confidence, "reason": new.topic_reason});
-            insert_event(
-                tx,
-                ticket_id,
-                &now,
-                "sportello",
-                EventKind::Classified,
-                &detail,
-            )?;
+            system_event(tx, ticket_id, &now, EventKind::Classified, &detail)?;
         }
         if let Some(reason) = &attention {
-            insert_event(
+            system_event(
                 tx,
                 ticket_id,
                 &now,
-                "sportello",
                 EventKind::NeedsAttention,
                 &serde_json::json!({"reason": reason}),
             )?;
@@ -884,14 +862,7 @@ impl Store {
             )?;
             if n == 1 {
                 let detail = serde_json::json!({"to": to, "reason": reason});
-                insert_event(
-                    &tx,
-                    ticket_id,
-                    &now,
-                    "sportello",
-                    EventKind::AckUncertain,
-                    &detail,
-                )?;
+                system_event(&tx, ticket_id, &now, EventKind::AckUncertain, &detail)?;
                 settled += 1;
             }
             tx.commit()?;
@@ -939,7 +910,7 @@ impl Store {
                 } else {
                     EventKind::AckSent
                 };
-                insert_event(&tx, ticket_id, &now, "sportello", kind, &detail)?;
+                system_event(&tx, ticket_id, &now, kind, &detail)?;
             }
             Some(e) => {
                 let next = (chrono::Utc::now() + chrono::Duration::seconds(retry_after))
@@ -955,7 +926,7 @@ impl Store {
                 } else {
                     EventKind::AckFailed
                 };
-                insert_event(&tx, ticket_id, &now, "sportello", kind, &detail)?;
+                system_event(&tx, ticket_id, &now, kind, &detail)?;
             }
         }
         tx.commit()?;
@@ -1716,6 +1687,17 @@ fn insert_intake(tx: &rusqlite::Connection, ticket_id: i64, i: &Intake, now: &st
     Ok(())
 }
 
+/// An event the pipeline itself records (actor `sportello`).
+fn system_event(
+    tx: &rusqlite::Connection,
+    ticket_id: i64,
+    at: &str,
+    kind: EventKind,
+    detail: &serde_json::Value,
+) -> Result<()> {
+    insert_event(tx, ticket_id, at, "sportello", kind, detail)
+}
+
 fn insert_event(
     tx: &rusqlite::Connection,
     ticket_id: i64,
@@ -1792,14 +1774,7 @@ fn file_into_thread(
             return Ok(None);
         };
         let detail = serde_json::to_value(pec).unwrap_or_default();
-        insert_event(
-            tx,
-            ticket_id,
-            now,
-            "sportello",
-            EventKind::PecReceipt,
-            &detail,
-        )?;
+        system_event(tx, ticket_id, now, EventKind::PecReceipt, &detail)?;
         let code = append_documents(tx, ticket_id, new, now)?;
         return Ok(Some(Filed::Appended {
             code,
@@ -1812,14 +1787,7 @@ fn file_into_thread(
             if direction == "in" {
                 insert_intake(tx, ticket_id, &new.intake, now)?;
                 let detail = serde_json::json!({"source": new.intake.source, "name": new.intake.name, "message_id": id});
-                insert_event(
-                    tx,
-                    ticket_id,
-                    now,
-                    "sportello",
-                    EventKind::DuplicateReceived,
-                    &detail,
-                )?;
+                system_event(tx, ticket_id, now, EventKind::DuplicateReceived, &detail)?;
                 let code: String = query_row_cached(
                     tx,
                     "SELECT code FROM tickets WHERE id = ?1",
@@ -1863,14 +1831,7 @@ fn file_into_thread(
         "documents": new.documents.iter().map(|d| d.doc.name.clone()).collect::<Vec<_>>(),
         "text": new.body.chars().take(2000).collect::<String>(),
     });
-    insert_event(
-        tx,
-        ticket_id,
-        now,
-        "sportello",
-        EventKind::MessageReceived,
-        &detail,
-    )?;
+    system_event(tx, ticket_id, now, EventKind::MessageReceived, &detail)?;
     let status: String = query_row_cached(
         tx,
         "SELECT status FROM tickets WHERE id = ?1",
@@ -1884,14 +1845,7 @@ fn file_into_thread(
             [ticket_id],
         )?;
         let detail = serde_json::json!({"from": status, "to": "in_progress", "why": "the citizen wrote again"});
-        insert_event(
-            tx,
-            ticket_id,
-            now,
-            "sportello",
-            EventKind::StatusChanged,
-            &detail,
-        )?;
+        system_event(tx, ticket_id, now, EventKind::StatusChanged, &detail)?;
     }
     if let Some(id) = &mail.message_id {
         execute_cached(
@@ -1955,25 +1909,11 @@ fn record_mail(
     }
     if let Some(pec) = &mail.pec {
         let detail = serde_json::to_value(pec).unwrap_or_default();
-        insert_event(
-            tx,
-            ticket_id,
-            now,
-            "sportello",
-            EventKind::PecCertified,
-            &detail,
-        )?;
+        system_event(tx, ticket_id, now, EventKind::PecCertified, &detail)?;
     }
     if let Some(reason) = &mail.no_auto_reply {
         let detail = serde_json::json!({"reason": reason});
-        insert_event(
-            tx,
-            ticket_id,
-            now,
-            "sportello",
-            EventKind::AckNotSent,
-            &detail,
-        )?;
+        system_event(tx, ticket_id, now, EventKind::AckNotSent, &detail)?;
         return Ok(());
     }
     let Some(ack) = &mail.ack else { return Ok(()) };
@@ -1987,14 +1927,7 @@ fn record_mail(
     )?;
     if recent >= ack.max_per_hour as i64 {
         let detail = serde_json::json!({"reason": format!("{} acknowledgements to {} in the last hour already", recent, ack.to)});
-        insert_event(
-            tx,
-            ticket_id,
-            now,
-            "sportello",
-            EventKind::AckNotSent,
-            &detail,
-        )?;
+        system_event(tx, ticket_id, now, EventKind::AckNotSent, &detail)?;
         return Ok(());
     }
     let token: u64 = rand::Rng::gen(&mut rand::thread_rng());
@@ -2012,14 +1945,7 @@ fn record_mail(
         params![message_id, ticket_id],
     )?;
     let detail = serde_json::json!({"to": ack.to, "message_id": message_id});
-    insert_event(
-        tx,
-        ticket_id,
-        now,
-        "sportello",
-        EventKind::AckQueued,
-        &detail,
-    )?;
+    system_event(tx, ticket_id, now, EventKind::AckQueued, &detail)?;
     Ok(())
 }
 

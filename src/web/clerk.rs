@@ -7,6 +7,7 @@ use crate::extract;
 use crate::model::{Channel, Document, Sender, Status, Ticket};
 use crate::ocr::pages::PageImageError;
 use crate::pipeline::Registration;
+use crate::service::topics;
 use crate::store::web::QueueCounts;
 use crate::store::{TicketFilter, TicketSummary};
 use axum::extract::{Multipart, Path, Query, State};
@@ -501,8 +502,7 @@ pub async fn action(
             let rules = app.rules()?;
             let settled = app
                 .with_store(move |s| {
-                    crate::service::topics::reclassify(s, &rules, &target, &topic, &actor)
-                        .map_err(learn_error)
+                    topics::reclassify(s, &rules, &target, &topic, &actor).map_err(learn_error)
                 })
                 .await?;
             app.learn(settled);
@@ -517,10 +517,10 @@ pub async fn action(
                 .parse()
                 .map_err(|e: crate::model::UnknownName| WebError::BadRequest(e.to_string()))?;
             // A pipeline without a classify stage still has statuses.
-            let rules = app.rules().ok();
+            let rules = app.rules_if_classifying()?;
             let settled = app
                 .with_store(move |s| {
-                    crate::service::topics::set_status(s, rules.as_deref(), &target, status, &actor)
+                    topics::set_status(s, rules.as_deref(), &target, status, &actor)
                         .map_err(learn_error)
                 })
                 .await?;
@@ -561,12 +561,10 @@ pub async fn action(
     Ok(Redirect::to(&format!("/tickets/{code}?done={done}")).into_response())
 }
 
-fn learn_error(e: crate::service::topics::LearnError) -> WebError {
+fn learn_error(e: topics::LearnError) -> WebError {
     match e {
-        crate::service::topics::LearnError::Store(s) => s.into(),
-        crate::service::topics::LearnError::UnknownTopic { .. } => {
-            WebError::BadRequest(e.to_string())
-        }
+        topics::LearnError::Store(s) => s.into(),
+        topics::LearnError::UnknownTopic { .. } => WebError::BadRequest(e.to_string()),
         other => WebError::Internal(other.to_string()),
     }
 }

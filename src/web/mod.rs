@@ -238,13 +238,17 @@ impl App {
 
     /// The rules in force (for settling a ticket's topic).
     fn rules(&self) -> Result<Arc<crate::classify::rules::Rules>, WebError> {
+        self.rules_if_classifying()?.ok_or_else(|| {
+            WebError::BadRequest("this pipeline has no classify stage, hence no topics".into())
+        })
+    }
+
+    /// The rules in force, or `None` for a pipeline without a classify stage.
+    fn rules_if_classifying(&self) -> Result<Option<Arc<crate::classify::rules::Rules>>, WebError> {
         self.classifier
             .as_ref()
-            .ok_or_else(|| {
-                WebError::BadRequest("this pipeline has no classify stage, hence no topics".into())
-            })?
-            .rules()
-            .map_err(WebError::Internal)
+            .map(|c| c.rules().map_err(WebError::Internal))
+            .transpose()
     }
 
     /// After a clerk settled a ticket: retrain off the request path when enough were settled.
