@@ -350,6 +350,17 @@ pub fn cores() -> usize {
 }
 
 impl Pipeline {
+    /// The domain our Message-IDs end in: the acknowledgements' sender's, else a local name.
+    pub fn reply_domain(&self) -> String {
+        self.sinks
+            .iter()
+            .map(|s| match s {
+                SinkConfig::SmtpAck(a) => a.domain(),
+            })
+            .next()
+            .unwrap_or_else(|| "sportello.localhost".into())
+    }
+
     pub fn extract_config(&self) -> ExtractStageConfig {
         self.stages
             .iter()

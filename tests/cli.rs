@@ -134,6 +134,87 @@ fn ingest_list_show_export() {
         events[events.len() - 2..],
         [("status_changed", "clerk1"), ("note", "clerk1")]
     );
+    // Routing, duplicates and replies from the CLI, as a clerk does them on the web.
+    let routed = ok(
+        data,
+        &[
+            "tickets",
+            "route",
+            code,
+            "Ufficio tecnico",
+            "--by",
+            "clerk1",
+        ],
+    );
+    assert!(routed.stdout.contains("routed"), "{}", routed.stdout);
+    let again = ok(data, &["tickets", "route", code, " Ufficio tecnico "]).stdout;
+    assert!(again.contains("already"), "{again}");
+    let mail_code = mail["ticket"]["code"].as_str().unwrap();
+    let other = lines
+        .iter()
+        .map(|l| l["ticket"]["code"].as_str().unwrap())
+        .find(|c| *c != code && *c != mail_code)
+        .unwrap();
+    ok(
+        data,
+        &[
+            "tickets",
+            "duplicate",
+            other,
+            "--of",
+            code,
+            "--by",
+            "clerk1",
+        ],
+    );
+    let dup = &ok(data, &["tickets", "show", other, "--json"]).json_lines()[0];
+    assert_eq!(dup["parent"], code);
+    assert_eq!(dup["status"], "closed");
+    let replied = ok(
+        data,
+        &[
+            "tickets",
+            "reply",
+            mail_code,
+            "--subject",
+            "Re: TARI",
+            "--text",
+            "Gentile cittadino, ...",
+            "--by",
+            "clerk1",
+        ],
+    );
+    assert!(
+        replied.stdout.contains("franco.ludovici@example.it"),
+        "{}",
+        replied.stdout
+    );
+    let kinds = |c: &str| -> Vec<String> {
+        ok(data, &["tickets", "show", c, "--json"]).json_lines()[0]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(kinds(code).contains(&"routed".to_string()));
+    assert!(kinds(code).contains(&"duplicate_merged".to_string()));
+    assert!(kinds(mail_code).contains(&"reply_queued".to_string()));
+    // A ticket cannot repeat itself; a scan has no address to answer.
+    let refused = sportello(data, &["tickets", "duplicate", code, "--of", code]);
+    assert!(!refused.status.success());
+    assert!(refused.stderr.contains("itself"), "{}", refused.stderr);
+    let refused = sportello(
+        data,
+        &["tickets", "reply", code, "--subject", "Re", "--text", "x"],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        refused.stderr.contains("no email address"),
+        "{}",
+        refused.stderr
+    );
+
     let in_progress = ok(
         data,
         &["tickets", "list", "--status", "in_progress", "--json"],

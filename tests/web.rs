@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, ok, project_dir};
+use common::{bin, ok, project_dir, sportello};
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -650,6 +650,44 @@ fn sessions_csrf_roles_headers_and_downloads_over_http() {
         .expect("reply queued");
     assert_eq!(reply["detail"]["to"], "eve@example.org");
     assert_eq!(reply["actor"], "mario");
+
+    // A subject that would start a mail header, or an empty note, is refused with the same
+    // words on the web and in the CLI: both go through service::tickets.
+    let (status, _, web_says) = post(
+        addr,
+        &format!("/tickets/{}/action", f.xss_code),
+        &clerk,
+        &format!("csrf={clerk_csrf}&action=reply&subject=Re%0D%0ABcc%3A+x%40y.it&text=ciao"),
+    );
+    assert_eq!(status, 400);
+    let cli = sportello(
+        &f.data,
+        &[
+            "tickets",
+            "reply",
+            &f.xss_code,
+            "--subject",
+            "Re\r\nBcc: x@y.it",
+            "--text",
+            "ciao",
+        ],
+    );
+    assert!(!cli.status.success());
+    for says in [&web_says, &cli.stderr] {
+        assert!(says.contains("subject: one line"), "{says}");
+    }
+    let (status, _, web_says) = post(
+        addr,
+        &action,
+        &clerk,
+        &format!("csrf={clerk_csrf}&action=note&text=+++"),
+    );
+    assert_eq!(status, 400);
+    let cli = sportello(&f.data, &["tickets", "note", &f.gas_code, "   "]);
+    assert!(!cli.status.success());
+    for says in [&web_says, &cli.stderr] {
+        assert!(says.contains("text: missing"), "{says}");
+    }
 
     // Statistics count it as closed without routing? No: it was routed. Admin only.
     let (status, _, _) = get(addr, "/admin/stats.csv", &clerk);

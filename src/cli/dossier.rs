@@ -1,6 +1,7 @@
 //! `sportello dossier`: every ticket of the same person or case, and links made by hand.
 
-use super::{data_dir, load_pipeline, one_line, open_store, Out};
+use super::{actor, data_dir, load_pipeline, one_line, open_store, Out};
+use crate::service::tickets;
 use anyhow::{bail, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -41,14 +42,12 @@ pub fn exec(args: DossierArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Res
     } = args;
     let pipeline = load_pipeline(pipeline.as_deref())?;
     let mut store = open_store(&data_dir(cli_data, &pipeline))?;
-    let actor = by
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "cli".into());
+    let actor = actor(by);
     if let (Some(code), Some(other)) = (&code, &link) {
-        store.set_link(code, other, true, &actor)?;
+        tickets::link(&mut store, code, other, true, &actor)?;
     }
     if let (Some(code), Some(other)) = (&code, &unlink) {
-        store.set_link(code, other, false, &actor)?;
+        tickets::link(&mut store, code, other, false, &actor)?;
     }
     let links = match (code, cf, case_ref) {
         (Some(code), None, None) => store.dossier(&code)?,

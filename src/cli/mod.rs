@@ -281,6 +281,12 @@ pub fn main() -> ExitCode {
 /// isolation is off) start again with `OMP_THREAD_LIMIT=1`, unless the user set it: libgomp
 /// reads it when it loads, before `main`, so setting it now would change nothing, and
 /// Tesseract's OpenMP teams would fight the OCR threads (2.2× the CPU per page, measured).
+/// Who does it (recorded in the history): `--by`, else the login name.
+fn actor(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".into())
+}
+
 fn reexec_with_openmp_limit() {
     use std::os::unix::process::CommandExt;
     const OCR_COMMANDS: [&str; 4] = ["ocr", "ingest", "run", "serve"];

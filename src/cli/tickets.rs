@@ -2,13 +2,13 @@
 //! a topic goes through `service::topics`, as in the web app.
 
 use super::{
-    data_dir, load_pipeline, one_line, open_store, render_ticket, retrain_if_due, rules_path,
-    FilterArgs, Out,
+    actor, data_dir, load_pipeline, one_line, open_store, render_ticket, retrain_if_due,
+    rules_path, FilterArgs, Out,
 };
 use crate::classify::rules::Rules;
 use crate::model::Status;
-use crate::service::topics;
-use anyhow::{bail, Result};
+use crate::service::{tickets, topics};
+use anyhow::Result;
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,12 +54,33 @@ pub enum TicketsCommand {
         #[arg(long)]
         by: Option<String>,
     },
-}
-
-/// Who does it: `--by`, else the login name.
-fn actor(by: Option<String>) -> String {
-    by.or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "cli".into())
+    /// Hand a ticket to an office
+    Route {
+        code: String,
+        office: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Close a ticket as a duplicate of another; their dossiers are joined
+    Duplicate {
+        code: String,
+        /// The ticket it repeats
+        #[arg(long)]
+        of: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Answer the ticket's sender by email (queued in the outbox; `run` sends it)
+    Reply {
+        code: String,
+        #[arg(long)]
+        subject: String,
+        /// The answer's text
+        #[arg(long)]
+        text: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 pub fn exec(
@@ -98,11 +119,30 @@ pub fn exec(
             retrain_if_due(&mut store, &rules, settled);
         }
         TicketsCommand::Note { code, text, by } => {
-            if text.trim().is_empty() {
-                bail!("a note needs some text");
-            }
-            store.add_note(&code, &text, &actor(by))?;
+            tickets::note(&mut store, &code, &text, &actor(by))?;
             out.line("note added")?;
+        }
+        TicketsCommand::Route { code, office, by } => {
+            let moved = tickets::route(&mut store, &code, &office, &actor(by))?;
+            out.line(if moved {
+                "routed"
+            } else {
+                "already with that office"
+            })?;
+        }
+        TicketsCommand::Duplicate { code, of, by } => {
+            tickets::mark_duplicate(&mut store, &code, &of, &actor(by))?;
+            out.line("marked as duplicate and closed")?;
+        }
+        TicketsCommand::Reply {
+            code,
+            subject,
+            text,
+            by,
+        } => {
+            let domain = pipeline.reply_domain();
+            let to = tickets::reply(&mut store, &code, &subject, &text, &actor(by), &domain)?;
+            out.line(&format!("reply to {to} queued; `run` sends it"))?;
         }
         TicketsCommand::List {
             filter,

@@ -7,7 +7,7 @@ use crate::extract;
 use crate::model::{Channel, Document, Sender, Status, Ticket};
 use crate::ocr::pages::PageImageError;
 use crate::pipeline::Registration;
-use crate::service::topics;
+use crate::service::{tickets, topics};
 use crate::store::web::QueueCounts;
 use crate::store::{TicketFilter, TicketSummary};
 use axum::extract::{Multipart, Path, Query, State};
@@ -508,8 +508,8 @@ pub async fn action(
             app.learn(settled);
         }
         "route" => {
-            let office = need(&f.office, "office")?;
-            app.with_store(move |s| Ok(s.route(&target, &office, &actor).map(|_| ())?))
+            let office = f.office.unwrap_or_default();
+            app.with_store(move |s| Ok(tickets::route(s, &target, &office, &actor).map(|_| ())?))
                 .await?;
         }
         "status" => {
@@ -527,22 +527,20 @@ pub async fn action(
             app.learn(settled);
         }
         "note" => {
-            let text = need(&f.text, "text")?;
-            app.with_store(move |s| Ok(s.add_note(&target, &text, &actor)?))
+            let text = f.text.unwrap_or_default();
+            app.with_store(move |s| Ok(tickets::note(s, &target, &text, &actor)?))
                 .await?;
         }
         "duplicate" => {
-            let of = need(&f.of, "of")?;
-            app.with_store(move |s| Ok(s.mark_duplicate(&target, &of, &actor)?))
+            let of = f.of.unwrap_or_default();
+            app.with_store(move |s| Ok(tickets::mark_duplicate(s, &target, &of, &actor)?))
                 .await?;
         }
         "reply" => {
-            let subject = need(&f.subject, "subject")?;
-            let text = need(&f.text, "text")?;
-            let domain = reply_domain(&app);
+            let (subject, text) = (f.subject.unwrap_or_default(), f.text.unwrap_or_default());
+            let domain = app.pipeline.reply_domain();
             app.with_store(move |s| {
-                Ok(s.queue_reply(&target, &subject, &text, &actor, &domain)
-                    .map(|_| ())?)
+                Ok(tickets::reply(s, &target, &subject, &text, &actor, &domain).map(|_| ())?)
             })
             .await?;
             done = "reply";
@@ -567,18 +565,6 @@ fn learn_error(e: topics::LearnError) -> WebError {
         topics::LearnError::UnknownTopic { .. } => WebError::BadRequest(e.to_string()),
         other => WebError::Internal(other.to_string()),
     }
-}
-
-/// The domain of our Message-IDs: the acknowledgements' sender's, else a local name.
-fn reply_domain(app: &App) -> String {
-    app.pipeline
-        .sinks
-        .iter()
-        .map(|s| match s {
-            crate::config::SinkConfig::SmtpAck(a) => a.domain(),
-        })
-        .next()
-        .unwrap_or_else(|| "sportello.localhost".into())
 }
 
 #[derive(Deserialize, Default)]
@@ -818,12 +804,7 @@ pub async fn register(
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let prefix = app.pipeline.code_prefix.clone();
     let code = app
-        .with_store(move |s| {
-            let filed = s.file(&ticket, &prefix)?;
-            let code = filed.code().to_string();
-            s.add_note(&code, &format!("registrata da {actor}"), &actor)?;
-            Ok(code)
-        })
+        .with_store(move |s| Ok(tickets::register(s, &ticket, &prefix, &actor)?))
         .await?;
     Ok(Redirect::to(&format!("/tickets/{code}?done=1")).into_response())
 }

@@ -324,6 +324,16 @@ impl From<StoreError> for WebError {
     }
 }
 
+impl From<crate::service::tickets::ActionError> for WebError {
+    fn from(e: crate::service::tickets::ActionError) -> WebError {
+        use crate::service::tickets::ActionError;
+        match e {
+            ActionError::Store(e) => e.into(),
+            other => WebError::BadRequest(other.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
