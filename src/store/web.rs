@@ -1,8 +1,7 @@
-//! What the web app needs from the store: accounts and sessions, the clerk's actions (route,
-//! duplicate, reply), queue counts, the citizen's status lookup and the office's statistics.
+//! What the web app needs from the store: accounts and sessions, queue counts, the citizen's
+//! status lookup and the office's statistics.
 
-use super::{filter_sql, insert_event, now_rfc3339, Result, Store, StoreError, TicketFilter};
-use crate::domain::EventKind;
+use super::{filter_sql, now_rfc3339, Result, Store, StoreError, TicketFilter};
 use crate::model::{Document, Status};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
@@ -210,131 +209,6 @@ impl Store {
             [token_sha256],
         )?;
         Ok(())
-    }
-
-    /// Hands a ticket to an office (a back office, or back to the front office); recorded as
-    /// `routed`, which the statistics count.
-    pub fn route(&mut self, code_input: &str, office: &str, actor: &str) -> Result<bool> {
-        let (id, _) = self.ticket_id(code_input)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let from: Option<String> =
-            tx.query_row("SELECT office FROM tickets WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })?;
-        if from.as_deref() == Some(office) {
-            return Ok(false);
-        }
-        tx.execute(
-            "UPDATE tickets SET office = ?1 WHERE id = ?2",
-            params![office, id],
-        )?;
-        let detail = serde_json::json!({"from": from, "to": office});
-        insert_event(&tx, id, &now_rfc3339(), actor, EventKind::Routed, &detail)?;
-        tx.commit()?;
-        Ok(true)
-    }
-
-    /// Marks `code` as a duplicate of `of`: it is closed, points to `of`, both histories say
-    /// so, and a clerk-confirmed link joins their dossiers.
-    pub fn mark_duplicate(&mut self, code_input: &str, of_input: &str, actor: &str) -> Result<()> {
-        let (id, code) = self.ticket_id(code_input)?;
-        let (of_id, of) = self.ticket_id(of_input)?;
-        if id == of_id {
-            return Err(StoreError::Conflict(
-                "a ticket cannot be a duplicate of itself".into(),
-            ));
-        }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let status: String =
-            tx.query_row("SELECT status FROM tickets WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })?;
-        tx.execute(
-            "UPDATE tickets SET parent_code = ?1, status = 'closed' WHERE id = ?2",
-            params![of, id],
-        )?;
-        let now = now_rfc3339();
-        insert_event(
-            &tx,
-            id,
-            &now,
-            actor,
-            EventKind::MarkedDuplicate,
-            &serde_json::json!({"of": of}),
-        )?;
-        if status != "closed" {
-            let detail = serde_json::json!({"from": status, "to": "closed"});
-            insert_event(&tx, id, &now, actor, EventKind::StatusChanged, &detail)?;
-        }
-        insert_event(
-            &tx,
-            of_id,
-            &now,
-            actor,
-            EventKind::DuplicateMerged,
-            &serde_json::json!({"code": code}),
-        )?;
-        let (lo, hi) = if id < of_id { (id, of_id) } else { (of_id, id) };
-        tx.execute(
-            "INSERT INTO manual_links (a, b, linked) VALUES (?1, ?2, 1) ON CONFLICT(a, b) DO UPDATE SET linked = 1",
-            params![lo, hi],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Queues a clerk's email answer to the ticket's sender in the outbox (sent by `run`, as
-    /// acknowledgements are), threaded under the citizen's last message. Returns the address.
-    pub fn queue_reply(
-        &mut self,
-        code_input: &str,
-        subject: &str,
-        body: &str,
-        actor: &str,
-        domain: &str,
-    ) -> Result<String> {
-        let (id, code) = self.ticket_id(code_input)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let to: Option<String> = tx.query_row(
-            "SELECT sender_email FROM tickets WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )?;
-        let Some(to) = to.filter(|t| t.contains('@')) else {
-            return Err(StoreError::Conflict(format!(
-                "{code} has no email address to answer"
-            )));
-        };
-        let in_reply_to: Option<String> = tx
-            .query_row(
-                "SELECT message_id FROM message_ids WHERE ticket_id = ?1 AND direction = 'in' ORDER BY rowid DESC LIMIT 1",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let now = now_rfc3339();
-        let token: u64 = rand::Rng::gen(&mut rand::thread_rng());
-        let message_id = format!("reply.{id}.{token:016x}@{domain}");
-        tx.execute(
-            "INSERT INTO outbox (ticket_id, to_addr, message_id, in_reply_to, language, created_at, next_attempt_at,
-                                 reply_subject, reply_body, sent_by)
-             VALUES (?1, ?2, ?3, ?4, 'it', ?5, ?5, ?6, ?7, ?8)",
-            params![id, to, message_id, in_reply_to, now, subject, body, actor],
-        )?;
-        tx.execute(
-            "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'out')",
-            params![message_id, id],
-        )?;
-        let detail = serde_json::json!({"to": to, "subject": subject, "text": body, "message_id": message_id});
-        insert_event(&tx, id, &now, actor, EventKind::ReplyQueued, &detail)?;
-        tx.commit()?;
-        Ok(to)
     }
 
     /// Status, dates and office of a ticket: all a tracking code shows.

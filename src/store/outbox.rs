@@ -1,0 +1,200 @@
+//! The outbox: acknowledgements and clerks' replies waiting to be sent, claimed by one
+//! sender at a time.
+
+use super::*;
+
+impl Store {
+    /// Acknowledgements due now (not sent, next attempt time reached; with `all`, every one
+    /// not sent), oldest first.
+    pub fn outbox_due(&self, limit: usize, all: bool) -> Result<Vec<OutboxItem>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT o.id, t.code, t.protocol_year, t.protocol_number, t.subject, o.to_addr, o.message_id,
+                    o.in_reply_to, o.language, o.attempts, o.reply_subject, o.reply_body
+             FROM outbox o JOIN tickets t ON t.id = o.ticket_id
+             WHERE o.sent_at IS NULL AND o.sending_by IS NULL AND o.uncertain IS NULL
+               AND (?3 OR o.next_attempt_at <= ?1) ORDER BY o.id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now_rfc3339(), limit as i64, all], |r| {
+            Ok(OutboxItem {
+                id: r.get(0)?,
+                ticket_code: r.get(1)?,
+                protocol: protocol_string(r.get(2)?, r.get(3)?),
+                subject: r.get(4)?,
+                to: r.get(5)?,
+                message_id: r.get(6)?,
+                in_reply_to: r.get(7)?,
+                language: r.get(8)?,
+                attempts: r.get(9)?,
+                reply: match (
+                    r.get::<_, Option<String>>(10)?,
+                    r.get::<_, Option<String>>(11)?,
+                ) {
+                    (Some(subject), Some(body)) => Some((subject, body)),
+                    _ => None,
+                },
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Claims an outbox message for this process before it goes to the SMTP server
+    /// (committed); false when another sender claimed it first.
+    pub fn outbox_claim(&mut self, item: &OutboxItem) -> Result<bool> {
+        let n = execute_cached(
+            &self.conn,
+            "UPDATE outbox SET sending_by = ?1
+             WHERE id = ?2 AND sent_at IS NULL AND sending_by IS NULL AND uncertain IS NULL",
+            params![std::process::id(), item.id],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Messages claimed by a sender that died before it recorded the outcome: it cannot be
+    /// known whether the SMTP server took them, so they are not sent again (a citizen must
+    /// not get two); each gets an event a clerk sees. `alive` tells a live sender's pid.
+    pub fn outbox_settle_orphans(&mut self, alive: impl Fn(u32) -> bool) -> Result<usize> {
+        let claimed: Vec<(i64, i64, u32, String)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT id, ticket_id, sending_by, to_addr FROM outbox
+                 WHERE sent_at IS NULL AND sending_by IS NOT NULL AND uncertain IS NULL",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut settled = 0;
+        for (id, ticket_id, pid, to) in claimed {
+            if pid == std::process::id() || alive(pid) {
+                continue;
+            }
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_rfc3339();
+            let reason = "the office stopped while this message was being sent: it may not have arrived, and is not sent again; send it again from the ticket if the citizen did not get it";
+            let n = tx.execute(
+                "UPDATE outbox SET uncertain = ?1 WHERE id = ?2 AND sent_at IS NULL AND sending_by = ?3",
+                params![reason, id, pid],
+            )?;
+            if n == 1 {
+                let detail = serde_json::json!({"to": to, "reason": reason});
+                system_event(&tx, ticket_id, &now, EventKind::AckUncertain, &detail)?;
+                settled += 1;
+            }
+            tx.commit()?;
+        }
+        Ok(settled)
+    }
+
+    /// How many acknowledgements are not sent yet.
+    pub fn outbox_pending(&self) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND uncertain IS NULL",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Records an acknowledgement's delivery (`error` None) or a failed attempt, with an event
+    /// on its ticket either way; a failed one is tried again after `retry_after` seconds.
+    pub fn outbox_result(
+        &mut self,
+        item: &OutboxItem,
+        error: Option<&str>,
+        retry_after: i64,
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_rfc3339();
+        let ticket_id: i64 = query_row_cached(
+            &tx,
+            "SELECT ticket_id FROM outbox WHERE id = ?1",
+            [item.id],
+            |r| r.get(0),
+        )?;
+        match error {
+            None => {
+                execute_cached(
+                    &tx,
+                    "UPDATE outbox SET sent_at = ?1, attempts = attempts + 1, last_error = NULL, sending_by = NULL WHERE id = ?2",
+                    params![now, item.id],
+                )?;
+                let detail = serde_json::json!({"to": item.to, "message_id": item.message_id});
+                let kind = if item.reply.is_some() {
+                    EventKind::ReplySent
+                } else {
+                    EventKind::AckSent
+                };
+                system_event(&tx, ticket_id, &now, kind, &detail)?;
+            }
+            Some(e) => {
+                let next = (chrono::Utc::now() + chrono::Duration::seconds(retry_after))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                execute_cached(
+                    &tx,
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?1, next_attempt_at = ?2, sending_by = NULL WHERE id = ?3",
+                    params![e, next, item.id],
+                )?;
+                let detail = serde_json::json!({"to": item.to, "error": e, "attempt": item.attempts + 1, "next_attempt_at": next});
+                let kind = if item.reply.is_some() {
+                    EventKind::ReplyFailed
+                } else {
+                    EventKind::AckFailed
+                };
+                system_event(&tx, ticket_id, &now, kind, &detail)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Queues a clerk's email answer to the ticket's sender in the outbox (sent by `run`, as
+    /// acknowledgements are), threaded under the citizen's last message. Returns the address.
+    pub fn queue_reply(
+        &mut self,
+        code_input: &str,
+        subject: &str,
+        body: &str,
+        actor: &str,
+        domain: &str,
+    ) -> Result<String> {
+        let (id, code) = self.ticket_id(code_input)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let to: Option<String> = tx.query_row(
+            "SELECT sender_email FROM tickets WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        let Some(to) = to.filter(|t| t.contains('@')) else {
+            return Err(StoreError::Conflict(format!(
+                "{code} has no email address to answer"
+            )));
+        };
+        let in_reply_to: Option<String> = tx
+            .query_row(
+                "SELECT message_id FROM message_ids WHERE ticket_id = ?1 AND direction = 'in' ORDER BY rowid DESC LIMIT 1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let now = now_rfc3339();
+        let token: u64 = rand::Rng::gen(&mut rand::thread_rng());
+        let message_id = format!("reply.{id}.{token:016x}@{domain}");
+        tx.execute(
+            "INSERT INTO outbox (ticket_id, to_addr, message_id, in_reply_to, language, created_at, next_attempt_at,
+                                 reply_subject, reply_body, sent_by)
+             VALUES (?1, ?2, ?3, ?4, 'it', ?5, ?5, ?6, ?7, ?8)",
+            params![id, to, message_id, in_reply_to, now, subject, body, actor],
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'out')",
+            params![message_id, id],
+        )?;
+        let detail = serde_json::json!({"to": to, "subject": subject, "text": body, "message_id": message_id});
+        insert_event(&tx, id, &now, actor, EventKind::ReplyQueued, &detail)?;
+        tx.commit()?;
+        Ok(to)
+    }
+}

@@ -1,0 +1,219 @@
+//! The schema: migrations applied in order when a store is opened.
+
+use super::*;
+
+/// Schema migrations, applied in order, each in its own transaction; `PRAGMA user_version`
+/// records how many ran.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: the register.
+    r#"
+CREATE TABLE tickets (
+    id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL UNIQUE,
+    protocol_year INTEGER NOT NULL,
+    protocol_number INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    registered_at TEXT NOT NULL,
+    sender_name TEXT, sender_email TEXT, sender_fax TEXT, sender_phone TEXT,
+    subject TEXT NOT NULL DEFAULT '',
+    body TEXT NOT NULL DEFAULT '',
+    topic TEXT, topic_confidence REAL, topic_reason TEXT,
+    status TEXT NOT NULL DEFAULT 'new',
+    office TEXT,
+    needs_attention INTEGER NOT NULL DEFAULT 0,
+    attention_reason TEXT,
+    parent_code TEXT,
+    intake_sha256 TEXT UNIQUE,
+    UNIQUE (protocol_year, protocol_number)
+);
+CREATE INDEX tickets_received ON tickets(received_at);
+CREATE INDEX tickets_status ON tickets(status, topic);
+CREATE INDEX tickets_sender_email ON tickets(sender_email);
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    ord INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    mime TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    pages INTEGER,
+    text TEXT NOT NULL DEFAULT '',
+    ocr INTEGER NOT NULL DEFAULT 0,
+    ocr_confidence REAL,
+    kind TEXT NOT NULL,
+    error TEXT,
+    page_texts TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX documents_ticket ON documents(ticket_id, ord);
+CREATE INDEX documents_sha ON documents(sha256);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_ticket ON events(ticket_id, id);
+-- Events are history: never changed, never removed.
+CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TABLE protocol_counters (year INTEGER PRIMARY KEY, last INTEGER NOT NULL);
+-- Every arrival of an item (file, message): which ticket it became or was recorded on.
+CREATE TABLE intakes (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    source TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER,
+    at TEXT NOT NULL
+);
+CREATE INDEX intakes_sha ON intakes(sha256);
+CREATE VIRTUAL TABLE ticket_fts USING fts5(
+    subject, body, documents,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+"#,
+    // 2: classification: clerk-reviewed topics (the model's training data), secondary topics,
+    // and small counters (corrections since the model was last trained).
+    r#"
+ALTER TABLE tickets ADD COLUMN topic_reviewed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tickets ADD COLUMN secondary_topics TEXT NOT NULL DEFAULT '[]';
+CREATE INDEX tickets_reviewed ON tickets(topic_reviewed);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"#,
+    // 3: identifiers found in tickets, and links a clerk made or undid by hand.
+    r#"
+CREATE TABLE entities (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    valid INTEGER NOT NULL,
+    confidence REAL NOT NULL,
+    place TEXT NOT NULL,
+    raw TEXT NOT NULL
+);
+CREATE INDEX entities_lookup ON entities(kind, value);
+CREATE INDEX entities_ticket ON entities(ticket_id);
+CREATE TABLE manual_links (
+    a INTEGER NOT NULL REFERENCES tickets(id),
+    b INTEGER NOT NULL REFERENCES tickets(id),
+    linked INTEGER NOT NULL,
+    PRIMARY KEY (a, b)
+);
+"#,
+    // 4: the email channel: signed documents, the Message-IDs of a ticket's messages (threads,
+    // PEC receipts), and the outbox of acknowledgements (sent by the `run` loop).
+    r#"
+ALTER TABLE documents ADD COLUMN signed_by TEXT;
+CREATE TABLE message_ids (
+    message_id TEXT PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    direction TEXT NOT NULL
+);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+    to_addr TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    in_reply_to TEXT,
+    language TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    sent_at TEXT
+);
+CREATE INDEX outbox_due ON outbox(sent_at, next_attempt_at);
+CREATE INDEX outbox_to ON outbox(to_addr, created_at);
+"#,
+    // 5: the web app: accounts, sessions (by the hash of their cookie), clerks' replies in the
+    // outbox beside the acknowledgements.
+    r#"
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    csrf TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+ALTER TABLE outbox ADD COLUMN reply_subject TEXT;
+ALTER TABLE outbox ADD COLUMN reply_body TEXT;
+ALTER TABLE outbox ADD COLUMN sent_by TEXT;
+CREATE INDEX tickets_sender_name ON tickets(sender_name);
+CREATE INDEX tickets_office ON tickets(office);
+"#,
+    // Items whose reading killed a worker (or the runner), by the SHA-256 of their bytes:
+    // after a second crash they are filed flagged without being read again.
+    r#"
+CREATE TABLE parse_crashes (
+    sha256 TEXT PRIMARY KEY,
+    crashes INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"#,
+    // An outbox message is claimed (committed) before it is handed to the SMTP server, so a
+    // sender that dies mid-send leaves a trace: such a message is not sent again (it may
+    // have arrived), and its ticket says so.
+    r#"
+ALTER TABLE outbox ADD COLUMN sending_by INTEGER;
+ALTER TABLE outbox ADD COLUMN uncertain TEXT;
+"#,
+    // The office's labelled history (`model train --labels`), kept so that every retrain
+    // learns from it as well as from the tickets clerks settled.
+    r#"
+CREATE TABLE labelled_history (
+    id INTEGER PRIMARY KEY,
+    record_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    channel TEXT,
+    sender_email TEXT,
+    added_at TEXT NOT NULL,
+    UNIQUE (record_id, subject, body)
+);
+ALTER TABLE tickets ADD COLUMN topic_guesses TEXT NOT NULL DEFAULT '[]';
+"#,
+];
+
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > known {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the lock.
+        let now: i64 = query_row_cached(&tx, "PRAGMA user_version", [], |r| r.get(0))?;
+        if now > i as i64 {
+            tx.commit()?;
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::debug!(version = i + 1, "store migrated");
+    }
+    Ok(())
+}

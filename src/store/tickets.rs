@@ -1,0 +1,414 @@
+//! Reading tickets (one, a list, a filter) and what a clerk changes on one: status, office,
+//! notes, duplicates.
+
+use super::*;
+
+pub(super) fn filter_sql(f: &TicketFilter) -> (String, Vec<String>) {
+    let mut clauses = Vec::new();
+    let mut args: Vec<String> = Vec::new();
+    let mut add = |clause: &str, value: String| {
+        args.push(value);
+        clauses.push(clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(s) = f.status {
+        add("t.status = ?", s.as_str().to_string());
+    }
+    if let Some(t) = &f.topic {
+        add("t.topic = ?", t.clone());
+    }
+    if let Some(c) = f.channel {
+        add("t.channel = ?", c.as_str().to_string());
+    }
+    if let Some(o) = &f.office {
+        add("t.office = ?", o.clone());
+    }
+    if let Some(since) = &f.since {
+        add("t.received_at >= ?", since.clone());
+    }
+    if let Some(until) = &f.until {
+        add("t.received_at < ?", until.clone());
+    }
+    if let Some(cf) = &f.fiscal_code {
+        add(
+            "EXISTS (SELECT 1 FROM entities e WHERE e.ticket_id = t.id AND e.kind = 'fiscal_code' AND e.valid = 1 AND e.value = ?)",
+            cf.trim().to_ascii_uppercase(),
+        );
+    }
+    if let Some(case) = &f.case_ref {
+        let case = case.trim().to_string();
+        args.push(case.clone());
+        let n = args.len();
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM entities e WHERE e.ticket_id = t.id AND e.kind = 'case_ref' AND (e.value = ?{n} OR e.value LIKE '% ' || ?{n}))"
+        ));
+    }
+    if let Some(sender) = f.sender.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let like = format!(
+            "%{}%",
+            sender
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        args.push(like);
+        let n = args.len();
+        clauses.push(format!(
+            "(lower(t.sender_name) LIKE ?{n} ESCAPE '\\' OR lower(t.sender_email) LIKE ?{n} ESCAPE '\\' OR t.sender_fax LIKE ?{n} ESCAPE '\\' OR t.sender_phone LIKE ?{n} ESCAPE '\\')"
+        ));
+    }
+    if let Some(flag) = f.needs_attention {
+        clauses.push(format!("t.needs_attention = {}", if flag { 1 } else { 0 }));
+    }
+    if clauses.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!("WHERE {}", clauses.join(" AND ")), args)
+    }
+}
+
+impl Store {
+    pub(super) fn ticket_id(&self, code_input: &str) -> Result<(i64, String)> {
+        let code = code::parse(code_input)?;
+        self.conn
+            .query_row("SELECT id FROM tickets WHERE code = ?1", [&code], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .map(|id| (id, code.clone()))
+            .ok_or(StoreError::NotFound(code))
+    }
+
+    /// The whole ticket, with documents and history.
+    pub fn ticket(&self, code_input: &str) -> Result<Ticket> {
+        let (id, _) = self.ticket_id(code_input)?;
+        self.ticket_by_id(id)
+    }
+
+    pub(super) fn ticket_by_id(&self, id: i64) -> Result<Ticket> {
+        let mut ticket = self.conn.query_row(
+            "SELECT code, protocol_year, protocol_number, channel, received_at, registered_at, sender_name,
+                    sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence, topic_reason,
+                    status, office, needs_attention, attention_reason, parent_code, secondary_topics,
+                    topic_reviewed, topic_guesses
+             FROM tickets WHERE id = ?1",
+            [id],
+            |r| {
+                let channel: String = r.get(3)?;
+                let status: String = r.get(15)?;
+                Ok((
+                    Ticket {
+                        code: r.get(0)?,
+                        protocol: protocol_string(r.get(1)?, r.get(2)?),
+                        channel: Channel::Email,
+                        received_at: r.get(4)?,
+                        registered_at: r.get(5)?,
+                        sender: Sender { name: r.get(6)?, email: r.get(7)?, fax: r.get(8)?, phone: r.get(9)? },
+                        subject: r.get(10)?,
+                        body: r.get(11)?,
+                        topic: r.get(12)?,
+                        topic_confidence: r.get::<_, Option<f64>>(13)?.map(|v| v as f32),
+                        topic_reason: r.get(14)?,
+                        secondary_topics: serde_json::from_str(&r.get::<_, String>(20)?).unwrap_or_default(),
+                        topic_reviewed: r.get(21)?,
+                        topic_guesses: serde_json::from_str(&r.get::<_, String>(22)?).unwrap_or_default(),
+                        status: Status::New,
+                        office: r.get(16)?,
+                        needs_attention: r.get(17)?,
+                        attention_reason: r.get(18)?,
+                        parent: r.get(19)?,
+                        documents: Vec::new(),
+                        events: Vec::new(),
+                        entities: Vec::new(),
+                        dossier: Vec::new(),
+                    },
+                    channel,
+                    status,
+                ))
+            },
+        )?;
+        let (ref mut t, channel, status) = ticket;
+        t.channel = channel
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+        t.status = status
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+        t.documents = self.documents_of(id)?;
+        t.events = self.events_of(id)?;
+        t.entities = self.entities_of(id)?;
+        t.dossier = self.direct_links(id)?;
+        Ok(ticket.0)
+    }
+
+    pub(super) fn documents_of(&self, ticket_id: i64) -> Result<Vec<Document>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts, signed_by
+             FROM documents WHERE ticket_id = ?1 ORDER BY ord",
+        )?;
+        let rows = stmt.query_map([ticket_id], |r| {
+            let kind: String = r.get(8)?;
+            let page_texts: String = r.get(10)?;
+            Ok((
+                Document {
+                    name: r.get(0)?,
+                    mime: r.get(1)?,
+                    sha256: r.get(2)?,
+                    size: r.get::<_, i64>(3)? as u64,
+                    pages: r.get(4)?,
+                    text: r.get(5)?,
+                    ocr: r.get(6)?,
+                    ocr_confidence: r.get::<_, Option<f64>>(7)?.map(|v| v as f32),
+                    kind: DocumentKind::Original,
+                    error: r.get(9)?,
+                    pages_needing_ocr: Vec::new(),
+                    signed_by: r.get(11)?,
+                },
+                kind,
+                page_texts,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut doc, kind, page_texts) = row?;
+            doc.kind = kind
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+            let pages: Vec<PageText> = serde_json::from_str(&page_texts)
+                .map_err(|e| StoreError::Corrupt(format!("page texts: {e}")))?;
+            doc.pages_needing_ocr = pages
+                .iter()
+                .filter(|p| p.needs_ocr)
+                .map(|p| p.page)
+                .collect();
+            out.push(doc);
+        }
+        Ok(out)
+    }
+
+    /// Per-page text of a ticket's document, by its position among the ticket's documents.
+    pub fn page_texts(&self, code_input: &str, ord: usize) -> Result<Vec<PageText>> {
+        let (id, code) = self.ticket_id(code_input)?;
+        let json: String = self
+            .conn
+            .query_row(
+                "SELECT page_texts FROM documents WHERE ticket_id = ?1 AND ord = ?2",
+                params![id, ord as i64],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound(format!("{code} document {ord}")))?;
+        serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("page texts: {e}")))
+    }
+
+    pub(super) fn events_of(&self, ticket_id: i64) -> Result<Vec<Event>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT at, actor, kind, detail FROM events WHERE ticket_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([ticket_id], |r| {
+            let detail: String = r.get(3)?;
+            Ok(Event {
+                at: r.get(0)?,
+                actor: r.get(1)?,
+                kind: r.get(2)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Tickets matching `filter`, newest first.
+    pub fn list(&self, filter: &TicketFilter) -> Result<Vec<TicketSummary>> {
+        self.summaries(
+            filter,
+            "t.received_at DESC, t.id DESC",
+            filter.limit.map(|l| l as i64).unwrap_or(-1),
+            filter.offset.unwrap_or(0),
+        )
+    }
+
+    /// Tickets matching `filter` in `order_by` order, as list lines (`limit` -1: all).
+    pub(super) fn summaries(
+        &self,
+        filter: &TicketFilter,
+        order_by: &str,
+        limit: i64,
+        offset: usize,
+    ) -> Result<Vec<TicketSummary>> {
+        let (where_sql, args) = filter_sql(filter);
+        let sql = format!(
+            "SELECT t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at,
+                    COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone), t.subject, t.topic,
+                    t.status, t.needs_attention, (SELECT COUNT(*) FROM documents d WHERE d.ticket_id = t.id),
+                    CASE WHEN t.topic_reviewed THEN '[]' ELSE t.topic_guesses END
+             FROM tickets t {where_sql} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok(TicketSummary {
+                code: r.get(0)?,
+                protocol: protocol_string(r.get(1)?, r.get(2)?),
+                channel: r.get(3)?,
+                received_at: r.get(4)?,
+                sender: r.get(5)?,
+                subject: r.get(6)?,
+                topic: r.get(7)?,
+                status: r.get(8)?,
+                needs_attention: r.get(9)?,
+                documents: r.get(10)?,
+                topic_guesses: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Moves a ticket to `status`, recording who did it; no event when nothing changes.
+    pub fn set_status(&mut self, code_input: &str, status: Status, actor: &str) -> Result<bool> {
+        let (id, _) = self.ticket_id(code_input)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let from: String =
+            query_row_cached(&tx, "SELECT status FROM tickets WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?;
+        if from == status.as_str() {
+            return Ok(false);
+        }
+        execute_cached(
+            &tx,
+            "UPDATE tickets SET status = ?1 WHERE id = ?2",
+            params![status.as_str(), id],
+        )?;
+        let detail = serde_json::json!({"from": from, "to": status.as_str()});
+        insert_event(
+            &tx,
+            id,
+            &now_rfc3339(),
+            actor,
+            EventKind::StatusChanged,
+            &detail,
+        )?;
+        if status == Status::Closed {
+            Store::settled_by_closing(&tx, id)?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Appends a clerk's note to a ticket's history.
+    pub fn add_note(&mut self, code_input: &str, text: &str, actor: &str) -> Result<()> {
+        let (id, _) = self.ticket_id(code_input)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        insert_event(
+            &tx,
+            id,
+            &now_rfc3339(),
+            actor,
+            EventKind::Note,
+            &serde_json::json!({"text": text}),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Calls `each` with every ticket, oldest first.
+    pub fn for_each_ticket(
+        &self,
+        mut each: impl FnMut(Ticket) -> std::io::Result<()>,
+    ) -> Result<usize> {
+        let ids: Vec<i64> = {
+            let mut stmt = self.conn.prepare("SELECT id FROM tickets ORDER BY id")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        for &id in &ids {
+            each(self.ticket_by_id(id)?).map_err(io_err("cannot write export"))?;
+        }
+        Ok(ids.len())
+    }
+
+    pub fn count(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM tickets", [], |r| r.get::<_, i64>(0))?
+            as u64)
+    }
+
+    /// Hands a ticket to an office (a back office, or back to the front office); recorded as
+    /// `routed`, which the statistics count.
+    pub fn route(&mut self, code_input: &str, office: &str, actor: &str) -> Result<bool> {
+        let (id, _) = self.ticket_id(code_input)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let from: Option<String> =
+            tx.query_row("SELECT office FROM tickets WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?;
+        if from.as_deref() == Some(office) {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE tickets SET office = ?1 WHERE id = ?2",
+            params![office, id],
+        )?;
+        let detail = serde_json::json!({"from": from, "to": office});
+        insert_event(&tx, id, &now_rfc3339(), actor, EventKind::Routed, &detail)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Marks `code` as a duplicate of `of`: it is closed, points to `of`, both histories say
+    /// so, and a clerk-confirmed link joins their dossiers.
+    pub fn mark_duplicate(&mut self, code_input: &str, of_input: &str, actor: &str) -> Result<()> {
+        let (id, code) = self.ticket_id(code_input)?;
+        let (of_id, of) = self.ticket_id(of_input)?;
+        if id == of_id {
+            return Err(StoreError::Conflict(
+                "a ticket cannot be a duplicate of itself".into(),
+            ));
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let status: String =
+            tx.query_row("SELECT status FROM tickets WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?;
+        tx.execute(
+            "UPDATE tickets SET parent_code = ?1, status = 'closed' WHERE id = ?2",
+            params![of, id],
+        )?;
+        let now = now_rfc3339();
+        insert_event(
+            &tx,
+            id,
+            &now,
+            actor,
+            EventKind::MarkedDuplicate,
+            &serde_json::json!({"of": of}),
+        )?;
+        if status != "closed" {
+            let detail = serde_json::json!({"from": status, "to": "closed"});
+            insert_event(&tx, id, &now, actor, EventKind::StatusChanged, &detail)?;
+        }
+        insert_event(
+            &tx,
+            of_id,
+            &now,
+            actor,
+            EventKind::DuplicateMerged,
+            &serde_json::json!({"code": code}),
+        )?;
+        let (lo, hi) = if id < of_id { (id, of_id) } else { (of_id, id) };
+        tx.execute(
+            "INSERT INTO manual_links (a, b, linked) VALUES (?1, ?2, 1) ON CONFLICT(a, b) DO UPDATE SET linked = 1",
+            params![lo, hi],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
