@@ -16,6 +16,7 @@ pub mod extract;
 pub mod fuzzing;
 pub mod model;
 pub mod ocr;
+pub mod parse;
 pub mod pipeline;
 pub mod progress;
 pub mod runner;

@@ -10,9 +10,11 @@ use crate::email;
 use crate::entities;
 use crate::extract::{self, FileType};
 use crate::model::{Channel, Sender};
+use crate::parse::Unread;
 use crate::store::blobs::{sha256_hex, BlobStore};
 use crate::store::{now_rfc3339, Intake, NewDocument, NewTicket};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Something that arrived and should become (or join) a ticket.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -600,8 +602,16 @@ impl Stage for ExtractStage {
             return self.unpack_email(work, blobs);
         }
         if work.ticket.channel == Channel::Fax && work.ticket.sender.fax.is_none() {
+            let (bytes, file_type) = (Arc::clone(&work.item.bytes), work.file_type);
             work.ticket.sender.fax =
-                extract::fax_number_in_metadata(&work.item.bytes, work.file_type);
+                crate::parse::untrusted("the fax metadata reader", self.limit(), move || {
+                    extract::fax_number_in_metadata(&bytes, file_type)
+                })
+                .unwrap_or_else(|e| {
+                    // The number is a convenience; the document is still read below.
+                    tracing::warn!("{}: {e}", work.item.name);
+                    None
+                });
         }
         let doc = &mut work.ticket.documents[0];
         fill_document(doc, work.item.bytes.clone(), work.file_type, &self.cfg);
@@ -615,8 +625,23 @@ impl Stage for ExtractStage {
 }
 
 impl ExtractStage {
+    /// The reading time allowed to one message or document.
+    fn limit(&self) -> Duration {
+        Duration::from_secs_f64(self.cfg.timeout_secs)
+    }
+
     fn unpack_email(&self, work: &mut Work, blobs: &BlobStore) -> Result<(), StageError> {
-        let u = email::unpack(&work.item.bytes);
+        let u = match unpack_guarded(&work.item.bytes, self.limit()) {
+            Ok(u) => u,
+            Err(e) => {
+                // Nothing of the message could be had: the original is kept, a clerk reads it.
+                let t = &mut work.ticket;
+                t.subject = work.item.name.clone();
+                t.attention.push(format!("email: {e}"));
+                t.documents[0].doc.error = Some(e.to_string());
+                return Ok(());
+            }
+        };
         let t = &mut work.ticket;
         // A certified message is PEC whichever mailbox it reached.
         if u.pec.is_some() {
@@ -678,7 +703,7 @@ impl ExtractStage {
                     sha,
                     bytes.len() as u64,
                 );
-                self.unwrap_signed(t, p7m, &bytes, blobs)?;
+                self.unwrap_signed(t, p7m, bytes, blobs)?;
                 continue;
             }
             let file_type = extract::sniff(&bytes, &a.name);
@@ -690,11 +715,13 @@ impl ExtractStage {
             let mut doc = NewDocument::original(a.name, &mime, sha, bytes.len() as u64);
             match file_type {
                 // Nested messages were unpacked by `email::unpack`; keep their body as text.
-                FileType::Email => {
-                    let nested = email::unpack(&bytes);
-                    doc.doc.text = nested.body;
-                    doc.doc.pages = Some(1);
-                }
+                FileType::Email => match unpack_guarded(&bytes, self.limit()) {
+                    Ok(nested) => {
+                        doc.doc.text = nested.body;
+                        doc.doc.pages = Some(1);
+                    }
+                    Err(e) => doc.doc.error = Some(e.to_string()),
+                },
                 // Unknown binary attachments (office files, archives) are kept as they are.
                 FileType::Unknown => {}
                 _ => fill_document(&mut doc, bytes, file_type, &self.cfg),
@@ -722,6 +749,12 @@ impl ExtractStage {
         attention_for_documents(t);
         Ok(())
     }
+}
+
+/// A message read by the email reader under the guard (see `crate::parse`).
+fn unpack_guarded(bytes: &Arc<Vec<u8>>, limit: Duration) -> Result<email::Unpacked, Unread> {
+    let bytes = Arc::clone(bytes);
+    crate::parse::untrusted("the email reader", limit, move || email::unpack(&bytes))
 }
 
 /// A web form's notification: sent from a no-reply address for the citizen (in Reply-To),
@@ -755,12 +788,15 @@ impl ExtractStage {
         &self,
         t: &mut NewTicket,
         mut p7m: NewDocument,
-        bytes: &[u8],
+        bytes: Arc<Vec<u8>>,
         blobs: &BlobStore,
     ) -> Result<(), StageError> {
         let name = p7m.doc.name.clone();
-        crate::worker::progress("the signed-file (.p7m) reader");
-        match crate::signed::unwrap(bytes) {
+        let opened = crate::parse::untrusted("the signed-file (.p7m) reader", self.limit(), {
+            move || crate::signed::unwrap(&bytes).map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match opened {
             Ok(signed) => {
                 let signers = if signed.signers.is_empty() {
                     "unknown signer (no certificate in the file)".to_string()
@@ -781,10 +817,13 @@ impl ExtractStage {
                 doc.doc.signed_by = Some(signers);
                 match file_type {
                     FileType::Unknown => {}
-                    FileType::Email => {
-                        doc.doc.text = email::unpack(&inner).body;
-                        doc.doc.pages = Some(1);
-                    }
+                    FileType::Email => match unpack_guarded(&inner, self.limit()) {
+                        Ok(nested) => {
+                            doc.doc.text = nested.body;
+                            doc.doc.pages = Some(1);
+                        }
+                        Err(e) => doc.doc.error = Some(e.to_string()),
+                    },
                     _ => fill_document(&mut doc, inner, file_type, &self.cfg),
                 }
                 t.documents.push(doc);
@@ -806,7 +845,6 @@ fn fill_document(
     file_type: FileType,
     cfg: &ExtractStageConfig,
 ) {
-    crate::worker::progress(crate::worker::reader_name(file_type));
     let extracted = extract::extract(bytes, file_type, cfg);
     doc.doc.mime = extracted.mime.clone();
     doc.doc.pages = extracted.pages;

@@ -924,7 +924,10 @@ pub fn main() -> std::process::ExitCode {
                         retire: ABANDONED.load(std::sync::atomic::Ordering::SeqCst),
                     },
                     Err(panic) => Reply::Failed {
-                        error: format!("a bug in the reader (panic: {})", panic_text(&panic)),
+                        error: format!(
+                            "a bug in the reader (panic: {})",
+                            crate::parse::panic_text(&panic)
+                        ),
                     },
                 }
             }
@@ -942,7 +945,7 @@ pub fn main() -> std::process::ExitCode {
                     Err(panic) => (
                         Err(crate::ocr::pages::PageImageError::Failed(format!(
                             "a bug in the reader (panic: {})",
-                            panic_text(&panic)
+                            crate::parse::panic_text(&panic)
                         ))),
                         Vec::new(),
                     ),
@@ -962,14 +965,6 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     }
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into())
 }
 
 /// Lets the coming item use `secs` more CPU seconds than the worker used so far; past it

@@ -424,3 +424,49 @@ fn an_item_no_worker_could_read_is_left_where_it_is() {
     );
     assert!(m.run.stderr.contains("cannot start"), "{}", m.run.stderr);
 }
+
+/// The email reader runs under the same guard as every reader of outside bytes: past its time
+/// limit the message is filed flagged, its original kept, with or without worker processes.
+#[test]
+fn a_message_the_email_reader_cannot_finish_in_time_is_filed_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let message = sportello::testdata::email(
+        "Maria Rossi <maria@example.it>",
+        "Richiesta contributo",
+        &"Chiedo il contributo per la riparazione. ".repeat(20_000),
+        "<slow@example.it>",
+    );
+    let path = tmp.path().join("lenta.eml");
+    std::fs::write(&path, &message).unwrap();
+    // One microsecond: no reader answers that fast, whatever the machine.
+    let pipeline = tmp.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        "[[stages]]\nkind = \"extract\"\ntimeout_secs = 0.000001\n",
+    )
+    .unwrap();
+    for isolation in ["off", "on"] {
+        let data = tmp.path().join(format!("data-{isolation}"));
+        let run = sportello_env(
+            &data,
+            &[
+                "ingest",
+                "--json",
+                "--pipeline",
+                pipeline.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ],
+            &[("SPORTELLO_ISOLATION", isolation)],
+        );
+        assert!(run.status.success(), "{isolation}: {}", run.stderr);
+        let t = &run.json_lines()[0]["ticket"];
+        assert_eq!(t["needs_attention"], true, "{isolation}: {t}");
+        let reason = t["attention_reason"].as_str().unwrap();
+        assert!(
+            reason.contains("the email reader gave up"),
+            "{isolation}: {reason}"
+        );
+        let sha = t["documents"][0]["sha256"].as_str().unwrap();
+        assert_eq!(std::fs::read(blob(&data, sha)).unwrap(), message);
+    }
+}

@@ -14,7 +14,6 @@ mod poppler;
 
 use crate::config::ExtractStageConfig;
 use crate::model::PageText;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -209,33 +208,11 @@ impl Extracted {
 pub fn extract(bytes: Arc<Vec<u8>>, file_type: FileType, cfg: &ExtractStageConfig) -> Extracted {
     let max_pages = cfg.max_pages;
     let timeout = Duration::from_secs_f64(cfg.timeout_secs);
-    let (tx, rx) = mpsc::sync_channel(1);
-    let spawned = std::thread::Builder::new()
-        .name("extract".into())
-        .spawn(move || {
-            let result = extract_now(&bytes, file_type, max_pages);
-            let _ = tx.send(result);
-        });
-    if let Err(e) = spawned {
-        return Extracted::failed(file_type, format!("cannot start extraction: {e}"));
-    }
-    match rx.recv_timeout(timeout) {
-        Ok(extracted) => extracted,
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            crate::worker::note_abandoned_thread();
-            Extracted::failed(
-                file_type,
-                format!(
-                    "text extraction gave up after {:.0} s (the file may be damaged or hostile)",
-                    timeout.as_secs_f64()
-                ),
-            )
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => Extracted::failed(
-            file_type,
-            "text extraction crashed on this file (it may be damaged)".to_string(),
-        ),
-    }
+    let reader = crate::worker::reader_name(file_type);
+    crate::parse::untrusted(reader, timeout, move || {
+        extract_now(&bytes, file_type, max_pages)
+    })
+    .unwrap_or_else(|e| Extracted::failed(file_type, e.to_string()))
 }
 
 /// Extraction on the calling thread, without a time limit.

@@ -45,6 +45,11 @@ impl Run {
 }
 
 pub fn sportello(data: &Path, args: &[&str]) -> Run {
+    sportello_env(data, args, &[])
+}
+
+/// [`sportello`] with these variables added to its environment.
+pub fn sportello_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let Output {
         status,
         stdout,
@@ -53,6 +58,7 @@ pub fn sportello(data: &Path, args: &[&str]) -> Run {
         .arg("--data")
         .arg(data)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(project_dir())
         .output()
         .expect("run sportello");
