@@ -26,6 +26,7 @@ pub mod signed;
 pub mod sinks;
 pub mod sources;
 pub mod store;
+#[cfg(any(test, feature = "testdata"))]
 pub mod testdata;
 pub mod textnorm;
 pub mod web;
