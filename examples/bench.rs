@@ -514,7 +514,7 @@ fn bench_search(n: usize, texts: &[(String, String)]) {
                 ours.push(t.elapsed());
             }
             let t = Instant::now();
-            store.bare_fts_ids(&parsed.fts, 20).unwrap();
+            store.bare_fts_ids(&parsed, 20).unwrap();
             bare.push(t.elapsed());
             if round == 0 {
                 // Once more with a filter, the archivists' usual page (it reads each

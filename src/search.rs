@@ -1,5 +1,6 @@
-//! Search queries as archivists type them, turned into FTS5 queries over the stemmed index,
-//! and snippets cut from the original text with the hits marked.
+//! Search queries as archivists type them, parsed into a [`SearchQuery`] that each store
+//! backend compiles to its own index language, and snippets cut from the original text with
+//! the hits marked.
 //!
 //! `allaccio gas` finds tickets with both words in any form (*allacciamento*, *Gas*);
 //! `"contributo autonoma sistemazione"` is a phrase; `-macerie` excludes; `ricostr*` is a
@@ -22,24 +23,32 @@ enum Term {
     Prefix(String),
 }
 
-/// A parsed query: the FTS5 expression and what to highlight.
-#[derive(Debug, Clone)]
-pub struct SearchQuery {
-    pub fts: String,
-    /// The phrases of `fts` in their order there (the ranking remembers statistics by phrase).
-    pub phrases: Vec<String>,
-    highlight: Vec<Term>,
+/// What one phrase of a query asks for in the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phrase {
+    /// These stems, next to each other in this order (one word is a one-stem phrase).
+    Stems(Vec<String>),
+    /// A word starting with this folded (not stemmed) text.
+    Prefix(String),
 }
 
-fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
+/// A parsed query, independent of any index: each backend compiles it to its own language
+/// (FTS5 in `store::search`). A ticket matches when it has every phrase of every `include`
+/// chunk and no excluded chunk in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// What was typed as one chunk (a word, a quoted phrase, `gas-metano`): all its phrases.
+    pub include: Vec<Vec<Phrase>>,
+    /// Chunks typed with `-`: a ticket with all the phrases of any of them is left out.
+    pub exclude: Vec<Vec<Phrase>>,
+    highlight: Vec<Term>,
 }
 
 impl SearchQuery {
     pub fn parse(input: &str) -> Result<SearchQuery, QueryError> {
         // The phrases of each searched (and each excluded) chunk of the input.
-        let mut include: Vec<Vec<String>> = Vec::new();
-        let mut exclude: Vec<Vec<String>> = Vec::new();
+        let mut include: Vec<Vec<Phrase>> = Vec::new();
+        let mut exclude: Vec<Vec<Phrase>> = Vec::new();
         let mut highlight = Vec::new();
         let mut rest = input.trim();
         while !rest.is_empty() {
@@ -68,17 +77,17 @@ impl SearchQuery {
                 if !negated {
                     highlight.push(Term::Prefix(prefix.clone()));
                 }
-                vec![format!("{}*", quote(&prefix))]
+                vec![Phrase::Prefix(prefix)]
             } else {
                 let stems: Vec<String> = words.iter().map(|w| stem(&w.folded)).collect();
                 if !negated {
                     highlight.extend(stems.iter().cloned().map(Term::Stem));
                 }
                 if words.len() == 1 || is_phrase {
-                    vec![quote(&stems.join(" "))]
+                    vec![Phrase::Stems(stems)]
                 } else {
                     // "gas-metano" typed without quotes: each part must be there.
-                    stems.iter().map(|s| quote(s)).collect()
+                    stems.into_iter().map(|s| Phrase::Stems(vec![s])).collect()
                 }
             };
             if negated {
@@ -94,14 +103,9 @@ impl SearchQuery {
                 QueryError::OnlyExclusions
             });
         }
-        let mut fts = include.concat().join(" AND ");
-        if !exclude.is_empty() {
-            let each: Vec<String> = exclude.iter().map(|p| p.join(" AND ")).collect();
-            fts = format!("({fts}) NOT ({})", each.join(" OR "));
-        }
         Ok(SearchQuery {
-            fts,
-            phrases: [include, exclude].concat().concat(),
+            include,
+            exclude,
             highlight,
         })
     }
@@ -195,30 +199,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builds_fts_expressions() {
-        let q =
-            SearchQuery::parse("Allacciamento  \"contributo autonoma\" -macerie ricostr*").unwrap();
+    fn parses_words_phrases_prefixes_and_exclusions() {
+        let stems = |w: &[&str]| Phrase::Stems(w.iter().map(|s| s.to_string()).collect());
+        let q = SearchQuery::parse(
+            "Allacciamento  \"contributo autonoma\" -macerie ricostr* gas-metano",
+        )
+        .unwrap();
         assert_eq!(
-            q.fts,
-            "(\"allacc\" AND \"contrib autonom\" AND \"ricostr\"*) NOT (\"macer\")"
-        );
-        assert_eq!(
-            q.phrases,
+            q.include,
             [
-                "\"allacc\"",
-                "\"contrib autonom\"",
-                "\"ricostr\"*",
-                "\"macer\""
+                vec![stems(&["allacc"])],
+                vec![stems(&["contrib", "autonom"])],
+                vec![Phrase::Prefix("ricostr".into())],
+                vec![stems(&["gas"]), stems(&["met"])],
             ]
         );
+        assert_eq!(q.exclude, [vec![stems(&["macer"])]]);
         assert_eq!(SearchQuery::parse("  ").unwrap_err(), QueryError::Empty);
         assert_eq!(
             SearchQuery::parse("-gas").unwrap_err(),
             QueryError::OnlyExclusions
         );
-        // FTS syntax typed by a user is just text.
+        // Index syntax typed by a user is just words.
         let q = SearchQuery::parse("NEAR(a b) OR \"").unwrap();
-        assert!(q.fts.starts_with("\"near\" AND"), "{}", q.fts);
+        assert_eq!(q.include[0], [stems(&["near"]), stems(&["a"])]);
     }
 
     #[test]

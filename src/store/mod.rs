@@ -27,7 +27,7 @@ use crate::entities::{Entity, Kind as EntityKind};
 use crate::model::{
     Channel, Document, DocumentKind, DossierLink, Event, PageText, Sender, Status, Ticket,
 };
-use crate::search::{SearchHit, SearchQuery};
+use crate::search::{Phrase, SearchHit, SearchQuery};
 use crate::textnorm::stemmed_text;
 use blobs::BlobStore;
 use filing::*;
@@ -623,7 +623,7 @@ mod tests {
             for filter in [TicketFilter::default(), fax.clone()] {
                 let (where_sql, mut args) = filter_sql(&filter);
                 let join = if where_sql.is_empty() { "WHERE" } else { "AND" };
-                args.push(query.fts.clone());
+                args.push(search::Fts5::of(&query).expr);
                 let sql = format!(
                     "SELECT t.code, -bm25(ticket_fts, 4.0, 2.0, 1.0) FROM ticket_fts
                      JOIN tickets t ON t.id = ticket_fts.rowid {where_sql}

@@ -2,6 +2,36 @@
 
 use super::*;
 
+/// A query compiled for SQLite's FTS5.
+pub(super) struct Fts5 {
+    /// The MATCH expression.
+    pub(super) expr: String,
+    /// The expression's phrases in their order there: the ranking keeps statistics by phrase.
+    pub(super) phrases: Vec<String>,
+}
+
+impl Fts5 {
+    pub(super) fn of(query: &SearchQuery) -> Fts5 {
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let phrase = |p: &Phrase| match p {
+            Phrase::Stems(stems) => quote(&stems.join(" ")),
+            Phrase::Prefix(prefix) => format!("{}*", quote(prefix)),
+        };
+        let chunk = |c: &Vec<Phrase>| c.iter().map(phrase).collect::<Vec<_>>();
+        let include: Vec<Vec<String>> = query.include.iter().map(chunk).collect();
+        let exclude: Vec<Vec<String>> = query.exclude.iter().map(chunk).collect();
+        let mut expr = include.concat().join(" AND ");
+        if !exclude.is_empty() {
+            let each: Vec<String> = exclude.iter().map(|p| p.join(" AND ")).collect();
+            expr = format!("({expr}) NOT ({})", each.join(" OR "));
+        }
+        Fts5 {
+            expr,
+            phrases: [include, exclude].concat().concat(),
+        }
+    }
+}
+
 /// What a new ticket puts in the search index, as stored there (folded and stemmed).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SearchText {
@@ -84,20 +114,21 @@ pub(super) fn index_ticket(tx: &rusqlite::Connection, ticket_id: i64) -> Result<
 impl Store {
     /// The raw FTS5 query without ranking or snippets: the floor a search cannot beat, used by
     /// the benchmark to show what ranking and snippets cost.
-    pub fn bare_fts_ids(&self, fts: &str, limit: usize) -> Result<Vec<i64>> {
+    pub fn bare_fts_ids(&self, query: &SearchQuery, limit: usize) -> Result<Vec<i64>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH ?1 LIMIT ?2")?;
-        let rows = stmt.query_map(params![fts, limit as i64], |r| r.get(0))?;
+        let rows = stmt.query_map(params![Fts5::of(query).expr, limit as i64], |r| r.get(0))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     /// Full-text search, best first.
     pub fn search(&self, query: &SearchQuery, filter: &TicketFilter) -> Result<Vec<SearchHit>> {
         let (where_sql, mut args) = filter_sql(filter);
-        args.push(query.fts.clone());
+        let fts = Fts5::of(query);
+        args.push(fts.expr);
         let match_idx = args.len();
-        args.push(query.phrases.join("\n"));
+        args.push(fts.phrases.join("\n"));
         let phrases_idx = args.len();
         let offset = filter.offset.unwrap_or(0);
         let limit = filter.limit.unwrap_or(20);
@@ -187,5 +218,34 @@ impl Store {
         Ok(query
             .snippet(subject, WIDTH)
             .unwrap_or_else(|| subject.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_fts5_expressions() {
+        let q =
+            SearchQuery::parse("Allacciamento  \"contributo autonoma\" -macerie ricostr*").unwrap();
+        let fts = Fts5::of(&q);
+        assert_eq!(
+            fts.expr,
+            "(\"allacc\" AND \"contrib autonom\" AND \"ricostr\"*) NOT (\"macer\")"
+        );
+        assert_eq!(
+            fts.phrases,
+            [
+                "\"allacc\"",
+                "\"contrib autonom\"",
+                "\"ricostr\"*",
+                "\"macer\""
+            ]
+        );
+        // FTS syntax typed by a user is only words, quoted.
+        let q = SearchQuery::parse("NEAR(a b) OR \"").unwrap();
+        let fts = Fts5::of(&q);
+        assert!(fts.expr.starts_with("\"near\" AND"), "{}", fts.expr);
     }
 }
