@@ -1,6 +1,8 @@
 //! Typed things of the register, with no I/O: what the store keeps and the use cases
 //! reason about, so a second store backend stores the same things.
 
+pub mod filing;
+
 use serde::{Deserialize, Serialize};
 
 /// What happened to a ticket, as its history (the append-only `events`) records it. The

@@ -2,139 +2,215 @@
 //! protocol numbers and codes; the acknowledgement an item asks for.
 
 use super::*;
+use crate::domain::filing::{decide, reopened_by_message, Direction, Lookups, Plan, TicketId};
 
 pub(super) fn protocol_string(year: i64, number: i64) -> String {
     format!("{year}/{number:06}")
 }
 
-/// Files one item inside the caller's transaction (see [`Store::file`]).
+/// The filing decision's questions (see [`crate::domain::filing`]), answered inside the
+/// filing transaction.
+struct InTx<'a>(&'a rusqlite::Connection);
+
+impl Lookups for InTx<'_> {
+    type Error = StoreError;
+
+    fn ticket_with_bytes(&mut self, sha256: &str) -> Result<Option<(TicketId, String)>> {
+        Ok(query_row_cached(
+            self.0,
+            "SELECT id, code FROM tickets WHERE intake_sha256 = ?1",
+            [sha256],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+    }
+
+    fn arrival_seen(&mut self, ticket: TicketId, i: &Intake) -> Result<bool> {
+        Ok(query_row_cached(
+            self.0,
+            "SELECT EXISTS(SELECT 1 FROM intakes WHERE ticket_id = ?1 AND source = ?2 AND name = ?3
+               AND size = ?4 AND mtime_ns IS ?5)",
+            params![ticket, i.source, i.name, i.size as i64, i.mtime_ns],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn message(&mut self, message_id: &str) -> Result<Option<(TicketId, Direction)>> {
+        let found: Option<(TicketId, String)> = query_row_cached(
+            self.0,
+            "SELECT ticket_id, direction FROM message_ids WHERE message_id = ?1",
+            [message_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+        Ok(found.map(|(t, d)| {
+            let direction = if d == "in" {
+                Direction::In
+            } else {
+                Direction::Out
+            };
+            (t, direction)
+        }))
+    }
+
+    fn ticket_of_sender(&mut self, code: &str, sender_email: &str) -> Result<Option<TicketId>> {
+        Ok(query_row_cached(
+            self.0,
+            "SELECT id FROM tickets WHERE code = ?1 AND lower(sender_email) = lower(?2)",
+            params![code, sender_email],
+            |r| r.get(0),
+        )
+        .optional()?)
+    }
+}
+
+/// Files one item inside the caller's transaction (see [`Store::file`]): decides what it
+/// becomes, then writes that.
 pub(super) fn file_in(
     tx: &rusqlite::Connection,
     new: &NewTicket,
     code_prefix: &str,
 ) -> Result<Filed> {
-    {
-        let now = now_rfc3339();
-        let existing: Option<(i64, String)> = query_row_cached(
-            tx,
-            "SELECT id, code FROM tickets WHERE intake_sha256 = ?1",
-            [&new.intake.sha256],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-        if let Some((ticket_id, code)) = existing {
+    let now = now_rfc3339();
+    match decide(new, &mut InTx(tx))? {
+        Plan::AlreadyFiled { code, .. } => Ok(Filed::AlreadyFiled { code }),
+        Plan::SameBytes { ticket, code } => {
             let i = &new.intake;
-            let seen_before: bool = query_row_cached(
-                tx,
-                "SELECT EXISTS(SELECT 1 FROM intakes WHERE ticket_id = ?1 AND source = ?2 AND name = ?3
-                   AND size = ?4 AND mtime_ns IS ?5)",
-                params![ticket_id, i.source, i.name, i.size as i64, i.mtime_ns],
-                |r| r.get(0),
-            )?;
-            if seen_before {
-                return Ok(Filed::AlreadyFiled { code });
-            }
-            insert_intake(tx, ticket_id, i, &now)?;
+            insert_intake(tx, ticket, i, &now)?;
             let detail =
                 serde_json::json!({"source": i.source, "name": i.name, "sha256": i.sha256});
-            system_event(tx, ticket_id, &now, EventKind::DuplicateReceived, &detail)?;
-            return Ok(Filed::Duplicate { code });
+            system_event(tx, ticket, &now, EventKind::DuplicateReceived, &detail)?;
+            Ok(Filed::Duplicate { code })
         }
-        if let Some(mail) = &new.mail {
-            if let Some(filed) = file_into_thread(tx, new, mail, &now)? {
-                return Ok(filed);
-            }
+        Plan::SameMessage { ticket, message_id } => {
+            let i = &new.intake;
+            insert_intake(tx, ticket, i, &now)?;
+            let detail =
+                serde_json::json!({"source": i.source, "name": i.name, "message_id": message_id});
+            system_event(tx, ticket, &now, EventKind::DuplicateReceived, &detail)?;
+            Ok(Filed::Duplicate {
+                code: code_of(tx, ticket)?,
+            })
         }
+        Plan::PecReceipt { ticket } => {
+            let pec = new.mail.as_ref().and_then(|m| m.pec.as_ref());
+            let detail = serde_json::to_value(pec).unwrap_or_default();
+            system_event(tx, ticket, &now, EventKind::PecReceipt, &detail)?;
+            let code = append_documents(tx, ticket, new, &now)?;
+            Ok(Filed::Appended {
+                code,
+                what: format!("PEC receipt {}", pec.map_or("", |p| p.kind.as_str())),
+            })
+        }
+        Plan::JoinsThread { ticket } => join_thread(tx, ticket, new, &now),
+        Plan::New => create(tx, new, code_prefix, &now),
+    }
+}
 
-        let year: i64 = now[..4]
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("clock gave {now}")))?;
-        let number: i64 = query_row_cached(
+fn code_of(tx: &rusqlite::Connection, ticket: TicketId) -> Result<String> {
+    Ok(query_row_cached(
+        tx,
+        "SELECT code FROM tickets WHERE id = ?1",
+        [ticket],
+        |r| r.get(0),
+    )?)
+}
+
+/// A new ticket: protocol number, tracking code, documents, entities, history, index.
+fn create(
+    tx: &rusqlite::Connection,
+    new: &NewTicket,
+    code_prefix: &str,
+    now: &str,
+) -> Result<Filed> {
+    let year: i64 = now[..4]
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("clock gave {now}")))?;
+    let number: i64 = query_row_cached(
+        tx,
+        "INSERT INTO protocol_counters(year, last) VALUES (?1, 1)
+         ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last",
+        [year],
+        |r| r.get(0),
+    )?;
+    let attention = if new.attention.is_empty() {
+        None
+    } else {
+        Some(new.attention.join("; "))
+    };
+    let mut rng = rand::thread_rng();
+    let mut code = String::new();
+    for attempt in 0.. {
+        code = code::generate(code_prefix, &mut rng);
+        let taken: bool = query_row_cached(
             tx,
-            "INSERT INTO protocol_counters(year, last) VALUES (?1, 1)
-             ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last",
-            [year],
+            "SELECT EXISTS(SELECT 1 FROM tickets WHERE code = ?1)",
+            [&code],
             |r| r.get(0),
         )?;
-        let attention = if new.attention.is_empty() {
-            None
-        } else {
-            Some(new.attention.join("; "))
-        };
-        let mut rng = rand::thread_rng();
-        let mut code = String::new();
-        for attempt in 0.. {
-            code = code::generate(code_prefix, &mut rng);
-            let taken: bool = query_row_cached(
-                tx,
-                "SELECT EXISTS(SELECT 1 FROM tickets WHERE code = ?1)",
-                [&code],
-                |r| r.get(0),
-            )?;
-            if !taken {
-                break;
-            }
-            if attempt > 100 {
-                return Err(StoreError::Corrupt(
-                    "cannot find a free tracking code".into(),
-                ));
-            }
+        if !taken {
+            break;
         }
-        let s = &new.sender;
+        if attempt > 100 {
+            return Err(StoreError::Corrupt(
+                "cannot find a free tracking code".into(),
+            ));
+        }
+    }
+    let s = &new.sender;
+    execute_cached(
+        tx,
+        "INSERT INTO tickets (code, protocol_year, protocol_number, channel, received_at, registered_at,
+            sender_name, sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence,
+            topic_reason, status, office, needs_attention, attention_reason, parent_code, intake_sha256,
+            secondary_topics, topic_guesses)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'new', ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+        params![
+            code, year, number, new.channel.as_str(), new.received_at, now,
+            s.name, s.email, s.fax, s.phone, new.subject, new.body, new.topic, new.topic_confidence,
+            new.topic_reason, new.office, attention.is_some(), attention, new.parent, new.intake.sha256,
+            serde_json::to_string(&new.secondary_topics).unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string(&new.topic_guesses).unwrap_or_else(|_| "[]".into())
+        ],
+    )?;
+    let ticket_id = tx.last_insert_rowid();
+    for (ord, d) in new.documents.iter().enumerate() {
+        insert_document(tx, ticket_id, ord as i64, d)?;
+    }
+    insert_intake(tx, ticket_id, &new.intake, now)?;
+    let protocol = protocol_string(year, number);
+    let detail = serde_json::json!({
+        "protocol": protocol, "channel": new.channel.as_str(),
+        "source": new.intake.source, "name": new.intake.name,
+    });
+    system_event(tx, ticket_id, now, EventKind::Created, &detail)?;
+    if let Some(topic) = &new.topic {
+        let detail = serde_json::json!({"topic": topic, "confidence": new.topic_confidence, "reason": new.topic_reason});
+        system_event(tx, ticket_id, now, EventKind::Classified, &detail)?;
+    }
+    if let Some(reason) = &attention {
+        system_event(
+            tx,
+            ticket_id,
+            now,
+            EventKind::NeedsAttention,
+            &serde_json::json!({"reason": reason}),
+        )?;
+    }
+    for e in &new.entities {
         execute_cached(
             tx,
-            "INSERT INTO tickets (code, protocol_year, protocol_number, channel, received_at, registered_at,
-                sender_name, sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence,
-                topic_reason, status, office, needs_attention, attention_reason, parent_code, intake_sha256,
-                secondary_topics, topic_guesses)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'new', ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
-            params![
-                code, year, number, new.channel.as_str(), new.received_at, now,
-                s.name, s.email, s.fax, s.phone, new.subject, new.body, new.topic, new.topic_confidence,
-                new.topic_reason, new.office, attention.is_some(), attention, new.parent, new.intake.sha256,
-                serde_json::to_string(&new.secondary_topics).unwrap_or_else(|_| "[]".into()),
-                serde_json::to_string(&new.topic_guesses).unwrap_or_else(|_| "[]".into())
-            ],
-        )?;
-        let ticket_id = tx.last_insert_rowid();
-        for (ord, d) in new.documents.iter().enumerate() {
-            insert_document(tx, ticket_id, ord as i64, d)?;
-        }
-        insert_intake(tx, ticket_id, &new.intake, &now)?;
-        let protocol = protocol_string(year, number);
-        let detail = serde_json::json!({
-            "protocol": protocol, "channel": new.channel.as_str(),
-            "source": new.intake.source, "name": new.intake.name,
-        });
-        system_event(tx, ticket_id, &now, EventKind::Created, &detail)?;
-        if let Some(topic) = &new.topic {
-            let detail = serde_json::json!({"topic": topic, "confidence": new.topic_confidence, "reason": new.topic_reason});
-            system_event(tx, ticket_id, &now, EventKind::Classified, &detail)?;
-        }
-        if let Some(reason) = &attention {
-            system_event(
-                tx,
-                ticket_id,
-                &now,
-                EventKind::NeedsAttention,
-                &serde_json::json!({"reason": reason}),
-            )?;
-        }
-        for e in &new.entities {
-            execute_cached(
-                tx,
-                "INSERT INTO entities (ticket_id, kind, value, valid, confidence, place, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![ticket_id, e.kind.as_str(), e.value, e.valid, e.confidence, e.place, e.raw])?;
-        }
-        if let Some(mail) = &new.mail {
-            record_mail(tx, ticket_id, mail, &now)?;
-        }
-        match &new.search_text {
-            Some(t) => t.write(tx, ticket_id)?,
-            None => SearchText::of(new).write(tx, ticket_id)?,
-        }
-        Ok(Filed::Created { code, protocol })
+            "INSERT INTO entities (ticket_id, kind, value, valid, confidence, place, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![ticket_id, e.kind.as_str(), e.value, e.valid, e.confidence, e.place, e.raw])?;
     }
+    if let Some(mail) = &new.mail {
+        record_mail(tx, ticket_id, mail, now)?;
+    }
+    match &new.search_text {
+        Some(t) => t.write(tx, ticket_id)?,
+        None => SearchText::of(new).write(tx, ticket_id)?,
+    }
+    Ok(Filed::Created { code, protocol })
 }
 
 pub(super) fn insert_intake(
@@ -171,99 +247,17 @@ pub(super) fn insert_document(
     Ok(())
 }
 
-/// A ticket code in a subject (`Re: [URP-7K3M-9QXD] …`), check character verified.
-pub(super) fn codes_in(subject: &str) -> Vec<String> {
-    subject
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-        .filter(|w| w.len() >= 11 && w.matches('-').count() == 2)
-        .filter_map(|w| code::parse(w).ok())
-        .collect()
-}
-
-/// A message that answers one of a ticket's messages (In-Reply-To/References), or whose
-/// subject carries the code of a ticket opened by the same address, joins that ticket; a
-/// PEC receipt becomes an event on the ticket of the message it is about. None: file anew.
-pub(super) fn file_into_thread(
+/// A citizen's message joins their ticket: its history, documents, entities and index; a
+/// ticket that waited for them, or was closed, is open again.
+fn join_thread(
     tx: &rusqlite::Connection,
+    ticket_id: TicketId,
     new: &NewTicket,
-    mail: &MailFacts,
     now: &str,
-) -> Result<Option<Filed>> {
-    let lookup = |id: &str| -> Result<Option<(i64, String)>> {
-        Ok(query_row_cached(
-            tx,
-            "SELECT ticket_id, direction FROM message_ids WHERE message_id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?)
-    };
-    let by_message_id = |id: &str| -> Result<Option<i64>> { Ok(lookup(id)?.map(|(t, _)| t)) };
-    if let Some(pec) = mail.pec.as_ref().filter(|p| p.is_receipt()) {
-        // About a message no ticket holds: filed on its own, flagged (nothing is dropped).
-        let Some(ticket_id) = pec
-            .msgid
-            .as_deref()
-            .map(by_message_id)
-            .transpose()?
-            .flatten()
-        else {
-            return Ok(None);
-        };
-        let detail = serde_json::to_value(pec).unwrap_or_default();
-        system_event(tx, ticket_id, now, EventKind::PecReceipt, &detail)?;
-        let code = append_documents(tx, ticket_id, new, now)?;
-        return Ok(Some(Filed::Appended {
-            code,
-            what: format!("PEC receipt {}", pec.kind),
-        }));
-    }
-    // The same message again (another copy, other transport headers): a duplicate.
-    if let Some(id) = &mail.message_id {
-        if let Some((ticket_id, direction)) = lookup(id)? {
-            if direction == "in" {
-                insert_intake(tx, ticket_id, &new.intake, now)?;
-                let detail = serde_json::json!({"source": new.intake.source, "name": new.intake.name, "message_id": id});
-                system_event(tx, ticket_id, now, EventKind::DuplicateReceived, &detail)?;
-                let code: String = query_row_cached(
-                    tx,
-                    "SELECT code FROM tickets WHERE id = ?1",
-                    [ticket_id],
-                    |r| r.get(0),
-                )?;
-                return Ok(Some(Filed::Duplicate { code }));
-            }
-        }
-    }
-    let mut target = None;
-    for id in &mail.in_reply_to {
-        if let Some(t) = by_message_id(id)? {
-            target = Some(t);
-            break;
-        }
-    }
-    if target.is_none() {
-        if let Some(sender) = new.sender.email.as_deref() {
-            for code in codes_in(&new.subject) {
-                let found: Option<i64> = query_row_cached(
-                    tx,
-                    "SELECT id FROM tickets WHERE code = ?1 AND lower(sender_email) = lower(?2)",
-                    params![code, sender],
-                    |r| r.get(0),
-                )
-                .optional()?;
-                if found.is_some() {
-                    target = found;
-                    break;
-                }
-            }
-        }
-    }
-    let Some(ticket_id) = target else {
-        return Ok(None);
-    };
+) -> Result<Filed> {
     let detail = serde_json::json!({
-        "from": new.sender.email, "subject": new.subject, "message_id": mail.message_id,
+        "from": new.sender.email, "subject": new.subject,
+        "message_id": new.mail.as_ref().and_then(|m| m.message_id.clone()),
         "channel": new.channel.as_str(),
         "documents": new.documents.iter().map(|d| d.doc.name.clone()).collect::<Vec<_>>(),
         "text": new.body.chars().take(2000).collect::<String>(),
@@ -275,16 +269,19 @@ pub(super) fn file_into_thread(
         [ticket_id],
         |r| r.get(0),
     )?;
-    if status == "waiting" || status == "closed" {
+    let status: Status = status
+        .parse()
+        .map_err(|e: crate::model::UnknownName| StoreError::Corrupt(e.to_string()))?;
+    if let Some(to) = reopened_by_message(status) {
         execute_cached(
             tx,
-            "UPDATE tickets SET status = 'in_progress' WHERE id = ?1",
-            [ticket_id],
+            "UPDATE tickets SET status = ?1 WHERE id = ?2",
+            params![to.as_str(), ticket_id],
         )?;
-        let detail = serde_json::json!({"from": status, "to": "in_progress", "why": "the citizen wrote again"});
+        let detail = serde_json::json!({"from": status.as_str(), "to": to.as_str(), "why": "the citizen wrote again"});
         system_event(tx, ticket_id, now, EventKind::StatusChanged, &detail)?;
     }
-    if let Some(id) = &mail.message_id {
+    if let Some(id) = new.mail.as_ref().and_then(|m| m.message_id.as_ref()) {
         execute_cached(
             tx,
             "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'in')",
@@ -299,10 +296,10 @@ pub(super) fn file_into_thread(
     }
     let code = append_documents(tx, ticket_id, new, now)?;
     index_ticket(tx, ticket_id)?;
-    Ok(Some(Filed::Appended {
+    Ok(Filed::Appended {
         code,
         what: "message".into(),
-    }))
+    })
 }
 
 /// Adds the item's documents after the ticket's own, and its intake; returns the code.
@@ -362,8 +359,10 @@ pub(super) fn record_mail(
         params![ack.to, hour_ago],
         |r| r.get(0),
     )?;
-    if recent >= ack.max_per_hour as i64 {
-        let detail = serde_json::json!({"reason": format!("{} acknowledgements to {} in the last hour already", recent, ack.to)});
+    if let Some(reason) =
+        crate::domain::filing::ack_capped(recent as u64, ack.max_per_hour, &ack.to)
+    {
+        let detail = serde_json::json!({ "reason": reason });
         system_event(tx, ticket_id, now, EventKind::AckNotSent, &detail)?;
         return Ok(());
     }
