@@ -197,12 +197,7 @@ fn create(
             &serde_json::json!({"reason": reason}),
         )?;
     }
-    for e in &new.entities {
-        execute_cached(
-            tx,
-            "INSERT INTO entities (ticket_id, kind, value, valid, confidence, place, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![ticket_id, e.kind.as_str(), e.value, e.valid, e.confidence, e.place, e.raw])?;
-    }
+    insert_entities(tx, ticket_id, &new.entities)?;
     if let Some(mail) = &new.mail {
         record_mail(tx, ticket_id, mail, now)?;
     }
@@ -247,6 +242,40 @@ pub(super) fn insert_document(
     Ok(())
 }
 
+/// A Message-ID of the ticket's thread: answers to it join the ticket.
+pub(super) fn remember_message(
+    tx: &rusqlite::Connection,
+    message_id: &str,
+    ticket_id: TicketId,
+    direction: Direction,
+) -> Result<()> {
+    let direction = match direction {
+        Direction::In => "in",
+        Direction::Out => "out",
+    };
+    execute_cached(
+        tx,
+        "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, ?3)",
+        params![message_id, ticket_id, direction],
+    )?;
+    Ok(())
+}
+
+fn insert_entities(
+    tx: &rusqlite::Connection,
+    ticket_id: TicketId,
+    entities: &[Entity],
+) -> Result<()> {
+    for e in entities {
+        execute_cached(
+            tx,
+            "INSERT INTO entities (ticket_id, kind, value, valid, confidence, place, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![ticket_id, e.kind.as_str(), e.value, e.valid, e.confidence, e.place, e.raw],
+        )?;
+    }
+    Ok(())
+}
+
 /// A citizen's message joins their ticket: its history, documents, entities and index; a
 /// ticket that waited for them, or was closed, is open again.
 fn join_thread(
@@ -282,18 +311,9 @@ fn join_thread(
         system_event(tx, ticket_id, now, EventKind::StatusChanged, &detail)?;
     }
     if let Some(id) = new.mail.as_ref().and_then(|m| m.message_id.as_ref()) {
-        execute_cached(
-            tx,
-            "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'in')",
-            params![id, ticket_id],
-        )?;
+        remember_message(tx, id, ticket_id, Direction::In)?;
     }
-    for e in &new.entities {
-        execute_cached(
-            tx,
-            "INSERT INTO entities (ticket_id, kind, value, valid, confidence, place, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![ticket_id, e.kind.as_str(), e.value, e.valid, e.confidence, e.place, e.raw])?;
-    }
+    insert_entities(tx, ticket_id, &new.entities)?;
     let code = append_documents(tx, ticket_id, new, now)?;
     index_ticket(tx, ticket_id)?;
     Ok(Filed::Appended {
@@ -335,11 +355,7 @@ pub(super) fn record_mail(
     now: &str,
 ) -> Result<()> {
     if let Some(id) = &mail.message_id {
-        execute_cached(
-            tx,
-            "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'in')",
-            params![id, ticket_id],
-        )?;
+        remember_message(tx, id, ticket_id, Direction::In)?;
     }
     if let Some(pec) = &mail.pec {
         let detail = serde_json::to_value(pec).unwrap_or_default();
@@ -375,11 +391,7 @@ pub(super) fn record_mail(
         params![ticket_id, ack.to, message_id, mail.message_id, ack.language, now],
     )?;
     // Replies to the acknowledgement thread back to this ticket.
-    execute_cached(
-        tx,
-        "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'out')",
-        params![message_id, ticket_id],
-    )?;
+    remember_message(tx, &message_id, ticket_id, Direction::Out)?;
     let detail = serde_json::json!({"to": ack.to, "message_id": message_id});
     system_event(tx, ticket_id, now, EventKind::AckQueued, &detail)?;
     Ok(())

@@ -188,10 +188,7 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, 'it', ?5, ?5, ?6, ?7, ?8)",
             params![id, to, message_id, in_reply_to, now, subject, body, actor],
         )?;
-        tx.execute(
-            "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, 'out')",
-            params![message_id, id],
-        )?;
+        remember_message(&tx, &message_id, id, crate::domain::filing::Direction::Out)?;
         let detail = serde_json::json!({"to": to, "subject": subject, "text": body, "message_id": message_id});
         insert_event(&tx, id, &now, actor, EventKind::ReplyQueued, &detail)?;
         tx.commit()?;
