@@ -604,7 +604,7 @@ impl Stage for ExtractStage {
         if work.ticket.channel == Channel::Fax && work.ticket.sender.fax.is_none() {
             let (bytes, file_type) = (Arc::clone(&work.item.bytes), work.file_type);
             work.ticket.sender.fax =
-                crate::parse::untrusted("the fax metadata reader", self.limit(), move || {
+                crate::parse::untrusted_quick("the fax metadata reader", self.limit(), move || {
                     extract::fax_number_in_metadata(&bytes, file_type)
                 })
                 .unwrap_or_else(|e| {
@@ -754,7 +754,7 @@ impl ExtractStage {
 /// A message read by the email reader under the guard (see `crate::parse`).
 fn unpack_guarded(bytes: &Arc<Vec<u8>>, limit: Duration) -> Result<email::Unpacked, Unread> {
     let bytes = Arc::clone(bytes);
-    crate::parse::untrusted("the email reader", limit, move || email::unpack(&bytes))
+    crate::parse::untrusted_quick("the email reader", limit, move || email::unpack(&bytes))
 }
 
 /// A web form's notification: sent from a no-reply address for the citizen (in Reply-To),
@@ -792,10 +792,11 @@ impl ExtractStage {
         blobs: &BlobStore,
     ) -> Result<(), StageError> {
         let name = p7m.doc.name.clone();
-        let opened = crate::parse::untrusted("the signed-file (.p7m) reader", self.limit(), {
-            move || crate::signed::unwrap(&bytes).map_err(|e| e.to_string())
-        })
-        .unwrap_or_else(|e| Err(e.to_string()));
+        let opened =
+            crate::parse::untrusted_quick("the signed-file (.p7m) reader", self.limit(), {
+                move || crate::signed::unwrap(&bytes).map_err(|e| e.to_string())
+            })
+            .unwrap_or_else(|e| Err(e.to_string()));
         match opened {
             Ok(signed) => {
                 let signers = if signed.signers.is_empty() {

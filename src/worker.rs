@@ -843,6 +843,11 @@ pub fn progress(step: &str) {
 /// Set when a parser thread was abandoned on a time limit: the worker then retires.
 static ABANDONED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether this process is a worker (`sportello worker`).
+pub fn in_worker() -> bool {
+    OUT.get().is_some()
+}
+
 /// Called where a thread is left running past its time limit.
 pub fn note_abandoned_thread() {
     ABANDONED.store(true, std::sync::atomic::Ordering::SeqCst);
