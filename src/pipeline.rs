@@ -47,8 +47,24 @@ pub struct Work {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
-    #[error("{0}")]
-    Failed(String),
+    #[error(transparent)]
+    Classify(#[from] crate::classify::ClassifierError),
+    #[error("cannot keep {name}: {source}")]
+    KeepDocument {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+/// Why a processor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Classifier(#[from] crate::classify::ClassifierError),
+    #[error("cannot start worker processes: {0}")]
+    Workers(String),
+    #[error("cannot open the crash memory: {0}")]
+    Crashes(String),
 }
 
 /// One step of CPU work on a ticket being built. Stages do no network I/O.
@@ -136,7 +152,7 @@ impl Processor {
         pipeline: &Pipeline,
         blobs: BlobStore,
         data_dir: &std::path::Path,
-    ) -> Result<Processor, String> {
+    ) -> Result<Processor, StartError> {
         let mut stages: Vec<(Box<dyn Stage>, Option<StageConfig>)> = Vec::new();
         for stage in &pipeline.stages {
             match (parse_stage(stage), stage) {
@@ -156,10 +172,13 @@ impl Processor {
             })
             .next();
         let workers = if isolation_wanted(pipeline) {
-            Some(crate::worker::Workers::new(crate::worker::Limits::new(
-                &pipeline.isolation,
-                &pipeline.stages,
-            ))?)
+            Some(
+                crate::worker::Workers::new(crate::worker::Limits::new(
+                    &pipeline.isolation,
+                    &pipeline.stages,
+                ))
+                .map_err(StartError::Workers)?,
+            )
         } else {
             None
         };
@@ -170,7 +189,7 @@ impl Processor {
             office: pipeline.office.clone(),
             ack,
             workers,
-            crashes: crate::crashes::CrashMemory::open(data_dir)?,
+            crashes: crate::crashes::CrashMemory::open(data_dir).map_err(StartError::Crashes)?,
         })
     }
 
@@ -566,15 +585,12 @@ impl Stage for ClassifyStage {
             text.push('\n');
             text.push_str(&d.doc.text.chars().take(4000).collect::<String>());
         }
-        let c = self
-            .classifier
-            .classify(
-                Some(t.channel),
-                t.sender.email.as_deref(),
-                &t.subject,
-                &text,
-            )
-            .map_err(StageError::Failed)?;
+        let c = self.classifier.classify(
+            Some(t.channel),
+            t.sender.email.as_deref(),
+            &t.subject,
+            &text,
+        )?;
         t.topic = Some(c.topic);
         t.topic_confidence = Some(c.confidence);
         t.topic_reason = Some(c.reason);
@@ -693,8 +709,9 @@ impl ExtractStage {
         }
         for a in u.attachments {
             let bytes = Arc::new(a.bytes);
-            let sha = blobs.put(&bytes).map_err(|e| {
-                StageError::Failed(format!("cannot keep attachment {}: {e}", a.name))
+            let sha = blobs.put(&bytes).map_err(|e| StageError::KeepDocument {
+                name: format!("attachment {}", a.name),
+                source: e,
             })?;
             if crate::signed::is_p7m_name(&a.name) || a.mime == "application/pkcs7-mime" {
                 let p7m = NewDocument::original(
@@ -809,8 +826,9 @@ impl ExtractStage {
                 t.documents.push(p7m);
                 let inner_name = crate::signed::inner_name(&name);
                 let inner = Arc::new(signed.content);
-                let sha = blobs.put(&inner).map_err(|e| {
-                    StageError::Failed(format!("cannot keep the content of {name}: {e}"))
+                let sha = blobs.put(&inner).map_err(|e| StageError::KeepDocument {
+                    name: format!("the content of {name}"),
+                    source: e,
                 })?;
                 let file_type = extract::sniff(&inner, &inner_name);
                 let mut doc =

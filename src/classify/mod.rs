@@ -8,7 +8,7 @@ pub mod model;
 pub mod rules;
 
 use crate::model::Channel;
-use model::Model;
+use model::{Model, ModelError};
 use rules::{Request, Rules, UNSORTED};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -203,7 +203,10 @@ struct Reloading<T> {
 }
 
 impl<T> Reloading<T> {
-    fn get(&mut self, load: impl Fn(&Path) -> Result<T, String>) -> Result<Arc<T>, String> {
+    fn get<E: std::fmt::Display>(
+        &mut self,
+        load: impl Fn(&Path) -> Result<T, E>,
+    ) -> Result<Arc<T>, E> {
         let generation = model::saved_here();
         let fresh = self.loaded.is_some()
             && self.generation == generation
@@ -242,6 +245,18 @@ impl<T> Reloading<T> {
     }
 }
 
+/// Why the classifier has no rules or model to classify with (after a reload failed, the last
+/// good ones stay in force: this is only for the first load).
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifierError {
+    #[error(transparent)]
+    Rules(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("the classifier's {0} lock was poisoned by a panic")]
+    Poisoned(&'static str),
+}
+
 /// Rules file plus the model in the data dir, both reloaded when they change.
 pub struct Classifier {
     rules: Mutex<Reloading<Rules>>,
@@ -250,7 +265,7 @@ pub struct Classifier {
 
 impl Classifier {
     /// Loads both now, so a bad rules file stops the start with its problems.
-    pub fn open(rules_file: &Path, data_dir: &Path) -> Result<Classifier, String> {
+    pub fn open(rules_file: &Path, data_dir: &Path) -> Result<Classifier, ClassifierError> {
         let c = Classifier {
             rules: Mutex::new(Reloading {
                 path: rules_file.to_path_buf(),
@@ -269,24 +284,21 @@ impl Classifier {
         Ok(c)
     }
 
-    fn current(&self) -> Result<(Arc<Rules>, Arc<Option<Model>>), String> {
+    fn current(&self) -> Result<(Arc<Rules>, Arc<Option<Model>>), ClassifierError> {
         let rules = self
             .rules
             .lock()
-            .map_err(|_| "rules lock poisoned")?
-            .get(|p| Rules::load(p).map_err(|e| e.to_string()))?;
+            .map_err(|_| ClassifierError::Poisoned("rules"))?
+            .get(Rules::load)?;
         let model = self
             .model
             .lock()
-            .map_err(|_| "model lock poisoned")?
-            .get(|p| {
-                let dir = p.parent().unwrap_or(Path::new("."));
-                Model::load(dir).map_err(|e| e.to_string())
-            })?;
+            .map_err(|_| ClassifierError::Poisoned("model"))?
+            .get(|p| Model::load(p.parent().unwrap_or(Path::new("."))))?;
         Ok((rules, model))
     }
 
-    pub fn rules(&self) -> Result<Arc<Rules>, String> {
+    pub fn rules(&self) -> Result<Arc<Rules>, ClassifierError> {
         Ok(self.current()?.0)
     }
 
@@ -296,7 +308,7 @@ impl Classifier {
         sender_email: Option<&str>,
         subject: &str,
         body: &str,
-    ) -> Result<Classification, String> {
+    ) -> Result<Classification, ClassifierError> {
         let (rules, model) = self.current()?;
         let request = Request {
             channel,
@@ -418,7 +430,10 @@ mod tests {
         // A bad file at start is an error with its line.
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "[topics.gas]\nlabel = 1\n").unwrap();
-        let err = Classifier::open(&bad, dir.path()).err().unwrap();
+        let err = Classifier::open(&bad, dir.path())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("bad.toml:1"), "{err}");
     }
 

@@ -24,8 +24,7 @@ pub fn exec(args: ClassifyArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Re
     } = args;
     let pipeline = load_pipeline(pipeline.as_deref())?;
     let data = data_dir(cli_data, &pipeline);
-    let classifier = Classifier::open(&rules_path(rules.as_deref(), &pipeline), &data)
-        .map_err(anyhow::Error::msg)?;
+    let classifier = Classifier::open(&rules_path(rules.as_deref(), &pipeline), &data)?;
     let records: Vec<Labelled> = match jsonl {
         Some(path) => read_unlabelled(&path)?,
         None => {
@@ -45,9 +44,7 @@ pub fn exec(args: ClassifyArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Re
     };
     for r in records {
         let channel = r.channel.as_deref().and_then(|c| c.parse().ok());
-        let c = classifier
-            .classify(channel, r.sender_email.as_deref(), &r.subject, &r.body)
-            .map_err(anyhow::Error::msg)?;
+        let c = classifier.classify(channel, r.sender_email.as_deref(), &r.subject, &r.body)?;
         if json {
             out.json(
                 &serde_json::json!({"id": r.id, "topic": c.topic, "confidence": c.confidence,

@@ -19,8 +19,7 @@ pub fn exec(args: EntitiesArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Re
             // scratch dir: nothing is filed.
             let scratch = tempfile::tempdir().context("cannot create a scratch dir")?;
             let blobs = crate::store::blobs::BlobStore::new(scratch.path());
-            let processor = Processor::new(&Pipeline::default(), blobs, scratch.path())
-                .map_err(anyhow::Error::msg)?;
+            let processor = Processor::new(&Pipeline::default(), blobs, scratch.path())?;
             let item = runner::item_from_path(&file, None)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             processor.prepare(item)?.entities

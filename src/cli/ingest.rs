@@ -33,8 +33,7 @@ pub fn exec(args: IngestArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Resu
             retrain_now(&mut store, &rules, "before ingesting");
         }
     }
-    let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())
-        .map_err(anyhow::Error::msg)?;
+    let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())?;
     let (files, errors) = runner::collect_paths(&paths);
     let mut failed = errors.len();
     for e in &errors {

@@ -365,8 +365,7 @@ fn replay(
     pipeline.isolation.processes = false;
     pipeline.sinks.clear();
     let mut store = open_store(dir.path())?;
-    let processor =
-        Processor::new(&pipeline, store.blobs().clone(), dir.path()).map_err(anyhow::Error::msg)?;
+    let processor = Processor::new(&pipeline, store.blobs().clone(), dir.path())?;
     let mut boot = 0;
     if let Some(b) = bootstrap {
         let history: Vec<Example> = read_labels(b)

@@ -21,8 +21,7 @@ pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<
     } = args;
     let pipeline = Pipeline::load_for_start(&path)?;
     let mut store = open_store(&data_dir(cli_data, &pipeline))?;
-    let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())
-        .map_err(anyhow::Error::msg)?;
+    let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())?;
     // A retrain that is due runs beside intake, never in its way.
     if let Some(rules) = classify_rules(&pipeline) {
         topics::Trainer::new(store.data_dir(), &rules).kick_if_wanted();

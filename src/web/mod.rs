@@ -247,7 +247,7 @@ impl App {
     fn rules_if_classifying(&self) -> Result<Option<Arc<crate::classify::rules::Rules>>, WebError> {
         self.classifier
             .as_ref()
-            .map(|c| c.rules().map_err(WebError::Internal))
+            .map(|c| c.rules().map_err(|e| WebError::Internal(e.to_string())))
             .transpose()
     }
 
@@ -651,9 +651,22 @@ pub(crate) fn router(app: App) -> Router {
         .with_state(app)
 }
 
-pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, String> {
+/// Why `serve` could not start or went down.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Classifier(#[from] crate::classify::ClassifierError),
+    #[error(transparent)]
+    Start(#[from] crate::pipeline::StartError),
+    #[error("cannot listen or serve: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, ServeError> {
     // Opening once runs the migrations before any request.
-    let store = open_for_reads(&settings.data_dir).map_err(|e| e.to_string())?;
+    let store = open_for_reads(&settings.data_dir)?;
     let rules_path = settings.pipeline.stages.iter().find_map(|s| match s {
         crate::config::StageConfig::Classify(c) => Some(c.rules.clone()),
         _ => None,
@@ -692,8 +705,11 @@ pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, String> {
 }
 
 /// Serves until SIGINT/SIGTERM; `listening` hears the address (port 0 picks a free one).
-pub fn serve(settings: ServeSettings, listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
-    let app = build_app(&settings).map_err(anyhow::Error::msg)?;
+pub fn serve(
+    settings: ServeSettings,
+    listening: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let app = build_app(&settings)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
