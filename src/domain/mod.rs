@@ -1,7 +1,10 @@
 //! Typed things of the register, with no I/O: what the store keeps and the use cases
 //! reason about, so a second store backend stores the same things.
 
+mod event;
 pub mod filing;
+
+pub use event::Happened;
 
 use serde::{Deserialize, Serialize};
 

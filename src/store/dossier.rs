@@ -288,14 +288,16 @@ impl Store {
             "INSERT INTO manual_links (a, b, linked) VALUES (?1, ?2, ?3) ON CONFLICT(a, b) DO UPDATE SET linked = ?3",
             params![lo, hi, linked],
         )?;
-        let kind = if linked {
-            EventKind::Linked
-        } else {
-            EventKind::Unlinked
+        let event = |with: String| {
+            if linked {
+                Happened::Linked { with }
+            } else {
+                Happened::Unlinked { with }
+            }
         };
         let now = now_rfc3339();
-        insert_event(&tx, ia, &now, actor, kind, &serde_json::json!({"with": cb}))?;
-        insert_event(&tx, ib, &now, actor, kind, &serde_json::json!({"with": ca}))?;
+        insert_event(&tx, ia, &now, actor, &event(cb))?;
+        insert_event(&tx, ib, &now, actor, &event(ca))?;
         tx.commit()?;
         Ok(())
     }

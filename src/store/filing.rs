@@ -77,25 +77,33 @@ pub(super) fn file_in(
         Plan::SameBytes { ticket, code } => {
             let i = &new.intake;
             insert_intake(tx, ticket, i, &now)?;
-            let detail =
-                serde_json::json!({"source": i.source, "name": i.name, "sha256": i.sha256});
-            system_event(tx, ticket, &now, EventKind::DuplicateReceived, &detail)?;
+            let happened = Happened::DuplicateReceived {
+                source: i.source.clone(),
+                name: i.name.clone(),
+                sha256: Some(i.sha256.clone()),
+                message_id: None,
+            };
+            system_event(tx, ticket, &now, &happened)?;
             Ok(Filed::Duplicate { code })
         }
         Plan::SameMessage { ticket, message_id } => {
             let i = &new.intake;
             insert_intake(tx, ticket, i, &now)?;
-            let detail =
-                serde_json::json!({"source": i.source, "name": i.name, "message_id": message_id});
-            system_event(tx, ticket, &now, EventKind::DuplicateReceived, &detail)?;
+            let happened = Happened::DuplicateReceived {
+                source: i.source.clone(),
+                name: i.name.clone(),
+                sha256: None,
+                message_id: Some(message_id),
+            };
+            system_event(tx, ticket, &now, &happened)?;
             Ok(Filed::Duplicate {
                 code: code_of(tx, ticket)?,
             })
         }
         Plan::PecReceipt { ticket } => {
             let pec = new.mail.as_ref().and_then(|m| m.pec.as_ref());
-            let detail = serde_json::to_value(pec).unwrap_or_default();
-            system_event(tx, ticket, &now, EventKind::PecReceipt, &detail)?;
+            let happened = Happened::PecReceipt(pec.cloned().unwrap_or_default());
+            system_event(tx, ticket, &now, &happened)?;
             let code = append_documents(tx, ticket, new, &now)?;
             Ok(Filed::Appended {
                 code,
@@ -179,23 +187,26 @@ fn create(
     }
     insert_intake(tx, ticket_id, &new.intake, now)?;
     let protocol = protocol_string(year, number);
-    let detail = serde_json::json!({
-        "protocol": protocol, "channel": new.channel.as_str(),
-        "source": new.intake.source, "name": new.intake.name,
-    });
-    system_event(tx, ticket_id, now, EventKind::Created, &detail)?;
+    let created = Happened::Created {
+        protocol: protocol.clone(),
+        channel: new.channel.as_str().into(),
+        source: new.intake.source.clone(),
+        name: new.intake.name.clone(),
+    };
+    system_event(tx, ticket_id, now, &created)?;
     if let Some(topic) = &new.topic {
-        let detail = serde_json::json!({"topic": topic, "confidence": new.topic_confidence, "reason": new.topic_reason});
-        system_event(tx, ticket_id, now, EventKind::Classified, &detail)?;
+        let classified = Happened::Classified {
+            topic: topic.clone(),
+            confidence: new.topic_confidence,
+            reason: new.topic_reason.clone(),
+        };
+        system_event(tx, ticket_id, now, &classified)?;
     }
     if let Some(reason) = &attention {
-        system_event(
-            tx,
-            ticket_id,
-            now,
-            EventKind::NeedsAttention,
-            &serde_json::json!({"reason": reason}),
-        )?;
+        let flagged = Happened::NeedsAttention {
+            reason: reason.clone(),
+        };
+        system_event(tx, ticket_id, now, &flagged)?;
     }
     insert_entities(tx, ticket_id, &new.entities)?;
     if let Some(mail) = &new.mail {
@@ -284,14 +295,15 @@ fn join_thread(
     new: &NewTicket,
     now: &str,
 ) -> Result<Filed> {
-    let detail = serde_json::json!({
-        "from": new.sender.email, "subject": new.subject,
-        "message_id": new.mail.as_ref().and_then(|m| m.message_id.clone()),
-        "channel": new.channel.as_str(),
-        "documents": new.documents.iter().map(|d| d.doc.name.clone()).collect::<Vec<_>>(),
-        "text": new.body.chars().take(2000).collect::<String>(),
-    });
-    system_event(tx, ticket_id, now, EventKind::MessageReceived, &detail)?;
+    let received = Happened::MessageReceived {
+        from: new.sender.email.clone(),
+        subject: new.subject.clone(),
+        message_id: new.mail.as_ref().and_then(|m| m.message_id.clone()),
+        channel: new.channel.as_str().into(),
+        documents: new.documents.iter().map(|d| d.doc.name.clone()).collect(),
+        text: new.body.chars().take(2000).collect(),
+    };
+    system_event(tx, ticket_id, now, &received)?;
     let status: String = query_row_cached(
         tx,
         "SELECT status FROM tickets WHERE id = ?1",
@@ -307,8 +319,12 @@ fn join_thread(
             "UPDATE tickets SET status = ?1 WHERE id = ?2",
             params![to.as_str(), ticket_id],
         )?;
-        let detail = serde_json::json!({"from": status.as_str(), "to": to.as_str(), "why": "the citizen wrote again"});
-        system_event(tx, ticket_id, now, EventKind::StatusChanged, &detail)?;
+        let reopened = Happened::StatusChanged {
+            from: status.as_str().into(),
+            to: to.as_str().into(),
+            why: Some("the citizen wrote again".into()),
+        };
+        system_event(tx, ticket_id, now, &reopened)?;
     }
     if let Some(id) = new.mail.as_ref().and_then(|m| m.message_id.as_ref()) {
         remember_message(tx, id, ticket_id, Direction::In)?;
@@ -358,12 +374,13 @@ pub(super) fn record_mail(
         remember_message(tx, id, ticket_id, Direction::In)?;
     }
     if let Some(pec) = &mail.pec {
-        let detail = serde_json::to_value(pec).unwrap_or_default();
-        system_event(tx, ticket_id, now, EventKind::PecCertified, &detail)?;
+        system_event(tx, ticket_id, now, &Happened::PecCertified(pec.clone()))?;
     }
     if let Some(reason) = &mail.no_auto_reply {
-        let detail = serde_json::json!({"reason": reason});
-        system_event(tx, ticket_id, now, EventKind::AckNotSent, &detail)?;
+        let not_sent = Happened::AckNotSent {
+            reason: reason.clone(),
+        };
+        system_event(tx, ticket_id, now, &not_sent)?;
         return Ok(());
     }
     let Some(ack) = &mail.ack else { return Ok(()) };
@@ -378,8 +395,7 @@ pub(super) fn record_mail(
     if let Some(reason) =
         crate::domain::filing::ack_capped(recent as u64, ack.max_per_hour, &ack.to)
     {
-        let detail = serde_json::json!({ "reason": reason });
-        system_event(tx, ticket_id, now, EventKind::AckNotSent, &detail)?;
+        system_event(tx, ticket_id, now, &Happened::AckNotSent { reason })?;
         return Ok(());
     }
     let token: u64 = rand::Rng::gen(&mut rand::thread_rng());
@@ -392,8 +408,11 @@ pub(super) fn record_mail(
     )?;
     // Replies to the acknowledgement thread back to this ticket.
     remember_message(tx, &message_id, ticket_id, Direction::Out)?;
-    let detail = serde_json::json!({"to": ack.to, "message_id": message_id});
-    system_event(tx, ticket_id, now, EventKind::AckQueued, &detail)?;
+    let queued = Happened::AckQueued {
+        to: ack.to.clone(),
+        message_id,
+    };
+    system_event(tx, ticket_id, now, &queued)?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::classify::model::Example;
 use crate::classify::rules::UNSORTED;
-use crate::domain::EventKind;
+use crate::domain::Happened;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 /// A ticket a person settled (`?1` is `unsorted`): its topic set or confirmed by a clerk, or
@@ -43,13 +43,13 @@ impl Store {
             "UPDATE tickets SET topic = ?1, topic_confidence = 1.0, topic_reason = ?2, topic_reviewed = 1, office = ?3 WHERE id = ?4",
             params![topic, format!("set by {actor}"), office, id],
         )?;
-        let kind = if from.as_deref() == Some(topic) {
-            EventKind::TopicConfirmed
+        let (confirmed, to) = (from.as_deref() == Some(topic), topic.to_string());
+        let settled = if confirmed {
+            Happened::TopicConfirmed { from, to, office }
         } else {
-            EventKind::Reclassified
+            Happened::Reclassified { from, to, office }
         };
-        let detail = serde_json::json!({"from": from, "to": topic, "office": office});
-        insert_event(&tx, id, &now_rfc3339(), actor, kind, &detail)?;
+        insert_event(&tx, id, &now_rfc3339(), actor, &settled)?;
         let count = bump_counter(&tx, SETTLED_SINCE_TRAINING)?;
         tx.commit()?;
         Ok(count as u64)

@@ -22,7 +22,7 @@ mod tickets;
 pub mod web;
 
 use crate::code;
-use crate::domain::EventKind;
+use crate::domain::Happened;
 use crate::entities::{Entity, Kind as EntityKind};
 use crate::model::{
     Channel, Document, DocumentKind, DossierLink, Event, PageText, Sender, Status, Ticket,
@@ -386,10 +386,9 @@ fn system_event(
     tx: &rusqlite::Connection,
     ticket_id: i64,
     at: &str,
-    kind: EventKind,
-    detail: &serde_json::Value,
+    happened: &Happened,
 ) -> Result<()> {
-    insert_event(tx, ticket_id, at, "sportello", kind, detail)
+    insert_event(tx, ticket_id, at, "sportello", happened)
 }
 
 fn insert_event(
@@ -397,13 +396,18 @@ fn insert_event(
     ticket_id: i64,
     at: &str,
     actor: &str,
-    kind: EventKind,
-    detail: &serde_json::Value,
+    happened: &Happened,
 ) -> Result<()> {
     execute_cached(
         tx,
         "INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![ticket_id, at, actor, kind.as_str(), detail.to_string()],
+        params![
+            ticket_id,
+            at,
+            actor,
+            happened.kind().as_str(),
+            happened.detail().to_string()
+        ],
     )?;
     Ok(())
 }

@@ -76,8 +76,11 @@ impl Store {
                 params![reason, id, pid],
             )?;
             if n == 1 {
-                let detail = serde_json::json!({"to": to, "reason": reason});
-                system_event(&tx, ticket_id, &now, EventKind::AckUncertain, &detail)?;
+                let uncertain = Happened::AckUncertain {
+                    to: to.clone(),
+                    reason: reason.into(),
+                };
+                system_event(&tx, ticket_id, &now, &uncertain)?;
                 settled += 1;
             }
             tx.commit()?;
@@ -119,13 +122,13 @@ impl Store {
                     "UPDATE outbox SET sent_at = ?1, attempts = attempts + 1, last_error = NULL, sending_by = NULL WHERE id = ?2",
                     params![now, item.id],
                 )?;
-                let detail = serde_json::json!({"to": item.to, "message_id": item.message_id});
-                let kind = if item.reply.is_some() {
-                    EventKind::ReplySent
+                let (to, message_id) = (item.to.clone(), item.message_id.clone());
+                let sent = if item.reply.is_some() {
+                    Happened::ReplySent { to, message_id }
                 } else {
-                    EventKind::AckSent
+                    Happened::AckSent { to, message_id }
                 };
-                system_event(&tx, ticket_id, &now, kind, &detail)?;
+                system_event(&tx, ticket_id, &now, &sent)?;
             }
             Some(e) => {
                 let next = (chrono::Utc::now() + chrono::Duration::seconds(retry_after))
@@ -135,13 +138,23 @@ impl Store {
                     "UPDATE outbox SET attempts = attempts + 1, last_error = ?1, next_attempt_at = ?2, sending_by = NULL WHERE id = ?3",
                     params![e, next, item.id],
                 )?;
-                let detail = serde_json::json!({"to": item.to, "error": e, "attempt": item.attempts + 1, "next_attempt_at": next});
-                let kind = if item.reply.is_some() {
-                    EventKind::ReplyFailed
+                let (to, error, attempt) = (item.to.clone(), e.to_string(), item.attempts + 1);
+                let failed = if item.reply.is_some() {
+                    Happened::ReplyFailed {
+                        to,
+                        error,
+                        attempt,
+                        next_attempt_at: next,
+                    }
                 } else {
-                    EventKind::AckFailed
+                    Happened::AckFailed {
+                        to,
+                        error,
+                        attempt,
+                        next_attempt_at: next,
+                    }
                 };
-                system_event(&tx, ticket_id, &now, kind, &detail)?;
+                system_event(&tx, ticket_id, &now, &failed)?;
             }
         }
         tx.commit()?;
@@ -189,8 +202,13 @@ impl Store {
             params![id, to, message_id, in_reply_to, now, subject, body, actor],
         )?;
         remember_message(&tx, &message_id, id, crate::domain::filing::Direction::Out)?;
-        let detail = serde_json::json!({"to": to, "subject": subject, "text": body, "message_id": message_id});
-        insert_event(&tx, id, &now, actor, EventKind::ReplyQueued, &detail)?;
+        let queued = Happened::ReplyQueued {
+            to: to.clone(),
+            subject: subject.into(),
+            text: body.into(),
+            message_id,
+        };
+        insert_event(&tx, id, &now, actor, &queued)?;
         tx.commit()?;
         Ok(to)
     }

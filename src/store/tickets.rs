@@ -280,15 +280,12 @@ impl Store {
             "UPDATE tickets SET status = ?1 WHERE id = ?2",
             params![status.as_str(), id],
         )?;
-        let detail = serde_json::json!({"from": from, "to": status.as_str()});
-        insert_event(
-            &tx,
-            id,
-            &now_rfc3339(),
-            actor,
-            EventKind::StatusChanged,
-            &detail,
-        )?;
+        let changed = Happened::StatusChanged {
+            from,
+            to: status.as_str().into(),
+            why: None,
+        };
+        insert_event(&tx, id, &now_rfc3339(), actor, &changed)?;
         if status == Status::Closed {
             Store::settled_by_closing(&tx, id)?;
         }
@@ -302,14 +299,8 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        insert_event(
-            &tx,
-            id,
-            &now_rfc3339(),
-            actor,
-            EventKind::Note,
-            &serde_json::json!({"text": text}),
-        )?;
+        let note = Happened::Note { text: text.into() };
+        insert_event(&tx, id, &now_rfc3339(), actor, &note)?;
         tx.commit()?;
         Ok(())
     }
@@ -355,8 +346,11 @@ impl Store {
             "UPDATE tickets SET office = ?1 WHERE id = ?2",
             params![office, id],
         )?;
-        let detail = serde_json::json!({"from": from, "to": office});
-        insert_event(&tx, id, &now_rfc3339(), actor, EventKind::Routed, &detail)?;
+        let routed = Happened::Routed {
+            from,
+            to: office.into(),
+        };
+        insert_event(&tx, id, &now_rfc3339(), actor, &routed)?;
         tx.commit()?;
         Ok(true)
     }
@@ -383,26 +377,18 @@ impl Store {
             params![of, id],
         )?;
         let now = now_rfc3339();
-        insert_event(
-            &tx,
-            id,
-            &now,
-            actor,
-            EventKind::MarkedDuplicate,
-            &serde_json::json!({"of": of}),
-        )?;
+        let marked = Happened::MarkedDuplicate { of: of.clone() };
+        insert_event(&tx, id, &now, actor, &marked)?;
         if status != "closed" {
-            let detail = serde_json::json!({"from": status, "to": "closed"});
-            insert_event(&tx, id, &now, actor, EventKind::StatusChanged, &detail)?;
+            let closed = Happened::StatusChanged {
+                from: status,
+                to: "closed".into(),
+                why: None,
+            };
+            insert_event(&tx, id, &now, actor, &closed)?;
         }
-        insert_event(
-            &tx,
-            of_id,
-            &now,
-            actor,
-            EventKind::DuplicateMerged,
-            &serde_json::json!({"code": code}),
-        )?;
+        let merged = Happened::DuplicateMerged { code };
+        insert_event(&tx, of_id, &now, actor, &merged)?;
         let (lo, hi) = if id < of_id { (id, of_id) } else { (of_id, id) };
         tx.execute(
             "INSERT INTO manual_links (a, b, linked) VALUES (?1, ?2, 1) ON CONFLICT(a, b) DO UPDATE SET linked = 1",
