@@ -15,6 +15,7 @@ mod dossier;
 mod filing;
 mod learning;
 mod outbox;
+pub mod pool;
 mod rank;
 mod schema;
 mod search;
