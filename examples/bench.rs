@@ -7,7 +7,7 @@
 //!    a bare FTS5 MATCH on the same index.
 
 use sportello::search::SearchQuery;
-use sportello::store::{Intake, NewDocument, NewTicket, Store, TicketFilter};
+use sportello::store::{Intake, NewTicket, Store, TicketFilter};
 use sportello::testdata::letter_pdf;
 use std::path::Path;
 use std::process::Command;
@@ -409,59 +409,50 @@ fn bench_search(n: usize, texts: &[(String, String)]) {
             next() % 10_000,
             2009 + next() % 4
         );
-        let t = NewTicket {
-            channel: sportello::model::Channel::Email,
-            received_at: format!(
-                "201{}-0{}-1{}T10:00:00Z",
-                next() % 3,
-                1 + next() % 9,
-                next() % 10
-            ),
-            sender: Default::default(),
-            subject: subject.clone(),
-            body,
-            topic: None,
-            topic_confidence: None,
-            topic_reason: None,
-            secondary_topics: Vec::new(),
-            topic_guesses: Vec::new(),
-            office: None,
-            attention: vec![],
-            parent: None,
-            documents: Vec::<NewDocument>::new(),
-            entities: {
-                use sportello::entities::{Entity, Kind};
-                let e = |kind, value: String, place: &str| Entity {
-                    kind,
-                    value: value.clone(),
-                    valid: true,
-                    confidence: 1.0,
-                    place: place.into(),
-                    raw: value,
-                };
-                // 20,000 people writing about 5 tickets each; 30,000 cases.
-                vec![
-                    e(
-                        Kind::Email,
-                        format!("citizen{}@example.it", splitmix(i as u64) % 20_000),
-                        "sender",
-                    ),
-                    e(
-                        Kind::CaseRef,
-                        format!("pratica B/2010/{:05}", splitmix(i as u64 ^ 0xABCD) % 30_000),
-                        "body",
-                    ),
-                ]
-            },
-            intake: Intake {
-                source: "bench".into(),
-                name: format!("t{i}"),
-                sha256: format!("{i:064}"),
-                size: 0,
-                mtime_ns: None,
-            },
-            mail: None,
-            search_text: None,
+        let intake = Intake {
+            source: "bench".into(),
+            name: format!("t{i}"),
+            sha256: format!("{i:064}"),
+            size: 0,
+            mtime_ns: None,
+        };
+        let received_at = format!(
+            "201{}-0{}-1{}T10:00:00Z",
+            next() % 3,
+            1 + next() % 9,
+            next() % 10
+        );
+        let mut t = NewTicket::arriving(
+            sportello::model::Channel::Email,
+            received_at,
+            Default::default(),
+            intake,
+        );
+        t.subject = subject.clone();
+        t.body = body;
+        t.entities = {
+            use sportello::entities::{Entity, Kind};
+            let e = |kind, value: String, place: &str| Entity {
+                kind,
+                value: value.clone(),
+                valid: true,
+                confidence: 1.0,
+                place: place.into(),
+                raw: value,
+            };
+            // 20,000 people writing about 5 tickets each; 30,000 cases.
+            vec![
+                e(
+                    Kind::Email,
+                    format!("citizen{}@example.it", splitmix(i as u64) % 20_000),
+                    "sender",
+                ),
+                e(
+                    Kind::CaseRef,
+                    format!("pratica B/2010/{:05}", splitmix(i as u64 ^ 0xABCD) % 30_000),
+                    "body",
+                ),
+            ]
         };
         if let sportello::store::Filed::Created { code, .. } = store.file(&t, "URP").unwrap() {
             if codes.len() < 1000 {

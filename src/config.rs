@@ -349,6 +349,17 @@ pub fn cores() -> usize {
         .unwrap_or(2)
 }
 
+/// The text of a configuration file (pipeline, rules); unreadable is a problem with its name.
+pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(vec![ConfigProblem {
+            file: path.to_path_buf(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        }])
+    })
+}
+
 impl Pipeline {
     /// The domain our Message-IDs end in: the acknowledgements' sender's, else a local name.
     pub fn reply_domain(&self) -> String {
@@ -382,14 +393,7 @@ impl Pipeline {
     }
 
     fn load_checking(path: &Path, checks: Checks) -> Result<Pipeline, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(vec![ConfigProblem {
-                file: path.to_path_buf(),
-                line: None,
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Pipeline::parse_checking(path, &text, checks)
+        Pipeline::parse_checking(path, &read_config_file(path)?, checks)
     }
 
     /// Parses and validates `text` as the pipeline file `path`.

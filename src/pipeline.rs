@@ -214,37 +214,22 @@ impl Processor {
             FileType::Email => Channel::Email,
             _ => Channel::Scanner,
         });
-        let ticket = NewTicket {
-            channel,
-            received_at: item.received_at.clone().unwrap_or_else(now_rfc3339),
-            sender: item.sender.clone(),
-            subject: String::new(),
-            body: String::new(),
-            topic: None,
-            topic_confidence: None,
-            topic_reason: None,
-            secondary_topics: Vec::new(),
-            topic_guesses: Vec::new(),
-            office: self.office.clone(),
-            attention: Vec::new(),
-            parent: None,
-            entities: Vec::new(),
-            documents: vec![NewDocument::original(
-                item.name.clone(),
-                file_type.mime(),
-                sha.clone(),
-                item.bytes.len() as u64,
-            )],
-            intake: Intake {
-                source: item.source.clone(),
-                name: item.origin.clone(),
-                sha256: sha,
-                size: item.bytes.len() as u64,
-                mtime_ns: item.mtime_ns,
-            },
-            mail: None,
-            search_text: None,
+        let intake = Intake {
+            source: item.source.clone(),
+            name: item.origin.clone(),
+            sha256: sha.clone(),
+            size: item.bytes.len() as u64,
+            mtime_ns: item.mtime_ns,
         };
+        let received_at = item.received_at.clone().unwrap_or_else(now_rfc3339);
+        let mut ticket = NewTicket::arriving(channel, received_at, item.sender.clone(), intake);
+        ticket.office = self.office.clone();
+        ticket.documents = vec![NewDocument::original(
+            item.name.clone(),
+            file_type.mime(),
+            sha,
+            item.bytes.len() as u64,
+        )];
         let mut work = Work {
             item,
             file_type,
@@ -446,32 +431,18 @@ impl Processor {
             record.len() as u64,
         );
         first.doc.text = reg.body.clone();
-        let mut ticket = NewTicket {
-            channel: reg.channel,
-            received_at: now.clone(),
-            sender: reg.sender.clone(),
-            subject: reg.subject.clone(),
-            body: reg.body.clone(),
-            topic: None,
-            topic_confidence: None,
-            topic_reason: None,
-            secondary_topics: Vec::new(),
-            topic_guesses: Vec::new(),
-            office: self.office.clone(),
-            attention: Vec::new(),
-            parent: None,
-            entities: Vec::new(),
-            documents: vec![first],
-            intake: Intake {
-                source: "web".into(),
-                name: format!("{}/{}/{now}", reg.channel.as_str(), reg.clerk),
-                sha256: sha,
-                size: record.len() as u64,
-                mtime_ns: None,
-            },
-            mail: None,
-            search_text: None,
+        let intake = Intake {
+            source: "web".into(),
+            name: format!("{}/{}/{now}", reg.channel.as_str(), reg.clerk),
+            sha256: sha,
+            size: record.len() as u64,
+            mtime_ns: None,
         };
+        let mut ticket = NewTicket::arriving(reg.channel, now.clone(), reg.sender.clone(), intake);
+        ticket.subject = reg.subject.clone();
+        ticket.body = reg.body.clone();
+        ticket.office = self.office.clone();
+        ticket.documents = vec![first];
         for (name, bytes) in reg.files {
             let item = Item {
                 source: "web".into(),

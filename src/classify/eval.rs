@@ -3,7 +3,7 @@
 //! precision and recall, the confusion matrix — and k-fold cross-validation of the model.
 
 use super::model::{Example, Model};
-use super::rules::{Request, Rules, UNSORTED};
+use super::rules::{Rules, UNSORTED};
 use super::{classify, Classification};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -148,43 +148,13 @@ fn short(topic: &str) -> String {
     topic.chars().take(6).collect()
 }
 
-/// A labelled request as read from a JSON Lines file.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Labelled {
-    #[serde(default)]
-    pub id: String,
-    #[serde(default)]
-    pub subject: String,
-    #[serde(default)]
-    pub body: String,
-    pub topic: String,
-    #[serde(default)]
-    pub channel: Option<String>,
-    #[serde(default)]
-    pub sender_email: Option<String>,
-}
+/// A labelled request as read from a JSON Lines file: the same fields as a training example.
+pub type Labelled = Example;
 
-impl Labelled {
-    pub fn example(&self) -> Example {
-        Example {
-            id: self.id.clone(),
-            subject: self.subject.clone(),
-            body: self.body.clone(),
-            topic: self.topic.clone(),
-            channel: self.channel.clone(),
-            sender_email: self.sender_email.clone(),
-        }
-    }
-
+impl Example {
+    /// How the rules and `model` classify this request.
     pub fn classify(&self, rules: &Rules, model: Option<&Model>) -> Classification {
-        let channel = self.channel.as_deref().and_then(|c| c.parse().ok());
-        let request = Request {
-            channel,
-            sender_email: self.sender_email.as_deref(),
-            subject: &self.subject,
-            body: &self.body,
-        };
-        classify(rules, model, &request)
+        classify(rules, model, &self.request())
     }
 }
 
@@ -202,7 +172,7 @@ pub fn cross_validate(
             .iter()
             .enumerate()
             .filter(|(i, _)| i % folds != k)
-            .map(|(_, r)| r.example())
+            .map(|(_, r)| r.clone())
             .collect();
         let model = Model::train(&train, rules).map_err(|e| e.to_string())?;
         for (i, r) in records.iter().enumerate().filter(|(i, _)| i % folds == k) {

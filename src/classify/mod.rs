@@ -357,16 +357,7 @@ mod tests {
     const TWO_TOPICS: &str = "abstain_below = 0.1\nabstain_margin = 0.1\n[topics.gas]\nlabel = \"Gas\"\noffice = \"Servizio gas\"\n[topics.waste]\nlabel = \"Rifiuti\"\noffice = \"Igiene urbana\"\n[[rules]]\nname = \"gas\"\ntopic = \"gas\"\nweight = 2\nany = [\"allaccio gas\"]\n[[rules]]\nname = \"macerie\"\ntopic = \"waste\"\nweight = 2\nany = [\"macerie\"]\n";
 
     fn ask(rules: &Rules, body: &str) -> Classification {
-        classify(
-            rules,
-            None,
-            &Request {
-                channel: None,
-                sender_email: None,
-                subject: "Richiesta",
-                body,
-            },
-        )
+        ask_with(rules, None, body)
     }
 
     #[test]

@@ -377,14 +377,7 @@ impl Rules {
         if path == Path::new(SHIPPED_NAME) {
             return Rules::parse(path, SHIPPED);
         }
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(vec![ConfigProblem {
-                file: path.to_path_buf(),
-                line: None,
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Rules::parse(path, &text)
+        Rules::parse(path, &crate::config::read_config_file(path)?)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Rules, ConfigError> {

@@ -281,6 +281,18 @@ pub fn main() -> ExitCode {
 /// isolation is off) start again with `OMP_THREAD_LIMIT=1`, unless the user set it: libgomp
 /// reads it when it loads, before `main`, so setting it now would change nothing, and
 /// Tesseract's OpenMP teams would fight the OCR threads (2.2× the CPU per page, measured).
+/// Which rules a command uses: a pipeline's (its classify stage, and its store), or a rules
+/// file given directly.
+#[derive(clap::Args, Debug)]
+pub struct RulesArgs {
+    /// Pipeline whose rules and store are used
+    #[arg(long)]
+    pub pipeline: Option<PathBuf>,
+    /// Rules file (default: the pipeline's, else the shipped rules)
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+}
+
 /// Who does it (recorded in the history): `--by`, else the login name.
 fn actor(by: Option<String>) -> String {
     by.or_else(|| std::env::var("USER").ok())

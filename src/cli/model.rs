@@ -1,6 +1,6 @@
 //! `sportello model`: train the topic model, evaluate it honestly, replay an office's stream.
 
-use super::{data_dir, load_pipeline, open_store, rules_path, Out};
+use super::{data_dir, load_pipeline, open_store, rules_path, Out, RulesArgs};
 use crate::classify::eval::{
     confidence_points, cross_validate, read_labels, rules_have_seen, Labelled, Report, SEEN_WARNING,
 };
@@ -25,11 +25,8 @@ pub enum ModelCommand {
     Train {
         #[arg(long)]
         labels: Option<PathBuf>,
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
-        /// Rules file (default: the pipeline's, else the shipped rules)
-        #[arg(long)]
-        rules: Option<PathBuf>,
+        #[command(flatten)]
+        using: RulesArgs,
     },
     /// K-fold cross-validation on labelled requests: rules in force + a model trained and
     /// calibrated on the other folds; calibration error and the precision/coverage curve
@@ -38,10 +35,8 @@ pub enum ModelCommand {
         labels: PathBuf,
         #[arg(long, default_value_t = 5)]
         folds: usize,
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
-        #[arg(long)]
-        rules: Option<PathBuf>,
+        #[command(flatten)]
+        using: RulesArgs,
         #[arg(long)]
         json: bool,
     },
@@ -57,10 +52,8 @@ pub enum ModelCommand {
         /// Records per reported window
         #[arg(long, default_value_t = 50)]
         window: usize,
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
-        #[arg(long)]
-        rules: Option<PathBuf>,
+        #[command(flatten)]
+        using: RulesArgs,
         #[arg(long)]
         json: bool,
     },
@@ -70,22 +63,19 @@ pub fn exec(command: ModelCommand, cli_data: &Option<PathBuf>, out: &mut Out) ->
     match command {
         ModelCommand::Train {
             labels,
-            pipeline,
-            rules,
+            using: RulesArgs { pipeline, rules },
         } => train(cli_data, labels, pipeline, rules, out),
         ModelCommand::Eval {
             labels,
             folds,
-            pipeline,
-            rules,
+            using: RulesArgs { pipeline, rules },
             json,
         } => eval(&labels, folds, pipeline, rules, json, out),
         ModelCommand::Replay {
             labels,
             bootstrap,
             window,
-            pipeline,
-            rules,
+            using: RulesArgs { pipeline, rules },
             json,
         } => replay(
             &labels,
@@ -146,7 +136,7 @@ fn train(
     let mut store = open_store(&data_dir(cli_data, &pipeline))?;
     if let Some(path) = &labels {
         let records = read_labels(path).map_err(anyhow::Error::msg)?;
-        let examples: Vec<Example> = records.iter().map(Labelled::example).collect();
+        let examples: Vec<Example> = records.to_vec();
         let added = store.import_labelled(&examples)?;
         out.line(&format!(
             "{} labelled requests from {} kept in the store's history ({added} new)",
@@ -368,11 +358,7 @@ fn replay(
     let processor = Processor::new(&pipeline, store.blobs().clone(), dir.path())?;
     let mut boot = 0;
     if let Some(b) = bootstrap {
-        let history: Vec<Example> = read_labels(b)
-            .map_err(anyhow::Error::msg)?
-            .iter()
-            .map(Labelled::example)
-            .collect();
+        let history: Vec<Example> = read_labels(b).map_err(anyhow::Error::msg)?;
         boot = store.import_labelled(&history)?;
         topics::retrain(&mut store, &rules, &mut || {})?;
     }

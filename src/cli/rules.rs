@@ -1,6 +1,6 @@
 //! `sportello rules test`: what an edit of the rules file would change, before it goes live.
 
-use super::{data_dir, load_pipeline, rules_path, Out};
+use super::{data_dir, load_pipeline, rules_path, Out, RulesArgs};
 use crate::classify::eval::{read_labels, rules_have_seen, SEEN_WARNING};
 use crate::classify::model::Model;
 use crate::classify::rules::Rules;
@@ -17,11 +17,9 @@ pub enum RulesCommand {
     Test {
         #[arg(long)]
         labels: PathBuf,
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
-        /// The edited rules file to try (default: the rules in force)
-        #[arg(long)]
-        rules: Option<PathBuf>,
+        // --rules names the edited file to try; without it, the rules in force.
+        #[command(flatten)]
+        using: RulesArgs,
         #[arg(long)]
         json: bool,
     },
@@ -30,8 +28,7 @@ pub enum RulesCommand {
 pub fn exec(command: RulesCommand, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<ExitCode> {
     let RulesCommand::Test {
         labels,
-        pipeline,
-        rules,
+        using: RulesArgs { pipeline, rules },
         json,
     } = command;
     let pipeline = load_pipeline(pipeline.as_deref())?;

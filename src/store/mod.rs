@@ -152,6 +152,38 @@ pub struct NewTicket {
     pub search_text: Option<SearchText>,
 }
 
+impl NewTicket {
+    /// An item that has just arrived: its channel, time, sender and intake; nothing read,
+    /// classified or attached yet.
+    pub fn arriving(
+        channel: Channel,
+        received_at: String,
+        sender: Sender,
+        intake: Intake,
+    ) -> NewTicket {
+        NewTicket {
+            channel,
+            received_at,
+            sender,
+            subject: String::new(),
+            body: String::new(),
+            topic: None,
+            topic_confidence: None,
+            topic_reason: None,
+            secondary_topics: Vec::new(),
+            topic_guesses: Vec::new(),
+            office: None,
+            attention: Vec::new(),
+            parent: None,
+            entities: Vec::new(),
+            documents: Vec::new(),
+            intake,
+            mail: None,
+            search_text: None,
+        }
+    }
+}
+
 /// What the store needs to know of a message beyond the ticket itself.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct MailFacts {
@@ -427,38 +459,29 @@ mod tests {
             place: place.into(),
             raw: value.into(),
         };
-        NewTicket {
-            channel: Channel::Email,
-            received_at: format!("2010-01-0{}T00:00:00Z", n + 1),
-            sender: Sender {
-                email: Some(email.into()),
-                ..Sender::default()
-            },
-            subject: format!("t{n}"),
-            body: String::new(),
-            topic: None,
-            topic_confidence: None,
-            topic_reason: None,
-            secondary_topics: Vec::new(),
-            topic_guesses: Vec::new(),
-            office: None,
-            attention: Vec::new(),
-            parent: None,
-            entities: vec![
-                e(Kind::Email, email, "sender"),
-                e(Kind::CaseRef, case, "body"),
-            ],
-            documents: Vec::new(),
-            intake: Intake {
-                source: "t".into(),
-                name: format!("t{n}"),
-                sha256: format!("{n:064}"),
-                size: 0,
-                mtime_ns: None,
-            },
-            mail: None,
-            search_text: None,
-        }
+        let intake = Intake {
+            source: "t".into(),
+            name: format!("t{n}"),
+            sha256: format!("{n:064}"),
+            size: 0,
+            mtime_ns: None,
+        };
+        let sender = Sender {
+            email: Some(email.into()),
+            ..Sender::default()
+        };
+        let mut t = NewTicket::arriving(
+            Channel::Email,
+            format!("2010-01-0{}T00:00:00Z", n + 1),
+            sender,
+            intake,
+        );
+        t.subject = format!("t{n}");
+        t.entities = vec![
+            e(Kind::Email, email, "sender"),
+            e(Kind::CaseRef, case, "body"),
+        ];
+        t
     }
 
     /// A message claimed by a sender that died is not handed out again, and its ticket
