@@ -1,6 +1,7 @@
 //! Typed things of the register, with no I/O: what the store keeps and the use cases
 //! reason about, so a second store backend stores the same things.
 
+pub mod dossier;
 mod event;
 pub mod filing;
 

@@ -1,6 +1,7 @@
 //! Dossiers: identifiers found in tickets, case links, and links a clerk made by hand.
 
 use super::*;
+use crate::domain::dossier::{Links, Reason};
 
 impl Store {
     pub(super) fn entities_of(&self, ticket_id: i64) -> Result<Vec<Entity>> {
@@ -57,8 +58,7 @@ impl Store {
         ticket_id: i64,
         with_cases: bool,
     ) -> Result<Vec<(i64, DossierLink, bool)>> {
-        // other ticket → (reasons, suggested, person link)
-        let mut found: BTreeMap<i64, (Vec<String>, bool, bool)> = BTreeMap::new();
+        let mut links = Links::new(with_cases);
         {
             // Strong identifiers: a valid fiscal code anywhere, the sender's own address or
             // number, a case number; the same value on another ticket links the two.
@@ -79,26 +79,8 @@ impl Store {
             })?;
             for row in rows {
                 let (other, kind, value) = row?;
-                let person = kind != "case_ref";
-                if !person && !with_cases {
-                    continue;
-                }
-                let reason = match kind.as_str() {
-                    "fiscal_code" => format!(
-                        "same fiscal code {}",
-                        crate::entities::mask(EntityKind::FiscalCode, &value)
-                    ),
-                    "email" => format!("same sender address {value}"),
-                    "phone" => format!(
-                        "same sender number {}",
-                        crate::entities::mask(EntityKind::Phone, &value)
-                    ),
-                    _ => format!("same case: {value}"),
-                };
-                let entry = found.entry(other).or_default();
-                entry.2 |= person;
-                if !entry.0.contains(&reason) {
-                    entry.0.push(reason);
+                if let Some(reason) = Reason::shared(&kind, &value) {
+                    links.strong(other, reason);
                 }
             }
         }
@@ -110,18 +92,27 @@ impl Store {
                 |r| r.get(0),
             )?;
             let mut stmt = self.conn.prepare_cached(
-                "SELECT t.id, 'refers to ' || t.code FROM entities e JOIN tickets t ON t.code = substr(e.value, 8)
+                "SELECT t.id, 1, t.code FROM entities e JOIN tickets t ON t.code = substr(e.value, 8)
                  WHERE e.ticket_id = ?1 AND e.kind = 'case_ref' AND e.value LIKE 'ticket %' AND t.id != ?1
                  UNION ALL
-                 SELECT e.ticket_id, 'referred to by ' || t.code FROM entities e JOIN tickets t ON t.id = e.ticket_id
+                 SELECT e.ticket_id, 0, t.code FROM entities e JOIN tickets t ON t.id = e.ticket_id
                  WHERE e.kind = 'case_ref' AND e.value = 'ticket ' || ?2 AND e.ticket_id != ?1",
             )?;
             let rows = stmt.query_map(params![ticket_id, code], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })?;
             for row in rows {
-                let (other, reason) = row?;
-                found.entry(other).or_default().0.push(reason);
+                let (other, ours, code) = row?;
+                let reason = if ours {
+                    Reason::RefersTo(code)
+                } else {
+                    Reason::ReferredToBy(code)
+                };
+                links.strong(other, reason);
             }
         }
         {
@@ -138,12 +129,7 @@ impl Store {
             })?;
             for row in rows {
                 let (other, address) = row?;
-                let entry = found
-                    .entry(other)
-                    .or_insert_with(|| (Vec::new(), true, false));
-                entry
-                    .0
-                    .push(format!("same name and address ({address}): to confirm"));
+                links.weak(other, Reason::SameNameAndAddress(address));
             }
         }
         {
@@ -156,22 +142,17 @@ impl Store {
             })?;
             for row in rows {
                 let (other, linked) = row?;
-                if linked {
-                    let entry = found.entry(other).or_default();
-                    entry.0.push("linked by a clerk".into());
-                    entry.1 = false;
-                    entry.2 = true;
-                } else {
-                    found.remove(&other);
-                }
+                links.by_hand(other, linked);
             }
         }
+        let found = links.into_evidence();
         let mut out = Vec::with_capacity(found.len());
-        for (other, (reasons, suggested, person)) in found {
-            let Some(link) = self.link_to(other, reasons, suggested)? else {
+        for (other, evidence) in found {
+            let reasons = evidence.reasons.iter().map(Reason::to_string).collect();
+            let Some(link) = self.link_to(other, reasons, evidence.suggested)? else {
                 continue;
             };
-            out.push((other, link, person));
+            out.push((other, link, evidence.person));
         }
         out.sort_by(|a, b| b.1.received_at.cmp(&a.1.received_at));
         Ok(out)

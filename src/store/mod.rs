@@ -36,7 +36,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use schema::*;
 pub use search::SearchText;
 use search::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tickets::*;
