@@ -14,11 +14,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Why an item was not filed (it stays in its source).
+#[derive(Debug, thiserror::Error)]
+pub enum ItemError {
+    #[error("cannot read: {0}")]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    #[error(transparent)]
+    File(#[from] StoreError),
+}
+
 /// The result of one item.
 #[derive(Debug)]
 pub struct Outcome {
     pub origin: PathBuf,
-    pub result: Result<(Filed, Option<String>), String>,
+    pub result: Result<(Filed, Option<String>), ItemError>,
     /// Pages of the item's documents (for progress displays).
     pub pages: u32,
 }
@@ -31,7 +42,7 @@ impl Outcome {
 }
 
 /// Pages of a prepared ticket's documents as received (not their searchable copies).
-fn pages_of(prepared: &Result<NewTicket, String>) -> u32 {
+fn pages_of(prepared: &Result<NewTicket, ItemError>) -> u32 {
     prepared.as_ref().map_or(0, |t| {
         t.documents
             .iter()
@@ -180,15 +191,11 @@ pub fn ingest(
         pipeline.workers,
         |path: PathBuf| {
             let prepared = item_from_path(&path, channel)
-                .map_err(|e| format!("cannot read: {e}"))
-                .and_then(|item| {
-                    processor
-                        .prepare(item)
-                        .map_err(|e: PrepareError| e.to_string())
-                });
+                .map_err(ItemError::from)
+                .and_then(|item| Ok(processor.prepare(item)?));
             (path, prepared)
         },
-        |batch: Vec<(PathBuf, Result<NewTicket, String>)>| {
+        |batch: Vec<(PathBuf, Result<NewTicket, ItemError>)>| {
             let ready: Vec<&NewTicket> =
                 batch.iter().filter_map(|(_, p)| p.as_ref().ok()).collect();
             let mut filed = store.file_batch(&ready, &prefix).into_iter();
@@ -200,7 +207,7 @@ pub fn ingest(
                         .next()
                         .unwrap_or_else(|| Err(StoreError::Batch("no result".into())))
                         .map(|f| (f, attention))
-                        .map_err(|e: StoreError| e.to_string())
+                        .map_err(ItemError::from)
                 });
                 report(
                     store,
@@ -262,7 +269,7 @@ pub fn run(
 
     let workers = pipeline.workers.max(1);
     let (job_tx, job_rx) = bounded::<(usize, PathBuf, Item)>(workers);
-    let (res_tx, res_rx) = unbounded::<(usize, PathBuf, Result<NewTicket, String>)>();
+    let (res_tx, res_rx) = unbounded::<(usize, PathBuf, Result<NewTicket, ItemError>)>();
     let prefix = pipeline.code_prefix.clone();
     let mut last_scan: Vec<Option<Instant>> = vec![None; sources.len()];
     let mut in_flight: std::collections::HashSet<PathBuf> = Default::default();
@@ -278,7 +285,7 @@ pub fn run(
             let res_tx: Sender<_> = res_tx.clone();
             scope.spawn(move || {
                 for (idx, path, item) in job_rx {
-                    let prepared = processor.prepare(item).map_err(|e| e.to_string());
+                    let prepared = processor.prepare(item).map_err(ItemError::from);
                     let _ = res_tx.send((idx, path, prepared));
                 }
             });
@@ -487,7 +494,7 @@ fn file_message(
     store: &mut Store,
     src: &ImapSource,
     origin: &Path,
-    prepared: Result<NewTicket, String>,
+    prepared: Result<NewTicket, ItemError>,
     prefix: &str,
 ) -> Outcome {
     let origin_str = origin.to_string_lossy().into_owned();
@@ -497,7 +504,7 @@ fn file_message(
         store
             .file(&ticket, prefix)
             .map(|f| (f, attention))
-            .map_err(|e| e.to_string())
+            .map_err(ItemError::from)
     });
     src.finish(&origin_str, result.is_ok());
     Outcome {
@@ -511,7 +518,7 @@ fn file_and_move(
     store: &mut Store,
     src: &FolderSource,
     path: &Path,
-    prepared: Result<NewTicket, String>,
+    prepared: Result<NewTicket, ItemError>,
     prefix: &str,
 ) -> Outcome {
     let pages = pages_of(&prepared);
@@ -532,7 +539,7 @@ fn file_and_move(
         Err(e) => {
             return Outcome {
                 origin: path.to_path_buf(),
-                result: Err(e.to_string()),
+                result: Err(e.into()),
                 pages,
             }
         }

@@ -594,7 +594,9 @@ fn report_outcome(out: &mut Out, store: &Store, outcome: &Outcome, json: bool) -
         Err(e) => {
             eprintln!("sportello: {file}: {e}");
             if json {
-                out.json(&serde_json::json!({"file": file, "outcome": "error", "error": e}))?;
+                out.json(
+                    &serde_json::json!({"file": file, "outcome": "error", "error": e.to_string()}),
+                )?;
             }
         }
         Ok((filed, attention)) => {
