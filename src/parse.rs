@@ -85,16 +85,14 @@ pub fn untrusted<T: Send + 'static>(
     let job: Job = Box::new(move || Box::new(read()) as Output);
     HELPER.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            let helper = Helper::start().map_err(|e| Unread::NoThread {
+        let helper = match slot.take() {
+            Some(helper) => helper,
+            None => Helper::start().map_err(|e| Unread::NoThread {
                 reader,
                 detail: e.to_string(),
-            })?;
-            *slot = Some(helper);
-        }
-        let Some(helper) = slot.as_ref() else {
-            unreachable!("started above")
+            })?,
         };
+        let helper = slot.insert(helper);
         let ended = || Unread::Crashed {
             reader,
             detail: "its thread ended".into(),

@@ -47,15 +47,14 @@ impl fmt::Display for Reason {
 }
 
 impl Reason {
-    /// The reason a shared identifier gives (`kind` as the store names it), or None for a
-    /// kind that links nothing.
-    pub fn shared(kind: &str, value: &str) -> Option<Reason> {
+    /// The reason a shared identifier gives, or None for a kind that links nothing.
+    pub fn shared(kind: Kind, value: &str) -> Option<Reason> {
         let value = value.to_string();
         Some(match kind {
-            "fiscal_code" => Reason::SameFiscalCode(value),
-            "email" => Reason::SameSenderAddress(value),
-            "phone" => Reason::SameSenderNumber(value),
-            "case_ref" => Reason::SameCase(value),
+            Kind::FiscalCode => Reason::SameFiscalCode(value),
+            Kind::Email => Reason::SameSenderAddress(value),
+            Kind::Phone => Reason::SameSenderNumber(value),
+            Kind::CaseRef => Reason::SameCase(value),
             _ => return None,
         })
     }
@@ -170,9 +169,9 @@ mod tests {
         person_only.strong(5, Reason::SameCase("pratica 7".into()));
         assert!(person_only.into_evidence().is_empty());
         assert_eq!(
-            Reason::shared("email", "a@b.it").unwrap().to_string(),
+            Reason::shared(Kind::Email, "a@b.it").unwrap().to_string(),
             "same sender address a@b.it"
         );
-        assert_eq!(Reason::shared("address", "x"), None);
+        assert_eq!(Reason::shared(Kind::Address, "x"), None);
     }
 }

@@ -18,6 +18,16 @@ pub enum Direction {
     Out,
 }
 
+impl Direction {
+    /// How the register writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
 /// What filing an item will do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -170,16 +180,20 @@ mod tests {
     }
 
     fn item(sha: &str, subject: &str, mail: Option<MailFacts>) -> NewTicket {
-        let mut t: NewTicket =
-            serde_json::from_value(serde_json::json!({
-                "channel": "email", "received_at": "2026-11-30T10:00:00Z",
-                "sender": {"email": "maria@example.it"}, "subject": subject, "body": "",
-                "topic": null, "topic_confidence": null, "topic_reason": null, "secondary_topics": [],
-                "office": null, "attention": [], "parent": null, "entities": [],
-                "documents": [],
-                "intake": {"source": "imap", "name": "INBOX/7", "sha256": sha, "size": 10, "mtime_ns": null},
-            }))
-            .unwrap();
+        let intake = Intake {
+            source: "imap".into(),
+            name: "INBOX/7".into(),
+            sha256: sha.into(),
+            size: 10,
+            mtime_ns: None,
+        };
+        let sender = crate::model::Sender {
+            email: Some("maria@example.it".into()),
+            ..Default::default()
+        };
+        let received = "2026-11-30T10:00:00Z".to_string();
+        let mut t = NewTicket::arriving(crate::model::Channel::Email, received, sender, intake);
+        t.subject = subject.into();
         t.mail = mail;
         t
     }

@@ -79,7 +79,9 @@ impl Store {
             })?;
             for row in rows {
                 let (other, kind, value) = row?;
-                if let Some(reason) = Reason::shared(&kind, &value) {
+                if let Some(reason) =
+                    EntityKind::parse(&kind).and_then(|k| Reason::shared(k, &value))
+                {
                     links.strong(other, reason);
                 }
             }

@@ -43,14 +43,14 @@ impl Lookups for InTx<'_> {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-        Ok(found.map(|(t, d)| {
-            let direction = if d == "in" {
+        let direction = |d: &str| {
+            if d == Direction::In.as_str() {
                 Direction::In
             } else {
                 Direction::Out
-            };
-            (t, direction)
-        }))
+            }
+        };
+        Ok(found.map(|(t, d)| (t, direction(&d))))
     }
 
     fn ticket_of_sender(&mut self, code: &str, sender_email: &str) -> Result<Option<TicketId>> {
@@ -260,14 +260,10 @@ pub(super) fn remember_message(
     ticket_id: TicketId,
     direction: Direction,
 ) -> Result<()> {
-    let direction = match direction {
-        Direction::In => "in",
-        Direction::Out => "out",
-    };
     execute_cached(
         tx,
         "INSERT OR IGNORE INTO message_ids (message_id, ticket_id, direction) VALUES (?1, ?2, ?3)",
-        params![message_id, ticket_id, direction],
+        params![message_id, ticket_id, direction.as_str()],
     )?;
     Ok(())
 }
