@@ -558,7 +558,9 @@ pub fn vector(words: &Words) -> IdMap<f32> {
 /// or new, still counts by its pieces. Training gives rare words the same treatment, so
 /// the 4-grams learn what a word never seen before is likely about.
 pub fn vector_with(words: &Words, known: Option<&IdSet>) -> IdMap<f32> {
-    let mut counts: IdMap<f32> = IdMap::default();
+    // Words, their pairs and, for unknown words, a few pieces each: sized once, never rehashed.
+    let n = words.subject.len() + words.body.len() + words.ask.len();
+    let mut counts: IdMap<f32> = IdMap::with_capacity_and_hasher(n * 4, Default::default());
     let mut add = |words: &[Stem], weight: f32| {
         let mut previous: Option<FeatureId> = None;
         for w in words {

@@ -615,8 +615,12 @@ impl Model {
             .map(|(f, row, v)| (*f, row[best] * v))
             .filter(|(_, s)| *s > 0.0)
             .collect();
+        // The five strongest only: selecting them costs less than sorting every feature.
+        if top.len() > 5 {
+            top.select_nth_unstable_by(4, |a, b| b.1.total_cmp(&a.1));
+            top.truncate(5);
+        }
         top.sort_by(|a, b| b.1.total_cmp(&a.1));
-        top.truncate(5);
         let ids: Vec<FeatureId> = top.iter().map(|(f, _)| *f).collect();
         let names = features::names_of(words, &ids);
         (
