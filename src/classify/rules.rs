@@ -473,9 +473,13 @@ impl Rules {
             return Err(ConfigError(cx.problems));
         }
         // Every pattern starts with a space, so a prefilter finds a candidate at every word:
-        // a plain DFA walk is faster on these short, dense texts (measured ~1/3 less time).
+        // a plain automaton walk is faster on these short, dense texts (measured ~1/3 less
+        // time). The contiguous NFA, not the DFA: in intake the classifier runs between
+        // readings that push its tables out of the CPU's caches, and the NFA's are several
+        // times smaller (measured with caches flushed before each request: ~15% less time,
+        // the same with them warm).
         let matcher = AhoCorasick::builder()
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
             .prefilter(false)
             .build(&patterns.list)
             .map_err(|e| {
