@@ -7,6 +7,7 @@
 //!    a bare FTS5 MATCH on the same index.
 
 use sportello::search::SearchQuery;
+use sportello::store::prelude::*;
 use sportello::store::{Intake, NewTicket, Store, TicketFilter};
 use sportello::testdata::letter_pdf;
 use std::path::Path;

@@ -8,6 +8,7 @@
 //! process that no longer lives counts a crash for that item. The mark is a small file,
 //! written without fsync: it must survive the death of a process, not of the machine.
 
+use crate::store::prelude::*;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

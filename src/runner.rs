@@ -6,6 +6,7 @@ use crate::pipeline::{Item, PrepareError, Processor};
 use crate::sinks::smtp::AckSender;
 use crate::sources::folder::{self, FolderSource};
 use crate::sources::imap::ImapSource;
+use crate::store::prelude::*;
 use crate::store::{Filed, NewTicket, Store, StoreError};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use notify::Watcher;

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use sportello::store::prelude::*;
 use sportello::testdata::{hostile, letter_pdf};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

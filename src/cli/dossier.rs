@@ -2,6 +2,7 @@
 
 use super::{actor, data_dir, load_pipeline, one_line, open_store, Out};
 use crate::service::tickets;
+use crate::store::prelude::*;
 use anyhow::{bail, Result};
 use clap::Args;
 use std::path::PathBuf;

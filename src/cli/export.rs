@@ -21,7 +21,7 @@ pub fn exec(args: ExportArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Resu
     }
     let store = open_store(&data_dir(cli_data, &Pipeline::default()))?;
     let mut buf = std::io::BufWriter::new(&out.file);
-    store.for_each_ticket(|mut t| {
+    store.for_each_ticket(&mut |mut t| {
         if mask_personal {
             mask_ticket(&mut t);
         }

@@ -10,6 +10,7 @@ use crate::pipeline::Processor;
 use crate::progress::{Progress, Unit};
 use crate::runner::{self, Outcome};
 use crate::service::topics;
+use crate::store::prelude::*;
 use crate::store::{Filed, Store, TicketFilter};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};

@@ -11,6 +11,7 @@ use crate::model::{Channel, Sender, Status};
 use crate::pipeline::{Processor, Registration};
 use crate::progress::{Progress, Unit};
 use crate::service::topics;
+use crate::store::prelude::*;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use serde::Serialize;

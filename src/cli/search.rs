@@ -2,6 +2,7 @@
 
 use super::{data_dir, load_pipeline, one_line, open_store, FilterArgs, Out};
 use crate::search::SearchQuery;
+use crate::store::prelude::*;
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;

@@ -8,6 +8,7 @@ use super::{
 use crate::classify::rules::Rules;
 use crate::model::Status;
 use crate::service::{tickets, topics};
+use crate::store::prelude::*;
 use anyhow::Result;
 use clap::Subcommand;
 use std::path::{Path, PathBuf};

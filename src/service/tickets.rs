@@ -2,7 +2,8 @@
 //! a request taken at the desk: what the CLI and the web app each accept, checked here once,
 //! so the same input is refused with the same words wherever it is typed.
 
-use crate::store::{Filed, NewTicket, Store, StoreError};
+use crate::store::prelude::*;
+use crate::store::{Filed, NewTicket, StoreError};
 
 /// Longest note or reply text accepted: a letter's worth, not an attachment pasted in.
 pub const MAX_TEXT_CHARS: usize = 20_000;
@@ -56,7 +57,7 @@ fn line(value: &str, what: &'static str) -> Result<String, ActionError> {
 
 /// Hands a ticket to an office; false when it was already there.
 pub fn route(
-    store: &mut Store,
+    store: &mut impl Register,
     code: &str,
     office: &str,
     actor: &str,
@@ -66,14 +67,19 @@ pub fn route(
 }
 
 /// Appends an internal note to the ticket's history.
-pub fn note(store: &mut Store, code: &str, note: &str, actor: &str) -> Result<(), ActionError> {
+pub fn note(
+    store: &mut impl Register,
+    code: &str,
+    note: &str,
+    actor: &str,
+) -> Result<(), ActionError> {
     let note = text(note, "text")?;
     Ok(store.add_note(code, &note, actor)?)
 }
 
 /// Closes `code` as a duplicate of `of`, joining their dossiers.
 pub fn mark_duplicate(
-    store: &mut Store,
+    store: &mut impl Register,
     code: &str,
     of: &str,
     actor: &str,
@@ -84,7 +90,7 @@ pub fn mark_duplicate(
 
 /// Links two tickets (same person or case) or undoes the link.
 pub fn link(
-    store: &mut Store,
+    store: &mut impl Register,
     code: &str,
     other: &str,
     linked: bool,
@@ -97,7 +103,7 @@ pub fn link(
 /// Queues an email answer to the ticket's sender (sent by `run` through the outbox); returns
 /// the address it goes to. `domain` ends our Message-IDs.
 pub fn reply(
-    store: &mut Store,
+    store: &mut impl Register,
     code: &str,
     subject: &str,
     body: &str,
@@ -112,7 +118,7 @@ pub fn reply(
 /// Files a request a clerk took at the desk or on the phone, with who registered it in its
 /// history; returns its code.
 pub fn register(
-    store: &mut Store,
+    store: &mut impl Register,
     ticket: &NewTicket,
     code_prefix: &str,
     actor: &str,

@@ -10,6 +10,7 @@
 use crate::classify::model::{Model, ModelError};
 use crate::classify::rules::{Rules, UNSORTED};
 use crate::model::Status;
+use crate::store::prelude::*;
 use crate::store::{Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,7 +43,7 @@ fn due(settled: u64, rules: &Rules) -> bool {
 
 /// A person sets (or confirms) a ticket's topic; the ticket goes to the topic's office.
 pub fn reclassify(
-    store: &mut Store,
+    store: &mut impl Register,
     rules: &Rules,
     code: &str,
     topic: &str,
@@ -69,7 +70,7 @@ pub fn reclassify(
 /// A person moves a ticket to `status`; closing it with its topic settles the topic. Without
 /// rules (a pipeline with no classify stage) nothing is retrained, but the count still grows.
 pub fn set_status(
-    store: &mut Store,
+    store: &mut impl Register,
     rules: Option<&Rules>,
     code: &str,
     status: Status,
@@ -88,7 +89,7 @@ pub fn set_status(
 
 /// Whether a model should be trained now: enough settled since the last one, or examples
 /// to learn from and no usable model (none yet, or one of an older version).
-pub fn retrain_wanted(store: &Store, rules: &Rules) -> Result<bool, LearnError> {
+pub fn retrain_wanted(store: &impl Register, rules: &Rules) -> Result<bool, LearnError> {
     if due(store.settled_since_training()?, rules) {
         return Ok(true);
     }
@@ -107,7 +108,7 @@ pub struct Trained {
 /// Trains on everything settled and the labelled history, saves the model where the
 /// classifiers reload it, and restarts the settled count.
 pub fn retrain(
-    store: &mut Store,
+    store: &mut impl Register,
     rules: &Rules,
     round: &mut dyn FnMut(),
 ) -> Result<Trained, LearnError> {

@@ -6,6 +6,7 @@
 //! RFC 3834 (`Auto-Submitted: auto-replied`, `In-Reply-To`/`References` to the citizen's).
 
 use crate::config::{SmtpAckConfig, TlsMode};
+use crate::store::prelude::*;
 use crate::store::{OutboxItem, Store};
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message};
@@ -262,7 +263,7 @@ impl AckSender {
 
     /// Sends what is due (everything pending when `all`); returns (sent, failed).
     pub fn deliver(&self, store: &mut Store, all: bool) -> (usize, usize) {
-        match store.outbox_settle_orphans(crate::crashes::alive) {
+        match store.outbox_settle_orphans(&crate::crashes::alive) {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 "{n} message(s) were being sent when a sender stopped: not sent again, flagged on their tickets"

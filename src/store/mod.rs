@@ -1,45 +1,40 @@
-//! The request register: tickets, documents, events and the search index in one SQLite
-//! database under the data dir, originals beside it content-addressed.
+//! The request register: tickets, documents, events and the search index, originals beside
+//! them content-addressed (`blobs`).
 //!
-//! All SQL of the project lives in this module, one file per concern: `schema` (migrations),
-//! `filing` (new tickets, duplicates, threads, protocol numbers), `tickets` (reading tickets
-//! and a clerk's changes), `search` (the index and searching it; `rank` its ranking),
-//! `dossier`, `outbox`, `learning` (what the model learns from), `web` (accounts, sessions,
-//! queue counts, statistics). This file holds the types callers see, opening the store, and
-//! the history events every concern writes. Callers see plain Rust values, so a second
-//! backend (PostgreSQL for offices that outgrow one machine) replaces these files, not their
-//! users.
+//! This file holds the types callers see and what every backend must do with them; a
+//! backend's SQL lives in its own module. Today that is `sqlite` (one SQLite database under
+//! the data dir: FTS5 search with its ranking, the web app's pool of connections), one file
+//! per concern. Callers see plain Rust values, so a second backend (PostgreSQL, for offices
+//! that outgrow one machine) is one more module, not a change to its users.
 
 pub mod blobs;
-mod dossier;
-mod filing;
-mod learning;
-mod outbox;
-pub mod pool;
-mod rank;
-mod schema;
-mod search;
-mod tickets;
+#[cfg(test)]
+mod conformance;
+pub mod sqlite;
 pub mod web;
 
+pub use sqlite::pool;
+
+/// Every concern of the register, for callers that hold a concrete store.
+pub mod prelude {
+    pub use super::{
+        Accounts, Crashes, Dossiers, Filing, Learning, Outbox, Overview, Register, Search, Tickets,
+    };
+}
+pub use sqlite::SearchText;
+pub use sqlite::Store;
+
+use crate::classify::model::Example;
 use crate::code;
-use crate::domain::Happened;
 use crate::entities::{Entity, Kind as EntityKind};
 use crate::model::{
-    Channel, Document, DocumentKind, DossierLink, Event, PageText, Sender, Status, Ticket,
+    Channel, Document, DocumentKind, DossierLink, PageText, Sender, Status, Ticket,
 };
-use crate::search::{Phrase, SearchHit, SearchQuery};
-use crate::textnorm::stemmed_text;
+use crate::search::{SearchHit, SearchQuery};
 use blobs::BlobStore;
-use filing::*;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use schema::*;
-pub use search::SearchText;
-use search::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-use tickets::*;
+use web::{QueueCounts, RecentRequest, Role, Session, Stats, TrackInfo, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -71,11 +66,6 @@ pub enum StoreError {
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
-
-/// Counters (table `counters`): tickets settled since the model was last trained (see
-/// `learning`), and rewrites of existing rows of the search index (see `rank`).
-const SETTLED_SINCE_TRAINING: &str = "corrections_since_training";
-const SEARCH_ROWS_REWRITTEN: &str = "search_rows_rewritten";
 
 /// How many of a query's newest matches are ranked (see `Store::search`).
 pub const RANK_WINDOW: usize = 1000;
@@ -285,508 +275,223 @@ pub struct TicketSummary {
     pub documents: u32,
 }
 
-pub struct Store {
-    conn: Connection,
-    blobs: BlobStore,
-    data_dir: PathBuf,
+/// Filing what arrives: a new ticket, a duplicate, a reply joining its thread, a PEC receipt
+/// (see [`crate::domain::filing`] for the decision); protocol numbers and codes are assigned here,
+/// without gaps, in the same transaction as the ticket.
+pub trait Filing {
+    /// Files one item in one transaction: a new ticket, or an event on the ticket that
+    /// already holds the same bytes.
+    fn file(&mut self, new: &NewTicket, code_prefix: &str) -> Result<Filed>;
+
+    /// Files several items in one transaction (one wait for the disk instead of one each).
+    /// Should any item fail, the whole transaction is rolled back and each item is filed in a
+    /// transaction of its own, so a failure costs only its own item. (A savepoint per item did
+    /// the same in one pass, but wrote every touched page to a statement journal first.)
+    fn file_batch(&mut self, items: &[&NewTicket], code_prefix: &str) -> Vec<Result<Filed>>;
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
-    let context = context.into();
-    move |source| StoreError::Io { context, source }
-}
-
-impl Store {
-    /// Opens (creating if needed) the store in `data_dir`, bringing its schema up to date.
-    pub fn open(data_dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(data_dir).map_err(io_err(format!(
-            "cannot create data dir {}",
-            data_dir.display()
-        )))?;
-        let db_path = data_dir.join("sportello.db");
-        let mut conn = Connection::open(&db_path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        // Filing one ticket runs some twenty statements; each is parsed once per connection.
-        conn.set_prepared_statement_cache_capacity(64);
-        // Switching to WAL takes a write lock; a store already in WAL (every store after its
-        // first open) is only read, so opening beside a busy writer does not risk SQLITE_BUSY.
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-        }
-        // FULL: a committed ticket survives a power cut, so a file moved away after commit
-        // is never a lost request.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        rank::register(&conn)?;
-        migrate(&mut conn, &db_path)?;
-        Ok(Store {
-            conn,
-            blobs: BlobStore::new(data_dir),
-            data_dir: data_dir.to_path_buf(),
-        })
-    }
-
+/// The poison-pill memory: items that killed the worker reading them, by SHA-256.
+pub trait Crashes {
     /// Every item remembered for killing a worker: SHA-256 → (crashes, last reason).
-    pub fn parse_crashes(&self) -> Result<HashMap<String, (u32, String)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT sha256, crashes, reason FROM parse_crashes")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, (r.get::<_, u32>(1)?, r.get(2)?)))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
+    fn parse_crashes(&self) -> Result<HashMap<String, (u32, String)>>;
 
     /// Remembers one more crash while reading the item `sha256`; returns how many there
     /// have been. Committed before the item is tried again.
-    pub fn record_parse_crash(&mut self, sha256: &str, reason: &str) -> Result<u32> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO parse_crashes (sha256, crashes, reason, updated_at) VALUES (?1, 1, ?2, ?3)
-             ON CONFLICT(sha256) DO UPDATE SET crashes = crashes + 1, reason = ?2, updated_at = ?3",
-            params![sha256, reason, now_rfc3339()],
-        )?;
-        let n = tx.query_row(
-            "SELECT crashes FROM parse_crashes WHERE sha256 = ?1",
-            [sha256],
-            |r| r.get(0),
-        )?;
-        tx.commit()?;
-        Ok(n)
-    }
-
-    /// For a connection that serves many concurrent reads (the web app): pages are read
-    /// straight from a memory map, with no copy per page and (the bundled SQLite is built with
-    /// a page cache shared by every connection behind one lock) no contention between readers
-    /// for that cache. Not for intake: the mapped pages would count in its memory.
-    pub fn map_for_reads(&self) -> Result<()> {
-        self.conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
-        Ok(())
-    }
-
-    /// For bulk loads into a fresh store (imports, benchmarks): commits no longer wait for the
-    /// disk. A crash during the load can lose the last tickets, so never use it for intake.
-    pub fn relax_durability_for_bulk_load(&self) -> Result<()> {
-        self.conn.pragma_update(None, "synchronous", "OFF")?;
-        Ok(())
-    }
-
-    pub fn blobs(&self) -> &BlobStore {
-        &self.blobs
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
+    fn record_parse_crash(&mut self, sha256: &str, reason: &str) -> Result<u32>;
 }
 
-/// `execute` through the connection's statement cache: filing runs the same statements for
-/// every ticket, and parsing them each time was a visible share of a filing thread's time.
-fn execute_cached(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> rusqlite::Result<usize> {
-    conn.prepare_cached(sql)?.execute(params)
+/// Reading tickets and a clerk's changes to them; every change is recorded as an event.
+pub trait Tickets {
+    /// The whole ticket, with documents and history.
+    fn ticket(&self, code_input: &str) -> Result<Ticket>;
+
+    /// Per-page text of a ticket's document, by its position among the ticket's documents.
+    fn page_texts(&self, code_input: &str, ord: usize) -> Result<Vec<PageText>>;
+
+    /// Tickets matching `filter`, newest first.
+    fn list(&self, filter: &TicketFilter) -> Result<Vec<TicketSummary>>;
+
+    /// Moves a ticket to `status`, recording who did it; no event when nothing changes.
+    fn set_status(&mut self, code_input: &str, status: Status, actor: &str) -> Result<bool>;
+
+    /// Appends a clerk's note to a ticket's history.
+    fn add_note(&mut self, code_input: &str, text: &str, actor: &str) -> Result<()>;
+
+    /// Calls `each` with every ticket, oldest first.
+    fn for_each_ticket(&self, each: &mut dyn FnMut(Ticket) -> std::io::Result<()>)
+        -> Result<usize>;
+
+    fn count(&self) -> Result<u64>;
+
+    /// Hands a ticket to an office (a back office, or back to the front office); recorded as
+    /// `routed`, which the statistics count.
+    fn route(&mut self, code_input: &str, office: &str, actor: &str) -> Result<bool>;
+
+    /// Marks `code` as a duplicate of `of`: it is closed, points to `of`, both histories say
+    /// so, and a clerk-confirmed link joins their dossiers.
+    fn mark_duplicate(&mut self, code_input: &str, of_input: &str, actor: &str) -> Result<()>;
 }
 
-/// Adds one to a row of `counters` (created at 1) and returns its new value.
-fn bump_counter(tx: &Connection, name: &str) -> rusqlite::Result<i64> {
-    query_row_cached(
-        tx,
-        "INSERT INTO counters(name, value) VALUES (?1, 1)
-         ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
-        [name],
-        |r| r.get(0),
-    )
+/// What the web app shows: the queue and its counts, a citizen's status lookup, the office's
+/// statistics.
+pub trait Overview {
+    /// Status, dates and office of a ticket: all a tracking code shows.
+    fn track(&self, code_input: &str) -> Result<TrackInfo>;
+
+    /// A ticket's document by its position, with where its bytes are.
+    fn document(&self, code_input: &str, ord: usize) -> Result<(Document, std::path::PathBuf)>;
+
+    /// Tickets of a queue: as `list`, flagged and unsorted first, with paging.
+    fn queue(
+        &self,
+        filter: &TicketFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<TicketSummary>>;
+
+    /// How many tickets match `filter`.
+    fn count_matching(&self, filter: &TicketFilter) -> Result<u64>;
+
+    fn queue_counts(&self) -> Result<QueueCounts>;
+
+    /// Offices tickets were sent to, for the routing form.
+    fn offices(&self) -> Result<Vec<String>>;
+
+    /// The office's report over tickets received in [since, until).
+    fn stats(&self, since: Option<&str>, until: Option<&str>) -> Result<Stats>;
+
+    /// The newest tickets as they were written: what the rules editor re-classifies to show
+    /// what an edit would move.
+    fn recent_requests(&self, limit: usize) -> Result<Vec<RecentRequest>>;
 }
 
-/// `query_row` through the connection's statement cache (see [`execute_cached`]).
-fn query_row_cached<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    conn.prepare_cached(sql)?.query_row(params, row)
+/// Full-text search over tickets and their documents: accents, case and word endings ignored,
+/// ranked, with snippets. Each backend compiles [`SearchQuery`] to its own language.
+pub trait Search {
+    /// Full-text search, best first.
+    fn search(&self, query: &SearchQuery, filter: &TicketFilter) -> Result<Vec<SearchHit>>;
 }
 
-impl Store {}
+/// A person's or a case's tickets, linked by what they share (see [`crate::domain::dossier`]).
+pub trait Dossiers {
+    /// Identifiers of a ticket, by its code.
+    fn entities(&self, code_input: &str) -> Result<Vec<Entity>>;
 
-/// An event the pipeline itself records (actor `sportello`).
-fn system_event(
-    tx: &rusqlite::Connection,
-    ticket_id: i64,
-    at: &str,
-    happened: &Happened,
-) -> Result<()> {
-    insert_event(tx, ticket_id, at, "sportello", happened)
+    /// The whole dossier around a ticket: every ticket reachable through confirmed links
+    /// (the same person, the same case, by hand), newest first, each with why it is there.
+    fn dossier(&self, code_input: &str) -> Result<Vec<DossierLink>>;
+
+    /// The dossier of every ticket carrying an identifier (a fiscal code, a case number).
+    fn dossier_by(&self, kind: EntityKind, value: &str) -> Result<Vec<DossierLink>>;
+
+    /// A clerk links two tickets (same person or case) or undoes a link; both tickets get an
+    /// event.
+    fn set_link(&mut self, a: &str, b: &str, linked: bool, actor: &str) -> Result<()>;
 }
 
-fn insert_event(
-    tx: &rusqlite::Connection,
-    ticket_id: i64,
-    at: &str,
-    actor: &str,
-    happened: &Happened,
-) -> Result<()> {
-    execute_cached(
-        tx,
-        "INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            ticket_id,
-            at,
-            actor,
-            happened.kind().as_str(),
-            happened.detail().to_string()
-        ],
-    )?;
-    Ok(())
+/// Acknowledgements and replies waiting to be sent, claimed by one sender at a time.
+pub trait Outbox {
+    /// Acknowledgements due now (not sent, next attempt time reached; with `all`, every one
+    /// not sent), oldest first.
+    fn outbox_due(&self, limit: usize, all: bool) -> Result<Vec<OutboxItem>>;
+
+    /// Claims an outbox message for this process before it goes to the SMTP server
+    /// (committed); false when another sender claimed it first.
+    fn outbox_claim(&mut self, item: &OutboxItem) -> Result<bool>;
+
+    /// Messages claimed by a sender that died before it recorded the outcome: it cannot be
+    /// known whether the SMTP server took them, so they are not sent again (a citizen must
+    /// not get two); each gets an event a clerk sees. `alive` tells a live sender's pid.
+    fn outbox_settle_orphans(&mut self, alive: &dyn Fn(u32) -> bool) -> Result<usize>;
+
+    /// How many acknowledgements are not sent yet.
+    fn outbox_pending(&self) -> Result<i64>;
+
+    /// Records an acknowledgement's delivery (`error` None) or a failed attempt, with an event
+    /// on its ticket either way; a failed one is tried again after `retry_after` seconds.
+    fn outbox_result(
+        &mut self,
+        item: &OutboxItem,
+        error: Option<&str>,
+        retry_after: i64,
+    ) -> Result<()>;
+
+    /// Queues a clerk's email answer to the ticket's sender in the outbox (sent by `run`, as
+    /// acknowledgements are), threaded under the citizen's last message. Returns the address.
+    fn queue_reply(
+        &mut self,
+        code_input: &str,
+        subject: &str,
+        body: &str,
+        actor: &str,
+        domain: &str,
+    ) -> Result<String>;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::entities::{Entity, Kind};
+/// What the classifier learns from: settled tickets and the labelled history, never its own
+/// unreviewed guesses.
+pub trait Learning {
+    /// A clerk's correction (or confirmation) of a ticket's topic: recorded as an event and
+    /// marked reviewed, so the model learns from it. Returns how many tickets were settled
+    /// since the model was last trained.
+    fn reclassify(
+        &mut self,
+        code_input: &str,
+        topic: &str,
+        office: Option<&str>,
+        actor: &str,
+    ) -> Result<u64>;
 
-    pub(super) fn ticket(n: usize, email: &str, case: &str) -> NewTicket {
-        let e = |kind, value: &str, place: &str| Entity {
-            kind,
-            value: value.into(),
-            valid: true,
-            confidence: 1.0,
-            place: place.into(),
-            raw: value.into(),
-        };
-        let intake = Intake {
-            source: "t".into(),
-            name: format!("t{n}"),
-            sha256: format!("{n:064}"),
-            size: 0,
-            mtime_ns: None,
-        };
-        let sender = Sender {
-            email: Some(email.into()),
-            ..Sender::default()
-        };
-        let mut t = NewTicket::arriving(
-            Channel::Email,
-            format!("2010-01-0{}T00:00:00Z", n + 1),
-            sender,
-            intake,
-        );
-        t.subject = format!("t{n}");
-        t.entities = vec![
-            e(Kind::Email, email, "sender"),
-            e(Kind::CaseRef, case, "body"),
-        ];
-        t
-    }
+    /// Tickets settled since the model was last trained.
+    fn settled_since_training(&self) -> Result<u64>;
 
-    /// A message claimed by a sender that died is not handed out again, and its ticket
-    /// says so; one claimed by a live sender, or sent, is left alone.
-    #[test]
-    fn a_message_claimed_by_a_dead_sender_is_not_sent_twice() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        let mut codes = Vec::new();
-        for n in 0..3 {
-            let mut t = ticket(n, &format!("c{n}@example.it"), "B/1");
-            t.mail = Some(MailFacts {
-                message_id: Some(format!("m{n}@example.it")),
-                ack: Some(AckRequest {
-                    to: format!("c{n}@example.it"),
-                    language: "it".into(),
-                    max_per_hour: 5,
-                    domain: "example.it".into(),
-                }),
-                ..MailFacts::default()
-            });
-            codes.push(store.file(&t, "URP").unwrap().code().to_string());
-        }
-        let due = store.outbox_due(10, true).unwrap();
-        assert_eq!(due.len(), 3);
-        assert!(store.outbox_claim(&due[0]).unwrap());
-        assert!(!store.outbox_claim(&due[0]).unwrap(), "claimed once");
-        store.outbox_result(&due[0], None, 0).unwrap();
-        assert!(store.outbox_claim(&due[1]).unwrap());
-        assert!(store.outbox_claim(&due[2]).unwrap());
-        // Claimed by this process: not handed out again, not an orphan while it lives.
-        assert!(store.outbox_due(10, true).unwrap().is_empty());
-        assert_eq!(store.outbox_settle_orphans(|_| false).unwrap(), 0);
-        // The same claims seen as another, dead process's.
-        store
-            .conn
-            .execute(
-                "UPDATE outbox SET sending_by = 4194307 WHERE sending_by IS NOT NULL",
-                [],
-            )
-            .unwrap();
-        assert_eq!(
-            store.outbox_settle_orphans(|_| true).unwrap(),
-            0,
-            "a live sender's"
-        );
-        assert_eq!(store.outbox_settle_orphans(|_| false).unwrap(), 2);
-        assert!(store.outbox_due(10, true).unwrap().is_empty());
-        assert_eq!(store.outbox_pending().unwrap(), 0);
-        let kinds = |code: &str| -> Vec<String> {
-            store
-                .ticket(code)
-                .unwrap()
-                .events
-                .iter()
-                .map(|e| e.kind.clone())
-                .collect()
-        };
-        assert!(kinds(&codes[0]).contains(&"ack_sent".to_string()));
-        assert!(!kinds(&codes[0]).contains(&"ack_uncertain".to_string()));
-        assert!(kinds(&codes[2]).contains(&"ack_uncertain".to_string()));
-    }
+    /// Keeps an office's labelled history; records already kept are skipped. Returns how
+    /// many were new.
+    fn import_labelled(&mut self, examples: &[Example]) -> Result<usize>;
 
-    /// `sportello_rank` against SQLite's own `bm25()` over the same window: the same rows on
-    /// every page, with the same scores, on the first search and on later ones (remembered
-    /// phrase counts), with and without a filter, and some rows were indeed left unmeasured.
-    #[test]
-    fn ranking_gives_the_rows_and_scores_of_bm25() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        store.relax_durability_for_bulk_load().unwrap();
-        const WORDS: [&str; 12] = [
-            "gas",
-            "allaccio",
-            "contatore",
-            "macerie",
-            "alloggio",
-            "ricostruzione",
-            "acqua",
-            "bolletta",
-            "pratica",
-            "sopralluogo",
-            "voltura",
-            "rimborso",
-        ];
-        let mut x: u64 = 7;
-        let mut next = move |n: u64| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) % n
-        };
-        let tickets: Vec<NewTicket> = (0..1500)
-            .map(|i| {
-                let mut t = ticket(i, &format!("c{i}@x.it"), "pratica Z");
-                let mut text = |n: u64| -> String {
-                    let words: Vec<&str> = (0..n)
-                        .map(|_| WORDS[next(WORDS.len() as u64) as usize])
-                        .collect();
-                    words.join(" ")
-                };
-                t.subject = text(1 + i as u64 % 4);
-                // "pratica" in every ticket: more matches than the ranking window.
-                t.body = format!("pratica {}", text(3 + (i as u64 * 7) % 60));
-                if i % 3 == 0 {
-                    t.channel = Channel::Fax;
-                }
-                t.intake.sha256 = format!("{i:064}");
-                t.search_text = Some(SearchText::of(&t));
-                t
-            })
-            .collect();
-        for chunk in tickets.chunks(100) {
-            let refs: Vec<&NewTicket> = chunk.iter().collect();
-            for r in store.file_batch(&refs, "URP") {
-                r.unwrap();
-            }
-        }
-        let pruned_before = rank::PRUNED.load(std::sync::atomic::Ordering::Relaxed);
-        assert!(same_as_bm25(&store) > 400);
-        let pruned = rank::PRUNED.load(std::sync::atomic::Ordering::Relaxed) - pruned_before;
-        assert!(pruned > 0, "no row was left unmeasured");
+    /// Everything the model learns from, oldest first: the labelled history, then each
+    /// settled ticket (its topic now). Unsorted and never-settled tickets are not in it.
+    fn training_examples(&self) -> Result<Vec<Example>>;
 
-        // Rows rewritten (an answer appended; the same words, so each phrase is in as many
-        // rows as before): remembered lengths must not be used, by this connection or another.
-        let tx = store.conn.unchecked_transaction().unwrap();
-        for id in (1..1500).step_by(5) {
-            tx.execute(
-                "UPDATE tickets SET body = body || ' ' || body WHERE id = ?1",
-                [id],
-            )
-            .unwrap();
-            index_ticket(&tx, id).unwrap();
-        }
-        tx.commit().unwrap();
-        let rewritten: i64 = store
-            .conn
-            .query_row(
-                "SELECT value FROM counters WHERE name = 'search_rows_rewritten'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(rewritten, 300);
-        assert!(same_as_bm25(&Store::open(dir.path()).unwrap()) > 400);
-        assert!(same_as_bm25(&store) > 400);
-    }
+    /// Whether there is anything to learn from (one indexed look, not a read of it all).
+    fn has_training_examples(&self) -> Result<bool>;
 
-    /// Compares `search` with `bm25()` over the same window for a few queries, pages and
-    /// filters, each twice; returns how many hits were compared.
-    fn same_as_bm25(store: &Store) -> usize {
-        let fax = TicketFilter {
-            channel: Some(Channel::Fax),
-            ..TicketFilter::default()
-        };
-        let mut compared = 0;
-        for q in [
-            "gas",
-            "pratica",
-            "allaccio contatore",
-            "\"acqua bolletta\"",
-            "ricostr*",
-            "alloggio -macerie",
-            "voltura rimborso sopralluogo",
-        ] {
-            let query = crate::search::SearchQuery::parse(q).unwrap();
-            for filter in [TicketFilter::default(), fax.clone()] {
-                let (where_sql, mut args) = filter_sql(&filter);
-                let join = if where_sql.is_empty() { "WHERE" } else { "AND" };
-                args.push(search::Fts5::of(&query).expr);
-                let sql = format!(
-                    "SELECT t.code, -bm25(ticket_fts, 4.0, 2.0, 1.0) FROM ticket_fts
-                     JOIN tickets t ON t.id = ticket_fts.rowid {where_sql}
-                     {join} ticket_fts MATCH ?{} ORDER BY ticket_fts.rowid DESC LIMIT {RANK_WINDOW}",
-                    args.len()
-                );
-                let mut stmt = store.conn.prepare(&sql).unwrap();
-                let reference: std::collections::HashMap<String, f64> = stmt
-                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .unwrap()
-                    .map(|r| r.unwrap())
-                    .collect();
-                let mut best: Vec<f64> = reference.values().copied().collect();
-                best.sort_by(|a, b| b.total_cmp(a));
-                for round in 0..2 {
-                    for offset in [0, 20] {
-                        let page = TicketFilter {
-                            limit: Some(20),
-                            offset: Some(offset),
-                            ..filter.clone()
-                        };
-                        let hits = store.search(&query, &page).unwrap();
-                        let expected = best.iter().skip(offset).take(20);
-                        assert_eq!(hits.len(), expected.len(), "{q} round {round}");
-                        for (hit, want) in hits.iter().zip(expected) {
-                            let close =
-                                |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
-                            assert!(close(hit.score, *want), "{q}: {} != {want}", hit.score);
-                            assert!(close(reference[&hit.code], hit.score), "{q}: {}", hit.code);
-                            compared += 1;
-                        }
-                    }
-                }
-            }
-        }
-        compared
-    }
+    /// Records that the model was just trained on what had been settled `before`: tickets
+    /// settled while it trained still count towards the next training.
+    fn trained(&mut self, before: u64) -> Result<()>;
+}
 
-    #[test]
-    fn a_batch_files_in_order_in_one_transaction_and_sees_its_own_items() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        let mut first = ticket(0, "a@x.it", "pratica X");
-        first.subject = "Allacciamento gas".into();
-        first.search_text = Some(SearchText::of(&first));
-        let second = ticket(1, "b@x.it", "pratica Y");
-        let mut again = ticket(0, "a@x.it", "pratica X");
-        again.intake.name = "t0-copy".into();
-        let results = store.file_batch(&[&first, &second, &again], "URP");
-        assert!(matches!(results[0], Ok(Filed::Created { .. })));
-        assert!(matches!(results[1], Ok(Filed::Created { .. })));
-        // The same bytes again in the same batch: recognised, not a second ticket.
-        match (&results[0], &results[2]) {
-            (Ok(a), Ok(Filed::Duplicate { code })) => assert_eq!(a.code(), code),
-            other => panic!("{other:?}"),
-        }
-        // Text indexed by a worker is searchable like text indexed when filed.
-        let hits = store
-            .search(
-                &crate::search::SearchQuery::parse("allacciamenti").unwrap(),
-                &TicketFilter::default(),
-            )
-            .unwrap();
-        assert_eq!(hits.len(), 1);
-    }
+/// Web accounts and sessions.
+pub trait Accounts {
+    fn add_user(&mut self, name: &str, role: Role, password_hash: &str) -> Result<()>;
 
-    #[test]
-    fn an_item_that_fails_in_a_batch_costs_only_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        store
-            .conn
-            .execute_batch(
-                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON tickets WHEN NEW.subject = 'boom'
-                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
-            )
-            .unwrap();
-        let first = ticket(0, "a@x.it", "pratica X");
-        let mut bad = ticket(1, "b@x.it", "pratica Y");
-        bad.subject = "boom".into();
-        let third = ticket(2, "c@x.it", "pratica Z");
-        let results = store.file_batch(&[&first, &bad, &third], "URP");
-        assert!(
-            matches!(results[0], Ok(Filed::Created { .. })),
-            "{results:?}"
-        );
-        assert!(
-            matches!(&results[1], Err(e) if e.to_string().contains("refused by the test")),
-            "{results:?}"
-        );
-        assert!(
-            matches!(results[2], Ok(Filed::Created { .. })),
-            "{results:?}"
-        );
-        let filed = store.list(&TicketFilter::default()).unwrap();
-        assert_eq!(filed.len(), 2);
-    }
+    /// The user and their password hash, for a login.
+    fn user_credentials(&self, name: &str) -> Result<Option<(User, String)>>;
 
-    #[test]
-    fn dossiers_follow_case_links_only_from_the_ticket_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        let mut codes = Vec::new();
-        for (n, (email, case)) in [
-            ("a@x.it", "pratica X"),
-            ("b@x.it", "pratica X"),
-            ("b@x.it", "pratica Y"),
-            ("d@x.it", "pratica Y"),
-        ]
-        .iter()
-        .enumerate()
-        {
-            codes.push(
-                store
-                    .file(&ticket(n, email, case), "URP")
-                    .unwrap()
-                    .code()
-                    .to_string(),
-            );
-        }
-        let got: Vec<String> = store
-            .dossier(&codes[0])
-            .unwrap()
-            .into_iter()
-            .map(|l| l.code)
-            .collect();
-        let mut want = vec![codes[2].clone(), codes[1].clone()];
-        want.sort_by(|a, b| b.cmp(a));
-        let mut got_sorted = got.clone();
-        got_sorted.sort_by(|a, b| b.cmp(a));
-        assert_eq!(
-            got_sorted, want,
-            "A reaches B by the case and C through B's address, not D"
-        );
-    }
+    fn users(&self) -> Result<Vec<User>>;
+
+    /// Records a session by the SHA-256 of its cookie token (a copy of the database gives no
+    /// usable cookie); expired sessions are dropped on the way.
+    fn create_session(
+        &mut self,
+        user_id: i64,
+        token_sha256: &str,
+        csrf: &str,
+        hours: i64,
+    ) -> Result<()>;
+
+    /// The live session with this token, if any.
+    fn session(&self, token_sha256: &str) -> Result<Option<Session>>;
+
+    fn end_session(&mut self, token_sha256: &str) -> Result<()>;
+}
+
+/// Everything a backend of the register does. Callers hold one and see only Rust values; the
+/// shared store tests run against each backend.
+pub trait Register:
+    Filing + Crashes + Tickets + Overview + Search + Dossiers + Outbox + Learning + Accounts
+{
+    fn blobs(&self) -> &BlobStore;
+
+    fn data_dir(&self) -> &Path;
 }

@@ -6,6 +6,7 @@ use super::{i18n, page, query_string, App, Auth, WebError};
 use crate::classify::eval::{read_labels, Labelled};
 use crate::classify::model::Model;
 use crate::classify::rules::Rules;
+use crate::store::prelude::*;
 use crate::store::web::{Role, Stats};
 use axum::extract::{Form, Query, State};
 use axum::http::header;

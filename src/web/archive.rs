@@ -4,6 +4,7 @@
 use super::{i18n, marked, page, query_string, when, App, Auth, WebError};
 use crate::model::{Channel, Status};
 use crate::search::SearchQuery;
+use crate::store::prelude::*;
 use crate::store::TicketFilter;
 use axum::extract::{Path, Query, State};
 use axum::http::header;

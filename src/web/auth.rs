@@ -3,6 +3,7 @@
 //! and a per-browser one for the login form itself.
 
 use super::{cookie, i18n, page, App, Language, WebError};
+use crate::store::prelude::*;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordVerifier};
 use axum::extract::{Form, Query, State};

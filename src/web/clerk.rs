@@ -8,6 +8,7 @@ use crate::model::{Channel, Document, Sender, Status, Ticket};
 use crate::ocr::pages::PageImageError;
 use crate::pipeline::Registration;
 use crate::service::{tickets, topics};
+use crate::store::prelude::*;
 use crate::store::web::QueueCounts;
 use crate::store::{TicketFilter, TicketSummary};
 use axum::extract::{Multipart, Path, Query, State};

@@ -39,6 +39,7 @@ use crate::classify::Classifier;
 use crate::config::Pipeline;
 use crate::pipeline::Processor;
 use crate::store::pool::{open_for_reads, spawn_store_threads, ReadPool, StoreJob};
+use crate::store::prelude::*;
 use crate::store::web::{Role, Session};
 use crate::store::{Store, StoreError};
 use axum::extract::{DefaultBodyLimit, FromRequestParts};

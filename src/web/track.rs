@@ -5,6 +5,7 @@
 
 use super::{i18n, page, when, App, Language, WebError};
 use crate::code::{self, CodeError};
+use crate::store::prelude::*;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::html;

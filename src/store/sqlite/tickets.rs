@@ -79,12 +79,6 @@ impl Store {
             .ok_or(StoreError::NotFound(code))
     }
 
-    /// The whole ticket, with documents and history.
-    pub fn ticket(&self, code_input: &str) -> Result<Ticket> {
-        let (id, _) = self.ticket_id(code_input)?;
-        self.ticket_by_id(id)
-    }
-
     pub(super) fn ticket_by_id(&self, id: i64) -> Result<Ticket> {
         let mut ticket = self.conn.query_row(
             "SELECT code, protocol_year, protocol_number, channel, received_at, registered_at, sender_name,
@@ -186,21 +180,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Per-page text of a ticket's document, by its position among the ticket's documents.
-    pub fn page_texts(&self, code_input: &str, ord: usize) -> Result<Vec<PageText>> {
-        let (id, code) = self.ticket_id(code_input)?;
-        let json: String = self
-            .conn
-            .query_row(
-                "SELECT page_texts FROM documents WHERE ticket_id = ?1 AND ord = ?2",
-                params![id, ord as i64],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or(StoreError::NotFound(format!("{code} document {ord}")))?;
-        serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("page texts: {e}")))
-    }
-
     pub(super) fn events_of(&self, ticket_id: i64) -> Result<Vec<Event>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT at, actor, kind, detail FROM events WHERE ticket_id = ?1 ORDER BY id",
@@ -215,16 +194,6 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
-    }
-
-    /// Tickets matching `filter`, newest first.
-    pub fn list(&self, filter: &TicketFilter) -> Result<Vec<TicketSummary>> {
-        self.summaries(
-            filter,
-            "t.received_at DESC, t.id DESC",
-            filter.limit.map(|l| l as i64).unwrap_or(-1),
-            filter.offset.unwrap_or(0),
-        )
     }
 
     /// Tickets matching `filter` in `order_by` order, as list lines (`limit` -1: all).
@@ -261,9 +230,38 @@ impl Store {
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
+}
 
-    /// Moves a ticket to `status`, recording who did it; no event when nothing changes.
-    pub fn set_status(&mut self, code_input: &str, status: Status, actor: &str) -> Result<bool> {
+impl Tickets for Store {
+    fn ticket(&self, code_input: &str) -> Result<Ticket> {
+        let (id, _) = self.ticket_id(code_input)?;
+        self.ticket_by_id(id)
+    }
+
+    fn page_texts(&self, code_input: &str, ord: usize) -> Result<Vec<PageText>> {
+        let (id, code) = self.ticket_id(code_input)?;
+        let json: String = self
+            .conn
+            .query_row(
+                "SELECT page_texts FROM documents WHERE ticket_id = ?1 AND ord = ?2",
+                params![id, ord as i64],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound(format!("{code} document {ord}")))?;
+        serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("page texts: {e}")))
+    }
+
+    fn list(&self, filter: &TicketFilter) -> Result<Vec<TicketSummary>> {
+        self.summaries(
+            filter,
+            "t.received_at DESC, t.id DESC",
+            filter.limit.map(|l| l as i64).unwrap_or(-1),
+            filter.offset.unwrap_or(0),
+        )
+    }
+
+    fn set_status(&mut self, code_input: &str, status: Status, actor: &str) -> Result<bool> {
         let (id, _) = self.ticket_id(code_input)?;
         let tx = self
             .conn
@@ -293,8 +291,7 @@ impl Store {
         Ok(true)
     }
 
-    /// Appends a clerk's note to a ticket's history.
-    pub fn add_note(&mut self, code_input: &str, text: &str, actor: &str) -> Result<()> {
+    fn add_note(&mut self, code_input: &str, text: &str, actor: &str) -> Result<()> {
         let (id, _) = self.ticket_id(code_input)?;
         let tx = self
             .conn
@@ -305,10 +302,9 @@ impl Store {
         Ok(())
     }
 
-    /// Calls `each` with every ticket, oldest first.
-    pub fn for_each_ticket(
+    fn for_each_ticket(
         &self,
-        mut each: impl FnMut(Ticket) -> std::io::Result<()>,
+        each: &mut dyn FnMut(Ticket) -> std::io::Result<()>,
     ) -> Result<usize> {
         let ids: Vec<i64> = {
             let mut stmt = self.conn.prepare("SELECT id FROM tickets ORDER BY id")?;
@@ -321,16 +317,14 @@ impl Store {
         Ok(ids.len())
     }
 
-    pub fn count(&self) -> Result<u64> {
+    fn count(&self) -> Result<u64> {
         Ok(self
             .conn
             .query_row("SELECT COUNT(*) FROM tickets", [], |r| r.get::<_, i64>(0))?
             as u64)
     }
 
-    /// Hands a ticket to an office (a back office, or back to the front office); recorded as
-    /// `routed`, which the statistics count.
-    pub fn route(&mut self, code_input: &str, office: &str, actor: &str) -> Result<bool> {
+    fn route(&mut self, code_input: &str, office: &str, actor: &str) -> Result<bool> {
         let (id, _) = self.ticket_id(code_input)?;
         let tx = self
             .conn
@@ -355,9 +349,7 @@ impl Store {
         Ok(true)
     }
 
-    /// Marks `code` as a duplicate of `of`: it is closed, points to `of`, both histories say
-    /// so, and a clerk-confirmed link joins their dossiers.
-    pub fn mark_duplicate(&mut self, code_input: &str, of_input: &str, actor: &str) -> Result<()> {
+    fn mark_duplicate(&mut self, code_input: &str, of_input: &str, actor: &str) -> Result<()> {
         let (id, code) = self.ticket_id(code_input)?;
         let (of_id, of) = self.ticket_id(of_input)?;
         if id == of_id {

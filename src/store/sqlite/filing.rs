@@ -413,33 +413,6 @@ pub(super) fn record_mail(
 }
 
 impl Store {
-    /// Files one item in one transaction: a new ticket, or an event on the ticket that
-    /// already holds the same bytes.
-    pub fn file(&mut self, new: &NewTicket, code_prefix: &str) -> Result<Filed> {
-        let mut filed = self.file_together(&[new], code_prefix)?;
-        filed
-            .pop()
-            .ok_or_else(|| StoreError::Batch("no result".into()))
-    }
-
-    /// Files several items in one transaction (one wait for the disk instead of one each).
-    /// Should any item fail, the whole transaction is rolled back and each item is filed in a
-    /// transaction of its own, so a failure costs only its own item. (A savepoint per item did
-    /// the same in one pass, but wrote every touched page to a statement journal first.)
-    pub fn file_batch(&mut self, items: &[&NewTicket], code_prefix: &str) -> Vec<Result<Filed>> {
-        match self.file_together(items, code_prefix) {
-            Ok(filed) => filed.into_iter().map(Ok).collect(),
-            Err(e) if items.len() == 1 => vec![Err(e)],
-            Err(e) => {
-                tracing::warn!("a batch of {} failed ({e}); filing one by one", items.len());
-                items
-                    .iter()
-                    .map(|new| self.file(new, code_prefix))
-                    .collect()
-            }
-        }
-    }
-
     /// Every item or none, in one transaction.
     pub(super) fn file_together(
         &mut self,
@@ -455,5 +428,28 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         tx.commit()?;
         Ok(filed)
+    }
+}
+
+impl Filing for Store {
+    fn file(&mut self, new: &NewTicket, code_prefix: &str) -> Result<Filed> {
+        let mut filed = self.file_together(&[new], code_prefix)?;
+        filed
+            .pop()
+            .ok_or_else(|| StoreError::Batch("no result".into()))
+    }
+
+    fn file_batch(&mut self, items: &[&NewTicket], code_prefix: &str) -> Vec<Result<Filed>> {
+        match self.file_together(items, code_prefix) {
+            Ok(filed) => filed.into_iter().map(Ok).collect(),
+            Err(e) if items.len() == 1 => vec![Err(e)],
+            Err(e) => {
+                tracing::warn!("a batch of {} failed ({e}); filing one by one", items.len());
+                items
+                    .iter()
+                    .map(|new| self.file(new, code_prefix))
+                    .collect()
+            }
+        }
     }
 }

@@ -122,8 +122,40 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    /// Full-text search, best first.
-    pub fn search(&self, query: &SearchQuery, filter: &TicketFilter) -> Result<Vec<SearchHit>> {
+    pub(super) fn snippet_for(
+        &self,
+        ticket_id: i64,
+        query: &SearchQuery,
+        subject: &str,
+    ) -> Result<String> {
+        const WIDTH: usize = 24;
+        let body: String = self
+            .conn
+            .prepare_cached("SELECT body FROM tickets WHERE id = ?1")?
+            .query_row([ticket_id], |r| r.get(0))?;
+        if let Some(s) = query.snippet(&body, WIDTH) {
+            return Ok(s);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name, text FROM documents WHERE ticket_id = ?1 ORDER BY ord")?;
+        let docs = stmt.query_map([ticket_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        for doc in docs {
+            let (name, text) = doc?;
+            if let Some(s) = query.snippet(&text, WIDTH) {
+                return Ok(format!("[{name}] {s}"));
+            }
+        }
+        Ok(query
+            .snippet(subject, WIDTH)
+            .unwrap_or_else(|| subject.to_string()))
+    }
+}
+
+impl Search for Store {
+    fn search(&self, query: &SearchQuery, filter: &TicketFilter) -> Result<Vec<SearchHit>> {
         let (where_sql, mut args) = filter_sql(filter);
         let fts = Fts5::of(query);
         args.push(fts.expr);
@@ -187,37 +219,6 @@ impl Store {
             hits.push(hit);
         }
         Ok(hits)
-    }
-
-    pub(super) fn snippet_for(
-        &self,
-        ticket_id: i64,
-        query: &SearchQuery,
-        subject: &str,
-    ) -> Result<String> {
-        const WIDTH: usize = 24;
-        let body: String = self
-            .conn
-            .prepare_cached("SELECT body FROM tickets WHERE id = ?1")?
-            .query_row([ticket_id], |r| r.get(0))?;
-        if let Some(s) = query.snippet(&body, WIDTH) {
-            return Ok(s);
-        }
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT name, text FROM documents WHERE ticket_id = ?1 ORDER BY ord")?;
-        let docs = stmt.query_map([ticket_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        for doc in docs {
-            let (name, text) = doc?;
-            if let Some(s) = query.snippet(&text, WIDTH) {
-                return Ok(format!("[{name}] {s}"));
-            }
-        }
-        Ok(query
-            .snippet(subject, WIDTH)
-            .unwrap_or_else(|| subject.to_string()))
     }
 }
 

@@ -116,6 +116,7 @@ pub fn spawn_store_threads(dir: &Path, threads: usize) -> crossbeam_channel::Sen
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::prelude::*;
     use crate::store::TicketFilter;
     use std::sync::mpsc;
     use std::time::Duration;

@@ -3,10 +3,8 @@
 
 use super::*;
 
-impl Store {
-    /// Acknowledgements due now (not sent, next attempt time reached; with `all`, every one
-    /// not sent), oldest first.
-    pub fn outbox_due(&self, limit: usize, all: bool) -> Result<Vec<OutboxItem>> {
+impl Outbox for Store {
+    fn outbox_due(&self, limit: usize, all: bool) -> Result<Vec<OutboxItem>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT o.id, t.code, t.protocol_year, t.protocol_number, t.subject, o.to_addr, o.message_id,
                     o.in_reply_to, o.language, o.attempts, o.reply_subject, o.reply_body
@@ -37,9 +35,7 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    /// Claims an outbox message for this process before it goes to the SMTP server
-    /// (committed); false when another sender claimed it first.
-    pub fn outbox_claim(&mut self, item: &OutboxItem) -> Result<bool> {
+    fn outbox_claim(&mut self, item: &OutboxItem) -> Result<bool> {
         let n = execute_cached(
             &self.conn,
             "UPDATE outbox SET sending_by = ?1
@@ -49,10 +45,7 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Messages claimed by a sender that died before it recorded the outcome: it cannot be
-    /// known whether the SMTP server took them, so they are not sent again (a citizen must
-    /// not get two); each gets an event a clerk sees. `alive` tells a live sender's pid.
-    pub fn outbox_settle_orphans(&mut self, alive: impl Fn(u32) -> bool) -> Result<usize> {
+    fn outbox_settle_orphans(&mut self, alive: &dyn Fn(u32) -> bool) -> Result<usize> {
         let claimed: Vec<(i64, i64, u32, String)> = {
             let mut stmt = self.conn.prepare(
                 "SELECT id, ticket_id, sending_by, to_addr FROM outbox
@@ -88,8 +81,7 @@ impl Store {
         Ok(settled)
     }
 
-    /// How many acknowledgements are not sent yet.
-    pub fn outbox_pending(&self) -> Result<i64> {
+    fn outbox_pending(&self) -> Result<i64> {
         Ok(self.conn.query_row(
             "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND uncertain IS NULL",
             [],
@@ -97,9 +89,7 @@ impl Store {
         )?)
     }
 
-    /// Records an acknowledgement's delivery (`error` None) or a failed attempt, with an event
-    /// on its ticket either way; a failed one is tried again after `retry_after` seconds.
-    pub fn outbox_result(
+    fn outbox_result(
         &mut self,
         item: &OutboxItem,
         error: Option<&str>,
@@ -161,9 +151,7 @@ impl Store {
         Ok(())
     }
 
-    /// Queues a clerk's email answer to the ticket's sender in the outbox (sent by `run`, as
-    /// acknowledgements are), threaded under the citizen's last message. Returns the address.
-    pub fn queue_reply(
+    fn queue_reply(
         &mut self,
         code_input: &str,
         subject: &str,

@@ -36,12 +36,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Identifiers of a ticket, by its code.
-    pub fn entities(&self, code_input: &str) -> Result<Vec<Entity>> {
-        let (id, _) = self.ticket_id(code_input)?;
-        self.entities_of(id)
-    }
-
     /// The tickets one ticket is linked to directly, with the reasons.
     pub(super) fn direct_links(&self, ticket_id: i64) -> Result<Vec<DossierLink>> {
         Ok(self
@@ -160,43 +154,6 @@ impl Store {
         Ok(out)
     }
 
-    /// The whole dossier around a ticket: every ticket reachable through confirmed links
-    /// (the same person, the same case, by hand), newest first, each with why it is there.
-    pub fn dossier(&self, code_input: &str) -> Result<Vec<DossierLink>> {
-        let (id, _) = self.ticket_id(code_input)?;
-        self.dossier_from(vec![id])
-    }
-
-    /// The dossier of every ticket carrying an identifier (a fiscal code, a case number).
-    pub fn dossier_by(&self, kind: EntityKind, value: &str) -> Result<Vec<DossierLink>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT DISTINCT ticket_id FROM entities WHERE kind = ?1 AND value = ?2",
-        )?;
-        let ids: Vec<i64> = stmt
-            .query_map(params![kind.as_str(), value], |r| r.get(0))?
-            .collect::<std::result::Result<_, _>>()?;
-        // A case dossier is the tickets about the case; a person's reaches all their tickets.
-        let mut all = if kind == EntityKind::CaseRef {
-            Vec::new()
-        } else {
-            self.dossier_from(ids.clone())?
-        };
-        // The starting tickets belong to it too.
-        for id in ids {
-            if let Some(l) = self.link_to(
-                id,
-                vec![format!("carries {} {value}", kind.as_str())],
-                false,
-            )? {
-                if !all.iter().any(|a| a.code == l.code) {
-                    all.push(l);
-                }
-            }
-        }
-        all.sort_by(|a, b| b.received_at.cmp(&a.received_at));
-        Ok(all)
-    }
-
     /// A link to ticket `id` as shown in a dossier.
     pub(super) fn link_to(
         &self,
@@ -256,10 +213,49 @@ impl Store {
         out.sort_by(|a, b| b.received_at.cmp(&a.received_at));
         Ok(out)
     }
+}
 
-    /// A clerk links two tickets (same person or case) or undoes a link; both tickets get an
-    /// event.
-    pub fn set_link(&mut self, a: &str, b: &str, linked: bool, actor: &str) -> Result<()> {
+impl Dossiers for Store {
+    fn entities(&self, code_input: &str) -> Result<Vec<Entity>> {
+        let (id, _) = self.ticket_id(code_input)?;
+        self.entities_of(id)
+    }
+
+    fn dossier(&self, code_input: &str) -> Result<Vec<DossierLink>> {
+        let (id, _) = self.ticket_id(code_input)?;
+        self.dossier_from(vec![id])
+    }
+
+    fn dossier_by(&self, kind: EntityKind, value: &str) -> Result<Vec<DossierLink>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT ticket_id FROM entities WHERE kind = ?1 AND value = ?2",
+        )?;
+        let ids: Vec<i64> = stmt
+            .query_map(params![kind.as_str(), value], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        // A case dossier is the tickets about the case; a person's reaches all their tickets.
+        let mut all = if kind == EntityKind::CaseRef {
+            Vec::new()
+        } else {
+            self.dossier_from(ids.clone())?
+        };
+        // The starting tickets belong to it too.
+        for id in ids {
+            if let Some(l) = self.link_to(
+                id,
+                vec![format!("carries {} {value}", kind.as_str())],
+                false,
+            )? {
+                if !all.iter().any(|a| a.code == l.code) {
+                    all.push(l);
+                }
+            }
+        }
+        all.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+        Ok(all)
+    }
+
+    fn set_link(&mut self, a: &str, b: &str, linked: bool, actor: &str) -> Result<()> {
         let (ia, ca) = self.ticket_id(a)?;
         let (ib, cb) = self.ticket_id(b)?;
         let (lo, hi) = if ia < ib { (ia, ib) } else { (ib, ia) };

@@ -1,0 +1,338 @@
+//! The register's behaviour, the same on every backend: each check takes any [`Register`],
+//! and `on_every_backend!` runs it once per backend (SQLite today; a backend that needs a
+//! server skips with a message when none is configured).
+
+use super::prelude::*;
+use super::{Filed, Intake, NewTicket, SearchText, TicketFilter};
+use crate::classify::model::Example;
+use crate::classify::rules::UNSORTED;
+use crate::entities::{Entity, Kind};
+use crate::model::{Channel, Sender, Status};
+
+/// A message from `email` about `case`; `n` makes its bytes, name and date its own.
+pub fn ticket(n: usize, email: &str, case: &str) -> NewTicket {
+    let e = |kind, value: &str, place: &str| Entity {
+        kind,
+        value: value.into(),
+        valid: true,
+        confidence: 1.0,
+        place: place.into(),
+        raw: value.into(),
+    };
+    let intake = Intake {
+        source: "t".into(),
+        name: format!("t{n}"),
+        sha256: format!("{n:064}"),
+        size: 0,
+        mtime_ns: None,
+    };
+    let sender = Sender {
+        email: Some(email.into()),
+        ..Sender::default()
+    };
+    let mut t = NewTicket::arriving(
+        Channel::Email,
+        format!("2010-01-0{}T00:00:00Z", n + 1),
+        sender,
+        intake,
+    );
+    t.subject = format!("t{n}");
+    t.entities = vec![
+        e(Kind::Email, email, "sender"),
+        e(Kind::CaseRef, case, "body"),
+    ];
+    t
+}
+
+fn example(id: &str, topic: &str) -> Example {
+    Example {
+        id: id.into(),
+        subject: format!("subject {id}"),
+        body: format!("body {id}"),
+        topic: topic.into(),
+        channel: Some("email".into()),
+        sender_email: None,
+    }
+}
+
+pub fn a_batch_files_in_order_in_one_transaction_and_sees_its_own_items(store: &mut impl Register) {
+    let mut first = ticket(0, "a@x.it", "pratica X");
+    first.subject = "Allacciamento gas".into();
+    first.search_text = Some(SearchText::of(&first));
+    let second = ticket(1, "b@x.it", "pratica Y");
+    let mut again = ticket(0, "a@x.it", "pratica X");
+    again.intake.name = "t0-copy".into();
+    let results = store.file_batch(&[&first, &second, &again], "URP");
+    assert!(matches!(results[0], Ok(Filed::Created { .. })));
+    assert!(matches!(results[1], Ok(Filed::Created { .. })));
+    // The same bytes again in the same batch: recognised, not a second ticket.
+    match (&results[0], &results[2]) {
+        (Ok(a), Ok(Filed::Duplicate { code })) => assert_eq!(a.code(), code),
+        other => panic!("{other:?}"),
+    }
+    // Text indexed by a worker is searchable like text indexed when filed.
+    let hits = store
+        .search(
+            &crate::search::SearchQuery::parse("allacciamenti").unwrap(),
+            &TicketFilter::default(),
+        )
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+}
+
+pub fn dossiers_follow_case_links_only_from_the_ticket_itself(store: &mut impl Register) {
+    let mut codes = Vec::new();
+    for (n, (email, case)) in [
+        ("a@x.it", "pratica X"),
+        ("b@x.it", "pratica X"),
+        ("b@x.it", "pratica Y"),
+        ("d@x.it", "pratica Y"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        codes.push(
+            store
+                .file(&ticket(n, email, case), "URP")
+                .unwrap()
+                .code()
+                .to_string(),
+        );
+    }
+    let got: Vec<String> = store
+        .dossier(&codes[0])
+        .unwrap()
+        .into_iter()
+        .map(|l| l.code)
+        .collect();
+    let mut want = vec![codes[2].clone(), codes[1].clone()];
+    want.sort_by(|a, b| b.cmp(a));
+    let mut got_sorted = got.clone();
+    got_sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(
+        got_sorted, want,
+        "A reaches B by the case and C through B's address, not D"
+    );
+}
+
+/// The model learns from the labelled history, corrections, confirmations and tickets
+/// closed with their topic; never from guesses nobody looked at, nor from `unsorted`.
+pub fn only_what_a_person_settled_is_learned_and_the_history_is_kept(store: &mut impl Register) {
+    assert_eq!(
+        store
+            .import_labelled(&[example("h1", "gas"), example("h2", "waste")])
+            .unwrap(),
+        2
+    );
+    // Importing the same file again adds nothing.
+    assert_eq!(store.import_labelled(&[example("h1", "gas")]).unwrap(), 0);
+    let mut codes = Vec::new();
+    for (n, topic) in [
+        (1, "gas"),
+        (2, "waste"),
+        (3, UNSORTED),
+        (4, "housing"),
+        (5, "gas"),
+    ] {
+        let mut t = ticket(n, &format!("c{n}@example.it"), "B/1");
+        t.topic = Some(topic.into());
+        codes.push(store.file(&t, "URP").unwrap().code().to_string());
+    }
+    let before = store.settled_since_training().unwrap();
+    store
+        .reclassify(&codes[0], "housing", None, "clerk")
+        .unwrap(); // corrected
+    store.reclassify(&codes[1], "waste", None, "clerk").unwrap(); // confirmed
+    store
+        .set_status(&codes[2], Status::Closed, "clerk")
+        .unwrap(); // closed unsorted
+    store
+        .set_status(&codes[3], Status::Closed, "clerk")
+        .unwrap(); // closed unchanged
+    store
+        .set_status(&codes[4], Status::InProgress, "clerk")
+        .unwrap(); // not settled
+    assert_eq!(store.settled_since_training().unwrap(), before + 3);
+    let learned: Vec<(String, String)> = store
+        .training_examples()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id, e.topic))
+        .collect();
+    let want = |id: &str, t: &str| (id.to_string(), t.to_string());
+    assert_eq!(
+        learned,
+        [
+            want("h1", "gas"),
+            want("h2", "waste"),
+            want(&codes[0], "housing"),
+            want(&codes[1], "waste"),
+            want(&codes[3], "housing"),
+        ]
+    );
+    let t = store.ticket(&codes[1]).unwrap();
+    assert_eq!(t.events.last().unwrap().kind, "topic_confirmed");
+    // Training restarts the count, keeping what was settled meanwhile.
+    let settled = store.settled_since_training().unwrap();
+    store.reclassify(&codes[4], "gas", None, "clerk").unwrap();
+    store.trained(settled).unwrap();
+    assert_eq!(store.settled_since_training().unwrap(), 1);
+    // The history survives any number of trainings.
+    assert_eq!(store.training_examples().unwrap().len(), 6);
+}
+
+/// Protocol numbers run 1, 2, 3… within a year, one per new ticket, none for a duplicate;
+/// codes are unique.
+pub fn protocol_numbers_have_no_gap_and_no_duplicate(store: &mut impl Register) {
+    let mut protocols = Vec::new();
+    let mut codes = std::collections::HashSet::new();
+    for n in 0..5 {
+        let t = ticket(n, &format!("p{n}@x.it"), "pratica P");
+        match store.file(&t, "URP").unwrap() {
+            Filed::Created { code, protocol } => {
+                assert!(codes.insert(code));
+                protocols.push(protocol);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The same bytes again: no number spent.
+        let mut again = ticket(n, &format!("p{n}@x.it"), "pratica P");
+        again.intake.name = format!("copy-{n}");
+        assert!(matches!(
+            store.file(&again, "URP").unwrap(),
+            Filed::Duplicate { .. }
+        ));
+    }
+    let numbers: Vec<u64> = protocols
+        .iter()
+        .map(|p| {
+            let (year, number) = p.split_once('/').expect("year/number");
+            // The year of registration, not of the message's date.
+            assert_eq!(year, &super::now_rfc3339()[..4], "{p}");
+            number.parse().unwrap()
+        })
+        .collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5], "{protocols:?}");
+}
+
+/// A clerk's changes land on the ticket and in its history, with who made them.
+pub fn a_clerks_changes_are_recorded_with_their_author(store: &mut impl Register) {
+    let code = store
+        .file(&ticket(0, "a@x.it", "pratica A"), "URP")
+        .unwrap()
+        .code()
+        .to_string();
+    assert!(store.route(&code, "Servizio gas", "anna").unwrap());
+    store
+        .add_note(&code, "chiamato il cittadino", "anna")
+        .unwrap();
+    assert!(store.set_status(&code, Status::Closed, "bruno").unwrap());
+    let t = store.ticket(&code).unwrap();
+    assert_eq!(t.office.as_deref(), Some("Servizio gas"));
+    let by: Vec<(&str, &str)> = t
+        .events
+        .iter()
+        .filter(|e| e.actor != "sportello")
+        .map(|e| (e.kind.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(by.len(), 3, "{by:?}");
+    assert!(by
+        .iter()
+        .all(|(_, actor)| ["anna", "bruno"].contains(actor)));
+    // What a citizen sees follows, without the content.
+    let seen = store.track(&code).unwrap();
+    assert_eq!(seen.status, Status::Closed);
+    assert_eq!(seen.office.as_deref(), Some("Servizio gas"));
+    assert!(store.ticket("URP-NOPE-0000").is_err());
+}
+
+/// Search forgives accents, case and word endings, and excludes what is excluded.
+pub fn search_forgives_accents_and_word_endings(store: &mut impl Register) {
+    for (n, subject) in [
+        (0, "Agibilità dell'abitazione"),
+        (1, "Allacciamenti del gas"),
+    ] {
+        let mut t = ticket(n, "a@x.it", "pratica S");
+        t.subject = subject.into();
+        t.search_text = Some(SearchText::of(&t));
+        store.file(&t, "URP").unwrap();
+    }
+    let count = |q: &str| {
+        store
+            .search(
+                &crate::search::SearchQuery::parse(q).unwrap(),
+                &TicketFilter::default(),
+            )
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count("AGIBILITA"), 1);
+    assert_eq!(count("allacciamento"), 1);
+    assert_eq!(count("gas -allacciamento"), 0);
+}
+
+/// An acknowledgement is handed to one sender only.
+pub fn an_outbox_message_is_claimed_once(store: &mut impl Register) {
+    let mut t = ticket(0, "a@x.it", "pratica O");
+    t.mail = Some(super::MailFacts {
+        message_id: Some("<m0@x.it>".into()),
+        ack: Some(super::AckRequest {
+            to: "a@x.it".into(),
+            language: "it".into(),
+            max_per_hour: 5,
+            domain: "comune.example.it".into(),
+        }),
+        ..Default::default()
+    });
+    store.file(&t, "URP").unwrap();
+    let due = store.outbox_due(10, true).unwrap();
+    assert_eq!(due.len(), 1);
+    assert!(store.outbox_claim(&due[0]).unwrap());
+    assert!(!store.outbox_claim(&due[0]).unwrap(), "claimed twice");
+    store.outbox_result(&due[0], None, 0).unwrap();
+    assert_eq!(store.outbox_pending().unwrap(), 0);
+}
+
+/// Accounts keep their role; a session is found by its token until it ends.
+pub fn sessions_live_until_they_end(store: &mut impl Register) {
+    use super::web::Role;
+    store.add_user("anna", Role::Clerk, "hash-a").unwrap();
+    let (user, hash) = store.user_credentials("anna").unwrap().unwrap();
+    assert_eq!((user.role, hash.as_str()), (Role::Clerk, "hash-a"));
+    assert!(store.user_credentials("nobody").unwrap().is_none());
+    store.create_session(user.id, "tok", "csrf", 8).unwrap();
+    let session = store.session("tok").unwrap().unwrap();
+    assert_eq!(
+        (session.user.name.as_str(), session.csrf.as_str()),
+        ("anna", "csrf")
+    );
+    store.end_session("tok").unwrap();
+    assert!(store.session("tok").unwrap().is_none());
+}
+
+/// Runs every check above once per backend, each on a fresh store.
+macro_rules! on_every_backend {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $check() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let mut store = crate::store::sqlite::Store::open(dir.path()).unwrap();
+                    super::$check(&mut store);
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    a_batch_files_in_order_in_one_transaction_and_sees_its_own_items,
+    dossiers_follow_case_links_only_from_the_ticket_itself,
+    only_what_a_person_settled_is_learned_and_the_history_is_kept,
+    protocol_numbers_have_no_gap_and_no_duplicate,
+    a_clerks_changes_are_recorded_with_their_author,
+    search_forgives_accents_and_word_endings,
+    an_outbox_message_is_claimed_once,
+    sessions_live_until_they_end,
+);

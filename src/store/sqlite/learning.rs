@@ -1,0 +1,150 @@
+//! What the topic model learns from: the office's labelled history and the tickets a person
+//! settled — corrected, confirmed, or closed with the topic it had. Never a guess nobody
+//! looked at.
+
+use super::{
+    bump_counter, execute_cached, insert_event, now_rfc3339, query_row_cached, Result, Store,
+    SETTLED_SINCE_TRAINING,
+};
+use crate::classify::model::Example;
+use crate::classify::rules::UNSORTED;
+use crate::domain::Happened;
+use crate::store::prelude::*;
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+/// A ticket a person settled (`?1` is `unsorted`): its topic set or confirmed by a clerk, or
+/// closed with the topic it had. The one definition the training data and its checks share.
+const SETTLED: &str =
+    "topic IS NOT NULL AND topic != ?1 AND (topic_reviewed = 1 OR status = 'closed')";
+
+impl Store {
+    /// Called in the transaction that closes a ticket: a ticket closed with a topic nobody
+    /// changed is the clerk's word that the topic was right.
+    pub(super) fn settled_by_closing(tx: &rusqlite::Transaction, ticket_id: i64) -> Result<()> {
+        let (topic, reviewed): (Option<String>, bool) = query_row_cached(
+            tx,
+            "SELECT topic, topic_reviewed FROM tickets WHERE id = ?1",
+            [ticket_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if !reviewed && topic.is_some_and(|t| t != UNSORTED) {
+            bump_counter(tx, SETTLED_SINCE_TRAINING)?;
+        }
+        Ok(())
+    }
+
+    /// Rows of (id, subject, body, topic, channel, sender_email) as examples.
+    fn examples_of(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Example>> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map(params, |r| {
+            Ok(Example {
+                id: r.get(0)?,
+                subject: r.get(1)?,
+                body: r.get(2)?,
+                topic: r.get(3)?,
+                channel: r.get(4)?,
+                sender_email: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+}
+
+impl Learning for Store {
+    fn reclassify(
+        &mut self,
+        code_input: &str,
+        topic: &str,
+        office: Option<&str>,
+        actor: &str,
+    ) -> Result<u64> {
+        let (id, _) = self.ticket_id(code_input)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (from, old_office): (Option<String>, Option<String>) = query_row_cached(
+            &tx,
+            "SELECT topic, office FROM tickets WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let office = office.map(str::to_string).or(old_office);
+        execute_cached(
+            &tx,
+            "UPDATE tickets SET topic = ?1, topic_confidence = 1.0, topic_reason = ?2, topic_reviewed = 1, office = ?3 WHERE id = ?4",
+            params![topic, format!("set by {actor}"), office, id],
+        )?;
+        let (confirmed, to) = (from.as_deref() == Some(topic), topic.to_string());
+        let settled = if confirmed {
+            Happened::TopicConfirmed { from, to, office }
+        } else {
+            Happened::Reclassified { from, to, office }
+        };
+        insert_event(&tx, id, &now_rfc3339(), actor, &settled)?;
+        let count = bump_counter(&tx, SETTLED_SINCE_TRAINING)?;
+        tx.commit()?;
+        Ok(count as u64)
+    }
+
+    fn settled_since_training(&self) -> Result<u64> {
+        // No row yet: nothing settled. Any other failure is the store's, and said.
+        let value: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = ?1",
+                [SETTLED_SINCE_TRAINING],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(value.unwrap_or(0).max(0) as u64)
+    }
+
+    fn import_labelled(&mut self, examples: &[Example]) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_rfc3339();
+        let mut added = 0;
+        for e in examples {
+            added += execute_cached(
+                &tx,
+                "INSERT OR IGNORE INTO labelled_history (record_id, subject, body, topic, channel, sender_email, added_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![e.id, e.subject, e.body, e.topic, e.channel, e.sender_email, now],
+            )?;
+        }
+        if added > 0 {
+            bump_counter(&tx, SETTLED_SINCE_TRAINING)?;
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
+    fn training_examples(&self) -> Result<Vec<Example>> {
+        let mut out = self.examples_of(
+            "SELECT record_id, subject, body, topic, channel, sender_email FROM labelled_history ORDER BY id",
+            [],
+        )?;
+        out.extend(self.examples_of(
+            &format!("SELECT code, subject, body, topic, channel, sender_email FROM tickets WHERE {SETTLED} ORDER BY id"),
+            [UNSORTED],
+        )?);
+        Ok(out)
+    }
+
+    fn has_training_examples(&self) -> Result<bool> {
+        Ok(self.conn.query_row(
+            &format!("SELECT EXISTS (SELECT 1 FROM labelled_history) OR EXISTS (SELECT 1 FROM tickets WHERE {SETTLED})"),
+            [UNSORTED],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn trained(&mut self, before: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE counters SET value = max(0, value - ?2) WHERE name = ?1",
+            params![SETTLED_SINCE_TRAINING, before as i64],
+        )?;
+        Ok(())
+    }
+}

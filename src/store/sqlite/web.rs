@@ -1,0 +1,303 @@
+//! The SQL of what the web app needs from the store: accounts and sessions, queue counts, the citizen's
+//! status lookup and the office's statistics.
+
+use super::{filter_sql, now_rfc3339, Result, Store, StoreError, TicketFilter, TicketSummary};
+use crate::model::Document;
+use crate::store::prelude::*;
+use crate::store::web::*;
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+impl rusqlite::types::FromSql for Role {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Role> {
+        v.as_str()?
+            .parse()
+            .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
+    }
+}
+
+/// A user from columns id, name, role.
+fn user_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: r.get(2)?,
+    })
+}
+
+impl Accounts for Store {
+    fn add_user(&mut self, name: &str, role: Role, password_hash: &str) -> Result<()> {
+        let taken: bool = self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM users WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Err(StoreError::Conflict(format!("user {name} exists already")));
+        }
+        self.conn.execute(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, role.as_str(), password_hash, now_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    fn user_credentials(&self, name: &str) -> Result<Option<(User, String)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, name, role, password_hash FROM users WHERE name = ?1",
+                [name],
+                |r| Ok((user_of(r)?, r.get(3)?)),
+            )
+            .optional()?)
+    }
+
+    fn users(&self) -> Result<Vec<User>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, name, role FROM users ORDER BY name")?;
+        let rows = stmt.query_map([], user_of)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    fn create_session(
+        &mut self,
+        user_id: i64,
+        token_sha256: &str,
+        csrf: &str,
+        hours: i64,
+    ) -> Result<()> {
+        let now = chrono::Utc::now();
+        let expires = (now + chrono::Duration::hours(hours))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let now = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [&now])?;
+        tx.execute(
+            "INSERT INTO sessions (token_sha256, user_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![token_sha256, user_id, csrf, now, expires],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn session(&self, token_sha256: &str) -> Result<Option<Session>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT u.id, u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_sha256 = ?1 AND s.expires_at > ?2",
+            )?
+            .query_row(params![token_sha256, now_rfc3339()], |r| {
+                Ok(Session {
+                    user: user_of(r)?,
+                    csrf: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn end_session(&mut self, token_sha256: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM sessions WHERE token_sha256 = ?1",
+            [token_sha256],
+        )?;
+        Ok(())
+    }
+}
+
+impl Overview for Store {
+    fn track(&self, code_input: &str) -> Result<TrackInfo> {
+        let (id, code) = self.ticket_id(code_input)?;
+        let (status, received_at, office, updated_at): (String, String, Option<String>, String) =
+            self.conn.query_row(
+                "SELECT t.status, t.received_at, t.office,
+                        COALESCE((SELECT MAX(at) FROM events e WHERE e.ticket_id = t.id), t.registered_at)
+                 FROM tickets t WHERE t.id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+        Ok(TrackInfo {
+            code,
+            status: status
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+            received_at,
+            updated_at,
+            office,
+        })
+    }
+
+    fn document(&self, code_input: &str, ord: usize) -> Result<(Document, std::path::PathBuf)> {
+        let (id, code) = self.ticket_id(code_input)?;
+        let doc = self
+            .documents_of(id)?
+            .into_iter()
+            .nth(ord)
+            .ok_or_else(|| StoreError::NotFound(format!("{code} document {ord}")))?;
+        let path = self.blobs.path_of(&doc.sha256);
+        Ok((doc, path))
+    }
+
+    fn queue(
+        &self,
+        filter: &TicketFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<TicketSummary>> {
+        self.summaries(
+            filter,
+            "t.needs_attention DESC, (t.topic = 'unsorted' OR t.topic IS NULL) DESC, t.received_at DESC, t.id DESC",
+            limit as i64,
+            offset,
+        )
+    }
+
+    fn count_matching(&self, filter: &TicketFilter) -> Result<u64> {
+        let (where_sql, args) = filter_sql(filter);
+        let sql = format!("SELECT COUNT(*) FROM tickets t {where_sql}");
+        Ok(self
+            .conn
+            .query_row(&sql, rusqlite::params_from_iter(args.iter()), |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    fn queue_counts(&self) -> Result<QueueCounts> {
+        let group = |sql: &str| -> Result<Vec<(String, u64)>> {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    r.get::<_, i64>(1)? as u64,
+                ))
+            })?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        };
+        Ok(QueueCounts {
+            by_status: group("SELECT status, COUNT(*) FROM tickets GROUP BY status")?,
+            by_topic: group(
+                "SELECT COALESCE(topic, 'unsorted') AS name, COUNT(*) AS n FROM tickets WHERE status != 'closed'
+                 GROUP BY name ORDER BY (name = 'unsorted') DESC, n DESC",
+            )?,
+            by_office: group(
+                "SELECT office, COUNT(*) FROM tickets WHERE status != 'closed' AND office IS NOT NULL
+                 GROUP BY office ORDER BY 2 DESC",
+            )?,
+            needs_attention: self.conn.query_row(
+                "SELECT COUNT(*) FROM tickets WHERE needs_attention = 1 AND status != 'closed'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )? as u64,
+        })
+    }
+
+    fn offices(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT office FROM tickets WHERE office IS NOT NULL ORDER BY office",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    fn stats(&self, since: Option<&str>, until: Option<&str>) -> Result<Stats> {
+        let filter = TicketFilter {
+            since: since.map(str::to_string),
+            until: until.map(str::to_string),
+            ..TicketFilter::default()
+        };
+        let (where_sql, args) = filter_sql(&filter);
+        let group = |expr: &str| -> Result<Vec<(String, u64)>> {
+            let sql =
+                format!("SELECT {expr}, COUNT(*) FROM tickets t {where_sql} GROUP BY 1 ORDER BY 1");
+            let mut stmt = self.conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    r.get::<_, i64>(1)? as u64,
+                ))
+            })?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        };
+        let by_channel = group("t.channel")?;
+        let by_topic = group("COALESCE(t.topic, 'unsorted')")?;
+        // ISO weeks: SQLite has no %V, so weeks are counted from their Monday.
+        let by_monday = group("date(substr(t.received_at, 1, 10), '-' || ((strftime('%w', substr(t.received_at, 1, 10)) + 6) % 7) || ' days')")?;
+        let by_week = by_monday
+            .into_iter()
+            .map(|(monday, n)| {
+                let week = chrono::NaiveDate::parse_from_str(&monday, "%Y-%m-%d")
+                    .map(|d| {
+                        let w = chrono::Datelike::iso_week(&d);
+                        format!("{}-W{:02}", w.year(), w.week())
+                    })
+                    .unwrap_or(monday);
+                (week, n)
+            })
+            .collect();
+        let closed_sql = format!(
+            "SELECT t.received_at,
+                    (SELECT MAX(e.at) FROM events e WHERE e.ticket_id = t.id AND e.kind = 'status_changed'),
+                    EXISTS(SELECT 1 FROM events e WHERE e.ticket_id = t.id AND e.kind = 'routed')
+             FROM tickets t {} t.status = 'closed'",
+            if where_sql.is_empty() {
+                "WHERE".to_string()
+            } else {
+                format!("{where_sql} AND")
+            }
+        );
+        let mut stmt = self.conn.prepare(&closed_sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })?;
+        let (mut closed, mut unrouted, mut hours) = (0u64, 0u64, Vec::new());
+        for row in rows {
+            let (received, closed_at, routed) = row?;
+            closed += 1;
+            if !routed {
+                unrouted += 1;
+            }
+            let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+            if let (Some(a), Some(b)) = (parse(&received), closed_at.as_deref().and_then(parse)) {
+                hours.push(((b - a).num_seconds().max(0) as f64) / 3600.0);
+            }
+        }
+        hours.sort_by(|a, b| a.total_cmp(b));
+        let quantile = |q: f64| -> Option<f64> {
+            (!hours.is_empty()).then(|| hours[((hours.len() - 1) as f64 * q).round() as usize])
+        };
+        let total = by_channel.iter().map(|(_, n)| n).sum();
+        Ok(Stats {
+            total,
+            by_channel,
+            by_topic,
+            by_week,
+            closed,
+            closed_without_routing: unrouted,
+            median_hours_to_close: quantile(0.5),
+            p90_hours_to_close: quantile(0.9),
+        })
+    }
+
+    fn recent_requests(&self, limit: usize) -> Result<Vec<RecentRequest>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT code, channel, sender_email, subject, body FROM tickets ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(RecentRequest {
+                code: r.get(0)?,
+                channel: r.get(1)?,
+                sender_email: r.get(2)?,
+                subject: r.get(3)?,
+                body: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+}
