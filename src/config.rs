@@ -837,12 +837,6 @@ fn key_named_in(message: &str) -> Option<String> {
     Some(message[start..start + len].to_string())
 }
 
-/// Reads the password named by `password_env` at start-up; a missing variable is an error.
-pub fn secret_from_env(var: &str) -> Result<String, String> {
-    std::env::var(var)
-        .map_err(|_| format!("environment variable {var} (named by password_env) is not set"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,14 +65,28 @@ impl Drop for CrashMemory {
     }
 }
 
+/// Why the crash memory could not be read at start.
+#[derive(Debug, thiserror::Error)]
+pub enum CrashMemoryError {
+    #[error("cannot create {}: {source}", path.display())]
+    Inflight {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 impl CrashMemory {
     /// Loads what the store remembers, after counting the items that were being read by a
     /// process that has died since.
-    pub fn open(data_dir: &Path) -> Result<CrashMemory, String> {
+    pub fn open(data_dir: &Path) -> Result<CrashMemory, CrashMemoryError> {
         let inflight = data_dir.join("inflight");
-        std::fs::create_dir_all(&inflight)
-            .map_err(|e| format!("cannot create {}: {e}", inflight.display()))?;
-        let mut store = Store::open(data_dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&inflight).map_err(|source| CrashMemoryError::Inflight {
+            path: inflight.clone(),
+            source,
+        })?;
+        let mut store = Store::open(data_dir)?;
         for (mark, sha) in orphaned_marks(&inflight) {
             let reason = "the intake stopped while reading this file";
             match store.record_parse_crash(&sha, reason) {
@@ -83,7 +97,7 @@ impl CrashMemory {
                 Err(e) => tracing::error!("cannot remember a crash: {e}"),
             }
         }
-        let known = store.parse_crashes().map_err(|e| e.to_string())?;
+        let known = store.parse_crashes()?;
         Ok(CrashMemory {
             data_dir: data_dir.to_path_buf(),
             inflight,

@@ -61,10 +61,10 @@ pub enum StageError {
 pub enum StartError {
     #[error(transparent)]
     Classifier(#[from] crate::classify::ClassifierError),
-    #[error("cannot start worker processes: {0}")]
-    Workers(String),
+    #[error("cannot start worker processes: cannot find this program: {0}")]
+    Workers(std::io::Error),
     #[error("cannot open the crash memory: {0}")]
-    Crashes(String),
+    Crashes(#[from] crate::crashes::CrashMemoryError),
 }
 
 /// One step of CPU work on a ticket being built. Stages do no network I/O.

@@ -296,13 +296,12 @@ impl Workers {
     /// Workers run this very binary: `/proc/self/exe`, which still runs it after an upgrade
     /// replaced the file (so runner and workers always speak the same protocol), unless
     /// `SPORTELLO_WORKER_EXE` names another (a library user's program, tests).
-    pub fn new(limits: Limits) -> Result<Workers, String> {
+    pub fn new(limits: Limits) -> Result<Workers, std::io::Error> {
         let own = Path::new("/proc/self/exe");
         let exe = match std::env::var_os("SPORTELLO_WORKER_EXE") {
             Some(p) => PathBuf::from(p),
             None if own.exists() => own.to_path_buf(),
-            None => std::env::current_exe()
-                .map_err(|e| format!("cannot find this program to start workers: {e}"))?,
+            None => std::env::current_exe()?,
         };
         Ok(Workers {
             exe,
