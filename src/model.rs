@@ -199,14 +199,58 @@ pub struct Document {
     pub signed_by: Option<String>,
 }
 
-/// One entry of a ticket's append-only history.
+/// One entry of a ticket's append-only history: when, who, and what happened (printed as
+/// `{at, actor, kind, detail}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub at: String,
     pub actor: String,
+    #[serde(flatten)]
+    pub what: Recorded,
+}
+
+/// What an event records: a kind this version knows, typed; or, for a record whose detail
+/// this version would not read back exactly (another version wrote it), the stored kind and
+/// detail as they are, so the history is never shown altered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Recorded {
+    Known(crate::domain::Happened),
+    Other {
+        kind: String,
+        detail: serde_json::Value,
+    },
+}
+
+impl Recorded {
+    /// The stored kind and detail read back: typed when they round-trip exactly.
+    pub fn read(kind: &str, detail: serde_json::Value) -> Recorded {
+        let tagged = serde_json::json!({"kind": kind, "detail": detail});
+        match serde_json::from_value::<crate::domain::Happened>(tagged) {
+            Ok(h) if h.detail() == detail => Recorded::Known(h),
+            _ => Recorded::Other {
+                kind: kind.to_string(),
+                detail,
+            },
+        }
+    }
+}
+
+impl Event {
     /// created, classified, reclassified, status_changed, note, duplicate_received, …
-    pub kind: String,
-    pub detail: serde_json::Value,
+    pub fn kind(&self) -> &str {
+        match &self.what {
+            Recorded::Known(h) => h.kind().as_str(),
+            Recorded::Other { kind, .. } => kind,
+        }
+    }
+
+    pub fn detail(&self) -> serde_json::Value {
+        match &self.what {
+            Recorded::Known(h) => h.detail(),
+            Recorded::Other { detail, .. } => detail.clone(),
+        }
+    }
 }
 
 /// A request in the register, as `tickets show --json` and `export --jsonl` print it.
@@ -283,5 +327,55 @@ fn shortest_f32<S: serde::Serializer>(x: &Option<f32>, s: S) -> Result<S::Ok, S:
     match x {
         Some(x) => s.serialize_some(&x.to_string().parse::<f64>().unwrap_or(f64::from(*x))),
         None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Happened;
+    use serde_json::json;
+
+    /// History reads back typed, prints as stored (`{at, actor, kind, detail}`), and a
+    /// record this version would not read back exactly is kept as it is.
+    #[test]
+    fn events_read_back_typed_and_print_as_stored() {
+        let known = Recorded::read("note", json!({"text": "chiamato"}));
+        assert_eq!(
+            known,
+            Recorded::Known(Happened::Note {
+                text: "chiamato".into()
+            })
+        );
+        let event = Event {
+            at: "2026-12-01T10:00:00Z".into(),
+            actor: "anna".into(),
+            what: known,
+        };
+        assert_eq!(
+            (event.kind(), event.detail()),
+            ("note", json!({"text": "chiamato"}))
+        );
+        let printed = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            printed,
+            json!({"at": "2026-12-01T10:00:00Z", "actor": "anna", "kind": "note",
+                   "detail": {"text": "chiamato"}})
+        );
+        assert_eq!(serde_json::from_value::<Event>(printed).unwrap(), event);
+        // A key this version does not know, a kind it does not know: kept whole.
+        for (kind, detail) in [
+            ("note", json!({"text": "x", "from_a_later_version": 1})),
+            ("annulled", json!({"reason": "errore"})),
+        ] {
+            let other = Recorded::read(kind, detail.clone());
+            assert_eq!(
+                other,
+                Recorded::Other {
+                    kind: kind.into(),
+                    detail
+                }
+            );
+        }
     }
 }

@@ -187,7 +187,10 @@ pub(super) fn render_ticket(t: &Ticket) -> String {
     for e in &t.events {
         s.push_str(&format!(
             "  {}  {:<10}  {:<20}  {}\n",
-            e.at, e.actor, e.kind, e.detail
+            e.at,
+            e.actor,
+            e.kind(),
+            e.detail()
         ));
     }
     s

@@ -171,7 +171,7 @@ pub fn only_what_a_person_settled_is_learned_and_the_history_is_kept(store: &mut
         ]
     );
     let t = store.ticket(&codes[1]).unwrap();
-    assert_eq!(t.events.last().unwrap().kind, "topic_confirmed");
+    assert_eq!(t.events.last().unwrap().kind(), "topic_confirmed");
     // Training restarts the count, keeping what was settled meanwhile.
     let settled = store.settled_since_training().unwrap();
     store.reclassify(&codes[4], "gas", None, "clerk").unwrap();
@@ -233,7 +233,7 @@ pub fn a_clerks_changes_are_recorded_with_their_author(store: &mut impl Register
         .events
         .iter()
         .filter(|e| e.actor != "sportello")
-        .map(|e| (e.kind.as_str(), e.actor.as_str()))
+        .map(|e| (e.kind(), e.actor.as_str()))
         .collect();
     assert_eq!(by.len(), 3, "{by:?}");
     assert!(by

@@ -2,7 +2,8 @@
 //! URLs that can be shared; the dossier of a ticket; originals and searchable PDFs to download.
 
 use super::{i18n, marked, page, query_string, when, App, Auth, WebError};
-use crate::model::{Channel, Status};
+use crate::domain::EventKind;
+use crate::model::{Channel, Recorded, Status};
 use crate::search::SearchQuery;
 use crate::store::prelude::*;
 use crate::store::TicketFilter;
@@ -232,16 +233,17 @@ pub async fn dossier(
     let follow_ups: Vec<_> = ticket
         .events
         .iter()
-        .filter(|e| {
-            matches!(
-                e.kind.as_str(),
-                "message_received"
-                    | "pec_receipt"
-                    | "duplicate_received"
-                    | "duplicate_merged"
-                    | "reply_queued"
-                    | "reply_sent"
-            )
+        .filter(|e| match &e.what {
+            Recorded::Known(h) => matches!(
+                h.kind(),
+                EventKind::MessageReceived
+                    | EventKind::PecReceipt
+                    | EventKind::DuplicateReceived
+                    | EventKind::DuplicateMerged
+                    | EventKind::ReplyQueued
+                    | EventKind::ReplySent
+            ),
+            Recorded::Other { .. } => false,
         })
         .collect();
     let content = html! {
@@ -252,9 +254,10 @@ pub async fn dossier(
         @if follow_ups.is_empty() { p class="muted" { (t("none")) } }
         ul {
             @for e in &follow_ups {
-                li { (when(&e.at)) " · " (t(&e.kind)) " · " (e.actor)
-                    @if let Some(s) = e.detail.get("subject").and_then(|v| v.as_str()) { " · " (s) }
-                    @if let Some(c) = e.detail.get("code").and_then(|v| v.as_str()) { " · " a href=(format!("/tickets/{c}")) { (c) } }
+                @let detail = e.detail();
+                li { (when(&e.at)) " · " (t(e.kind())) " · " (e.actor)
+                    @if let Some(s) = detail.get("subject").and_then(|v| v.as_str()) { " · " (s) }
+                    @if let Some(c) = detail.get("code").and_then(|v| v.as_str()) { " · " a href=(format!("/tickets/{c}")) { (c) } }
                 }
             }
         }

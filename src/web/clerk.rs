@@ -439,11 +439,12 @@ fn history(lang: i18n::Lang, tk: &Ticket) -> Markup {
     html! {
         ol class="history" reversed {
             @for e in tk.events.iter().rev() {
+                @let detail = e.detail();
                 li {
                     time datetime=(e.at) { (when(&e.at)) } " · "
                     strong { (e.actor) } " · "
-                    span class="kind" { (t(&e.kind)) }
-                    @if let Some(obj) = e.detail.as_object() {
+                    span class="kind" { (t(e.kind())) }
+                    @if let Some(obj) = detail.as_object() {
                         @if !obj.is_empty() {
                             dl class="detail" {
                                 @for (k, v) in obj {
@@ -454,8 +455,8 @@ fn history(lang: i18n::Lang, tk: &Ticket) -> Markup {
                                 }
                             }
                         }
-                    } @else if !e.detail.is_null() {
-                        " " (e.detail.to_string())
+                    } @else if !detail.is_null() {
+                        " " (detail.to_string())
                     }
                 }
             }

@@ -257,7 +257,7 @@ mod tests {
                 .unwrap()
                 .events
                 .iter()
-                .map(|e| e.kind.clone())
+                .map(|e| e.kind().to_string())
                 .collect()
         };
         assert!(kinds(&codes[0]).contains(&"ack_sent".to_string()));

@@ -185,12 +185,12 @@ impl Store {
             "SELECT at, actor, kind, detail FROM events WHERE ticket_id = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([ticket_id], |r| {
-            let detail: String = r.get(3)?;
+            let (kind, detail): (String, String) = (r.get(2)?, r.get(3)?);
+            let detail = serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail));
             Ok(Event {
                 at: r.get(0)?,
                 actor: r.get(1)?,
-                kind: r.get(2)?,
-                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+                what: crate::model::Recorded::read(&kind, detail),
             })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
