@@ -52,7 +52,7 @@ fn ingest_list_show_export() {
     protocols.dedup();
     assert_eq!(protocols.len(), 10);
     assert!(
-        protocols[0].ends_with("/000001") && protocols[9].ends_with("/000010"),
+        protocols[0].ends_with("/0000001") && protocols[9].ends_with("/0000010"),
         "{protocols:?}"
     );
 

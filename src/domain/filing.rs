@@ -137,6 +137,14 @@ pub fn ack_capped(recent: u64, max_per_hour: u32, to: &str) -> Option<String> {
         .then(|| format!("{recent} acknowledgements to {to} in the last hour already"))
 }
 
+/// A registration number as shown: the year and the number, the number with at least seven
+/// digits as AgID's segnatura schema wants (`2026/0000123`). Stores keep the number as an
+/// integer, so a register filed when six digits were shown only changes how it is shown;
+/// the history keeps what it recorded then.
+pub fn protocol(year: i64, number: i64) -> String {
+    format!("{year}/{number:07}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +212,12 @@ mod tests {
             in_reply_to: in_reply_to.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn protocol_numbers_show_at_least_seven_digits() {
+        assert_eq!(protocol(2026, 123), "2026/0000123");
+        assert_eq!(protocol(2026, 12_345_678), "2026/12345678");
     }
 
     #[test]

@@ -334,7 +334,7 @@ mod tests {
             let item = OutboxItem {
                 id: 1,
                 ticket_code: "URP-7K3M-9QXD".into(),
-                protocol: "2026/000123".into(),
+                protocol: "2026/0000123".into(),
                 subject: "Allaccio {code}\r\ngas".into(),
                 to: "a@b.it".into(),
                 message_id: "ack.1@x".into(),
@@ -345,7 +345,7 @@ mod tests {
             };
             let s = Template::fill(&t.subject, &item, "URP");
             assert!(s.contains("URP-7K3M-9QXD") && !s.contains('\n'), "{s}");
-            assert!(Template::fill(&t.body, &item, "URP").contains("2026/000123"));
+            assert!(Template::fill(&t.body, &item, "URP").contains("2026/0000123"));
         }
         assert!(Template::parse("no subject here").is_err());
     }

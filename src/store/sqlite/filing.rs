@@ -4,9 +4,7 @@
 use super::*;
 use crate::domain::filing::{decide, reopened_by_message, Direction, Lookups, Plan, TicketId};
 
-pub(super) fn protocol_string(year: i64, number: i64) -> String {
-    format!("{year}/{number:06}")
-}
+pub(super) use crate::domain::filing::protocol as protocol_string;
 
 /// The filing decision's questions (see [`crate::domain::filing`]), answered inside the
 /// filing transaction.
