@@ -443,4 +443,40 @@ mod tests {
         let filed = store.list(&TicketFilter::default()).unwrap();
         assert_eq!(filed.len(), 2);
     }
+
+    /// Number, dates, sender, subject and the documents' fingerprints are written once, in
+    /// the schema itself: no code path, and no hand-written SQL, can edit or delete them.
+    #[test]
+    fn registration_fields_are_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut t = ticket(0, "a@x.it", "pratica R");
+        t.documents = vec![NewDocument::original(
+            "lettera.pdf".into(),
+            "application/pdf",
+            "ab".repeat(32),
+            10,
+        )];
+        let code = store.file(&t, "URP").unwrap().code().to_string();
+        for sql in [
+            "UPDATE tickets SET subject = 'altro'",
+            "UPDATE tickets SET sender_email = 'b@x.it'",
+            "UPDATE tickets SET protocol_number = 7",
+            "UPDATE tickets SET registered_at = '2020-01-01T00:00:00Z'",
+            "DELETE FROM tickets",
+            "UPDATE documents SET sha256 = 'cd'",
+            "DELETE FROM documents",
+        ] {
+            let err = store.conn.execute(sql, []).unwrap_err().to_string();
+            assert!(
+                err.contains("written once") || err.contains("never deleted"),
+                "{sql}: {err}"
+            );
+        }
+        // What a clerk changes still changes.
+        assert!(store.route(&code, "Servizio gas", "anna").unwrap());
+        assert!(store.set_status(&code, Status::Closed, "anna").unwrap());
+        let kept = store.ticket(&code).unwrap();
+        assert_eq!((kept.subject.as_str(), kept.documents.len()), ("t0", 1));
+    }
 }

@@ -190,6 +190,22 @@ CREATE TABLE labelled_history (
 );
 ALTER TABLE tickets ADD COLUMN topic_guesses TEXT NOT NULL DEFAULT '[]';
 "#,
+    // A registration is written once (DPR 445/2000 art. 53): its number, dates, channel,
+    // sender and subject, and each document's fingerprint, are never edited and nothing of
+    // it is deleted; a wrong one is annulled and registered again, as events already are.
+    r#"
+CREATE TRIGGER tickets_registration_written_once
+BEFORE UPDATE OF code, protocol_year, protocol_number, channel, received_at, registered_at,
+    sender_name, sender_email, sender_fax, sender_phone, subject, intake_sha256 ON tickets
+BEGIN SELECT RAISE(ABORT, 'a registration is written once: annul it and register again'); END;
+CREATE TRIGGER tickets_never_deleted BEFORE DELETE ON tickets
+BEGIN SELECT RAISE(ABORT, 'a registration is never deleted: annul it'); END;
+CREATE TRIGGER documents_fingerprint_written_once
+BEFORE UPDATE OF ticket_id, ord, name, mime, sha256, size ON documents
+BEGIN SELECT RAISE(ABORT, 'a registered document is written once'); END;
+CREATE TRIGGER documents_never_deleted BEFORE DELETE ON documents
+BEGIN SELECT RAISE(ABORT, 'a registered document is never deleted'); END;
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
