@@ -3,7 +3,6 @@
 //! `commands/`.
 
 use super::*;
-use commands::*;
 
 #[derive(Parser, Debug)]
 #[command(
