@@ -14,10 +14,11 @@ BIN = $(TARGET_DIR)/release/sportello
 # faxes and scans, with the Italian, English and orientation models; the CLI is the peer
 # the OCR benchmarks and quality report compare against. Dovecot and OpenSMTPD are the real
 # IMAP and SMTP servers the email tests start (never as system services). Chromium and its
-# WebDriver run the web app's browser tests.
+# WebDriver run the web app's browser tests. gammu-smsd (with gammu's dummy phone driver) is
+# the SMS gateway the text-message tests start.
 PKGS := poppler-utils pkg-config clang libclang-dev libtesseract-dev libleptonica-dev \
 	tesseract-ocr tesseract-ocr-ita tesseract-ocr-eng tesseract-ocr-osd \
-	dovecot-imapd dovecot-lmtpd opensmtpd chromium chromium-driver
+	dovecot-imapd dovecot-lmtpd opensmtpd chromium chromium-driver gammu gammu-smsd
 # Only `make bench` uses these: OCRmyPDF is the peer for searchable PDFs.
 BENCH_PKGS := ocrmypdf
 

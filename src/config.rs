@@ -121,11 +121,49 @@ pub struct ImapSourceConfig {
     pub poll_secs: u64,
 }
 
+/// The inbox folder of gammu-smsd's files backend: text messages from the office's GSM
+/// modem.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSourceConfig {
+    pub name: String,
+    /// gammu-smsd's `inboxpath`.
+    pub path: PathBuf,
+    /// A message is taken once its files have not changed for this long (gammu-smsd writes
+    /// the parts of a long message one after another).
+    #[serde(default = "default_settle_secs")]
+    pub settle_secs: f64,
+    #[serde(default = "default_rescan_secs")]
+    pub rescan_secs: u64,
+    #[serde(default)]
+    pub poll: bool,
+    pub processed_dir: Option<PathBuf>,
+    pub failed_dir: Option<PathBuf>,
+}
+
+impl SmsSourceConfig {
+    /// The drop folder underneath: settling, `processed/` and `failed/` as for any folder.
+    pub fn folder(&self) -> FolderSourceConfig {
+        FolderSourceConfig {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            channel: Channel::Sms,
+            settle_secs: self.settle_secs,
+            rescan_secs: self.rescan_secs,
+            poll: self.poll,
+            processed_dir: self.processed_dir.clone(),
+            failed_dir: self.failed_dir.clone(),
+            sender_pattern: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SourceConfig {
     Folder(FolderSourceConfig),
     Imap(ImapSourceConfig),
+    Sms(SmsSourceConfig),
 }
 
 impl SourceConfig {
@@ -133,6 +171,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Folder(f) => &f.name,
             SourceConfig::Imap(i) => &i.name,
+            SourceConfig::Sms(s) => &s.name,
         }
     }
 }
@@ -530,15 +569,7 @@ impl Pipeline {
                     f.path = resolve(f.path.clone());
                     f.processed_dir = f.processed_dir.take().map(&resolve);
                     f.failed_dir = f.failed_dir.take().map(&resolve);
-                    if !(f.settle_secs >= 0.0 && f.settle_secs <= 3600.0) {
-                        cx.at(
-                            element.span(),
-                            "`settle_secs` must be between 0 and 3600".into(),
-                        );
-                    }
-                    if f.rescan_secs == 0 {
-                        cx.at(element.span(), "`rescan_secs` must be at least 1".into());
-                    }
+                    timing_problems(cx, element.span(), f.settle_secs, f.rescan_secs);
                     if let Some(p) = &f.sender_pattern {
                         match regex::Regex::new(p) {
                             Err(e) => cx.at(
@@ -553,6 +584,12 @@ impl Pipeline {
                             }
                         }
                     }
+                }
+                SourceConfig::Sms(f) => {
+                    f.path = resolve(f.path.clone());
+                    f.processed_dir = f.processed_dir.take().map(&resolve);
+                    f.failed_dir = f.failed_dir.take().map(&resolve);
+                    timing_problems(cx, element.span(), f.settle_secs, f.rescan_secs);
                 }
                 SourceConfig::Imap(i) => {
                     cx.env_name(element.span(), &i.password_env);
@@ -694,6 +731,19 @@ pub fn plain_tls_problem(tls: TlsMode, host: &str) -> Option<String> {
     (tls == TlsMode::Plain && !loopback).then(|| {
         format!("tls = \"plain\" is only allowed towards this machine (tests), not {host}: use \"implicit\" or \"starttls\"")
     })
+}
+
+/// A folder source's settle and rescan times, within what makes sense.
+fn timing_problems(cx: &mut Checker, span: std::ops::Range<usize>, settle: f64, rescan: u64) {
+    if !(0.0..=3600.0).contains(&settle) {
+        cx.at(
+            span.clone(),
+            "`settle_secs` must be between 0 and 3600".into(),
+        );
+    }
+    if rescan == 0 {
+        cx.at(span, "`rescan_secs` must be at least 1".into());
+    }
 }
 
 /// Collects problems of one TOML file with their lines; shared by pipeline and rules files.

@@ -15,11 +15,13 @@ pub enum Channel {
     Letter,
     Webform,
     Phone,
+    /// Text messages, through the office's GSM modem (gammu-smsd).
+    Sms,
     Desk,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 8] = [
+    pub const ALL: [Channel; 9] = [
         Channel::Email,
         Channel::Pec,
         Channel::Fax,
@@ -27,6 +29,7 @@ impl Channel {
         Channel::Letter,
         Channel::Webform,
         Channel::Phone,
+        Channel::Sms,
         Channel::Desk,
     ];
 
@@ -39,6 +42,7 @@ impl Channel {
             Channel::Letter => "letter",
             Channel::Webform => "webform",
             Channel::Phone => "phone",
+            Channel::Sms => "sms",
             Channel::Desk => "desk",
         }
     }

@@ -35,6 +35,10 @@ pub struct Item {
     pub received_at: Option<String>,
     /// What the source knows of the sender (e.g. a fax number from the file name).
     pub sender: Sender,
+    /// What the source already found wrong with it (an unreadable part of a text message):
+    /// its ticket is flagged with these.
+    #[serde(default)]
+    pub attention: Vec<String>,
 }
 
 /// A ticket being built by the stages.
@@ -223,6 +227,7 @@ impl Processor {
         };
         let received_at = item.received_at.clone().unwrap_or_else(now_rfc3339);
         let mut ticket = NewTicket::arriving(channel, received_at, item.sender.clone(), intake);
+        ticket.attention.extend(item.attention.iter().cloned());
         ticket.office = self.office.clone();
         ticket.documents = vec![NewDocument::original(
             item.name.clone(),
@@ -453,6 +458,7 @@ impl Processor {
                 mtime_ns: None,
                 received_at: Some(now.clone()),
                 sender: reg.sender.clone(),
+                attention: Vec::new(),
             };
             let part = self.run_stages(item, |s| s.name() != "classify")?;
             ticket.attention.extend(part.attention);
@@ -469,6 +475,7 @@ impl Processor {
                 mtime_ns: None,
                 received_at: None,
                 sender: reg.sender,
+                attention: Vec::new(),
             },
             ticket,
         };
@@ -604,7 +611,12 @@ impl Stage for ExtractStage {
         fill_document(doc, work.item.bytes.clone(), work.file_type, &self.cfg);
         let text = doc.doc.text.clone();
         let t = &mut work.ticket;
-        t.subject = subject_from_letter(&text).unwrap_or_else(|| work.item.name.clone());
+        t.subject = if t.channel == Channel::Sms && !text.trim().is_empty() {
+            // A text message has no subject: its opening words stand for one.
+            opening_words(&text, 60)
+        } else {
+            subject_from_letter(&text).unwrap_or_else(|| work.item.name.clone())
+        };
         t.body = text;
         attention_for_documents(t);
         Ok(())
@@ -1019,6 +1031,21 @@ impl OcrStage {
         digitised.doc.pages = doc.doc.pages;
         Some(digitised)
     }
+}
+
+/// The first words of `text` up to about `max` characters, on one line, with "…" when cut.
+pub fn opening_words(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let cut: String = flat.chars().take(max).collect();
+    // End on a whole word when there is one to end on.
+    let head = match cut.rfind(' ') {
+        Some(i) if i > max / 2 => &cut[..i],
+        _ => cut.as_str(),
+    };
+    format!("{}…", head.trim_end_matches([',', ';', ':', '.']))
 }
 
 /// The "Oggetto:" line of a letter or fax, the subject a clerk would write down.

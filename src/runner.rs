@@ -6,6 +6,7 @@ use crate::pipeline::{Item, PrepareError, Processor};
 use crate::sinks::smtp::AckSender;
 use crate::sources::folder::{self, FolderSource};
 use crate::sources::imap::ImapSource;
+use crate::sources::sms::SmsSource;
 use crate::store::prelude::*;
 use crate::store::{Filed, NewTicket, Store, StoreError};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
@@ -174,6 +175,7 @@ pub fn item_from_path(
         mtime_ns: mtime.and_then(folder::mtime_ns),
         received_at: None,
         sender: Default::default(),
+        attention: Vec::new(),
     })
 }
 
@@ -227,6 +229,7 @@ pub fn ingest(
 enum Source {
     Folder(FolderSource),
     Imap(ImapSource),
+    Sms(SmsSource),
 }
 
 impl Source {
@@ -234,6 +237,7 @@ impl Source {
         match self {
             Source::Folder(f) => f.has_pending(),
             Source::Imap(i) => i.has_pending(),
+            Source::Sms(s) => s.has_pending(),
         }
     }
 }
@@ -255,6 +259,7 @@ pub fn run(
         let idx = sources.len();
         match s {
             SourceConfig::Folder(f) => sources.push(Source::Folder(FolderSource::new(f.clone())?)),
+            SourceConfig::Sms(s) => sources.push(Source::Sms(SmsSource::new(s)?)),
             SourceConfig::Imap(i) => sources.push(Source::Imap(ImapSource::start(
                 i.clone(),
                 wake_tx.clone(),
@@ -311,6 +316,7 @@ pub fn run(
                 }
                 let outcome = match &sources[idx] {
                     Source::Folder(src) => file_and_move(store, src, &path, prepared, &prefix),
+                    Source::Sms(src) => file_and_move(store, src, &path, prepared, &prefix),
                     Source::Imap(src) => file_message(store, src, &path, prepared, &prefix),
                 };
                 report(store, outcome);
@@ -370,7 +376,11 @@ pub fn run(
 fn watch_folders(sources: &[Source], wake_tx: &Sender<usize>) -> Vec<notify::RecommendedWatcher> {
     let mut watchers = Vec::new();
     for (idx, src) in sources.iter().enumerate() {
-        let Source::Folder(src) = src else { continue };
+        let src = match src {
+            Source::Folder(f) => f,
+            Source::Sms(s) => s.folder(),
+            Source::Imap(_) => continue,
+        };
         if src.cfg.poll {
             continue;
         }
@@ -411,15 +421,7 @@ impl Source {
                     .collect()
             }
             Source::Folder(src) => {
-                let due = last_scan
-                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(src.cfg.rescan_secs));
-                if due || *woken || src.has_pending() {
-                    *woken = false;
-                    src.scan();
-                    if due {
-                        *last_scan = Some(Instant::now());
-                    }
-                }
+                rescan(src, woken, last_scan);
                 let mut ready = Vec::new();
                 for path in src.take_ready() {
                     if in_flight.contains(&path) {
@@ -435,7 +437,60 @@ impl Source {
                 }
                 ready
             }
+            Source::Sms(src) => {
+                rescan(src.folder_mut(), woken, last_scan);
+                let mut ready = Vec::new();
+                for (first, parts) in src.take_ready() {
+                    if in_flight.contains(&first) {
+                        continue;
+                    }
+                    match src.item(&parts) {
+                        Ok(item) => ready.push((first, item)),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            tracing::warn!(source = %src.folder().cfg.name, "cannot read {}: {e}", crate::entities::redact(&first.display().to_string()))
+                        }
+                    }
+                }
+                ready
+            }
         }
+    }
+}
+
+/// Rescans a folder when due, or woken by an event, or while files in it are settling.
+fn rescan(src: &mut FolderSource, woken: &mut bool, last_scan: &mut Option<Instant>) {
+    let due = last_scan.is_none_or(|t| t.elapsed() >= Duration::from_secs(src.cfg.rescan_secs));
+    if due || *woken || src.has_pending() {
+        *woken = false;
+        src.scan();
+        if due {
+            *last_scan = Some(Instant::now());
+        }
+    }
+}
+
+/// A folder whose files leave it once their ticket is committed.
+trait DropFolder {
+    fn finish(&self, path: &Path) -> std::io::Result<PathBuf>;
+    fn fail(&self, path: &Path, reason: &str) -> std::io::Result<PathBuf>;
+}
+
+impl DropFolder for FolderSource {
+    fn finish(&self, path: &Path) -> std::io::Result<PathBuf> {
+        FolderSource::finish(self, path)
+    }
+    fn fail(&self, path: &Path, reason: &str) -> std::io::Result<PathBuf> {
+        FolderSource::fail(self, path, reason)
+    }
+}
+
+impl DropFolder for SmsSource {
+    fn finish(&self, path: &Path) -> std::io::Result<PathBuf> {
+        SmsSource::finish(self, path)
+    }
+    fn fail(&self, path: &Path, reason: &str) -> std::io::Result<PathBuf> {
+        SmsSource::fail(self, path, reason)
     }
 }
 
@@ -517,7 +572,7 @@ fn file_message(
 
 fn file_and_move(
     store: &mut Store,
-    src: &FolderSource,
+    src: &dyn DropFolder,
     path: &Path,
     prepared: Result<NewTicket, ItemError>,
     prefix: &str,

@@ -141,6 +141,20 @@ impl FolderSource {
 
     /// Files unchanged for the settle time, removed from the pending set.
     pub fn take_ready(&mut self) -> Vec<PathBuf> {
+        self.take_ready_groups(|p| p.to_path_buf())
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Settled files in groups (`group` names a file's group: the parts of one text
+    /// message): a group is taken only when every file of it seen so far has settled, so a
+    /// message is never split because its last part was still being written. Groups come
+    /// in name order, each sorted.
+    pub fn take_ready_groups<K: std::hash::Hash + Eq + Ord + Clone>(
+        &mut self,
+        group: impl Fn(&Path) -> K,
+    ) -> Vec<Vec<PathBuf>> {
         let settle = Duration::from_secs_f64(self.cfg.settle_secs);
         let now = Instant::now();
         let mut ready: Vec<PathBuf> = self
@@ -177,11 +191,30 @@ impl FolderSource {
                 Err(_) => false,
             }
         });
-        for p in &ready {
-            self.pending.remove(p);
+        let ready_set: std::collections::HashSet<&PathBuf> = ready.iter().collect();
+        let unsettled: std::collections::HashSet<K> = self
+            .pending
+            .keys()
+            .filter(|p| !ready_set.contains(p))
+            .map(|p| group(p))
+            .collect();
+        let mut groups: std::collections::BTreeMap<K, Vec<PathBuf>> = Default::default();
+        for p in ready {
+            let k = group(&p);
+            if !unsettled.contains(&k) {
+                groups.entry(k).or_default().push(p);
+            }
         }
-        ready.sort();
-        ready
+        let mut out = Vec::with_capacity(groups.len());
+        for (_, mut paths) in groups {
+            paths.sort();
+            for p in &paths {
+                self.pending.remove(p);
+            }
+            out.push(paths);
+        }
+        out.sort();
+        out
     }
 
     pub fn has_pending(&self) -> bool {
@@ -206,6 +239,7 @@ impl FolderSource {
             bytes: Arc::new(bytes),
             mtime_ns: mtime.and_then(mtime_ns),
             received_at: mtime.map(rfc3339),
+            attention: Vec::new(),
         })
     }
 

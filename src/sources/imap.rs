@@ -355,6 +355,7 @@ impl Worker {
                 mtime_ns: None,
                 received_at,
                 sender: Default::default(),
+                attention: Vec::new(),
             };
             self.in_flight.insert(origin);
             if self.ready.send(item).is_err() {

@@ -92,6 +92,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("letter", "lettera", "letter"),
     ("webform", "modulo web", "web form"),
     ("phone", "telefono", "phone"),
+    ("sms", "SMS", "SMS"),
     ("desk", "sportello", "desk"),
     ("phone_channel", "telefono", "phone"),
     ("counts", "Conteggi", "Counts"),
