@@ -290,10 +290,26 @@ impl SmtpAckConfig {
     }
 }
 
+/// Acknowledgements and clerks' replies by text message: files in gammu-smsd's outbox
+/// folder (files backend), which it sends through the office's GSM modem.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSinkConfig {
+    /// gammu-smsd's `outboxpath`.
+    pub outbox: PathBuf,
+    /// Folder of templates (`ack.sms.<language>.txt`), relative to the pipeline file.
+    pub templates: Option<PathBuf>,
+    /// Template language, `it` by default.
+    pub language: Option<String>,
+    /// Acknowledgements at most per number per hour.
+    pub max_per_hour: Option<u32>,
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SinkConfig {
     SmtpAck(SmtpAckConfig),
+    Sms(SmsSinkConfig),
 }
 
 /// A validated pipeline, with relative paths resolved against the file's folder.
@@ -404,10 +420,10 @@ impl Pipeline {
     pub fn reply_domain(&self) -> String {
         self.sinks
             .iter()
-            .map(|s| match s {
-                SinkConfig::SmtpAck(a) => a.domain(),
+            .find_map(|s| match s {
+                SinkConfig::SmtpAck(a) => Some(a.domain()),
+                SinkConfig::Sms(_) => None,
             })
-            .next()
             .unwrap_or_else(|| "sportello.localhost".into())
     }
 
@@ -706,6 +722,19 @@ impl Pipeline {
                         }
                     }
                 }
+                SinkConfig::Sms(s) => {
+                    s.outbox = resolve(s.outbox.clone());
+                    s.templates = s.templates.take().map(&resolve);
+                    if checks == Checks::Start {
+                        for (key, e) in crate::sinks::sms::start_problems(s, base) {
+                            cx.at_key(element.span(), key, e);
+                        }
+                    }
+                }
+            }
+            let kind = std::mem::discriminant(&sink);
+            if self.sinks.iter().any(|k| std::mem::discriminant(k) == kind) {
+                cx.at(element.span(), "this kind of sink is given twice".into());
             }
             self.sinks.push(sink);
         }

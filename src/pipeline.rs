@@ -100,6 +100,8 @@ pub struct Processor {
     pub office: Option<String>,
     /// Acknowledgements by email, when the pipeline sends them.
     ack: Option<crate::config::SmtpAckConfig>,
+    /// Acknowledgements by text message, when the pipeline sends them.
+    sms_ack: Option<crate::config::SmsSinkConfig>,
     /// Worker processes for the parsing stages; `None`: they run in this process.
     workers: Option<crate::worker::Workers>,
     crashes: crate::crashes::CrashMemory,
@@ -168,13 +170,13 @@ impl Processor {
                 (None, _) => {}
             }
         }
-        let ack = pipeline
-            .sinks
-            .iter()
-            .map(|s| match s {
-                crate::config::SinkConfig::SmtpAck(a) => a.clone(),
-            })
-            .next();
+        let (mut ack, mut sms_ack) = (None, None);
+        for sink in &pipeline.sinks {
+            match sink {
+                crate::config::SinkConfig::SmtpAck(a) => ack = Some(a.clone()),
+                crate::config::SinkConfig::Sms(a) => sms_ack = Some(a.clone()),
+            }
+        }
         let workers = if isolation_wanted(pipeline) {
             Some(
                 crate::worker::Workers::new(crate::worker::Limits::new(
@@ -192,6 +194,7 @@ impl Processor {
             data_dir: data_dir.to_path_buf(),
             office: pipeline.office.clone(),
             ack,
+            sms_ack,
             workers,
             crashes: crate::crashes::CrashMemory::open(data_dir).map_err(StartError::Crashes)?,
         })
@@ -490,6 +493,9 @@ impl Processor {
     /// Asks for an acknowledgement of a message from a citizen, when the pipeline sends them
     /// and nothing says the message must not be answered.
     fn request_ack(&self, t: &mut NewTicket) {
+        if t.channel == Channel::Sms {
+            return self.request_sms_ack(t);
+        }
         let Some(cfg) = &self.ack else { return };
         let to = t.sender.email.clone();
         let Some(mail) = t.mail.as_mut() else { return };
@@ -500,6 +506,7 @@ impl Processor {
             Some(to) if to.contains('@') && !email::is_no_reply(&to) => {
                 mail.ack = Some(crate::store::AckRequest {
                     to,
+                    via: crate::store::Via::Email,
                     language: cfg.language.clone().unwrap_or_else(|| "it".into()),
                     max_per_hour: cfg.max_per_hour.unwrap_or(5),
                     domain: cfg.domain(),
@@ -507,6 +514,32 @@ impl Processor {
             }
             _ => mail.no_auto_reply = Some("no address to answer".into()),
         }
+    }
+}
+
+impl Processor {
+    /// A text message is acknowledged by text message, to a mobile number only: a landline,
+    /// a short code or a service's name cannot read it, and an answering robot must not be
+    /// drawn into a loop (the per-number hourly cap is the store's, as for email).
+    fn request_sms_ack(&self, t: &mut NewTicket) {
+        let Some(cfg) = &self.sms_ack else { return };
+        let mut facts = crate::store::MailFacts::default();
+        match t.sender.phone.clone() {
+            Some(to) if to.starts_with("+39") && !to.starts_with("+393") => {
+                facts.no_auto_reply = Some(format!("{to} is not a mobile number"));
+            }
+            Some(to) => {
+                facts.ack = Some(crate::store::AckRequest {
+                    to,
+                    via: crate::store::Via::Sms,
+                    language: cfg.language.clone().unwrap_or_else(|| "it".into()),
+                    max_per_hour: cfg.max_per_hour.unwrap_or(5),
+                    domain: "sms".into(),
+                });
+            }
+            None => facts.no_auto_reply = Some("no number to answer".into()),
+        }
+        t.mail = Some(facts);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::config::{Pipeline, SourceConfig};
 use crate::pipeline::{Item, PrepareError, Processor};
-use crate::sinks::smtp::AckSender;
+use crate::sinks::{self, sms::SmsSender, smtp::AckSender, Sink};
 use crate::sources::folder::{self, FolderSource};
 use crate::sources::imap::ImapSource;
 use crate::sources::sms::SmsSource;
@@ -270,7 +270,7 @@ pub fn run(
     if sources.is_empty() {
         return Err("the pipeline has no sources to watch".into());
     }
-    let acks = ack_sender(pipeline)?;
+    let outs = out_sinks(pipeline)?;
     let watchers = watch_folders(&sources, &wake_tx);
 
     let workers = pipeline.workers.max(1);
@@ -297,9 +297,9 @@ pub fn run(
             });
         }
         drop(res_tx);
-        if let Some(acks) = &acks {
+        for sink in &outs {
             let (stop, acks_done, data_dir) = (&stop, &acks_done, &data_dir);
-            scope.spawn(move || deliver_acks(acks, data_dir, stop, acks_done, once));
+            scope.spawn(move || deliver_acks(sink.as_ref(), data_dir, stop, acks_done, once));
         }
         tracing::info!(sources = sources.len(), workers, "watching");
         // Sources a file event woke since their last scan.
@@ -494,30 +494,33 @@ impl DropFolder for SmsSource {
     }
 }
 
-/// The acknowledgement sender of the pipeline's `smtp_ack` sink, if it has one.
-pub fn ack_sender(pipeline: &Pipeline) -> Result<Option<AckSender>, String> {
+/// The pipeline's ways out of the outbox: its `smtp_ack` and `sms` sinks.
+pub fn out_sinks(pipeline: &Pipeline) -> Result<Vec<Box<dyn Sink + Send>>, String> {
     let dir = pipeline
         .file
         .as_ref()
         .and_then(|f| f.parent())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
+    let office = pipeline.office.as_deref();
     pipeline
         .sinks
         .iter()
-        .map(|s| match s {
-            crate::config::SinkConfig::SmtpAck(cfg) => {
-                AckSender::new(cfg, &dir, pipeline.office.as_deref())
-            }
+        .map(|s| -> Result<Box<dyn Sink + Send>, String> {
+            Ok(match s {
+                crate::config::SinkConfig::SmtpAck(cfg) => {
+                    Box::new(AckSender::new(cfg, &dir, office)?)
+                }
+                crate::config::SinkConfig::Sms(cfg) => Box::new(SmsSender::new(cfg, &dir, office)?),
+            })
         })
-        .next()
-        .transpose()
+        .collect()
 }
 
 /// Sends due acknowledgements every few seconds on a store connection of its own, until the
 /// run ends; then one last round that tries everything still pending.
 fn deliver_acks(
-    acks: &AckSender,
+    sink: &dyn Sink,
     data_dir: &Path,
     stop: &AtomicBool,
     done: &AtomicBool,
@@ -532,7 +535,7 @@ fn deliver_acks(
     };
     loop {
         let finishing = done.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst);
-        acks.deliver(&mut store, finishing && once);
+        sinks::deliver(sink, &mut store, finishing && once);
         if finishing {
             return;
         }

@@ -21,16 +21,21 @@ fn file_inbox(dir: &Path, inbox: &Path, data: &Path) -> Vec<serde_json::Value> {
 
 fn sms_pipeline(dir: &Path, inbox: &Path) -> PathBuf {
     let p = dir.join("sms.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "[[sources]]\nkind = \"sms\"\nname = \"gsm\"\npath = \"{}\"\nsettle_secs = 0.2\n\n\
-             [[stages]]\nkind = \"extract\"\n\n[[stages]]\nkind = \"classify\"\nrules = \"{}\"\n",
-            inbox.display(),
-            project_dir().join("pipelines/rules.toml").display()
-        ),
-    )
-    .unwrap();
+    let mut text = format!(
+        "[[sources]]\nkind = \"sms\"\nname = \"gsm\"\npath = \"{}\"\nsettle_secs = 0.2\n\n\
+         [[stages]]\nkind = \"extract\"\n\n[[stages]]\nkind = \"classify\"\nrules = \"{}\"\n",
+        inbox.display(),
+        project_dir().join("pipelines/rules.toml").display()
+    );
+    // With gammu-smsd's outbox beside its inbox: acknowledgements, one per number per hour.
+    let outbox = inbox.with_file_name("outbox");
+    if outbox.is_dir() {
+        text.push_str(&format!(
+            "\n[[sinks]]\nkind = \"sms\"\noutbox = \"{}\"\nmax_per_hour = 1\n",
+            outbox.display()
+        ));
+    }
+    std::fs::write(&p, text).unwrap();
     p
 }
 
@@ -125,17 +130,23 @@ fn messages_from_the_modem_become_one_sms_ticket_each_with_the_sender_in_e164() 
     );
     receive(&cfg, "TIM", "Il tuo credito residuo è di 5 euro");
 
-    let mut smsd = Command::new("gammu-smsd")
-        .arg("-c")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start gammu-smsd");
-    // 1 + 3 parts + 1 + 1 files.
-    let arrived = wait_for(Duration::from_secs(60), || inbox_files(&inbox) >= 6);
-    let _ = smsd.kill();
-    let _ = smsd.wait();
+    receive(
+        &cfg,
+        "+390862123456",
+        "Segnalo una perdita di acqua in via Roma",
+    );
+
+    let smsd = Smsd(
+        Command::new("gammu-smsd")
+            .arg("-c")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gammu-smsd"),
+    );
+    // 1 + 3 parts + 1 + 1 + 1 files.
+    let arrived = wait_for(Duration::from_secs(60), || inbox_files(&inbox) >= 7);
     assert!(
         arrived,
         "gammu-smsd wrote {} files: {}",
@@ -145,7 +156,7 @@ fn messages_from_the_modem_become_one_sms_ticket_each_with_the_sender_in_e164() 
 
     let data = tmp.path().join("data");
     let all = file_inbox(tmp.path(), &inbox, &data);
-    assert_eq!(all.len(), 4, "one ticket per message: {all:#?}");
+    assert_eq!(all.len(), 5, "one ticket per message: {all:#?}");
     assert!(all.iter().all(|t| t["channel"] == "sms"));
     let find = |needle: &str| {
         all.iter()
@@ -178,7 +189,85 @@ fn messages_from_the_modem_become_one_sms_ticket_each_with_the_sender_in_e164() 
         dossier.stdout
     );
     assert_eq!(inbox_files(&inbox), 0, "every part left the inbox");
-    assert_eq!(count_files(&inbox.join("processed")), 6);
+    assert_eq!(count_files(&inbox.join("processed")), 7);
+
+    // Acknowledgements went out through gammu-smsd: to each mobile number once in the hour
+    // (the second message from +393331234567 is over the cap), none to the service's name
+    // or to the landline.
+    let sent = tmp.path().join("sent");
+    let sent_texts = |n: usize| {
+        wait_for(Duration::from_secs(60), || count_files(&sent) >= n);
+        let mut texts: Vec<(String, String)> = std::fs::read_dir(&sent)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let bytes = std::fs::read(e.path()).unwrap();
+                let units: Vec<u16> = bytes[2..]
+                    .chunks(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    String::from_utf16(&units).unwrap(),
+                )
+            })
+            .collect();
+        texts.sort();
+        texts
+    };
+    let acks = sent_texts(2);
+    assert_eq!(acks.len(), 2, "{acks:?}");
+    for (t, number) in [(gas, "+393331234567"), (rebuilt, "+393339876543")] {
+        let code = t["code"].as_str().unwrap();
+        assert!(
+            acks.iter()
+                .any(|(name, text)| name.contains(number) && text.contains(code)),
+            "no acknowledgement of {code} to {number}: {acks:?}"
+        );
+    }
+    let smsd_log = std::fs::read_to_string(tmp.path().join("smsd.log")).unwrap();
+    assert!(smsd_log.contains("Transmitted OUTC"), "{smsd_log}");
+    let events = |t: &serde_json::Value| {
+        let shown = ok(&data, &["tickets", "show", t["code"].as_str().unwrap()]);
+        shown.stdout
+    };
+    assert!(events(operator).contains("ack_not_sent"));
+    assert!(events(find("perdita")).contains("not a mobile number"));
+    assert!(events(meter).contains("ack_not_sent"));
+
+    // A clerk answers a text message by text message.
+    let code = meter["code"].as_str().unwrap();
+    ok(
+        &data,
+        &[
+            "tickets",
+            "reply",
+            code,
+            "--subject",
+            "Contatore",
+            "--text",
+            "Il tecnico passerà giovedì mattina per il contatore.",
+        ],
+    );
+    file_inbox(tmp.path(), &inbox, &data);
+    let all_sent = sent_texts(3);
+    assert!(
+        all_sent
+            .iter()
+            .any(|(_, text)| text == "Il tecnico passerà giovedì mattina per il contatore."),
+        "{all_sent:?}"
+    );
+    drop(smsd);
+}
+
+/// gammu-smsd, stopped with the test.
+struct Smsd(std::process::Child);
+
+impl Drop for Smsd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]

@@ -6,8 +6,7 @@
 //! RFC 3834 (`Auto-Submitted: auto-replied`, `In-Reply-To`/`References` to the citizen's).
 
 use crate::config::{SmtpAckConfig, TlsMode};
-use crate::store::prelude::*;
-use crate::store::{OutboxItem, Store};
+use crate::store::OutboxItem;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
@@ -72,22 +71,8 @@ impl Template {
             .ok_or("the template has no `Subject:` line")?
             .trim()
             .to_string();
-        // A misspelt placeholder would reach the citizen as written.
         for part in [subject.as_str(), body] {
-            for (at, _) in part.match_indices('{') {
-                let name: String = part[at + 1..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if part[at + 1 + name.len()..].starts_with('}')
-                    && !PLACEHOLDERS.contains(&name.as_str())
-                {
-                    return Err(format!(
-                        "unknown placeholder {{{name}}}; a template may use {}",
-                        PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
-                    ));
-                }
-            }
+            check_placeholders(part)?;
         }
         Ok(Template {
             subject,
@@ -95,13 +80,30 @@ impl Template {
         })
     }
 
-    fn fill(text: &str, item: &OutboxItem, office: &str) -> String {
+    pub(crate) fn fill(text: &str, item: &OutboxItem, office: &str) -> String {
         // The citizen's subject is theirs: no template syntax is read inside it.
         text.replace("{code}", &item.ticket_code)
             .replace("{protocol}", &item.protocol)
             .replace("{office}", office)
             .replace("{subject}", &item.subject.replace(['\r', '\n'], " "))
     }
+}
+
+/// A misspelt placeholder would reach the citizen as written: refused.
+pub(crate) fn check_placeholders(text: &str) -> Result<(), String> {
+    for (at, _) in text.match_indices('{') {
+        let name: String = text[at + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if text[at + 1 + name.len()..].starts_with('}') && !PLACEHOLDERS.contains(&name.as_str()) {
+            return Err(format!(
+                "unknown placeholder {{{name}}}; a template may use {}",
+                PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub struct AckSender {
@@ -151,43 +153,14 @@ fn templates(
     cfg: &SmtpAckConfig,
     pipeline_dir: &Path,
 ) -> Result<std::collections::HashMap<String, Template>, (&'static str, String)> {
-    let mut templates = std::collections::HashMap::new();
-    // `templates` was made relative to the pipeline file when the file was read.
-    let dir = match &cfg.templates {
-        Some(t) if !t.is_dir() => {
-            return Err((
-                "templates",
-                format!(
-                    "smtp_ack: the templates folder {} does not exist",
-                    t.display()
-                ),
-            ))
-        }
-        Some(t) => t.clone(),
-        None => pipeline_dir.join("templates"),
-    };
-    let parse = |path: &Path, text: &str| {
-        Template::parse(text).map_err(|e| ("templates", format!("{}: {e}", path.display())))
-    };
-    for (lang, builtin) in [("it", BUILTIN_IT), ("en", BUILTIN_EN)] {
-        let path = dir.join(format!("ack.{lang}.txt"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|_| builtin.to_string());
-        templates.insert(lang.to_string(), parse(&path, &text)?);
+    super::TemplateSet {
+        sink: "smtp_ack",
+        given: cfg.templates.as_deref(),
+        stem: "ack",
+        language: cfg.language.as_deref(),
+        builtin: [("it", BUILTIN_IT), ("en", BUILTIN_EN)],
     }
-    if let Some(lang) = &cfg.language {
-        if !templates.contains_key(lang) {
-            let path = dir.join(format!("ack.{lang}.txt"));
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                let message = format!(
-                    "smtp_ack: no template for language `{lang}`: {}: {e}",
-                    path.display()
-                );
-                ("language", message)
-            })?;
-            templates.insert(lang.clone(), parse(&path, &text)?);
-        }
-    }
-    Ok(templates)
+    .load(pipeline_dir, Template::parse)
 }
 
 impl AckSender {
@@ -260,66 +233,19 @@ impl AckSender {
         b.body(body)
             .map_err(|e| format!("cannot build the message: {e}"))
     }
+}
 
-    /// Sends what is due (everything pending when `all`); returns (sent, failed).
-    pub fn deliver(&self, store: &mut Store, all: bool) -> (usize, usize) {
-        match store.outbox_settle_orphans(&crate::crashes::alive) {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                "{n} message(s) were being sent when a sender stopped: not sent again, flagged on their tickets"
-            ),
-            Err(e) => tracing::warn!("outbox: {e}"),
-        }
-        let due = match store.outbox_due(100, all) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!("outbox: {e}");
-                return (0, 0);
-            }
-        };
-        let (mut sent, mut failed) = (0, 0);
-        for item in due {
-            // Claimed first (committed): a death between the SMTP server's "OK" and the
-            // record of it must not send the message twice.
-            match store.outbox_claim(&item) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    tracing::warn!("outbox: {e}");
-                    break;
-                }
-            }
-            let result = self.message(&item).and_then(|m| {
-                self.transport
-                    .send(&m)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            });
-            // 30 s, 1 min, 2 min, … up to an hour between attempts.
-            let retry_after = (30i64 << item.attempts.min(7)).min(3600);
-            let recorded = match &result {
-                Ok(()) => {
-                    sent += 1;
-                    store.outbox_result(&item, None, 0)
-                }
-                Err(e) => {
-                    failed += 1;
-                    tracing::warn!(
-                        "acknowledgement for {} not sent (will retry): {e}",
-                        item.ticket_code
-                    );
-                    store.outbox_result(&item, Some(e), retry_after)
-                }
-            };
-            if let Err(e) = recorded {
-                tracing::warn!("outbox: {e}");
-            }
-            if failed > 0 {
-                // The server is down: the rest waits for the next round.
-                break;
-            }
-        }
-        (sent, failed)
+impl super::Sink for AckSender {
+    fn via(&self) -> crate::store::Via {
+        crate::store::Via::Email
+    }
+
+    fn send(&self, item: &OutboxItem) -> Result<(), String> {
+        let message = self.message(item)?;
+        self.transport
+            .send(&message)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -332,6 +258,7 @@ mod tests {
         for text in [BUILTIN_IT, BUILTIN_EN] {
             let t = Template::parse(text).unwrap();
             let item = OutboxItem {
+                via: crate::store::Via::Email,
                 id: 1,
                 ticket_code: "URP-7K3M-9QXD".into(),
                 protocol: "2026/0000123".into(),

@@ -3,7 +3,7 @@
 //! server skips with a message when none is configured).
 
 use super::prelude::*;
-use super::{Filed, Intake, NewTicket, SearchText, TicketFilter};
+use super::{Filed, Intake, NewTicket, SearchText, TicketFilter, Via};
 use crate::classify::model::Example;
 use crate::classify::rules::UNSORTED;
 use crate::entities::{Entity, Kind};
@@ -278,6 +278,7 @@ pub fn an_outbox_message_is_claimed_once(store: &mut impl Register) {
         message_id: Some("<m0@x.it>".into()),
         ack: Some(super::AckRequest {
             to: "a@x.it".into(),
+            via: Via::Email,
             language: "it".into(),
             max_per_hour: 5,
             domain: "comune.example.it".into(),
@@ -285,11 +286,38 @@ pub fn an_outbox_message_is_claimed_once(store: &mut impl Register) {
         ..Default::default()
     });
     store.file(&t, "URP").unwrap();
-    let due = store.outbox_due(10, true).unwrap();
+    // A text message's acknowledgement waits for the SMS sink, not the SMTP one.
+    let mut sms = ticket(1, "", "pratica S");
+    sms.channel = Channel::Sms;
+    sms.sender = Sender {
+        phone: Some("+393331234567".into()),
+        ..Default::default()
+    };
+    sms.mail = Some(super::MailFacts {
+        ack: Some(super::AckRequest {
+            to: "+393331234567".into(),
+            via: Via::Sms,
+            language: "it".into(),
+            max_per_hour: 5,
+            domain: "sms".into(),
+        }),
+        ..Default::default()
+    });
+    store.file(&sms, "URP").unwrap();
+    let texts = store.outbox_due(Via::Sms, 10, true).unwrap();
+    assert_eq!(texts.len(), 1);
+    assert_eq!(
+        (texts[0].to.as_str(), texts[0].via),
+        ("+393331234567", Via::Sms)
+    );
+    let due = store.outbox_due(Via::Email, 10, true).unwrap();
     assert_eq!(due.len(), 1);
+    assert_eq!(due[0].to, "a@x.it");
     assert!(store.outbox_claim(&due[0]).unwrap());
     assert!(!store.outbox_claim(&due[0]).unwrap(), "claimed twice");
     store.outbox_result(&due[0], None, 0).unwrap();
+    assert!(store.outbox_claim(&texts[0]).unwrap());
+    store.outbox_result(&texts[0], None, 0).unwrap();
     assert_eq!(store.outbox_pending().unwrap(), 0);
 }
 

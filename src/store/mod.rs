@@ -188,9 +188,40 @@ pub struct MailFacts {
     pub ack: Option<AckRequest>,
 }
 
+/// How an outbox message reaches the citizen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// By the `smtp_ack` sink, to an email address.
+    #[default]
+    Email,
+    /// By the `sms` sink (gammu-smsd's outbox), to a phone number in E.164.
+    Sms,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Email => "email",
+            Via::Sms => "sms",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Via> {
+        match s {
+            "email" => Some(Via::Email),
+            "sms" => Some(Via::Sms),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AckRequest {
+    /// An email address, or a phone number in E.164 when `via` is SMS.
     pub to: String,
+    #[serde(default)]
+    pub via: Via,
     pub language: String,
     /// At most this many acknowledgements to one address per hour.
     pub max_per_hour: u32,
@@ -202,6 +233,7 @@ pub struct AckRequest {
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
     pub id: i64,
+    pub via: Via,
     pub ticket_code: String,
     pub protocol: String,
     pub subject: String,
@@ -391,9 +423,9 @@ pub trait Dossiers {
 
 /// Acknowledgements and replies waiting to be sent, claimed by one sender at a time.
 pub trait Outbox {
-    /// Acknowledgements due now (not sent, next attempt time reached; with `all`, every one
-    /// not sent), oldest first.
-    fn outbox_due(&self, limit: usize, all: bool) -> Result<Vec<OutboxItem>>;
+    /// Acknowledgements going `via` one way that are due now (not sent, next attempt time
+    /// reached; with `all`, every one not sent), oldest first.
+    fn outbox_due(&self, via: Via, limit: usize, all: bool) -> Result<Vec<OutboxItem>>;
 
     /// Claims an outbox message for this process before it goes to the SMTP server
     /// (committed); false when another sender claimed it first.
@@ -416,8 +448,9 @@ pub trait Outbox {
         retry_after: i64,
     ) -> Result<()>;
 
-    /// Queues a clerk's email answer to the ticket's sender in the outbox (sent by `run`, as
-    /// acknowledgements are), threaded under the citizen's last message. Returns the address.
+    /// Queues a clerk's answer to the ticket's sender in the outbox (sent by `run`, as
+    /// acknowledgements are): by email, threaded under the citizen's last message; to a text
+    /// message's sender without an address, by SMS. Returns the address or number.
     fn queue_reply(
         &mut self,
         code_input: &str,

@@ -419,14 +419,24 @@ fn actions(
                 textarea id="note" name="text" rows="3" required {}
                 button type="submit" { (t("save_note")) }
             }
-            @if tk.sender.email.as_deref().is_some_and(|e| e.contains('@')) {
+            // Answered the way it came: by email, or by text message to an SMS's sender.
+            @let reply_to = match (tk.sender.email.as_deref().filter(|e| e.contains('@')), tk.sender.phone.as_deref()) {
+                (Some(email), _) => Some((email, false)),
+                (None, Some(phone)) if tk.channel == Channel::Sms => Some((phone, true)),
+                _ => None,
+            };
+            @if let Some((to, by_sms)) = reply_to {
                 form method="post" action=(action) class="wide" {
                     (hidden("reply"))
-                    h3 { (t("reply_to")) " " (tk.sender.email.as_deref().unwrap_or("")) }
-                    label for="reply-subject" { (t("subject")) }
-                    input id="reply-subject" name="subject" value=(format!("Re: {} [{}]", tk.subject, tk.code)) required;
+                    h3 { (t(if by_sms { "reply_by_sms" } else { "reply_to" })) " " (to) }
+                    @if by_sms {
+                        input type="hidden" name="subject" value=(format!("SMS [{}]", tk.code));
+                    } @else {
+                        label for="reply-subject" { (t("subject")) }
+                        input id="reply-subject" name="subject" value=(format!("Re: {} [{}]", tk.subject, tk.code)) required;
+                    }
                     label for="reply-text" { (t("text")) }
-                    textarea id="reply-text" name="text" rows="6" required {}
+                    textarea id="reply-text" name="text" rows="6" maxlength=[by_sms.then_some(crate::sinks::sms::MAX_CHARS)] required {}
                     button type="submit" { (t("send_reply")) }
                 }
             }

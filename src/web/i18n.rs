@@ -147,6 +147,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("add_note", "Nota interna", "Internal note"),
     ("save_note", "Aggiungi nota", "Add note"),
     ("reply_to", "Rispondi a", "Reply to"),
+    ("reply_by_sms", "Rispondi via SMS a", "Reply by SMS to"),
     ("text", "Testo", "Text"),
     ("send_reply", "Invia risposta", "Send reply"),
     ("done", "Fatto.", "Done."),

@@ -63,11 +63,12 @@ pub fn exec(args: IngestArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Resu
     }
     // Acknowledgements of what was just filed: one round; what fails stays queued
     // for `run`.
-    if let Some(acks) = runner::ack_sender(&pipeline).map_err(anyhow::Error::msg)? {
-        let (sent, not_sent) = acks.deliver(&mut store, true);
+    for sink in runner::out_sinks(&pipeline).map_err(anyhow::Error::msg)? {
+        let (sent, not_sent) = crate::sinks::deliver(sink.as_ref(), &mut store, true);
         if sent + not_sent > 0 {
             eprintln!(
-                "sportello: {sent} acknowledgement(s) sent, {not_sent} failed (kept in the outbox)"
+                "sportello: {sent} acknowledgement(s) by {} sent, {not_sent} failed (kept in the outbox)",
+                sink.via().as_str()
             );
         }
     }

@@ -396,12 +396,14 @@ pub(super) fn record_mail(
     let message_id = format!("ack.{ticket_id}.{token:016x}@{}", ack.domain);
     execute_cached(
         tx,
-        "INSERT INTO outbox (ticket_id, to_addr, message_id, in_reply_to, language, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![ticket_id, ack.to, message_id, mail.message_id, ack.language, now],
+        "INSERT INTO outbox (ticket_id, to_addr, message_id, in_reply_to, language, created_at, next_attempt_at, via)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+        params![ticket_id, ack.to, message_id, mail.message_id, ack.language, now, ack.via.as_str()],
     )?;
-    // Replies to the acknowledgement thread back to this ticket.
-    remember_message(tx, &message_id, ticket_id, Direction::Out)?;
+    if ack.via == crate::store::Via::Email {
+        // Replies to the acknowledgement thread back to this ticket.
+        remember_message(tx, &message_id, ticket_id, Direction::Out)?;
+    }
     let queued = Happened::AckQueued {
         to: ack.to.clone(),
         message_id,

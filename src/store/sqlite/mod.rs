@@ -217,6 +217,7 @@ mod tests {
                 message_id: Some(format!("m{n}@example.it")),
                 ack: Some(AckRequest {
                     to: format!("c{n}@example.it"),
+                    via: Via::Email,
                     language: "it".into(),
                     max_per_hour: 5,
                     domain: "example.it".into(),
@@ -225,7 +226,7 @@ mod tests {
             });
             codes.push(store.file(&t, "URP").unwrap().code().to_string());
         }
-        let due = store.outbox_due(10, true).unwrap();
+        let due = store.outbox_due(Via::Email, 10, true).unwrap();
         assert_eq!(due.len(), 3);
         assert!(store.outbox_claim(&due[0]).unwrap());
         assert!(!store.outbox_claim(&due[0]).unwrap(), "claimed once");
@@ -233,7 +234,7 @@ mod tests {
         assert!(store.outbox_claim(&due[1]).unwrap());
         assert!(store.outbox_claim(&due[2]).unwrap());
         // Claimed by this process: not handed out again, not an orphan while it lives.
-        assert!(store.outbox_due(10, true).unwrap().is_empty());
+        assert!(store.outbox_due(Via::Email, 10, true).unwrap().is_empty());
         assert_eq!(store.outbox_settle_orphans(&|_| false).unwrap(), 0);
         // The same claims seen as another, dead process's.
         store
@@ -249,7 +250,7 @@ mod tests {
             "a live sender's"
         );
         assert_eq!(store.outbox_settle_orphans(&|_| false).unwrap(), 2);
-        assert!(store.outbox_due(10, true).unwrap().is_empty());
+        assert!(store.outbox_due(Via::Email, 10, true).unwrap().is_empty());
         assert_eq!(store.outbox_pending().unwrap(), 0);
         let kinds = |code: &str| -> Vec<String> {
             store

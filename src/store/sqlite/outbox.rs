@@ -4,34 +4,38 @@
 use super::*;
 
 impl Outbox for Store {
-    fn outbox_due(&self, limit: usize, all: bool) -> Result<Vec<OutboxItem>> {
+    fn outbox_due(&self, via: Via, limit: usize, all: bool) -> Result<Vec<OutboxItem>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT o.id, t.code, t.protocol_year, t.protocol_number, t.subject, o.to_addr, o.message_id,
                     o.in_reply_to, o.language, o.attempts, o.reply_subject, o.reply_body
              FROM outbox o JOIN tickets t ON t.id = o.ticket_id
              WHERE o.sent_at IS NULL AND o.sending_by IS NULL AND o.uncertain IS NULL
-               AND (?3 OR o.next_attempt_at <= ?1) ORDER BY o.id LIMIT ?2",
+               AND (?3 OR o.next_attempt_at <= ?1) AND o.via = ?4 ORDER BY o.id LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![now_rfc3339(), limit as i64, all], |r| {
-            Ok(OutboxItem {
-                id: r.get(0)?,
-                ticket_code: r.get(1)?,
-                protocol: protocol_string(r.get(2)?, r.get(3)?),
-                subject: r.get(4)?,
-                to: r.get(5)?,
-                message_id: r.get(6)?,
-                in_reply_to: r.get(7)?,
-                language: r.get(8)?,
-                attempts: r.get(9)?,
-                reply: match (
-                    r.get::<_, Option<String>>(10)?,
-                    r.get::<_, Option<String>>(11)?,
-                ) {
-                    (Some(subject), Some(body)) => Some((subject, body)),
-                    _ => None,
-                },
-            })
-        })?;
+        let rows = stmt.query_map(
+            params![now_rfc3339(), limit as i64, all, via.as_str()],
+            |r| {
+                Ok(OutboxItem {
+                    id: r.get(0)?,
+                    via,
+                    ticket_code: r.get(1)?,
+                    protocol: protocol_string(r.get(2)?, r.get(3)?),
+                    subject: r.get(4)?,
+                    to: r.get(5)?,
+                    message_id: r.get(6)?,
+                    in_reply_to: r.get(7)?,
+                    language: r.get(8)?,
+                    attempts: r.get(9)?,
+                    reply: match (
+                        r.get::<_, Option<String>>(10)?,
+                        r.get::<_, Option<String>>(11)?,
+                    ) {
+                        (Some(subject), Some(body)) => Some((subject, body)),
+                        _ => None,
+                    },
+                })
+            },
+        )?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
@@ -163,16 +167,28 @@ impl Outbox for Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let to: Option<String> = tx.query_row(
-            "SELECT sender_email FROM tickets WHERE id = ?1",
+        let (email, phone, channel): (Option<String>, Option<String>, String) = tx.query_row(
+            "SELECT sender_email, sender_phone, channel FROM tickets WHERE id = ?1",
             [id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        let Some(to) = to.filter(|t| t.contains('@')) else {
-            return Err(StoreError::Conflict(format!(
-                "{code} has no email address to answer"
-            )));
+        let (to, via) = match (email.filter(|t| t.contains('@')), phone) {
+            (Some(to), _) => (to, Via::Email),
+            // A text message is answered the way it came.
+            (None, Some(phone)) if channel == Channel::Sms.as_str() => (phone, Via::Sms),
+            _ => {
+                return Err(StoreError::Conflict(format!(
+                    "{code} has no email address to answer"
+                )))
+            }
         };
+        if via == Via::Sms && body.chars().count() > crate::sinks::sms::MAX_CHARS {
+            return Err(StoreError::Conflict(format!(
+                "a text message holds at most {} characters; this answer has {}",
+                crate::sinks::sms::MAX_CHARS,
+                body.chars().count()
+            )));
+        }
         let in_reply_to: Option<String> = tx
             .query_row(
                 "SELECT message_id FROM message_ids WHERE ticket_id = ?1 AND direction = 'in' ORDER BY rowid DESC LIMIT 1",
@@ -185,11 +201,13 @@ impl Outbox for Store {
         let message_id = format!("reply.{id}.{token:016x}@{domain}");
         tx.execute(
             "INSERT INTO outbox (ticket_id, to_addr, message_id, in_reply_to, language, created_at, next_attempt_at,
-                                 reply_subject, reply_body, sent_by)
-             VALUES (?1, ?2, ?3, ?4, 'it', ?5, ?5, ?6, ?7, ?8)",
-            params![id, to, message_id, in_reply_to, now, subject, body, actor],
+                                 reply_subject, reply_body, sent_by, via)
+             VALUES (?1, ?2, ?3, ?4, 'it', ?5, ?5, ?6, ?7, ?8, ?9)",
+            params![id, to, message_id, in_reply_to, now, subject, body, actor, via.as_str()],
         )?;
-        remember_message(&tx, &message_id, id, crate::domain::filing::Direction::Out)?;
+        if via == Via::Email {
+            remember_message(&tx, &message_id, id, crate::domain::filing::Direction::Out)?;
+        }
         let queued = Happened::ReplyQueued {
             to: to.clone(),
             subject: subject.into(),

@@ -206,6 +206,11 @@ BEGIN SELECT RAISE(ABORT, 'a registered document is written once'); END;
 CREATE TRIGGER documents_never_deleted BEFORE DELETE ON documents
 BEGIN SELECT RAISE(ABORT, 'a registered document is never deleted'); END;
 "#,
+    // Acknowledgements and replies by text message beside those by email: each sink takes
+    // its own.
+    r#"
+ALTER TABLE outbox ADD COLUMN via TEXT NOT NULL DEFAULT 'email';
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
