@@ -121,16 +121,17 @@ pub struct ImapSourceConfig {
     pub poll_secs: u64,
 }
 
-/// The inbox folder of gammu-smsd's files backend: text messages from the office's GSM
-/// modem.
+/// A folder another program spools into: gammu-smsd's inbox (text messages from the office's
+/// GSM modem) or Asterisk's voicemail box of the toll-free line.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct SmsSourceConfig {
+pub struct SpoolSourceConfig {
     pub name: String,
-    /// gammu-smsd's `inboxpath`.
+    /// gammu-smsd's `inboxpath`; the voicemail box's `INBOX` folder.
     pub path: PathBuf,
     /// A message is taken once its files have not changed for this long (gammu-smsd writes
-    /// the parts of a long message one after another).
+    /// the parts of a long message one after another; Asterisk the recording, then its
+    /// description).
     #[serde(default = "default_settle_secs")]
     pub settle_secs: f64,
     #[serde(default = "default_rescan_secs")]
@@ -141,13 +142,13 @@ pub struct SmsSourceConfig {
     pub failed_dir: Option<PathBuf>,
 }
 
-impl SmsSourceConfig {
+impl SpoolSourceConfig {
     /// The drop folder underneath: settling, `processed/` and `failed/` as for any folder.
-    pub fn folder(&self) -> FolderSourceConfig {
+    pub fn folder(&self, channel: Channel) -> FolderSourceConfig {
         FolderSourceConfig {
             name: self.name.clone(),
             path: self.path.clone(),
-            channel: Channel::Sms,
+            channel,
             settle_secs: self.settle_secs,
             rescan_secs: self.rescan_secs,
             poll: self.poll,
@@ -163,7 +164,8 @@ impl SmsSourceConfig {
 pub enum SourceConfig {
     Folder(FolderSourceConfig),
     Imap(ImapSourceConfig),
-    Sms(SmsSourceConfig),
+    Sms(SpoolSourceConfig),
+    Voicemail(SpoolSourceConfig),
 }
 
 impl SourceConfig {
@@ -171,7 +173,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Folder(f) => &f.name,
             SourceConfig::Imap(i) => &i.name,
-            SourceConfig::Sms(s) => &s.name,
+            SourceConfig::Sms(s) | SourceConfig::Voicemail(s) => &s.name,
         }
     }
 }
@@ -601,7 +603,7 @@ impl Pipeline {
                         }
                     }
                 }
-                SourceConfig::Sms(f) => {
+                SourceConfig::Sms(f) | SourceConfig::Voicemail(f) => {
                     f.path = resolve(f.path.clone());
                     f.processed_dir = f.processed_dir.take().map(&resolve);
                     f.failed_dir = f.failed_dir.take().map(&resolve);

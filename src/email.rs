@@ -38,6 +38,16 @@ pub struct Unpacked {
     /// Why the message as a whole is damaged or made to break readers (the ticket's
     /// original is then flagged as unreadable), if it is.
     pub damaged: Option<String>,
+    /// Set when the message is a voicemail sent on by Asterisk (`X-Asterisk-VM-*`).
+    pub voicemail: Option<Voicemail>,
+}
+
+/// The caller of a voicemail sent on by email, as the exchange's headers say.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Voicemail {
+    pub caller_name: Option<String>,
+    pub caller_number: Option<String>,
+    pub duration_secs: Option<u32>,
 }
 
 /// The certified facts of a PEC message, from its `daticert.xml` and transport headers.
@@ -128,7 +138,29 @@ pub fn unpack(raw: &[u8]) -> Unpacked {
         unwrap_pec_envelope(&mut out);
     }
     out.no_auto_reply = no_auto_reply(&message, &out);
+    out.voicemail = voicemail(&message);
     out
+}
+
+/// Asterisk's voicemail-to-email headers (`X-Asterisk-VM-Caller-ID-Num`, `…-Name`,
+/// `…-Duration`), when the message carries them.
+fn voicemail(message: &Message) -> Option<Voicemail> {
+    let num = header(message, "X-Asterisk-VM-Caller-ID-Num");
+    let name = header(message, "X-Asterisk-VM-Caller-ID-Name");
+    let duration = header(message, "X-Asterisk-VM-Duration");
+    if num.is_none() && name.is_none() && header(message, "X-Asterisk-VM-Message-Num").is_none() {
+        return None;
+    }
+    let (caller_name, caller_number) = crate::sources::voicemail::split_callerid(&format!(
+        "\"{}\" <{}>",
+        name.unwrap_or(""),
+        num.unwrap_or("")
+    ));
+    Some(Voicemail {
+        caller_name,
+        caller_number,
+        duration_secs: duration.and_then(|d| d.trim().parse().ok()),
+    })
 }
 
 /// Deepest nesting of multiparts a real message has (mail clients nest three or four).

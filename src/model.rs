@@ -201,6 +201,9 @@ pub struct Document {
     /// (the signature is not verified against the providers' trust list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_by: Option<String>,
+    /// How long a recording plays (voicemail), from its header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<f64>,
 }
 
 /// One entry of a ticket's append-only history: when, who, and what happened (printed as
@@ -290,6 +293,9 @@ pub struct Ticket {
     pub needs_attention: bool,
     pub attention_reason: Option<String>,
     pub parent: Option<String>,
+    /// A clerk's summary of what a recording says (voicemail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
     pub documents: Vec<Document>,
     pub events: Vec<Event>,
     /// Identifiers found in the ticket.

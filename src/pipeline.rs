@@ -642,11 +642,21 @@ impl Stage for ExtractStage {
         }
         let doc = &mut work.ticket.documents[0];
         fill_document(doc, work.item.bytes.clone(), work.file_type, &self.cfg);
+        let named_wav = work.item.name.to_ascii_lowercase().ends_with(".wav");
+        if named_wav && work.file_type != FileType::Audio && doc.doc.error.is_none() {
+            // A recording that is something else: nothing to play, a clerk must look.
+            doc.doc.error = Some(format!(
+                "not a WAV audio file (the content is {})",
+                work.file_type.mime()
+            ));
+        }
         let text = doc.doc.text.clone();
         let t = &mut work.ticket;
         t.subject = if t.channel == Channel::Sms && !text.trim().is_empty() {
             // A text message has no subject: its opening words stand for one.
             opening_words(&text, 60)
+        } else if work.file_type == FileType::Audio {
+            voicemail_subject(&t.sender, t.documents[0].doc.duration_secs)
         } else {
             subject_from_letter(&text).unwrap_or_else(|| work.item.name.clone())
         };
@@ -688,16 +698,19 @@ impl ExtractStage {
             no_auto_reply: u.no_auto_reply.clone(),
             ack: None,
         });
+        let voicemail = u.voicemail.clone();
         t.subject = u.subject;
         t.body = u.body.clone();
-        if t.sender.email.is_none() {
+        if voicemail.is_some() {
+            // The exchange's address is not the caller's: it would link every call together.
+        } else if t.sender.email.is_none() {
             t.sender.email = u
                 .reply_to
                 .clone()
                 .filter(|_| u.from_address.as_deref().is_some_and(email::is_no_reply))
                 .or(u.from_address);
         }
-        if t.sender.name.is_none() {
+        if t.sender.name.is_none() && voicemail.is_none() {
             t.sender.name = u.from_name;
         }
         if work.item.received_at.is_none() {
@@ -776,12 +789,53 @@ impl ExtractStage {
                 t.sender.email = Some(sender.clone());
             }
         }
-        if t.subject.is_empty() && t.body.is_empty() && t.documents.len() == 1 {
+        if let Some(vm) = voicemail {
+            // Asterisk's voicemail-to-email: the same kind of ticket as from the box itself.
+            t.channel = Channel::Phone;
+            let mut attention = vec![crate::domain::VOICEMAIL_ATTENTION.to_string()];
+            t.sender = crate::sources::voicemail::caller(
+                vm.caller_name,
+                vm.caller_number.as_deref(),
+                &mut attention,
+            );
+            t.attention.extend(attention);
+            let duration = t
+                .documents
+                .iter()
+                .find_map(|d| d.doc.duration_secs)
+                .or(vm.duration_secs.map(f64::from));
+            t.subject = voicemail_subject(&t.sender, duration);
+            if let Some(mail) = t.mail.as_mut() {
+                mail.no_auto_reply = Some(
+                    "a voicemail sent on by the telephone exchange: no address to answer".into(),
+                );
+            }
+            if !t.documents.iter().any(|d| d.doc.mime == "audio/wav") {
+                t.attention
+                    .push("voicemail: no WAV recording attached".into());
+            }
+        } else if t.subject.is_empty() && t.body.is_empty() && t.documents.len() == 1 {
             t.attention.push("email: empty message".into());
         }
         attention_for_documents(t);
         Ok(())
     }
+}
+
+/// "Messaggio vocale di 23 s da Mario Rossi (+390862123456)": what a clerk sees in the queue
+/// before listening.
+fn voicemail_subject(sender: &Sender, duration: Option<f64>) -> String {
+    let mut s = String::from("Messaggio vocale");
+    if let Some(secs) = duration {
+        s.push_str(&format!(" di {}", extract::audio::shown_duration(secs)));
+    }
+    match (&sender.name, &sender.phone) {
+        (Some(name), Some(phone)) => s.push_str(&format!(" da {name} ({phone})")),
+        (None, Some(phone)) => s.push_str(&format!(" da {phone}")),
+        (Some(name), None) => s.push_str(&format!(" da {name}")),
+        (None, None) => s.push_str(" da numero nascosto"),
+    }
+    s
 }
 
 /// A message read by the email reader under the guard (see `crate::parse`).
@@ -880,6 +934,11 @@ fn fill_document(
     file_type: FileType,
     cfg: &ExtractStageConfig,
 ) {
+    if file_type == FileType::Audio {
+        doc.doc.duration_secs = extract::audio::wav_info(&bytes)
+            .ok()
+            .map(|i| i.duration_secs);
+    }
     let extracted = extract::extract(bytes, file_type, cfg);
     doc.doc.mime = extracted.mime.clone();
     doc.doc.pages = extracted.pages;

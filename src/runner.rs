@@ -4,9 +4,10 @@
 use crate::config::{Pipeline, SourceConfig};
 use crate::pipeline::{Item, PrepareError, Processor};
 use crate::sinks::{self, sms::SmsSender, smtp::AckSender, Sink};
-use crate::sources::folder::{self, FolderSource};
+use crate::sources::folder::{self, FolderSource, GroupedFolder};
 use crate::sources::imap::ImapSource;
 use crate::sources::sms::SmsSource;
+use crate::sources::voicemail::VoicemailSource;
 use crate::store::prelude::*;
 use crate::store::{Filed, NewTicket, Store, StoreError};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
@@ -230,6 +231,7 @@ enum Source {
     Folder(FolderSource),
     Imap(ImapSource),
     Sms(SmsSource),
+    Voicemail(VoicemailSource),
 }
 
 impl Source {
@@ -237,7 +239,8 @@ impl Source {
         match self {
             Source::Folder(f) => f.has_pending(),
             Source::Imap(i) => i.has_pending(),
-            Source::Sms(s) => s.has_pending(),
+            Source::Sms(s) => s.files.folder.has_pending(),
+            Source::Voicemail(v) => v.files.folder.has_pending(),
         }
     }
 }
@@ -260,6 +263,7 @@ pub fn run(
         match s {
             SourceConfig::Folder(f) => sources.push(Source::Folder(FolderSource::new(f.clone())?)),
             SourceConfig::Sms(s) => sources.push(Source::Sms(SmsSource::new(s)?)),
+            SourceConfig::Voicemail(v) => sources.push(Source::Voicemail(VoicemailSource::new(v)?)),
             SourceConfig::Imap(i) => sources.push(Source::Imap(ImapSource::start(
                 i.clone(),
                 wake_tx.clone(),
@@ -316,7 +320,10 @@ pub fn run(
                 }
                 let outcome = match &sources[idx] {
                     Source::Folder(src) => file_and_move(store, src, &path, prepared, &prefix),
-                    Source::Sms(src) => file_and_move(store, src, &path, prepared, &prefix),
+                    Source::Sms(src) => file_and_move(store, &src.files, &path, prepared, &prefix),
+                    Source::Voicemail(src) => {
+                        file_and_move(store, &src.files, &path, prepared, &prefix)
+                    }
                     Source::Imap(src) => file_message(store, src, &path, prepared, &prefix),
                 };
                 report(store, outcome);
@@ -378,7 +385,8 @@ fn watch_folders(sources: &[Source], wake_tx: &Sender<usize>) -> Vec<notify::Rec
     for (idx, src) in sources.iter().enumerate() {
         let src = match src {
             Source::Folder(f) => f,
-            Source::Sms(s) => s.folder(),
+            Source::Sms(s) => &s.files.folder,
+            Source::Voicemail(v) => &v.files.folder,
             Source::Imap(_) => continue,
         };
         if src.cfg.poll {
@@ -438,24 +446,45 @@ impl Source {
                 ready
             }
             Source::Sms(src) => {
-                rescan(src.folder_mut(), woken, last_scan);
-                let mut ready = Vec::new();
-                for (first, parts) in src.take_ready() {
-                    if in_flight.contains(&first) {
-                        continue;
-                    }
-                    match src.item(&parts) {
-                        Ok(item) => ready.push((first, item)),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            tracing::warn!(source = %src.folder().cfg.name, "cannot read {}: {e}", crate::entities::redact(&first.display().to_string()))
-                        }
-                    }
-                }
-                ready
+                rescan(&mut src.files.folder, woken, last_scan);
+                let groups = src.take_ready();
+                read_groups(&src.files.folder.cfg.name, groups, in_flight, |g| {
+                    src.item(g)
+                })
+            }
+            Source::Voicemail(src) => {
+                rescan(&mut src.files.folder, woken, last_scan);
+                let groups = src.take_ready();
+                read_groups(&src.files.folder.cfg.name, groups, in_flight, |g| {
+                    src.item(g)
+                })
             }
         }
     }
+}
+
+/// Items of settled groups not already in flight; a group that cannot be read now is left
+/// for the next scan.
+fn read_groups(
+    source: &str,
+    groups: Vec<(PathBuf, Vec<PathBuf>)>,
+    in_flight: &std::collections::HashSet<PathBuf>,
+    item: impl Fn(&[PathBuf]) -> std::io::Result<Item>,
+) -> Vec<(PathBuf, Item)> {
+    let mut ready = Vec::new();
+    for (key, files) in groups {
+        if in_flight.contains(&key) {
+            continue;
+        }
+        match item(&files) {
+            Ok(item) => ready.push((key, item)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(source = %source, "cannot read {}: {e}", crate::entities::redact(&key.display().to_string()))
+            }
+        }
+    }
+    ready
 }
 
 /// Rescans a folder when due, or woken by an event, or while files in it are settling.
@@ -485,12 +514,12 @@ impl DropFolder for FolderSource {
     }
 }
 
-impl DropFolder for SmsSource {
+impl DropFolder for GroupedFolder {
     fn finish(&self, path: &Path) -> std::io::Result<PathBuf> {
-        SmsSource::finish(self, path)
+        GroupedFolder::finish(self, path)
     }
     fn fail(&self, path: &Path, reason: &str) -> std::io::Result<PathBuf> {
-        SmsSource::fail(self, path, reason)
+        GroupedFolder::fail(self, path, reason)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Small documents made on the spot, for the project's fixtures, tests and benchmarks:
 //! born-digital PDFs (Helvetica, WinAnsi, so Italian accents come out right), uncompressed
-//! bilevel TIFF "faxes", and plain emails.
+//! bilevel TIFF "faxes", plain emails, and WAV recordings of silence (voicemail).
 
 /// A one-or-more-page PDF whose pages carry `pages[i]` as lines of text.
 pub fn pdf(pages: &[Vec<String>]) -> Vec<u8> {
@@ -645,4 +645,25 @@ pub mod hostile {
         out.extend_from_slice(&[0u8; 16]);
         out
     }
+}
+
+/// A PCM WAV of `secs` seconds of silence, 8 kHz mono 16-bit: Asterisk's `wav` format.
+pub fn wav_silence(secs: f64) -> Vec<u8> {
+    let rate = 8000u32;
+    let data_len = (secs * rate as f64) as u32 * 2;
+    let mut b = Vec::new();
+    b.extend(b"RIFF");
+    b.extend((36 + data_len).to_le_bytes());
+    b.extend(b"WAVEfmt ");
+    b.extend(16u32.to_le_bytes());
+    b.extend(1u16.to_le_bytes()); // PCM
+    b.extend(1u16.to_le_bytes()); // mono
+    b.extend(rate.to_le_bytes());
+    b.extend((rate * 2).to_le_bytes());
+    b.extend(2u16.to_le_bytes());
+    b.extend(16u16.to_le_bytes());
+    b.extend(b"data");
+    b.extend(data_len.to_le_bytes());
+    b.resize(b.len() + data_len as usize, 0);
+    b
 }

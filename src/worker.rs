@@ -761,6 +761,7 @@ pub fn reader_name(file_type: FileType) -> &'static str {
         FileType::Email => "the email reader",
         FileType::Tiff | FileType::Jpeg | FileType::Png => "the image reader",
         FileType::Text => "the text reader",
+        FileType::Audio => "the audio reader",
         FileType::Unknown => "the file reader",
     }
 }

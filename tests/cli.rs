@@ -404,7 +404,7 @@ fn a_bad_pipeline_is_refused_with_every_problem() {
     for (line, var) in [
         (19, "SPORTELLO_URP_IMAP_PASSWORD"),
         (32, "SPORTELLO_URP_PEC_PASSWORD"),
-        (89, "SPORTELLO_SMTP_PASSWORD"),
+        (98, "SPORTELLO_SMTP_PASSWORD"),
     ] {
         assert!(
             stderr.contains(&format!("urp.example.toml:{line}:")) && stderr.contains(var),

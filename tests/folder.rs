@@ -177,7 +177,7 @@ fn a_source_this_build_cannot_run_is_refused_at_start_with_its_name() {
     for (line, name) in [
         (19, "source `urp-mail`"),
         (32, "source `urp-pec`"),
-        (89, "smtp_ack"),
+        (98, "smtp_ack"),
     ] {
         assert!(
             run.stderr

@@ -1015,24 +1015,21 @@ fn a_request_taken_at_the_desk_is_registered_with_its_documents() {
 
 /// A pipeline without a classify stage has no topics, but its tickets still move through
 /// their statuses from the web app.
-#[test]
-fn statuses_change_in_a_pipeline_without_a_classify_stage() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let pipeline = dir.path().join("p.toml");
+/// A store with one ticket ingested from `file` (through a pipeline that only extracts),
+/// the web app serving it and a clerk logged in: (server, address, cookie, csrf, code).
+fn one_ticket_served(
+    dir: &Path,
+    file: &str,
+    extra: &[&str],
+) -> (Process, SocketAddr, String, String, String) {
+    let data = dir.join("data");
+    let pipeline = dir.join("p.toml");
     std::fs::write(&pipeline, "[[stages]]\nkind = \"extract\"\n").unwrap();
     let p = pipeline.to_str().unwrap();
-    let lines = ok(
-        &data,
-        &[
-            "ingest",
-            "--json",
-            "--pipeline",
-            p,
-            "fixtures/mail/orari-ufficio.eml",
-        ],
-    )
-    .json_lines();
+    let mut args = vec!["ingest", "--json", "--pipeline", p];
+    args.extend(extra);
+    args.push(file);
+    let lines = ok(&data, &args).json_lines();
     let code = lines[0]["ticket"]["code"].as_str().unwrap().to_string();
     let mut child = Command::new(bin())
         .arg("--data")
@@ -1051,8 +1048,17 @@ fn statuses_change_in_a_pipeline_without_a_classify_stage() {
         .unwrap();
     writeln!(child.stdin.take().unwrap(), "{CLERK_PW}").unwrap();
     assert!(child.wait().unwrap().success());
-    let (_server, addr) = serve(&data, &pipeline);
+    let (server, addr) = serve(&data, &pipeline);
     let (cookie, csrf) = login_raw(addr, "mario", CLERK_PW);
+    (server, addr, cookie, csrf, code)
+}
+
+#[test]
+fn statuses_change_in_a_pipeline_without_a_classify_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr, cookie, csrf, code) =
+        one_ticket_served(dir.path(), "fixtures/mail/orari-ufficio.eml", &[]);
+    let data = dir.path().join("data");
     let (status, head, _) = post(
         addr,
         &format!("/tickets/{code}/action"),
@@ -1062,4 +1068,34 @@ fn statuses_change_in_a_pipeline_without_a_classify_stage() {
     assert_eq!(status, 303, "{head}");
     let shown = &ok(&data, &["tickets", "show", &code, "--json"]).json_lines()[0];
     assert_eq!(shown["status"], "closed");
+}
+
+#[test]
+fn a_voicemail_plays_on_its_ticket_and_a_clerk_writes_its_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("msg0000.wav");
+    std::fs::write(&file, sportello::testdata::wav_silence(1.0)).unwrap();
+    let (_server, addr, cookie, csrf, code) =
+        one_ticket_served(dir.path(), file.to_str().unwrap(), &["--channel", "phone"]);
+    let (_, _, page) = get(addr, &format!("/tickets/{code}"), &cookie);
+    let player =
+        format!("<audio controls preload=\"none\" src=\"/tickets/{code}/documents/0/file\"");
+    assert!(page.contains(&player), "{page}");
+    assert!(page.contains("1 s"), "the duration is shown: {page}");
+    assert!(page.contains("name=\"action\" value=\"summary\""), "{page}");
+    let (status, head, _) = get(addr, &format!("/tickets/{code}/documents/0/file"), &cookie);
+    assert_eq!(status, 200);
+    assert!(
+        header_value(&head, "content-type").contains(&"audio/wav".to_string()),
+        "{head}"
+    );
+    let (status, head, _) = post(
+        addr,
+        &format!("/tickets/{code}/action"),
+        &cookie,
+        &format!("csrf={csrf}&action=summary&text=Chiede+del+contatore+del+gas"),
+    );
+    assert_eq!(status, 303, "{head}");
+    let (_, _, page) = get(addr, &format!("/tickets/{code}"), &cookie);
+    assert!(page.contains("Chiede del contatore del gas"), "{page}");
 }

@@ -140,6 +140,9 @@ pub(super) fn render_ticket(t: &Ticket) -> String {
             d.size,
             d.pages
                 .map(|p| format!(", {p} page(s)"))
+                .or_else(|| d
+                    .duration_secs
+                    .map(|secs| format!(", {}", crate::extract::audio::shown_duration(secs))))
                 .unwrap_or_default(),
             d.kind.as_str(),
             &d.sha256[..12.min(d.sha256.len())]
@@ -177,6 +180,12 @@ pub(super) fn render_ticket(t: &Ticket) -> String {
                 one_line(&l.subject, 50),
                 l.reasons.join("; ")
             ));
+        }
+    }
+    if let Some(summary) = &t.summary {
+        s.push_str("\nsummary\n");
+        for l in summary.lines() {
+            s.push_str(&format!("  {l}\n"));
         }
     }
     s.push_str("\nbody\n");

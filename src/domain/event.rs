@@ -106,6 +106,10 @@ pub enum Happened {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         why: Option<String>,
     },
+    /// A clerk's summary of what a recording says (voicemail); the latest is the ticket's.
+    Summarized {
+        text: String,
+    },
     TopicConfirmed {
         from: Option<String>,
         to: String,
@@ -141,6 +145,7 @@ impl Happened {
             Happened::ReplySent { .. } => EventKind::ReplySent,
             Happened::Routed { .. } => EventKind::Routed,
             Happened::StatusChanged { .. } => EventKind::StatusChanged,
+            Happened::Summarized { .. } => EventKind::Summarized,
             Happened::TopicConfirmed { .. } => EventKind::TopicConfirmed,
             Happened::Unlinked { .. } => EventKind::Unlinked,
         }
@@ -243,6 +248,7 @@ mod tests {
                 to: s(),
                 why: None,
             },
+            Happened::Summarized { text: s() },
             Happened::TopicConfirmed {
                 from: None,
                 to: s(),

@@ -9,6 +9,10 @@ pub use event::Happened;
 
 use serde::{Deserialize, Serialize};
 
+/// Why a voicemail's ticket is flagged: a person must listen (no speech is transcribed).
+/// Writing its summary settles it.
+pub const VOICEMAIL_ATTENTION: &str = "voicemail: listen to the message and write its summary";
+
 /// What happened to a ticket, as its history (the append-only `events`) records it. The
 /// store writes these names; the web app shows each by its label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -36,12 +40,13 @@ pub enum EventKind {
     ReplySent,
     Routed,
     StatusChanged,
+    Summarized,
     TopicConfirmed,
     Unlinked,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 24] = [
+    pub const ALL: [EventKind; 25] = [
         EventKind::AckFailed,
         EventKind::AckNotSent,
         EventKind::AckQueued,
@@ -64,6 +69,7 @@ impl EventKind {
         EventKind::ReplySent,
         EventKind::Routed,
         EventKind::StatusChanged,
+        EventKind::Summarized,
         EventKind::TopicConfirmed,
         EventKind::Unlinked,
     ];
@@ -93,6 +99,7 @@ impl EventKind {
             EventKind::ReplySent => "reply_sent",
             EventKind::Routed => "routed",
             EventKind::StatusChanged => "status_changed",
+            EventKind::Summarized => "summarized",
             EventKind::TopicConfirmed => "topic_confirmed",
             EventKind::Unlinked => "unlinked",
         }

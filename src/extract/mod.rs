@@ -5,6 +5,7 @@
 //! runs on its own thread with a time limit, so a hostile or broken file costs a flag on its
 //! ticket, never the run: a panic or a hang in a parser ends as an error string.
 
+pub mod audio;
 mod image;
 pub(crate) mod pdf;
 pub(crate) mod pdfcheck;
@@ -28,6 +29,8 @@ pub enum FileType {
     Png,
     Email,
     Text,
+    /// A WAV recording (voicemail).
+    Audio,
     Unknown,
 }
 
@@ -40,6 +43,7 @@ impl FileType {
             FileType::Png => "image/png",
             FileType::Email => "message/rfc822",
             FileType::Text => "text/plain",
+            FileType::Audio => "audio/wav",
             FileType::Unknown => "application/octet-stream",
         }
     }
@@ -67,6 +71,9 @@ pub fn sniff(bytes: &[u8], name: &str) -> FileType {
     }
     if head.starts_with(b"\x89PNG\r\n\x1a\n") {
         return FileType::Png;
+    }
+    if head.len() >= 12 && head.starts_with(b"RIFF") && &head[8..12] == b"WAVE" {
+        return FileType::Audio;
     }
     let lower = name.to_ascii_lowercase();
     if looks_like_email(bytes) || (lower.ends_with(".eml") && !bytes.is_empty()) {
@@ -270,9 +277,19 @@ pub fn extract_now(bytes: &[u8], file_type: FileType, max_pages: u32) -> Extract
             file_type,
             "email messages are unpacked, not extracted".into(),
         ),
+        // A recording has no text to extract; its header must hold, so that it can play.
+        FileType::Audio => match audio::wav_info(bytes) {
+            Ok(_) => Extracted {
+                mime,
+                pages: None,
+                page_texts: Vec::new(),
+                error: None,
+            },
+            Err(e) => Extracted::failed(file_type, e),
+        },
         FileType::Unknown => Extracted::failed(
             file_type,
-            "unsupported file type (not PDF, TIFF, JPEG, PNG, email or text)".into(),
+            "unsupported file type (not PDF, TIFF, JPEG, PNG, WAV, email or text)".into(),
         ),
     }
 }

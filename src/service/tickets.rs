@@ -1,4 +1,4 @@
-//! A clerk's other actions on a ticket (route, note, duplicate, link, reply) and registering
+//! A clerk's other actions on a ticket (route, note, summary, duplicate, link, reply) and registering
 //! a request taken at the desk: what the CLI and the web app each accept, checked here once,
 //! so the same input is refused with the same words wherever it is typed.
 
@@ -75,6 +75,26 @@ pub fn note(
 ) -> Result<(), ActionError> {
     let note = text(note, "text")?;
     Ok(store.add_note(code, &note, actor)?)
+}
+
+/// Longest summary of a recording: a few sentences a clerk writes while listening.
+pub const MAX_SUMMARY_CHARS: usize = 2_000;
+
+/// A clerk's summary of what a recording (voicemail) says.
+pub fn summarize(
+    store: &mut impl Register,
+    code: &str,
+    summary: &str,
+    actor: &str,
+) -> Result<(), ActionError> {
+    let summary = text(summary, "summary")?;
+    if summary.chars().count() > MAX_SUMMARY_CHARS {
+        return Err(ActionError::TooLong {
+            what: "summary",
+            max: MAX_SUMMARY_CHARS,
+        });
+    }
+    Ok(store.set_summary(code, &summary, actor)?)
 }
 
 /// Closes `code` as a duplicate of `of`, joining their dossiers.

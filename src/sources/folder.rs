@@ -275,6 +275,77 @@ impl FolderSource {
     }
 }
 
+/// A drop folder whose files come in groups (a text message's parts; a recording and its
+/// description): a group is taken whole once all of it has settled, and leaves whole.
+pub struct GroupedFolder {
+    pub folder: FolderSource,
+    /// Each group in flight by the path that names it → all its files.
+    in_flight: std::cell::RefCell<HashMap<PathBuf, Vec<PathBuf>>>,
+}
+
+impl GroupedFolder {
+    pub fn new(cfg: FolderSourceConfig) -> Result<GroupedFolder, String> {
+        Ok(GroupedFolder {
+            folder: FolderSource::new(cfg)?,
+            in_flight: Default::default(),
+        })
+    }
+
+    /// Settled groups, by `group` (see [`FolderSource::take_ready_groups`]).
+    pub fn take_ready<K: std::hash::Hash + Eq + Ord + Clone>(
+        &mut self,
+        group: impl Fn(&Path) -> K,
+    ) -> Vec<Vec<PathBuf>> {
+        self.folder.take_ready_groups(group)
+    }
+
+    /// Remembers the files of the group named by `key`, for [`finish`](Self::finish) or
+    /// [`fail`](Self::fail) once its ticket is filed.
+    pub fn hold(&self, key: &Path, files: &[PathBuf]) {
+        self.in_flight
+            .borrow_mut()
+            .insert(key.to_path_buf(), files.to_vec());
+    }
+
+    /// Moves every file of a filed group out of the folder; returns where its first went.
+    pub fn finish(&self, key: &Path) -> std::io::Result<PathBuf> {
+        self.each_file(key, |p| self.folder.finish(p))
+    }
+
+    /// Moves the files of a group that could not be read to `failed/`, the reason beside
+    /// each.
+    pub fn fail(&self, key: &Path, reason: &str) -> std::io::Result<PathBuf> {
+        self.each_file(key, |p| self.folder.fail(p, reason))
+    }
+
+    fn each_file(
+        &self,
+        key: &Path,
+        mut each: impl FnMut(&Path) -> std::io::Result<PathBuf>,
+    ) -> std::io::Result<PathBuf> {
+        let files = self
+            .in_flight
+            .borrow_mut()
+            .remove(key)
+            .unwrap_or_else(|| vec![key.to_path_buf()]);
+        let mut first = None;
+        let mut error = None;
+        for p in &files {
+            match each(p) {
+                Ok(to) => {
+                    first.get_or_insert(to);
+                }
+                Err(e) => error = Some(e),
+            }
+        }
+        match (error, first) {
+            (Some(e), _) => Err(e),
+            (None, Some(to)) => Ok(to),
+            (None, None) => Err(std::io::Error::other("a group with no files")),
+        }
+    }
+}
+
 pub fn mtime_ns(t: SystemTime) -> Option<i64> {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .ok()

@@ -10,12 +10,10 @@
 //! `processed/` as any drop folder's files do. A part that cannot be read (8-bit data, a
 //! malformed file) flags the ticket and is named in it; nothing is dropped.
 
-use crate::config::SmsSourceConfig;
+use crate::config::SpoolSourceConfig;
 use crate::model::{Channel, Sender};
 use crate::pipeline::Item;
-use crate::sources::folder::{self, FolderSource};
-use std::cell::RefCell;
-use std::collections::HashMap;
+use crate::sources::folder::{self, GroupedFolder};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -192,39 +190,20 @@ fn backup_text(bytes: &[u8]) -> Result<String, String> {
 
 /// Watches gammu-smsd's inbox folder.
 pub struct SmsSource {
-    folder: FolderSource,
-    /// The first part's path → every part of its message, for the items in flight.
-    groups: RefCell<HashMap<PathBuf, Vec<PathBuf>>>,
+    pub files: GroupedFolder,
 }
 
 impl SmsSource {
-    pub fn new(cfg: &SmsSourceConfig) -> Result<SmsSource, String> {
+    pub fn new(cfg: &SpoolSourceConfig) -> Result<SmsSource, String> {
         Ok(SmsSource {
-            folder: FolderSource::new(cfg.folder())?,
-            groups: RefCell::default(),
+            files: GroupedFolder::new(cfg.folder(Channel::Sms))?,
         })
-    }
-
-    pub fn folder(&self) -> &FolderSource {
-        &self.folder
-    }
-
-    pub fn folder_mut(&mut self) -> &mut FolderSource {
-        &mut self.folder
-    }
-
-    pub fn scan(&mut self) {
-        self.folder.scan();
-    }
-
-    pub fn has_pending(&self) -> bool {
-        self.folder.has_pending()
     }
 
     /// Whole messages whose parts have all settled, each keyed by its first part's path.
     pub fn take_ready(&mut self) -> Vec<(PathBuf, Vec<PathBuf>)> {
-        self.folder
-            .take_ready_groups(group_of)
+        self.files
+            .take_ready(group_of)
             .into_iter()
             .filter_map(|mut paths| {
                 // Parts in their order (their names sort so too, up to 99 parts).
@@ -248,51 +227,11 @@ impl SmsSource {
             .iter()
             .filter_map(|p| fs::metadata(p).ok()?.modified().ok())
             .max();
-        let mut item = message_item(&self.folder.cfg.name, &parts);
+        let mut item = message_item(&self.files.folder.cfg.name, &parts);
         item.mtime_ns = meta.modified().ok().and_then(folder::mtime_ns);
         item.received_at = last_written.map(folder::rfc3339);
-        self.groups
-            .borrow_mut()
-            .insert(first.clone(), paths.to_vec());
+        self.files.hold(first, paths);
         Ok(item)
-    }
-
-    /// Moves every part of a filed message out of the inbox.
-    pub fn finish(&self, first: &Path) -> std::io::Result<PathBuf> {
-        self.each_part(first, |p| self.folder.finish(p))
-    }
-
-    /// Moves the parts of a message that could not be read to `failed/`, the reason beside
-    /// each.
-    pub fn fail(&self, first: &Path, reason: &str) -> std::io::Result<PathBuf> {
-        self.each_part(first, |p| self.folder.fail(p, reason))
-    }
-
-    fn each_part(
-        &self,
-        first: &Path,
-        mut each: impl FnMut(&Path) -> std::io::Result<PathBuf>,
-    ) -> std::io::Result<PathBuf> {
-        let parts = self
-            .groups
-            .borrow_mut()
-            .remove(first)
-            .unwrap_or_else(|| vec![first.to_path_buf()]);
-        let mut moved_first = None;
-        let mut error = None;
-        for p in &parts {
-            match each(p) {
-                Ok(to) => {
-                    moved_first.get_or_insert(to);
-                }
-                Err(e) => error = Some(e),
-            }
-        }
-        match (error, moved_first) {
-            (Some(e), _) => Err(e),
-            (None, Some(to)) => Ok(to),
-            (None, None) => Err(std::io::Error::other("a message with no parts")),
-        }
     }
 }
 
@@ -492,7 +431,7 @@ mod tests {
     #[test]
     fn a_message_waits_for_all_its_parts_to_settle() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = SmsSourceConfig {
+        let cfg = SpoolSourceConfig {
             name: "sms".into(),
             path: dir.path().to_path_buf(),
             settle_secs: 0.3,
@@ -502,20 +441,21 @@ mod tests {
             failed_dir: None,
         };
         let mut src = SmsSource::new(&cfg).unwrap();
+        let scan = |src: &mut SmsSource| src.files.folder.scan();
         let p0 = dir.path().join("IN20261201_030555_00_+393331234567_00.txt");
         let p1 = dir.path().join("IN20261201_030555_00_+393331234567_01.txt");
         let other = dir.path().join("IN20261201_030556_00_+393339999999_00.txt");
         fs::write(&p0, utf16be("Prima parte, ")).unwrap();
         fs::write(&other, "Un altro messaggio").unwrap();
-        src.scan();
+        scan(&mut src);
         std::thread::sleep(std::time::Duration::from_millis(350));
         // The second part arrives just before the scan: the message waits for it.
         fs::write(&p1, utf16be("seconda parte.")).unwrap();
-        src.scan();
+        scan(&mut src);
         let ready = src.take_ready();
         assert_eq!(ready, vec![(other.clone(), vec![other.clone()])]);
         std::thread::sleep(std::time::Duration::from_millis(350));
-        src.scan();
+        scan(&mut src);
         let ready = src.take_ready();
         assert_eq!(ready, vec![(p0.clone(), vec![p0.clone(), p1.clone()])]);
         let item = src.item(&ready[0].1).unwrap();
@@ -523,7 +463,7 @@ mod tests {
             std::str::from_utf8(&item.bytes).unwrap(),
             "Prima parte, seconda parte."
         );
-        src.finish(&p0).unwrap();
+        src.files.finish(&p0).unwrap();
         assert!(!p0.exists() && !p1.exists());
         assert!(dir
             .path()

@@ -98,6 +98,7 @@ impl NewDocument {
                 error: None,
                 pages_needing_ocr: Vec::new(),
                 signed_by: None,
+                duration_secs: None,
             },
             page_texts: Vec::new(),
         }
@@ -348,6 +349,10 @@ pub trait Tickets {
 
     /// Appends a clerk's note to a ticket's history.
     fn add_note(&mut self, code_input: &str, text: &str, actor: &str) -> Result<()>;
+
+    /// A clerk's summary of what a recording says: kept on the ticket (the latest one),
+    /// recorded in its history, searchable; it settles the voicemail flag.
+    fn set_summary(&mut self, code_input: &str, text: &str, actor: &str) -> Result<()>;
 
     /// Calls `each` with every ticket, oldest first.
     fn for_each_ticket(&self, each: &mut dyn FnMut(Ticket) -> std::io::Result<()>)

@@ -294,6 +294,8 @@ fn inline_type(mime: &str) -> Option<&'static str> {
         "image/jpeg" => Some("image/jpeg"),
         "image/gif" => Some("image/gif"),
         "text/plain" => Some("text/plain; charset=utf-8"),
+        // The ticket page's player (a voicemail).
+        "audio/wav" => Some("audio/wav"),
         _ => None,
     }
 }

@@ -245,6 +245,10 @@ pub async fn ticket(
                 p { a href=(format!("/tickets/{}/dossier", ticket.code)) { (t("dossier")) " (" (ticket.dossier.len()) ")" } }
             }
             section class="body" aria-labelledby="body-h" {
+                @if let Some(summary) = &ticket.summary {
+                    h2 id="summary-h" { (t("summary")) }
+                    p class="summary" { (summary) }
+                }
                 h2 id="body-h" { (t("body")) }
                 pre class="text" { (ticket.body) }
             }
@@ -338,9 +342,17 @@ fn documents(lang: i18n::Lang, tk: &Ticket) -> Markup {
                         }
                     }
                     div {
+                        @if d.mime.starts_with("audio/") && d.error.is_none() {
+                            audio controls preload="none" src=(format!("/tickets/{}/documents/{i}/file", tk.code))
+                                aria-label=(format!("{} {}", t("listen"), d.name)) {
+                                a href=(format!("/tickets/{}/documents/{i}/file?download=1", tk.code)) { (t("download")) }
+                            }
+                            br;
+                        }
                         a href=(format!("/tickets/{}/documents/{i}", tk.code)) { strong { (d.name) } }
                         " " span class="muted" { (d.mime) " · " (human_size(d.size))
                             @if let Some(p) = d.pages { " · " (p) " " (t("pages_n")) }
+                            @if let Some(secs) = d.duration_secs { " · " (crate::extract::audio::shown_duration(secs)) }
                             @if d.kind == crate::model::DocumentKind::Digitised { " · " (t("searchable_pdf")) }
                             @if d.ocr { " · OCR" @if let Some(c) = d.ocr_confidence { " " (format!("{c:.0}")) } }
                         }
@@ -412,6 +424,14 @@ fn actions(
                 label for="of" { (t("duplicate_of")) }
                 input id="of" name="of" placeholder="URP-7K3M-9QXD" required;
                 button type="submit" { (t("mark_duplicate")) }
+            }
+            @if tk.channel == Channel::Phone || tk.summary.is_some() {
+                form method="post" action=(action) class="wide" {
+                    (hidden("summary"))
+                    label for="summary" { (t("write_summary")) }
+                    textarea id="summary" name="text" rows="3" maxlength=(tickets::MAX_SUMMARY_CHARS) required { (tk.summary.as_deref().unwrap_or("")) }
+                    button type="submit" { (t("save_summary")) }
+                }
             }
             form method="post" action=(action) class="wide" {
                 (hidden("note"))
@@ -546,6 +566,11 @@ pub async fn action(
         "duplicate" => {
             let of = f.of.unwrap_or_default();
             app.with_store(move |s| Ok(tickets::mark_duplicate(s, &target, &of, &actor)?))
+                .await?;
+        }
+        "summary" => {
+            let text = f.text.unwrap_or_default();
+            app.with_store(move |s| Ok(tickets::summarize(s, &target, &text, &actor)?))
                 .await?;
         }
         "reply" => {

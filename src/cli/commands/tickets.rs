@@ -55,6 +55,13 @@ pub enum TicketsCommand {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Write the summary of a voice message (what the caller said), searchable
+    Summary {
+        code: String,
+        text: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Hand a ticket to an office
     Route {
         code: String,
@@ -122,6 +129,10 @@ pub fn exec(
         TicketsCommand::Note { code, text, by } => {
             tickets::note(&mut store, &code, &text, &actor(by))?;
             out.line("note added")?;
+        }
+        TicketsCommand::Summary { code, text, by } => {
+            tickets::summarize(&mut store, &code, &text, &actor(by))?;
+            out.line("summary saved")?;
         }
         TicketsCommand::Route { code, office, by } => {
             let moved = tickets::route(&mut store, &code, &office, &actor(by))?;

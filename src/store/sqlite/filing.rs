@@ -242,11 +242,12 @@ pub(super) fn insert_document(
         serde_json::to_string(&d.page_texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     execute_cached(
         tx,
-        "INSERT INTO documents (ticket_id, ord, name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts, signed_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        "INSERT INTO documents (ticket_id, ord, name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts, signed_by, duration_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
         ticket_id, ord, doc.name, doc.mime, doc.sha256, doc.size as i64, doc.pages, doc.text, doc.ocr,
-        doc.ocr_confidence, doc.kind.as_str(), doc.error, page_texts, doc.signed_by
+        doc.ocr_confidence, doc.kind.as_str(), doc.error, page_texts, doc.signed_by,
+        doc.duration_secs.map(|s| (s * 1000.0).round() as i64)
     ])?;
     Ok(())
 }

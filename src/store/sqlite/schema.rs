@@ -211,6 +211,12 @@ BEGIN SELECT RAISE(ABORT, 'a registered document is never deleted'); END;
     r#"
 ALTER TABLE outbox ADD COLUMN via TEXT NOT NULL DEFAULT 'email';
 "#,
+    // Voicemail: how long a recording plays, and the summary a clerk writes of what was
+    // said (searchable; not part of the registration, so it may be rewritten).
+    r#"
+ALTER TABLE documents ADD COLUMN duration_ms INTEGER;
+ALTER TABLE tickets ADD COLUMN summary TEXT;
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -88,21 +88,26 @@ impl SearchText {
     }
 }
 
-/// (Re)writes the ticket's row of the search index from its current subject, body and documents.
+/// (Re)writes the ticket's row of the search index from its current subject, body, documents
+/// and summary.
 pub(super) fn index_ticket(tx: &rusqlite::Connection, ticket_id: i64) -> Result<()> {
-    let (subject, body): (String, String) = query_row_cached(
+    let (subject, body, summary): (String, String, Option<String>) = query_row_cached(
         tx,
-        "SELECT subject, body FROM tickets WHERE id = ?1",
+        "SELECT subject, body, summary FROM tickets WHERE id = ?1",
         [ticket_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let mut stmt =
         tx.prepare_cached("SELECT name, text FROM documents WHERE ticket_id = ?1 ORDER BY ord")?;
-    let documents = stmt
+    let mut documents = stmt
         .query_map([ticket_id], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?
         .collect::<std::result::Result<Vec<_>, _>>()?;
+    // A clerk's summary of a recording is found as the recording's words would be.
+    if let Some(summary) = summary {
+        documents.push(("riassunto".into(), summary));
+    }
     SearchText::new(
         &subject,
         &body,

@@ -84,7 +84,7 @@ impl Store {
             "SELECT code, protocol_year, protocol_number, channel, received_at, registered_at, sender_name,
                     sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence, topic_reason,
                     status, office, needs_attention, attention_reason, parent_code, secondary_topics,
-                    topic_reviewed, topic_guesses
+                    topic_reviewed, topic_guesses, summary
              FROM tickets WHERE id = ?1",
             [id],
             |r| {
@@ -111,6 +111,7 @@ impl Store {
                         needs_attention: r.get(17)?,
                         attention_reason: r.get(18)?,
                         parent: r.get(19)?,
+                        summary: r.get(23)?,
                         documents: Vec::new(),
                         events: Vec::new(),
                         entities: Vec::new(),
@@ -137,7 +138,8 @@ impl Store {
 
     pub(super) fn documents_of(&self, ticket_id: i64) -> Result<Vec<Document>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts, signed_by
+            "SELECT name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts, signed_by,
+                    duration_ms
              FROM documents WHERE ticket_id = ?1 ORDER BY ord",
         )?;
         let rows = stmt.query_map([ticket_id], |r| {
@@ -157,6 +159,7 @@ impl Store {
                     error: r.get(9)?,
                     pages_needing_ocr: Vec::new(),
                     signed_by: r.get(11)?,
+                    duration_secs: r.get::<_, Option<i64>>(12)?.map(|ms| ms as f64 / 1000.0),
                 },
                 kind,
                 page_texts,
@@ -298,6 +301,28 @@ impl Tickets for Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let note = Happened::Note { text: text.into() };
         insert_event(&tx, id, &now_rfc3339(), actor, &note)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn set_summary(&mut self, code_input: &str, text: &str, actor: &str) -> Result<()> {
+        let (id, _) = self.ticket_id(code_input)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE tickets SET summary = ?1 WHERE id = ?2",
+            params![text, id],
+        )?;
+        // Listened to and summarised: what the voicemail flag asked for is done.
+        tx.execute(
+            "UPDATE tickets SET needs_attention = 0, attention_reason = NULL
+             WHERE id = ?1 AND attention_reason = ?2",
+            params![id, crate::domain::VOICEMAIL_ATTENTION],
+        )?;
+        let summarized = Happened::Summarized { text: text.into() };
+        insert_event(&tx, id, &now_rfc3339(), actor, &summarized)?;
+        index_ticket(&tx, id)?;
         tx.commit()?;
         Ok(())
     }
