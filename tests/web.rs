@@ -152,8 +152,8 @@ fn form_value(html: &str, name: &str) -> String {
     html[start..start + html[start..].find('"').unwrap()].to_string()
 }
 
-/// Logs in over raw HTTP; returns the session cookie and the session's CSRF token.
-fn login_raw(addr: SocketAddr, user: &str, password: &str) -> (String, String) {
+/// One login attempt over raw HTTP, with the login form's own cookie and token.
+fn try_login(addr: SocketAddr, user: &str, password: &str) -> (u16, String, String) {
     let (_, head, body) = get(addr, "/login", "");
     let login_cookie = header_value(&head, "set-cookie")[0]
         .split(';')
@@ -161,12 +161,17 @@ fn login_raw(addr: SocketAddr, user: &str, password: &str) -> (String, String) {
         .unwrap()
         .to_string();
     let csrf = form_value(&body, "csrf");
-    let (status, head, _) = post(
+    post(
         addr,
         "/login",
         &login_cookie,
         &format!("csrf={csrf}&username={user}&password={password}&next=%2F"),
-    );
+    )
+}
+
+/// Logs in over raw HTTP; returns the session cookie and the session's CSRF token.
+fn login_raw(addr: SocketAddr, user: &str, password: &str) -> (String, String) {
+    let (status, head, _) = try_login(addr, user, password);
     assert_eq!(status, 303, "login of {user} failed");
     let cookies = header_value(&head, "set-cookie");
     let session = cookies
@@ -1098,4 +1103,66 @@ fn a_voicemail_plays_on_its_ticket_and_a_clerk_writes_its_summary() {
     assert_eq!(status, 303, "{head}");
     let (_, _, page) = get(addr, &format!("/tickets/{code}"), &cookie);
     assert!(page.contains("Chiede del contatore del gas"), "{page}");
+}
+
+#[test]
+fn guessing_a_password_is_slowed_and_an_admin_sees_and_releases_the_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr, _, _, _) =
+        one_ticket_served(dir.path(), "fixtures/mail/orari-ufficio.eml", &[]);
+    let mut child = Command::new(bin())
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .args([
+            "users",
+            "add",
+            "anna",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{ADMIN_PW}").unwrap();
+    assert!(child.wait().unwrap().success());
+    // 25 wrong passwords in a row: after the first few, none is even checked.
+    let statuses: Vec<u16> = (0..25)
+        .map(|i| try_login(addr, "mario", &format!("guess{i}")).0)
+        .collect();
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(
+        statuses[3..].iter().all(|&s| s == 429),
+        "throttled: {statuses:?}"
+    );
+    // And the right password right after them does not open the account.
+    let (status, head, body) = try_login(addr, "mario", CLERK_PW);
+    assert_eq!(status, 429, "{head}");
+    assert!(!head.contains("sportello_session=") || head.contains("sportello_session=;"));
+    assert!(!header_value(&head, "retry-after").is_empty(), "{head}");
+    assert!(body.contains("Riprovi tra"), "{body}");
+    // Another account from the same address is not held back by it.
+    let (admin, csrf) = login_raw(addr, "anna", ADMIN_PW);
+    let (status, _, page) = get(addr, "/admin/users", &admin);
+    assert_eq!(status, 200);
+    assert!(page.contains("account:mario"), "{page}");
+    let (status, _, _) = post(
+        addr,
+        "/admin/users/unlock",
+        &admin,
+        &format!("csrf={csrf}&subject=account%3Amario"),
+    );
+    assert_eq!(status, 303);
+    let (_, _, page) = get(addr, "/admin/users", &admin);
+    assert!(!page.contains("account:mario"), "{page}");
+    // A clerk may not unlock anyone.
+    let (clerk, clerk_csrf) = login_raw(addr, "mario", CLERK_PW);
+    let (status, _, _) = post(
+        addr,
+        "/admin/users/unlock",
+        &clerk,
+        &format!("csrf={clerk_csrf}&subject=address%3A127.0.0.1"),
+    );
+    assert_eq!(status, 403);
 }

@@ -4,6 +4,7 @@
 pub mod dossier;
 mod event;
 pub mod filing;
+pub mod login;
 
 pub use event::Happened;
 

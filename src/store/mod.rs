@@ -522,6 +522,20 @@ pub trait Accounts {
     fn session(&self, token_sha256: &str) -> Result<Option<Session>>;
 
     fn end_session(&mut self, token_sha256: &str) -> Result<()>;
+
+    /// Wrong passwords counted for a throttle subject (see [`crate::domain::login`]), and
+    /// how many seconds ago the last was; (0, 0) when none are counted. An address's count is
+    /// forgotten `MAX_WAIT_SECS` after its last wrong password.
+    fn login_failures(&self, subject: &str) -> Result<(u32, i64)>;
+
+    /// Counts one more wrong password for `subject`; returns the count.
+    fn record_login_failure(&mut self, subject: &str) -> Result<u32>;
+
+    /// Forgets `subject`'s wrong passwords (a right password, an admin's unlock).
+    fn clear_login_failures(&mut self, subject: &str) -> Result<()>;
+
+    /// Every subject with wrong passwords counted: (subject, count, last at), most first.
+    fn login_failure_list(&self) -> Result<Vec<(String, u32, String)>>;
 }
 
 /// Everything a backend of the register does. Callers hold one and see only Rust values; the

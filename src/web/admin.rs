@@ -1,11 +1,13 @@
 //! The admin's pages: the rules editor (edit, backtest against labelled tickets and recent
 //! requests, see what changes, then save — refused while the file has problems) and the
-//! office's statistics as server-rendered SVG charts and CSV.
+//! office's statistics as server-rendered SVG charts and CSV; the accounts, with the logins
+//! held back after wrong passwords and a way to release them.
 
 use super::{i18n, page, query_string, App, Auth, WebError};
 use crate::classify::eval::{read_labels, Labelled};
 use crate::classify::model::Model;
 use crate::classify::rules::Rules;
+use crate::domain::login::Subject;
 use crate::store::prelude::*;
 use crate::store::web::{Role, Stats};
 use axum::extract::{Form, Query, State};
@@ -413,4 +415,107 @@ mod tests {
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
     }
+}
+
+#[derive(Deserialize, Default)]
+pub struct UsersQuery {
+    unlocked: Option<String>,
+}
+
+/// The accounts, and every login held back after wrong passwords (by account or address),
+/// each with an unlock button.
+pub async fn users(
+    State(app): State<App>,
+    auth: Auth,
+    Query(q): Query<UsersQuery>,
+) -> Result<Response, WebError> {
+    auth.require(Role::Admin)?;
+    let (users, failures) = app
+        .with_store(|s| Ok((s.users()?, s.login_failure_list()?)))
+        .await?;
+    let lang = auth.lang;
+    let t = |k| i18n::t(lang, k);
+    let now = chrono::Utc::now();
+    let locked = |name: &str| {
+        let key = Subject::Account(name).key();
+        failures
+            .iter()
+            .any(|(s, n, _)| *s == key && *n >= crate::domain::login::LOCKED_AT)
+    };
+    let content = html! {
+        h1 { (t("users")) }
+        @if q.unlocked.is_some() { p class="notice" role="status" { (t("unlocked")) } }
+        table {
+            thead { tr { th scope="col" { (t("username")) } th scope="col" { (t("role")) } th scope="col" { "" } } }
+            tbody {
+                @for u in &users {
+                    tr { td { (u.name) } td { (u.role.as_str()) } td { @if locked(&u.name) { strong { (t("locked")) } } } }
+                }
+            }
+        }
+        h2 { (t("locked_accounts")) }
+        @if failures.is_empty() {
+            p { (t("no_locked")) }
+        } @else {
+            table {
+                thead { tr {
+                    th scope="col" { (t("username")) " / IP" }
+                    th scope="col" { (t("failures")) }
+                    th scope="col" { (t("last_failure")) }
+                    th scope="col" { (t("wait_left")) }
+                    th scope="col" { "" }
+                } }
+                tbody {
+                    @for (subject, n, at) in &failures {
+                        @let since = chrono::DateTime::parse_from_rfc3339(at)
+                            .map(|t| (now - t.with_timezone(&chrono::Utc)).num_seconds())
+                            .unwrap_or(0);
+                        @let wait = Subject::from_key(subject).map_or(0, |s| s.wait_secs(*n, since));
+                        tr {
+                            td { (subject) }
+                            td { (n) }
+                            td { (at) }
+                            td { (wait) }
+                            td {
+                                form method="post" action="/admin/users/unlock" {
+                                    input type="hidden" name="csrf" value=(auth.session.csrf);
+                                    input type="hidden" name="subject" value=(subject);
+                                    button type="submit" aria-label=(format!("{} {subject}", t("unlock"))) { (t("unlock")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(lang, Some(&auth), t("users"), content))
+}
+
+#[derive(Deserialize)]
+pub struct UnlockForm {
+    csrf: String,
+    subject: String,
+}
+
+/// An admin releases an account or an address held back after wrong passwords.
+pub async fn unlock(
+    State(app): State<App>,
+    auth: Auth,
+    Form(f): Form<UnlockForm>,
+) -> Result<Response, WebError> {
+    auth.require(Role::Admin)?;
+    auth.check_csrf(&f.csrf)?;
+    if Subject::from_key(&f.subject).is_none() {
+        return Err(WebError::BadRequest(format!(
+            "not an account or an address: {}",
+            f.subject
+        )));
+    }
+    let admin = auth.session.user.name.clone();
+    let subject = f.subject.clone();
+    app.with_store(move |s| Ok(s.clear_login_failures(&subject)?))
+        .await?;
+    tracing::info!(admin = %admin, subject = %f.subject, "login unlocked");
+    Ok(Redirect::to("/admin/users?unlocked=1").into_response())
 }

@@ -3,15 +3,17 @@
 //! and a per-browser one for the login form itself.
 
 use super::{cookie, i18n, page, App, Language, WebError};
+use crate::domain::login::Subject;
 use crate::store::prelude::*;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordVerifier};
-use axum::extract::{Form, Query, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use rand::Rng;
 use serde::Deserialize;
+use std::net::SocketAddr;
 
 pub const SESSION_COOKIE: &str = "sportello_session";
 const LOGIN_COOKIE: &str = "sportello_login";
@@ -109,9 +111,19 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
+/// What a login attempt came to.
+enum Attempt {
+    In,
+    Wrong,
+    /// Too many wrong passwords lately (for the account or from the address): seconds to
+    /// wait, the password not even checked.
+    Wait(i64),
+}
+
 pub async fn login(
     State(app): State<App>,
     Language(lang): Language,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, WebError> {
@@ -128,30 +140,61 @@ pub async fn login(
     let password = f.password;
     let token = random_token();
     let token_hash = crate::store::blobs::sha256_hex(token.as_bytes());
-    let logged_in = app
+    let address = peer.ip().to_string();
+    let attempt = app
         .with_store(move |s| {
-            let Some((user, hash)) = s.user_credentials(&name)? else {
-                // The same work as a real check, so timing does not tell which names exist.
-                static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-                let dummy = DUMMY.get_or_init(|| hash_password("-").unwrap_or_default());
-                let _ = verify_password(&password, dummy);
-                return Ok(false);
-            };
-            if !verify_password(&password, &hash) {
-                return Ok(false);
+            let subjects = [Subject::Account(&name), Subject::Address(&address)];
+            let mut wait = 0;
+            for subject in subjects {
+                let (failures, since) = s.login_failures(&subject.key())?;
+                wait = wait.max(subject.wait_secs(failures, since));
             }
+            if wait > 0 {
+                return Ok(Attempt::Wait(wait));
+            }
+            let user = match s.user_credentials(&name)? {
+                Some((user, hash)) => verify_password(&password, &hash).then_some(user),
+                None => {
+                    // The same work as a real check, so timing does not tell which names exist.
+                    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                    let dummy = DUMMY.get_or_init(|| hash_password("-").unwrap_or_default());
+                    let _ = verify_password(&password, dummy);
+                    None
+                }
+            };
+            let Some(user) = user else {
+                // Counted for names that do not exist too: the answers must not differ.
+                for subject in subjects {
+                    s.record_login_failure(&subject.key())?;
+                }
+                tracing::warn!(account = %name, address = %address, "wrong password");
+                return Ok(Attempt::Wrong);
+            };
+            s.clear_login_failures(&Subject::Account(&name).key())?;
             s.create_session(user.id, &token_hash, &random_token(), SESSION_HOURS)?;
             tracing::info!(user = %user.name, "logged in");
-            Ok(true)
+            Ok(Attempt::In)
         })
         .await?;
-    if !logged_in {
-        return Ok(login_page(
-            &app,
-            lang,
-            f.next.as_deref(),
-            Some(i18n::t(lang, "login_failed")),
-        ));
+    match attempt {
+        Attempt::In => {}
+        Attempt::Wrong => {
+            return Ok(login_page(
+                &app,
+                lang,
+                f.next.as_deref(),
+                Some(i18n::t(lang, "login_failed")),
+            ))
+        }
+        Attempt::Wait(secs) => {
+            let message = i18n::t(lang, "login_wait").replace("{n}", &secs.to_string());
+            let mut res = login_page(&app, lang, f.next.as_deref(), Some(&message));
+            *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            if let Ok(v) = secs.to_string().parse() {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Ok(res);
+        }
     }
     let mut res = Redirect::to(&safe_next(f.next.as_deref())).into_response();
     let h = res.headers_mut();

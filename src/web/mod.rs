@@ -415,6 +415,7 @@ pub(crate) fn page(lang: Lang, auth: Option<&Auth>, title: &str, content: Markup
                                 @if a.session.user.role == Role::Admin {
                                     li { a href="/admin/rules" { (t("rules")) } }
                                     li { a href="/admin/stats" { (t("stats")) } }
+                                    li { a href="/admin/users" { (t("users")) } }
                                 }
                             }
                         }
@@ -537,6 +538,8 @@ pub(crate) fn router(app: App) -> Router {
             get(admin::rules_form).post(admin::rules_post),
         )
         .route("/admin/stats", get(admin::stats))
+        .route("/admin/users", get(admin::users))
+        .route("/admin/users/unlock", post(admin::unlock))
         .route("/admin/stats.csv", get(admin::stats_csv))
         .route(
             "/static/app.css",

@@ -217,6 +217,15 @@ ALTER TABLE outbox ADD COLUMN via TEXT NOT NULL DEFAULT 'email';
 ALTER TABLE documents ADD COLUMN duration_ms INTEGER;
 ALTER TABLE tickets ADD COLUMN summary TEXT;
 "#,
+    // Wrong passwords by account and by address (login throttling), in the store so every
+    // web server behind a proxy sees the same counts.
+    r#"
+CREATE TABLE login_failures (
+    subject TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_failure_at INTEGER NOT NULL
+);
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

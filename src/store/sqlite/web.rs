@@ -106,6 +106,73 @@ impl Accounts for Store {
         )?;
         Ok(())
     }
+
+    fn login_failures(&self, subject: &str) -> Result<(u32, i64)> {
+        let now = chrono::Utc::now().timestamp();
+        let row: Option<(u32, i64)> = self
+            .conn
+            .query_row(
+                "SELECT failures, last_failure_at FROM login_failures WHERE subject = ?1",
+                [subject],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(match row {
+            Some((n, at)) if !forgotten(subject, now - at) => (n, now - at),
+            _ => (0, 0),
+        })
+    }
+
+    fn record_login_failure(&mut self, subject: &str) -> Result<u32> {
+        let now = chrono::Utc::now().timestamp();
+        let (counted, _) = self.login_failures(subject)?;
+        let n = counted + 1;
+        self.conn.execute(
+            "INSERT INTO login_failures (subject, failures, last_failure_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (subject) DO UPDATE SET failures = ?2, last_failure_at = ?3",
+            params![subject, n, now],
+        )?;
+        Ok(n)
+    }
+
+    fn clear_login_failures(&mut self, subject: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM login_failures WHERE subject = ?1", [subject])?;
+        Ok(())
+    }
+
+    fn login_failure_list(&self) -> Result<Vec<(String, u32, String)>> {
+        let now = chrono::Utc::now().timestamp();
+        let mut stmt = self.conn.prepare(
+            "SELECT subject, failures, last_failure_at FROM login_failures
+             ORDER BY failures DESC, subject",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (subject, n, at) = row?;
+            if forgotten(&subject, now - at) {
+                continue;
+            }
+            let at = chrono::DateTime::from_timestamp(at, 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            out.push((subject, n, at));
+        }
+        Ok(out)
+    }
+}
+
+/// An address's wrong passwords are forgotten once the longest wait has passed; an
+/// account's are kept until its next right password or an admin's unlock.
+fn forgotten(subject: &str, age_secs: i64) -> bool {
+    subject.starts_with("address:") && age_secs > crate::domain::login::MAX_WAIT_SECS
 }
 
 impl Overview for Store {
