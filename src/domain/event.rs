@@ -73,6 +73,13 @@ pub enum Happened {
     Note {
         text: String,
     },
+    /// An automatic message telling the citizen where their request is (`closed`), queued;
+    /// its sending is recorded as an acknowledgement's is.
+    NoticeQueued {
+        to: String,
+        notice: String,
+        message_id: String,
+    },
     PecCertified(Pec),
     PecReceipt(Pec),
     Reclassified {
@@ -137,6 +144,7 @@ impl Happened {
             Happened::MessageReceived { .. } => EventKind::MessageReceived,
             Happened::NeedsAttention { .. } => EventKind::NeedsAttention,
             Happened::Note { .. } => EventKind::Note,
+            Happened::NoticeQueued { .. } => EventKind::NoticeQueued,
             Happened::PecCertified(..) => EventKind::PecCertified,
             Happened::PecReceipt(..) => EventKind::PecReceipt,
             Happened::Reclassified { .. } => EventKind::Reclassified,
@@ -216,6 +224,11 @@ mod tests {
             },
             Happened::NeedsAttention { reason: s() },
             Happened::Note { text: s() },
+            Happened::NoticeQueued {
+                to: s(),
+                notice: s(),
+                message_id: s(),
+            },
             Happened::PecCertified(pec.clone()),
             Happened::PecReceipt(pec),
             Happened::Reclassified {

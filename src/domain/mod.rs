@@ -33,6 +33,7 @@ pub enum EventKind {
     MessageReceived,
     NeedsAttention,
     Note,
+    NoticeQueued,
     PecCertified,
     PecReceipt,
     Reclassified,
@@ -47,7 +48,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 25] = [
+    pub const ALL: [EventKind; 26] = [
         EventKind::AckFailed,
         EventKind::AckNotSent,
         EventKind::AckQueued,
@@ -62,6 +63,7 @@ impl EventKind {
         EventKind::MessageReceived,
         EventKind::NeedsAttention,
         EventKind::Note,
+        EventKind::NoticeQueued,
         EventKind::PecCertified,
         EventKind::PecReceipt,
         EventKind::Reclassified,
@@ -92,6 +94,7 @@ impl EventKind {
             EventKind::MessageReceived => "message_received",
             EventKind::NeedsAttention => "needs_attention",
             EventKind::Note => "note",
+            EventKind::NoticeQueued => "notice_queued",
             EventKind::PecCertified => "pec_certified",
             EventKind::PecReceipt => "pec_receipt",
             EventKind::Reclassified => "reclassified",

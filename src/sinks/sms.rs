@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 const BUILTIN_IT: &str = include_str!("../../pipelines/templates/ack.sms.it.txt");
 const BUILTIN_EN: &str = include_str!("../../pipelines/templates/ack.sms.en.txt");
+const CLOSED_IT: &str = include_str!("../../pipelines/templates/closed.sms.it.txt");
+const CLOSED_EN: &str = include_str!("../../pipelines/templates/closed.sms.en.txt");
 
 /// Longest text sent: 10 concatenated parts of 67 UCS-2 characters. A clerk's longer reply
 /// is refused when queued, not cut.
@@ -25,7 +27,7 @@ pub const MAX_CHARS: usize = 670;
 pub struct SmsSender {
     outbox: PathBuf,
     office: String,
-    templates: HashMap<String, String>,
+    templates: Templates,
 }
 
 /// What sending needs from this machine: the outbox folder there and writable, the
@@ -47,20 +49,29 @@ pub fn start_problems(cfg: &SmsSinkConfig, pipeline_dir: &Path) -> Vec<(&'static
     problems
 }
 
+/// The acknowledgement's and the closing notice's texts by language.
+type Templates = [HashMap<String, String>; 2];
+
 fn templates(
     cfg: &SmsSinkConfig,
     pipeline_dir: &Path,
-) -> Result<HashMap<String, String>, (&'static str, String)> {
-    super::TemplateSet {
-        sink: "sms",
-        given: cfg.templates.as_deref(),
-        stem: "ack.sms",
-        language: cfg.language.as_deref(),
-        builtin: [("it", BUILTIN_IT), ("en", BUILTIN_EN)],
-    }
-    .load(pipeline_dir, |text| {
-        super::smtp::check_placeholders(text).map(|()| text.trim().to_string())
-    })
+) -> Result<Templates, (&'static str, String)> {
+    let set = |stem, builtin| {
+        super::TemplateSet {
+            sink: "sms",
+            given: cfg.templates.as_deref(),
+            stem,
+            language: cfg.language.as_deref(),
+            builtin,
+        }
+        .load(pipeline_dir, |text| {
+            super::smtp::check_placeholders(text).map(|()| text.trim().to_string())
+        })
+    };
+    Ok([
+        set("ack.sms", [("it", BUILTIN_IT), ("en", BUILTIN_EN)])?,
+        set("closed.sms", [("it", CLOSED_IT), ("en", CLOSED_EN)])?,
+    ])
 }
 
 /// A number gammu-smsd can send to: E.164, `+` and 8 to 15 digits.
@@ -91,10 +102,13 @@ impl SmsSender {
         let text = match &item.reply {
             Some((_, body)) => body.trim().to_string(),
             None => {
-                let t = self
-                    .templates
+                let set = &self.templates[match item.notice {
+                    crate::store::Notice::Acknowledgement => 0,
+                    crate::store::Notice::Closed => 1,
+                }];
+                let t = set
                     .get(&item.language)
-                    .or_else(|| self.templates.get("it"))
+                    .or_else(|| set.get("it"))
                     .ok_or("no template")?;
                 super::smtp::Template::fill(t, item, &self.office)
             }
@@ -163,6 +177,7 @@ mod tests {
         OutboxItem {
             id: 7,
             via: Via::Sms,
+            notice: crate::store::Notice::Acknowledgement,
             ticket_code: "URP-7K3M-9QXD".into(),
             protocol: "2026/0000123".into(),
             subject: "Allaccio gas".into(),

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 const BUILTIN_IT: &str = include_str!("../../pipelines/templates/ack.it.txt");
 const BUILTIN_EN: &str = include_str!("../../pipelines/templates/ack.en.txt");
+const CLOSED_IT: &str = include_str!("../../pipelines/templates/closed.it.txt");
+const CLOSED_EN: &str = include_str!("../../pipelines/templates/closed.en.txt");
 
 /// `Auto-Submitted: auto-replied` (RFC 3834): no robot answers this.
 #[derive(Clone)]
@@ -110,7 +112,7 @@ pub struct AckSender {
     transport: SmtpTransport,
     from: Mailbox,
     office: String,
-    templates: std::collections::HashMap<String, Template>,
+    templates: Templates,
 }
 
 impl SmtpAckConfig {
@@ -152,15 +154,28 @@ fn password(cfg: &SmtpAckConfig) -> Result<Option<String>, String> {
 fn templates(
     cfg: &SmtpAckConfig,
     pipeline_dir: &Path,
-) -> Result<std::collections::HashMap<String, Template>, (&'static str, String)> {
-    super::TemplateSet {
-        sink: "smtp_ack",
-        given: cfg.templates.as_deref(),
-        stem: "ack",
-        language: cfg.language.as_deref(),
-        builtin: [("it", BUILTIN_IT), ("en", BUILTIN_EN)],
-    }
-    .load(pipeline_dir, Template::parse)
+) -> Result<Templates, (&'static str, String)> {
+    let set = |stem, builtin| {
+        super::TemplateSet {
+            sink: "smtp_ack",
+            given: cfg.templates.as_deref(),
+            stem,
+            language: cfg.language.as_deref(),
+            builtin,
+        }
+        .load(pipeline_dir, Template::parse)
+    };
+    Ok(Templates {
+        ack: set("ack", [("it", BUILTIN_IT), ("en", BUILTIN_EN)])?,
+        closed: set("closed", [("it", CLOSED_IT), ("en", CLOSED_EN)])?,
+    })
+}
+
+/// The automatic messages' templates by language: the acknowledgement and the notice that a
+/// request is concluded.
+struct Templates {
+    ack: std::collections::HashMap<String, Template>,
+    closed: std::collections::HashMap<String, Template>,
 }
 
 impl AckSender {
@@ -217,10 +232,13 @@ impl AckSender {
             // Written by a person, so not marked as automatic.
             Some((subject, body)) => (b.subject(subject), body.clone()),
             None => {
-                let t = self
-                    .templates
+                let set = match item.notice {
+                    crate::store::Notice::Acknowledgement => &self.templates.ack,
+                    crate::store::Notice::Closed => &self.templates.closed,
+                };
+                let t = set
                     .get(&item.language)
-                    .or_else(|| self.templates.get("it"))
+                    .or_else(|| set.get("it"))
                     .ok_or("no template")?;
                 (
                     b.subject(Template::fill(&t.subject, item, &self.office))
@@ -259,6 +277,7 @@ mod tests {
             let t = Template::parse(text).unwrap();
             let item = OutboxItem {
                 via: crate::store::Via::Email,
+                notice: crate::store::Notice::Acknowledgement,
                 id: 1,
                 ticket_code: "URP-7K3M-9QXD".into(),
                 protocol: "2026/0000123".into(),

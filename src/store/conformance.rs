@@ -271,13 +271,13 @@ pub fn search_forgives_accents_and_word_endings(store: &mut impl Register) {
     assert_eq!(count("gas -allacciamento"), 0);
 }
 
-/// An acknowledgement is handed to one sender only.
-pub fn an_outbox_message_is_claimed_once(store: &mut impl Register) {
-    let mut t = ticket(0, "a@x.it", "pratica O");
+/// A message from `email` whose acknowledgement is due by email.
+fn acknowledged(n: usize, email: &str, message_id: &str) -> NewTicket {
+    let mut t = ticket(n, email, "pratica O");
     t.mail = Some(super::MailFacts {
-        message_id: Some("<m0@x.it>".into()),
+        message_id: Some(message_id.into()),
         ack: Some(super::AckRequest {
-            to: "a@x.it".into(),
+            to: email.into(),
             via: Via::Email,
             language: "it".into(),
             max_per_hour: 5,
@@ -285,7 +285,14 @@ pub fn an_outbox_message_is_claimed_once(store: &mut impl Register) {
         }),
         ..Default::default()
     });
-    store.file(&t, "URP").unwrap();
+    t
+}
+
+/// An acknowledgement is handed to one sender only.
+pub fn an_outbox_message_is_claimed_once(store: &mut impl Register) {
+    store
+        .file(&acknowledged(0, "a@x.it", "<m0@x.it>"), "URP")
+        .unwrap();
     // A text message's acknowledgement waits for the SMS sink, not the SMTP one.
     let mut sms = ticket(1, "", "pratica S");
     sms.channel = Channel::Sms;
@@ -319,6 +326,44 @@ pub fn an_outbox_message_is_claimed_once(store: &mut impl Register) {
     assert!(store.outbox_claim(&texts[0]).unwrap());
     store.outbox_result(&texts[0], None, 0).unwrap();
     assert_eq!(store.outbox_pending().unwrap(), 0);
+}
+
+/// Closing a request tells its citizen once, the way their acknowledgement went; a ticket
+/// the office never acknowledged gets no notice.
+pub fn closing_tells_the_citizen_once(store: &mut impl Register) {
+    use crate::store::Notice;
+    let code = store
+        .file(&acknowledged(0, "a@x.it", "m0@x.it"), "URP")
+        .unwrap()
+        .code()
+        .to_string();
+    let quiet = store
+        .file(&ticket(1, "b@x.it", "pratica D"), "URP")
+        .unwrap()
+        .code()
+        .to_string();
+    let ack = store.outbox_due(Via::Email, 10, true).unwrap();
+    assert_eq!(ack.len(), 1);
+    assert!(store.outbox_claim(&ack[0]).unwrap());
+    store.outbox_result(&ack[0], None, 0).unwrap();
+    for c in [&code, &quiet] {
+        assert!(store.set_status(c, Status::Closed, "anna").unwrap());
+        // Closed again: nothing changes, nothing more is sent.
+        assert!(!store.set_status(c, Status::Closed, "anna").unwrap());
+    }
+    let due = store.outbox_due(Via::Email, 10, true).unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(
+        (
+            due[0].ticket_code.as_str(),
+            due[0].notice,
+            due[0].to.as_str()
+        ),
+        (code.as_str(), Notice::Closed, "a@x.it")
+    );
+    assert_eq!(due[0].in_reply_to.as_deref(), Some("m0@x.it"));
+    let history = store.ticket(&code).unwrap().events;
+    assert!(history.iter().any(|e| e.kind() == "notice_queued"));
 }
 
 /// Accounts keep their role; a session is found by its token until it ends.
@@ -362,5 +407,6 @@ on_every_backend!(
     a_clerks_changes_are_recorded_with_their_author,
     search_forgives_accents_and_word_endings,
     an_outbox_message_is_claimed_once,
+    closing_tells_the_citizen_once,
     sessions_live_until_they_end,
 );

@@ -217,6 +217,16 @@ impl Via {
     }
 }
 
+/// What an automatic message to the citizen tells them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Notice {
+    /// Taken in charge: the tracking code and the protocol number.
+    #[default]
+    Acknowledgement,
+    /// Their request is concluded (the ticket closed).
+    Closed,
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AckRequest {
     /// An email address, or a phone number in E.164 when `via` is SMS.
@@ -235,6 +245,8 @@ pub struct AckRequest {
 pub struct OutboxItem {
     pub id: i64,
     pub via: Via,
+    /// What the automatic message says (ignored for a clerk's `reply`).
+    pub notice: Notice,
     pub ticket_code: String,
     pub protocol: String,
     pub subject: String,

@@ -223,6 +223,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("status_changed", "stato cambiato", "status changed"),
     ("note", "nota", "note"),
     ("summarized", "riassunto scritto", "summary written"),
+    ("notice_queued", "avviso al cittadino in coda", "notice to the citizen queued"),
     ("summary", "Riassunto", "Summary"),
     ("write_summary", "Riassunto del messaggio vocale", "Summary of the voice message"),
     ("save_summary", "Salva il riassunto", "Save the summary"),

@@ -3,11 +3,55 @@
 
 use super::*;
 
+impl Store {
+    /// When a request is concluded, its citizen is told the way their acknowledgement went
+    /// (queued in the closing's own transaction, so it is sent once, crash or not); no
+    /// acknowledgement, no notice: the office does not write to that channel.
+    pub(super) fn queue_closed_notice(tx: &rusqlite::Connection, ticket_id: i64) -> Result<()> {
+        let ack: Option<(String, String, String, Option<String>, String)> = tx
+            .query_row(
+                "SELECT to_addr, via, message_id, in_reply_to, language FROM outbox
+                 WHERE ticket_id = ?1 AND reply_subject IS NULL AND notice IS NULL
+                 ORDER BY id LIMIT 1",
+                [ticket_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?;
+        let Some((to, via, ack_id, in_reply_to, language)) = ack else {
+            return Ok(());
+        };
+        let now = now_rfc3339();
+        let token: u64 = rand::Rng::gen(&mut rand::thread_rng());
+        let domain = ack_id.rsplit('@').next().unwrap_or("sportello.localhost");
+        let message_id = format!("closed.{ticket_id}.{token:016x}@{domain}");
+        tx.execute(
+            "INSERT INTO outbox (ticket_id, to_addr, message_id, in_reply_to, language, created_at,
+                                 next_attempt_at, via, notice)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, 'closed')",
+            params![ticket_id, to, message_id, in_reply_to, language, now, via],
+        )?;
+        if via == Via::Email.as_str() {
+            remember_message(
+                tx,
+                &message_id,
+                ticket_id,
+                crate::domain::filing::Direction::Out,
+            )?;
+        }
+        let queued = Happened::NoticeQueued {
+            to,
+            notice: "closed".into(),
+            message_id,
+        };
+        system_event(tx, ticket_id, &now, &queued)
+    }
+}
+
 impl Outbox for Store {
     fn outbox_due(&self, via: Via, limit: usize, all: bool) -> Result<Vec<OutboxItem>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT o.id, t.code, t.protocol_year, t.protocol_number, t.subject, o.to_addr, o.message_id,
-                    o.in_reply_to, o.language, o.attempts, o.reply_subject, o.reply_body
+                    o.in_reply_to, o.language, o.attempts, o.reply_subject, o.reply_body, o.notice
              FROM outbox o JOIN tickets t ON t.id = o.ticket_id
              WHERE o.sent_at IS NULL AND o.sending_by IS NULL AND o.uncertain IS NULL
                AND (?3 OR o.next_attempt_at <= ?1) AND o.via = ?4 ORDER BY o.id LIMIT ?2",
@@ -18,6 +62,10 @@ impl Outbox for Store {
                 Ok(OutboxItem {
                     id: r.get(0)?,
                     via,
+                    notice: match r.get::<_, Option<String>>(12)?.as_deref() {
+                        Some("closed") => Notice::Closed,
+                        _ => Notice::Acknowledgement,
+                    },
                     ticket_code: r.get(1)?,
                     protocol: protocol_string(r.get(2)?, r.get(3)?),
                     subject: r.get(4)?,

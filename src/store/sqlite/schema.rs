@@ -226,6 +226,11 @@ CREATE TABLE login_failures (
     last_failure_at INTEGER NOT NULL
 );
 "#,
+    // Notices to the citizen beside acknowledgements and replies: `closed` when their
+    // request is concluded.
+    r#"
+ALTER TABLE outbox ADD COLUMN notice TEXT;
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

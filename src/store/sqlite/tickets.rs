@@ -289,6 +289,7 @@ impl Tickets for Store {
         insert_event(&tx, id, &now_rfc3339(), actor, &changed)?;
         if status == Status::Closed {
             Store::settled_by_closing(&tx, id)?;
+            Store::queue_closed_notice(&tx, id)?;
         }
         tx.commit()?;
         Ok(true)
