@@ -484,6 +484,11 @@ impl Processor {
         };
         self.apply(&mut work, |s| s.name() == "classify", &mut || {})?;
         work.ticket.entities = ticket_entities(&work.ticket);
+        if work.ticket.channel == Channel::Webform {
+            // The citizen filled the form themselves: they get the receipt (a request taken
+            // by a clerk at the desk or on the phone does not).
+            self.request_web_ack(&mut work.ticket);
+        }
         work.ticket.search_text = Some(crate::store::SearchText::of(&work.ticket));
         Ok(work.ticket)
     }
@@ -518,6 +523,17 @@ impl Processor {
 }
 
 impl Processor {
+    /// A request from the web form or the API gets its receipt by email when it gave an
+    /// address, else by text message to its mobile number.
+    fn request_web_ack(&self, t: &mut NewTicket) {
+        if t.sender.email.is_some() && self.ack.is_some() {
+            t.mail = Some(crate::store::MailFacts::default());
+            self.request_ack(t);
+        } else {
+            self.request_sms_ack(t);
+        }
+    }
+
     /// A text message is acknowledged by text message, to a mobile number only: a landline,
     /// a short code or a service's name cannot read it, and an answering robot must not be
     /// drawn into a loop (the per-number hourly cap is the store's, as for email).

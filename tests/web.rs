@@ -1166,3 +1166,165 @@ fn guessing_a_password_is_slowed_and_an_admin_sees_and_releases_the_account() {
     );
     assert_eq!(status, 403);
 }
+
+/// A JSON or other body posted to `path`: (status, headers, body).
+fn post_body(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String, String) {
+    http(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn the_json_api_files_a_request_answers_its_status_and_says_every_error_as_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pipeline = dir.path().join("p.toml");
+    // Acknowledgements go to the outbox; this test only looks at what is queued there.
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[[stages]]\nkind = \"extract\"\n\n[[stages]]\nkind = \"classify\"\nrules = \"{}\"\n\n\
+             [[sinks]]\nkind = \"smtp_ack\"\nhost = \"127.0.0.1\"\nport = 9\ntls = \"plain\"\n\
+             from = \"URP <urp@comune.example.it>\"\n",
+            project_dir().join("pipelines/rules.toml").display()
+        ),
+    )
+    .unwrap();
+    let (_server, addr) = serve(&data, &pipeline);
+    let request = serde_json::json!({
+        "name": "Maria", "surname": "Rossi", "email": "maria.rossi@example.it",
+        "subject": "Allaccio del gas al MAP",
+        "text": "Buongiorno, chiedo quando verrà fatto l'allaccio del gas al MAP di Paganica.",
+        "topic": "gas", "privacy_accepted": true
+    });
+    let (status, head, body) = post_body(
+        addr,
+        "/api/v1/requests",
+        "application/json",
+        &request.to_string(),
+    );
+    assert_eq!(status, 201, "{head}\n{body}");
+    let receipt: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let code = receipt["code"].as_str().unwrap().to_string();
+    assert!(
+        receipt["protocol"].as_str().unwrap().contains('/'),
+        "{receipt}"
+    );
+    assert!(
+        receipt["deadline"].as_str().unwrap().len() == 10,
+        "{receipt}"
+    );
+    assert!(
+        header_value(&head, "location")
+            .contains(&format!("/api/v1/requests/{}", code.to_lowercase())),
+        "{head}"
+    );
+    let (status, _, body) = get(addr, &format!("/api/v1/requests/{code}"), "");
+    assert_eq!(status, 200, "{body}");
+    let shown: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(shown["status"], "new");
+    assert!(
+        shown.get("subject").is_none(),
+        "nothing of the content: {shown}"
+    );
+    // Filed as the web form files it: channel, topic, the receipt queued for the citizen.
+    let t = &ok(&data, &["tickets", "show", &code, "--json"]).json_lines()[0];
+    assert_eq!(t["channel"], "webform");
+    assert_eq!(t["topic"], "gas", "{t}");
+    assert_eq!(t["sender"]["email"], "maria.rossi@example.it");
+    assert!(
+        t["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "ack_queued"),
+        "{t}"
+    );
+
+    let problem = |status: u16, head: &str, body: &str| -> serde_json::Value {
+        assert!(
+            header_value(head, "content-type").contains(&"application/problem+json".to_string()),
+            "{head}"
+        );
+        let p: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(p["status"], status, "{p}");
+        assert!(p["title"].is_string() && p["detail"].is_string(), "{p}");
+        p
+    };
+    let mut without = request.clone();
+    without["privacy_accepted"] = false.into();
+    without["email"] = "not an address".into();
+    let (status, head, body) = post_body(
+        addr,
+        "/api/v1/requests",
+        "application/json",
+        &without.to_string(),
+    );
+    assert_eq!(status, 422);
+    let p = problem(422, &head, &body);
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["email", "privacy_accepted"], "{p}");
+    let (status, head, body) =
+        post_body(addr, "/api/v1/requests", "application/json", "{\"name\": ");
+    assert_eq!(status, 400);
+    problem(400, &head, &body);
+    let (status, head, body) = post_body(addr, "/api/v1/requests", "text/plain", "ciao");
+    assert_eq!(status, 415);
+    problem(415, &head, &body);
+    let huge = format!("{{\"text\": \"{}\"}}", "x".repeat(100_000));
+    let (status, head, body) = post_body(addr, "/api/v1/requests", "application/json", &huge);
+    assert_eq!(status, 413);
+    problem(413, &head, &body);
+    let mistyped = format!("{}X", &code[..code.len() - 1]);
+    let mistyped = if mistyped == code {
+        format!("{}Y", &code[..code.len() - 1])
+    } else {
+        mistyped
+    };
+    let (status, head, body) = get(addr, &format!("/api/v1/requests/{mistyped}"), "");
+    assert_eq!(status, 400, "{body}");
+    problem(400, &head, &body);
+    // A well-formed code nobody was given.
+    let unknown = sportello::code::generate("URP", &mut rand::thread_rng());
+    let (status, head, body) = get(addr, &format!("/api/v1/requests/{unknown}"), "");
+    assert_eq!(status, 404, "{body}");
+    problem(404, &head, &body);
+    // At most 10 requests a minute from one address.
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| post_body(addr, "/api/v1/requests", "application/json", "{}").0)
+        .collect();
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+
+    // The contract, checked by an OpenAPI validator from the npm registry.
+    let (status, _, doc) = get(addr, "/api/v1/openapi.json", "");
+    assert_eq!(status, 200);
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, &doc).unwrap();
+    match Command::new("npx")
+        .args(["--yes", "@apidevtools/swagger-cli@4.0.4", "validate"])
+        .arg(&file)
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => eprintln!("skipped the OpenAPI validation: npx is not available ({e})"),
+    }
+}

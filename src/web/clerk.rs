@@ -832,16 +832,6 @@ pub async fn register(
         clerk: auth.actor(),
         files,
     };
-    let actor = auth.actor();
-    // Extraction and OCR of the uploads can take seconds: not while holding a store turn.
-    let worker = app.clone();
-    let ticket = tokio::task::spawn_blocking(move || worker.processor.prepare_registered(reg))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?
-        .map_err(|e| WebError::Internal(e.to_string()))?;
-    let prefix = app.pipeline.code_prefix.clone();
-    let code = app
-        .with_store(move |s| Ok(tickets::register(s, &ticket, &prefix, &actor)?))
-        .await?;
+    let code = app.file_registration(reg, auth.actor()).await?;
     Ok(Redirect::to(&format!("/tickets/{code}?done=1")).into_response())
 }

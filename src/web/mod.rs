@@ -29,6 +29,7 @@ pub fn parse_forms(body: &[u8]) {
 }
 
 mod admin;
+mod api;
 mod archive;
 mod auth;
 mod clerk;
@@ -83,6 +84,8 @@ pub(crate) struct Inner {
     trainer: Option<Arc<crate::service::topics::Trainer>>,
     secure_cookies: bool,
     track_limiter: track::Limiter,
+    /// Requests filed through the API per client address per minute.
+    api_limiter: track::Limiter,
 }
 
 #[derive(Clone)]
@@ -96,6 +99,28 @@ impl std::ops::Deref for App {
 }
 
 impl App {
+    /// Files a registered request (desk, phone, web form, API): its extraction, OCR and
+    /// classification off the async threads (they can take seconds), then the filing in its
+    /// store turn. Returns the code.
+    async fn file_registration(
+        &self,
+        reg: crate::pipeline::Registration,
+        actor: String,
+    ) -> Result<String, WebError> {
+        let worker = self.clone();
+        let ticket = tokio::task::spawn_blocking(move || worker.processor.prepare_registered(reg))
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?
+            .map_err(|e| WebError::Internal(e.to_string()))?;
+        let prefix = self.pipeline.code_prefix.clone();
+        self.with_store(move |s| {
+            Ok(crate::service::tickets::register(
+                s, &ticket, &prefix, &actor,
+            )?)
+        })
+        .await
+    }
+
     /// Runs `f` on a store thread, in turn (see [`spawn_store_threads`]).
     async fn with_store<T: Send + 'static>(
         &self,
@@ -539,6 +564,12 @@ pub(crate) fn router(app: App) -> Router {
         )
         .route("/admin/stats", get(admin::stats))
         .route("/admin/users", get(admin::users))
+        .route(
+            "/api/v1/requests",
+            post(api::create).layer(DefaultBodyLimit::max(api::MAX_BODY)),
+        )
+        .route("/api/v1/requests/{code}", get(api::status))
+        .route("/api/v1/openapi.json", get(api::openapi))
         .route("/admin/users/unlock", post(admin::unlock))
         .route("/admin/stats.csv", get(admin::stats_csv))
         .route(
@@ -602,6 +633,7 @@ pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, ServeError> {
         trainer,
         secure_cookies: settings.secure_cookies,
         track_limiter: track::Limiter::new(settings.track_per_minute),
+        api_limiter: track::Limiter::new(10),
     })))
 }
 
