@@ -1309,6 +1309,86 @@ fn the_json_api_files_a_request_answers_its_status_and_says_every_error_as_a_pro
         .collect();
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 
+    // Other systems, with a token an admin made: archivists read, clerks also change.
+    let token_of = |name: &str, role: &str| {
+        let made = ok(&data, &["users", "add-token", name, "--role", role]);
+        made.stdout.trim().rsplit(' ').next().unwrap().to_string()
+    };
+    let clerk = token_of("protocollo", "clerk");
+    let reader = token_of("archivio", "archivist");
+    let with_token = |method: &str, path: &str, token: &str, body: &str| {
+        http(
+            addr,
+            &format!(
+                "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let (status, _, body) = with_token("GET", "/api/v1/tickets?status=new", &reader, "");
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        list.as_array().unwrap().iter().any(|t| t["code"] == code),
+        "{list}"
+    );
+    let (status, _, body) = with_token("GET", &format!("/api/v1/tickets/{code}"), &reader, "");
+    assert_eq!(status, 200);
+    let full: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(full["subject"], "Allaccio del gas al MAP");
+    let (status, _, body) = with_token("GET", "/api/v1/search?q=allacciamento", &reader, "");
+    assert_eq!(status, 200);
+    assert!(body.contains(&code), "search forgives word endings: {body}");
+    let (status, head, body) = with_token(
+        "POST",
+        &format!("/api/v1/tickets/{code}/status"),
+        &reader,
+        "{\"status\": \"closed\"}",
+    );
+    assert_eq!(status, 403, "an archivist's token reads only");
+    problem(403, &head, &body);
+    let (status, _, body) = with_token(
+        "POST",
+        &format!("/api/v1/tickets/{code}/topic"),
+        &clerk,
+        "{\"topic\": \"housing\"}",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"topic\":\"housing\""), "{body}");
+    let (status, _, body) = with_token(
+        "POST",
+        &format!("/api/v1/tickets/{code}/status"),
+        &clerk,
+        "{\"status\": \"closed\"}",
+    );
+    assert_eq!(status, 200, "{body}");
+    let t = &ok(&data, &["tickets", "show", &code, "--json"]).json_lines()[0];
+    assert_eq!(t["status"], "closed");
+    assert!(
+        t["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "api:protocollo"),
+        "changes are recorded under the token's name: {t}"
+    );
+    // A revoked token, and no token, are refused; wrong tokens are throttled by address.
+    ok(&data, &["users", "revoke-token", "archivio"]);
+    let (status, head, body) = with_token("GET", "/api/v1/tickets", &reader, "");
+    assert_eq!(status, 401);
+    problem(401, &head, &body);
+    assert!(
+        header_value(&head, "www-authenticate")[0].starts_with("bearer"),
+        "{head}"
+    );
+    let (status, _, _) = get(addr, "/api/v1/tickets", "");
+    assert_eq!(status, 401);
+    let statuses: Vec<u16> = (0..12)
+        .map(|i| with_token("GET", "/api/v1/tickets", &format!("spt_wrong{i}"), "").0)
+        .collect();
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+
     // The contract, checked by an OpenAPI validator from the npm registry.
     let (status, _, doc) = get(addr, "/api/v1/openapi.json", "");
     assert_eq!(status, 200);

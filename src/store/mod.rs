@@ -548,6 +548,18 @@ pub trait Accounts {
 
     /// Every subject with wrong passwords counted: (subject, count, last at), most first.
     fn login_failure_list(&self) -> Result<Vec<(String, u32, String)>>;
+
+    /// Keeps a new API token by its SHA-256 under a unique name, with a role.
+    fn add_api_token(&mut self, name: &str, role: Role, token_sha256: &str) -> Result<()>;
+
+    /// The live (not revoked) token with this hash: its name and role.
+    fn api_token(&self, token_sha256: &str) -> Result<Option<(String, Role)>>;
+
+    /// Every token: name, role, created at, revoked at.
+    fn api_tokens(&self) -> Result<Vec<web::ApiToken>>;
+
+    /// Revokes a token by name; false when there is no live one by that name.
+    fn revoke_api_token(&mut self, name: &str) -> Result<bool>;
 }
 
 /// Everything a backend of the register does. Callers hold one and see only Rust values; the

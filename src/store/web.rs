@@ -53,6 +53,15 @@ pub struct User {
     pub role: Role,
 }
 
+/// An API token as listed: never the token itself.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
 /// A logged-in user and the token every form of the session must carry.
 #[derive(Debug, Clone)]
 pub struct Session {

@@ -1,19 +1,28 @@
 //! The JSON API (`/api/v1`) for the institution's website, apps and other systems: a citizen's
-//! request filed as the web form files it, and its status as `/track` shows it. The contract
-//! is `openapi.json` beside this file, served at `/api/v1/openapi.json`.
+//! request filed as the web form files it, and its status as `/track` shows it (no token);
+//! and, for other offices' systems with an API token (`Authorization: Bearer`, created and
+//! revoked by an admin with `sportello users add-token`/`revoke-token`, kept by its hash,
+//! each with a role), the clerk's list, ticket, search, topic and status. The contract is
+//! `openapi.json` beside this file, served at `/api/v1/openapi.json`.
 //!
 //! Every error is an RFC 9457 problem (`application/problem+json`): a status, a title, what
 //! went wrong, and for a request that does not validate, each field with its reason. The body
 //! is read whole only up to [`MAX_BODY`]; a larger one is cut off and refused.
 
+use super::clerk::learn_error;
 use super::{App, WebError};
 use crate::code::{self, CodeError};
-use crate::model::{Channel, Sender};
+use crate::domain::login::Subject;
+use crate::model::{Channel, Sender, Status};
 use crate::pipeline::Registration;
+use crate::search::SearchQuery;
+use crate::service::topics::{self, Settled};
 use crate::store::prelude::*;
+use crate::store::web::Role;
+use crate::store::TicketFilter;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -44,6 +53,10 @@ pub struct Problem {
     title: &'static str,
     detail: String,
     errors: Vec<FieldError>,
+    /// Ask for a bearer token (`WWW-Authenticate`).
+    bearer: bool,
+    /// Seconds before trying again (`Retry-After`), when known.
+    retry_after: Option<i64>,
 }
 
 impl Problem {
@@ -53,6 +66,8 @@ impl Problem {
             title,
             detail: detail.into(),
             errors: Vec::new(),
+            bearer: false,
+            retry_after: None,
         }
     }
 }
@@ -74,9 +89,18 @@ impl IntoResponse for Problem {
             body.to_string(),
         )
             .into_response();
+        let h = res.headers_mut();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+            let wait = self.retry_after.unwrap_or(60).to_string();
+            if let Ok(v) = wait.parse() {
+                h.insert(header::RETRY_AFTER, v);
+            }
+        }
+        if self.bearer {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"sportello\""),
+            );
         }
         res
     }
@@ -305,10 +329,12 @@ pub async fn create(
     };
     let topics: Option<Vec<String>> = rules.as_ref().map(|r| r.topics.keys().cloned().collect());
     let checked = check(request, topics.as_deref()).map_err(|errors| Problem {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        title: "Invalid request",
-        detail: "some fields are missing or wrong: see errors".into(),
         errors,
+        ..Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid request",
+            "some fields are missing or wrong: see errors",
+        )
     })?;
     let mut body = checked.text.clone();
     if let Some(t) = &checked.topic {
@@ -374,6 +400,289 @@ pub async fn status(
 fn json(status: StatusCode, value: &impl Serialize) -> Result<Response, Problem> {
     let body = serde_json::to_string(value).map_err(|e| WebError::Internal(e.to_string()))?;
     Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Who an API call acts as: a live token's name and role.
+pub struct Caller {
+    name: String,
+    role: Role,
+}
+
+impl Caller {
+    /// As recorded in a ticket's history.
+    fn actor(&self) -> String {
+        format!("api:{}", self.name)
+    }
+
+    /// Archivists read; clerks and admins also change tickets.
+    fn may_edit(&self) -> Result<(), Problem> {
+        match self.role {
+            Role::Clerk | Role::Admin => Ok(()),
+            Role::Archivist => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "this token's role (archivist) reads, it does not change tickets",
+            )),
+        }
+    }
+}
+
+/// The caller of a clerk endpoint, from `Authorization: Bearer <token>`. A wrong token counts
+/// against the address as a wrong password does (see [`crate::domain::login`]), and while
+/// the address must wait no token is even looked up.
+async fn caller(app: &App, peer: SocketAddr, headers: &HeaderMap) -> Result<Caller, Problem> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let unauthorized = |detail: &str| {
+        let mut p = Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail);
+        p.bearer = true;
+        p
+    };
+    let Some(token) = token else {
+        return Err(unauthorized("send Authorization: Bearer <token>"));
+    };
+    let sha = crate::store::blobs::sha256_hex(token.as_bytes());
+    let ip = peer.ip().to_string();
+    let found = app
+        .with_store(move |s| {
+            let address = Subject::Address(&ip);
+            let (failures, since) = s.login_failures(&address.key())?;
+            let wait = address.wait_secs(failures, since);
+            if wait > 0 {
+                return Ok(Err(wait));
+            }
+            let found = s.api_token(&sha)?;
+            if found.is_none() {
+                s.record_login_failure(&address.key())?;
+            }
+            Ok(Ok(found))
+        })
+        .await?;
+    match found {
+        Err(wait) => {
+            let mut p = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                format!("too many wrong tokens from this address; try again in {wait} s"),
+            );
+            p.retry_after = Some(wait);
+            Err(p)
+        }
+        Ok(None) => Err(unauthorized("unknown or revoked token")),
+        Ok(Some((name, role))) => Ok(Caller { name, role }),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    topic: Option<String>,
+    office: Option<String>,
+    channel: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+fn query_problem(e: QueryRejection) -> Problem {
+    Problem::new(e.status(), "Bad query parameters", e.body_text())
+}
+
+/// Most tickets one list call returns.
+const MAX_LIST: usize = 500;
+
+/// `GET /api/v1/tickets`: the queue, newest first, filtered.
+pub async fn list(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    caller(&app, peer, &headers).await?;
+    let Query(q) = q.map_err(query_problem)?;
+    let bad = |e: crate::model::UnknownName| {
+        Problem::new(StatusCode::BAD_REQUEST, "Bad request", e.to_string())
+    };
+    let filter = TicketFilter {
+        status: q
+            .status
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(bad)?,
+        channel: q
+            .channel
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(bad)?,
+        topic: q.topic,
+        office: q.office,
+        limit: Some(q.limit.unwrap_or(100).min(MAX_LIST)),
+        offset: q.offset,
+        ..TicketFilter::default()
+    };
+    let tickets = app.with_store(move |s| Ok(s.list(&filter)?)).await?;
+    json(StatusCode::OK, &tickets)
+}
+
+/// `GET /api/v1/tickets/{code}`: the whole ticket, as `export` writes it.
+pub async fn show(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> Result<Response, Problem> {
+    caller(&app, peer, &headers).await?;
+    let ticket = app.with_store(move |s| Ok(s.ticket(&code)?)).await?;
+    json(StatusCode::OK, &ticket)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SearchParams {
+    q: String,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/search?q=`: full-text search, best first, in the search page's language.
+pub async fn search(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    p: Result<Query<SearchParams>, QueryRejection>,
+) -> Result<Response, Problem> {
+    caller(&app, peer, &headers).await?;
+    let Query(p) = p.map_err(query_problem)?;
+    let query = SearchQuery::parse(&p.q)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Bad query", e.to_string()))?;
+    let filter = TicketFilter {
+        limit: Some(p.limit.unwrap_or(50).min(MAX_LIST)),
+        ..TicketFilter::default()
+    };
+    let hits = app
+        .with_store(move |s| Ok(s.search(&query, &filter)?))
+        .await?;
+    json(StatusCode::OK, &hits)
+}
+
+/// A JSON body of a clerk endpoint, with the same problems as a citizen's request.
+fn body_of<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Problem> {
+    let body = body.map_err(|e| Problem::new(e.status(), "Request not read", e.body_text()))?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim() == "application/json")
+        });
+    if !is_json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            "send the request as application/json",
+        ));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON", e.to_string()))
+}
+
+/// A clerk endpoint's change to a ticket: the caller must be allowed to edit, the body is
+/// read as `T`, `apply` runs in a store turn with the caller as actor, and the model learns
+/// from what it settled; returns the ticket as it is after.
+async fn change<T: serde::de::DeserializeOwned + Send + 'static>(
+    app: &App,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    code: String,
+    apply: impl FnOnce(&mut crate::store::Store, &str, T, &str) -> Result<Settled, WebError>
+        + Send
+        + 'static,
+) -> Result<crate::model::Ticket, Problem> {
+    let who = caller(app, peer, headers).await?;
+    who.may_edit()?;
+    let what: T = body_of(headers, body)?;
+    let actor = who.actor();
+    let target = code.clone();
+    let settled = app
+        .with_store(move |s| apply(s, &target, what, &actor))
+        .await?;
+    app.learn(settled);
+    Ok(app.with_store(move |s| Ok(s.ticket(&code)?)).await?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicChange {
+    topic: String,
+}
+
+/// `POST /api/v1/tickets/{code}/topic`: a person's topic for the ticket (the model learns
+/// from it, as from a clerk's in the web app).
+pub async fn set_topic(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let rules = app.rules()?;
+    let t = change(
+        &app,
+        peer,
+        &headers,
+        body,
+        code,
+        move |s, code, c: TopicChange, actor| {
+            topics::reclassify(s, &rules, code, &c.topic, actor).map_err(learn_error)
+        },
+    )
+    .await?;
+    let now = serde_json::json!({"code": t.code, "topic": t.topic, "office": t.office});
+    json(StatusCode::OK, &now)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusChange {
+    status: String,
+}
+
+/// `POST /api/v1/tickets/{code}/status`: moves the ticket (closing it tells the citizen).
+pub async fn set_status(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let rules = app.rules_if_classifying()?;
+    let t = change(
+        &app,
+        peer,
+        &headers,
+        body,
+        code,
+        move |s, code, c: StatusChange, actor| {
+            let status: Status = c
+                .status
+                .parse()
+                .map_err(|e: crate::model::UnknownName| WebError::BadRequest(e.to_string()))?;
+            topics::set_status(s, rules.as_deref(), code, status, actor).map_err(learn_error)
+        },
+    )
+    .await?;
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"code": t.code, "status": t.status}),
+    )
 }
 
 pub async fn openapi() -> Response {

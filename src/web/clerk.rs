@@ -596,7 +596,7 @@ pub async fn action(
     Ok(Redirect::to(&format!("/tickets/{code}?done={done}")).into_response())
 }
 
-fn learn_error(e: topics::LearnError) -> WebError {
+pub(crate) fn learn_error(e: topics::LearnError) -> WebError {
     match e {
         topics::LearnError::Store(s) => s.into(),
         topics::LearnError::UnknownTopic { .. } => WebError::BadRequest(e.to_string()),

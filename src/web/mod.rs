@@ -54,7 +54,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use auth::hash_password;
+pub use auth::{hash_password, random_token};
 pub use i18n::Lang;
 
 /// Validated settings of `sportello serve`.
@@ -569,6 +569,17 @@ pub(crate) fn router(app: App) -> Router {
             post(api::create).layer(DefaultBodyLimit::max(api::MAX_BODY)),
         )
         .route("/api/v1/requests/{code}", get(api::status))
+        .route("/api/v1/tickets", get(api::list))
+        .route("/api/v1/tickets/{code}", get(api::show))
+        .route(
+            "/api/v1/tickets/{code}/topic",
+            post(api::set_topic).layer(DefaultBodyLimit::max(api::MAX_BODY)),
+        )
+        .route(
+            "/api/v1/tickets/{code}/status",
+            post(api::set_status).layer(DefaultBodyLimit::max(api::MAX_BODY)),
+        )
+        .route("/api/v1/search", get(api::search))
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/admin/users/unlock", post(admin::unlock))
         .route("/admin/stats.csv", get(admin::stats_csv))

@@ -1,4 +1,4 @@
-//! `sportello users`: accounts of the web app.
+//! `sportello users`: accounts of the web app, and API tokens for other systems.
 
 use super::*;
 
@@ -16,6 +16,17 @@ pub enum UsersCommand {
     },
     /// Accounts and their roles
     List,
+    /// Create an API token for another system (printed once; the store keeps its hash)
+    AddToken {
+        name: String,
+        /// clerk, archivist or admin
+        #[arg(long)]
+        role: String,
+    },
+    /// API tokens: name, role, created, revoked
+    Tokens,
+    /// Revoke an API token by name
+    RevokeToken { name: String },
 }
 
 pub fn exec(command: UsersCommand, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<ExitCode> {
@@ -53,6 +64,45 @@ pub fn exec(command: UsersCommand, cli_data: &Option<PathBuf>, out: &mut Out) ->
             } else {
                 out.line(&format!("user {name} ({role}) created"))?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        UsersCommand::AddToken { name, role } => {
+            let role: crate::store::web::Role = role.parse().map_err(anyhow::Error::msg)?;
+            let name = name.trim().to_string();
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                bail!("a token name is one word without spaces");
+            }
+            let token = format!("spt_{}", crate::web::random_token());
+            let mut store = open_store(&data_dir(cli_data, &Pipeline::default()))?;
+            store.add_api_token(
+                &name,
+                role,
+                &crate::store::blobs::sha256_hex(token.as_bytes()),
+            )?;
+            out.line(&format!(
+                "API token {name} ({role}) created; it is shown only now: {token}"
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        UsersCommand::Tokens => {
+            let store = open_store(&data_dir(cli_data, &Pipeline::default()))?;
+            for t in store.api_tokens()? {
+                let state = t
+                    .revoked_at
+                    .map_or("live".to_string(), |at| format!("revoked {at}"));
+                out.line(&format!(
+                    "{}\t{}\t{}\t{state}",
+                    t.name, t.role, t.created_at
+                ))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UsersCommand::RevokeToken { name } => {
+            let mut store = open_store(&data_dir(cli_data, &Pipeline::default()))?;
+            if !store.revoke_api_token(&name)? {
+                bail!("no live API token named {name}");
+            }
+            out.line(&format!("API token {name} revoked"))?;
             Ok(ExitCode::SUCCESS)
         }
         UsersCommand::List => {

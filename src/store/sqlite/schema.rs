@@ -231,6 +231,18 @@ CREATE TABLE login_failures (
     r#"
 ALTER TABLE outbox ADD COLUMN notice TEXT;
 "#,
+    // API tokens for other systems: kept by their SHA-256 (a copy of the database gives no
+    // usable token), each with a role; a revoked one stays listed, refused.
+    r#"
+CREATE TABLE api_tokens (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -141,6 +141,58 @@ impl Accounts for Store {
         Ok(())
     }
 
+    fn add_api_token(&mut self, name: &str, role: Role, token_sha256: &str) -> Result<()> {
+        let taken: bool = self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM api_tokens WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Err(StoreError::Conflict(format!(
+                "an API token named {name} exists already"
+            )));
+        }
+        self.conn.execute(
+            "INSERT INTO api_tokens (name, role, token_sha256, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, role.as_str(), token_sha256, now_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    fn api_token(&self, token_sha256: &str) -> Result<Option<(String, Role)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT name, role FROM api_tokens WHERE token_sha256 = ?1 AND revoked_at IS NULL",
+                [token_sha256],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn api_tokens(&self) -> Result<Vec<ApiToken>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ApiToken {
+                name: r.get(0)?,
+                role: r.get(1)?,
+                created_at: r.get(2)?,
+                revoked_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn revoke_api_token(&mut self, name: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE api_tokens SET revoked_at = ?1 WHERE name = ?2 AND revoked_at IS NULL",
+            params![now_rfc3339(), name],
+        )?;
+        Ok(n == 1)
+    }
+
     fn login_failure_list(&self) -> Result<Vec<(String, u32, String)>> {
         let now = chrono::Utc::now().timestamp();
         let mut stmt = self.conn.prepare(
