@@ -1408,3 +1408,340 @@ fn the_json_api_files_a_request_answers_its_status_and_says_every_error_as_a_pro
         Err(e) => eprintln!("skipped the OpenAPI validation: npx is not available ({e})"),
     }
 }
+
+/// axe-core's script, from the npm registry (kept under `target/` between runs).
+fn axe_source() -> String {
+    let prefix = project_dir().join("target/npm-axe");
+    let script = prefix.join("node_modules/axe-core/axe.min.js");
+    if !script.exists() {
+        let out = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .arg("axe-core@4.10.2")
+            .output()
+            .expect("npm (Node 20) runs the accessibility checks");
+        assert!(
+            out.status.success(),
+            "npm install axe-core: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::read_to_string(script).unwrap()
+}
+
+/// axe-core's WCAG 2.1 A/AA rules on the page shown: every violation, by rule and element.
+async fn axe_violations(c: &Client, axe: &str) -> Vec<String> {
+    c.execute(&format!("{axe}\n;return true;"), vec![])
+        .await
+        .expect("axe-core loads");
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})\
+                .then(r => done(JSON.stringify(r.violations.map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', ')))))\
+                .catch(e => done(JSON.stringify(['axe failed: ' + e])));",
+            vec![],
+        )
+        .await
+        .expect("axe-core runs");
+    serde_json::from_str(found.as_str().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_sends_a_request_with_a_scanned_letter_by_keyboard_and_every_page_is_accessible()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[[stages]]\nkind = \"extract\"\n\n[[stages]]\nkind = \"ocr\"\n\n[[stages]]\nkind = \"classify\"\nrules = \"{}\"\n\n\
+             [[sinks]]\nkind = \"smtp_ack\"\nhost = \"127.0.0.1\"\nport = 9\ntls = \"plain\"\n\
+             from = \"URP <urp@comune.example.it>\"\n",
+            project_dir().join("pipelines/rules.toml").display()
+        ),
+    )
+    .unwrap();
+    let axe = axe_source();
+    let (_server, addr) = serve(&data, &pipeline);
+    let base = format!("http://{addr}");
+    let (_driver, port) = chromedriver();
+    let c = browser(port).await;
+    let mut checked = Vec::new();
+    let mut check = |name: &'static str, violations: Vec<String>| {
+        assert!(violations.is_empty(), "{name}: {violations:#?}");
+        checked.push(name);
+    };
+
+    c.goto(&format!("{base}/richiesta")).await.unwrap();
+    check("form", axe_violations(&c, &axe).await);
+    // Sent empty: every problem beside its field, summarised at the top.
+    click_and_wait(&c, "form.citizen button[type=submit]").await;
+    let page = c.source().await.unwrap();
+    assert!(
+        page.contains("err-privacy_accepted") && page.contains("err-subject"),
+        "{page}"
+    );
+    check("form with errors", axe_violations(&c, &axe).await);
+
+    // By keyboard: Tab from the skip link reaches the first field; typing fills; Space ticks
+    // the privacy box; Enter in a field sends the form.
+    let typed = [
+        ("name", "Carlo"),
+        ("surname", "Iannini"),
+        ("email", "carlo.iannini@example.it"),
+        (
+            "subject",
+            "Contributo di autonoma sistemazione non ricevuto",
+        ),
+        (
+            "text",
+            "Allego la lettera: chiedo il pagamento del contributo di autonoma sistemazione.",
+        ),
+    ];
+    for (id, value) in typed {
+        c.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .clear()
+            .await
+            .unwrap();
+        keys(&c, Locator::Id(id), value).await;
+    }
+    let letter = project_dir().join("fixtures/scanner/scansione-contributo.pdf");
+    keys(&c, Locator::Id("files"), letter.to_str().unwrap()).await;
+    keys(&c, Locator::Id("privacy_accepted"), " ").await;
+    keys(&c, Locator::Id("subject"), ENTER).await;
+    wait_loaded(&c).await;
+    let page = c.source().await.unwrap();
+    assert!(page.contains("Riepilogo della richiesta"), "{page}");
+    assert!(
+        page.contains("scansione-contributo.pdf") && page.contains("Carlo Iannini"),
+        "{page}"
+    );
+    check("summary", axe_violations(&c, &axe).await);
+    // Confirmed from the keyboard too: the button takes Enter.
+    keys(
+        &c,
+        Locator::Css("form[action='/richiesta/conferma'] button"),
+        ENTER,
+    )
+    .await;
+    wait_loaded(&c).await;
+    let page = c.source().await.unwrap();
+    assert!(page.contains("Richiesta ricevuta"), "{page}");
+    let code = text_of(&c, "dd.code").await;
+    assert!(page.contains("/0000001"), "the protocol number: {page}");
+    check("receipt", axe_violations(&c, &axe).await);
+    for (name, path) in [("privacy", "/privacy"), ("accessibility", "/accessibilita")] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        check(name, axe_violations(&c, &axe).await);
+    }
+    c.goto(&format!("{base}/lang?to=en")).await.unwrap();
+    c.goto(&format!("{base}/richiesta")).await.unwrap();
+    assert_eq!(text_of(&c, "main h1").await, "Send a request");
+    check("form in English", axe_violations(&c, &axe).await);
+    // The check itself can fail: an image without a text alternative is caught.
+    c.execute(
+        "document.querySelector('main').appendChild(document.createElement('img')); return true;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let caught = axe_violations(&c, &axe).await;
+    assert!(
+        caught.iter().any(|v| v.starts_with("image-alt")),
+        "{caught:?}"
+    );
+    c.close().await.unwrap();
+    assert_eq!(checked.len(), 7);
+
+    // Filed as any document would be: channel, the letter read by OCR, a topic, the receipt
+    // waiting in the outbox for the citizen.
+    let t = &ok(&data, &["tickets", "show", &code, "--json"]).json_lines()[0];
+    assert_eq!(t["channel"], "webform");
+    let docs = t["documents"].as_array().unwrap();
+    assert!(
+        docs.iter().any(|d| d["name"] == "scansione-contributo.pdf"
+            && d["text"]
+                .as_str()
+                .unwrap()
+                .contains("autonoma sistemazione")),
+        "{t}"
+    );
+    assert!(t["topic"].is_string(), "{t}");
+    assert!(
+        t["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "ack_queued"),
+        "{t}"
+    );
+}
+
+/// WebDriver's Enter key.
+const ENTER: &str = "\u{E007}";
+
+/// Types `text` into the element `at` (keyboard events, as a person typing).
+async fn keys(c: &Client, at: Locator<'_>, text: &str) {
+    c.find(at).await.unwrap().send_keys(text).await.unwrap();
+}
+
+/// Waits for the page a form or link led to.
+async fn wait_loaded(c: &Client) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..100 {
+        let state = c.execute("return document.readyState", vec![]).await;
+        if matches!(state, Ok(ref v) if v == "complete") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A multipart/form-data body of text fields and files.
+fn multipart(fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----sportello-test-boundary";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    for (name, bytes) in files {
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend(*bytes);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Posts raw bytes; the server may answer before reading them all.
+fn post_bytes(
+    addr: SocketAddr,
+    path: &str,
+    cookie: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // A server that refuses early closes the connection: the rest cannot be written.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+#[test]
+fn the_citizens_form_refuses_bad_input_with_reasons_and_keeps_what_was_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(&pipeline, "[[stages]]\nkind = \"extract\"\n").unwrap();
+    let (_server, addr) = serve(&data, &pipeline);
+    let (_, head, page) = get(addr, "/richiesta", "");
+    let cookie = header_value(&head, "set-cookie")[0]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = form_value(&page, "csrf");
+    let good = [
+        ("csrf", csrf.as_str()),
+        ("name", "Anna"),
+        ("surname", "Verdi"),
+        ("email", "anna.verdi@example.it"),
+        ("subject", "Macerie in via Roma"),
+        ("text", "Le macerie ostruiscono la strada da una settimana."),
+    ];
+    // No consent to the privacy notice: said beside the box, what was typed kept.
+    let (ct, body) = multipart(&good, &[]);
+    let (status, page) = post_bytes(addr, "/richiesta", &cookie, &ct, &body);
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("id=\"err-privacy_accepted\""), "{page}");
+    assert!(page.contains("value=\"Macerie in via Roma\""), "{page}");
+    // A forged attachment (not the type it claims) and one over the size limit.
+    let mut with_privacy = good.to_vec();
+    with_privacy.push(("privacy_accepted", "yes"));
+    let big = vec![b'%'; 10 * 1024 * 1024 + 1];
+    let (ct, body) = multipart(
+        &with_privacy,
+        &[
+            ("lettera.pdf", b"MZ\x90\x00 an executable"),
+            ("grande.pdf", &big),
+        ],
+    );
+    let (status, page) = post_bytes(addr, "/richiesta", &cookie, &ct, &body);
+    assert_eq!(status, 422, "{}", &page[..page.len().min(3000)]);
+    assert!(page.contains("lettera.pdf: not a PDF"), "{page}");
+    assert!(page.contains("grande.pdf: more than 10 MB"), "{page}");
+    // A whole form over the limit is cut off while it streams in, and refused.
+    let (ct, body) = multipart(&with_privacy, &[("enorme.pdf", &vec![0u8; 60 << 20])]);
+    let (status, _) = post_bytes(addr, "/richiesta", &cookie, &ct, &body);
+    assert!(status == 400 || status == 413, "status {status}");
+    // The honeypot field only robots fill, and a form without its token.
+    let mut robot = with_privacy.clone();
+    robot.push(("website", "http://spam.example"));
+    let (ct, body) = multipart(&robot, &[]);
+    assert_eq!(post_bytes(addr, "/richiesta", &cookie, &ct, &body).0, 400);
+    let (ct, body) = multipart(&with_privacy, &[]);
+    let (status, page) = post_bytes(addr, "/richiesta", "", &ct, &body);
+    assert_eq!(status, 200);
+    assert!(page.contains("scaduto"), "{page}");
+    assert!(
+        ok(&data, &["export", "--jsonl"]).json_lines().is_empty(),
+        "nothing was filed"
+    );
+    // A good one goes to the summary; a draft that is not ours is refused.
+    let (ct, body) = multipart(&with_privacy, &[]);
+    let (status, page) = post_bytes(addr, "/richiesta", &cookie, &ct, &body);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("/richiesta/conferma"), "{page}");
+    let (status, _, _) = post(
+        addr,
+        "/richiesta/conferma",
+        &cookie,
+        &format!("csrf={csrf}&draft=..%2F..%2Fetc"),
+    );
+    assert_eq!(status, 400);
+    let draft = form_value(&page, "draft");
+    let (status, head, _) = post(
+        addr,
+        "/richiesta/conferma",
+        &cookie,
+        &format!("csrf={csrf}&draft={draft}"),
+    );
+    assert_eq!(status, 303, "{head}");
+    // Confirmed once: a second click finds nothing to send.
+    let (status, _, _) = post(
+        addr,
+        "/richiesta/conferma",
+        &cookie,
+        &format!("csrf={csrf}&draft={draft}"),
+    );
+    assert_eq!(status, 404);
+    assert_eq!(ok(&data, &["export", "--jsonl"]).json_lines().len(), 1);
+}

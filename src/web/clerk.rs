@@ -784,14 +784,7 @@ pub async fn register(
             let file_name = field.file_name().unwrap_or("").to_string();
             let bytes = field.bytes().await.map_err(bad)?;
             if !file_name.is_empty() || !bytes.is_empty() {
-                // Only the last path component, never a path the browser sent.
-                let clean = file_name
-                    .rsplit(['/', '\\'])
-                    .next()
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or("documento")
-                    .to_string();
-                files.push((clean, bytes.to_vec()));
+                files.push((super::upload_name(&file_name), bytes.to_vec()));
             }
             continue;
         }

@@ -32,6 +32,7 @@ mod admin;
 mod api;
 mod archive;
 mod auth;
+mod citizen;
 mod clerk;
 mod i18n;
 mod track;
@@ -86,6 +87,8 @@ pub(crate) struct Inner {
     track_limiter: track::Limiter,
     /// Requests filed through the API per client address per minute.
     api_limiter: track::Limiter,
+    /// The store's folder (drafts of the citizens' form wait there).
+    data_dir: PathBuf,
 }
 
 #[derive(Clone)]
@@ -453,6 +456,13 @@ pub(crate) fn page(lang: Lang, auth: Option<&Auth>, title: &str, content: Markup
                     a class="lang" href=(format!("/lang?to={}", lang.other().code())) lang=(lang.other().code()) { (lang.other().name()) }
                 }
                 main id="main" tabindex="-1" { (content) }
+                footer class="bottom" {
+                    nav aria-label=(t("footer_nav")) {
+                        a href="/richiesta" { (t("request_title")) }
+                        " · " a href="/privacy" { (t("privacy_notice")) }
+                        " · " a href="/accessibilita" { (t("accessibility")) }
+                    }
+                }
             }
         }
     };
@@ -569,6 +579,16 @@ pub(crate) fn router(app: App) -> Router {
             post(api::create).layer(DefaultBodyLimit::max(api::MAX_BODY)),
         )
         .route("/api/v1/requests/{code}", get(api::status))
+        .route("/richiesta", get(citizen::form))
+        .route(
+            "/richiesta",
+            post(citizen::submit).layer(DefaultBodyLimit::max(citizen::MAX_FORM_BYTES)),
+        )
+        .route("/richiesta/conferma", post(citizen::confirm))
+        .route("/richiesta/modifica", post(citizen::edit))
+        .route("/richiesta/ricevuta", get(citizen::receipt))
+        .route("/privacy", get(citizen::privacy))
+        .route("/accessibilita", get(citizen::accessibility))
         .route("/api/v1/tickets", get(api::list))
         .route("/api/v1/tickets/{code}", get(api::show))
         .route(
@@ -645,6 +665,7 @@ pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, ServeError> {
         secure_cookies: settings.secure_cookies,
         track_limiter: track::Limiter::new(settings.track_per_minute),
         api_limiter: track::Limiter::new(10),
+        data_dir: settings.data_dir.clone(),
     })))
 }
 
@@ -708,6 +729,16 @@ pub(crate) fn marked(snippet: &str) -> Markup {
 }
 
 /// A date-time as the office reads it (the stored RFC 3339 in local wall time, minutes).
+/// An uploaded file's name: only its last path component, never a path the browser sent.
+pub(crate) fn upload_name(file_name: &str) -> String {
+    file_name
+        .rsplit(['/', '\\'])
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("documento")
+        .to_string()
+}
+
 pub(crate) fn when(at: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(at)
         .map(|d| {
