@@ -22,7 +22,7 @@ use crate::store::web::Role;
 use crate::store::TicketFilter;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequest, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -291,51 +291,90 @@ fn deadline(received_at: &str) -> String {
 pub async fn create(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    req: axum::extract::Request,
 ) -> Result<Response, Problem> {
     if !app.api_limiter.allow(peer.ip()) {
         return Err(WebError::TooMany.into());
     }
-    let body = body.map_err(|e| {
-        let status = e.status();
-        let detail = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!("the request is larger than {MAX_BODY} bytes")
-        } else {
-            e.body_text()
-        };
-        Problem::new(status, "Request not read", detail)
-    })?;
-    let is_json = headers
+    let mime = req
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim() == "application/json")
-        });
-    if !is_json {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported media type",
-            "send the request as application/json",
-        ));
-    }
-    let request: NewRequest = serde_json::from_slice(&body)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON", e.to_string()))?;
+        .and_then(|v| v.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let (request, files, problems) = match mime.as_str() {
+        "application/json" => {
+            let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
+                .await
+                .map_err(|_| {
+                    Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Request not read",
+                        format!("the request is larger than {MAX_BODY} bytes"),
+                    )
+                })?;
+            let request: NewRequest = serde_json::from_slice(&body).map_err(|e| {
+                Problem::new(StatusCode::BAD_REQUEST, "Malformed JSON", e.to_string())
+            })?;
+            (request, Vec::new(), Vec::new())
+        }
+        // The same fields as form fields, with the attachments as `files`.
+        "multipart/form-data" => {
+            let form = axum::extract::Multipart::from_request(req, &app)
+                .await
+                .map_err(|e| Problem::new(e.status(), "Request not read", e.body_text()))?;
+            let (fields, files, problems) = super::citizen::read_form(form).await?;
+            let get = |k: &str| {
+                fields
+                    .get(k)
+                    .map(|v| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+            };
+            let request = NewRequest {
+                name: get("name"),
+                surname: get("surname"),
+                email: get("email"),
+                phone: get("phone"),
+                topic: get("topic"),
+                subject: get("subject"),
+                text: get("text"),
+                privacy_accepted: Some(matches!(
+                    get("privacy_accepted").as_deref(),
+                    Some("true" | "yes" | "on")
+                )),
+            };
+            (request, files, problems)
+        }
+        _ => {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported media type",
+                "send the request as application/json, or multipart/form-data with attachments",
+            ))
+        }
+    };
     let rules = match &app.classifier {
         Some(c) => Some(c.rules().map_err(|e| WebError::Internal(e.to_string()))?),
         None => None,
     };
     let topics: Option<Vec<String>> = rules.as_ref().map(|r| r.topics.keys().cloned().collect());
-    let checked = check(request, topics.as_deref()).map_err(|errors| Problem {
+    let invalid = |errors| Problem {
         errors,
         ..Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid request",
             "some fields are missing or wrong: see errors",
         )
-    })?;
+    };
+    let checked = match check(request, topics.as_deref()) {
+        Ok(c) if problems.is_empty() => c,
+        Ok(_) => return Err(invalid(problems)),
+        Err(mut errors) => {
+            errors.extend(problems);
+            return Err(invalid(errors));
+        }
+    };
     let mut body = checked.text.clone();
     if let Some(t) = &checked.topic {
         let label = rules
@@ -350,7 +389,7 @@ pub async fn create(
         subject: checked.subject,
         body,
         clerk: "api".into(),
-        files: Vec::new(),
+        files,
     };
     let code = app.file_registration(reg, "api".into()).await?;
     let filed = code.clone();

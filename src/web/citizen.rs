@@ -207,8 +207,9 @@ fn form_page(
     res
 }
 
-/// Reads the multipart form: its fields, and each attachment streamed up to its limit.
-async fn read_form(
+/// Reads a multipart form: its fields, and each attachment streamed up to its limit and
+/// checked by content (the web form's and the API's).
+pub(crate) async fn read_form(
     mut form: Multipart,
 ) -> Result<
     (

@@ -576,7 +576,8 @@ pub(crate) fn router(app: App) -> Router {
         .route("/admin/users", get(admin::users))
         .route(
             "/api/v1/requests",
-            post(api::create).layer(DefaultBodyLimit::max(api::MAX_BODY)),
+            // JSON is held to `api::MAX_BODY` by the handler; multipart carries attachments.
+            post(api::create).layer(DefaultBodyLimit::max(citizen::MAX_FORM_BYTES)),
         )
         .route("/api/v1/requests/{code}", get(api::status))
         .route("/richiesta", get(citizen::form))
