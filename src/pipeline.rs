@@ -524,12 +524,22 @@ impl Processor {
 
 impl Processor {
     /// A request from the web form or the API gets its receipt by email when it gave an
-    /// address, else by text message to its mobile number.
+    /// address, and by text message when it gave a mobile number.
     fn request_web_ack(&self, t: &mut NewTicket) {
+        let by_sms = self.sms_ack_for(t);
         if t.sender.email.is_some() && self.ack.is_some() {
             t.mail = Some(crate::store::MailFacts::default());
             self.request_ack(t);
-        } else {
+            if let (Some(mail), Some(Ok(sms))) = (t.mail.as_mut(), by_sms) {
+                if mail.ack.is_some() {
+                    mail.also_by_sms = Some(sms);
+                } else {
+                    // The address may not be answered (a no-reply one): the number may.
+                    mail.ack = Some(sms);
+                    mail.no_auto_reply = None;
+                }
+            }
+        } else if by_sms.is_some() {
             self.request_sms_ack(t);
         }
     }
@@ -538,24 +548,34 @@ impl Processor {
     /// a short code or a service's name cannot read it, and an answering robot must not be
     /// drawn into a loop (the per-number hourly cap is the store's, as for email).
     fn request_sms_ack(&self, t: &mut NewTicket) {
-        let Some(cfg) = &self.sms_ack else { return };
+        let Some(wanted) = self.sms_ack_for(t) else {
+            return;
+        };
         let mut facts = crate::store::MailFacts::default();
-        match t.sender.phone.clone() {
-            Some(to) if to.starts_with("+39") && !to.starts_with("+393") => {
-                facts.no_auto_reply = Some(format!("{to} is not a mobile number"));
-            }
-            Some(to) => {
-                facts.ack = Some(crate::store::AckRequest {
-                    to,
-                    via: crate::store::Via::Sms,
-                    language: cfg.language.clone().unwrap_or_else(|| "it".into()),
-                    max_per_hour: cfg.max_per_hour.unwrap_or(5),
-                    domain: "sms".into(),
-                });
-            }
-            None => facts.no_auto_reply = Some("no number to answer".into()),
+        match wanted {
+            Ok(ack) => facts.ack = Some(ack),
+            Err(why) => facts.no_auto_reply = Some(why),
         }
         t.mail = Some(facts);
+    }
+
+    /// The acknowledgement by text message a ticket's sender may get, or why not; `None`
+    /// when the pipeline sends none.
+    fn sms_ack_for(&self, t: &NewTicket) -> Option<Result<crate::store::AckRequest, String>> {
+        let cfg = self.sms_ack.as_ref()?;
+        Some(match t.sender.phone.clone() {
+            Some(to) if to.starts_with("+39") && !to.starts_with("+393") => {
+                Err(format!("{to} is not a mobile number"))
+            }
+            Some(to) => Ok(crate::store::AckRequest {
+                to,
+                via: crate::store::Via::Sms,
+                language: cfg.language.clone().unwrap_or_else(|| "it".into()),
+                max_per_hour: cfg.max_per_hour.unwrap_or(5),
+                domain: "sms".into(),
+            }),
+            None => Err("no number to answer".into()),
+        })
     }
 }
 
@@ -713,6 +733,7 @@ impl ExtractStage {
             pec: u.pec.clone(),
             no_auto_reply: u.no_auto_reply.clone(),
             ack: None,
+            also_by_sms: None,
         });
         let voicemail = u.voicemail.clone();
         t.subject = u.subject;

@@ -1194,14 +1194,15 @@ fn the_json_api_files_a_request_answers_its_status_and_says_every_error_as_a_pro
         format!(
             "[[stages]]\nkind = \"extract\"\n\n[[stages]]\nkind = \"classify\"\nrules = \"{}\"\n\n\
              [[sinks]]\nkind = \"smtp_ack\"\nhost = \"127.0.0.1\"\nport = 9\ntls = \"plain\"\n\
-             from = \"URP <urp@comune.example.it>\"\n",
-            project_dir().join("pipelines/rules.toml").display()
+             from = \"URP <urp@comune.example.it>\"\n\n[[sinks]]\nkind = \"sms\"\noutbox = \"{}\"\n",
+            project_dir().join("pipelines/rules.toml").display(),
+            dir.path().display()
         ),
     )
     .unwrap();
     let (_server, addr) = serve(&data, &pipeline);
     let request = serde_json::json!({
-        "name": "Maria", "surname": "Rossi", "email": "maria.rossi@example.it",
+        "name": "Maria", "surname": "Rossi", "email": "maria.rossi@example.it", "phone": "333 111 2222",
         "subject": "Allaccio del gas al MAP",
         "text": "Buongiorno, chiedo quando verrà fatto l'allaccio del gas al MAP di Paganica.",
         "topic": "gas", "privacy_accepted": true
@@ -1241,12 +1242,18 @@ fn the_json_api_files_a_request_answers_its_status_and_says_every_error_as_a_pro
     assert_eq!(t["channel"], "webform");
     assert_eq!(t["topic"], "gas", "{t}");
     assert_eq!(t["sender"]["email"], "maria.rossi@example.it");
+    // The receipt goes both ways the citizen gave: email and text message.
+    let receipts: Vec<&serde_json::Value> = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "ack_queued")
+        .collect();
+    assert_eq!(receipts.len(), 2, "{t}");
     assert!(
-        t["events"]
-            .as_array()
-            .unwrap()
+        receipts
             .iter()
-            .any(|e| e["kind"] == "ack_queued"),
+            .any(|e| e["detail"]["to"] == "+393331112222"),
         "{t}"
     );
 

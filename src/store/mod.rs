@@ -187,6 +187,10 @@ pub struct MailFacts {
     pub no_auto_reply: Option<String>,
     /// The acknowledgement to queue if this becomes a new ticket.
     pub ack: Option<AckRequest>,
+    /// The same receipt by text message as well (a web request that gave an address and a
+    /// mobile number).
+    #[serde(default)]
+    pub also_by_sms: Option<AckRequest>,
 }
 
 /// How an outbox message reaches the citizen.

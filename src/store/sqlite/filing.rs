@@ -378,7 +378,20 @@ pub(super) fn record_mail(
         system_event(tx, ticket_id, now, &not_sent)?;
         return Ok(());
     }
-    let Some(ack) = &mail.ack else { return Ok(()) };
+    for ack in mail.ack.iter().chain(&mail.also_by_sms) {
+        queue_ack(tx, ticket_id, ack, mail.message_id.as_deref(), now)?;
+    }
+    Ok(())
+}
+
+/// Queues one acknowledgement in the outbox, unless its address had its hourly share.
+fn queue_ack(
+    tx: &rusqlite::Connection,
+    ticket_id: i64,
+    ack: &crate::store::AckRequest,
+    in_reply_to: Option<&str>,
+    now: &str,
+) -> Result<()> {
     let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let recent: i64 = query_row_cached(
@@ -399,7 +412,7 @@ pub(super) fn record_mail(
         tx,
         "INSERT INTO outbox (ticket_id, to_addr, message_id, in_reply_to, language, created_at, next_attempt_at, via)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
-        params![ticket_id, ack.to, message_id, mail.message_id, ack.language, now, ack.via.as_str()],
+        params![ticket_id, ack.to, message_id, in_reply_to, ack.language, now, ack.via.as_str()],
     )?;
     if ack.via == crate::store::Via::Email {
         // Replies to the acknowledgement thread back to this ticket.
