@@ -10,7 +10,7 @@
 //! is read whole only up to [`MAX_BODY`]; a larger one is cut off and refused.
 
 use super::clerk::learn_error;
-use super::{App, WebError};
+use super::{App, ClientAddr, WebError};
 use crate::code::{self, CodeError};
 use crate::domain::login::Subject;
 use crate::model::{Channel, Sender, Status};
@@ -22,11 +22,11 @@ use crate::store::web::Role;
 use crate::store::TicketFilter;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{ConnectInfo, FromRequest, Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 /// Largest request body: a request's text is at most [`MAX_TEXT`] characters.
 pub const MAX_BODY: usize = 64 << 10;
@@ -290,10 +290,10 @@ fn deadline(received_at: &str) -> String {
 /// `POST /api/v1/requests`: files a citizen's request; 201 with its receipt.
 pub async fn create(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     req: axum::extract::Request,
 ) -> Result<Response, Problem> {
-    if !app.api_limiter.allow(peer.ip()) {
+    if !app.api_limiter.allow(client) {
         return Err(WebError::TooMany.into());
     }
     let mime = req
@@ -416,10 +416,10 @@ pub async fn create(
 /// `GET /api/v1/requests/{code}`: status, dates and office, as `/track` shows them.
 pub async fn status(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     Path(typed): Path<String>,
 ) -> Result<Response, Problem> {
-    if !app.track_limiter.allow(peer.ip()) {
+    if !app.track_limiter.allow(client) {
         return Err(WebError::TooMany.into());
     }
     let code = match code::parse(&typed) {
@@ -469,7 +469,7 @@ impl Caller {
 /// The caller of a clerk endpoint, from `Authorization: Bearer <token>`. A wrong token counts
 /// against the address as a wrong password does (see [`crate::domain::login`]), and while
 /// the address must wait no token is even looked up.
-async fn caller(app: &App, peer: SocketAddr, headers: &HeaderMap) -> Result<Caller, Problem> {
+async fn caller(app: &App, client: IpAddr, headers: &HeaderMap) -> Result<Caller, Problem> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -485,7 +485,7 @@ async fn caller(app: &App, peer: SocketAddr, headers: &HeaderMap) -> Result<Call
         return Err(unauthorized("send Authorization: Bearer <token>"));
     };
     let sha = crate::store::blobs::sha256_hex(token.as_bytes());
-    let ip = peer.ip().to_string();
+    let ip = client.to_string();
     let found = app
         .with_store(move |s| {
             let address = Subject::Address(&ip);
@@ -536,11 +536,11 @@ const MAX_LIST: usize = 500;
 /// `GET /api/v1/tickets`: the queue, newest first, filtered.
 pub async fn list(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    caller(&app, peer, &headers).await?;
+    caller(&app, client, &headers).await?;
     let Query(q) = q.map_err(query_problem)?;
     let bad = |e: crate::model::UnknownName| {
         Problem::new(StatusCode::BAD_REQUEST, "Bad request", e.to_string())
@@ -571,11 +571,11 @@ pub async fn list(
 /// `GET /api/v1/tickets/{code}`: the whole ticket, as `export` writes it.
 pub async fn show(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Path(code): Path<String>,
 ) -> Result<Response, Problem> {
-    caller(&app, peer, &headers).await?;
+    caller(&app, client, &headers).await?;
     let ticket = app.with_store(move |s| Ok(s.ticket(&code)?)).await?;
     json(StatusCode::OK, &ticket)
 }
@@ -589,11 +589,11 @@ pub struct SearchParams {
 /// `GET /api/v1/search?q=`: full-text search, best first, in the search page's language.
 pub async fn search(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     p: Result<Query<SearchParams>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    caller(&app, peer, &headers).await?;
+    caller(&app, client, &headers).await?;
     let Query(p) = p.map_err(query_problem)?;
     let query = SearchQuery::parse(&p.q)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "Bad query", e.to_string()))?;
@@ -637,7 +637,7 @@ fn body_of<T: serde::de::DeserializeOwned>(
 /// from what it settled; returns the ticket as it is after.
 async fn change<T: serde::de::DeserializeOwned + Send + 'static>(
     app: &App,
-    peer: SocketAddr,
+    client: IpAddr,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     code: String,
@@ -645,7 +645,7 @@ async fn change<T: serde::de::DeserializeOwned + Send + 'static>(
         + Send
         + 'static,
 ) -> Result<crate::model::Ticket, Problem> {
-    let who = caller(app, peer, headers).await?;
+    let who = caller(app, client, headers).await?;
     who.may_edit()?;
     let what: T = body_of(headers, body)?;
     let actor = who.actor();
@@ -667,7 +667,7 @@ struct TopicChange {
 /// from it, as from a clerk's in the web app).
 pub async fn set_topic(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Path(code): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -675,7 +675,7 @@ pub async fn set_topic(
     let rules = app.rules()?;
     let t = change(
         &app,
-        peer,
+        client,
         &headers,
         body,
         code,
@@ -697,7 +697,7 @@ struct StatusChange {
 /// `POST /api/v1/tickets/{code}/status`: moves the ticket (closing it tells the citizen).
 pub async fn set_status(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Path(code): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -705,7 +705,7 @@ pub async fn set_status(
     let rules = app.rules_if_classifying()?;
     let t = change(
         &app,
-        peer,
+        client,
         &headers,
         body,
         code,

@@ -2,18 +2,17 @@
 //! cookies HttpOnly + SameSite (Secure behind TLS), a CSRF token per session for every form
 //! and a per-browser one for the login form itself.
 
-use super::{cookie, i18n, page, App, Language, WebError};
+use super::{cookie, i18n, page, App, ClientAddr, Language, WebError};
 use crate::domain::login::Subject;
 use crate::store::prelude::*;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordVerifier};
-use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use rand::Rng;
 use serde::Deserialize;
-use std::net::SocketAddr;
 
 pub const SESSION_COOKIE: &str = "sportello_session";
 const LOGIN_COOKIE: &str = "sportello_login";
@@ -123,7 +122,7 @@ enum Attempt {
 pub async fn login(
     State(app): State<App>,
     Language(lang): Language,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, WebError> {
@@ -140,7 +139,7 @@ pub async fn login(
     let password = f.password;
     let token = random_token();
     let token_hash = crate::store::blobs::sha256_hex(token.as_bytes());
-    let address = peer.ip().to_string();
+    let address = client.to_string();
     let attempt = app
         .with_store(move |s| {
             let subjects = [Subject::Account(&name), Subject::Address(&address)];

@@ -11,18 +11,17 @@
 //! under a random name, for an hour at most. Abuse: a per-address limit, a honeypot field
 //! that people never see, and a double-submit CSRF token.
 
-use super::{api, cookie, i18n, page, App, Language, WebError};
+use super::{api, cookie, i18n, page, App, ClientAddr, Language, WebError};
 use crate::extract::{self, FileType};
 use crate::model::Channel;
 use crate::pipeline::Registration;
 use crate::store::prelude::*;
-use axum::extract::{ConnectInfo, Form, Multipart, Query, State};
+use axum::extract::{Form, Multipart, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use i18n::Lang;
 use maud::{html, Markup};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -284,11 +283,11 @@ pub(crate) async fn read_form(
 pub async fn submit(
     State(app): State<App>,
     Language(lang): Language,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     form: Multipart,
 ) -> Result<Response, WebError> {
-    if !app.api_limiter.allow(peer.ip()) {
+    if !app.api_limiter.allow(client) {
         return Err(WebError::TooMany);
     }
     let (fields, files, mut problems) = read_form(form).await?;

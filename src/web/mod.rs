@@ -402,6 +402,38 @@ impl<S: Send + Sync> FromRequestParts<S> for Language {
     }
 }
 
+/// The client's address, for the per-address limits and throttles. A request from this
+/// machine that carries `X-Forwarded-For` came through a local reverse proxy (the way the
+/// app is put behind TLS): the address the proxy appended is the client's. From anywhere
+/// else the header is ignored, so a client cannot pick its own address.
+pub(crate) struct ClientAddr(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ClientAddr, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+        Ok(ClientAddr(client_addr(peer, &parts.headers)))
+    }
+}
+
+pub(crate) fn client_addr(peer: std::net::IpAddr, headers: &HeaderMap) -> std::net::IpAddr {
+    if !peer.is_loopback() {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
 pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)

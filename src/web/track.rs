@@ -3,15 +3,15 @@
 //! apart from an unknown one (the check character), and lookups are rate-limited per client
 //! so codes cannot be guessed by trying.
 
-use super::{i18n, page, when, App, Language, WebError};
+use super::{i18n, page, when, App, ClientAddr, Language, WebError};
 use crate::code::{self, CodeError};
 use crate::store::prelude::*;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -54,14 +54,14 @@ pub struct TrackQuery {
 pub async fn track(
     State(app): State<App>,
     Language(lang): Language,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     Query(q): Query<TrackQuery>,
 ) -> Result<Response, WebError> {
     let t = |k| i18n::t(lang, k);
     let typed = q.code.unwrap_or_default().trim().to_string();
     let answer = if typed.is_empty() {
         None
-    } else if !app.track_limiter.allow(peer.ip()) {
+    } else if !app.track_limiter.allow(client) {
         return Err(WebError::TooMany);
     } else {
         Some(match code::parse(&typed) {
@@ -106,6 +106,26 @@ pub async fn track(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_local_proxy_names_the_client() {
+        use axum::http::HeaderMap;
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7".parse().unwrap(),
+        );
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let remote: IpAddr = "192.0.2.1".parse().unwrap();
+        let proxied: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(super::super::client_addr(local, &h), proxied);
+        assert_eq!(
+            super::super::client_addr(remote, &h),
+            remote,
+            "a client cannot pick its address"
+        );
+        assert_eq!(super::super::client_addr(local, &HeaderMap::new()), local);
+    }
 
     #[test]
     fn a_client_gets_its_quota_per_minute_and_others_theirs() {
