@@ -206,6 +206,16 @@ pub struct Document {
     pub duration_secs: Option<f64>,
 }
 
+/// An annulled registration's record (DPR 445/2000 art. 54).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Annulment {
+    pub at: String,
+    pub by: String,
+    pub reason: String,
+    /// The act that authorised it (a decree, a note's protocol number).
+    pub act: String,
+}
+
 /// One entry of a ticket's append-only history: when, who, and what happened (printed as
 /// `{at, actor, kind, detail}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -296,6 +306,9 @@ pub struct Ticket {
     /// A clerk's summary of what a recording says (voicemail).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// Set when the registration was annulled: it stays, with its number, marked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annulled: Option<Annulment>,
     pub documents: Vec<Document>,
     pub events: Vec<Event>,
     /// Identifiers found in the ticket.

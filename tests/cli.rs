@@ -611,3 +611,60 @@ fn ingest_shows_progress_on_a_terminal_and_nothing_extra_when_piped() {
     // The tickets' own lines are still there, whole.
     assert!(seen.contains("created"), "{seen}");
 }
+
+#[test]
+fn a_registration_is_annulled_not_edited_and_its_replacement_is_linked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let pipeline = tmp.path().join("p.toml");
+    std::fs::write(&pipeline, "[[stages]]\nkind = \"extract\"\n").unwrap();
+    let p = pipeline.to_str().unwrap();
+    let codes: Vec<String> = [
+        "fixtures/mail/orari-ufficio.eml",
+        "fixtures/mail/richiesta-tari.eml",
+    ]
+    .iter()
+    .map(|f| {
+        ok(&data, &["ingest", "--json", "--pipeline", p, f]).json_lines()[0]["ticket"]["code"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    })
+    .collect();
+    let annul = |extra: &[&str]| {
+        let mut args = vec![
+            "tickets",
+            "annul",
+            &codes[0],
+            "--reason",
+            "oggetto errato",
+            "--by",
+            "anna",
+        ];
+        args.extend(extra);
+        sportello(&data, &args)
+    };
+    // A replacement that does not exist: nothing is annulled.
+    assert!(!annul(&["--replaced-by", "URP-0000-0000"]).status.success());
+    assert!(!ok(&data, &["tickets", "show", &codes[0]])
+        .stdout
+        .contains("ANNULLED"));
+    let done = annul(&["--act", "decreto 3/2026", "--replaced-by", &codes[1]]);
+    assert!(done.status.success(), "{}", done.stderr);
+    let shown = ok(&data, &["tickets", "show", &codes[0]]).stdout;
+    assert!(
+        shown.contains("ANNULLED") && shown.contains("decreto 3/2026"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&codes[1]),
+        "linked to its replacement: {shown}"
+    );
+    let twice = annul(&[]);
+    assert!(!twice.status.success());
+    assert!(
+        twice.stderr.contains("annulled already"),
+        "{}",
+        twice.stderr
+    );
+}

@@ -1790,3 +1790,48 @@ fn the_citizens_form_refuses_bad_input_with_reasons_and_keeps_what_was_typed() {
     assert_eq!(status, 404);
     assert_eq!(ok(&data, &["export", "--jsonl"]).json_lines().len(), 1);
 }
+
+#[test]
+fn an_admin_annuls_a_registration_after_confirming_and_a_clerk_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr, clerk, clerk_csrf, code) =
+        one_ticket_served(dir.path(), "fixtures/mail/orari-ufficio.eml", &[]);
+    let data = dir.path().join("data");
+    let mut child = Command::new(bin())
+        .arg("--data")
+        .arg(&data)
+        .args([
+            "users",
+            "add",
+            "anna",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{ADMIN_PW}").unwrap();
+    assert!(child.wait().unwrap().success());
+    let action = format!("/tickets/{code}/action");
+    let annul = "action=annul&text=Oggetto+errato&act=Determina+5%2F2026&confirm=yes";
+    let (status, _, _) = post(addr, &action, &clerk, &format!("csrf={clerk_csrf}&{annul}"));
+    assert_eq!(status, 403, "only an admin annuls");
+    let (admin, csrf) = login_raw(addr, "anna", ADMIN_PW);
+    let (_, _, page) = get(addr, &format!("/tickets/{code}"), &admin);
+    assert!(page.contains("value=\"annul\""), "the admin sees the form");
+    let unconfirmed = "action=annul&text=Oggetto+errato&act=";
+    let (status, _, _) = post(addr, &action, &admin, &format!("csrf={csrf}&{unconfirmed}"));
+    assert_eq!(status, 400, "not without the confirmation");
+    let (status, _, _) = post(addr, &action, &admin, &format!("csrf={csrf}&{annul}"));
+    assert_eq!(status, 303);
+    let (_, _, page) = get(addr, &format!("/tickets/{code}"), &clerk);
+    assert!(
+        page.contains("Registrazione annullata") && page.contains("Determina 5/2026"),
+        "{page}"
+    );
+    let t = &ok(&data, &["tickets", "show", &code, "--json"]).json_lines()[0];
+    assert_eq!(t["annulled"]["by"], "anna");
+    assert_eq!(t["annulled"]["reason"], "Oggetto errato");
+}

@@ -182,6 +182,19 @@ pub(super) fn render_ticket(t: &Ticket) -> String {
             ));
         }
     }
+    if let Some(a) = &t.annulled {
+        s.push_str(&format!(
+            "\nANNULLED {} by {}: {}{}\n",
+            a.at,
+            a.by,
+            a.reason,
+            if a.act.is_empty() {
+                String::new()
+            } else {
+                format!(" (act: {})", a.act)
+            }
+        ));
+    }
     if let Some(summary) = &t.summary {
         s.push_str("\nsummary\n");
         for l in summary.lines() {

@@ -26,6 +26,11 @@ pub enum Happened {
         to: String,
         message_id: String,
     },
+    /// The registration is annulled (it stays, marked, with its number).
+    Annulled {
+        reason: String,
+        act: String,
+    },
     AckUncertain {
         to: String,
         reason: String,
@@ -135,6 +140,7 @@ impl Happened {
             Happened::AckQueued { .. } => EventKind::AckQueued,
             Happened::AckSent { .. } => EventKind::AckSent,
             Happened::AckUncertain { .. } => EventKind::AckUncertain,
+            Happened::Annulled { .. } => EventKind::Annulled,
             Happened::Classified { .. } => EventKind::Classified,
             Happened::Created { .. } => EventKind::Created,
             Happened::DuplicateMerged { .. } => EventKind::DuplicateMerged,
@@ -189,6 +195,10 @@ mod tests {
             Happened::AckSent {
                 to: s(),
                 message_id: s(),
+            },
+            Happened::Annulled {
+                reason: s(),
+                act: s(),
             },
             Happened::AckUncertain {
                 to: s(),

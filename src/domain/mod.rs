@@ -24,6 +24,7 @@ pub enum EventKind {
     AckQueued,
     AckSent,
     AckUncertain,
+    Annulled,
     Classified,
     Created,
     DuplicateMerged,
@@ -48,12 +49,13 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 26] = [
+    pub const ALL: [EventKind; 27] = [
         EventKind::AckFailed,
         EventKind::AckNotSent,
         EventKind::AckQueued,
         EventKind::AckSent,
         EventKind::AckUncertain,
+        EventKind::Annulled,
         EventKind::Classified,
         EventKind::Created,
         EventKind::DuplicateMerged,
@@ -85,6 +87,7 @@ impl EventKind {
             EventKind::AckQueued => "ack_queued",
             EventKind::AckSent => "ack_sent",
             EventKind::AckUncertain => "ack_uncertain",
+            EventKind::Annulled => "annulled",
             EventKind::Classified => "classified",
             EventKind::Created => "created",
             EventKind::DuplicateMerged => "duplicate_merged",

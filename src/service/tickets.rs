@@ -97,6 +97,34 @@ pub fn summarize(
     Ok(store.set_summary(code, &summary, actor)?)
 }
 
+/// Annuls a registration, with the reason and the act that authorised it; with
+/// `replaced_by`, the registration made again with the right values is linked to it.
+pub fn annul(
+    store: &mut impl Register,
+    code: &str,
+    reason: &str,
+    act: Option<&str>,
+    replaced_by: Option<&str>,
+    actor: &str,
+) -> Result<(), ActionError> {
+    let reason = text(reason, "reason")?;
+    // The authorising act, when the office names one (a decree, a note's protocol number).
+    let act = match act.map(str::trim).filter(|a| !a.is_empty()) {
+        Some(a) => line(a, "act")?,
+        None => String::new(),
+    };
+    if let Some(other) = replaced_by {
+        // Checked before anything is written: an annulment cannot be undone.
+        store.ticket(other)?;
+    }
+    store.annul(code, &reason, &act, actor)?;
+    if let Some(other) = replaced_by {
+        store.set_link(code, other, true, actor)?;
+        store.add_note(code, &format!("registrata di nuovo come {other}"), actor)?;
+    }
+    Ok(())
+}
+
 /// Closes `code` as a duplicate of `of`, joining their dossiers.
 pub fn mark_duplicate(
     store: &mut impl Register,

@@ -366,6 +366,38 @@ pub fn closing_tells_the_citizen_once(store: &mut impl Register) {
     assert!(history.iter().any(|e| e.kind() == "notice_queued"));
 }
 
+/// An annulled registration stays, marked, with its number; the number is never given again,
+/// and annulling twice is refused.
+pub fn an_annulled_registration_keeps_its_number(store: &mut impl Register) {
+    let first = store
+        .file(&ticket(0, "a@x.it", "pratica A"), "URP")
+        .unwrap();
+    let code = first.code().to_string();
+    store
+        .annul(&code, "oggetto errato", "decreto 12/2026", "admin")
+        .unwrap();
+    let t = store.ticket(&code).unwrap();
+    let a = t.annulled.expect("marked annulled");
+    assert_eq!(
+        (a.reason.as_str(), a.act.as_str(), a.by.as_str()),
+        ("oggetto errato", "decreto 12/2026", "admin")
+    );
+    assert_eq!(t.subject, "t0", "its original values are kept");
+    assert!(t.events.iter().any(|e| e.kind() == "annulled"));
+    assert!(store.annul(&code, "di nuovo", "", "admin").is_err());
+    let again = store
+        .file(&ticket(1, "a@x.it", "pratica A"), "URP")
+        .unwrap();
+    let (Filed::Created { protocol: p1, .. }, Filed::Created { protocol: p2, .. }) = (first, again)
+    else {
+        panic!("both filed as new");
+    };
+    assert!(
+        p2 > p1,
+        "{p1} then {p2}: the annulled number is not given again"
+    );
+}
+
 /// Accounts keep their role; a session is found by its token until it ends.
 pub fn sessions_live_until_they_end(store: &mut impl Register) {
     use super::web::Role;
@@ -408,5 +440,6 @@ on_every_backend!(
     search_forgives_accents_and_word_endings,
     an_outbox_message_is_claimed_once,
     closing_tells_the_citizen_once,
+    an_annulled_registration_keeps_its_number,
     sessions_live_until_they_end,
 );

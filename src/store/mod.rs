@@ -380,6 +380,11 @@ pub trait Tickets {
     /// `routed`, which the statistics count.
     fn route(&mut self, code_input: &str, office: &str, actor: &str) -> Result<bool>;
 
+    /// Annuls a registration (DPR 445/2000 art. 54): it stays, with its number, which is
+    /// never given again, marked with when, by whom, why and under which act; its history
+    /// says so. Annulling twice is refused.
+    fn annul(&mut self, code_input: &str, reason: &str, act: &str, actor: &str) -> Result<()>;
+
     /// Marks `code` as a duplicate of `of`: it is closed, points to `of`, both histories say
     /// so, and a clerk-confirmed link joins their dossiers.
     fn mark_duplicate(&mut self, code_input: &str, of_input: &str, actor: &str) -> Result<()>;

@@ -9,7 +9,7 @@ use crate::ocr::pages::PageImageError;
 use crate::pipeline::Registration;
 use crate::service::{tickets, topics};
 use crate::store::prelude::*;
-use crate::store::web::QueueCounts;
+use crate::store::web::{QueueCounts, Role};
 use crate::store::{TicketFilter, TicketSummary};
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::header;
@@ -235,6 +235,12 @@ pub async fn ticket(
     let content = html! {
         @if let Some(d) = done { p class="notice" role="status" { (t(match d { "reply" => "done_reply", _ => "done" })) } }
         h1 { span class="code" { (ticket.code) } " " (if ticket.subject.is_empty() { "—" } else { &ticket.subject }) }
+        @if let Some(a) = &ticket.annulled {
+            p class="annulled" role="note" {
+                strong { (t("annulled_banner")) } " " (when(&a.at)) " — " (a.by) ": " (a.reason)
+                @if !a.act.is_empty() { " (" (t("annul_act")) ": " (a.act) ")" }
+            }
+        }
         @if ticket.needs_attention {
             p class="attention" role="note" { strong { (t("needs_attention")) ": " } (ticket.attention_reason.as_deref().unwrap_or("")) }
         }
@@ -425,6 +431,19 @@ fn actions(
                 input id="of" name="of" placeholder="URP-7K3M-9QXD" required;
                 button type="submit" { (t("mark_duplicate")) }
             }
+            @if auth.session.user.role == Role::Admin && tk.annulled.is_none() {
+                form method="post" action=(action) class="wide annul" {
+                    (hidden("annul"))
+                    h3 { (t("annul_title")) }
+                    p class="hint" { (t("annul_hint")) }
+                    label for="annul-reason" { (t("annul_reason")) }
+                    textarea id="annul-reason" name="text" rows="2" required {}
+                    label for="annul-act" { (t("annul_act")) }
+                    input id="annul-act" name="act";
+                    p { input id="annul-confirm" name="confirm" type="checkbox" value="yes" required; " " label for="annul-confirm" { (t("annul_confirm")) } }
+                    button type="submit" { (t("annul_button")) }
+                }
+            }
             @if tk.channel == Channel::Phone || tk.summary.is_some() {
                 form method="post" action=(action) class="wide" {
                     (hidden("summary"))
@@ -504,6 +523,9 @@ pub struct ActionForm {
     text: Option<String>,
     subject: Option<String>,
     of: Option<String>,
+    /// Annulment: the authorising act, and the admin's explicit confirmation.
+    act: Option<String>,
+    confirm: Option<String>,
     /// Where to go back to (the queue, for one-click triage).
     back: Option<String>,
 }
@@ -567,6 +589,26 @@ pub async fn action(
             let of = f.of.unwrap_or_default();
             app.with_store(move |s| Ok(tickets::mark_duplicate(s, &target, &of, &actor)?))
                 .await?;
+        }
+        "annul" => {
+            auth.require(Role::Admin)?;
+            if f.confirm.as_deref() != Some("yes") {
+                return Err(WebError::BadRequest(
+                    "l'annullamento va confermato / the annulment must be confirmed".into(),
+                ));
+            }
+            let (reason, act) = (f.text.unwrap_or_default(), f.act.unwrap_or_default());
+            app.with_store(move |s| {
+                Ok(tickets::annul(
+                    s,
+                    &target,
+                    &reason,
+                    Some(&act),
+                    None,
+                    &actor,
+                )?)
+            })
+            .await?;
         }
         "summary" => {
             let text = f.text.unwrap_or_default();

@@ -62,6 +62,21 @@ pub enum TicketsCommand {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Annul a registration (it stays, marked, with its number): the way to correct one
+    Annul {
+        code: String,
+        #[arg(long)]
+        reason: String,
+        /// Who annuls it
+        #[arg(long)]
+        by: Option<String>,
+        /// The act that authorised it (a decree, a note's protocol number)
+        #[arg(long)]
+        act: Option<String>,
+        /// The registration made again with the right values: linked to this one
+        #[arg(long)]
+        replaced_by: Option<String>,
+    },
     /// Hand a ticket to an office
     Route {
         code: String,
@@ -133,6 +148,23 @@ pub fn exec(
         TicketsCommand::Summary { code, text, by } => {
             tickets::summarize(&mut store, &code, &text, &actor(by))?;
             out.line("summary saved")?;
+        }
+        TicketsCommand::Annul {
+            code,
+            reason,
+            by,
+            act,
+            replaced_by,
+        } => {
+            tickets::annul(
+                &mut store,
+                &code,
+                &reason,
+                act.as_deref(),
+                replaced_by.as_deref(),
+                &actor(by),
+            )?;
+            out.line(&format!("{} annulled", code.to_uppercase()))?;
         }
         TicketsCommand::Route { code, office, by } => {
             let moved = tickets::route(&mut store, &code, &office, &actor(by))?;

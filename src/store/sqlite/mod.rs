@@ -474,6 +474,15 @@ mod tests {
                 "{sql}: {err}"
             );
         }
+        // An annulment is written once too: it cannot be undone or rewritten.
+        store.annul(&code, "oggetto errato", "", "admin").unwrap();
+        for sql in [
+            "UPDATE tickets SET annulled_at = NULL",
+            "UPDATE tickets SET annul_reason = 'altro'",
+        ] {
+            let err = store.conn.execute(sql, []).unwrap_err().to_string();
+            assert!(err.contains("annulment is written once"), "{sql}: {err}");
+        }
         // What a clerk changes still changes.
         assert!(store.route(&code, "Servizio gas", "anna").unwrap());
         assert!(store.set_status(&code, Status::Closed, "anna").unwrap());

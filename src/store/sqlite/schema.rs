@@ -243,6 +243,18 @@ CREATE TABLE api_tokens (
     revoked_at TEXT
 );
 "#,
+    // Annulment instead of editing (DPR 445/2000 art. 54): the registration stays, marked
+    // annulled with when, by whom, why and under which act; once written, never changed.
+    r#"
+ALTER TABLE tickets ADD COLUMN annulled_at TEXT;
+ALTER TABLE tickets ADD COLUMN annulled_by TEXT;
+ALTER TABLE tickets ADD COLUMN annul_reason TEXT;
+ALTER TABLE tickets ADD COLUMN annul_act TEXT;
+CREATE TRIGGER tickets_annulment_written_once
+BEFORE UPDATE OF annulled_at, annulled_by, annul_reason, annul_act ON tickets
+WHEN OLD.annulled_at IS NOT NULL
+BEGIN SELECT RAISE(ABORT, 'an annulment is written once'); END;
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -84,7 +84,8 @@ impl Store {
             "SELECT code, protocol_year, protocol_number, channel, received_at, registered_at, sender_name,
                     sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence, topic_reason,
                     status, office, needs_attention, attention_reason, parent_code, secondary_topics,
-                    topic_reviewed, topic_guesses, summary
+                    topic_reviewed, topic_guesses, summary, annulled_at, annulled_by, annul_reason,
+                    annul_act
              FROM tickets WHERE id = ?1",
             [id],
             |r| {
@@ -112,6 +113,15 @@ impl Store {
                         attention_reason: r.get(18)?,
                         parent: r.get(19)?,
                         summary: r.get(23)?,
+                        annulled: match r.get::<_, Option<String>>(24)? {
+                            Some(at) => Some(crate::model::Annulment {
+                                at,
+                                by: r.get::<_, Option<String>>(25)?.unwrap_or_default(),
+                                reason: r.get::<_, Option<String>>(26)?.unwrap_or_default(),
+                                act: r.get::<_, Option<String>>(27)?.unwrap_or_default(),
+                            }),
+                            None => None,
+                        },
                         documents: Vec::new(),
                         events: Vec::new(),
                         entities: Vec::new(),
@@ -373,6 +383,29 @@ impl Tickets for Store {
         insert_event(&tx, id, &now_rfc3339(), actor, &routed)?;
         tx.commit()?;
         Ok(true)
+    }
+
+    fn annul(&mut self, code_input: &str, reason: &str, act: &str, actor: &str) -> Result<()> {
+        let (id, code) = self.ticket_id(code_input)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_rfc3339();
+        let n = tx.execute(
+            "UPDATE tickets SET annulled_at = ?1, annulled_by = ?2, annul_reason = ?3, annul_act = ?4
+             WHERE id = ?5 AND annulled_at IS NULL",
+            params![now, actor, reason, act, id],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(format!("{code} is annulled already")));
+        }
+        let annulled = Happened::Annulled {
+            reason: reason.into(),
+            act: act.into(),
+        };
+        insert_event(&tx, id, &now, actor, &annulled)?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn mark_duplicate(&mut self, code_input: &str, of_input: &str, actor: &str) -> Result<()> {
