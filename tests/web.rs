@@ -275,16 +275,7 @@ fn fixture() -> Fixture {
         ("mario", "clerk", CLERK_PW),
         ("lucia", "archivist", ARCHIVIST_PW),
     ] {
-        let mut child = Command::new(bin())
-            .arg("--data")
-            .arg(&data)
-            .args(["users", "add", user, "--role", role, "--password-stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        writeln!(child.stdin.take().unwrap(), "{pw}").unwrap();
-        assert!(child.wait().unwrap().success(), "users add {user}");
+        add_user(&data, user, role, pw);
     }
     Fixture {
         _dir: dir,
@@ -1036,23 +1027,7 @@ fn one_ticket_served(
     args.push(file);
     let lines = ok(&data, &args).json_lines();
     let code = lines[0]["ticket"]["code"].as_str().unwrap().to_string();
-    let mut child = Command::new(bin())
-        .arg("--data")
-        .arg(&data)
-        .args([
-            "users",
-            "add",
-            "mario",
-            "--role",
-            "clerk",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{CLERK_PW}").unwrap();
-    assert!(child.wait().unwrap().success());
+    add_user(&data, "mario", "clerk", CLERK_PW);
     let (server, addr) = serve(&data, &pipeline);
     let (cookie, csrf) = login_raw(addr, "mario", CLERK_PW);
     (server, addr, cookie, csrf, code)
@@ -1110,23 +1085,7 @@ fn guessing_a_password_is_slowed_and_an_admin_sees_and_releases_the_account() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, addr, _, _, _) =
         one_ticket_served(dir.path(), "fixtures/mail/orari-ufficio.eml", &[]);
-    let mut child = Command::new(bin())
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .args([
-            "users",
-            "add",
-            "anna",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{ADMIN_PW}").unwrap();
-    assert!(child.wait().unwrap().success());
+    add_user(&dir.path().join("data"), "anna", "admin", ADMIN_PW);
     // 25 wrong passwords in a row: after the first few, none is even checked.
     let statuses: Vec<u16> = (0..25)
         .map(|i| try_login(addr, "mario", &format!("guess{i}")).0)
@@ -1797,23 +1756,7 @@ fn an_admin_annuls_a_registration_after_confirming_and_a_clerk_cannot() {
     let (_server, addr, clerk, clerk_csrf, code) =
         one_ticket_served(dir.path(), "fixtures/mail/orari-ufficio.eml", &[]);
     let data = dir.path().join("data");
-    let mut child = Command::new(bin())
-        .arg("--data")
-        .arg(&data)
-        .args([
-            "users",
-            "add",
-            "anna",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{ADMIN_PW}").unwrap();
-    assert!(child.wait().unwrap().success());
+    add_user(&data, "anna", "admin", ADMIN_PW);
     let action = format!("/tickets/{code}/action");
     let annul = "action=annul&text=Oggetto+errato&act=Determina+5%2F2026&confirm=yes";
     let (status, _, _) = post(addr, &action, &clerk, &format!("csrf={clerk_csrf}&{annul}"));
@@ -1834,4 +1777,18 @@ fn an_admin_annuls_a_registration_after_confirming_and_a_clerk_cannot() {
     let t = &ok(&data, &["tickets", "show", &code, "--json"]).json_lines()[0];
     assert_eq!(t["annulled"]["by"], "anna");
     assert_eq!(t["annulled"]["reason"], "Oggetto errato");
+}
+
+/// An account made with `sportello users add`, its password on standard input.
+fn add_user(data: &Path, name: &str, role: &str, password: &str) {
+    let mut child = Command::new(bin())
+        .arg("--data")
+        .arg(data)
+        .args(["users", "add", name, "--role", role, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(child.wait().unwrap().success());
 }
