@@ -196,13 +196,13 @@ mod tests {
                 to: s(),
                 message_id: s(),
             },
-            Happened::Annulled {
-                reason: s(),
-                act: s(),
-            },
             Happened::AckUncertain {
                 to: s(),
                 reason: s(),
+            },
+            Happened::Annulled {
+                reason: s(),
+                act: s(),
             },
             Happened::Classified {
                 topic: s(),
