@@ -126,6 +126,8 @@ pub struct ImapSourceConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SpoolSourceConfig {
+    /// Default: the source's kind (`sms`, `voicemail`).
+    #[serde(default)]
     pub name: String,
     /// gammu-smsd's `inboxpath`; the voicemail box's `INBOX` folder.
     pub path: PathBuf,
@@ -576,6 +578,13 @@ impl Pipeline {
             let Some(mut source) = cx.element::<SourceConfig>("source", element) else {
                 continue;
             };
+            // A modem's or a voicemail box's source is usually the only one of its kind: its
+            // kind names it unless the file does.
+            match &mut source {
+                SourceConfig::Sms(s) if s.name.is_empty() => s.name = "sms".into(),
+                SourceConfig::Voicemail(s) if s.name.is_empty() => s.name = "voicemail".into(),
+                _ => {}
+            }
             if !names.insert(source.name().to_string()) {
                 cx.at(
                     element.span(),
@@ -924,6 +933,26 @@ mod tests {
 
     fn parse(text: &str) -> Result<Pipeline, ConfigError> {
         Pipeline::parse(Path::new("/etc/sportello/p.toml"), text)
+    }
+
+    #[test]
+    fn a_modem_and_a_voicemail_box_need_only_their_folder() {
+        let p = parse(
+            "[[sources]]\nkind = \"sms\"\npath = \"gammu/inbox\"\n\n\
+             [[sources]]\nkind = \"voicemail\"\npath = \"/var/spool/asterisk/voicemail/default/800/INBOX\"\n\n\
+             [[sinks]]\nkind = \"sms\"\noutbox = \"gammu/outbox\"\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = p.sources.iter().map(SourceConfig::name).collect();
+        assert_eq!(names, ["sms", "voicemail"]);
+        let SourceConfig::Sms(sms) = &p.sources[0] else {
+            panic!("an sms source")
+        };
+        assert_eq!(sms.path, Path::new("/etc/sportello/gammu/inbox"));
+        let SinkConfig::Sms(sink) = &p.sinks[0] else {
+            panic!("an sms sink")
+        };
+        assert_eq!(sink.outbox, Path::new("/etc/sportello/gammu/outbox"));
     }
 
     #[test]
