@@ -1700,8 +1700,8 @@ fn the_citizens_form_refuses_bad_input_with_reasons_and_keeps_what_was_typed() {
     );
     let (status, page) = post_bytes(addr, "/richiesta", &cookie, &ct, &body);
     assert_eq!(status, 422, "{}", &page[..page.len().min(3000)]);
-    assert!(page.contains("lettera.pdf: not a PDF"), "{page}");
-    assert!(page.contains("grande.pdf: more than 10 MB"), "{page}");
+    assert!(page.contains("lettera.pdf: non è un file PDF"), "{page}");
+    assert!(page.contains("grande.pdf: più di 10 MB"), "{page}");
     // A whole form over the limit is cut off while it streams in, and refused.
     let (ct, body) = multipart(&with_privacy, &[("enorme.pdf", &vec![0u8; 60 << 20])]);
     let (status, _) = post_bytes(addr, "/richiesta", &cookie, &ct, &body);

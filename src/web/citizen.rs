@@ -121,6 +121,15 @@ pub async fn form(
 /// A field's problem, shown beside it.
 type Problems = [api::FieldError];
 
+/// A problem in the page's language: the checks speak English (the API's problems do); a
+/// file's problem keeps its name in front.
+fn shown(lang: Lang, message: &str) -> String {
+    match message.rsplit_once(": ") {
+        Some((file, what)) => format!("{file}: {}", i18n::t(lang, what)),
+        None => i18n::t(lang, message).to_string(),
+    }
+}
+
 fn form_page(
     app: &App,
     lang: Lang,
@@ -133,7 +142,7 @@ fn form_page(
     let problem = |field: &str| problems.iter().find(|p| p.field == field);
     let described = |field: &str| problem(field).map(|_| format!("err-{field}"));
     let err = |field: &str| -> Markup {
-        html! { @if let Some(p) = problem(field) { p class="field-error" id=(format!("err-{field}")) { (t("error")) ": " (p.message) } } }
+        html! { @if let Some(p) = problem(field) { p class="field-error" id=(format!("err-{field}")) { (t("error")) ": " (shown(lang, &p.message)) } } }
     };
     let topics = topic_choices(app);
     let content = html! {
@@ -143,7 +152,7 @@ fn form_page(
         @if !problems.is_empty() {
             div class="error-summary" role="alert" {
                 h2 { (t("request_fix")) }
-                ul { @for p in problems { li { a href=(format!("#{}", p.field)) { (i18n::t(lang, &format!("f_{}", p.field))) ": " (p.message) } } } }
+                ul { @for p in problems { li { a href=(format!("#{}", p.field)) { (i18n::t(lang, &format!("f_{}", p.field))) ": " (shown(lang, &p.message)) } } } }
             }
         }
         form method="post" action="/richiesta" enctype="multipart/form-data" class="citizen" novalidate {
