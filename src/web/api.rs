@@ -150,6 +150,57 @@ pub struct NewRequest {
     pub privacy_accepted: Option<bool>,
 }
 
+impl NewRequest {
+    /// The same fields sent as a form (the web form, the API's multipart): empty ones are
+    /// missing; the privacy box is ticked by `true`, `yes` or `on`.
+    pub(crate) fn from_form(fields: &std::collections::HashMap<String, String>) -> NewRequest {
+        let get = |k: &str| {
+            fields
+                .get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        NewRequest {
+            name: get("name"),
+            surname: get("surname"),
+            email: get("email"),
+            phone: get("phone"),
+            topic: get("topic"),
+            subject: get("subject"),
+            text: get("text"),
+            privacy_accepted: Some(matches!(
+                get("privacy_accepted").as_deref(),
+                Some("true" | "yes" | "on")
+            )),
+        }
+    }
+}
+
+/// A checked request as the register takes it: channel `webform`, the citizen's topic (by
+/// its label) kept with the text as a hint, `clerk` naming the way it came.
+pub(crate) fn registration(
+    checked: Checked,
+    rules: Option<&crate::classify::rules::Rules>,
+    clerk: &str,
+    files: Vec<(String, Vec<u8>)>,
+) -> Registration {
+    let mut body = checked.text;
+    if let Some(t) = &checked.topic {
+        let label = rules
+            .and_then(|r| r.topics.get(t))
+            .map_or(t.as_str(), |d| d.label.as_str());
+        body = format!("{body}\n\n[Argomento indicato dal cittadino: {label}]");
+    }
+    Registration {
+        channel: Channel::Webform,
+        sender: checked.sender,
+        subject: checked.subject,
+        body,
+        clerk: clerk.into(),
+        files,
+    }
+}
+
 /// What a valid request becomes.
 #[derive(Debug, PartialEq)]
 pub struct Checked {
@@ -325,26 +376,7 @@ pub async fn create(
                 .await
                 .map_err(|e| Problem::new(e.status(), "Request not read", e.body_text()))?;
             let (fields, files, problems) = super::citizen::read_form(form).await?;
-            let get = |k: &str| {
-                fields
-                    .get(k)
-                    .map(|v| v.trim().to_string())
-                    .filter(|v| !v.is_empty())
-            };
-            let request = NewRequest {
-                name: get("name"),
-                surname: get("surname"),
-                email: get("email"),
-                phone: get("phone"),
-                topic: get("topic"),
-                subject: get("subject"),
-                text: get("text"),
-                privacy_accepted: Some(matches!(
-                    get("privacy_accepted").as_deref(),
-                    Some("true" | "yes" | "on")
-                )),
-            };
-            (request, files, problems)
+            (NewRequest::from_form(&fields), files, problems)
         }
         _ => {
             return Err(Problem::new(
@@ -375,22 +407,7 @@ pub async fn create(
             return Err(invalid(errors));
         }
     };
-    let mut body = checked.text.clone();
-    if let Some(t) = &checked.topic {
-        let label = rules
-            .as_ref()
-            .and_then(|r| r.topics.get(t))
-            .map_or(t.as_str(), |d| d.label.as_str());
-        body = format!("{body}\n\n[Argomento indicato dal cittadino: {label}]");
-    }
-    let reg = Registration {
-        channel: Channel::Webform,
-        sender: checked.sender,
-        subject: checked.subject,
-        body,
-        clerk: "api".into(),
-        files,
-    };
+    let reg = registration(checked, rules.as_deref(), "api", files);
     let code = app.file_registration(reg, "api".into()).await?;
     let filed = code.clone();
     let (protocol, received_at) = app

@@ -13,8 +13,6 @@
 
 use super::{api, cookie, i18n, page, App, ClientAddr, Language, WebError};
 use crate::extract::{self, FileType};
-use crate::model::Channel;
-use crate::pipeline::Registration;
 use crate::store::prelude::*;
 use axum::extract::{Form, Multipart, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -46,6 +44,30 @@ struct Draft {
     text: String,
     /// Attachment names, in order; their bytes are `f0`, `f1`… beside the draft.
     files: Vec<String>,
+}
+
+impl Draft {
+    /// Its fields as the form sent them.
+    fn fields(&self) -> std::collections::HashMap<String, String> {
+        [
+            ("name", &self.name),
+            ("surname", &self.surname),
+            ("email", &self.email),
+            ("phone", &self.phone),
+            ("topic", &self.topic),
+            ("subject", &self.subject),
+            ("text", &self.text),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+    }
+}
+
+/// A request checked against the rules' topics, as the API checks it.
+fn checked(app: &App, request: api::NewRequest) -> Result<api::Checked, Vec<api::FieldError>> {
+    let keys: Vec<String> = topic_choices(app).into_iter().map(|(k, _)| k).collect();
+    api::check(request, (!keys.is_empty()).then_some(keys.as_slice()))
 }
 
 fn drafts_dir(app: &App) -> PathBuf {
@@ -332,20 +354,7 @@ pub async fn submit(
         text: get("text"),
         files: files.iter().map(|(n, _)| n.clone()).collect(),
     };
-    let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
-    let request = api::NewRequest {
-        name: opt(&d.name),
-        surname: opt(&d.surname),
-        email: opt(&d.email),
-        phone: opt(&d.phone),
-        topic: opt(&d.topic),
-        subject: opt(&d.subject),
-        text: opt(&d.text),
-        privacy_accepted: Some(get("privacy_accepted") == "yes"),
-    };
-    let keys: Vec<String> = topic_choices(&app).into_iter().map(|(k, _)| k).collect();
-    let known = (!keys.is_empty()).then_some(keys.as_slice());
-    if let Err(mut errors) = api::check(request, known) {
+    if let Err(mut errors) = checked(&app, api::NewRequest::from_form(&fields)) {
         errors.append(&mut problems);
         problems = errors;
     }
@@ -441,24 +450,17 @@ pub async fn confirm(
     }
     // Taken once: a second click on "confirm" finds no draft.
     std::fs::remove_dir_all(&dir).map_err(|e| WebError::Internal(e.to_string()))?;
-    let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
-    let mut body = d.text.clone();
-    if let Some((_, label)) = topic_choices(&app).into_iter().find(|(k, _)| *k == d.topic) {
-        body = format!("{body}\n\n[Argomento indicato dal cittadino: {label}]");
-    }
-    let reg = Registration {
-        channel: Channel::Webform,
-        sender: crate::model::Sender {
-            name: Some(format!("{} {}", d.name, d.surname)),
-            email: opt(&d.email),
-            phone: opt(&d.phone).and_then(|p| crate::entities::normalize_phone(&p)),
-            fax: None,
-        },
-        subject: d.subject,
-        body,
-        clerk: "modulo web".into(),
-        files,
+    // Checked again as when it was sent, so the register takes what the check made of the
+    // words (the name, the number in E.164); an admin may have dropped a topic meanwhile,
+    // which only loses the hint.
+    let request = api::NewRequest {
+        privacy_accepted: Some(true),
+        ..api::NewRequest::from_form(&d.fields())
     };
+    let ok = api::check(request, None)
+        .map_err(|_| WebError::BadRequest("the draft no longer checks: start again".into()))?;
+    let rules = app.rules_if_classifying()?;
+    let reg = api::registration(ok, rules.as_deref(), "modulo web", files);
     let code = app.file_registration(reg, "modulo web".into()).await?;
     Ok(Redirect::to(&format!("/richiesta/ricevuta?codice={code}")).into_response())
 }
