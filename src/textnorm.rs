@@ -106,35 +106,289 @@ pub type FnvBuild = std::hash::BuildHasherDefault<FnvHasher>;
 
 /// The stem of one folded word. Digits and very short words are kept as they are.
 pub fn stem(folded_word: &str) -> String {
+    word_of_folded(folded_word).0.to_string()
+}
+
+fn stem_uncached(folded_word: &str) -> String {
     if folded_word.len() < 3 || folded_word.bytes().any(|b| b.is_ascii_digit()) {
         return folded_word.to_string();
     }
-    // A language's working vocabulary is small: remembering stems makes stemming a lookup.
-    thread_local! {
-        static CACHE: std::cell::RefCell<std::collections::HashMap<String, String, FnvBuild>> = Default::default();
-    }
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some(s) = cache.get(folded_word) {
+    stemmer().stem(folded_word).into_owned()
+}
+
+/// Italian (and a few English) words that say nothing about the topic.
+pub const STOP_WORDS: &[&str] = &[
+    "a",
+    "ad",
+    "al",
+    "alla",
+    "alle",
+    "allo",
+    "ai",
+    "agli",
+    "anche",
+    "ancora",
+    "che",
+    "chi",
+    "ci",
+    "come",
+    "con",
+    "da",
+    "dal",
+    "dalla",
+    "dai",
+    "dei",
+    "del",
+    "della",
+    "delle",
+    "dello",
+    "degli",
+    "di",
+    "e",
+    "ed",
+    "gli",
+    "ha",
+    "hanno",
+    "ho",
+    "i",
+    "il",
+    "in",
+    "io",
+    "la",
+    "le",
+    "lo",
+    "l",
+    "ma",
+    "mi",
+    "mio",
+    "mia",
+    "miei",
+    "mie",
+    "ne",
+    "nei",
+    "nel",
+    "nella",
+    "nelle",
+    "non",
+    "o",
+    "per",
+    "piu",
+    "poi",
+    "quando",
+    "questo",
+    "questa",
+    "se",
+    "si",
+    "sia",
+    "sono",
+    "su",
+    "sul",
+    "sulla",
+    "tra",
+    "fra",
+    "un",
+    "una",
+    "uno",
+    "vi",
+    "voi",
+    "noi",
+    "siamo",
+    "sua",
+    "suo",
+    "loro",
+    "gia",
+    "cosi",
+    "essere",
+    "stato",
+    "stata",
+    "the",
+    "and",
+    "of",
+    "to",
+    "is",
+    "my",
+    "for",
+    "it",
+    "on",
+    "that",
+    "this",
+    "be",
+    "buongiorno",
+    "salve",
+    "saluti",
+    "distinti",
+    "cordiali",
+    "grazie",
+    "gentile",
+    "egregi",
+    "spett",
+    "le",
+    "sig",
+    "sottoscritto",
+    "sottoscritta",
+    "re",
+    "r",
+    "fw",
+    "fwd",
+    "tel",
+    "cell",
+    "n",
+    "nr",
+    "via",
+    "dell",
+    "all",
+    "nell",
+    "sull",
+    "dall",
+    "quell",
+    "our",
+    "we",
+    "you",
+    "your",
+    "thank",
+    "thanks",
+    "me",
+    "have",
+    "has",
+    "are",
+    "was",
+    "would",
+    "please",
+    "hello",
+    "dear",
+    "with",
+    "from",
+    "at",
+    "in",
+    "an",
+    "a",
+    "as",
+    "by",
+    "or",
+    "not",
+    "no",
+];
+
+/// Whether a folded word is a stop word.
+pub fn is_stop(word: &str) -> bool {
+    static STOP: OnceLock<std::collections::HashSet<&'static str>> = OnceLock::new();
+    STOP.get_or_init(|| STOP_WORDS.iter().copied().collect())
+        .contains(word)
+}
+
+/// A stem shared by every occurrence of its word: cloning one is a reference-count bump.
+pub type Stem = std::rc::Rc<str>;
+
+/// A word of a text as the index and the classifier read it.
+#[derive(Debug, Clone)]
+pub struct Word {
+    /// Byte offset in the text where the word starts.
+    pub start: usize,
+    /// [`stem`] of the folded word.
+    pub stem: Stem,
+    /// Whether the word says something about the text: not a stop word, a single letter or
+    /// a number (the classifier reads only these; the index keeps every word).
+    pub meaningful: bool,
+}
+
+/// Texts up to this size are remembered (the last [`RECENT_TEXTS`] of them, per thread):
+/// a request's subject and body are read by the classifier and then by the search index, and
+/// an email's body is also its first document's text.
+const RECENT_MAX_BYTES: usize = 32 * 1024;
+const RECENT_TEXTS: usize = 4;
+
+thread_local! {
+    /// Folded word → its stem and whether it is meaningful. An office's working vocabulary
+    /// is small: stemming becomes a lookup.
+    static WORD_STEMS: std::cell::RefCell<std::collections::HashMap<String, (Stem, bool), FnvBuild>> =
+        Default::default();
+    static RECENT: std::cell::RefCell<std::collections::VecDeque<(String, std::rc::Rc<Vec<Word>>)>> =
+        Default::default();
+}
+
+fn word_of_folded(folded: &str) -> (Stem, bool) {
+    WORD_STEMS.with(|cache| {
+        if let Some(s) = cache.borrow().get(folded) {
             return s.clone();
         }
+        let meaningful = folded.chars().nth(1).is_some()
+            && !folded.bytes().all(|b| b.is_ascii_digit())
+            && !is_stop(folded);
+        let entry: (Stem, bool) = (stem_uncached(folded).into(), meaningful);
+        let mut cache = cache.borrow_mut();
         if cache.len() >= 200_000 {
             cache.clear();
         }
-        let s = stemmer().stem(folded_word).into_owned();
-        cache.insert(folded_word.to_string(), s.clone());
-        s
+        cache.insert(folded.to_string(), entry.clone());
+        entry
     })
+}
+
+/// The words of `text` (letters and digits, cut at anything else), folded and stemmed, in
+/// order. Words are folded into one reused buffer, so a known word costs no allocation; the
+/// result for a text read moments ago on this thread is reused.
+pub fn words(text: &str) -> std::rc::Rc<Vec<Word>> {
+    let remembered = text.len() <= RECENT_MAX_BYTES;
+    if remembered {
+        let hit = RECENT.with(|r| {
+            r.borrow()
+                .iter()
+                .find(|(t, _)| t.as_str() == text)
+                .map(|(_, w)| w.clone())
+        });
+        if let Some(w) = hit {
+            return w;
+        }
+    }
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    let mut start: Option<usize> = None;
+    let mut flush = |start: usize, buf: &mut String| {
+        let (stem, meaningful) = word_of_folded(buf);
+        out.push(Word {
+            start,
+            stem,
+            meaningful,
+        });
+        buf.clear();
+    };
+    for (i, c) in text.char_indices() {
+        if c.is_alphanumeric() {
+            start.get_or_insert(i);
+            if c.is_ascii() {
+                buf.push(c.to_ascii_lowercase());
+            } else {
+                fold_into(c.encode_utf8(&mut [0u8; 4]), &mut buf);
+            }
+        } else if let Some(s) = start.take() {
+            flush(s, &mut buf);
+        }
+    }
+    if let Some(s) = start {
+        flush(s, &mut buf);
+    }
+    let words: std::rc::Rc<Vec<Word>> = std::rc::Rc::new(out);
+    if remembered {
+        RECENT.with(|r| {
+            let mut r = r.borrow_mut();
+            if r.len() >= RECENT_TEXTS {
+                r.pop_front();
+            }
+            r.push_back((text.to_string(), words.clone()));
+        });
+    }
+    words
 }
 
 /// Folded, stemmed words of `text`, space separated: what the search index stores.
 pub fn stemmed_text(text: &str) -> String {
+    let words = words(text);
     let mut out = String::with_capacity(text.len());
-    for t in tokens(text) {
+    for w in words.iter() {
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(&stem(&t.folded));
+        out.push_str(&w.stem);
     }
     out
 }

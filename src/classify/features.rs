@@ -4,165 +4,7 @@
 
 use std::collections::HashMap;
 
-/// Italian (and a few English) words that say nothing about the topic.
-const STOP_WORDS: &[&str] = &[
-    "a",
-    "ad",
-    "al",
-    "alla",
-    "alle",
-    "allo",
-    "ai",
-    "agli",
-    "anche",
-    "ancora",
-    "che",
-    "chi",
-    "ci",
-    "come",
-    "con",
-    "da",
-    "dal",
-    "dalla",
-    "dai",
-    "dei",
-    "del",
-    "della",
-    "delle",
-    "dello",
-    "degli",
-    "di",
-    "e",
-    "ed",
-    "gli",
-    "ha",
-    "hanno",
-    "ho",
-    "i",
-    "il",
-    "in",
-    "io",
-    "la",
-    "le",
-    "lo",
-    "l",
-    "ma",
-    "mi",
-    "mio",
-    "mia",
-    "miei",
-    "mie",
-    "ne",
-    "nei",
-    "nel",
-    "nella",
-    "nelle",
-    "non",
-    "o",
-    "per",
-    "piu",
-    "poi",
-    "quando",
-    "questo",
-    "questa",
-    "se",
-    "si",
-    "sia",
-    "sono",
-    "su",
-    "sul",
-    "sulla",
-    "tra",
-    "fra",
-    "un",
-    "una",
-    "uno",
-    "vi",
-    "voi",
-    "noi",
-    "siamo",
-    "sua",
-    "suo",
-    "loro",
-    "gia",
-    "cosi",
-    "essere",
-    "stato",
-    "stata",
-    "the",
-    "and",
-    "of",
-    "to",
-    "is",
-    "my",
-    "for",
-    "it",
-    "on",
-    "that",
-    "this",
-    "be",
-    "buongiorno",
-    "salve",
-    "saluti",
-    "distinti",
-    "cordiali",
-    "grazie",
-    "gentile",
-    "egregi",
-    "spett",
-    "le",
-    "sig",
-    "sottoscritto",
-    "sottoscritta",
-    "re",
-    "r",
-    "fw",
-    "fwd",
-    "tel",
-    "cell",
-    "n",
-    "nr",
-    "via",
-    "dell",
-    "all",
-    "nell",
-    "sull",
-    "dall",
-    "quell",
-    "our",
-    "we",
-    "you",
-    "your",
-    "thank",
-    "thanks",
-    "me",
-    "have",
-    "has",
-    "are",
-    "was",
-    "would",
-    "please",
-    "hello",
-    "dear",
-    "with",
-    "from",
-    "at",
-    "in",
-    "an",
-    "a",
-    "as",
-    "by",
-    "or",
-    "not",
-    "no",
-];
-
-fn is_stop(word: &str) -> bool {
-    static STOP: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
-        std::sync::OnceLock::new();
-    STOP.get_or_init(|| STOP_WORDS.iter().copied().collect())
-        .contains(word)
-}
+use crate::textnorm::is_stop;
 
 /// The writer's own text: lines quoted with `>` and everything after an Outlook-style
 /// "original message" separator are the office's earlier words, not the request.
@@ -274,62 +116,17 @@ pub fn stems(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// A stem shared by every occurrence of its word: cloning one is a reference-count bump.
-pub type Stem = std::rc::Rc<str>;
-
-thread_local! {
-    /// Folded word → its stem, or None for words that do not count (stop words, digits,
-    /// single letters). The working vocabulary of an office is small.
-    static WORD_STEMS: std::cell::RefCell<HashMap<String, Option<Stem>, crate::textnorm::FnvBuild>> =
-        Default::default();
-}
-
-fn stem_of_folded(folded: &str) -> Option<Stem> {
-    WORD_STEMS.with(|cache| {
-        if let Some(s) = cache.borrow().get(folded) {
-            return s.clone();
-        }
-        let counts = folded.chars().count() > 1
-            && !folded.chars().all(|c| c.is_ascii_digit())
-            && !is_stop(folded);
-        let stem: Option<Stem> = counts.then(|| crate::textnorm::stem(folded).into());
-        let mut cache = cache.borrow_mut();
-        if cache.len() >= 200_000 {
-            cache.clear();
-        }
-        cache.insert(folded.to_string(), stem.clone());
-        stem
-    })
-}
+pub use crate::textnorm::Stem;
 
 /// Stems of the meaningful words of `text`, each with the byte offset where its word starts.
-/// Words are folded into one reused buffer: a known word costs no allocation.
+/// The words come from [`crate::textnorm::words`]: the search index reads the same text's
+/// words, and a request's text is split and stemmed once for both.
 fn stems_at(text: &str) -> Vec<(usize, Stem)> {
-    let mut out = Vec::new();
-    let mut buf = String::new();
-    let mut start: Option<usize> = None;
-    let flush = |start: usize, buf: &mut String, out: &mut Vec<(usize, Stem)>| {
-        if let Some(s) = stem_of_folded(buf) {
-            out.push((start, s));
-        }
-        buf.clear();
-    };
-    for (i, c) in text.char_indices() {
-        if c.is_alphanumeric() {
-            start.get_or_insert(i);
-            if c.is_ascii() {
-                buf.push(c.to_ascii_lowercase());
-            } else {
-                buf.push_str(&crate::textnorm::fold(c.encode_utf8(&mut [0u8; 4])));
-            }
-        } else if let Some(s) = start.take() {
-            flush(s, &mut buf, &mut out);
-        }
-    }
-    if let Some(s) = start {
-        flush(s, &mut buf, &mut out);
-    }
-    out
+    crate::textnorm::words(text)
+        .iter()
+        .filter(|w| w.meaningful)
+        .map(|w| (w.start, w.stem.clone()))
+        .collect()
 }
 
 /// The request's meaningful words, stemmed once for rules and model alike.

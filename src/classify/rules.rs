@@ -219,39 +219,23 @@ impl Rule {
         } else {
             &p.in_all
         };
-        let mut terms = Vec::new();
-        if !self.any.is_empty() {
-            terms.extend(
-                self.any
-                    .iter()
-                    .filter(|t| hay[t.id])
-                    .map(|t| t.written.as_str()),
-            );
-            if terms.is_empty() {
-                return None;
-            }
-        }
-        if !self.and_any.is_empty() {
-            let second: Vec<&str> = self
-                .and_any
-                .iter()
-                .filter(|t| hay[t.id])
-                .map(|t| t.written.as_str())
-                .collect();
-            if second.is_empty() {
-                return None;
-            }
-            terms.extend(second);
-        }
-        for t in &self.all {
-            if !hay[t.id] {
-                return None;
-            }
-            terms.push(t.written.as_str());
-        }
-        if self.none.iter().any(|t| p.in_all[t.id]) {
+        // Most rules do not fire on a request: find that out before collecting anything.
+        let hit = |t: &Term| hay[t.id];
+        if (!self.any.is_empty() && !self.any.iter().any(hit))
+            || (!self.and_any.is_empty() && !self.and_any.iter().any(hit))
+            || !self.all.iter().all(hit)
+            || self.none.iter().any(|t| p.in_all[t.id])
+        {
             return None;
         }
+        let mut terms: Vec<&'a str> = self
+            .any
+            .iter()
+            .chain(&self.and_any)
+            .chain(&self.all)
+            .filter(|t| hit(t))
+            .map(|t| t.written.as_str())
+            .collect();
         if !self.regex.is_empty() {
             let texts: &[&'a str] = if self.in_subject {
                 &[r.subject]
@@ -373,11 +357,27 @@ impl Rules {
         std::fs::read_to_string(path)
     }
 
+    /// The rules in `path`. A command often loads the same file twice (to check whether the
+    /// model needs retraining, then to classify); the last file parsed is remembered with
+    /// its text, so the second load of an unchanged file is a copy (its matcher and regexes
+    /// are shared, not rebuilt).
     pub fn load(path: &Path) -> Result<Rules, ConfigError> {
-        if path == Path::new(SHIPPED_NAME) {
-            return Rules::parse(path, SHIPPED);
+        static LAST: std::sync::Mutex<Option<(PathBuf, String, Rules)>> =
+            std::sync::Mutex::new(None);
+        let text = if path == Path::new(SHIPPED_NAME) {
+            SHIPPED.to_string()
+        } else {
+            crate::config::read_config_file(path)?
+        };
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, t, rules)) = last.as_ref() {
+            if p == path && *t == text {
+                return Ok(rules.clone());
+            }
         }
-        Rules::parse(path, &crate::config::read_config_file(path)?)
+        let rules = Rules::parse(path, &text)?;
+        *last = Some((path.to_path_buf(), text, rules.clone()));
+        Ok(rules)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Rules, ConfigError> {
