@@ -311,22 +311,9 @@ impl Workers {
     }
 
     /// Runs `job`'s stages on `bytes` in a worker; returns the ticket they built.
-    /// `meanwhile` runs on this thread while the worker works (keeping the original: its
-    /// wait for the disk then costs no time).
-    pub fn parse(
-        &self,
-        job: &ParseJob,
-        bytes: &[u8],
-        meanwhile: &mut dyn FnMut(),
-    ) -> Result<NewTicket, WorkerError> {
-        let mut process = match self.take() {
-            Ok(p) => p,
-            Err(e) => {
-                meanwhile();
-                return Err(e);
-            }
-        };
-        let result = process.parse(job, bytes, &self.limits, meanwhile);
+    pub fn parse(&self, job: &ParseJob, bytes: &[u8]) -> Result<NewTicket, WorkerError> {
+        let mut process = self.take()?;
+        let result = process.parse(job, bytes, &self.limits);
         match &result {
             Ok((_, false)) => self.give_back(process),
             // Crashed, killed, or asked to be replaced: it is not reused.
@@ -499,14 +486,12 @@ impl Process {
         job: &ParseJob,
         bytes: &[u8],
         limits: &Limits,
-        meanwhile: &mut dyn FnMut(),
     ) -> Result<(NewTicket, bool), WorkerError> {
         let mut step = reader_name(job.file_type).to_string();
         let sent = match self.stdin.as_mut() {
             Some(stdin) => write_frame(stdin, &RequestRef::Parse(borrow_job(job)), bytes),
             None => Err(io::ErrorKind::BrokenPipe.into()),
         };
-        meanwhile();
         if let Err(e) = sent {
             // A worker that died while idle (killed from outside) tells why on its way out.
             return Err(self.death(&step, Some(e)));
