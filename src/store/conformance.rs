@@ -398,6 +398,49 @@ pub fn an_annulled_registration_keeps_its_number(store: &mut impl Register) {
     );
 }
 
+/// What the daily register asks: a day's registrations in protocol order, each with the topic
+/// it was filed under and the sender's own protocol number, and the day's changes in order.
+pub fn a_days_registrations_and_changes_are_listed(store: &mut impl Register) {
+    let mut a = ticket(0, "a@x.it", "prot 5678/2011");
+    a.topic = Some("gas".into());
+    let a = store.file(&a, "URP").unwrap().code().to_string();
+    let b = store
+        .file(&ticket(1, "b@x.it", "pratica B"), "URP")
+        .unwrap()
+        .code()
+        .to_string();
+    let (from, until) = ("2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z");
+    assert!(store
+        .registrations_between("2000-01-01T00:00:00Z", "2000-01-02T00:00:00Z")
+        .unwrap()
+        .is_empty());
+    store.reclassify(&a, "housing", None, "anna").unwrap();
+    store.annul(&b, "doppione", "", "admin").unwrap();
+    let day = store.registrations_between(from, until).unwrap();
+    assert_eq!(
+        day.iter().map(|e| e.code.as_str()).collect::<Vec<_>>(),
+        [a.as_str(), b.as_str()]
+    );
+    assert!(day[0].protocol < day[1].protocol);
+    assert_eq!(
+        day[0].topic.as_deref(),
+        Some("gas"),
+        "the topic it was filed under"
+    );
+    assert_eq!(day[0].sender_protocol.as_deref(), Some("prot 5678/2011"));
+    assert_eq!(day[1].sender_protocol, None);
+    let changes = store.register_changes_between(from, until).unwrap();
+    let kinds: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| (c.code.as_str(), c.kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [(a.as_str(), "reclassified"), (b.as_str(), "annulled")]
+    );
+    assert_eq!(changes[1].detail["reason"], "doppione");
+}
+
 /// Accounts keep their role; a session is found by its token until it ends.
 pub fn sessions_live_until_they_end(store: &mut impl Register) {
     use super::web::Role;
@@ -441,5 +484,6 @@ on_every_backend!(
     an_outbox_message_is_claimed_once,
     closing_tells_the_citizen_once,
     an_annulled_registration_keeps_its_number,
+    a_days_registrations_and_changes_are_listed,
     sessions_live_until_they_end,
 );

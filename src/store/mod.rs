@@ -388,6 +388,47 @@ pub trait Tickets {
     /// Marks `code` as a duplicate of `of`: it is closed, points to `of`, both histories say
     /// so, and a clerk-confirmed link joins their dossiers.
     fn mark_duplicate(&mut self, code_input: &str, of_input: &str, actor: &str) -> Result<()>;
+
+    /// Every registration made in `[from, until)` (RFC 3339 UTC instants), in protocol order:
+    /// what the daily register lists.
+    fn registrations_between(&self, from: &str, until: &str) -> Result<Vec<RegisterEntry>>;
+
+    /// The changes to registrations recorded in `[from, until)`: annulments, new
+    /// classifications, assignments to an office, duplicates marked; in the order they
+    /// happened.
+    fn register_changes_between(&self, from: &str, until: &str) -> Result<Vec<RegisterChange>>;
+}
+
+/// One registration as the daily register lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RegisterEntry {
+    pub code: String,
+    pub protocol: String,
+    pub registered_at: String,
+    pub channel: Channel,
+    pub sender: Sender,
+    pub subject: String,
+    /// The topic the registration was classified under when it was filed (a later
+    /// reclassification is a change of its own day).
+    pub topic: Option<String>,
+    /// The originals as received: name, MIME type, SHA-256 (hex).
+    pub documents: Vec<(String, String, String)>,
+    /// The sender's own protocol number and date, as the request quotes them
+    /// ("prot. n. 5678 del 12/03/2011").
+    pub sender_protocol: Option<String>,
+    pub annulled: Option<crate::model::Annulment>,
+}
+
+/// A change to a registration, as the daily register lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RegisterChange {
+    pub code: String,
+    pub protocol: String,
+    pub at: String,
+    pub actor: String,
+    /// The event's kind (`annulled`, `reclassified`, `routed`, `marked_duplicate`).
+    pub kind: String,
+    pub detail: serde_json::Value,
 }
 
 /// What the web app shows: the queue and its counts, a citizen's status lookup, the office's

@@ -255,6 +255,11 @@ BEFORE UPDATE OF annulled_at, annulled_by, annul_reason, annul_act ON tickets
 WHEN OLD.annulled_at IS NOT NULL
 BEGIN SELECT RAISE(ABORT, 'an annulment is written once'); END;
 "#,
+    // The daily register reads a day's registrations and the day's changes to them.
+    r#"
+CREATE INDEX tickets_registered ON tickets(registered_at);
+CREATE INDEX events_at ON events(at);
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

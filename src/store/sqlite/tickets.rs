@@ -113,15 +113,7 @@ impl Store {
                         attention_reason: r.get(18)?,
                         parent: r.get(19)?,
                         summary: r.get(23)?,
-                        annulled: match r.get::<_, Option<String>>(24)? {
-                            Some(at) => Some(crate::model::Annulment {
-                                at,
-                                by: r.get::<_, Option<String>>(25)?.unwrap_or_default(),
-                                reason: r.get::<_, Option<String>>(26)?.unwrap_or_default(),
-                                act: r.get::<_, Option<String>>(27)?.unwrap_or_default(),
-                            }),
-                            None => None,
-                        },
+                        annulled: annulment_at(r, 24)?,
                         documents: Vec::new(),
                         events: Vec::new(),
                         entities: Vec::new(),
@@ -408,6 +400,82 @@ impl Tickets for Store {
         Ok(())
     }
 
+    fn registrations_between(&self, from: &str, until: &str) -> Result<Vec<RegisterEntry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, code, protocol_year, protocol_number, registered_at, channel, sender_name,
+                    sender_email, sender_fax, sender_phone, subject,
+                    (SELECT json_extract(detail, '$.topic') FROM events
+                      WHERE ticket_id = tickets.id AND kind = 'classified' ORDER BY id LIMIT 1),
+                    annulled_at, annulled_by, annul_reason, annul_act,
+                    (SELECT raw FROM entities WHERE ticket_id = tickets.id AND kind = 'case_ref'
+                      AND value LIKE 'prot %' ORDER BY id LIMIT 1)
+             FROM tickets WHERE registered_at >= ?1 AND registered_at < ?2
+             ORDER BY protocol_year, protocol_number",
+        )?;
+        let rows = stmt.query_map(params![from, until], |r| {
+            let channel: String = r.get(5)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                channel,
+                RegisterEntry {
+                    code: r.get(1)?,
+                    protocol: protocol_string(r.get(2)?, r.get(3)?),
+                    registered_at: r.get(4)?,
+                    channel: Channel::Email,
+                    sender: Sender {
+                        name: r.get(6)?,
+                        email: r.get(7)?,
+                        fax: r.get(8)?,
+                        phone: r.get(9)?,
+                    },
+                    subject: r.get(10)?,
+                    topic: r.get(11)?,
+                    documents: Vec::new(),
+                    sender_protocol: r.get(16)?,
+                    annulled: annulment_at(r, 12)?,
+                },
+            ))
+        })?;
+        let mut docs = self.conn.prepare_cached(
+            "SELECT name, mime, sha256 FROM documents WHERE ticket_id = ?1 AND kind = 'original'
+             ORDER BY ord",
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, channel, mut entry) = row?;
+            entry.channel = channel
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", entry.code)))?;
+            entry.documents = docs
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<std::result::Result<_, _>>()?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    fn register_changes_between(&self, from: &str, until: &str) -> Result<Vec<RegisterChange>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT t.code, t.protocol_year, t.protocol_number, e.at, e.actor, e.kind, e.detail
+             FROM events e JOIN tickets t ON t.id = e.ticket_id
+             WHERE e.at >= ?1 AND e.at < ?2
+               AND e.kind IN ('annulled', 'reclassified', 'routed', 'marked_duplicate')
+             ORDER BY e.at, e.id",
+        )?;
+        let rows = stmt.query_map(params![from, until], |r| {
+            let detail: String = r.get(6)?;
+            Ok(RegisterChange {
+                code: r.get(0)?,
+                protocol: protocol_string(r.get(1)?, r.get(2)?),
+                at: r.get(3)?,
+                actor: r.get(4)?,
+                kind: r.get(5)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     fn mark_duplicate(&mut self, code_input: &str, of_input: &str, actor: &str) -> Result<()> {
         let (id, code) = self.ticket_id(code_input)?;
         let (of_id, of) = self.ticket_id(of_input)?;
@@ -448,4 +516,21 @@ impl Tickets for Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// The annulment read from four columns from `first` on (`annulled_at`, `annulled_by`,
+/// `annul_reason`, `annul_act`); None when the registration stands.
+fn annulment_at(
+    r: &rusqlite::Row,
+    first: usize,
+) -> rusqlite::Result<Option<crate::model::Annulment>> {
+    Ok(match r.get::<_, Option<String>>(first)? {
+        Some(at) => Some(crate::model::Annulment {
+            at,
+            by: r.get::<_, Option<String>>(first + 1)?.unwrap_or_default(),
+            reason: r.get::<_, Option<String>>(first + 2)?.unwrap_or_default(),
+            act: r.get::<_, Option<String>>(first + 3)?.unwrap_or_default(),
+        }),
+        None => None,
+    })
 }
