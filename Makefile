@@ -15,10 +15,12 @@ BIN = $(TARGET_DIR)/release/sportello
 # the OCR benchmarks and quality report compare against. Dovecot and OpenSMTPD are the real
 # IMAP and SMTP servers the email tests start (never as system services). Chromium and its
 # WebDriver run the web app's browser tests. gammu-smsd (with gammu's dummy phone driver) is
-# the SMS gateway the text-message tests start.
+# the SMS gateway the text-message tests start. xmlsec1 seals segnature (and the tests verify
+# them with it, with a certificate OpenSSL makes); xmllint checks them against AgID's schema.
 PKGS := poppler-utils pkg-config clang libclang-dev libtesseract-dev libleptonica-dev \
 	tesseract-ocr tesseract-ocr-ita tesseract-ocr-eng tesseract-ocr-osd \
-	dovecot-imapd dovecot-lmtpd opensmtpd chromium chromium-driver gammu gammu-smsd
+	dovecot-imapd dovecot-lmtpd opensmtpd chromium chromium-driver gammu gammu-smsd \
+	xmlsec1 libxml2-utils openssl
 # Only `make bench` uses these: OCRmyPDF is the peer for searchable PDFs.
 BENCH_PKGS := ocrmypdf
 

@@ -329,6 +329,14 @@ pub struct Pipeline {
     pub sources: Vec<SourceConfig>,
     pub stages: Vec<StageConfig>,
     pub sinks: Vec<SinkConfig>,
+    /// `[register]`: the register's identity in AgID's terms (segnatura, daily register).
+    pub register: Option<crate::register::RegisterConfig>,
+    /// The AOO's seal (PEM key and certificate) for segnature; `SPORTELLO_SEAL_KEY` and
+    /// `SPORTELLO_SEAL_CERT` win over these.
+    pub seal_key: Option<PathBuf>,
+    pub seal_cert: Option<PathBuf>,
+    /// Where `run` writes each day's register after midnight.
+    pub register_dir: Option<PathBuf>,
 }
 
 impl Default for Pipeline {
@@ -351,6 +359,10 @@ impl Default for Pipeline {
                 }),
             ],
             sinks: Vec::new(),
+            register: None,
+            seal_key: None,
+            seal_cert: None,
+            register_dir: None,
         }
     }
 }
@@ -530,6 +542,19 @@ impl Pipeline {
                 "sources" | "stages" | "sinks" => {}
                 "data_dir" => self.data_dir = cx.scalar::<PathBuf>(key, value).map(resolve),
                 "office" => self.office = cx.scalar(key, value),
+                "register" => {
+                    if let Some(r) = cx.scalar::<crate::register::RegisterConfig>(key, value) {
+                        for p in r.problems() {
+                            cx.at(value.span(), format!("`register`: {p}"));
+                        }
+                        self.register = Some(r);
+                    }
+                }
+                "seal_key" => self.seal_key = cx.scalar::<PathBuf>(key, value).map(resolve),
+                "seal_cert" => self.seal_cert = cx.scalar::<PathBuf>(key, value).map(resolve),
+                "register_dir" => {
+                    self.register_dir = cx.scalar::<PathBuf>(key, value).map(resolve)
+                }
                 "code_prefix" => {
                     if let Some(p) = cx.scalar::<String>(key, value) {
                         if (2..=6).contains(&p.len()) && p.chars().all(|c| c.is_ascii_uppercase()) {

@@ -288,6 +288,8 @@ pub fn run(
     let mut given_up: std::collections::HashSet<PathBuf> = Default::default();
     let acks_done = AtomicBool::new(false);
     let data_dir = store.data_dir().to_path_buf();
+    let mut register_due: Option<Instant> = None;
+    let mut register_failed: Option<chrono::NaiveDate> = None;
 
     let result = std::thread::scope(|scope| -> Result<(), String> {
         for _ in 0..workers {
@@ -334,6 +336,11 @@ pub fn run(
                 }
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
+            }
+            // After midnight, the day before's register (once a minute it is looked for).
+            if register_due.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(60)) {
+                register_due = Some(Instant::now());
+                write_yesterdays_register(store, pipeline, &mut register_failed);
             }
             // Rescan what is due, or what an event woke.
             for idx in wake_rx.try_iter() {
@@ -649,5 +656,41 @@ fn file_and_move(
         origin: path.to_path_buf(),
         result: Ok((filed, attention)),
         pages,
+    }
+}
+
+/// Writes the day before's register into `register_dir` when the pipeline names one and it
+/// is not there yet (a register already written is left as it is). A failure is logged once
+/// a day and tried again each minute.
+fn write_yesterdays_register(
+    store: &Store,
+    pipeline: &Pipeline,
+    failed: &mut Option<chrono::NaiveDate>,
+) {
+    use crate::register::daily;
+    let (Some(reg), Some(dir)) = (&pipeline.register, &pipeline.register_dir) else {
+        return;
+    };
+    let Some(day) = chrono::Local::now().date_naive().pred_opt() else {
+        return;
+    };
+    let manifest = dir.join(format!("{}.sha256", reg.file_stem(day)));
+    if manifest.exists() {
+        return;
+    }
+    let topics = crate::register::topics(pipeline);
+    let result =
+        daily::build(store, reg, &topics, day).and_then(|f| daily::write(dir, &f).map(|_| f.count));
+    match result {
+        Ok(count) => {
+            *failed = None;
+            tracing::info!(%day, count, dir = %dir.display(), "daily register written");
+        }
+        Err(e) => {
+            if *failed != Some(day) {
+                tracing::warn!(%day, "the daily register could not be written: {e}");
+            }
+            *failed = Some(day);
+        }
     }
 }

@@ -19,6 +19,10 @@ use toml::Spanned;
 pub struct TopicDef {
     pub label: String,
     pub office: String,
+    /// The topic's place in the administration's titolario (e.g. `6.3`): the *classifica*
+    /// of its registrations in the segnatura and the daily register.
+    #[serde(default)]
+    pub classifica: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -100,6 +100,11 @@ pub enum Command {
     },
     /// Every ticket, whole, one JSON object per line
     Export(export::ExportArgs),
+    /// The protocol register as AgID defines it: segnatura, daily register
+    Register {
+        #[command(subcommand)]
+        command: RegisterCommand,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

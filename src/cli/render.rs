@@ -30,6 +30,11 @@ impl Out {
         writeln!(self.file, "{s}").context("cannot write output")
     }
 
+    /// Bytes as they are (a document, not a line of output).
+    pub(super) fn raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file.write_all(bytes).context("cannot write output")
+    }
+
     pub(super) fn json(&mut self, v: &impl serde::Serialize) -> Result<()> {
         let s = serde_json::to_string(v).context("cannot encode JSON")?;
         self.line(&s)

@@ -349,6 +349,44 @@ pub async fn document_file(
         .into_response())
 }
 
+/// The registration's segnatura (AgID `SegnaturaInformatica`), sealed with the AOO's key.
+pub async fn segnatura(
+    State(app): State<App>,
+    _auth: Auth,
+    Path(code): Path<String>,
+) -> Result<Response, WebError> {
+    let ticket = app.with_store(move |s| Ok(s.ticket(&code)?)).await?;
+    let name = format!("segnatura-{}.xml", ticket.code);
+    let app2 = app.clone();
+    let xml = tokio::task::spawn_blocking(move || {
+        let blobs = crate::store::blobs::BlobStore::new(&app2.data_dir);
+        crate::register::segnatura_of(&ticket, &app2.pipeline, &blobs)
+    })
+    .await
+    .map_err(|e| WebError::Internal(e.to_string()))?
+    .map_err(|e| match e {
+        crate::register::RegisterError::NotConfigured | crate::register::RegisterError::NoSeal => {
+            WebError::NotFound(e.to_string())
+        }
+        e => WebError::Internal(e.to_string()),
+    })?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/xml; charset=utf-8".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                disposition("attachment", &name),
+            ),
+            (header::CACHE_CONTROL, "private, no-store".to_string()),
+        ],
+        xml,
+    )
+        .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,7 +247,7 @@ pub async fn ticket(
         div class="ticket" {
             section class="facts" aria-labelledby="facts-h" {
                 h2 id="facts-h" { (t("facts")) }
-                (facts(&auth, &app.topic_labels(lang), &ticket))
+                (facts(&auth, &app.topic_labels(lang), &ticket, app.pipeline.register.is_some()))
                 p { a href=(format!("/tickets/{}/dossier", ticket.code)) { (t("dossier")) " (" (ticket.dossier.len()) ")" } }
             }
             section class="body" aria-labelledby="body-h" {
@@ -277,14 +277,16 @@ pub async fn ticket(
     Ok(page(lang, Some(&auth), &ticket.code, content))
 }
 
-fn facts(auth: &Auth, labels: &TopicLabels, tk: &Ticket) -> Markup {
+fn facts(auth: &Auth, labels: &TopicLabels, tk: &Ticket, segnatura: bool) -> Markup {
     let lang = auth.lang;
     let t = |k| i18n::t(lang, k);
     let unsorted = tk.topic.as_deref() == Some(crate::classify::rules::UNSORTED);
     let s = &tk.sender;
     html! {
         dl class="facts" {
-            dt { (t("protocol")) } dd { (tk.protocol) }
+            dt { (t("protocol")) } dd { (tk.protocol)
+                @if segnatura { " · " a href=(format!("/tickets/{}/segnatura.xml", tk.code)) { (t("segnatura")) } }
+            }
             dt { (t("channel")) } dd { (t(tk.channel.as_str())) }
             dt { (t("received")) } dd { (when(&tk.received_at)) }
             dt { (t("sender")) } dd {

@@ -148,6 +148,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("view", "Visualizza", "View"),
     ("download", "Scarica", "Download"),
     ("open_original", "Apri l'originale", "Open the original"),
+    ("segnatura", "Segnatura (XML)", "Segnatura (XML)"),
     ("reclassify", "Argomento", "Topic"),
     ("save_topic", "Riclassifica", "Reclassify"),
     ("route", "Inoltra all'ufficio", "Route to office"),

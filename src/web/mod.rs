@@ -75,7 +75,7 @@ pub struct ServeSettings {
 pub(crate) struct Inner {
     pool: ReadPool,
     store_jobs: crossbeam_channel::Sender<StoreJob>,
-    pipeline: Pipeline,
+    pub(crate) pipeline: Pipeline,
     rules_path: Option<PathBuf>,
     labels: Option<PathBuf>,
     /// Runs extraction, OCR and classification on requests registered at the desk.
@@ -88,7 +88,7 @@ pub(crate) struct Inner {
     /// Requests filed through the API per client address per minute.
     api_limiter: track::Limiter,
     /// The store's folder (drafts of the citizens' form wait there).
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
 }
 
 #[derive(Clone)]
@@ -591,6 +591,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/tickets/{code}", get(clerk::ticket))
         .route("/tickets/{code}/action", post(clerk::action))
         .route("/tickets/{code}/dossier", get(archive::dossier))
+        .route("/tickets/{code}/segnatura.xml", get(archive::segnatura))
         .route("/tickets/{code}/documents/{ord}", get(clerk::document_view))
         .route(
             "/tickets/{code}/documents/{ord}/file",

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod ingest;
 pub mod model;
 pub mod ocr;
+pub mod register;
 pub mod rules;
 pub mod run;
 pub mod search;
@@ -17,6 +18,7 @@ pub mod tickets;
 pub mod users;
 
 pub use model::ModelCommand;
+pub use register::RegisterCommand;
 pub use rules::RulesCommand;
 pub use tickets::TicketsCommand;
 pub use users::UsersCommand;
