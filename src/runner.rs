@@ -545,7 +545,7 @@ pub fn out_sinks(pipeline: &Pipeline) -> Result<Vec<Box<dyn Sink + Send>>, Strin
         .map(|s| -> Result<Box<dyn Sink + Send>, String> {
             Ok(match s {
                 crate::config::SinkConfig::SmtpAck(cfg) => {
-                    Box::new(AckSender::new(cfg, &dir, office)?)
+                    Box::new(AckSender::new(cfg, &dir, office)?.with_segnatura(pipeline))
                 }
                 crate::config::SinkConfig::Sms(cfg) => Box::new(SmsSender::new(cfg, &dir, office)?),
             })

@@ -581,3 +581,105 @@ fn sigkill_during_imap_intake_loses_nothing_and_acknowledges_each_once() {
         uncertain(&all)
     );
 }
+
+/// With a register and a seal, a clerk's reply reaches the citizen through the real SMTP
+/// server carrying its registration's segnatura, whose seal verifies.
+#[test]
+fn a_clerks_reply_carries_its_registrations_sealed_segnatura() {
+    let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(servers) = MailServers::start(&["urp", "mario"]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (key, cert) = (tmp.path().join("seal.key"), tmp.path().join("seal.crt"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=AOO_URP seal (test)"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (installed by make) runs");
+    assert!(made.status.success());
+    let pipeline = servers.pipeline(tmp.path(), "urp");
+    // Top-level keys go before the file's tables; the register's table after them.
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        format!(
+            "seal_key = {:?}\nseal_cert = {:?}\n{text}\n[register]\nipa = \"c_a345\"\naoo = \"AOO_URP\"\n\
+             administration = \"Comune dell'Aquila\"\nfiscal_code = \"80002270660\"\n",
+            key.display().to_string(),
+            cert.display().to_string()
+        ),
+    )
+    .unwrap();
+    servers.append(
+        "urp",
+        "INBOX",
+        &message(
+            "Mario Rossi <mario@localhost>",
+            "Contributo autonoma sistemazione",
+            "Chiedo a che punto è la mia domanda.",
+            "cas-1@localhost",
+            "",
+        ),
+    );
+    let filed = run_once(&data, &pipeline);
+    let code = filed
+        .iter()
+        .find_map(|l| l["ticket"]["code"].as_str().map(str::to_string))
+        .expect("the message is filed");
+    ok(
+        &data,
+        &[
+            "tickets",
+            "reply",
+            &code,
+            "--subject",
+            "Re: Contributo",
+            "--text",
+            "La domanda è in istruttoria.",
+            "--by",
+            "anna",
+        ],
+    );
+    run_once(&data, &pipeline);
+    let inbox = servers.wait_messages("mario", "INBOX", 2, Duration::from_secs(20));
+    let reply = inbox
+        .iter()
+        .find(|m| header(m, "Subject").is_some_and(|s| s.contains("Re: Contributo")))
+        .expect("the reply arrived");
+    let text = String::from_utf8_lossy(reply);
+    assert!(text.contains("segnatura.xml"), "{text}");
+    // The attachment, decoded, is the sealed segnatura of this registration.
+    use mail_parser::MimeHeaders as _;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(reply.as_slice())
+        .expect("the reply parses");
+    let attached = parsed
+        .attachments()
+        .find(|a| a.attachment_name() == Some("segnatura.xml"))
+        .expect("an attached segnatura");
+    let xml = String::from_utf8(attached.contents().to_vec()).unwrap();
+    assert!(xml.contains("<prot:SegnaturaInformatica"), "{xml}");
+    assert!(xml.contains("<prot:Nome>Mario</prot:Nome><prot:Cognome>Rossi</prot:Cognome>"));
+    let sealed = tmp.path().join("received.xml");
+    std::fs::write(&sealed, &xml).unwrap();
+    let verified = Command::new("xmlsec1")
+        .arg("--verify")
+        .arg("--trusted-pem")
+        .arg(&cert)
+        .arg(&sealed)
+        .output()
+        .expect("xmlsec1 (installed by make) runs");
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}

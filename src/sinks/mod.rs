@@ -18,8 +18,23 @@ pub trait Sink: Sync {
     /// Which outbox messages are this sink's.
     fn via(&self) -> Via;
 
-    /// Hands one message on (to the SMTP server, to gammu-smsd's outbox).
-    fn send(&self, item: &OutboxItem) -> Result<(), String>;
+    /// Hands one message on (to the SMTP server, to gammu-smsd's outbox), with `attached`
+    /// files when the way out can carry them.
+    fn send(&self, item: &OutboxItem, attached: &[Attached]) -> Result<(), String>;
+
+    /// Files that go with the message (a clerk's reply carries its registration's
+    /// segnatura); none by default.
+    fn attachments(&self, _item: &OutboxItem, _store: &Store) -> Vec<Attached> {
+        Vec::new()
+    }
+}
+
+/// A file a message carries: its name, MIME type and bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attached {
+    pub name: String,
+    pub mime: String,
+    pub bytes: Vec<u8>,
 }
 
 /// Sends what is due for `sink` (everything pending when `all`); returns (sent, failed).
@@ -51,7 +66,8 @@ pub fn deliver(sink: &dyn Sink, store: &mut Store, all: bool) -> (usize, usize) 
                 break;
             }
         }
-        let result = sink.send(&item);
+        let attached = sink.attachments(&item, store);
+        let result = sink.send(&item, &attached);
         // 30 s, 1 min, 2 min, … up to an hour between attempts.
         let retry_after = (30i64 << item.attempts.min(7)).min(3600);
         let recorded = match &result {

@@ -163,7 +163,8 @@ impl super::Sink for SmsSender {
         Via::Sms
     }
 
-    fn send(&self, item: &OutboxItem) -> Result<(), String> {
+    fn send(&self, item: &OutboxItem, _attached: &[super::Attached]) -> Result<(), String> {
+        // A text message carries no files.
         let text = self.text(item)?;
         self.write(item, &text).map(|_| ())
     }

@@ -113,6 +113,8 @@ pub struct AckSender {
     from: Mailbox,
     office: String,
     templates: Templates,
+    /// With a `[register]` and a seal, a clerk's reply carries its registration's segnatura.
+    segnatura: Option<crate::config::Pipeline>,
 }
 
 impl SmtpAckConfig {
@@ -210,11 +212,26 @@ impl AckSender {
             from,
             office: office.unwrap_or("URP").to_string(),
             templates: templates(cfg, pipeline_dir).map_err(|(_, e)| e)?,
+            segnatura: None,
         })
     }
 
-    /// The acknowledgement (or a clerk's reply) of one outbox item, as it goes on the wire.
-    pub fn message(&self, item: &OutboxItem) -> Result<Message, String> {
+    /// Replies carry the segnatura of their registration when `pipeline` names the register
+    /// and the seal.
+    pub fn with_segnatura(mut self, pipeline: &crate::config::Pipeline) -> AckSender {
+        if pipeline.register.is_some() && crate::register::seal_files(pipeline).is_some() {
+            self.segnatura = Some(pipeline.clone());
+        }
+        self
+    }
+
+    /// The acknowledgement (or a clerk's reply) of one outbox item, as it goes on the wire,
+    /// with the files it carries.
+    pub fn message(
+        &self,
+        item: &OutboxItem,
+        attached: &[super::Attached],
+    ) -> Result<Message, String> {
         let to: Mailbox = item
             .to
             .parse()
@@ -248,7 +265,19 @@ impl AckSender {
                 )
             }
         };
-        b.body(body)
+        if attached.is_empty() {
+            return b
+                .body(body)
+                .map_err(|e| format!("cannot build the message: {e}"));
+        }
+        use lettre::message::{header::ContentType, Attachment, MultiPart, SinglePart};
+        let mut parts = MultiPart::mixed().singlepart(SinglePart::plain(body));
+        for a in attached {
+            let mime = ContentType::parse(&a.mime)
+                .map_err(|e| format!("{}: not a MIME type: {e}", a.mime))?;
+            parts = parts.singlepart(Attachment::new(a.name.clone()).body(a.bytes.clone(), mime));
+        }
+        b.multipart(parts)
             .map_err(|e| format!("cannot build the message: {e}"))
     }
 }
@@ -258,8 +287,40 @@ impl super::Sink for AckSender {
         crate::store::Via::Email
     }
 
-    fn send(&self, item: &OutboxItem) -> Result<(), String> {
-        let message = self.message(item)?;
+    fn attachments(&self, item: &OutboxItem, store: &crate::store::Store) -> Vec<super::Attached> {
+        let Some(pipeline) = &self.segnatura else {
+            return Vec::new();
+        };
+        if item.reply.is_none() {
+            return Vec::new();
+        }
+        use crate::store::prelude::*;
+        let made = store
+            .ticket(&item.ticket_code)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                crate::register::segnatura_of(&t, pipeline, store.blobs())
+                    .map_err(|e| e.to_string())
+            });
+        match made {
+            Ok(xml) => vec![super::Attached {
+                name: "segnatura.xml".into(),
+                mime: "application/xml".into(),
+                bytes: xml.into_bytes(),
+            }],
+            // The citizen's answer is not held back for want of it; a clerk sees why in the log.
+            Err(e) => {
+                tracing::warn!(
+                    "the reply on {} goes without its segnatura: {e}",
+                    item.ticket_code
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn send(&self, item: &OutboxItem, attached: &[super::Attached]) -> Result<(), String> {
+        let message = self.message(item, attached)?;
         self.transport
             .send(&message)
             .map(|_| ())
