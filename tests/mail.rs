@@ -592,19 +592,7 @@ fn a_clerks_reply_carries_its_registrations_sealed_segnatura() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let (key, cert) = (tmp.path().join("seal.key"), tmp.path().join("seal.crt"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=AOO_URP seal (test)"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (installed by make) runs");
-    assert!(made.status.success());
+    let (key, cert) = seal_certificate(tmp.path());
     let pipeline = servers.pipeline(tmp.path(), "urp");
     // Top-level keys go before the file's tables; the register's table after them.
     let text = std::fs::read_to_string(&pipeline).unwrap();

@@ -25,28 +25,6 @@ fn pipeline(dir: &Path) -> PathBuf {
     p
 }
 
-/// A self-signed RSA certificate for the AOO's seal, made with OpenSSL.
-fn seal(dir: &Path) -> (PathBuf, PathBuf) {
-    let (key, cert) = (dir.join("seal.key"), dir.join("seal.crt"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=Comune dell'Aquila AOO_URP seal (test)"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (installed by make) runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    (key, cert)
-}
-
 /// A message with a letter (PDF) and a photo (JPEG) attached.
 fn message_with_attachments() -> Vec<u8> {
     let pdf = sportello::testdata::letter_pdf(
@@ -115,7 +93,7 @@ fn a_registration_with_attachments_has_a_sealed_segnatura_that_validates_and_ver
         unsealed.stderr
     );
 
-    let (key, cert) = seal(tmp.path());
+    let (key, cert) = seal_certificate(tmp.path());
     let run = sportello_env(
         &data,
         &[

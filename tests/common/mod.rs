@@ -206,3 +206,25 @@ pub fn duplicate_events(ticket: &serde_json::Value) -> usize {
             .count()
     })
 }
+
+/// A self-signed RSA key and certificate for the AOO's seal, made with OpenSSL in `dir`.
+pub fn seal_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (key, cert) = (dir.join("seal.key"), dir.join("seal.crt"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=Comune dell'Aquila AOO_URP seal (test)"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (installed by make) runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (key, cert)
+}
