@@ -35,10 +35,14 @@ fn main() {
     }
     let cache = PathBuf::from("target/ocr-cli-cache");
     std::fs::create_dir_all(&cache).expect("cache dir");
-    let opts = OcrOptions {
+    // SPORTELLO_OCR_LANGUAGES compares another language set (ours only; the CLI keeps its own).
+    let mut opts = OcrOptions {
         searchable_pdf: false,
         ..Default::default()
     };
+    if let Ok(l) = std::env::var("SPORTELLO_OCR_LANGUAGES") {
+        opts.languages = l;
+    }
     // (group) -> (sum of CER ours, sum CLI, count)
     let mut groups: BTreeMap<String, (f64, f64, usize)> = BTreeMap::new();
     println!("{:<44} {:<22} {:>7} {:>7}", "file", "group", "ours", "cli");
