@@ -522,11 +522,51 @@ impl Pipeline {
         pipeline.sources_from(&mut cx, &arrays.sources, &resolve, checks);
         pipeline.stages_from(&mut cx, &arrays.stages, &resolve);
         pipeline.sinks_from(&mut cx, &arrays.sinks, &resolve, &base, checks);
+        pipeline.register_problems(&mut cx, &top, checks);
 
         if cx.problems.is_empty() {
             Ok(pipeline)
         } else {
             Err(ConfigError(cx.problems))
+        }
+    }
+
+    /// The register's keys taken together: a seal is a key and its certificate, readable
+    /// when the pipeline starts; a `register_dir` needs a register.
+    fn register_problems(
+        &self,
+        cx: &mut Checker,
+        top: &BTreeMap<String, Spanned<toml::Value>>,
+        checks: Checks,
+    ) {
+        let span = |key: &str| top.get(key).map(|v| v.span());
+        if self.seal_key.is_some() != self.seal_cert.is_some() {
+            let key = if self.seal_key.is_some() {
+                "seal_key"
+            } else {
+                "seal_cert"
+            };
+            if let Some(at) = span(key) {
+                cx.at(
+                    at,
+                    "`seal_key` and `seal_cert` go together: the AOO's PEM key and its certificate"
+                        .into(),
+                );
+            }
+        }
+        if self.register_dir.is_some() && self.register.is_none() {
+            if let Some(at) = span("register_dir") {
+                cx.at(at, "`register_dir` needs a `[register]` table (ipa, aoo, code, administration, fiscal_code)".into());
+            }
+        }
+        if checks == Checks::Start {
+            for (key, path) in [("seal_key", &self.seal_key), ("seal_cert", &self.seal_cert)] {
+                if let (Some(p), Some(at)) = (path, span(key)) {
+                    if let Err(e) = std::fs::File::open(p) {
+                        cx.at(at, format!("`{key}`: cannot read {}: {e}", p.display()));
+                    }
+                }
+            }
         }
     }
 
@@ -978,6 +1018,30 @@ mod tests {
             panic!("an sms sink")
         };
         assert_eq!(sink.outbox, Path::new("/etc/sportello/gammu/outbox"));
+    }
+
+    #[test]
+    fn a_register_with_its_seal_and_folder_resolves_and_half_a_seal_is_refused() {
+        let register = "[register]\nipa = \"c_a345\"\naoo = \"AOO_URP\"\n\
+                        administration = \"Comune\"\nfiscal_code = \"80002270660\"\n";
+        let p = parse(&format!(
+            "register_dir = \"registro\"\nseal_key = \"seal.key\"\nseal_cert = \"seal.crt\"\n{register}"
+        ))
+        .unwrap();
+        let r = p.register.expect("the register");
+        assert_eq!((r.ipa.as_str(), r.code.as_str()), ("c_a345", "PROTOCOLLO"));
+        assert_eq!(
+            p.register_dir.unwrap(),
+            Path::new("/etc/sportello/registro")
+        );
+        assert_eq!(p.seal_key.unwrap(), Path::new("/etc/sportello/seal.key"));
+        let half = parse(&format!("seal_key = \"seal.key\"\n{register}")).unwrap_err();
+        assert!(half.to_string().contains("go together"), "{half}");
+        let orphan = parse("register_dir = \"registro\"\n").unwrap_err();
+        assert!(
+            orphan.to_string().contains("needs a `[register]`"),
+            "{orphan}"
+        );
     }
 
     #[test]
