@@ -160,6 +160,14 @@ fn a_registration_with_attachments_has_a_sealed_segnatura_that_validates_and_ver
         "Pratica &lt;ricostruzione&gt; &amp; \"contributo\""
     );
     assert!(xml.contains("<prot:Nome>Maria</prot:Nome><prot:Cognome>De Santis</prot:Cognome>"));
+    // The office is the addressee, by its IPA codes.
+    order(&[
+        "<prot:Amministrazione>",
+        "<prot:DenominazioneAmministrazione>Comune dell'Aquila<",
+        "<prot:CFAmministrazione>80002270660<",
+        "<prot:CodiceIPAAmministrazione>c_a345<",
+        "<prot:CodiceIPAAOO>AOO_URP<",
+    ]);
 
     // Every impronta is the base64 SHA-256 of the stored original.
     use base64::Engine as _;

@@ -105,7 +105,9 @@ fn sender(t: &Ticket) -> String {
     )
 }
 
-/// The office receiving the request, as AgID's `PA`.
+/// The office receiving the request, as AgID's `Amministrazione` (with its AOO). Earlier
+/// drafts of the schema called it `PA` (`DenominazionePA`, `CFPA`); the published 3.0.0
+/// names it as here.
 fn addressee(reg: &RegisterConfig) -> String {
     let aoo_name = reg
         .aoo_name
@@ -113,8 +115,12 @@ fn addressee(reg: &RegisterConfig) -> String {
         .map(|n| format!(" prot:descrizione=\"{}\"", x(n)))
         .unwrap_or_default();
     format!(
-        "<prot:Destinatario><prot:PA><prot:DenominazionePA>{}</prot:DenominazionePA><prot:CFPA>{}</prot:CFPA>\
-<prot:CodiceIPAPA>{}</prot:CodiceIPAPA><prot:CodiceIPAAOO{aoo_name}>{}</prot:CodiceIPAAOO></prot:PA></prot:Destinatario>",
+        "<prot:Destinatario><prot:Amministrazione>\
+<prot:DenominazioneAmministrazione>{}</prot:DenominazioneAmministrazione>\
+<prot:CFAmministrazione>{}</prot:CFAmministrazione>\
+<prot:CodiceIPAAmministrazione>{}</prot:CodiceIPAAmministrazione>\
+<prot:CodiceIPAAOO{aoo_name}>{}</prot:CodiceIPAAOO>\
+</prot:Amministrazione></prot:Destinatario>",
         x(&reg.administration),
         x(&reg.fiscal_code),
         x(&reg.ipa),
