@@ -412,3 +412,48 @@ fn a_register_named_wrongly_is_refused_with_every_problem() {
         assert!(run.stderr.contains(word), "{word}: {}", run.stderr);
     }
 }
+
+/// `run` writes the day before's register into `register_dir` by itself (here a day with no
+/// registrations: the register still says so, with its count and manifest), and leaves a
+/// register already written as it is.
+#[test]
+fn run_writes_the_day_befores_register_by_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let drop = tmp.path().join("drop");
+    std::fs::create_dir_all(&drop).unwrap();
+    let registro = tmp.path().join("registro");
+    let pipe = tmp.path().join("run.toml");
+    std::fs::write(
+        &pipe,
+        format!(
+            "register_dir = {:?}\n\n[[sources]]\nkind = \"folder\"\nname = \"drop\"\nchannel = \"scanner\"\npath = {:?}\n{REGISTER}",
+            registro.display().to_string(),
+            drop.display().to_string()
+        ),
+    )
+    .unwrap();
+    ok(
+        &data,
+        &["run", "--once", "--pipeline", pipe.to_str().unwrap()],
+    );
+    let yesterday = chrono::Local::now().date_naive().pred_opt().unwrap();
+    let stem = format!("c_a345_AOO_URP_PROTOCOLLO_{}", yesterday.format("%Y%m%d"));
+    let json =
+        std::fs::read(registro.join(format!("{stem}.json"))).expect("the day before's register");
+    let register: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(register["date"], yesterday.to_string());
+    assert_eq!(register["count"], 0);
+    assert!(registro.join(format!("{stem}.pdf")).exists());
+    let manifest = registro.join(format!("{stem}.sha256"));
+    let written = std::fs::metadata(&manifest).unwrap().modified().unwrap();
+    // A second run finds it there and does not write it again.
+    ok(
+        &data,
+        &["run", "--once", "--pipeline", pipe.to_str().unwrap()],
+    );
+    assert_eq!(
+        std::fs::metadata(&manifest).unwrap().modified().unwrap(),
+        written
+    );
+}
