@@ -1792,3 +1792,67 @@ fn add_user(data: &Path, name: &str, role: &str, password: &str) {
     writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// With a register and a seal, the ticket page links the registration's segnatura, which
+/// downloads sealed (only for people logged in).
+#[test]
+fn a_ticket_page_offers_its_sealed_segnatura() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (key, cert) = common::seal_certificate(dir.path());
+    let pipeline = dir.path().join("register.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "seal_key = {:?}\nseal_cert = {:?}\n\n[register]\nipa = \"c_a345\"\naoo = \"AOO_URP\"\n\
+             administration = \"Comune dell'Aquila\"\nfiscal_code = \"80002270660\"\n\n\
+             [[stages]]\nkind = \"extract\"\n",
+            key.display().to_string(),
+            cert.display().to_string()
+        ),
+    )
+    .unwrap();
+    let p = pipeline.to_str().unwrap();
+    let lines = ok(
+        &data,
+        &[
+            "ingest",
+            "--json",
+            "--pipeline",
+            p,
+            "fixtures/mail/richiesta-tari.eml",
+        ],
+    )
+    .json_lines();
+    let code = lines[0]["ticket"]["code"].as_str().unwrap().to_string();
+    add_user(&data, "mario", "clerk", CLERK_PW);
+    let (_server, addr) = serve(&data, &pipeline);
+    let link = format!("/tickets/{code}/segnatura.xml");
+    let (status, _, _) = get(addr, &link, "");
+    assert_ne!(status, 200, "not for strangers");
+    let (cookie, _) = login_raw(addr, "mario", CLERK_PW);
+    let (_, _, page) = get(addr, &format!("/tickets/{code}"), &cookie);
+    assert!(page.contains(&link), "the ticket page links its segnatura");
+    let (status, head, xml) = get(addr, &link, &cookie);
+    assert_eq!(status, 200, "{xml}");
+    assert!(head.contains("content-type: application/xml"), "{head}");
+    assert!(
+        head.contains(&format!("segnatura-{}.xml", code.to_lowercase())),
+        "{head}"
+    );
+    assert!(xml.contains("<prot:SegnaturaInformatica"), "{xml}");
+    let file = dir.path().join("downloaded.xml");
+    std::fs::write(&file, &xml).unwrap();
+    let verified = Command::new("xmlsec1")
+        .arg("--verify")
+        .arg("--trusted-pem")
+        .arg(&cert)
+        .arg(&file)
+        .output()
+        .expect("xmlsec1 (installed by make) runs");
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}
