@@ -38,19 +38,32 @@ impl<'a> Classification<'a> {
     }
 }
 
-/// The number AgID wants (`[0-9]{7,}`) and the registration's date and time, from the
-/// ticket's `YYYY/NNNNNNN` and its registration timestamp.
+/// The number AgID wants (`[0-9]{7,}`) and the registration's date and time in the office's
+/// local time (the daily register's days are local days too), with its offset.
 fn number_date_time(t: &Ticket) -> (String, String, String) {
     let number = t
         .protocol
         .split_once('/')
         .map_or(t.protocol.as_str(), |(_, n)| n);
     let number = format!("{:0>7}", number);
-    let (date, time) = t
-        .registered_at
-        .split_once('T')
-        .unwrap_or((&t.registered_at, "00:00:00Z"));
-    (number, date.to_string(), time.to_string())
+    match chrono::DateTime::parse_from_rfc3339(&t.registered_at) {
+        Ok(at) => {
+            let local = at.with_timezone(&chrono::Local);
+            (
+                number,
+                local.format("%Y-%m-%d").to_string(),
+                local.format("%H:%M:%S%:z").to_string(),
+            )
+        }
+        // The store writes RFC 3339; anything else is shown as it is.
+        Err(_) => {
+            let (date, time) = t
+                .registered_at
+                .split_once('T')
+                .unwrap_or((&t.registered_at, "00:00:00Z"));
+            (number, date.to_string(), time.to_string())
+        }
+    }
 }
 
 /// The impronta of a stored original, after checking the stored bytes still have it.
