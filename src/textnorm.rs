@@ -340,7 +340,8 @@ pub fn words(text: &str) -> std::rc::Rc<Vec<Word>> {
             return w;
         }
     }
-    let mut out = Vec::new();
+    // About one word per six bytes of text: most texts need no regrowth.
+    let mut out = Vec::with_capacity(text.len() / 6 + 1);
     let mut buf = String::new();
     let mut start: Option<usize> = None;
     let mut flush = |start: usize, buf: &mut String| {
