@@ -415,6 +415,35 @@ mod tests {
     }
 
     #[test]
+    fn words_are_stemmed_once_and_say_which_count() {
+        let text = "L'allacciamento del gas in via Roma 12";
+        let w = words(text);
+        let shown: Vec<(&str, bool)> = w.iter().map(|w| (&*w.stem, w.meaningful)).collect();
+        assert_eq!(
+            shown,
+            [
+                ("l", false),
+                (&*stem("allacciamento"), true),
+                ("del", false),
+                ("gas", true),
+                ("in", false),
+                ("via", false),
+                ("rom", true),
+                ("12", false),
+            ]
+        );
+        assert_eq!(w[3].start, text.find("gas").unwrap());
+        // The same text again is the list already made; another text of the same length is
+        // its own.
+        assert!(std::rc::Rc::ptr_eq(&w, &words(text)));
+        let other = "L'allacciamento del gas in via Rome 12";
+        assert_eq!(other.len(), text.len());
+        assert_eq!(&*words(other)[6].stem, "rom");
+        assert!(!std::rc::Rc::ptr_eq(&w, &words(other)));
+        assert_eq!(stemmed_text(text), "l allacc del gas in via rom 12");
+    }
+
+    #[test]
     fn tokens_keep_positions() {
         let text = "L'allaccio del gas, n. 12";
         let toks = tokens(text);
