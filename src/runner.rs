@@ -340,7 +340,7 @@ pub fn run(
             // After midnight, the day before's register (once a minute it is looked for).
             if register_due.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(60)) {
                 register_due = Some(Instant::now());
-                write_yesterdays_register(store, pipeline, &mut register_failed);
+                write_missing_registers(store, pipeline, &mut register_failed);
             }
             // Rescan what is due, or what an event woke.
             for idx in wake_rx.try_iter() {
@@ -659,10 +659,10 @@ fn file_and_move(
     }
 }
 
-/// Writes the day before's register into `register_dir` when the pipeline names one and it
-/// is not there yet (a register already written is left as it is). A failure is logged once
-/// a day and tried again each minute.
-fn write_yesterdays_register(
+/// Writes the registers of the days before today that `register_dir` lacks, oldest first,
+/// looking back a week (a service down over a weekend catches up); a register already there
+/// is left as it is. A failure is logged once a day and tried again each minute.
+fn write_missing_registers(
     store: &Store,
     pipeline: &Pipeline,
     failed: &mut Option<chrono::NaiveDate>,
@@ -671,26 +671,34 @@ fn write_yesterdays_register(
     let (Some(reg), Some(dir)) = (&pipeline.register, &pipeline.register_dir) else {
         return;
     };
-    let Some(day) = chrono::Local::now().date_naive().pred_opt() else {
-        return;
-    };
-    let manifest = dir.join(format!("{}.sha256", reg.file_stem(day)));
-    if manifest.exists() {
+    let today = chrono::Local::now().date_naive();
+    let missing: Vec<chrono::NaiveDate> = (1..=CATCH_UP_DAYS)
+        .rev()
+        .filter_map(|back| today.checked_sub_days(chrono::Days::new(back)))
+        .filter(|day| !dir.join(format!("{}.sha256", reg.file_stem(*day))).exists())
+        .collect();
+    if missing.is_empty() {
         return;
     }
     let topics = crate::register::topics(pipeline);
-    let result =
-        daily::build(store, reg, &topics, day).and_then(|f| daily::write(dir, &f).map(|_| f.count));
-    match result {
-        Ok(count) => {
-            *failed = None;
-            tracing::info!(%day, count, dir = %dir.display(), "daily register written");
-        }
-        Err(e) => {
-            if *failed != Some(day) {
-                tracing::warn!(%day, "the daily register could not be written: {e}");
+    for day in missing {
+        let result = daily::build(store, reg, &topics, day)
+            .and_then(|f| daily::write(dir, &f).map(|_| f.count));
+        match result {
+            Ok(count) => {
+                *failed = None;
+                tracing::info!(%day, count, dir = %dir.display(), "daily register written");
             }
-            *failed = Some(day);
+            Err(e) => {
+                if *failed != Some(today) {
+                    tracing::warn!(%day, "the daily register could not be written: {e}");
+                }
+                *failed = Some(today);
+                return;
+            }
         }
     }
 }
+
+/// How many days back `run` writes a missing daily register.
+const CATCH_UP_DAYS: u64 = 7;

@@ -414,8 +414,8 @@ fn a_register_named_wrongly_is_refused_with_every_problem() {
 }
 
 /// `run` writes the day before's register into `register_dir` by itself (here a day with no
-/// registrations: the register still says so, with its count and manifest), and leaves a
-/// register already written as it is.
+/// registrations: the register still says so, with its count and manifest), catches up on the
+/// days of the week before, and leaves a register already written as it is.
 #[test]
 fn run_writes_the_day_befores_register_by_itself() {
     let tmp = tempfile::tempdir().unwrap();
@@ -445,6 +445,13 @@ fn run_writes_the_day_befores_register_by_itself() {
     assert_eq!(register["date"], yesterday.to_string());
     assert_eq!(register["count"], 0);
     assert!(registro.join(format!("{stem}.pdf")).exists());
+    let week_ago = chrono::Local::now().date_naive() - chrono::Days::new(7);
+    let stem_week_ago = format!("c_a345_AOO_URP_PROTOCOLLO_{}", week_ago.format("%Y%m%d"));
+    assert!(
+        registro.join(format!("{stem_week_ago}.sha256")).exists(),
+        "a week back caught up"
+    );
+    assert_eq!(std::fs::read_dir(&registro).unwrap().count(), 7 * 3);
     let manifest = registro.join(format!("{stem}.sha256"));
     let written = std::fs::metadata(&manifest).unwrap().modified().unwrap();
     // A second run finds it there and does not write it again.
