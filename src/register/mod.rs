@@ -110,6 +110,8 @@ pub enum RegisterError {
         expected: String,
         detail: String,
     },
+    #[error("{0} has no original document for its segnatura to describe")]
+    NoOriginal(String),
     #[error("{0}")]
     Daily(String),
     #[error(transparent)]

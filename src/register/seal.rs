@@ -48,8 +48,8 @@ pub fn key_is_ec(seal: &SealFiles) -> Result<bool, RegisterError> {
     if pem.contains("BEGIN EC PRIVATE KEY") {
         return Ok(true);
     }
-    // PKCS#8 does not say the algorithm in its armour: ask OpenSSL's DER reading via xmlsec1
-    // is not possible, so look for the EC OID (1.2.840.10045.2.1) in the DER.
+    // A PKCS#8 key does not say its algorithm in the armour: the EC public-key OID
+    // (1.2.840.10045.2.1) in its DER does.
     let der = pem
         .lines()
         .filter(|l| !l.starts_with("-----"))

@@ -170,10 +170,7 @@ pub fn unsealed(
         ));
     }
     if originals.is_empty() {
-        return Err(RegisterError::Daily(format!(
-            "{} has no original document to describe",
-            t.code
-        )));
+        return Err(RegisterError::NoOriginal(t.code.clone()));
     }
     let administration = format!(" prot:descrizione=\"{}\"", x(&reg.administration));
     let aoo = reg
