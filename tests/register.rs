@@ -223,6 +223,35 @@ fn a_registration_with_attachments_has_a_sealed_segnatura_that_validates_and_ver
         "a changed sender must break the seal"
     );
 
+    // An original whose stored bytes changed gives no segnatura, and says which file.
+    let letter = originals
+        .iter()
+        .find(|d| d["name"] == "domanda.pdf")
+        .expect("the letter");
+    let sha = letter["sha256"].as_str().unwrap();
+    std::fs::write(data.join("originals").join(&sha[..2]).join(sha), b"altered").unwrap();
+    let refused = sportello_env(
+        &data,
+        &[
+            "register",
+            "segnatura",
+            &code,
+            "--pipeline",
+            pipe.to_str().unwrap(),
+        ],
+        &[
+            ("SPORTELLO_SEAL_KEY", key.to_str().unwrap()),
+            ("SPORTELLO_SEAL_CERT", cert.to_str().unwrap()),
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        refused.stderr.contains("domanda.pdf") && refused.stderr.contains("no longer matches"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stdout.is_empty(), "nothing half-made is printed");
+
     match std::env::var_os("SPORTELLO_AGID_XSD") {
         Some(xsd) => {
             let lint = Command::new("xmllint")

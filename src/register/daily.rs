@@ -389,6 +389,38 @@ mod tests {
     }
 
     #[test]
+    fn a_write_cut_off_before_its_manifest_is_written_again_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = DailyFiles {
+            files: vec![
+                ("r.json".into(), b"{}\n".to_vec()),
+                ("r.pdf".into(), b"%PDF".to_vec()),
+                ("r.sha256".into(), b"manifest\n".to_vec()),
+            ],
+            count: 0,
+        };
+        assert!(matches!(
+            write(dir.path(), &files).unwrap(),
+            Written::New(_)
+        ));
+        // A crash after the first files, before the manifest: a half-written JSON is left.
+        std::fs::remove_file(dir.path().join("r.sha256")).unwrap();
+        std::fs::write(dir.path().join("r.json"), b"{").unwrap();
+        assert!(matches!(
+            write(dir.path(), &files).unwrap(),
+            Written::New(_)
+        ));
+        assert_eq!(std::fs::read(dir.path().join("r.json")).unwrap(), b"{}\n");
+        assert!(matches!(
+            write(dir.path(), &files).unwrap(),
+            Written::Unchanged(_)
+        ));
+        // With the manifest there, a missing file is refused, not made again.
+        std::fs::remove_file(dir.path().join("r.pdf")).unwrap();
+        assert!(write(dir.path(), &files).is_err());
+    }
+
+    #[test]
     fn the_pdf_escapes_and_encodes_and_is_the_same_twice() {
         assert_eq!(pdf_string("a(b)\\ è"), b"a\\(b\\)\\\\ \xe8".to_vec());
         let lines: Vec<String> = (0..150).map(|i| format!("riga {i} città")).collect();

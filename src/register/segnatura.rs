@@ -118,15 +118,17 @@ fn sender(t: &Ticket) -> String {
     )
 }
 
+/// A code's `prot:descrizione` attribute (with its leading space), or nothing.
+fn descrizione(name: Option<&str>) -> String {
+    name.map(|n| format!(" prot:descrizione=\"{}\"", x(n)))
+        .unwrap_or_default()
+}
+
 /// The office receiving the request, as AgID's `Amministrazione` (with its AOO). Earlier
 /// drafts of the schema called it `PA` (`DenominazionePA`, `CFPA`); the published 3.0.0
 /// names it as here.
 fn addressee(reg: &RegisterConfig) -> String {
-    let aoo_name = reg
-        .aoo_name
-        .as_deref()
-        .map(|n| format!(" prot:descrizione=\"{}\"", x(n)))
-        .unwrap_or_default();
+    let aoo_name = descrizione(reg.aoo_name.as_deref());
     format!(
         "<prot:Destinatario><prot:Amministrazione>\
 <prot:DenominazioneAmministrazione>{}</prot:DenominazioneAmministrazione>\
@@ -172,12 +174,8 @@ pub fn unsealed(
     if originals.is_empty() {
         return Err(RegisterError::NoOriginal(t.code.clone()));
     }
-    let administration = format!(" prot:descrizione=\"{}\"", x(&reg.administration));
-    let aoo = reg
-        .aoo_name
-        .as_deref()
-        .map(|n| format!(" prot:descrizione=\"{}\"", x(n)))
-        .unwrap_or_default();
+    let administration = descrizione(Some(&reg.administration));
+    let aoo = descrizione(reg.aoo_name.as_deref());
     Ok(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
 <prot:SegnaturaInformatica xmlns:prot=\"{NAMESPACE}\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" prot:versione=\"3.0.0\" prot:lang=\"it\">\

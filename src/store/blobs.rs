@@ -102,18 +102,21 @@ impl BlobStore {
                 }
                 keeper.pending -= 1;
             }
-            match keeper.jobs.as_ref().map(|jobs| jobs.send(job)) {
-                Some(Ok(())) => {
-                    keeper.pending += 1;
-                    None
-                }
-                Some(Err(std::sync::mpsc::SendError(job))) => Some(job),
-                None => unreachable!("a keeper always has its job queue"),
+            match &keeper.jobs {
+                Some(jobs) => match jobs.send(job) {
+                    Ok(()) => {
+                        keeper.pending += 1;
+                        None
+                    }
+                    Err(std::sync::mpsc::SendError(job)) => Some(job),
+                },
+                // No helper thread could be started: the caller keeps it.
+                None => Some(job),
             }
         });
         match sent {
             None => Keeping::Started(std::marker::PhantomData),
-            // The helper is gone (it cannot panic, but if it did): keep it here.
+            // No helper, or it is gone (it cannot panic, but if it did): keep it here.
             Some(job) => Keeping::Done(job.run()),
         }
     }
