@@ -145,10 +145,42 @@ pub fn protocol(year: i64, number: i64) -> String {
     format!("{year}/{number:07}")
 }
 
+/// The register's year for a registration at `registered_at` (RFC 3339): the office's local
+/// year, the machine's zone, as the daily register cuts its days. A register is annual by
+/// the local calendar: at 00:30 on 1 January in Rome (23:30 UTC) numbering has restarted.
+pub fn protocol_year(registered_at: &str) -> Option<i64> {
+    protocol_year_in(registered_at, &chrono::Local)
+}
+
+fn protocol_year_in<Tz: chrono::TimeZone>(registered_at: &str, zone: &Tz) -> Option<i64> {
+    use chrono::Datelike;
+    let at = chrono::DateTime::parse_from_rfc3339(registered_at).ok()?;
+    Some(i64::from(at.with_timezone(zone).year()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::MailFacts;
+
+    #[test]
+    fn the_register_year_turns_at_local_midnight() {
+        let rome_winter = chrono::FixedOffset::east_opt(3600).unwrap();
+        // 23:30 UTC on New Year's Eve is 00:30 on 1 January in Rome.
+        assert_eq!(
+            protocol_year_in("2026-12-31T23:30:00Z", &rome_winter),
+            Some(2027)
+        );
+        assert_eq!(
+            protocol_year_in("2026-12-31T22:59:59Z", &rome_winter),
+            Some(2026)
+        );
+        assert_eq!(
+            protocol_year_in("2027-01-01T00:30:00Z", &chrono::Utc),
+            Some(2027)
+        );
+        assert_eq!(protocol_year_in("yesterday", &chrono::Utc), None);
+    }
     use std::collections::HashMap;
 
     /// A register in memory: the decision's questions answered from maps.

@@ -129,9 +129,8 @@ fn create(
     code_prefix: &str,
     now: &str,
 ) -> Result<Filed> {
-    let year: i64 = now[..4]
-        .parse()
-        .map_err(|_| StoreError::Corrupt(format!("clock gave {now}")))?;
+    let year = crate::domain::filing::protocol_year(now)
+        .ok_or_else(|| StoreError::Corrupt(format!("clock gave {now}")))?;
     let number: i64 = query_row_cached(
         tx,
         "INSERT INTO protocol_counters(year, last) VALUES (?1, 1)
