@@ -928,6 +928,24 @@ fn sessions_csrf_roles_headers_and_downloads_over_http() {
 }
 
 #[test]
+fn two_web_servers_on_one_store_share_the_per_address_limits() {
+    let f = fixture();
+    let (_one, one) = serve(&f.data, &f.pipeline);
+    let (_two, two) = serve(&f.data, &f.pipeline);
+    // Lookups from one address, alternating between the servers as a proxy would send them:
+    // the 21st of the minute is refused (`--track-per-minute` is 20), whichever server it
+    // reaches, and from then on both refuse.
+    let mut statuses = Vec::new();
+    for i in 0..24 {
+        let addr = if i % 2 == 0 { one } else { two };
+        let (status, _, _) = get(addr, &format!("/track?code={}", f.gas_code), "");
+        statuses.push(status);
+    }
+    assert!(statuses[..20].iter().all(|&s| s == 200), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|&s| s == 429), "{statuses:?}");
+}
+
+#[test]
 fn a_request_taken_at_the_desk_is_registered_with_its_documents() {
     let f = fixture();
     let (_server, addr) = serve(&f.data, &f.pipeline);

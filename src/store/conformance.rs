@@ -459,6 +459,27 @@ pub fn sessions_live_until_they_end(store: &mut impl Register) {
     assert!(store.session("tok").unwrap().is_none());
 }
 
+fn request_limits_count_per_subject_and_window(store: &mut impl Register) {
+    let t = 1_000_000;
+    for _ in 0..3 {
+        assert!(store.count_request("track:192.0.2.1", t, 60, 3).unwrap());
+    }
+    assert!(!store
+        .count_request("track:192.0.2.1", t + 59, 60, 3)
+        .unwrap());
+    // Another address, and another limit of the same address, count apart.
+    assert!(store
+        .count_request("track:192.0.2.2", t + 59, 60, 3)
+        .unwrap());
+    assert!(store
+        .count_request("post:192.0.2.1", t + 59, 60, 3)
+        .unwrap());
+    // The window over, the address starts again.
+    assert!(store
+        .count_request("track:192.0.2.1", t + 60, 60, 3)
+        .unwrap());
+}
+
 /// Runs every check above once per backend, each on a fresh store.
 macro_rules! on_every_backend {
     ($($check:ident),* $(,)?) => {
@@ -487,4 +508,5 @@ on_every_backend!(
     an_annulled_registration_keeps_its_number,
     a_days_registrations_and_changes_are_listed,
     sessions_live_until_they_end,
+    request_limits_count_per_subject_and_window,
 );

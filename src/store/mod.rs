@@ -599,6 +599,17 @@ pub trait Accounts {
     /// Every subject with wrong passwords counted: (subject, count, last at), most first.
     fn login_failure_list(&self) -> Result<Vec<(String, u32, String)>>;
 
+    /// Counts one request of `subject` (e.g. `track:<address>`) at `now` (Unix seconds) in
+    /// its fixed window of `window_secs`; true while the window holds at most `limit`.
+    /// Windows over are forgotten on the way.
+    fn count_request(
+        &mut self,
+        subject: &str,
+        now: i64,
+        window_secs: i64,
+        limit: u32,
+    ) -> Result<bool>;
+
     /// Keeps a new API token by its SHA-256 under a unique name, with a role.
     fn add_api_token(&mut self, name: &str, role: Role, token_sha256: &str) -> Result<()>;
 

@@ -344,7 +344,7 @@ pub async fn create(
     ClientAddr(client): ClientAddr,
     req: axum::extract::Request,
 ) -> Result<Response, Problem> {
-    if !app.api_limiter.allow(client) {
+    if !app.allow(super::Limit::Post, client).await? {
         return Err(WebError::TooMany.into());
     }
     let mime = req
@@ -436,7 +436,7 @@ pub async fn status(
     ClientAddr(client): ClientAddr,
     Path(typed): Path<String>,
 ) -> Result<Response, Problem> {
-    if !app.track_limiter.allow(client) {
+    if !app.allow(super::Limit::Track, client).await? {
         return Err(WebError::TooMany.into());
     }
     let code = match code::parse(&typed) {

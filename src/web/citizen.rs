@@ -318,7 +318,7 @@ pub async fn submit(
     headers: HeaderMap,
     form: Multipart,
 ) -> Result<Response, WebError> {
-    if !app.api_limiter.allow(client) {
+    if !app.allow(super::Limit::Post, client).await? {
         return Err(WebError::TooMany);
     }
     let (fields, files, mut problems) = read_form(form).await?;

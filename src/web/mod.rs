@@ -84,15 +84,35 @@ pub(crate) struct Inner {
     /// Retrains the topic model off the request path when clerks have settled enough.
     trainer: Option<Arc<crate::service::topics::Trainer>>,
     secure_cookies: bool,
-    track_limiter: track::Limiter,
-    /// Requests filed through the API per client address per minute.
-    api_limiter: track::Limiter,
+    /// Tracking lookups per client address per minute.
+    track_per_minute: u32,
     /// The store's folder (drafts of the citizens' form wait there).
     pub(crate) data_dir: PathBuf,
 }
 
 #[derive(Clone)]
 pub(crate) struct App(Arc<Inner>);
+
+/// Requests filed (the citizens' form, the API) per client address per minute.
+const POSTS_PER_MINUTE: u32 = 10;
+
+/// What a per-address limit counts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Limit {
+    /// Tracking-code lookups (page and API): codes must not be guessable by trying.
+    Track,
+    /// Requests filed by citizens (form and API).
+    Post,
+}
+
+impl Limit {
+    fn name(self) -> &'static str {
+        match self {
+            Limit::Track => "track",
+            Limit::Post => "post",
+        }
+    }
+}
 
 impl std::ops::Deref for App {
     type Target = Inner;
@@ -163,6 +183,21 @@ impl App {
         })
         .await
         .map_err(|e| WebError::Internal(format!("worker failed: {e}")))?
+    }
+
+    /// Counts one request of `client` against `limit`; false when over it this minute. The
+    /// counts are in the store, so several web servers behind a proxy share them.
+    async fn allow(&self, limit: Limit, client: std::net::IpAddr) -> Result<bool, WebError> {
+        let per_minute = match limit {
+            Limit::Track => self.track_per_minute,
+            Limit::Post => POSTS_PER_MINUTE,
+        };
+        let subject = format!("{}:{client}", limit.name());
+        self.with_store(move |s| {
+            let now = chrono::Utc::now().timestamp();
+            Ok(s.count_request(&subject, now, 60, per_minute)?)
+        })
+        .await
     }
 
     /// The rules in force (for settling a ticket's topic).
@@ -697,8 +732,7 @@ pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, ServeError> {
         classifier,
         trainer,
         secure_cookies: settings.secure_cookies,
-        track_limiter: track::Limiter::new(settings.track_per_minute),
-        api_limiter: track::Limiter::new(10),
+        track_per_minute: settings.track_per_minute,
         data_dir: settings.data_dir.clone(),
     })))
 }

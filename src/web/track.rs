@@ -3,48 +3,13 @@
 //! apart from an unknown one (the check character), and lookups are rate-limited per client
 //! so codes cannot be guessed by trying.
 
-use super::{i18n, page, when, App, ClientAddr, Language, WebError};
+use super::{i18n, page, when, App, ClientAddr, Language, Limit, WebError};
 use crate::code::{self, CodeError};
 use crate::store::prelude::*;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// At most `per_minute` lookups per client address in any minute (a fixed window per address).
-pub struct Limiter {
-    per_minute: u32,
-    seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-impl Limiter {
-    pub fn new(per_minute: u32) -> Limiter {
-        Limiter {
-            per_minute,
-            seen: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn allow(&self, who: IpAddr) -> bool {
-        let Ok(mut seen) = self.seen.lock() else {
-            return false;
-        };
-        let now = Instant::now();
-        if seen.len() > 100_000 {
-            seen.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
-        }
-        let entry = seen.entry(who).or_insert((now, 0));
-        if now.duration_since(entry.0) >= Duration::from_secs(60) {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-        entry.1 <= self.per_minute
-    }
-}
 
 #[derive(Deserialize)]
 pub struct TrackQuery {
@@ -61,7 +26,7 @@ pub async fn track(
     let typed = q.code.unwrap_or_default().trim().to_string();
     let answer = if typed.is_empty() {
         None
-    } else if !app.track_limiter.allow(client) {
+    } else if !app.allow(Limit::Track, client).await? {
         return Err(WebError::TooMany);
     } else {
         Some(match code::parse(&typed) {
@@ -105,7 +70,7 @@ pub async fn track(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn only_a_local_proxy_names_the_client() {
@@ -125,15 +90,5 @@ mod tests {
             "a client cannot pick its address"
         );
         assert_eq!(super::super::client_addr(local, &HeaderMap::new()), local);
-    }
-
-    #[test]
-    fn a_client_gets_its_quota_per_minute_and_others_theirs() {
-        let l = Limiter::new(3);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        assert!((0..3).all(|_| l.allow(a)));
-        assert!(!l.allow(a));
-        assert!(l.allow(b));
     }
 }

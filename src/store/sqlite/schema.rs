@@ -260,6 +260,16 @@ BEGIN SELECT RAISE(ABORT, 'an annulment is written once'); END;
 CREATE INDEX tickets_registered ON tickets(registered_at);
 CREATE INDEX events_at ON events(at);
 "#,
+    // Per-address request limits (tracking lookups, the citizens' form and API), in the store
+    // so every web server behind a proxy counts the same requests.
+    r#"
+CREATE TABLE request_windows (
+    subject TEXT PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    hits INTEGER NOT NULL
+);
+CREATE INDEX request_windows_start ON request_windows(window_start);
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

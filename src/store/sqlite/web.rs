@@ -141,6 +141,31 @@ impl Accounts for Store {
         Ok(())
     }
 
+    fn count_request(
+        &mut self,
+        subject: &str,
+        now: i64,
+        window_secs: i64,
+        limit: u32,
+    ) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM request_windows WHERE window_start <= ?1",
+            [now - window_secs],
+        )?;
+        // One statement: two web servers counting the same address cannot both read the old
+        // count.
+        let hits: u32 = tx.query_row(
+            "INSERT INTO request_windows (subject, window_start, hits) VALUES (?1, ?2, 1)
+             ON CONFLICT (subject) DO UPDATE SET hits = hits + 1
+             RETURNING hits",
+            params![subject, now],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        Ok(hits <= limit)
+    }
+
     fn add_api_token(&mut self, name: &str, role: Role, token_sha256: &str) -> Result<()> {
         let taken: bool = self.conn.query_row(
             "SELECT EXISTS(SELECT 1 FROM api_tokens WHERE name = ?1)",
