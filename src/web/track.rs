@@ -10,6 +10,44 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// This server's own count of an address's requests in its minute (a fixed window per
+/// address). The store's count is the one shared by every server; this one only spares the
+/// store: an address over the limit here has made that many requests within a minute
+/// anyway, so a flood from one address is refused without a write per request.
+pub struct Limiter {
+    per_minute: u32,
+    seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl Limiter {
+    pub fn new(per_minute: u32) -> Limiter {
+        Limiter {
+            per_minute,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn allow(&self, who: IpAddr) -> bool {
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        if seen.len() > 100_000 {
+            seen.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        }
+        let entry = seen.entry(who).or_insert((now, 0));
+        if now.duration_since(entry.0) >= Duration::from_secs(60) {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1 <= self.per_minute
+    }
+}
 
 #[derive(Deserialize)]
 pub struct TrackQuery {
@@ -90,5 +128,15 @@ mod tests {
             "a client cannot pick its address"
         );
         assert_eq!(super::super::client_addr(local, &HeaderMap::new()), local);
+    }
+
+    #[test]
+    fn a_client_gets_its_quota_per_minute_and_others_theirs() {
+        let l = super::Limiter::new(3);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!((0..3).all(|_| l.allow(a)));
+        assert!(!l.allow(a));
+        assert!(l.allow(b));
     }
 }
