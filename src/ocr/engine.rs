@@ -295,12 +295,10 @@ impl Pix {
         let out = Pix::from_raw(unsafe {
             lept::pixDeskewGeneral(self.ptr(), 0, 0.0, 0.0, 0, 0, &mut angle, &mut conf)
         })?;
-        // leptonica leaves the image alone below its own thresholds and says so with conf.
-        let applied = if conf > 0.0 && angle.abs() >= 0.1 {
-            angle
-        } else {
-            0.0
-        };
+        // Below its own thresholds (under 0.1°, or a confidence under 3) leptonica leaves the
+        // image alone and hands back the same image, while still reporting what it measured:
+        // only a new image was straightened.
+        let applied = if out.ptr() != self.ptr() { angle } else { 0.0 };
         Some((out, applied))
     }
 }
