@@ -76,16 +76,14 @@ fn a_registration_with_attachments_has_a_sealed_segnatura_that_validates_and_ver
     let code = ticket["code"].as_str().unwrap().to_string();
 
     // Without a seal there is no segnatura, and the error says how to give one.
-    let unsealed = sportello(
-        &data,
-        &[
-            "register",
-            "segnatura",
-            &code,
-            "--pipeline",
-            pipe.to_str().unwrap(),
-        ],
-    );
+    let segnatura = [
+        "register",
+        "segnatura",
+        &code,
+        "--pipeline",
+        pipe.to_str().unwrap(),
+    ];
+    let unsealed = sportello(&data, &segnatura);
     assert!(!unsealed.status.success());
     assert!(
         unsealed.stderr.contains("SPORTELLO_SEAL_KEY"),
@@ -94,20 +92,17 @@ fn a_registration_with_attachments_has_a_sealed_segnatura_that_validates_and_ver
     );
 
     let (key, cert) = seal_certificate(tmp.path());
-    let run = sportello_env(
-        &data,
-        &[
-            "register",
-            "segnatura",
-            &code,
-            "--pipeline",
-            pipe.to_str().unwrap(),
-        ],
-        &[
-            ("SPORTELLO_SEAL_KEY", key.to_str().unwrap()),
-            ("SPORTELLO_SEAL_CERT", cert.to_str().unwrap()),
-        ],
-    );
+    let sealed_segnatura = || {
+        sportello_env(
+            &data,
+            &segnatura,
+            &[
+                ("SPORTELLO_SEAL_KEY", key.to_str().unwrap()),
+                ("SPORTELLO_SEAL_CERT", cert.to_str().unwrap()),
+            ],
+        )
+    };
+    let run = sealed_segnatura();
     assert!(run.status.success(), "{}", run.stderr);
     let xml = run.stdout;
 
@@ -230,20 +225,7 @@ fn a_registration_with_attachments_has_a_sealed_segnatura_that_validates_and_ver
         .expect("the letter");
     let sha = letter["sha256"].as_str().unwrap();
     std::fs::write(data.join("originals").join(&sha[..2]).join(sha), b"altered").unwrap();
-    let refused = sportello_env(
-        &data,
-        &[
-            "register",
-            "segnatura",
-            &code,
-            "--pipeline",
-            pipe.to_str().unwrap(),
-        ],
-        &[
-            ("SPORTELLO_SEAL_KEY", key.to_str().unwrap()),
-            ("SPORTELLO_SEAL_CERT", cert.to_str().unwrap()),
-        ],
-    );
+    let refused = sealed_segnatura();
     assert!(!refused.status.success());
     assert!(
         refused.stderr.contains("domanda.pdf") && refused.stderr.contains("no longer matches"),

@@ -162,6 +162,7 @@ fn protocol_year_in<Tz: chrono::TimeZone>(registered_at: &str, zone: &Tz) -> Opt
 mod tests {
     use super::*;
     use crate::store::MailFacts;
+    use std::collections::HashMap;
 
     #[test]
     fn the_register_year_turns_at_local_midnight() {
@@ -181,7 +182,6 @@ mod tests {
         );
         assert_eq!(protocol_year_in("yesterday", &chrono::Utc), None);
     }
-    use std::collections::HashMap;
 
     /// A register in memory: the decision's questions answered from maps.
     #[derive(Default)]

@@ -84,9 +84,8 @@ pub(crate) struct Inner {
     /// Retrains the topic model off the request path when clerks have settled enough.
     trainer: Option<Arc<crate::service::topics::Trainer>>,
     secure_cookies: bool,
-    /// Tracking lookups per client address per minute.
-    track_per_minute: u32,
-    /// This server's own counts, in front of the store's (see [`track::Limiter`]).
+    /// Per-address limits: tracking lookups, requests filed. Each holds its limit and this
+    /// server's own count, in front of the store's (see [`track::Limiter`]).
     track_here: track::Limiter,
     post_here: track::Limiter,
     /// The store's folder (drafts of the citizens' form wait there).
@@ -191,13 +190,14 @@ impl App {
     /// Counts one request of `client` against `limit`; false when over it this minute. The
     /// counts are in the store, so several web servers behind a proxy share them.
     async fn allow(&self, limit: Limit, client: std::net::IpAddr) -> Result<bool, WebError> {
-        let (per_minute, here) = match limit {
-            Limit::Track => (self.track_per_minute, &self.track_here),
-            Limit::Post => (POSTS_PER_MINUTE, &self.post_here),
+        let here = match limit {
+            Limit::Track => &self.track_here,
+            Limit::Post => &self.post_here,
         };
         if !here.allow(client) {
             return Ok(false);
         }
+        let per_minute = here.per_minute();
         let subject = format!("{}:{client}", limit.name());
         self.with_store(move |s| {
             let now = chrono::Utc::now().timestamp();
@@ -738,7 +738,6 @@ pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, ServeError> {
         classifier,
         trainer,
         secure_cookies: settings.secure_cookies,
-        track_per_minute: settings.track_per_minute,
         track_here: track::Limiter::new(settings.track_per_minute),
         post_here: track::Limiter::new(POSTS_PER_MINUTE),
         data_dir: settings.data_dir.clone(),

@@ -32,6 +32,10 @@ impl Limiter {
         }
     }
 
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
     pub fn allow(&self, who: IpAddr) -> bool {
         let Ok(mut seen) = self.seen.lock() else {
             return false;
