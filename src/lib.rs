@@ -19,6 +19,7 @@ pub mod ocr;
 pub mod parse;
 pub mod pipeline;
 pub mod progress;
+pub mod queue;
 pub mod register;
 pub mod runner;
 pub mod search;

@@ -44,15 +44,17 @@ impl Outcome {
     }
 }
 
-/// Pages of a prepared ticket's documents as received (not their searchable copies).
 fn pages_of(prepared: &Result<NewTicket, ItemError>) -> u32 {
-    prepared.as_ref().map_or(0, |t| {
-        t.documents
-            .iter()
-            .filter(|d| d.doc.kind == crate::model::DocumentKind::Original)
-            .map(|d| d.doc.pages.unwrap_or(0))
-            .sum()
-    })
+    prepared.as_ref().map_or(0, pages_of_ticket)
+}
+
+/// Pages of a prepared ticket's documents as received (not their searchable copies).
+pub fn pages_of_ticket(t: &NewTicket) -> u32 {
+    t.documents
+        .iter()
+        .filter(|d| d.doc.kind == crate::model::DocumentKind::Original)
+        .map(|d| d.doc.pages.unwrap_or(0))
+        .sum()
 }
 
 /// Most items committed together: bounds how long a finished item waits for its batch.

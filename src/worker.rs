@@ -1,5 +1,5 @@
 //! Worker processes: the bytes citizens send (messages, signed containers, PDFs, images, and
-//! their OCR) are read in child processes of this same binary (`sportello worker`, a hidden
+//! their OCR) are read in child processes of this same binary (`sportello __item-reader`, a hidden
 //! sub-command), never in the runner.
 //!
 //! A thread cannot contain a stack overflow, an `abort`, a segfault in leptonica or
@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 pub const PROTOCOL_VERSION: u8 = 1;
 const MAGIC: [u8; 3] = *b"SPW";
 /// The hidden sub-command that makes this binary a worker.
-pub const SUBCOMMAND: &str = "worker";
+pub const SUBCOMMAND: &str = "__item-reader";
 /// A header larger than this is garbage, not a ticket (a ticket's text is a few MB at most).
 const MAX_HEADER: u32 = 512 << 20;
 /// Largest item sent to a worker.
@@ -828,7 +828,7 @@ pub fn progress(step: &str) {
 /// Set when a parser thread was abandoned on a time limit: the worker then retires.
 static ABANDONED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether this process is a worker (`sportello worker`).
+/// Whether this process is an item reader (`sportello __item-reader`).
 pub fn in_worker() -> bool {
     OUT.get().is_some()
 }
@@ -838,7 +838,7 @@ pub fn note_abandoned_thread() {
     ABANDONED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// `sportello worker`: serves requests on stdin until it ends.
+/// `sportello __item-reader`: serves requests on stdin until it ends.
 pub fn main() -> std::process::ExitCode {
     use std::os::fd::FromRawFd;
     // SAFETY: plain libc calls on this process's own descriptors and limits, made before

@@ -27,6 +27,8 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Watch every source of a pipeline until SIGINT/SIGTERM
     Run(run::RunArgs),
+    /// Process the items `ingest --enqueue` queued (any number of workers, side by side)
+    Worker(worker::WorkerArgs),
     /// Print the text extracted from a file, page by page (no ticket is filed)
     Extract(extract::ExtractArgs),
     /// OCR a scan or fax and print each page's text, confidence and rotation (no ticket)

@@ -125,6 +125,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
     match cli.command {
         Command::Ingest(args) => ingest::exec(args, &cli.data, out),
         Command::Run(args) => run::exec(args, &cli.data, out),
+        Command::Worker(args) => worker::exec(args, &cli.data, out),
         Command::Extract(args) => extract::exec(args, out),
         Command::Classify(args) => classify::exec(args, &cli.data, out),
         Command::Entities(args) => entities::exec(args, &cli.data, out),
@@ -189,6 +190,34 @@ fn retrain_if_due(store: &mut Store, rules: &Rules, settled: topics::Settled) {
     if settled.retrain_due {
         retrain_now(store, rules, "labelled history and settled tickets");
     }
+}
+
+/// Tickets settled elsewhere since the last training (the web app was down, an older
+/// model): the model is brought up to date before a batch is classified. Intake goes on with
+/// the model there is when a training cannot be done.
+fn retrain_if_wanted(store: &mut Store, pipeline: &Pipeline, why: &str) -> Result<()> {
+    if let Some(rules) = classify_rules(pipeline) {
+        let rules = Rules::load(&rules)?;
+        if topics::retrain_wanted(store, &rules).unwrap_or(false) {
+            retrain_now(store, &rules, why);
+        }
+    }
+    Ok(())
+}
+
+/// One round of the acknowledgements waiting in the outbox, by every sink of `pipeline`;
+/// what fails stays queued for `run`.
+fn deliver_acks_once(store: &mut Store, pipeline: &Pipeline) -> Result<()> {
+    for sink in runner::out_sinks(pipeline).map_err(anyhow::Error::msg)? {
+        let (sent, not_sent) = crate::sinks::deliver(sink.as_ref(), store, true);
+        if sent + not_sent > 0 {
+            eprintln!(
+                "sportello: {sent} acknowledgement(s) by {} sent, {not_sent} failed (kept in the outbox)",
+                sink.via().as_str()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Trains the model now and says so on stderr, `why` in brackets; a failure is said too.

@@ -480,6 +480,77 @@ fn request_limits_count_per_subject_and_window(store: &mut impl Register) {
         .unwrap());
 }
 
+fn a_job_is_filed_once_whatever_its_workers_do(store: &mut impl Register) {
+    use super::{JobCounts, StoreError};
+    let t = 1_000_000;
+    let a = store.enqueue(r#"{"n":1}"#, &"a".repeat(64), t).unwrap();
+    let b = store.enqueue(r#"{"n":2}"#, &"b".repeat(64), t).unwrap();
+    // In order, each to one worker; nothing left for a third.
+    let ja = store.claim("w1", t, 30, 3).unwrap().unwrap();
+    assert_eq!(
+        (ja.id, ja.attempts, ja.description.as_str()),
+        (a, 1, r#"{"n":1}"#)
+    );
+    let jb = store.claim("w2", t, 30, 3).unwrap().unwrap();
+    assert_eq!(jb.id, b);
+    assert_eq!(store.claim("w3", t + 10, 30, 3).unwrap(), None);
+    // w1 renews its lease; w2 goes silent, and once its lease is over w3 takes its job.
+    assert!(store.heartbeat(a, "w1", t + 20, 30).unwrap());
+    let again = store.claim("w3", t + 31, 30, 3).unwrap().unwrap();
+    assert_eq!((again.id, again.attempts), (b, 2));
+    // w2 comes back: it can neither renew nor file.
+    assert!(!store.heartbeat(b, "w2", t + 32, 30).unwrap());
+    let late = store.complete(b, "w2", &ticket(2, "q2@x.it", "pratica Q"), "URP");
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    assert_eq!(store.count().unwrap(), 0);
+    store
+        .complete(b, "w3", &ticket(2, "q2@x.it", "pratica Q"), "URP")
+        .unwrap();
+    store
+        .complete(a, "w1", &ticket(1, "q1@x.it", "pratica Q"), "URP")
+        .unwrap();
+    assert_eq!(store.count().unwrap(), 2);
+    assert_eq!(store.job_counts().unwrap(), JobCounts::default());
+}
+
+fn a_failing_job_backs_off_and_a_poison_one_is_parked(store: &mut impl Register) {
+    use super::{JobCounts, JobFate};
+    let t = 1_000_000;
+    let id = store.enqueue("{}", &"c".repeat(64), t).unwrap();
+    store.claim("w", t, 30, 2).unwrap().unwrap();
+    let fate = store.fail(id, "w", "disk full", t, 2).unwrap();
+    assert_eq!(fate, JobFate::Retry { not_before: t + 5 });
+    assert_eq!(store.claim("w", t + 4, 30, 2).unwrap(), None);
+    assert_eq!(store.claim("w", t + 5, 30, 2).unwrap().unwrap().attempts, 2);
+    assert_eq!(
+        store.fail(id, "w", "disk still full", t + 6, 2).unwrap(),
+        JobFate::Parked
+    );
+    assert_eq!(store.claim("w", t + 1_000, 30, 2).unwrap(), None);
+    // An item whose worker dies each time it is read: claimed twice, then parked.
+    let poison = store.enqueue("{}", &"d".repeat(64), t).unwrap();
+    assert_eq!(store.claim("w", t, 30, 2).unwrap().unwrap().id, poison);
+    assert_eq!(
+        store.claim("w", t + 31, 30, 2).unwrap().unwrap().attempts,
+        2
+    );
+    assert_eq!(store.claim("w", t + 62, 30, 2).unwrap(), None);
+    let parked = store.parked_jobs().unwrap();
+    assert_eq!(parked.len(), 2);
+    assert_eq!((parked[0].0, parked[0].3.as_str()), (id, "disk still full"));
+    assert!(
+        parked[1].3.contains("stopped without finishing it 2 times"),
+        "{parked:?}"
+    );
+    assert_eq!(
+        store.job_counts().unwrap(),
+        JobCounts {
+            parked: 2,
+            ..JobCounts::default()
+        }
+    );
+}
+
 /// Runs every check above once per backend, each on a fresh store.
 macro_rules! on_every_backend {
     ($($check:ident),* $(,)?) => {
@@ -509,4 +580,6 @@ on_every_backend!(
     a_days_registrations_and_changes_are_listed,
     sessions_live_until_they_end,
     request_limits_count_per_subject_and_window,
+    a_job_is_filed_once_whatever_its_workers_do,
+    a_failing_job_backs_off_and_a_poison_one_is_parked,
 );

@@ -19,6 +19,7 @@ pub use sqlite::pool;
 pub mod prelude {
     pub use super::{
         Accounts, Crashes, Dossiers, Filing, Learning, Outbox, Overview, Register, Search, Tickets,
+        WorkQueue,
     };
 }
 pub use sqlite::SearchText;
@@ -623,10 +624,95 @@ pub trait Accounts {
     fn revoke_api_token(&mut self, name: &str) -> Result<bool>;
 }
 
+/// A queued item: the source's description of it (JSON, made and read by the caller) and its
+/// original's SHA-256 in the blob store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedJob {
+    pub id: i64,
+    pub description: String,
+    pub sha256: String,
+    /// Claims so far, this one included.
+    pub attempts: u32,
+}
+
+/// What became of a job that failed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JobFate {
+    /// Queued again, not before this time (Unix seconds).
+    Retry { not_before: i64 },
+    /// Out of attempts: kept aside with its error, not claimed again.
+    Parked,
+}
+
+/// The work queue's jobs by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct JobCounts {
+    pub queued: u64,
+    pub running: u64,
+    pub parked: u64,
+}
+
+/// The work queue between `ingest --enqueue` (or a source) and `sportello worker` processes.
+/// A claim is a lease: a worker that dies stops renewing it, and its job is claimed again once
+/// the lease runs out. Completing a job files its ticket in the same transaction, and only
+/// while the lease is still the worker's, so an item is never filed twice.
+pub trait WorkQueue {
+    /// Queues an item whose original is already in the blob store under `sha256`.
+    fn enqueue(&mut self, description: &str, sha256: &str, now: i64) -> Result<i64>;
+
+    /// Claims the oldest job due at `now` (Unix seconds): queued, or running under a lease
+    /// that ran out. A job claimed `max_attempts` times without finishing (an item that kills
+    /// its worker) is parked on the way instead.
+    fn claim(
+        &mut self,
+        worker: &str,
+        now: i64,
+        lease_secs: i64,
+        max_attempts: u32,
+    ) -> Result<Option<QueuedJob>>;
+
+    /// Renews `worker`'s lease on a job; false when the job is no longer the worker's.
+    fn heartbeat(&mut self, id: i64, worker: &str, now: i64, lease_secs: i64) -> Result<bool>;
+
+    /// Files the job's ticket and removes the job, in one transaction; a `Conflict` (nothing
+    /// filed) when the job is no longer `worker`'s.
+    fn complete(
+        &mut self,
+        id: i64,
+        worker: &str,
+        new: &NewTicket,
+        code_prefix: &str,
+    ) -> Result<Filed>;
+
+    /// Records a failure: queued again after a backoff that doubles with each attempt, or
+    /// parked once the attempts reach `max_attempts`.
+    fn fail(
+        &mut self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<JobFate>;
+
+    fn job_counts(&self) -> Result<JobCounts>;
+
+    /// Parked jobs: id, description, attempts, last error.
+    fn parked_jobs(&self) -> Result<Vec<(i64, String, u32, String)>>;
+
+    /// Running jobs: id, worker, lease end (Unix seconds).
+    fn running_jobs(&self) -> Result<Vec<(i64, String, i64)>>;
+}
+
+/// Seconds before the `attempts`-th retry of a failed job: 5 s, doubling, at most 10 minutes.
+pub fn job_backoff_secs(attempts: u32) -> i64 {
+    (5i64 << attempts.saturating_sub(1).min(10)).min(600)
+}
+
 /// Everything a backend of the register does. Callers hold one and see only Rust values; the
 /// shared store tests run against each backend.
 pub trait Register:
-    Filing + Crashes + Tickets + Overview + Search + Dossiers + Outbox + Learning + Accounts
+    Filing + Crashes + Tickets + Overview + Search + Dossiers + Outbox + Learning + Accounts + WorkQueue
 {
     fn blobs(&self) -> &BlobStore;
 

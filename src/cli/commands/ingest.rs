@@ -11,6 +11,9 @@ pub struct IngestArgs {
     channel: Option<Channel>,
     #[arg(long)]
     json: bool,
+    /// Only queue the items (originals kept, nothing read) for `sportello worker` processes
+    #[arg(long)]
+    enqueue: bool,
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
@@ -20,19 +23,15 @@ pub fn exec(args: IngestArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Resu
         pipeline,
         channel,
         json,
+        enqueue,
         paths,
     } = args;
     let pipeline = load_pipeline(pipeline.as_deref())?;
     let mut store = open_store(&data_dir(cli_data, &pipeline))?;
-    // Tickets settled elsewhere since the last training (the web app was down, an
-    // older model): the model is brought up to date before this batch is classified.
-    if let Some(rules) = classify_rules(&pipeline) {
-        let rules = Rules::load(&rules)?;
-        // Intake goes on with the model there is when a training cannot be done.
-        if topics::retrain_wanted(&store, &rules).unwrap_or(false) {
-            retrain_now(&mut store, &rules, "before ingesting");
-        }
+    if enqueue {
+        return enqueue_all(&mut store, &paths, channel, json, out);
     }
+    retrain_if_wanted(&mut store, &pipeline, "before ingesting")?;
     let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())?;
     let (files, errors) = runner::collect_paths(&paths);
     let mut failed = errors.len();
@@ -61,15 +60,44 @@ pub fn exec(args: IngestArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Resu
     if let Some(e) = write_error {
         return Err(e);
     }
-    // Acknowledgements of what was just filed: one round; what fails stays queued
-    // for `run`.
-    for sink in runner::out_sinks(&pipeline).map_err(anyhow::Error::msg)? {
-        let (sent, not_sent) = crate::sinks::deliver(sink.as_ref(), &mut store, true);
-        if sent + not_sent > 0 {
-            eprintln!(
-                "sportello: {sent} acknowledgement(s) by {} sent, {not_sent} failed (kept in the outbox)",
-                sink.via().as_str()
-            );
+    deliver_acks_once(&mut store, &pipeline)?;
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `ingest --enqueue`: every file queued for the workers, each reported.
+fn enqueue_all(
+    store: &mut Store,
+    paths: &[PathBuf],
+    channel: Option<Channel>,
+    json: bool,
+    out: &mut Out,
+) -> Result<ExitCode> {
+    let (files, errors) = runner::collect_paths(paths);
+    let mut failed = errors.len();
+    for e in &errors {
+        eprintln!("sportello: {e}");
+    }
+    for path in files {
+        let file = path.display().to_string();
+        let queued = runner::item_from_path(&path, channel)
+            .map_err(runner::ItemError::from)
+            .and_then(|item| crate::queue::enqueue(store, &item));
+        match queued {
+            Ok(job) if json => {
+                out.json(&serde_json::json!({"file": file, "outcome": "queued", "job": job}))?
+            }
+            Ok(job) => out.line(&format!("job {job:<8}  queued  {file}"))?,
+            Err(e) => {
+                failed += 1;
+                eprintln!("sportello: {file}: {e}");
+                if json {
+                    out.json(&serde_json::json!({"file": file, "outcome": "error", "error": e.to_string()}))?;
+                }
+            }
         }
     }
     Ok(if failed > 0 {

@@ -16,6 +16,7 @@ pub mod run;
 pub mod search;
 pub mod tickets;
 pub mod users;
+pub mod worker;
 
 pub use model::ModelCommand;
 pub use register::RegisterCommand;

@@ -11,6 +11,7 @@ mod filing;
 mod learning;
 mod outbox;
 pub mod pool;
+mod queue;
 mod rank;
 mod schema;
 mod search;

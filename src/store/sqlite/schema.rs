@@ -270,6 +270,24 @@ CREATE TABLE request_windows (
 );
 CREATE INDEX request_windows_start ON request_windows(window_start);
 "#,
+    // The work queue: items queued by `ingest --enqueue` (originals already in the blob
+    // store), claimed by `sportello worker` processes under a lease. A job leaves the table
+    // in the transaction that files its ticket; a poison item stays, parked.
+    r#"
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'parked')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before INTEGER NOT NULL,
+    worker TEXT,
+    lease_until INTEGER,
+    last_error TEXT,
+    enqueued_at INTEGER NOT NULL
+);
+CREATE INDEX jobs_due ON jobs(state, not_before);
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
