@@ -38,6 +38,11 @@ fn main() {
         bench_classify(&texts);
         return;
     }
+    if only == "queue" {
+        println!("== work queue");
+        bench_queue(&texts);
+        return;
+    }
     if only == "register" {
         println!("== daily register");
         bench_daily_register(&texts);
@@ -64,8 +69,115 @@ fn main() {
     bench_entities(&texts);
     println!("\n== daily register");
     bench_daily_register(&texts);
+    println!("\n== work queue");
+    bench_queue(&texts);
     println!("\n== search: {n_tickets} tickets");
     bench_search(n_tickets, &texts);
+}
+
+/// The work queue: (1) its overhead, claim + complete (which files the ticket) against filing
+/// the same tickets directly, on one store; (2) `sportello worker` processes on 20 fax pages,
+/// two against one, in one run.
+fn bench_queue(texts: &[(String, String)]) {
+    use sportello::testdata::{scan, Scan};
+    let n = 2_000;
+    let ticket = |i: usize| {
+        let (subject, body) = &texts[i % texts.len()];
+        let intake = Intake {
+            source: "bench".into(),
+            name: format!("q{i}"),
+            sha256: format!("{i:064x}"),
+            size: body.len() as u64,
+            mtime_ns: None,
+        };
+        let mut t = NewTicket::arriving(
+            sportello::model::Channel::Scanner,
+            "2010-06-01T10:00:00Z".into(),
+            Default::default(),
+            intake,
+        );
+        t.subject = subject.clone();
+        t.body = body.clone();
+        t
+    };
+    let tickets: Vec<NewTicket> = (0..n).map(ticket).collect();
+    let direct = tempfile::tempdir().unwrap();
+    let mut store = Store::open(direct.path()).unwrap();
+    let started = Instant::now();
+    for t in &tickets {
+        store.file(t, "URP").unwrap();
+    }
+    let filing = started.elapsed();
+    let queued = tempfile::tempdir().unwrap();
+    let mut store = Store::open(queued.path()).unwrap();
+    for (i, t) in tickets.iter().enumerate() {
+        store.enqueue("{}", &t.intake.sha256, i as i64).unwrap();
+    }
+    let started = Instant::now();
+    let mut done = 0;
+    while let Some(job) = store.claim("bench", 1 << 40, 60, 3).unwrap() {
+        store
+            .complete(job.id, "bench", &tickets[done], "URP")
+            .unwrap();
+        done += 1;
+    }
+    let through_queue = started.elapsed();
+    assert_eq!(done, n);
+    println!(
+        "claim + complete (filing included), one worker on SQLite: {:.0} jobs/s; filing alone {:.0} tickets/s; the queue adds {:.0}%",
+        n as f64 / through_queue.as_secs_f64(),
+        n as f64 / filing.as_secs_f64(),
+        (through_queue.as_secs_f64() / filing.as_secs_f64() - 1.0) * 100.0
+    );
+
+    // (2) 20 fax pages, each its own item, by one worker process, then by two.
+    let pages = tempfile::tempdir().unwrap();
+    for (i, (subject, body)) in texts
+        .iter()
+        .filter(|(_, b)| b.len() > 300)
+        .take(20)
+        .enumerate()
+    {
+        let tiff = scan(&letter_pdf(subject, body), Scan::FaxFine, 0).expect("pdftoppm");
+        std::fs::write(pages.path().join(format!("fax-{i:02}.tif")), tiff).unwrap();
+    }
+    let mut rates = Vec::new();
+    for workers in [1, 2] {
+        let data = tempfile::tempdir().unwrap();
+        let status = Command::new(bin())
+            .arg("--data")
+            .arg(data.path())
+            .args(["ingest", "--enqueue", "--channel", "fax"])
+            .arg(pages.path())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = Instant::now();
+        let children: Vec<_> = (0..workers)
+            .map(|_| {
+                Command::new(bin())
+                    .arg("--data")
+                    .arg(data.path())
+                    .args(["worker", "--once"])
+                    .env_remove("OMP_THREAD_LIMIT")
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+        let wall = started.elapsed();
+        rates.push(20.0 / wall.as_secs_f64());
+        println!(
+            "OCR of 20 fax pages by {workers} `sportello worker` process(es): {:.2} pages/s ({:.1} s)",
+            rates[rates.len() - 1],
+            wall.as_secs_f64()
+        );
+    }
+    println!("ratio: two workers {:.2}x one", rates[1] / rates[0]);
 }
 
 /// The daily register of a day with 1,000 registrations (each with its original) and 3

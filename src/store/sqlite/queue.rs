@@ -15,6 +15,23 @@ fn holds(tx: &rusqlite::Connection, id: i64, worker: &str) -> Result<bool> {
         .is_some())
 }
 
+/// Runs `f` with commits that do not wait for the disk, for the queue's bookkeeping: a claim,
+/// a renewal or a failure lost in a power cut only means a job is claimed again sooner (and
+/// the next commit that waits carries them to disk anyway). Filing and queueing wait.
+fn unsynced<T>(store: &mut Store, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
+    let was: i64 = store
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+    // 2 is FULL (intake's setting); OFF (a bulk load) and NORMAL are left alone.
+    if was < 2 {
+        return f(store);
+    }
+    store.conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let out = f(store);
+    store.conn.pragma_update(None, "synchronous", was)?;
+    out
+}
+
 impl WorkQueue for Store {
     fn enqueue(&mut self, description: &str, sha256: &str, now: i64) -> Result<i64> {
         self.conn.execute(
@@ -31,61 +48,65 @@ impl WorkQueue for Store {
         lease_secs: i64,
         max_attempts: u32,
     ) -> Result<Option<QueuedJob>> {
-        // IMMEDIATE: the write lock is taken before the read, so two workers never pick the
-        // same job.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let claimed = loop {
-            let due: Option<(i64, String, String, u32)> = tx
-                .query_row(
-                    "SELECT id, description, sha256, attempts FROM jobs
-                     WHERE (state = 'queued' AND not_before <= ?1)
-                        OR (state = 'running' AND lease_until < ?1)
-                     ORDER BY id LIMIT 1",
-                    [now],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?;
-            let Some((id, description, sha256, attempts)) = due else {
-                break None;
-            };
-            if attempts >= max_attempts {
-                // Claimed that often and never finished nor failed: it takes its worker down.
+        unsynced(self, |store| {
+            // IMMEDIATE: the write lock is taken before the read, so two workers never pick the
+            // same job.
+            let tx = store
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let claimed = loop {
+                let due: Option<(i64, String, String, u32)> = tx
+                    .query_row(
+                        "SELECT id, description, sha256, attempts FROM jobs
+                         WHERE (state = 'queued' AND not_before <= ?1)
+                            OR (state = 'running' AND lease_until < ?1)
+                         ORDER BY id LIMIT 1",
+                        [now],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()?;
+                let Some((id, description, sha256, attempts)) = due else {
+                    break None;
+                };
+                if attempts >= max_attempts {
+                    // Claimed that often and never finished nor failed: it takes its worker down.
+                    tx.execute(
+                        "UPDATE jobs SET state = 'parked', worker = NULL, lease_until = NULL,
+                            last_error = COALESCE(last_error || '; ', '') || ?2
+                         WHERE id = ?1",
+                        params![
+                            id,
+                            format!("its worker stopped without finishing it {attempts} times")
+                        ],
+                    )?;
+                    continue;
+                }
                 tx.execute(
-                    "UPDATE jobs SET state = 'parked', worker = NULL, lease_until = NULL,
-                        last_error = COALESCE(last_error || '; ', '') || ?2
+                    "UPDATE jobs SET state = 'running', worker = ?2, lease_until = ?3,
+                        attempts = attempts + 1
                      WHERE id = ?1",
-                    params![
-                        id,
-                        format!("its worker stopped without finishing it {attempts} times")
-                    ],
+                    params![id, worker, now + lease_secs],
                 )?;
-                continue;
-            }
-            tx.execute(
-                "UPDATE jobs SET state = 'running', worker = ?2, lease_until = ?3,
-                    attempts = attempts + 1
-                 WHERE id = ?1",
-                params![id, worker, now + lease_secs],
-            )?;
-            break Some(QueuedJob {
-                id,
-                description,
-                sha256,
-                attempts: attempts + 1,
-            });
-        };
-        tx.commit()?;
-        Ok(claimed)
+                break Some(QueuedJob {
+                    id,
+                    description,
+                    sha256,
+                    attempts: attempts + 1,
+                });
+            };
+            tx.commit()?;
+            Ok(claimed)
+        })
     }
 
     fn heartbeat(&mut self, id: i64, worker: &str, now: i64, lease_secs: i64) -> Result<bool> {
-        let n = self.conn.execute(
-            "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND state = 'running' AND worker = ?2",
-            params![id, worker, now + lease_secs],
-        )?;
-        Ok(n == 1)
+        unsynced(self, |store| {
+            let n = store.conn.execute(
+                "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND state = 'running' AND worker = ?2",
+                params![id, worker, now + lease_secs],
+            )?;
+            Ok(n == 1)
+        })
     }
 
     fn complete(
