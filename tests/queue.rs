@@ -149,3 +149,33 @@ fn a_worker_once_stops_when_nothing_is_due_and_keeps_bad_input() {
     assert_eq!(store.job_counts().unwrap(), Default::default());
     assert_eq!(store.count().unwrap(), 2);
 }
+
+#[test]
+fn run_works_off_the_queue_beside_its_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, drop, queued) = (
+        tmp.path().join("data"),
+        tmp.path().join("drop"),
+        tmp.path().join("queued"),
+    );
+    std::fs::create_dir_all(&drop).unwrap();
+    std::fs::create_dir_all(&queued).unwrap();
+    std::fs::write(
+        drop.join("dal-cassetto.pdf"),
+        letter_pdf("Contributo affitto", "Chiedo il contributo per l'affitto."),
+    )
+    .unwrap();
+    for i in 0..2 {
+        std::fs::write(
+            queued.join(format!("in-coda-{i}.pdf")),
+            letter_pdf(&format!("Pratica {i}"), "Chiedo notizie della mia pratica."),
+        )
+        .unwrap();
+    }
+    ok(&data, &["ingest", "--enqueue", queued.to_str().unwrap()]);
+    let pipeline = folder_pipeline(tmp.path(), &drop, "scanner", 0.1);
+    ok(&data, &["run", "--once", "--pipeline", pipeline.to_str().unwrap()]);
+    let store = sportello::store::Store::open(&data).unwrap();
+    assert_eq!(store.job_counts().unwrap(), Default::default());
+    assert_eq!(store.count().unwrap(), 3);
+}

@@ -27,10 +27,55 @@ pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<
         topics::Trainer::new(store.data_dir(), &rules).kick_if_wanted();
     }
     let stop = Arc::new(AtomicBool::new(false));
+    // The queue's worker stops on a signal too, or when the sources are done.
+    let queue_stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone())
-            .context("cannot install signal handler")?;
+        for flag in [&stop, &queue_stop] {
+            signal_hook::flag::register(signal, flag.clone())
+                .context("cannot install signal handler")?;
+        }
     }
+    // Items queued by `ingest --enqueue` are worked off beside the sources, one at a time, on
+    // a connection of their own (start `sportello worker` processes for more); with `--once`,
+    // until none is due.
+    let queue_worker = {
+        let (dir, pipeline, stop) = (
+            store.data_dir().to_path_buf(),
+            pipeline.clone(),
+            queue_stop.clone(),
+        );
+        let processor = Processor::new(&pipeline, store.blobs().clone(), &dir)?;
+        std::thread::Builder::new()
+            .name("queue".into())
+            .spawn(move || {
+                let mut store = match Store::open(&dir) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!("the queue is not worked: {e}");
+                        return;
+                    }
+                };
+                let settings = crate::queue::WorkerSettings {
+                    name: crate::queue::worker_name(),
+                    lease_secs: crate::queue::LEASE_SECS,
+                    once,
+                };
+                crate::queue::work(
+                    &mut store,
+                    &processor,
+                    &pipeline,
+                    &settings,
+                    &stop,
+                    |_, o| match &o.result {
+                        Ok((filed, _)) => {
+                            tracing::info!("{}: {}", o.origin.display(), filed.code())
+                        }
+                        Err(e) => tracing::warn!("{}: {e}", o.origin.display()),
+                    },
+                );
+            })
+            .context("cannot start the queue's worker thread")?
+    };
     let mut write_error = None;
     runner::run(
         &mut store,
@@ -45,6 +90,11 @@ pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<
         },
     )
     .map_err(anyhow::Error::msg)?;
+    if !once {
+        // The job in hand is finished first.
+        queue_stop.store(true, Ordering::SeqCst);
+    }
+    let _ = queue_worker.join();
     if stop.load(Ordering::SeqCst) {
         tracing::info!("stopped by signal");
     }
