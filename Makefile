@@ -38,7 +38,7 @@ deps:
 	  if [ "$$(id -u)" != 0 ]; then echo "run as root, or install:$$missing" >&2; exit 1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@command -v $(CARGO) >/dev/null || { echo "cargo (Rust 1.85 or newer) is needed" >&2; exit 1; }
+	@command -v $(CARGO) >/dev/null || { echo "cargo (Rust 1.89 or newer) is needed" >&2; exit 1; }
 
 build: deps
 	$(CARGO) build --release --locked

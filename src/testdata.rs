@@ -294,7 +294,7 @@ pub fn scan(pdf: &[u8], how: Scan, quarters: u32) -> Result<Vec<u8>, String> {
     let _ = feeder.join();
     let mut pix = crate::ocr::engine::Pix::read_mem(&out.stdout).ok_or("pdftoppm gave no image")?;
     pix.set_resolution(rx, ry);
-    if quarters % 4 != 0 {
+    if !quarters.is_multiple_of(4) {
         pix = pix
             .rotated_quarters(quarters % 4)
             .ok_or("cannot turn the page")?;

@@ -1092,7 +1092,7 @@ mod tests {
                     .wrapping_add(1442695040888963407);
                 junk.push((state >> 33) as u8);
             }
-            if junk.len() > 3 && state % 2 == 0 {
+            if junk.len() > 3 && state.is_multiple_of(2) {
                 junk[..4].copy_from_slice(b"SPW\x01");
             }
             let _ = read_frame(&mut junk.as_slice());

@@ -174,8 +174,50 @@ fn run_works_off_the_queue_beside_its_sources() {
     }
     ok(&data, &["ingest", "--enqueue", queued.to_str().unwrap()]);
     let pipeline = folder_pipeline(tmp.path(), &drop, "scanner", 0.1);
-    ok(&data, &["run", "--once", "--pipeline", pipeline.to_str().unwrap()]);
+    ok(
+        &data,
+        &["run", "--once", "--pipeline", pipeline.to_str().unwrap()],
+    );
     let store = sportello::store::Store::open(&data).unwrap();
     assert_eq!(store.job_counts().unwrap(), Default::default());
     assert_eq!(store.count().unwrap(), 3);
+}
+
+#[test]
+fn a_standby_run_takes_over_the_sources_when_the_leader_is_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
+    std::fs::create_dir_all(&drop).unwrap();
+    let pipeline = folder_pipeline(tmp.path(), &drop, "scanner", 0.1);
+    let leads = || std::fs::read_to_string(data.join("leader.lock")).unwrap_or_default();
+    let mut leader = Runner::start(&data, &pipeline, &[]);
+    let leader_pid = leader.child.id().to_string();
+    assert!(wait_for(Duration::from_secs(30), || leads().trim() == leader_pid));
+    let standby = Runner::start(&data, &pipeline, &[]);
+    let standby_pid = standby.child.id().to_string();
+    std::fs::write(
+        drop.join("prima.pdf"),
+        letter_pdf("Prima richiesta", "Chiedo un certificato."),
+    )
+    .unwrap();
+    assert!(wait_for(Duration::from_secs(60), || filed(&data) == 1));
+    // Two runs, one leader: the standby has not taken the lock.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(leads().trim(), leader_pid);
+    leader.child.kill().unwrap();
+    leader.child.wait().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || leads().trim() == standby_pid),
+        "the standby did not take over"
+    );
+    std::fs::write(
+        drop.join("seconda.pdf"),
+        letter_pdf("Seconda richiesta", "Chiedo un altro certificato."),
+    )
+    .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || filed(&data) == 2),
+        "the new leader did not take the folder"
+    );
+    assert!(standby.terminate().success());
 }

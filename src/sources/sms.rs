@@ -101,7 +101,7 @@ pub fn part_text(ext: &str, bytes: &[u8]) -> Result<String, String> {
 /// `unicode` (UTF-16, gammu writes a byte-order mark) or `standard` (the system charset).
 fn plain_text(bytes: &[u8]) -> Result<String, String> {
     let utf16 = |enc: &'static encoding_rs::Encoding, body: &[u8]| {
-        if body.len() % 2 != 0 {
+        if !body.len().is_multiple_of(2) {
             return Err("UTF-16 text with an odd number of bytes: the file is cut short".into());
         }
         enc.decode_without_bom_handling_and_without_replacement(body)
@@ -174,7 +174,7 @@ fn backup_text(bytes: &[u8]) -> Result<String, String> {
     }
     hex.sort_by_key(|(n, _)| *n);
     let joined: String = hex.into_iter().map(|(_, h)| h).collect();
-    if joined.len() % 4 != 0 {
+    if !joined.len().is_multiple_of(4) {
         return Err("the backup's text is not whole UCS-2 characters".into());
     }
     let mut units = Vec::with_capacity(joined.len() / 4);

@@ -76,20 +76,49 @@ pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<
             })
             .context("cannot start the queue's worker thread")?
     };
-    let mut write_error = None;
-    runner::run(
-        &mut store,
-        &processor,
-        &pipeline,
-        stop.clone(),
-        once,
-        |store, outcome| {
-            if let Err(e) = report_outcome(out, store, &outcome, json) {
-                write_error.get_or_insert(e);
+    // One `run` leads the sources of a store; another stands by, working the queue, and takes
+    // over within a second of the leader's end. `--once` does not wait to lead.
+    let mut said = false;
+    let leadership = loop {
+        if let Some(lead) = store.try_lead()? {
+            if said {
+                eprintln!("sportello: the other `run` stopped; this one leads the sources now");
             }
-        },
-    )
-    .map_err(anyhow::Error::msg)?;
+            break Some(lead);
+        }
+        if !said {
+            eprintln!(
+                "sportello: another `run` leads the sources of this store; {}",
+                if once {
+                    "this one only works the queue"
+                } else {
+                    "standing by to take over (working the queue meanwhile)"
+                }
+            );
+            said = true;
+        }
+        if once || stop.load(Ordering::SeqCst) {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    };
+    let mut write_error = None;
+    if leadership.is_some() {
+        runner::run(
+            &mut store,
+            &processor,
+            &pipeline,
+            stop.clone(),
+            once,
+            |store, outcome| {
+                if let Err(e) = report_outcome(out, store, &outcome, json) {
+                    write_error.get_or_insert(e);
+                }
+            },
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
+    drop(leadership);
     if !once {
         // The job in hand is finished first.
         queue_stop.store(true, Ordering::SeqCst);

@@ -91,12 +91,50 @@ impl Store {
         Ok(())
     }
 
+    /// Leadership of the sources for this store: one `run` at a time watches folders and
+    /// mailboxes; another stands by (working the queue) and takes over when the leader's
+    /// process ends, however it ends (the kernel drops the lock with it). None while another
+    /// process leads.
+    pub fn try_lead(&self) -> Result<Option<Leadership>> {
+        let path = self.data_dir.join("leader.lock");
+        let io = |source| StoreError::Io {
+            context: format!("the leader lock {}", path.display()),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {
+                // Who leads, for an admin who looks (the lock, not the text, decides).
+                let _ = file.set_len(0);
+                let _ = std::io::Write::write_all(
+                    &mut &file,
+                    format!("{}\n", std::process::id()).as_bytes(),
+                );
+                Ok(Some(Leadership { _lock: file }))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+
     /// For bulk loads into a fresh store (imports, benchmarks): commits no longer wait for the
     /// disk. A crash during the load can lose the last tickets, so never use it for intake.
     pub fn relax_durability_for_bulk_load(&self) -> Result<()> {
         self.conn.pragma_update(None, "synchronous", "OFF")?;
         Ok(())
     }
+}
+
+/// Held by the `run` that leads the sources (see [`Store::try_lead`]); dropping it lets
+/// another take over.
+#[derive(Debug)]
+pub struct Leadership {
+    _lock: std::fs::File,
 }
 
 impl Crashes for Store {
