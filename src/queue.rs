@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// How long a claim holds by default before another worker may take the job; the worker
 /// renews it every third of that while it works, so only a dead (or frozen) worker loses it.
-pub const LEASE_SECS: i64 = 60;
+pub const LEASE_SECS: i64 = 15;
 /// Claims of one job, failures and dead workers together, before it is parked.
 pub const MAX_ATTEMPTS: u32 = 3;
 /// A worker with nothing to do looks again after this long.

@@ -27,6 +27,64 @@ fn filed(data: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// `kill -9` of `victim` at a moment it holds a job (no chance to give it back: its lease must
+/// run out before another worker takes the job). False if it never held one.
+fn kill_while_holding_a_job(data: &std::path::Path, victim: &mut Child) -> bool {
+    let mine = format!(":{}", victim.id());
+    let killed = wait_for(Duration::from_secs(60), || {
+        let store = sportello::store::Store::open(data).unwrap();
+        let holds = store
+            .running_jobs()
+            .unwrap()
+            .iter()
+            .any(|(_, worker, _)| worker.ends_with(&mine));
+        if holds {
+            unsafe { libc::kill(victim.id() as i32, libc::SIGKILL) };
+        }
+        holds
+    });
+    let _ = victim.wait();
+    killed
+}
+
+/// A temp dir with a store (`data`), a drop folder and a folder of files to queue.
+fn folders() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, drop, queued) = (
+        tmp.path().join("data"),
+        tmp.path().join("drop"),
+        tmp.path().join("queued"),
+    );
+    std::fs::create_dir_all(&drop).unwrap();
+    std::fs::create_dir_all(&queued).unwrap();
+    (tmp, data, drop, queued)
+}
+
+/// Every one of `total` items one ticket: protocol numbers 1…total, no subject twice.
+fn assert_each_item_filed_once(data: &std::path::Path, total: u64) {
+    let tickets = ok(data, &["tickets", "list", "--json"]).json_lines();
+    assert_eq!(tickets.len() as u64, total);
+    let mut numbers: Vec<u64> = tickets
+        .iter()
+        .map(|t| {
+            let p = t["protocol"].as_str().expect("protocol");
+            p.split_once('/').unwrap().1.parse().unwrap()
+        })
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..=total).collect::<Vec<_>>());
+    let subjects: HashSet<&str> = tickets
+        .iter()
+        .map(|t| t["subject"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(subjects.len() as u64, total, "an item was filed twice");
+}
+
 #[test]
 fn three_workers_one_killed_file_every_item_once() {
     let items = 120;
@@ -55,26 +113,10 @@ fn three_workers_one_killed_file_every_item_once() {
         "the workers filed nothing"
     );
     let mut victim = workers.remove(0);
-    let mine = format!(":{}", victim.id());
-    // Killed while it holds a job (SIGKILL: no chance to give it back; its lease must run
-    // out before another worker takes it).
-    let mut held = None;
     assert!(
-        wait_for(Duration::from_secs(60), || {
-            let store = sportello::store::Store::open(&data).unwrap();
-            held = store
-                .running_jobs()
-                .unwrap()
-                .into_iter()
-                .find(|(_, worker, _)| worker.ends_with(&mine));
-            if held.is_some() {
-                unsafe { libc::kill(victim.id() as i32, libc::SIGKILL) };
-            }
-            held.is_some()
-        }),
+        kill_while_holding_a_job(&data, &mut victim),
         "the victim never held a job"
     );
-    let _ = victim.wait();
     assert!(
         wait_for(Duration::from_secs(180), || {
             let store = sportello::store::Store::open(&data).unwrap();
@@ -92,22 +134,7 @@ fn three_workers_one_killed_file_every_item_once() {
     assert_eq!(store.job_counts().unwrap(), Default::default());
     let status = ok(&data, &["worker", "--status", "--json"]).json_lines();
     assert_eq!(status[0]["queued"], 0);
-    let tickets = ok(&data, &["tickets", "list", "--json"]).json_lines();
-    assert_eq!(tickets.len(), items);
-    let mut numbers: Vec<u64> = tickets
-        .iter()
-        .map(|t| {
-            let p = t["protocol"].as_str().expect("protocol");
-            p.split_once('/').unwrap().1.parse().unwrap()
-        })
-        .collect();
-    numbers.sort();
-    assert_eq!(numbers, (1..=items as u64).collect::<Vec<_>>());
-    let names: HashSet<String> = tickets
-        .iter()
-        .map(|t| t["subject"].as_str().unwrap_or_default().to_string())
-        .collect();
-    assert_eq!(names.len(), items, "an item was filed twice");
+    assert_each_item_filed_once(&data, items as u64);
 }
 
 #[test]
@@ -152,14 +179,7 @@ fn a_worker_once_stops_when_nothing_is_due_and_keeps_bad_input() {
 
 #[test]
 fn run_works_off_the_queue_beside_its_sources() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, drop, queued) = (
-        tmp.path().join("data"),
-        tmp.path().join("drop"),
-        tmp.path().join("queued"),
-    );
-    std::fs::create_dir_all(&drop).unwrap();
-    std::fs::create_dir_all(&queued).unwrap();
+    let (tmp, data, drop, queued) = folders();
     std::fs::write(
         drop.join("dal-cassetto.pdf"),
         letter_pdf("Contributo affitto", "Chiedo il contributo per l'affitto."),
@@ -220,4 +240,61 @@ fn a_standby_run_takes_over_the_sources_when_the_leader_is_killed() {
         "the new leader did not take the folder"
     );
     assert!(standby.terminate().success());
+}
+
+/// The scale-out case on one store: a leader `run` and a standby, three workers, 1,000
+/// items arriving by the queue and by the drop folder; one worker and the leader `kill -9`ed
+/// mid-way. Every item one ticket, numbers 1…1000.
+#[test]
+fn leader_standby_and_workers_killed_mid_way_file_a_thousand_items_once() {
+    let (queued_items, dropped_items) = (600, 400);
+    let (tmp, data, drop, queued) = folders();
+    let letter = |i: usize| {
+        letter_pdf(
+            &format!("Richiesta {i}"),
+            &format!("Chiedo notizie della pratica numero {i}."),
+        )
+    };
+    for i in 0..queued_items {
+        std::fs::write(queued.join(format!("coda-{i:04}.pdf")), letter(i)).unwrap();
+    }
+    ok(&data, &["ingest", "--enqueue", queued.to_str().unwrap()]);
+    let pipeline = folder_pipeline(tmp.path(), &drop, "scanner", 0.1);
+    let leads = || std::fs::read_to_string(data.join("leader.lock")).unwrap_or_default();
+    // The leader's own queue thread holds jobs too: a short lease, as the workers'.
+    let mut leader = Runner::start(&data, &pipeline, &["--lease-secs", "2"]);
+    let leader_pid = leader.child.id().to_string();
+    assert!(wait_for(Duration::from_secs(30), || leads().trim() == leader_pid));
+    let standby = Runner::start(&data, &pipeline, &["--lease-secs", "2"]);
+    let mut workers: Vec<Child> = (0..3).map(|_| worker(&data)).collect();
+    // Files arrive while the queue is worked off.
+    for i in 0..dropped_items {
+        let n = queued_items + i;
+        std::fs::write(drop.join(format!("cassetta-{n:04}.pdf")), letter(n)).unwrap();
+    }
+    assert!(wait_for(Duration::from_secs(120), || filed(&data) >= 300));
+    let mut victim = workers.remove(0);
+    assert!(
+        kill_while_holding_a_job(&data, &mut victim)
+            || filed(&data) == (queued_items + dropped_items) as u64,
+        "the victim never held a job"
+    );
+    leader.child.kill().unwrap();
+    leader.child.wait().unwrap();
+    let total = (queued_items + dropped_items) as u64;
+    assert!(
+        wait_for(Duration::from_secs(240), || {
+            let store = sportello::store::Store::open(&data).unwrap();
+            store.count().unwrap() == total && store.job_counts().unwrap().queued == 0
+        }),
+        "{} of {total} filed",
+        filed(&data)
+    );
+    assert_eq!(leads().trim(), standby.child.id().to_string());
+    for mut w in workers {
+        unsafe { libc::kill(w.id() as i32, libc::SIGTERM) };
+        assert!(w.wait().unwrap().success());
+    }
+    assert!(standby.terminate().success());
+    assert_each_item_filed_once(&data, total);
 }

@@ -11,6 +11,9 @@ pub struct RunArgs {
     once: bool,
     #[arg(long)]
     json: bool,
+    /// Seconds a job this `run` claims from the queue stays its own without renewal
+    #[arg(long, default_value_t = crate::queue::LEASE_SECS, value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    lease_secs: i64,
 }
 
 pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<ExitCode> {
@@ -18,6 +21,7 @@ pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<
         pipeline: path,
         once,
         json,
+        lease_secs,
     } = args;
     let pipeline = Pipeline::load_for_start(&path)?;
     let mut store = open_store(&data_dir(cli_data, &pipeline))?;
@@ -57,7 +61,7 @@ pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<
                 };
                 let settings = crate::queue::WorkerSettings {
                     name: crate::queue::worker_name(),
-                    lease_secs: crate::queue::LEASE_SECS,
+                    lease_secs,
                     once,
                 };
                 crate::queue::work(
