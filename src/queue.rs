@@ -11,6 +11,7 @@ use crate::store::prelude::*;
 use crate::store::{JobFate, QueuedJob, Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a claim holds by default before another worker may take the job; the worker
@@ -44,7 +45,7 @@ fn item_of(store: &Store, job: &QueuedJob) -> Result<Item, ItemError> {
             job.id
         )))
     })?;
-    item.bytes = std::sync::Arc::new(store.blobs().get(&job.sha256)?);
+    item.bytes = Arc::new(store.blobs().get(&job.sha256)?);
     Ok(item)
 }
 
@@ -107,6 +108,47 @@ pub struct WorkerSettings {
     pub lease_secs: i64,
     /// Stop when no job is due (else wait for more).
     pub once: bool,
+}
+
+impl WorkerSettings {
+    /// This process's worker, by [`worker_name`].
+    pub fn new(lease_secs: i64, once: bool) -> WorkerSettings {
+        WorkerSettings {
+            name: worker_name(),
+            lease_secs,
+            once,
+        }
+    }
+}
+
+/// A worker on a thread of its own, with its own connection to the store in `dir` and its own
+/// processor (`run` works the queue beside its sources this way); outcomes go to the log.
+pub fn spawn_worker(
+    pipeline: &Pipeline,
+    dir: &Path,
+    settings: WorkerSettings,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let mut store = Store::open(dir).map_err(|e| format!("the queue's worker: {e}"))?;
+    let processor = Processor::new(pipeline, store.blobs().clone(), dir)
+        .map_err(|e| format!("the queue's worker: {e}"))?;
+    let pipeline = pipeline.clone();
+    std::thread::Builder::new()
+        .name("queue".into())
+        .spawn(move || {
+            work(
+                &mut store,
+                &processor,
+                &pipeline,
+                &settings,
+                &stop,
+                |_, o| match &o.result {
+                    Ok((filed, _)) => tracing::info!("{}: {}", o.origin.display(), filed.code()),
+                    Err(e) => tracing::warn!("{}: {e}", o.origin.display()),
+                },
+            );
+        })
+        .map_err(|e| format!("cannot start the queue's worker thread: {e}"))
 }
 
 /// `sportello worker`: claims due jobs one at a time until `stop` is set (with `once`, until

@@ -298,3 +298,52 @@ fn leader_standby_and_workers_killed_mid_way_file_a_thousand_items_once() {
     assert!(standby.terminate().success());
     assert_each_item_filed_once(&data, total);
 }
+
+#[test]
+fn a_job_that_cannot_be_read_is_retried_not_a_crash_and_the_rest_goes_on() {
+    let (_tmp, data, _drop, queued) = folders();
+    std::fs::write(
+        queued.join("buona.pdf"),
+        letter_pdf("Allaccio gas", "Chiedo l'allaccio del gas."),
+    )
+    .unwrap();
+    ok(&data, &["ingest", "--enqueue", queued.to_str().unwrap()]);
+    {
+        let mut store = sportello::store::Store::open(&data).unwrap();
+        // A description this sportello cannot read…
+        store.enqueue("{not json", &"e".repeat(64), 0).unwrap();
+        // …and an item whose original is gone from the blob store.
+        let item = sportello::pipeline::Item {
+            source: "cli".into(),
+            origin: "/scomparso.pdf".into(),
+            channel: None,
+            name: "scomparso.pdf".into(),
+            bytes: Default::default(),
+            mtime_ns: None,
+            received_at: None,
+            sender: Default::default(),
+            attention: Vec::new(),
+        };
+        let description = serde_json::to_string(&item).unwrap();
+        store.enqueue(&description, &"f".repeat(64), 0).unwrap();
+    }
+    let run = Command::new(bin())
+        .arg("--data")
+        .arg(&data)
+        .args(["worker", "--once", "--json"])
+        .output()
+        .unwrap();
+    // Two items failed: the exit says so, and the good one was filed all the same.
+    assert!(!run.status.success());
+    let outcomes: Vec<serde_json::Value> = String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let errors = outcomes.iter().filter(|o| o["outcome"] == "error").count();
+    assert_eq!((outcomes.len(), errors), (3, 2), "{outcomes:?}");
+    let store = sportello::store::Store::open(&data).unwrap();
+    assert_eq!(store.count().unwrap(), 1);
+    // Both wait for their retry; none is lost or left running.
+    let counts = store.job_counts().unwrap();
+    assert_eq!((counts.queued, counts.running, counts.parked), (2, 0, 0));
+}

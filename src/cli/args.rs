@@ -109,6 +109,15 @@ pub enum Command {
     },
 }
 
+/// How long a job claimed from the queue stays this process's (`worker`, `run`).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct LeaseArgs {
+    /// Seconds a claimed job stays this process's without renewal (renewed every third of
+    /// it): after a crash, how long before another worker takes the job over
+    #[arg(long, default_value_t = crate::queue::LEASE_SECS, value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    pub lease_secs: i64,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct FilterArgs {
     #[arg(long)]

@@ -23,7 +23,7 @@ pub mod prelude {
     };
 }
 pub use sqlite::SearchText;
-pub use sqlite::Store;
+pub use sqlite::{Leadership, Store};
 
 use crate::classify::model::Example;
 use crate::code;

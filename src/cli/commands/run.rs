@@ -11,9 +11,8 @@ pub struct RunArgs {
     once: bool,
     #[arg(long)]
     json: bool,
-    /// Seconds a job this `run` claims from the queue stays its own without renewal
-    #[arg(long, default_value_t = crate::queue::LEASE_SECS, value_parser = clap::value_parser!(i64).range(1..=86_400))]
-    lease_secs: i64,
+    #[command(flatten)]
+    lease: LeaseArgs,
 }
 
 pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<ExitCode> {
@@ -21,7 +20,7 @@ pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<
         pipeline: path,
         once,
         json,
-        lease_secs,
+        lease,
     } = args;
     let pipeline = Pipeline::load_for_start(&path)?;
     let mut store = open_store(&data_dir(cli_data, &pipeline))?;
@@ -42,70 +41,14 @@ pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<
     // Items queued by `ingest --enqueue` are worked off beside the sources, one at a time, on
     // a connection of their own (start `sportello worker` processes for more); with `--once`,
     // until none is due.
-    let queue_worker = {
-        let (dir, pipeline, stop) = (
-            store.data_dir().to_path_buf(),
-            pipeline.clone(),
-            queue_stop.clone(),
-        );
-        let processor = Processor::new(&pipeline, store.blobs().clone(), &dir)?;
-        std::thread::Builder::new()
-            .name("queue".into())
-            .spawn(move || {
-                let mut store = match Store::open(&dir) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!("the queue is not worked: {e}");
-                        return;
-                    }
-                };
-                let settings = crate::queue::WorkerSettings {
-                    name: crate::queue::worker_name(),
-                    lease_secs,
-                    once,
-                };
-                crate::queue::work(
-                    &mut store,
-                    &processor,
-                    &pipeline,
-                    &settings,
-                    &stop,
-                    |_, o| match &o.result {
-                        Ok((filed, _)) => {
-                            tracing::info!("{}: {}", o.origin.display(), filed.code())
-                        }
-                        Err(e) => tracing::warn!("{}: {e}", o.origin.display()),
-                    },
-                );
-            })
-            .context("cannot start the queue's worker thread")?
-    };
-    // One `run` leads the sources of a store; another stands by, working the queue, and takes
-    // over within a second of the leader's end. `--once` does not wait to lead.
-    let mut said = false;
-    let leadership = loop {
-        if let Some(lead) = store.try_lead()? {
-            if said {
-                eprintln!("sportello: the other `run` stopped; this one leads the sources now");
-            }
-            break Some(lead);
-        }
-        if !said {
-            eprintln!(
-                "sportello: another `run` leads the sources of this store; {}",
-                if once {
-                    "this one only works the queue"
-                } else {
-                    "standing by to take over (working the queue meanwhile)"
-                }
-            );
-            said = true;
-        }
-        if once || stop.load(Ordering::SeqCst) {
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    };
+    let queue_worker = crate::queue::spawn_worker(
+        &pipeline,
+        store.data_dir(),
+        crate::queue::WorkerSettings::new(lease.lease_secs, once),
+        queue_stop.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let leadership = wait_to_lead(&store, once, &stop)?;
     let mut write_error = None;
     if leadership.is_some() {
         runner::run(
@@ -132,4 +75,39 @@ pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<
         tracing::info!("stopped by signal");
     }
     write_error.map_or(Ok(ExitCode::SUCCESS), Err)
+}
+
+/// Waits to lead the store's sources (see `Store::try_lead`), saying so once when another
+/// `run` leads; `--once` does not wait. None: this one does not lead (or was stopped).
+fn wait_to_lead(
+    store: &Store,
+    once: bool,
+    stop: &AtomicBool,
+) -> Result<Option<crate::store::Leadership>> {
+    // One `run` leads the sources of a store; another stands by, working the queue, and takes
+    // over within a second of the leader's end. `--once` does not wait to lead.
+    let mut said = false;
+    loop {
+        if let Some(lead) = store.try_lead()? {
+            if said {
+                eprintln!("sportello: the other `run` stopped; this one leads the sources now");
+            }
+            return Ok(Some(lead));
+        }
+        if !said {
+            eprintln!(
+                "sportello: another `run` leads the sources of this store; {}",
+                if once {
+                    "this one only works the queue"
+                } else {
+                    "standing by to take over (working the queue meanwhile)"
+                }
+            );
+            said = true;
+        }
+        if once || stop.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
 }

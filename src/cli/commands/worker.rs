@@ -15,10 +15,8 @@ pub struct WorkerArgs {
     /// Show the queue (jobs queued, running and by whom, parked with their error) and exit
     #[arg(long, conflicts_with = "once")]
     status: bool,
-    /// Seconds a claimed job stays this worker's without renewal (renewed every third of
-    /// it): after a crash, how long before another worker takes the job over
-    #[arg(long, default_value_t = crate::queue::LEASE_SECS, value_parser = clap::value_parser!(i64).range(1..=86_400))]
-    lease_secs: i64,
+    #[command(flatten)]
+    lease: LeaseArgs,
 }
 
 pub fn exec(args: WorkerArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<ExitCode> {
@@ -27,7 +25,7 @@ pub fn exec(args: WorkerArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Resu
         once,
         json,
         status,
-        lease_secs,
+        lease,
     } = args;
     let pipeline = load_pipeline(pipeline.as_deref())?;
     let mut store = open_store(&data_dir(cli_data, &pipeline))?;
@@ -41,11 +39,7 @@ pub fn exec(args: WorkerArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Resu
         signal_hook::flag::register(signal, stop.clone())
             .context("cannot install signal handler")?;
     }
-    let settings = crate::queue::WorkerSettings {
-        name: crate::queue::worker_name(),
-        lease_secs,
-        once,
-    };
+    let settings = crate::queue::WorkerSettings::new(lease.lease_secs, once);
     tracing::info!("worker {} started", settings.name);
     let mut failed = 0usize;
     let mut write_error = None;

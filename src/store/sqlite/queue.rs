@@ -3,16 +3,24 @@
 
 use super::*;
 
-/// The worker holds job `id` as a running job (its lease not taken over by another worker).
-fn holds(tx: &rusqlite::Connection, id: i64, worker: &str) -> Result<bool> {
-    Ok(tx
+/// The worker still holds job `id` as a running job (its lease not taken over by another);
+/// else a `Conflict`, and the caller changes nothing.
+fn ensure_held(tx: &rusqlite::Connection, id: i64, worker: &str) -> Result<()> {
+    let held = tx
         .query_row(
             "SELECT 1 FROM jobs WHERE id = ?1 AND state = 'running' AND worker = ?2",
             params![id, worker],
             |_| Ok(()),
         )
         .optional()?
-        .is_some())
+        .is_some();
+    if held {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "job {id} is no longer {worker}'s (its lease ran out and another worker took it)"
+        )))
+    }
 }
 
 /// Runs `f` with commits that do not wait for the disk, for the queue's bookkeeping: a claim,
@@ -119,11 +127,7 @@ impl WorkQueue for Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if !holds(&tx, id, worker)? {
-            return Err(StoreError::Conflict(format!(
-                "job {id} is no longer {worker}'s (its lease ran out and another worker took it)"
-            )));
-        }
+        ensure_held(&tx, id, worker)?;
         let filed = file_in(&tx, new, code_prefix)?;
         tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
         tx.commit()?;
@@ -141,11 +145,7 @@ impl WorkQueue for Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if !holds(&tx, id, worker)? {
-            return Err(StoreError::Conflict(format!(
-                "job {id} is no longer {worker}'s"
-            )));
-        }
+        ensure_held(&tx, id, worker)?;
         let attempts: u32 = tx.query_row("SELECT attempts FROM jobs WHERE id = ?1", [id], |r| {
             r.get(0)
         })?;
