@@ -10,6 +10,7 @@
 pub(crate) mod engine;
 pub mod pages;
 mod pdfjoin;
+mod resample;
 
 use crate::extract::FileType;
 use crossbeam_channel::{Receiver, Sender};
