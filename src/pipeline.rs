@@ -597,6 +597,21 @@ pub fn ticket_entities(t: &NewTicket) -> Vec<entities::Entity> {
 }
 
 /// Topic, confidence, reason and office from the rules and the learned model.
+/// What the classifier reads of a ticket: the body, plus the text of the other documents (a
+/// letter sent as a PDF, a scanned form) while the body alone says little. `documents` are
+/// all of the ticket's, the item itself first (its text is the body).
+pub fn classification_text<'a>(body: &str, documents: impl Iterator<Item = &'a str>) -> String {
+    let mut text = body.to_string();
+    for d in documents.skip(1) {
+        if text.len() > 8000 {
+            break;
+        }
+        text.push('\n');
+        text.push_str(&d.chars().take(4000).collect::<String>());
+    }
+    text
+}
+
 pub struct ClassifyStage {
     pub classifier: Classifier,
 }
@@ -608,16 +623,7 @@ impl Stage for ClassifyStage {
 
     fn process(&self, work: &mut Work, _blobs: &BlobStore) -> Result<(), StageError> {
         let t = &mut work.ticket;
-        // What the citizen wrote: the body, plus the text of attachments (a letter sent as a
-        // PDF, a scanned form) when the body alone says little.
-        let mut text = t.body.clone();
-        for d in t.documents.iter().skip(1) {
-            if text.len() > 8000 {
-                break;
-            }
-            text.push('\n');
-            text.push_str(&d.doc.text.chars().take(4000).collect::<String>());
-        }
+        let text = classification_text(&t.body, t.documents.iter().map(|d| d.doc.text.as_str()));
         let c = self.classifier.classify(
             Some(t.channel),
             t.sender.email.as_deref(),

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 pub enum Unit {
     Items,
     Rounds,
+    /// Tickets read again; the flagged count is of those whose topic moved.
+    Tickets,
 }
 
 pub struct Progress {
@@ -41,6 +43,7 @@ impl Progress {
             let noun = match unit {
                 Unit::Items => "items",
                 Unit::Rounds => "rounds",
+                Unit::Tickets => "tickets",
             };
             let style = ProgressStyle::with_template(&format!(
                 "{{bar:30.cyan/blue}} {{pos}}/{{len}} {noun}{{msg}} · {{eta}} left"
@@ -79,6 +82,9 @@ impl Progress {
 
     /// The counts after the item count: pages, pages per second, flagged items.
     pub fn summary(&self) -> String {
+        if self.unit == Unit::Tickets {
+            return format!(" · {} moved", self.flagged);
+        }
         if self.unit != Unit::Items {
             return String::new();
         }

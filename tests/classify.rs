@@ -533,3 +533,100 @@ fn classify_pipeline(dir: &std::path::Path, rules: &std::path::Path) -> std::pat
     .unwrap();
     pipeline
 }
+
+/// After a rules change an admin reads again every ticket nobody settled: a dry run lists
+/// what would move, `--apply` files it as events; a clerk's settled ticket is never touched,
+/// and the model learns nothing from the new guesses.
+#[test]
+fn reclassify_all_reads_again_what_nobody_settled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let lines = ok(&data, &["ingest", "--json", "fixtures/mail"]).json_lines();
+    let code_of = |suffix: &str| {
+        lines
+            .iter()
+            .find(|l| l["file"].as_str().unwrap().ends_with(suffix))
+            .unwrap()["ticket"]["code"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (hours, tari) = (code_of("orari-ufficio.eml"), code_of("richiesta-tari.eml"));
+    let show = |code: &str| ok(&data, &["tickets", "show", code, "--json"]).json_lines()[0].clone();
+    assert_eq!(show(&hours)["topic"], "general_info");
+    // A clerk settles the TARI request as it is.
+    ok(&data, &["tickets", "reclassify", &tari, "taxes_benefits"]);
+
+    // The admin's new rules send anything about opening hours to the gas office.
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[topics.gas]\nlabel = \"Gas e allacci\"\noffice = \"Servizio gas\"\n[topics.taxes_benefits]\nlabel = \"Tributi\"\noffice = \"Tributi\"\n[[rules]]\nname = \"orari\"\ntopic = \"gas\"\nweight = 4\nany = [\"orari\"]\n",
+    )
+    .unwrap();
+    let pipeline = classify_pipeline(tmp.path(), &rules);
+    let p = pipeline.to_str().unwrap();
+    let dry = ok(&data, &["tickets", "reclassify", "--all", "--pipeline", p]).stdout;
+    assert!(
+        dry.contains(&format!("{hours}  general_info → Gas e allacci")),
+        "{dry}"
+    );
+    assert!(
+        !dry.contains(&tari),
+        "a settled ticket is not read again: {dry}"
+    );
+    assert!(
+        dry.contains("1 of 1 tickets nobody settled would move"),
+        "{dry}"
+    );
+    assert_eq!(
+        show(&hours)["topic"],
+        "general_info",
+        "a dry run writes nothing"
+    );
+
+    let json = ok(
+        &data,
+        &[
+            "tickets",
+            "reclassify",
+            "--all",
+            "--apply",
+            "--json",
+            "--by",
+            "admin",
+            "--pipeline",
+            p,
+        ],
+    )
+    .json_lines();
+    assert_eq!(json[0]["code"], hours.as_str());
+    assert_eq!(json[0]["to"], "gas");
+    assert_eq!(json[1]["read"], 1);
+    assert_eq!(json[1]["moved"], 1);
+    let t = show(&hours);
+    assert_eq!(t["topic"], "gas");
+    assert_eq!(
+        t["office"], "Servizio gas",
+        "the office follows the new topic"
+    );
+    assert_eq!(
+        t["topic_reviewed"], false,
+        "still a guess, not a clerk's word"
+    );
+    let last = t["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "reclassified");
+    assert_eq!(last["actor"], "admin");
+    assert_eq!(last["detail"]["from"], "general_info");
+    assert_eq!(show(&tari)["topic"], "taxes_benefits");
+
+    // Read again with nothing changed: nothing moves. And the model learns only from the
+    // settled ticket, not from the guess just filed.
+    let again = ok(&data, &["tickets", "reclassify", "--all", "--pipeline", p]).stdout;
+    assert!(again.contains("0 of 1 tickets"), "{again}");
+    let trained = ok(&data, &["model", "train", "--pipeline", p]).stdout;
+    assert!(trained.contains("trained on 1 examples"), "{trained}");
+    // Without --all a code and a topic are needed.
+    let bad = sportello(&data, &["tickets", "reclassify", &hours]);
+    assert!(!bad.status.success());
+}

@@ -67,6 +67,57 @@ pub fn reclassify(
     })
 }
 
+/// A ticket a bulk reclassification moved (or, in a dry run, would move).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Moved {
+    pub code: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub confidence: f32,
+}
+
+/// Reads again, with the rules and model in force, every ticket nobody settled (after an
+/// admin changed the rules, or the model was retrained), as paperless-ngx's
+/// `document_retagger` does. With `apply` the new readings are filed; a ticket's office
+/// follows its new topic unless a person routed it (their routing stands). Nothing is
+/// learned from these: they are guesses too.
+/// `tickets` are the store's [`Learning::unsettled_topics`]; `done(moved)` is called after
+/// each. Returns how many were read and those moved.
+pub fn reclassify_unsettled(
+    store: &mut impl Register,
+    tickets: &[crate::store::Unsettled],
+    rules: &Rules,
+    model: Option<&Model>,
+    apply: bool,
+    actor: &str,
+    mut done: impl FnMut(bool),
+) -> Result<(usize, Vec<Moved>), LearnError> {
+    let mut moved = Vec::new();
+    for t in tickets {
+        let request = crate::classify::rules::Request {
+            channel: t.channel.parse().ok(),
+            sender_email: t.sender_email.as_deref(),
+            subject: &t.subject,
+            body: &t.text,
+        };
+        let c = crate::classify::classify(rules, model, &request);
+        let changed = t.topic.as_deref() != Some(c.topic.as_str());
+        if changed {
+            moved.push(Moved {
+                code: t.code.clone(),
+                from: t.topic.clone(),
+                to: c.topic.clone(),
+                confidence: c.confidence,
+            });
+        }
+        if apply {
+            store.apply_classification(t.id, &c, c.office.as_deref(), actor)?;
+        }
+        done(changed);
+    }
+    Ok((tickets.len(), moved))
+}
+
 /// A person moves a ticket to `status`; closing it with its topic settles the topic. Without
 /// rules (a pipeline with no classify stage) nothing is retrained, but the count still grows.
 pub fn set_status(

@@ -181,6 +181,70 @@ pub fn only_what_a_person_settled_is_learned_and_the_history_is_kept(store: &mut
     assert_eq!(store.training_examples().unwrap().len(), 6);
 }
 
+/// A bulk reclassification files new guesses for what nobody settled, and only that: a
+/// clerk's topic, a closed ticket and a person's routing stand, and nothing is learned.
+pub fn a_bulk_reclassification_moves_only_what_nobody_settled(store: &mut impl Register) {
+    let mut codes = Vec::new();
+    for n in 0..4 {
+        let mut t = ticket(n, &format!("r{n}@example.it"), "R/1");
+        t.topic = Some("gas".into());
+        t.office = Some("Servizio gas".into());
+        codes.push(store.file(&t, "URP").unwrap().code().to_string());
+    }
+    store.reclassify(&codes[1], "gas", None, "clerk").unwrap(); // confirmed
+    store
+        .set_status(&codes[2], Status::Closed, "clerk")
+        .unwrap(); // closed
+    store
+        .route(&codes[3], "Protezione civile", "clerk")
+        .unwrap(); // routed by a person
+    let settled = store.settled_since_training().unwrap();
+    let unsettled = store.unsettled_topics().unwrap();
+    let open: Vec<&str> = unsettled.iter().map(|u| u.code.as_str()).collect();
+    assert_eq!(open, [codes[0].as_str(), codes[3].as_str()]);
+    // What the classifier reads: the body, as the classify stage reads it.
+    assert_eq!(unsettled[0].text, store.ticket(&codes[0]).unwrap().body);
+    let c = crate::classify::Classification {
+        topic: "waste".into(),
+        confidence: 0.9,
+        reason: "rule".into(),
+        secondary: vec![],
+        office: Some("Igiene urbana".into()),
+        guesses: vec![("waste".into(), 0.9), ("gas".into(), 0.1)],
+    };
+    for u in &unsettled {
+        assert!(store
+            .apply_classification(u.id, &c, c.office.as_deref(), "admin")
+            .unwrap());
+    }
+    let moved = store.ticket(&codes[0]).unwrap();
+    assert_eq!(moved.topic.as_deref(), Some("waste"));
+    assert_eq!(moved.office.as_deref(), Some("Igiene urbana"));
+    assert!(!moved.topic_reviewed);
+    assert_eq!(moved.events.last().unwrap().kind(), "reclassified");
+    let routed = store.ticket(&codes[3]).unwrap();
+    assert_eq!(routed.topic.as_deref(), Some("waste"));
+    assert_eq!(
+        routed.office.as_deref(),
+        Some("Protezione civile"),
+        "a person's routing stands"
+    );
+    // Settled meanwhile (here: closed before the new reading is filed): left alone.
+    store
+        .set_status(&codes[0], Status::Closed, "clerk")
+        .unwrap();
+    let settled_now = store.settled_since_training().unwrap();
+    assert!(!store
+        .apply_classification(unsettled[0].id, &c, None, "admin")
+        .unwrap());
+    for code in &codes[1..3] {
+        assert_eq!(store.ticket(code).unwrap().topic.as_deref(), Some("gas"));
+    }
+    // Only the clerk's closing counted towards training, not the guesses.
+    assert_eq!(settled_now, settled + 1);
+    assert_eq!(store.settled_since_training().unwrap(), settled_now);
+}
+
 /// Protocol numbers run 1, 2, 3… within a year, one per new ticket, none for a duplicate;
 /// codes are unique.
 pub fn protocol_numbers_have_no_gap_and_no_duplicate(store: &mut impl Register) {
@@ -582,4 +646,5 @@ on_every_backend!(
     request_limits_count_per_subject_and_window,
     a_job_is_filed_once_whatever_its_workers_do,
     a_failing_job_backs_off_and_a_poison_one_is_parked,
+    a_bulk_reclassification_moves_only_what_nobody_settled,
 );

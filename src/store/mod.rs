@@ -560,6 +560,38 @@ pub trait Learning {
     /// Records that the model was just trained on what had been settled `before`: tickets
     /// settled while it trained still count towards the next training.
     fn trained(&mut self, before: u64) -> Result<()>;
+
+    /// Tickets whose topic nobody settled (not set or confirmed by a person, not closed, not
+    /// annulled), oldest first, with what the classifier reads of each: what a bulk
+    /// reclassification after a rules or model change may move.
+    fn unsettled_topics(&self) -> Result<Vec<Unsettled>>;
+
+    /// Files the classifier's new reading of a ticket nobody settled: topic, confidence,
+    /// reason, secondary topics and guesses, and `office` (the new topic's) when given and
+    /// no person routed the ticket elsewhere. A changed topic is a
+    /// `Reclassified` event by `actor`; the ticket stays unreviewed, so the model never
+    /// learns from it. Returns whether the topic changed: false, and nothing written, when a
+    /// person settled the ticket meanwhile.
+    fn apply_classification(
+        &mut self,
+        ticket_id: i64,
+        c: &crate::classify::Classification,
+        office: Option<&str>,
+        actor: &str,
+    ) -> Result<bool>;
+}
+
+/// A ticket whose topic nobody settled, as the classifier reads it.
+#[derive(Debug, Clone)]
+pub struct Unsettled {
+    pub id: i64,
+    pub code: String,
+    pub channel: String,
+    pub sender_email: Option<String>,
+    pub subject: String,
+    /// The body, then the text of the other documents, as the classify stage reads them.
+    pub text: String,
+    pub topic: Option<String>,
 }
 
 /// Web accounts and sessions.

@@ -5,8 +5,10 @@ use super::{
     actor, data_dir, load_pipeline, one_line, open_store, render_ticket, retrain_if_due,
     rules_path, FilterArgs, Out,
 };
+use crate::classify::model::Model;
 use crate::classify::rules::Rules;
 use crate::model::Status;
+use crate::progress::{Progress, Unit};
 use crate::service::{tickets, topics};
 use crate::store::prelude::*;
 use anyhow::Result;
@@ -41,12 +43,25 @@ pub enum TicketsCommand {
         #[arg(long)]
         by: Option<String>,
     },
-    /// Set a ticket's topic (a correction the model learns from)
+    /// Set a ticket's topic (a correction the model learns from); or, with `--all`, read
+    /// again every ticket nobody settled with the rules and model in force
     Reclassify {
-        code: String,
-        topic: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        code: Option<String>,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        topic: Option<String>,
+        /// Every ticket whose topic no person settled (after a rules or model change); shows
+        /// what would move unless `--apply`
+        #[arg(long)]
+        all: bool,
+        /// With `--all`: file the new topics (the model does not learn from them)
+        #[arg(long, requires = "all")]
+        apply: bool,
         #[arg(long)]
         by: Option<String>,
+        /// With `--all`: one JSON object per ticket that moves, then a summary
+        #[arg(long, requires = "all")]
+        json: bool,
     },
     /// Add a note to a ticket's history
     Note {
@@ -115,7 +130,8 @@ pub fn exec(
     // The pipeline names the store (unless --data says otherwise) and the rules the model
     // learns with.
     let pipeline = load_pipeline(pipeline)?;
-    let mut store = open_store(&data_dir(cli_data, &pipeline))?;
+    let data = data_dir(cli_data, &pipeline);
+    let mut store = open_store(&data)?;
     match command {
         TicketsCommand::Status {
             code, status, by, ..
@@ -130,7 +146,29 @@ pub fn exec(
             retrain_if_due(&mut store, &rules, settled);
         }
         TicketsCommand::Reclassify {
-            code, topic, by, ..
+            all: true,
+            apply,
+            by,
+            json,
+            ..
+        } => {
+            let rules = Rules::load(&rules_path(None, &pipeline))?;
+            let model = Model::load(&data)?;
+            reclassify_all(
+                &mut store,
+                &rules,
+                model.as_ref(),
+                apply,
+                &actor(by),
+                json,
+                out,
+            )?;
+        }
+        TicketsCommand::Reclassify {
+            code: Some(code),
+            topic: Some(topic),
+            by,
+            ..
         } => {
             let rules = Rules::load(&rules_path(None, &pipeline))?;
             let settled = topics::reclassify(&mut store, &rules, &code, &topic, &actor(by))?;
@@ -140,6 +178,9 @@ pub fn exec(
                 rules.topics.get(&topic).map_or("", |d| d.office.as_str())
             ))?;
             retrain_if_due(&mut store, &rules, settled);
+        }
+        TicketsCommand::Reclassify { .. } => {
+            anyhow::bail!("tickets reclassify needs a ticket code and a topic, or --all")
         }
         TicketsCommand::Note { code, text, by } => {
             tickets::note(&mut store, &code, &text, &actor(by))?;
@@ -224,4 +265,58 @@ pub fn exec(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tickets reclassify --all`: every ticket nobody settled, read again; what moves is listed
+/// (and filed with `--apply`), with a progress display on a terminal.
+fn reclassify_all(
+    store: &mut impl Register,
+    rules: &Rules,
+    model: Option<&Model>,
+    apply: bool,
+    actor: &str,
+    json: bool,
+    out: &mut Out,
+) -> Result<()> {
+    let tickets = store.unsettled_topics()?;
+    let mut progress = Progress::new(tickets.len() as u64, Unit::Tickets, json);
+    let (read, moved) =
+        topics::reclassify_unsettled(store, &tickets, rules, model, apply, actor, |changed| {
+            progress.item(0, changed)
+        })?;
+    progress.finish();
+    let label = |t: &str| {
+        rules
+            .topics
+            .get(t)
+            .map_or_else(|| t.to_string(), |d| d.label.clone())
+    };
+    for m in &moved {
+        if json {
+            out.json(&m)?;
+        } else {
+            out.line(&format!(
+                "{}  {} → {}  {:.0}%",
+                m.code,
+                m.from.as_deref().map_or_else(|| "—".to_string(), label),
+                label(&m.to),
+                m.confidence * 100.0
+            ))?;
+        }
+    }
+    let summary = format!(
+        "{} of {read} tickets nobody settled {}",
+        moved.len(),
+        if apply {
+            "moved to another topic"
+        } else {
+            "would move to another topic (nothing written: --apply files them)"
+        }
+    );
+    if json {
+        out.json(&serde_json::json!({"read": read, "moved": moved.len(), "applied": apply}))?;
+    } else {
+        out.line(&summary)?;
+    }
+    Ok(())
 }

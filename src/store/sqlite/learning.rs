@@ -8,8 +8,10 @@ use super::{
 };
 use crate::classify::model::Example;
 use crate::classify::rules::UNSORTED;
-use crate::domain::Happened;
+use crate::classify::Classification;
+use crate::domain::{EventKind, Happened};
 use crate::store::prelude::*;
+use crate::store::Unsettled;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 /// A ticket a person settled (`?1` is `unsorted`): its topic set or confirmed by a clerk, or
@@ -84,6 +86,111 @@ impl Learning for Store {
         let count = bump_counter(&tx, SETTLED_SINCE_TRAINING)?;
         tx.commit()?;
         Ok(count as u64)
+    }
+
+    fn unsettled_topics(&self) -> Result<Vec<Unsettled>> {
+        let mut tickets = self.conn.prepare(
+            "SELECT id, code, channel, sender_email, subject, body, topic FROM tickets
+             WHERE topic_reviewed = 0 AND status != 'closed' AND annulled_at IS NULL
+             ORDER BY id",
+        )?;
+        let mut docs = self
+            .conn
+            .prepare("SELECT text FROM documents WHERE ticket_id = ?1 ORDER BY ord")?;
+        let rows = tickets.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, code, channel, sender_email, subject, body, topic) = row?;
+            let texts = docs
+                .query_map([id], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            let text =
+                crate::pipeline::classification_text(&body, texts.iter().map(String::as_str));
+            out.push(Unsettled {
+                id,
+                code,
+                channel,
+                sender_email,
+                subject,
+                text,
+                topic,
+            });
+        }
+        Ok(out)
+    }
+
+    fn apply_classification(
+        &mut self,
+        ticket_id: i64,
+        c: &Classification,
+        office: Option<&str>,
+        actor: &str,
+    ) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (from, reviewed, status, annulled, old_office): (
+            Option<String>,
+            bool,
+            String,
+            Option<String>,
+            Option<String>,
+        ) = query_row_cached(
+            &tx,
+            "SELECT topic, topic_reviewed, status, annulled_at, office FROM tickets WHERE id = ?1",
+            [ticket_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+        // A person's word stands: a ticket settled since it was read is left alone.
+        if reviewed || status == "closed" || annulled.is_some() {
+            return Ok(false);
+        }
+        // A person's routing stands too: the office follows the topic only if nobody moved it.
+        let routed: bool = query_row_cached(
+            &tx,
+            "SELECT EXISTS (SELECT 1 FROM events WHERE ticket_id = ?1 AND kind = ?2)",
+            params![ticket_id, EventKind::Routed.as_str()],
+            |r| r.get(0),
+        )?;
+        let office = office
+            .filter(|_| !routed)
+            .map(str::to_string)
+            .or(old_office);
+        execute_cached(
+            &tx,
+            "UPDATE tickets SET topic = ?1, topic_confidence = ?2, topic_reason = ?3,
+             secondary_topics = ?4, topic_guesses = ?5, office = ?6 WHERE id = ?7",
+            params![
+                c.topic,
+                c.confidence,
+                c.reason,
+                serde_json::to_string(&c.secondary).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&c.guesses).unwrap_or_else(|_| "[]".into()),
+                office,
+                ticket_id
+            ],
+        )?;
+        let changed = from.as_deref() != Some(c.topic.as_str());
+        if changed {
+            let moved = Happened::Reclassified {
+                from,
+                to: c.topic.clone(),
+                office,
+            };
+            insert_event(&tx, ticket_id, &now_rfc3339(), actor, &moved)?;
+        }
+        tx.commit()?;
+        Ok(changed)
     }
 
     fn settled_since_training(&self) -> Result<u64> {
