@@ -436,7 +436,10 @@ fn a_message_the_email_reader_cannot_finish_in_time_is_filed_flagged() {
     let message = sportello::testdata::email(
         "Maria Rossi <maria@example.it>",
         "Richiesta contributo",
-        &"Chiedo il contributo per la riparazione. ".repeat(20_000),
+        // ~8 MB, tens of milliseconds to read: the channel's receive first spins and yields
+        // before it looks at the clock, and on a loaded machine a short read (it was 800 KB)
+        // could finish during that yield and be taken as in time.
+        &"Chiedo il contributo per la riparazione. ".repeat(200_000),
         "<slow@example.it>",
     );
     let path = tmp.path().join("lenta.eml");
