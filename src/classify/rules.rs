@@ -353,6 +353,12 @@ const EMPHASIS: f32 = 1.5;
 const BACKGROUND: f32 = 0.5;
 
 impl Rules {
+    /// What a person reads for topic `key`: its label, or the key itself when the rules do
+    /// not have it (`unsorted`, a topic since removed).
+    pub fn label<'a>(&'a self, key: &'a str) -> &'a str {
+        self.topics.get(key).map_or(key, |d| d.label.as_str())
+    }
+
     /// The text of a rules file (the shipped rules' own for [`SHIPPED_NAME`]).
     pub fn text_of(path: &Path) -> std::io::Result<String> {
         if path == Path::new(SHIPPED_NAME) {

@@ -289,27 +289,32 @@ impl Pix {
         Some(out)
     }
 
+    /// The 1-bit copy the page is measured on (which way it faces, its skew): a grey page
+    /// thresholded at leptonica's default level, a 1-bit page shared as it is.
+    pub fn binary(&self) -> Option<Pix> {
+        Pix::from_raw(unsafe {
+            if self.depth() == 1 {
+                lept::pixClone(self.ptr())
+            } else {
+                lept::pixConvertTo1(self.ptr(), BINARY_THRESHOLD)
+            }
+        })
+    }
+
     /// Which way the text on the page faces, from the shapes of its letters (leptonica's
-    /// ascender/descender count, on a 1-bit copy): the clockwise quarter turns that make it
-    /// upright, or None when it cannot tell (little text, pictures, other scripts).
-    /// Costs milliseconds, against a recognition's second.
-    pub fn text_orientation(&self) -> Option<(u32, f32, f32)> {
-        let binary = if self.depth() == 1 {
-            None
-        } else {
-            Some(Pix::from_raw(unsafe {
-                lept::pixConvertTo1(self.ptr(), 130)
-            })?)
-        };
-        let pix = binary.as_ref().unwrap_or(self);
+    /// ascender/descender count, on `binary`, the page's [`Pix::binary`]): the clockwise
+    /// quarter turns that make it upright, or None when it cannot tell (little text,
+    /// pictures, other scripts). Costs milliseconds, against a recognition's second.
+    pub fn text_orientation(&self, binary: &Pix) -> Option<(u32, f32, f32)> {
         let (mut up, mut left, mut orient) = (0f32, 0f32, 0i32);
         // A grey scan (read at 250 dpi) counted at half size costs a quarter and, on the
         // ocr-it letters, still reads upright pages at 7.9 or more, turned ones at 1.6 or less.
         // A clear answer there is taken; anything else is counted again at full size. (Faxes
         // at half size lose their letters' shapes: 0.2 to 6.6 on upright pages.)
-        if binary.is_some() && self.resolution().0 >= 200 {
-            let half =
-                Pix::from_raw(unsafe { lept::pixReduceRankBinaryCascade(pix.ptr(), 1, 0, 0, 0) });
+        if self.depth() != 1 && self.resolution().0 >= 200 {
+            let half = Pix::from_raw(unsafe {
+                lept::pixReduceRankBinaryCascade(binary.ptr(), 1, 0, 0, 0)
+            });
             if let Some(half) = half {
                 let mut up_half = 0f32;
                 let counted = unsafe { lept::pixUpDownDetect(half.ptr(), &mut up_half, 0, 0, 0) };
@@ -321,12 +326,12 @@ impl Pix {
         unsafe {
             // Most pages come upright and say so clearly (on the ocr-it pages: 8.7 to 23,
             // sideways ones within ±3): then the sideways count, as costly, is not needed.
-            if lept::pixUpDownDetect(pix.ptr(), &mut up, 0, 0, 0) == 0 && up >= CLEARLY_UPRIGHT {
+            if lept::pixUpDownDetect(binary.ptr(), &mut up, 0, 0, 0) == 0 && up >= CLEARLY_UPRIGHT {
                 return Some((0, up, 0.0));
             }
             // The same count on the page turned a quarter (what pixOrientDetect does, without
             // counting the up/down case a second time).
-            let turned = Pix::from_raw(lept::pixRotateOrth(pix.ptr(), 1))?;
+            let turned = Pix::from_raw(lept::pixRotateOrth(binary.ptr(), 1))?;
             if lept::pixUpDownDetect(turned.ptr(), &mut left, 0, 0, 0) != 0 {
                 return None;
             }
@@ -383,20 +388,21 @@ impl Pix {
 
     /// Finds the skew of text lines (within ±7°) and straightens it; returns the straightened
     /// image and the angle found in degrees (0 when none or not confident).
-    pub fn deskewed(&self) -> Option<(Pix, f32)> {
+    pub fn deskewed(&self, binary: &Pix) -> Option<(Pix, f32)> {
         let (mut angle, mut conf) = (0f32, 0f32);
-        let binary = if self.depth() == 1 {
-            None
-        } else {
-            Some(Pix::from_raw(unsafe {
-                lept::pixConvertTo1(self.ptr(), DESKEW_THRESHOLD)
-            })?)
-        };
-        let b = binary.as_ref().unwrap_or(self);
         // leptonica's defaults (`pixDeskew`): a sweep of ±7° in 1° steps at 1/4 size, then a
         // binary search to 0.01° at 1/2 size.
         let found = unsafe {
-            lept::pixFindSkewSweepAndSearch(b.ptr(), &mut angle, &mut conf, 4, 2, 7.0, 1.0, 0.01)
+            lept::pixFindSkewSweepAndSearch(
+                binary.ptr(),
+                &mut angle,
+                &mut conf,
+                4,
+                2,
+                7.0,
+                1.0,
+                0.01,
+            )
         };
         // Under 0.1°, or a confidence under 3, leptonica would leave the page as it is.
         if found != 0 || angle.abs() < 0.1 || conf < 3.0 {
@@ -422,8 +428,8 @@ impl Pix {
     }
 }
 
-/// Grey pages are made 1-bit at this level to measure their skew (leptonica's default).
-const DESKEW_THRESHOLD: i32 = 130;
+/// Grey pages are made 1-bit at this level to be measured (leptonica's default).
+const BINARY_THRESHOLD: i32 = 130;
 
 /// An up/down confidence this high is an upright page (leptonica's own threshold for a
 /// decision is 8, with the sideways confidence 2.5 times weaker).

@@ -212,16 +212,19 @@ fn run_page(engine: &mut Engine, job: &Job) -> (PageOcr, Option<Vec<u8>>) {
         .map(|d| d.path().join(format!("page-{:06}", job.page)));
     // Which way the page faces, from its letters' shapes (milliseconds): a page that came
     // turned is put upright before it is read, rather than read as garbage first.
-    let (pix, turned) = match pix.text_orientation() {
+    // The 1-bit copy it is measured on serves the deskew too, unless the page is turned.
+    let binary = pix.binary();
+    let (pix, turned, binary) = match binary.as_ref().and_then(|b| pix.text_orientation(b)) {
         Some((q, _, _)) if q != 0 => match pix.rotated_quarters(q) {
-            Some(upright) => (upright, q),
-            None => (pix, 0),
+            Some(upright) => (upright, q, None),
+            None => (pix, 0, binary),
         },
-        _ => (pix, 0),
+        _ => (pix, 0, binary),
     };
     let first = read_straightened(
         engine,
         pix,
+        binary,
         dpi,
         turned as u16 * 90,
         job,
@@ -240,6 +243,7 @@ fn run_page(engine: &mut Engine, job: &Job) -> (PageOcr, Option<Vec<u8>>) {
                     let again = read_straightened(
                         engine,
                         again_pix,
+                        None,
                         dpi,
                         ((turned + quarters) % 4) as u16 * 90,
                         job,
@@ -267,17 +271,21 @@ fn run_page(engine: &mut Engine, job: &Job) -> (PageOcr, Option<Vec<u8>>) {
 /// lines read upright.
 type Reading = ((PageOcr, Option<Vec<u8>>), Pix, bool);
 
-/// Deskews and recognises `pix` (already turned by `rotation`); returns the page and the
-/// image it was read from.
+/// Deskews and recognises `pix` (already turned by `rotation`; `binary` its 1-bit copy when
+/// one was made); returns the page and the image it was read from.
 fn read_straightened(
     engine: &mut Engine,
     pix: Pix,
+    binary: Option<Pix>,
     dpi: u32,
     rotation: u16,
     job: &Job,
     pdf_base: Option<&std::path::Path>,
 ) -> Result<Reading, String> {
-    let (pix, skew) = match pix.deskewed() {
+    let straight = binary
+        .or_else(|| pix.binary())
+        .and_then(|b| pix.deskewed(&b));
+    let (pix, skew) = match straight {
         Some((straight, angle)) => (straight, angle),
         None => (pix, 0.0),
     };

@@ -82,7 +82,8 @@ pub struct Moved {
 /// follows its new topic unless a person routed it (their routing stands). Nothing is
 /// learned from these: they are guesses too.
 /// `tickets` are the store's [`Learning::unsettled_topics`]; `done(moved)` is called after
-/// each. Returns how many were read and those moved.
+/// each. Returns those moved: with `apply`, as the store filed them (a ticket a person
+/// settled since it was read is not moved).
 pub fn reclassify_unsettled(
     store: &mut impl Register,
     tickets: &[crate::store::Unsettled],
@@ -91,7 +92,7 @@ pub fn reclassify_unsettled(
     apply: bool,
     actor: &str,
     mut done: impl FnMut(bool),
-) -> Result<(usize, Vec<Moved>), LearnError> {
+) -> Result<Vec<Moved>, LearnError> {
     let mut moved = Vec::new();
     for t in tickets {
         let request = crate::classify::rules::Request {
@@ -101,21 +102,22 @@ pub fn reclassify_unsettled(
             body: &t.text,
         };
         let c = crate::classify::classify(rules, model, &request);
-        let changed = t.topic.as_deref() != Some(c.topic.as_str());
+        let changed = if apply {
+            store.apply_classification(t.id, &c, c.office.as_deref(), actor)?
+        } else {
+            t.topic.as_deref() != Some(c.topic.as_str())
+        };
         if changed {
             moved.push(Moved {
                 code: t.code.clone(),
                 from: t.topic.clone(),
-                to: c.topic.clone(),
+                to: c.topic,
                 confidence: c.confidence,
             });
         }
-        if apply {
-            store.apply_classification(t.id, &c, c.office.as_deref(), actor)?;
-        }
         done(changed);
     }
-    Ok((tickets.len(), moved))
+    Ok(moved)
 }
 
 /// A person moves a ticket to `status`; closing it with its topic settles the topic. Without

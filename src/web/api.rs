@@ -186,9 +186,7 @@ pub(crate) fn registration(
 ) -> Registration {
     let mut body = checked.text;
     if let Some(t) = &checked.topic {
-        let label = rules
-            .and_then(|r| r.topics.get(t))
-            .map_or(t.as_str(), |d| d.label.as_str());
+        let label = rules.map_or(t.as_str(), |r| r.label(t));
         body = format!("{body}\n\n[Argomento indicato dal cittadino: {label}]");
     }
     Registration {

@@ -280,17 +280,11 @@ fn reclassify_all(
 ) -> Result<()> {
     let tickets = store.unsettled_topics()?;
     let mut progress = Progress::new(tickets.len() as u64, Unit::Tickets, json);
-    let (read, moved) =
+    let moved =
         topics::reclassify_unsettled(store, &tickets, rules, model, apply, actor, |changed| {
             progress.item(0, changed)
         })?;
     progress.finish();
-    let label = |t: &str| {
-        rules
-            .topics
-            .get(t)
-            .map_or_else(|| t.to_string(), |d| d.label.clone())
-    };
     for m in &moved {
         if json {
             out.json(&m)?;
@@ -298,25 +292,25 @@ fn reclassify_all(
             out.line(&format!(
                 "{}  {} → {}  {:.0}%",
                 m.code,
-                m.from.as_deref().map_or_else(|| "—".to_string(), label),
-                label(&m.to),
+                m.from.as_deref().map_or("—", |f| rules.label(f)),
+                rules.label(&m.to),
                 m.confidence * 100.0
             ))?;
         }
     }
-    let summary = format!(
-        "{} of {read} tickets nobody settled {}",
-        moved.len(),
-        if apply {
-            "moved to another topic"
-        } else {
-            "would move to another topic (nothing written: --apply files them)"
-        }
-    );
+    let read = tickets.len();
     if json {
         out.json(&serde_json::json!({"read": read, "moved": moved.len(), "applied": apply}))?;
     } else {
-        out.line(&summary)?;
+        out.line(&format!(
+            "{} of {read} tickets nobody settled {}",
+            moved.len(),
+            if apply {
+                "moved to another topic"
+            } else {
+                "would move to another topic (nothing written: --apply files them)"
+            }
+        ))?;
     }
     Ok(())
 }
