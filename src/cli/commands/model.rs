@@ -282,15 +282,23 @@ pub struct Tally {
     pub unsorted: usize,
 }
 
+fn outcome(gold: &str, got: &str) -> &'static str {
+    if got == gold {
+        "right"
+    } else if got == UNSORTED {
+        "unsorted"
+    } else {
+        "misrouted"
+    }
+}
+
 impl Tally {
     fn add(&mut self, gold: &str, got: &str) {
         self.records += 1;
-        if got == gold {
-            self.right += 1;
-        } else if got == UNSORTED {
-            self.unsorted += 1;
-        } else {
-            self.misrouted += 1;
+        match outcome(gold, got) {
+            "right" => self.right += 1,
+            "unsorted" => self.unsorted += 1,
+            _ => self.misrouted += 1,
         }
     }
 
@@ -318,6 +326,23 @@ struct ReplayJson {
     first_half: Tally,
     second_half: Tally,
     windows: Vec<Tally>,
+    /// Every request in order, with what it was filed as: the ones a clerk corrected are
+    /// what to read before editing rules.
+    requests: Vec<Filed>,
+}
+
+/// One request of the replay as the classify stage filed it.
+#[derive(Serialize)]
+struct Filed {
+    /// 1-based position in the stream.
+    position: usize,
+    id: String,
+    expected: String,
+    got: String,
+    /// `right`, `misrouted` or `unsorted`.
+    outcome: &'static str,
+    confidence: Option<f32>,
+    reason: Option<String>,
 }
 
 fn channel_of(r: &Labelled) -> Channel {
@@ -366,7 +391,8 @@ fn replay(
     let mut progress = Progress::new(records.len() as u64, Unit::Items, json);
     let mut retrains = 0;
     let mut got = Vec::with_capacity(records.len());
-    for r in &records {
+    let mut filed = Vec::new();
+    for (i, r) in records.iter().enumerate() {
         let ticket = processor
             .prepare_registered(Registration {
                 channel: channel_of(r),
@@ -384,7 +410,16 @@ fn replay(
             .file(&ticket, &pipeline.code_prefix)?
             .code()
             .to_string();
-        let topic = ticket.topic.unwrap_or_default();
+        let topic = ticket.topic.clone().unwrap_or_default();
+        filed.push(Filed {
+            position: i + 1,
+            id: r.id.clone(),
+            expected: r.topic.clone(),
+            got: topic.clone(),
+            outcome: outcome(&r.topic, &topic),
+            confidence: ticket.topic_confidence,
+            reason: ticket.topic_reason.clone(),
+        });
         let mut due = false;
         if topic != r.topic {
             due |= topics::reclassify(&mut store, &rules, &code, &r.topic, "clerk")?.retrain_due;
@@ -422,6 +457,7 @@ fn replay(
             .step_by(window)
             .map(|s| tally(s..(s + window).min(n)))
             .collect(),
+        requests: filed,
     };
     if json {
         out.json(&result)?;
@@ -444,5 +480,26 @@ fn replay(
     out.line(&result.first_half.line("first half"))?;
     out.line(&result.second_half.line("second half"))?;
     out.line(&result.overall.line("overall"))?;
+    let corrected: Vec<&Filed> = result
+        .requests
+        .iter()
+        .filter(|f| f.outcome != "right")
+        .collect();
+    if !corrected.is_empty() {
+        out.line("corrected by the clerk (filed as → labelled):")?;
+    }
+    for m in corrected {
+        let sure = m
+            .confidence
+            .map(|c| format!(" ({:.0}%)", c * 100.0))
+            .unwrap_or_default();
+        out.line(&format!(
+            "  #{:<4} {:<12} {} → {}{sure}",
+            m.position,
+            m.id,
+            rules.label(&m.got),
+            rules.label(&m.expected)
+        ))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
