@@ -360,6 +360,33 @@ mod tests {
         ask_with(rules, None, body)
     }
 
+    /// Emphasis (subject, asking sentence) and breadth (several terms) raise where a rule
+    /// fired, never what it is: a hint stays a hint however loudly it is written.
+    #[test]
+    fn only_the_admins_weight_makes_a_rule_decisive() {
+        let text = format!(
+            "decisive_weight = 10\n{}",
+            TWO_TOPICS.replace(
+                "weight = 2\nany = [\"macerie\"]",
+                "weight = 6\nany = [\"macerie\", \"calcinacci\", \"detriti\"]"
+            )
+        );
+        let rules = Rules::parse(Path::new("r.toml"), &text).unwrap();
+        let request = Request {
+            channel: None,
+            sender_email: None,
+            subject: "Macerie e calcinacci",
+            body: "Chiedo la rimozione di macerie, calcinacci e detriti?",
+        };
+        let enc = model::encode(&rules, &request);
+        assert!(enc.decisive.is_none());
+        let fired = &enc.rules[0];
+        assert!(fired.weight >= 10.0, "{}", fired.weight);
+        let c = classify(&rules, None, &request);
+        assert_eq!(c.topic, "waste");
+        assert!(!c.reason.contains("decisive"), "{}", c.reason);
+    }
+
     #[test]
     fn a_toss_up_between_two_topics_goes_to_a_clerk_naming_both() {
         let rules = Rules::parse(Path::new("r.toml"), TWO_TOPICS).unwrap();

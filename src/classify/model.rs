@@ -230,22 +230,22 @@ pub fn encode<'a>(rules: &'a Rules, request: &'a Request<'a>) -> Encoded<'a> {
     let prepared = super::rules::Prepared::new(request, &words, rules);
     let mut fired = Vec::new();
     let mut decisive: Option<FiredRule> = None;
-    for (index, r) in rules.rules.iter().enumerate() {
-        if let Some(f) = r.eval(&prepared) {
-            let rule = FiredRule {
-                index,
-                name: f.rule,
-                weight: f.weight,
-                topic: f.topic,
-                terms: f.terms,
-            };
-            if f.weight >= rules.decisive_weight {
-                if decisive.as_ref().is_none_or(|d| f.weight > d.weight) {
-                    decisive = Some(rule);
-                }
-            } else {
-                fired.push(rule);
+    for (index, f) in rules.fired(&prepared) {
+        let rule = FiredRule {
+            index,
+            name: f.rule,
+            weight: f.weight,
+            topic: f.topic,
+            terms: f.terms,
+        };
+        // The admin's weight decides what is decisive, not the weight where it fired:
+        // emphasis and breadth had made a weight-5 hint in a subject decide alone.
+        if rules.rules[index].weight >= rules.decisive_weight {
+            if decisive.as_ref().is_none_or(|d| rule.weight > d.weight) {
+                decisive = Some(rule);
             }
+        } else {
+            fired.push(rule);
         }
     }
     Encoded {

@@ -99,6 +99,8 @@ pub struct Rule {
     pub topic: String,
     pub weight: f32,
     any: Vec<Term>,
+    /// The patterns of `any` and `all`, each once.
+    distinct: Vec<usize>,
     and_any: Vec<Term>,
     all: Vec<Term>,
     none: Vec<Term>,
@@ -119,6 +121,8 @@ pub struct Request<'a> {
 /// Which term patterns a request holds, found once for all rules.
 pub struct Prepared<'a> {
     request: &'a Request<'a>,
+    /// The patterns found anywhere, each once: only rules holding one of them can fire.
+    hits: Vec<usize>,
     in_subject: Vec<bool>,
     in_ask: Vec<bool>,
     in_focus: Option<Vec<bool>>,
@@ -148,8 +152,12 @@ impl<'a> Prepared<'a> {
         let mut in_all = vec![false; n];
         let mut in_subject = vec![false; n];
         let mut in_focus = focus_start.map(|_| vec![false; n]);
+        let mut hits = Vec::new();
         for m in rules.matcher.find_overlapping_iter(&all) {
             let id = m.pattern().as_usize();
+            if !in_all[id] {
+                hits.push(id);
+            }
             in_all[id] = true;
             if m.end() <= subject_end {
                 in_subject[id] = true;
@@ -175,6 +183,7 @@ impl<'a> Prepared<'a> {
         }
         Prepared {
             request,
+            hits,
             in_subject,
             in_ask,
             in_all,
@@ -232,14 +241,15 @@ impl Rule {
         {
             return None;
         }
-        let mut terms: Vec<&'a str> = self
-            .any
-            .iter()
-            .chain(&self.and_any)
-            .chain(&self.all)
-            .filter(|t| hit(t))
-            .map(|t| t.written.as_str())
-            .collect();
+        // One written form per pattern found: "sopralluogo, sopralluoghi" are one finding.
+        let mut found: Vec<usize> = Vec::new();
+        let mut terms: Vec<&'a str> = Vec::new();
+        for t in self.any.iter().chain(&self.and_any).chain(&self.all) {
+            if hit(t) && !found.contains(&t.id) {
+                found.push(t.id);
+                terms.push(t.written.as_str());
+            }
+        }
         if !self.regex.is_empty() {
             let texts: &[&'a str] = if self.in_subject {
                 &[r.subject]
@@ -281,19 +291,8 @@ impl Rule {
             _ => 1.0,
         };
         // Evidence adds up: a letter naming three of a topic's things is surer than one
-        // naming one, but a rule never counts more than twice.
-        let distinct = {
-            let mut ids: Vec<usize> = self
-                .any
-                .iter()
-                .chain(&self.all)
-                .filter(|t| hit(t))
-                .map(|t| t.id)
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids.len().max(1)
-        };
+        // naming one, but a rule never counts more than three times its weight.
+        let distinct = self.distinct.iter().filter(|&&id| hay[id]).count().max(1);
         let breadth = (1.0 + BREADTH * (distinct - 1) as f32).min(3.0);
         let weight = if self.weight > 0.0 {
             self.weight * boost * background * breadth
@@ -330,6 +329,10 @@ fn default_retrain_after() -> u32 {
 pub struct Rules {
     matcher: AhoCorasick,
     pattern_count: usize,
+    /// Per pattern, the rules that need it (in `any` or `all`), by position.
+    by_pattern: Vec<Vec<usize>>,
+    /// Rules that need no pattern (regexes, conditions alone): tried on every request.
+    always: Vec<usize>,
     pub file: PathBuf,
     /// Below this confidence a ticket goes to `unsorted` for a clerk.
     pub abstain_below: f32,
@@ -375,6 +378,22 @@ impl Rules {
     /// not have it (`unsorted`, a topic since removed).
     pub fn label<'a>(&'a self, key: &'a str) -> &'a str {
         self.topics.get(key).map_or(key, |d| d.label.as_str())
+    }
+
+    /// The rules that fire on a request, with their positions, in file order. Only rules
+    /// holding a pattern the request has (or needing none) are tried: a request names a
+    /// handful of the file's hundreds of terms.
+    pub fn fired<'a>(&'a self, p: &Prepared<'a>) -> Vec<(usize, Fired<'a>)> {
+        let mut tried: Vec<usize> = self.always.clone();
+        for &id in &p.hits {
+            tried.extend_from_slice(&self.by_pattern[id]);
+        }
+        tried.sort_unstable();
+        tried.dedup();
+        tried
+            .into_iter()
+            .filter_map(|i| self.rules[i].eval(p).map(|f| (i, f)))
+            .collect()
     }
 
     /// The text of a rules file (the shipped rules' own for [`SHIPPED_NAME`]).
@@ -517,9 +536,21 @@ impl Rules {
                     message: format!("terms: {e}"),
                 }])
             })?;
+        let mut by_pattern = vec![Vec::new(); patterns.list.len()];
+        let mut always = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            if r.distinct.is_empty() {
+                always.push(i);
+            }
+            for &id in &r.distinct {
+                by_pattern[id].push(i);
+            }
+        }
         Ok(Rules {
             matcher,
             pattern_count: patterns.list.len(),
+            by_pattern,
+            always,
             file: path.to_path_buf(),
             abstain_below: top.abstain_below,
             abstain_margin: top.abstain_margin,
@@ -601,10 +632,15 @@ fn compile_rule(
             ),
         }
     }
+    // Written forms that share their stems are one pattern: counted once for breadth.
+    let mut distinct: Vec<usize> = any.iter().chain(&all).map(|t| t.id).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
     Rule {
         name: raw.name,
         topic: raw.topic,
         weight: raw.weight,
+        distinct,
         any,
         and_any,
         all,
@@ -715,12 +751,7 @@ mod tests {
                 body: text,
             };
             let p = Prepared::of(&r, &rules);
-            let fired: Vec<&str> = rules
-                .rules
-                .iter()
-                .filter_map(|rule| rule.eval(&p))
-                .map(|f| f.rule)
-                .collect();
+            let fired: Vec<&str> = rules.fired(&p).iter().map(|(_, f)| f.rule).collect();
             assert!(fired.is_empty(), "{text:?} fired {fired:?}");
         }
     }
