@@ -367,6 +367,95 @@ const SHIPPED: &str = include_str!("../../pipelines/rules.toml");
 /// Weight multiplier for a rule whose terms appear in the subject or in a sentence that asks.
 const EMPHASIS: f32 = 1.5;
 
+/// Words of nearly every letter to the office, on any topic: a one-word term sharing a stem
+/// with one of them is reported by `rules test` (see [`Rules::everyday_matches`]).
+const EVERYDAY: &[&str] = &[
+    "sindaco",
+    "saluti",
+    "saluto",
+    "salute",
+    "faccio",
+    "facciamo",
+    "presente",
+    "cittadino",
+    "cittadini",
+    "cittadina",
+    "ricevuto",
+    "ricevere",
+    "rifare",
+    "vissuto",
+    "misure",
+    "corrente",
+    "lucia",
+    "fine",
+    "visto",
+    "chi",
+    "anzi",
+    "materia",
+    "testo",
+    "pubblico",
+    "pubblica",
+    "grazie",
+    "attesa",
+    "domanda",
+    "richiesta",
+    "ufficio",
+    "comune",
+    "casa",
+    "famiglia",
+    "mese",
+    "giorno",
+    "anni",
+    "signora",
+    "signore",
+    "moglie",
+    "marito",
+    "via",
+    "numero",
+    "prego",
+    "cordiali",
+    "distinti",
+    "gentile",
+    "egregio",
+    "spettabile",
+    "sottoscritto",
+    "sottoscritta",
+    "allegato",
+    "allego",
+    "copia",
+    "documento",
+    "ancora",
+    "sempre",
+    "quando",
+    "posso",
+    "vorrei",
+    "chiedo",
+    "sapere",
+    "avere",
+    "fare",
+    "dire",
+    "tempo",
+    "volta",
+    "parte",
+    "modo",
+    "caso",
+    "cosa",
+    "nessuno",
+    "niente",
+    "tutto",
+    "stato",
+    "stata",
+    "scrivo",
+    "risposta",
+    "informare",
+    "persona",
+    "problema",
+    "possibile",
+    "grave",
+    "urgente",
+    "settimana",
+];
+
 /// Weight added (as a share of the rule's) by each further distinct term of a rule found.
 const BREADTH: f32 = 0.5;
 
@@ -378,6 +467,28 @@ impl Rules {
     /// not have it (`unsorted`, a topic since removed).
     pub fn label<'a>(&'a self, key: &'a str) -> &'a str {
         self.topics.get(key).map_or(key, |d| d.label.as_str())
+    }
+
+    /// One-word terms that also match a word nearly every letter has, whatever its topic
+    /// (a stem shared: "sindacato" and "Sindaco"): (rule, term, everyday word). Such a term
+    /// fires on requests it has nothing to do with.
+    pub fn everyday_matches(&self) -> Vec<(&str, &str, &'static str)> {
+        let everyday: Vec<(&'static str, Vec<String>)> =
+            EVERYDAY.iter().map(|w| (*w, stems(w))).collect();
+        let mut found = Vec::new();
+        for r in &self.rules {
+            for t in r.any.iter().chain(&r.and_any).chain(&r.all) {
+                let term = stems(&t.written);
+                let [stem] = term.as_slice() else { continue };
+                let written = crate::textnorm::fold(&t.written);
+                for (word, s) in &everyday {
+                    if s.as_slice() == [stem.clone()] && written != crate::textnorm::fold(word) {
+                        found.push((r.name.as_str(), t.written.as_str(), *word));
+                    }
+                }
+            }
+        }
+        found
     }
 
     /// The rules that fire on a request, with their positions, in file order. Only rules
@@ -727,6 +838,14 @@ mod tests {
     #[test]
     fn the_shipped_rules_leave_the_words_of_any_letter_alone() {
         let rules = Rules::load(Path::new(SHIPPED_NAME)).unwrap();
+        assert_eq!(rules.everyday_matches(), vec![]);
+        // The check finds what it is for.
+        let text = "[topics.out]\nlabel = \"O\"\noffice = \"U\"\n[[rules]]\nname = \"lavoro\"\ntopic = \"out\"\nany = [\"sindacato\", \"vertenza sindacale\"]\n";
+        let bad = Rules::parse(Path::new("r.toml"), text).unwrap();
+        assert_eq!(
+            bad.everyday_matches(),
+            vec![("lavoro", "sindacato", "sindaco")]
+        );
         let everyday = [
             "Egregio Signor Sindaco",
             "Cordiali saluti, distinti saluti, la saluto",

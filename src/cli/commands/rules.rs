@@ -61,12 +61,25 @@ pub fn exec(command: RulesCommand, cli_data: &Option<PathBuf>, out: &mut Out) ->
         })
         .collect();
     let seen = rules_have_seen(&candidate, &labels);
+    let everyday: Vec<serde_json::Value> = candidate
+        .everyday_matches()
+        .into_iter()
+        .map(|(rule, term, word)| serde_json::json!({"rule": rule, "term": term, "also_matches": word}))
+        .collect();
     if json {
         out.json(&serde_json::json!({"report": report, "changes": changes,
-            "rules_have_seen_these_records": seen}))?;
+            "rules_have_seen_these_records": seen, "everyday_matches": everyday}))?;
     } else {
         if seen {
             out.line(SEEN_WARNING)?;
+        }
+        for e in &everyday {
+            out.line(&format!(
+                "warning: rule `{}`: term \"{}\" also matches \"{}\", a word of almost any letter (they share a stem): write a phrase instead",
+                e["rule"].as_str().unwrap_or(""),
+                e["term"].as_str().unwrap_or(""),
+                e["also_matches"].as_str().unwrap_or("")
+            ))?;
         }
         out.line(&format!(
             "rules {} on {} ({})",
