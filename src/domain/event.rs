@@ -37,6 +37,7 @@ pub enum Happened {
     },
     Classified {
         topic: String,
+        #[serde(serialize_with = "as_written")]
         confidence: Option<f32>,
         reason: Option<String>,
     },
@@ -175,6 +176,26 @@ impl Happened {
 
 #[cfg(test)]
 mod tests {
+    /// `tickets show` turns stored events into JSON values; `ingest --json` prints them as
+    /// text: a confidence must read the same both ways.
+    #[test]
+    fn a_confidence_reads_the_same_as_text_and_as_a_value() {
+        let e = Happened::Classified {
+            topic: "gas".into(),
+            confidence: Some(0.999_531_03),
+            reason: None,
+        };
+        let text = serde_json::to_string(&e).unwrap();
+        let value = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            value
+        );
+        assert!(text.contains("0.99953103"), "{text}");
+        let back: Happened = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, e);
+    }
+
     use super::*;
 
     fn one_of_each() -> Vec<Happened> {
@@ -308,5 +329,15 @@ mod tests {
         }
         .detail();
         assert_eq!(d, serde_json::json!({"from": null, "to": "URP"}));
+    }
+}
+
+/// An `f32` as the decimal it prints as (0.99953103), not as its exact `f64` widening
+/// (0.9995310306549072): an event written as JSON text and one turned into a JSON value
+/// then read the same.
+fn as_written<S: serde::Serializer>(v: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(x) => s.serialize_some(&x.to_string().parse::<f64>().unwrap_or(f64::from(*x))),
+        None => s.serialize_none(),
     }
 }
