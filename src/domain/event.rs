@@ -174,6 +174,16 @@ impl Happened {
     }
 }
 
+/// An `f32` as the decimal it prints as (0.99953103), not as its exact `f64` widening
+/// (0.9995310306549072): an event written as JSON text and one turned into a JSON value
+/// then read the same.
+fn as_written<S: serde::Serializer>(v: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(x) => s.serialize_some(&x.to_string().parse::<f64>().unwrap_or(f64::from(*x))),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// `tickets show` turns stored events into JSON values; `ingest --json` prints them as
@@ -329,15 +339,5 @@ mod tests {
         }
         .detail();
         assert_eq!(d, serde_json::json!({"from": null, "to": "URP"}));
-    }
-}
-
-/// An `f32` as the decimal it prints as (0.99953103), not as its exact `f64` widening
-/// (0.9995310306549072): an event written as JSON text and one turned into a JSON value
-/// then read the same.
-fn as_written<S: serde::Serializer>(v: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(x) => s.serialize_some(&x.to_string().parse::<f64>().unwrap_or(f64::from(*x))),
-        None => s.serialize_none(),
     }
 }
