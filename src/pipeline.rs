@@ -596,7 +596,6 @@ pub fn ticket_entities(t: &NewTicket) -> Vec<entities::Entity> {
     entities::dedup(all)
 }
 
-/// Topic, confidence, reason and office from the rules and the learned model.
 /// What the classifier reads of a ticket: the body, plus the text of the other documents (a
 /// letter sent as a PDF, a scanned form) while the body alone says little. `documents` are
 /// all of the ticket's, the item itself first (its text is the body).
@@ -612,6 +611,7 @@ pub fn classification_text<'a>(body: &str, documents: impl Iterator<Item = &'a s
     text
 }
 
+/// Topic, confidence, reason and office from the rules and the learned model.
 pub struct ClassifyStage {
     pub classifier: Classifier,
 }

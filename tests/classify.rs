@@ -77,14 +77,11 @@ fn filed_tickets_get_a_topic_office_and_reason_and_corrections_are_events() {
 fn the_model_retrains_by_itself_after_enough_corrections() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let rules = tmp.path().join("rules.toml");
     let shipped = std::fs::read_to_string(project_dir().join("pipelines/rules.toml")).unwrap();
-    std::fs::write(
-        &rules,
-        shipped.replace("retrain_after = 10", "retrain_after = 2"),
-    )
-    .unwrap();
-    let pipeline = classify_pipeline(tmp.path(), &rules);
+    let pipeline = classify_pipeline(
+        tmp.path(),
+        &shipped.replace("retrain_after = 10", "retrain_after = 2"),
+    );
     let p = pipeline.to_str().unwrap();
     let lines = ok(
         &data,
@@ -211,10 +208,19 @@ fn rules_test_reports_accuracy_and_what_an_edit_changes() {
     assert!(report["per_topic"]["gas"]["recall"].is_number());
     assert!(report["confusion"]["gas"]["gas"].as_u64().unwrap() >= 1);
     assert_eq!(out["changes"].as_array().unwrap().len(), 0);
+    assert_eq!(out["everyday_matches"], serde_json::json!([]));
 
     // An admin's edit that breaks the gas rules: the backtest shows which records it breaks.
     let shipped = std::fs::read_to_string(project_dir().join("pipelines/rules.toml")).unwrap();
     let edited = tmp.path().join("edited.toml");
+    let edit_test = [
+        "rules",
+        "test",
+        "--labels",
+        "fixtures/requests/labels.jsonl",
+        "--rules",
+        edited.to_str().unwrap(),
+    ];
     std::fs::write(
         &edited,
         shipped.replace(
@@ -223,17 +229,7 @@ fn rules_test_reports_accuracy_and_what_an_edit_changes() {
         ),
     )
     .unwrap();
-    let run = ok(
-        tmp.path(),
-        &[
-            "rules",
-            "test",
-            "--labels",
-            "fixtures/requests/labels.jsonl",
-            "--rules",
-            edited.to_str().unwrap(),
-        ],
-    );
+    let run = ok(tmp.path(), &edit_test);
     assert!(
         run.stdout.contains("change against the rules in force"),
         "{}",
@@ -245,19 +241,29 @@ fn rules_test_reports_accuracy_and_what_an_edit_changes() {
         run.stdout
     );
 
+    // A one-word term that shares its stem with a word of almost any letter is pointed out.
+    std::fs::write(
+        &edited,
+        shipped.replace("\"TFR\", ", "\"TFR\", \"sindacato\", "),
+    )
+    .unwrap();
+    let run = ok(tmp.path(), &edit_test);
+    assert!(
+        run.stdout.contains(
+            "warning: rule `out-work-disputes`: term \"sindacato\" also matches \"sindaco\""
+        ),
+        "{}",
+        run.stdout
+    );
+    let json = &ok(tmp.path(), &[&edit_test[..], &["--json"]].concat()).json_lines()[0];
+    assert_eq!(
+        json["everyday_matches"],
+        serde_json::json!([{"rule": "out-work-disputes", "term": "sindacato", "also_matches": "sindaco"}])
+    );
+
     // A bad edit is refused with every problem and its line.
     std::fs::write(&edited, "[topics.gas]\nlabel = \"Gas\"\noffice = \"G\"\n[[rules]]\nname = \"x\"\ntopic = \"gass\"\nany = [\"gas\"]\n[[rules]]\nname = \"y\"\ntopic = \"gas\"\nregex = [\"(\"]\n").unwrap();
-    let run = sportello(
-        tmp.path(),
-        &[
-            "rules",
-            "test",
-            "--labels",
-            "fixtures/requests/labels.jsonl",
-            "--rules",
-            edited.to_str().unwrap(),
-        ],
-    );
+    let run = sportello(tmp.path(), &edit_test);
     assert!(!run.status.success());
     assert!(
         run.stderr
@@ -506,13 +512,10 @@ fn a_failed_retrain_is_reported_and_the_action_stands() {
     )
     .json_lines();
     let code = lines[0]["ticket"]["code"].as_str().unwrap();
-    let rules = tmp.path().join("rules.toml");
-    std::fs::write(
-        &rules,
+    let pipeline = classify_pipeline(
+        tmp.path(),
         "retrain_after = 1\n[topics.gas]\nlabel = \"Gas\"\noffice = \"Servizio gas\"\n[[rules]]\nname = \"gas\"\ntopic = \"gas\"\nweight = 2\nany = [\"gas\"]\n",
-    )
-    .unwrap();
-    let pipeline = classify_pipeline(tmp.path(), &rules);
+    );
     let run = ok(
         &data,
         &[
@@ -532,8 +535,11 @@ fn a_failed_retrain_is_reported_and_the_action_stands() {
     );
 }
 
-/// A pipeline in `dir` whose classify stage reads `rules`.
-fn classify_pipeline(dir: &std::path::Path, rules: &std::path::Path) -> std::path::PathBuf {
+/// A pipeline in `dir` whose classify stage reads the rules file `rules` (written beside it).
+fn classify_pipeline(dir: &std::path::Path, rules: &str) -> std::path::PathBuf {
+    let rules_file = dir.join("rules.toml");
+    std::fs::write(&rules_file, rules).unwrap();
+    let rules = rules_file;
     let pipeline = dir.join("p.toml");
     std::fs::write(
         &pipeline,
@@ -570,13 +576,10 @@ fn reclassify_all_reads_again_what_nobody_settled() {
     ok(&data, &["tickets", "reclassify", &tari, "taxes_benefits"]);
 
     // The admin's new rules send anything about opening hours to the gas office.
-    let rules = tmp.path().join("rules.toml");
-    std::fs::write(
-        &rules,
+    let pipeline = classify_pipeline(
+        tmp.path(),
         "[topics.gas]\nlabel = \"Gas e allacci\"\noffice = \"Servizio gas\"\n[topics.taxes_benefits]\nlabel = \"Tributi\"\noffice = \"Tributi\"\n[[rules]]\nname = \"orari\"\ntopic = \"gas\"\nweight = 4\nany = [\"orari\"]\n",
-    )
-    .unwrap();
-    let pipeline = classify_pipeline(tmp.path(), &rules);
+    );
     let p = pipeline.to_str().unwrap();
     let dry = ok(&data, &["tickets", "reclassify", "--all", "--pipeline", p]).stdout;
     assert!(

@@ -482,7 +482,7 @@ impl Rules {
                 let [stem] = term.as_slice() else { continue };
                 let written = crate::textnorm::fold(&t.written);
                 for (word, s) in &everyday {
-                    if s.as_slice() == [stem.clone()] && written != crate::textnorm::fold(word) {
+                    if s.len() == 1 && s[0] == *stem && written != crate::textnorm::fold(word) {
                         found.push((r.name.as_str(), t.written.as_str(), *word));
                     }
                 }

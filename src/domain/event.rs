@@ -186,6 +186,8 @@ fn as_written<S: serde::Serializer>(v: &Option<f32>, s: S) -> Result<S::Ok, S::E
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// `tickets show` turns stored events into JSON values; `ingest --json` prints them as
     /// text: a confidence must read the same both ways.
     #[test]
@@ -205,8 +207,6 @@ mod tests {
         let back: Happened = serde_json::from_str(&text).unwrap();
         assert_eq!(back, e);
     }
-
-    use super::*;
 
     fn one_of_each() -> Vec<Happened> {
         let s = || String::from("x");

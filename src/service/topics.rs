@@ -103,7 +103,7 @@ pub fn reclassify_unsettled(
         };
         let c = crate::classify::classify(rules, model, &request);
         let changed = if apply {
-            store.apply_classification(t.id, &c, c.office.as_deref(), actor)?
+            store.apply_classification(t.id, &c, actor)?
         } else {
             t.topic.as_deref() != Some(c.topic.as_str())
         };

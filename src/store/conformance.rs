@@ -213,9 +213,7 @@ pub fn a_bulk_reclassification_moves_only_what_nobody_settled(store: &mut impl R
         guesses: vec![("waste".into(), 0.9), ("gas".into(), 0.1)],
     };
     for u in &unsettled {
-        assert!(store
-            .apply_classification(u.id, &c, c.office.as_deref(), "admin")
-            .unwrap());
+        assert!(store.apply_classification(u.id, &c, "admin").unwrap());
     }
     let moved = store.ticket(&codes[0]).unwrap();
     assert_eq!(moved.topic.as_deref(), Some("waste"));
@@ -235,7 +233,7 @@ pub fn a_bulk_reclassification_moves_only_what_nobody_settled(store: &mut impl R
         .unwrap();
     let settled_now = store.settled_since_training().unwrap();
     assert!(!store
-        .apply_classification(unsettled[0].id, &c, None, "admin")
+        .apply_classification(unsettled[0].id, &c, "admin")
         .unwrap());
     for code in &codes[1..3] {
         assert_eq!(store.ticket(code).unwrap().topic.as_deref(), Some("gas"));

@@ -567,8 +567,8 @@ pub trait Learning {
     fn unsettled_topics(&self) -> Result<Vec<Unsettled>>;
 
     /// Files the classifier's new reading of a ticket nobody settled: topic, confidence,
-    /// reason, secondary topics and guesses, and `office` (the new topic's) when given and
-    /// no person routed the ticket elsewhere. A changed topic is a
+    /// reason, secondary topics and guesses, and the new topic's office (`c.office`) when it
+    /// has one and no person routed the ticket elsewhere. A changed topic is a
     /// `Reclassified` event by `actor`; the ticket stays unreviewed, so the model never
     /// learns from it. Returns whether the topic changed: false, and nothing written, when a
     /// person settled the ticket meanwhile.
@@ -576,7 +576,6 @@ pub trait Learning {
         &mut self,
         ticket_id: i64,
         c: &crate::classify::Classification,
-        office: Option<&str>,
         actor: &str,
     ) -> Result<bool>;
 }

@@ -282,23 +282,34 @@ pub struct Tally {
     pub unsorted: usize,
 }
 
-fn outcome(gold: &str, got: &str) -> &'static str {
-    if got == gold {
-        "right"
-    } else if got == UNSORTED {
-        "unsorted"
-    } else {
-        "misrouted"
+/// What became of one labelled request.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Outcome {
+    Right,
+    Misrouted,
+    Unsorted,
+}
+
+impl Outcome {
+    fn of(gold: &str, got: &str) -> Outcome {
+        if got == gold {
+            Outcome::Right
+        } else if got == UNSORTED {
+            Outcome::Unsorted
+        } else {
+            Outcome::Misrouted
+        }
     }
 }
 
 impl Tally {
-    fn add(&mut self, gold: &str, got: &str) {
+    fn add(&mut self, outcome: Outcome) {
         self.records += 1;
-        match outcome(gold, got) {
-            "right" => self.right += 1,
-            "unsorted" => self.unsorted += 1,
-            _ => self.misrouted += 1,
+        match outcome {
+            Outcome::Right => self.right += 1,
+            Outcome::Unsorted => self.unsorted += 1,
+            Outcome::Misrouted => self.misrouted += 1,
         }
     }
 
@@ -339,8 +350,7 @@ struct Filed {
     id: String,
     expected: String,
     got: String,
-    /// `right`, `misrouted` or `unsorted`.
-    outcome: &'static str,
+    outcome: Outcome,
     confidence: Option<f32>,
     reason: Option<String>,
 }
@@ -390,7 +400,6 @@ fn replay(
     }
     let mut progress = Progress::new(records.len() as u64, Unit::Items, json);
     let mut retrains = 0;
-    let mut got = Vec::with_capacity(records.len());
     let mut filed = Vec::new();
     for (i, r) in records.iter().enumerate() {
         let ticket = processor
@@ -416,7 +425,7 @@ fn replay(
             id: r.id.clone(),
             expected: r.topic.clone(),
             got: topic.clone(),
-            outcome: outcome(&r.topic, &topic),
+            outcome: Outcome::of(&r.topic, &topic),
             confidence: ticket.topic_confidence,
             reason: ticket.topic_reason.clone(),
         });
@@ -430,7 +439,6 @@ fn replay(
             topics::retrain(&mut store, &rules, &mut || {})?;
             retrains += 1;
         }
-        got.push(topic);
         progress.item(1, false);
     }
     progress.finish();
@@ -440,7 +448,7 @@ fn replay(
             ..Tally::default()
         };
         for i in range {
-            t.add(&records[i].topic, &got[i]);
+            t.add(filed[i].outcome);
         }
         t
     };
@@ -483,7 +491,7 @@ fn replay(
     let corrected: Vec<&Filed> = result
         .requests
         .iter()
-        .filter(|f| f.outcome != "right")
+        .filter(|f| f.outcome != Outcome::Right)
         .collect();
     if !corrected.is_empty() {
         out.line("corrected by the clerk (filed as → labelled):")?;

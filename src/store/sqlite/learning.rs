@@ -133,7 +133,6 @@ impl Learning for Store {
         &mut self,
         ticket_id: i64,
         c: &Classification,
-        office: Option<&str>,
         actor: &str,
     ) -> Result<bool> {
         let tx = self
@@ -162,7 +161,9 @@ impl Learning for Store {
             params![ticket_id, EventKind::Routed.as_str()],
             |r| r.get(0),
         )?;
-        let office = office
+        let office = c
+            .office
+            .as_deref()
             .filter(|_| !routed)
             .map(str::to_string)
             .or(old_office);
