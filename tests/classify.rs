@@ -313,15 +313,15 @@ fn cross_validation_on_the_labelled_dev_set() {
     .stdout;
     assert!(text.contains("measure what the rules remember"), "{text}");
     assert!(
-        text.contains("answering from") && text.contains("target_precision 92%"),
+        text.contains("answering from") && text.contains("target_precision 93%"),
         "{text}"
     );
     assert!(out["calibration_error"].as_f64().unwrap() < 0.1, "{out}");
     let curve = out["curve"].as_array().unwrap();
     assert!(curve.len() > 5, "{out}");
     // A floor against regressions (the issue's goal is higher; see the issue notes). Since the
-    // rules were rewritten by subject rather than from this file's phrases, they answer 86%
-    // of it (target_precision 0.92) and are right on 91% of those.
+    // rules were rewritten by subject rather than from this file's phrases, they answer 88%
+    // of it (target_precision 0.93) and are right on 93% of those.
     assert!(report["accuracy"].as_f64().unwrap() >= 0.75, "{report}");
     assert!(
         report["accuracy_answered"].as_f64().unwrap() >= 0.85,
@@ -416,7 +416,12 @@ fn bootstrapped_classification_is_precise_on_the_projects_own_requests() {
         "{trained}"
     );
     let mut files = 0;
-    for name in ["own-heldout", "own-heldout-2", "own-heldout-3"] {
+    for name in [
+        "own-heldout",
+        "own-heldout-2",
+        "own-heldout-3",
+        "own-heldout-4",
+    ] {
         let held = project_dir().join(format!("fixtures/requests/{name}.jsonl"));
         let out = &ok(
             tmp.path(),
@@ -440,7 +445,7 @@ fn bootstrapped_classification_is_precise_on_the_projects_own_requests() {
         assert!(r["abstention_rate"].as_f64().unwrap() <= 0.2, "{name}: {r}");
         files += 1;
     }
-    assert_eq!(files, 3);
+    assert_eq!(files, 4);
 }
 
 /// Without --data, the tickets commands use the store of the pipeline they are given (as

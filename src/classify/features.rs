@@ -137,6 +137,9 @@ pub struct Words {
     /// The sentences that ask for something ("chiedo…", "vorrei sapere…", questions): what
     /// the office must do or answer now weighs more than the background story.
     pub ask: Vec<Stem>,
+    /// The same sentences as ranges of `body`'s words, in order, adjacent ones merged: the
+    /// rules find their terms there in the pass over the whole body.
+    pub ask_spans: Vec<std::ops::Range<usize>>,
     /// When the writer turns from background to the point ("quello che chiedo è…", "il punto
     /// è che…"): the words from there on. `None` without such a turn.
     pub focus: Option<Vec<Stem>>,
@@ -221,6 +224,7 @@ impl Words {
         let words = stems_at(&text);
         // Sentences by their ends; a word belongs to the sentence it starts in.
         let mut ask = Vec::new();
+        let mut ask_spans: Vec<std::ops::Range<usize>> = Vec::new();
         let mut next = 0;
         // Letters and mail wrap lines mid-sentence: a line break ends a sentence only when a
         // blank line (a new paragraph) follows.
@@ -268,8 +272,12 @@ impl Words {
                 || sentence
                     .iter()
                     .any(|(_, w)| ASK_CUES.iter().any(|cue| w.starts_with(cue)));
-            if asks {
+            if asks && from < next {
                 ask.extend(sentence.iter().map(|(_, w)| w.clone()));
+                match ask_spans.last_mut() {
+                    Some(last) if last.end == from => last.end = next,
+                    _ => ask_spans.push(from..next),
+                }
             }
         }
         Words {
@@ -280,6 +288,7 @@ impl Words {
             focus: focus_from.map(|f| words[f..].iter().map(|(_, s)| s.clone()).collect()),
             body: words.into_iter().map(|(_, s)| s).collect(),
             ask,
+            ask_spans,
         }
     }
 }

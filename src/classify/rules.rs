@@ -140,7 +140,10 @@ impl<'a> Prepared<'a> {
             all.push(' ');
         }
         let subject_end = all.len();
+        // Where each body word's leading space is, to tell which words a match covers.
+        let mut word_at = Vec::with_capacity(words.body.len());
         for w in &words.body {
+            word_at.push(all.len() - 1);
             all.push_str(w);
             all.push(' ');
         }
@@ -152,6 +155,7 @@ impl<'a> Prepared<'a> {
         let mut in_all = vec![false; n];
         let mut in_subject = vec![false; n];
         let mut in_focus = focus_start.map(|_| vec![false; n]);
+        let mut in_ask = vec![false; n];
         let mut hits = Vec::new();
         for m in rules.matcher.find_overlapping_iter(&all) {
             let id = m.pattern().as_usize();
@@ -161,24 +165,24 @@ impl<'a> Prepared<'a> {
             in_all[id] = true;
             if m.end() <= subject_end {
                 in_subject[id] = true;
+            } else if !words.ask_spans.is_empty() && m.start() + 1 >= subject_end {
+                // A pattern is " stem … stem ": it starts on the space before its first
+                // word and ends on the space after its last.
+                let first = word_at.partition_point(|&at| at < m.start());
+                let last = word_at.partition_point(|&at| at < m.end() - 1) - 1;
+                let span = words.ask_spans.partition_point(|s| s.end <= first);
+                if words
+                    .ask_spans
+                    .get(span)
+                    .is_some_and(|s| s.start <= first && last < s.end)
+                {
+                    in_ask[id] = true;
+                }
             }
             if let (Some(start), Some(focus)) = (focus_start, in_focus.as_mut()) {
                 if m.start() >= start {
                     focus[id] = true;
                 }
-            }
-        }
-        // The asking sentences are a selection of the body: a pass of their own.
-        let mut in_ask = vec![false; n];
-        if !words.ask.is_empty() {
-            all.clear();
-            all.push(' ');
-            for w in &words.ask {
-                all.push_str(w);
-                all.push(' ');
-            }
-            for m in rules.matcher.find_overlapping_iter(&all) {
-                in_ask[m.pattern().as_usize()] = true;
             }
         }
         Prepared {
@@ -454,6 +458,43 @@ const EVERYDAY: &[&str] = &[
     "grave",
     "urgente",
     "settimana",
+    "pericolo",
+    "pericoloso",
+    "pericolosa",
+    "strada",
+    "sera",
+    "mattina",
+    "notte",
+    "buio",
+    "madre",
+    "padre",
+    "anziano",
+    "anziana",
+    "lavoro",
+    "lavorare",
+    "paura",
+    "chiamato",
+    "telefonato",
+    "scritto",
+    "mandato",
+    "detto",
+    "dato",
+    "aspetto",
+    "aspettiamo",
+    "capire",
+    "trovare",
+    "trovato",
+    "vivo",
+    "abito",
+    "abitiamo",
+    "rimasto",
+    "rimasta",
+    "nuovo",
+    "vecchio",
+    "piccolo",
+    "grande",
+    "bene",
+    "male",
 ];
 
 /// Weight added (as a share of the rule's) by each further distinct term of a rule found.
@@ -476,7 +517,8 @@ impl Rules {
         let everyday: Vec<(&'static str, Vec<String>)> =
             EVERYDAY.iter().map(|w| (*w, stems(w))).collect();
         let mut found = Vec::new();
-        for r in &self.rules {
+        // A rule with a regex fires only where the regex matches too: its terms only gate it.
+        for r in self.rules.iter().filter(|r| r.regex.is_empty()) {
             for t in r.any.iter().chain(&r.and_any).chain(&r.all) {
                 let term = stems(&t.written);
                 let [stem] = term.as_slice() else { continue };
@@ -861,6 +903,7 @@ mod tests {
             "Abito in via Roma da tre anni con la mia famiglia nella mia casa",
             "Purtroppo nessuno sa niente. Saluti e grazie",
             "Dear Sir or Madam, thank you, best regards, can you tell me",
+            "È pericoloso, di notte la strada è buia. Ho perso il lavoro e ho paura",
         ];
         for text in everyday {
             let r = Request {
@@ -873,5 +916,36 @@ mod tests {
             let fired: Vec<&str> = rules.fired(&p).iter().map(|(_, f)| f.rule).collect();
             assert!(fired.is_empty(), "{text:?} fired {fired:?}");
         }
+    }
+
+    /// A term counts more in a sentence that asks than in the story around it, found in the
+    /// one pass over the body; a phrase that runs from a story into a question is not asked.
+    #[test]
+    fn a_term_weighs_more_where_the_writer_asks() {
+        let text = "[topics.gas]\nlabel = \"Gas\"\noffice = \"G\"\n\n[[rules]]\nname = \"g\"\ntopic = \"gas\"\nweight = 2\nany = [\"allaccio gas\", \"contatore\"]\n";
+        let rules = Rules::parse(Path::new("r.toml"), text).unwrap();
+        let weight = |body: &str| {
+            let r = Request {
+                channel: None,
+                sender_email: None,
+                subject: "",
+                body,
+            };
+            let p = Prepared::of(&r, &rules);
+            rules.fired(&p).iter().map(|(_, f)| f.weight).sum::<f32>()
+        };
+        let story = weight("Ieri il tecnico ha parlato dell'allaccio gas. Oggi piove.");
+        let asked = weight("Ieri il tecnico è passato. Chiedo l'allaccio gas al più presto.");
+        assert_eq!(story, 2.0);
+        assert_eq!(asked, 2.0 * EMPHASIS);
+        // The question begins after "allaccio": the phrase is found, but not asked.
+        let across = weight("Parlavo dell'allaccio. Gas quando arriva?");
+        assert_eq!(across, 2.0);
+        let across = weight("Abbiamo fatto l'allaccio gas. Il contatore quando arriva?");
+        assert_eq!(
+            across,
+            (2.0 + 2.0 * BREADTH) * EMPHASIS,
+            "the contatore is asked"
+        );
     }
 }
