@@ -448,6 +448,97 @@ fn bootstrapped_classification_is_precise_on_the_projects_own_requests() {
     assert_eq!(files, 4);
 }
 
+/// Each settled ticket is also a record of how its automatic answer fared: a retraining keeps
+/// that record beside the model and says it.
+#[test]
+fn a_retraining_keeps_the_offices_record_of_automatic_answers() {
+    let Some(corpus) = corpus() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let p = classify_pipeline(
+        tmp.path(),
+        &std::fs::read_to_string(project_dir().join("pipelines/rules.toml")).unwrap(),
+    );
+    let p = p.to_str().unwrap();
+    let dev = corpus.join("requests/labeled-dev.jsonl");
+    let trained = ok(
+        &data,
+        &[
+            "model",
+            "train",
+            "--labels",
+            dev.to_str().unwrap(),
+            "--pipeline",
+            p,
+        ],
+    )
+    .stdout;
+    assert!(!trained.contains("automatic answers stood"), "{trained}");
+    let mails = tmp.path().join("mails");
+    std::fs::create_dir_all(&mails).unwrap();
+    for (n, subject, body) in [
+        (
+            1,
+            "Allaccio gas",
+            "Chiedo l'allaccio del gas per la casa riparata di via Roma.",
+        ),
+        (
+            2,
+            "Macerie in strada",
+            "Chiedo la rimozione delle macerie davanti casa.",
+        ),
+        (
+            3,
+            "Tributi sospesi",
+            "Vorrei sapere se la sospensione dei tributi vale ancora.",
+        ),
+    ] {
+        std::fs::write(
+            mails.join(format!("{n}.eml")),
+            format!("From: c{n}@example.it\r\nTo: urp@comune.example.it\r\nSubject: {subject}\r\nDate: Mon, 12 Apr 2010 09:30:00 +0200\r\nMessage-ID: <{n}@example.it>\r\n\r\n{body}\r\n"),
+        )
+        .unwrap();
+    }
+    let lines = ok(
+        &data,
+        &["ingest", "--json", "--pipeline", p, mails.to_str().unwrap()],
+    )
+    .json_lines();
+    let answered: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l["ticket"]["topic"] != "unsorted")
+        .map(|l| {
+            (
+                l["ticket"]["code"].as_str().unwrap(),
+                l["ticket"]["topic"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(answered.len() >= 3, "{lines:?}");
+    // Two closed as answered, one corrected to another topic.
+    for (code, _) in &answered[..2] {
+        ok(
+            &data,
+            &["tickets", "status", code, "closed", "--pipeline", p],
+        );
+    }
+    let (code, topic) = answered[2];
+    let other = if topic == "general_info" {
+        "waste"
+    } else {
+        "general_info"
+    };
+    ok(
+        &data,
+        &["tickets", "reclassify", code, other, "--pipeline", p],
+    );
+    let trained = ok(&data, &["model", "train", "--pipeline", p]).stdout;
+    assert!(
+        trained.contains("the office's settled tickets: 2 of 3 automatic answers stood"),
+        "{trained}"
+    );
+}
+
 /// Without --data, the tickets commands use the store of the pipeline they are given (as
 /// ingest does), not a default one.
 #[test]

@@ -83,6 +83,14 @@ pub struct Calibration {
     pub records: usize,
     /// Sorted by confidence, descending; at most a few hundred points.
     pub curve: Vec<CurvePoint>,
+    /// The office's own record, as [`curve`] makes it: the confidence each ticket a clerk
+    /// settled was answered with when filed, and whether its topic stayed. Requests the rules
+    /// were never written from show here first when confidences promise too much.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<CurvePoint>,
+    /// Answers in `live`.
+    #[serde(default)]
+    pub live_records: usize,
 }
 
 impl Calibration {
@@ -96,6 +104,10 @@ impl Calibration {
     /// otherwise moved the threshold from 0.72 to 0.99 and left six requests in ten unsorted
     /// (replays of the shared set, 70 records bootstrapped); with thousands of records the
     /// counts decide.
+    ///
+    /// The office's own record ([`Calibration::live`]) can only raise it: a confidence from
+    /// which the settled answers were right less often than `target` beyond one standard
+    /// error (the upper end of the Wilson interval is below it) is not answered from.
     pub fn threshold_for(&self, target: f32) -> Option<(f32, f32)> {
         let records = self.records as f32;
         self.curve
@@ -111,9 +123,37 @@ impl Calibration {
                     None => p.precision,
                 };
                 precision >= target
+                    && self
+                        .live_from(p.confidence)
+                        .is_none_or(|(right, n)| wilson_upper(right, n) >= target)
             })
             .map(|p| (p.confidence, p.coverage))
     }
+
+    /// How many of the office's settled answers given at `from` or more were right, of how many.
+    pub fn live_from(&self, from: f32) -> Option<(f32, f32)> {
+        let p = self.live.iter().rev().find(|l| l.confidence >= from)?;
+        let n = p.coverage * self.live_records as f32;
+        Some((p.precision * n, n))
+    }
+
+    /// Keeps the office's own record of answers (confidence when filed, topic kept).
+    pub fn observe_live(&mut self, answers: &[(f32, bool)]) {
+        self.live = curve(answers);
+        self.live_records = answers.len();
+    }
+}
+
+/// The upper end of the Wilson score interval at one standard error for `right` of `n`.
+fn wilson_upper(right: f32, n: f32) -> f32 {
+    if n <= 0.0 {
+        return 1.0;
+    }
+    let p = right / n;
+    let z2 = 1.0;
+    let centre = p + z2 / (2.0 * n);
+    let spread = (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    (centre + spread) / (1.0 + z2 / n)
 }
 
 /// How many answers' worth of weight the calibrated confidences carry against the counted
@@ -440,6 +480,8 @@ fn calibrate(data: &Data, decisive: &[Option<usize>], round: &mut dyn FnMut()) -
         ece_before: ece(&points(1.0)),
         records: n,
         curve: curve(&after),
+        live: Vec::new(),
+        live_records: 0,
     }
 }
 
@@ -770,6 +812,8 @@ mod tests {
             ece_before: 0.0,
             records: points.len(),
             curve: curve(points),
+            live: Vec::new(),
+            live_records: 0,
         }
     }
 
@@ -809,6 +853,40 @@ mod tests {
         // The same promise kept is reachable.
         let kept = answers(5000, 0.95, 20);
         assert_eq!(calibration(&kept).threshold_for(0.9).unwrap().0, 0.95);
+    }
+
+    #[test]
+    fn the_offices_own_record_raises_the_threshold_when_it_shows_too_many_mistakes() {
+        // Out of fold: 100 answers at 0.97 all right, 100 at 0.6 of which 95% right.
+        let mut oof = answers(100, 0.97, 0);
+        oof.extend(answers(100, 0.6, 20));
+        let mut cal = calibration(&oof);
+        assert_eq!(cal.threshold_for(0.9).unwrap().0, 0.6);
+        // A few settled answers with one mistake prove nothing.
+        let few = [
+            (0.6, true),
+            (0.6, false),
+            (0.97, true),
+            (0.6, true),
+            (0.6, true),
+        ];
+        cal.observe_live(&few);
+        assert_eq!(cal.threshold_for(0.9).unwrap().0, 0.6);
+        // Sixty answers at 0.6 of which a quarter wrong do: only the confident ones are given.
+        let mut live = answers(60, 0.6, 4);
+        live.extend(answers(30, 0.97, 0));
+        cal.observe_live(&live);
+        assert_eq!(cal.live_from(0.6), Some((75.0, 90.0)));
+        assert_eq!(cal.threshold_for(0.9).unwrap().0, 0.97);
+        // It never lowers the threshold below what the out-of-fold answers allow.
+        cal.observe_live(&answers(500, 0.3, 0));
+        assert_eq!(cal.threshold_for(0.9).unwrap().0, 0.6);
+        // Kept in the saved model.
+        cal.observe_live(&live);
+        let back: Calibration =
+            serde_json::from_str(&serde_json::to_string(&cal).unwrap()).unwrap();
+        assert_eq!(back.live_records, 90);
+        assert_eq!(back.threshold_for(0.9).unwrap().0, 0.97);
     }
 
     #[test]

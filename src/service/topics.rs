@@ -167,7 +167,11 @@ pub fn retrain(
 ) -> Result<Trained, LearnError> {
     let before = store.settled_since_training()?;
     let examples = store.training_examples()?;
-    let model = Model::train_observed(&examples, rules, round)?;
+    let mut model = Model::train_observed(&examples, rules, round)?;
+    // The office's own record of answers can only make the model more careful.
+    if let Some(c) = model.calibration.as_mut() {
+        c.observe_live(&store.settled_answers()?);
+    }
     model.save(store.data_dir())?;
     store.trained(before)?;
     tracing::info!(

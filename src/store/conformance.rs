@@ -136,6 +136,7 @@ pub fn only_what_a_person_settled_is_learned_and_the_history_is_kept(store: &mut
     ] {
         let mut t = ticket(n, &format!("c{n}@example.it"), "B/1");
         t.topic = Some(topic.into());
+        t.topic_confidence = Some(n as f32 / 10.0);
         codes.push(store.file(&t, "URP").unwrap().code().to_string());
     }
     let before = store.settled_since_training().unwrap();
@@ -172,6 +173,12 @@ pub fn only_what_a_person_settled_is_learned_and_the_history_is_kept(store: &mut
     );
     let t = store.ticket(&codes[1]).unwrap();
     assert_eq!(t.events.last().unwrap().kind(), "topic_confirmed");
+    // The office's record of answers: what each settled ticket was filed with, and whether
+    // it stood (the unsorted one answered nothing; the unsettled one is not judged yet).
+    assert_eq!(
+        store.settled_answers().unwrap(),
+        [(0.1, false), (0.2, true), (0.4, true)]
+    );
     // Training restarts the count, keeping what was settled meanwhile.
     let settled = store.settled_since_training().unwrap();
     store.reclassify(&codes[4], "gas", None, "clerk").unwrap();

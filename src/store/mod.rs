@@ -554,6 +554,11 @@ pub trait Learning {
     /// settled ticket (its topic now). Unsorted and never-settled tickets are not in it.
     fn training_examples(&self) -> Result<Vec<Example>>;
 
+    /// The office's record of automatic answers: for each settled ticket filed with a topic
+    /// (not `unsorted`), the confidence it was filed with and whether its settled topic is
+    /// that one. Oldest first.
+    fn settled_answers(&self) -> Result<Vec<(f32, bool)>>;
+
     /// Whether there is anything to learn from (one indexed look, not a read of it all).
     fn has_training_examples(&self) -> Result<bool>;
 

@@ -120,6 +120,11 @@ fn calibration_line(m: &model::Model, rules: &Rules) -> String {
                     )),
                 }
             }
+            if let Some((right, n)) = c.live_from(0.0) {
+                s.push_str(&format!(
+                    "; the office's settled tickets: {right:.0} of {n:.0} automatic answers stood"
+                ));
+            }
             s
         }
     }

@@ -240,6 +240,33 @@ impl Learning for Store {
         Ok(out)
     }
 
+    fn settled_answers(&self) -> Result<Vec<(f32, bool)>> {
+        // The first classification of a ticket is the one it was filed with.
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT t.topic, e.detail FROM tickets t JOIN events e ON e.id = \
+             (SELECT min(id) FROM events WHERE ticket_id = t.id AND kind = '{}') \
+             WHERE {SETTLED} ORDER BY t.id",
+            EventKind::Classified.as_str()
+        ))?;
+        let rows = stmt.query_map([UNSORTED], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (settled, detail) = row?;
+            let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
+            let (Some(topic), Some(confidence)) =
+                (detail["topic"].as_str(), detail["confidence"].as_f64())
+            else {
+                continue;
+            };
+            if topic != UNSORTED {
+                out.push((confidence as f32, topic == settled));
+            }
+        }
+        Ok(out)
+    }
+
     fn has_training_examples(&self) -> Result<bool> {
         Ok(self.conn.query_row(
             &format!("SELECT EXISTS (SELECT 1 FROM labelled_history) OR EXISTS (SELECT 1 FROM tickets WHERE {SETTLED})"),
