@@ -421,6 +421,7 @@ fn bootstrapped_classification_is_precise_on_the_projects_own_requests() {
         "own-heldout-2",
         "own-heldout-3",
         "own-heldout-4",
+        "own-heldout-5",
     ] {
         let held = project_dir().join(format!("fixtures/requests/{name}.jsonl"));
         let out = &ok(
@@ -445,7 +446,7 @@ fn bootstrapped_classification_is_precise_on_the_projects_own_requests() {
         assert!(r["abstention_rate"].as_f64().unwrap() <= 0.2, "{name}: {r}");
         files += 1;
     }
-    assert_eq!(files, 4);
+    assert_eq!(files, 5);
 }
 
 /// Each settled ticket is also a record of how its automatic answer fared: a retraining keeps
