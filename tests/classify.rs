@@ -320,7 +320,7 @@ fn cross_validation_on_the_labelled_dev_set() {
     let curve = out["curve"].as_array().unwrap();
     assert!(curve.len() > 5, "{out}");
     // A floor against regressions (the issue's goal is higher; see the issue notes). Since the
-    // rules were rewritten by subject rather than from this file's phrases, they answer 88%
+    // rules were rewritten by subject rather than from this file's phrases, they answer 87%
     // of it (target_precision 0.93) and are right on 93% of those.
     assert!(report["accuracy"].as_f64().unwrap() >= 0.75, "{report}");
     assert!(
@@ -422,6 +422,7 @@ fn bootstrapped_classification_is_precise_on_the_projects_own_requests() {
         "own-heldout-3",
         "own-heldout-4",
         "own-heldout-5",
+        "own-heldout-6",
     ] {
         let held = project_dir().join(format!("fixtures/requests/{name}.jsonl"));
         let out = &ok(
@@ -438,7 +439,7 @@ fn bootstrapped_classification_is_precise_on_the_projects_own_requests() {
         let r = &out["report"];
         eprintln!("{name}, static: {r}");
         assert_eq!(out["rules_have_seen_these_records"], true, "{name}");
-        assert!(r["records"].as_u64().unwrap() >= 40, "{name}");
+        assert!(r["records"].as_u64().unwrap() >= 30, "{name}");
         assert!(
             r["accuracy_answered"].as_f64().unwrap() >= 0.9,
             "{name}: {r}"
@@ -446,7 +447,7 @@ fn bootstrapped_classification_is_precise_on_the_projects_own_requests() {
         assert!(r["abstention_rate"].as_f64().unwrap() <= 0.2, "{name}: {r}");
         files += 1;
     }
-    assert_eq!(files, 5);
+    assert_eq!(files, 6);
 }
 
 /// Each settled ticket is also a record of how its automatic answer fared: a retraining keeps
