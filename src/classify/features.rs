@@ -134,11 +134,9 @@ fn stems_at(text: &str) -> Vec<(usize, Stem)> {
 pub struct Words {
     pub subject: Vec<Stem>,
     pub body: Vec<Stem>,
-    /// The sentences that ask for something ("chiedo…", "vorrei sapere…", questions): what
-    /// the office must do or answer now weighs more than the background story.
-    pub ask: Vec<Stem>,
-    /// The same sentences as ranges of `body`'s words, in order, adjacent ones merged: the
-    /// rules find their terms there in the pass over the whole body.
+    /// The sentences that ask for something ("chiedo…", "vorrei sapere…", questions), as
+    /// ranges of `body`'s words in order, adjacent ones merged: what the office must do or
+    /// answer now weighs more than the background story.
     pub ask_spans: Vec<std::ops::Range<usize>>,
     /// When the writer turns from background to the point ("quello che chiedo è…", "il punto
     /// è che…"): the words from there on. `None` without such a turn.
@@ -223,7 +221,6 @@ impl Words {
         let text = join_acronyms(&own);
         let words = stems_at(&text);
         // Sentences by their ends; a word belongs to the sentence it starts in.
-        let mut ask = Vec::new();
         let mut ask_spans: Vec<std::ops::Range<usize>> = Vec::new();
         let mut next = 0;
         // Letters and mail wrap lines mid-sentence: a line break ends a sentence only when a
@@ -273,7 +270,6 @@ impl Words {
                     .iter()
                     .any(|(_, w)| ASK_CUES.iter().any(|cue| w.starts_with(cue)));
             if asks && from < next {
-                ask.extend(sentence.iter().map(|(_, w)| w.clone()));
                 match ask_spans.last_mut() {
                     Some(last) if last.end == from => last.end = next,
                     _ => ask_spans.push(from..next),
@@ -287,9 +283,13 @@ impl Words {
                 .collect(),
             focus: focus_from.map(|f| words[f..].iter().map(|(_, s)| s.clone()).collect()),
             body: words.into_iter().map(|(_, s)| s).collect(),
-            ask,
             ask_spans,
         }
+    }
+
+    /// The words of the asking sentences, in order.
+    pub fn asked(&self) -> impl Iterator<Item = &Stem> {
+        self.ask_spans.iter().flat_map(|s| &self.body[s.clone()])
     }
 }
 
@@ -365,9 +365,10 @@ pub fn vector(words: &Words) -> IdMap<f32> {
 /// the 4-grams learn what a word never seen before is likely about.
 pub fn vector_with(words: &Words, known: Option<&IdSet>) -> IdMap<f32> {
     // Words, their pairs and, for unknown words, a few pieces each: sized once, never rehashed.
-    let n = words.subject.len() + words.body.len() + words.ask.len();
+    let asked: usize = words.ask_spans.iter().map(|s| s.len()).sum();
+    let n = words.subject.len() + words.body.len() + asked;
     let mut counts: IdMap<f32> = IdMap::with_capacity_and_hasher(n * 4, Default::default());
-    let mut add = |words: &[Stem], weight: f32| {
+    let mut add = |words: &mut dyn Iterator<Item = &Stem>, weight: f32| {
         let mut previous: Option<FeatureId> = None;
         for w in words {
             let id = word_id(w);
@@ -385,9 +386,9 @@ pub fn vector_with(words: &Words, known: Option<&IdSet>) -> IdMap<f32> {
             previous = Some(id);
         }
     };
-    add(&words.subject, 2.0);
-    add(&words.body, 1.0);
-    add(&words.ask, 1.0);
+    add(&mut words.subject.iter(), 2.0);
+    add(&mut words.body.iter(), 1.0);
+    add(&mut words.asked(), 1.0);
     let mut norm = 0.0f32;
     for v in counts.values_mut() {
         *v = (1.0 + *v).ln();
@@ -442,7 +443,7 @@ mod tests {
     #[test]
     fn asking_sentences_span_wrapped_lines_but_not_paragraphs() {
         let w = Words::of("", "Casa inagibile da anni.\nChiedo il pagamento del contributo di autonoma\nsistemazione di maggio.\n\nGrazie");
-        let ask: Vec<&str> = w.ask.iter().map(|s| &**s).collect();
+        let ask: Vec<&str> = w.asked().map(|s| &**s).collect();
         assert!(
             ask.contains(&"autonom") && ask.contains(&"sistem"),
             "{ask:?}"

@@ -480,8 +480,7 @@ fn calibrate(data: &Data, decisive: &[Option<usize>], round: &mut dyn FnMut()) -
         ece_before: ece(&points(1.0)),
         records: n,
         curve: curve(&after),
-        live: Vec::new(),
-        live_records: 0,
+        ..Calibration::default()
     }
 }
 
@@ -812,8 +811,7 @@ mod tests {
             ece_before: 0.0,
             records: points.len(),
             curve: curve(points),
-            live: Vec::new(),
-            live_records: 0,
+            ..Calibration::default()
         }
     }
 

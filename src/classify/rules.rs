@@ -140,13 +140,27 @@ impl<'a> Prepared<'a> {
             all.push(' ');
         }
         let subject_end = all.len();
-        // Where each body word's leading space is, to tell which words a match covers.
-        let mut word_at = Vec::with_capacity(words.body.len());
+        // Where each body word's leading space is, to place the asking sentences.
+        let mut word_at = Vec::new();
         for w in &words.body {
-            word_at.push(all.len() - 1);
+            if !words.ask_spans.is_empty() {
+                word_at.push(all.len() - 1);
+            }
             all.push_str(w);
             all.push(' ');
         }
+        // Each asking sentence from its first word's leading space to its last word's
+        // trailing one: a pattern (" stem … stem ") inside it is asked.
+        let asked: Vec<(usize, usize)> = words
+            .ask_spans
+            .iter()
+            .map(|s| {
+                (
+                    word_at[s.start],
+                    word_at.get(s.end).map_or(all.len() - 1, |&at| at),
+                )
+            })
+            .collect();
         let focus_start = words.focus.as_ref().map(|f| {
             let tail = f.iter().map(|w| w.len() + 1).sum::<usize>() + 1;
             all.len().saturating_sub(tail)
@@ -165,19 +179,11 @@ impl<'a> Prepared<'a> {
             in_all[id] = true;
             if m.end() <= subject_end {
                 in_subject[id] = true;
-            } else if !words.ask_spans.is_empty() && m.start() + 1 >= subject_end {
-                // A pattern is " stem … stem ": it starts on the space before its first
-                // word and ends on the space after its last.
-                let first = word_at.partition_point(|&at| at < m.start());
-                let last = word_at.partition_point(|&at| at < m.end() - 1) - 1;
-                let span = words.ask_spans.partition_point(|s| s.end <= first);
-                if words
-                    .ask_spans
-                    .get(span)
-                    .is_some_and(|s| s.start <= first && last < s.end)
-                {
-                    in_ask[id] = true;
-                }
+            } else if asked
+                .iter()
+                .any(|&(from, to)| from <= m.start() && m.end() - 1 <= to)
+            {
+                in_ask[id] = true;
             }
             if let (Some(start), Some(focus)) = (focus_start, in_focus.as_mut()) {
                 if m.start() >= start {

@@ -61,24 +61,21 @@ pub fn exec(command: RulesCommand, cli_data: &Option<PathBuf>, out: &mut Out) ->
         })
         .collect();
     let seen = rules_have_seen(&candidate, &labels);
-    let everyday: Vec<serde_json::Value> = candidate
-        .everyday_matches()
-        .into_iter()
-        .map(|(rule, term, word)| serde_json::json!({"rule": rule, "term": term, "also_matches": word}))
-        .collect();
+    let everyday = candidate.everyday_matches();
     if json {
+        let everyday: Vec<serde_json::Value> = everyday
+            .iter()
+            .map(|(rule, term, word)| serde_json::json!({"rule": rule, "term": term, "also_matches": word}))
+            .collect();
         out.json(&serde_json::json!({"report": report, "changes": changes,
             "rules_have_seen_these_records": seen, "everyday_matches": everyday}))?;
     } else {
         if seen {
             out.line(SEEN_WARNING)?;
         }
-        for e in &everyday {
+        for (rule, term, word) in &everyday {
             out.line(&format!(
-                "warning: rule `{}`: term \"{}\" also matches \"{}\", a word of almost any letter (they share a stem): write a phrase instead",
-                e["rule"].as_str().unwrap_or(""),
-                e["term"].as_str().unwrap_or(""),
-                e["also_matches"].as_str().unwrap_or("")
+                "warning: rule `{rule}`: term \"{term}\" also matches \"{word}\", a word of almost any letter (they share a stem): write a phrase instead"
             ))?;
         }
         out.line(&format!(

@@ -244,11 +244,10 @@ impl Learning for Store {
         // The first classification of a ticket is the one it was filed with.
         let mut stmt = self.conn.prepare(&format!(
             "SELECT t.topic, e.detail FROM tickets t JOIN events e ON e.id = \
-             (SELECT min(id) FROM events WHERE ticket_id = t.id AND kind = '{}') \
-             WHERE {SETTLED} ORDER BY t.id",
-            EventKind::Classified.as_str()
+             (SELECT min(id) FROM events WHERE ticket_id = t.id AND kind = ?2) \
+             WHERE {SETTLED} ORDER BY t.id"
         ))?;
-        let rows = stmt.query_map([UNSORTED], |r| {
+        let rows = stmt.query_map(params![UNSORTED, EventKind::Classified.as_str()], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
         let mut out = Vec::new();
