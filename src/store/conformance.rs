@@ -1,6 +1,7 @@
 //! The register's behaviour, the same on every backend: each check takes any [`Register`],
-//! and `on_every_backend!` runs it once per backend (SQLite today; a backend that needs a
-//! server skips with a message when none is configured).
+//! and `on_every_backend!` runs it once per backend: SQLite, and PostgreSQL on a throwaway
+//! cluster (`postgres::testing`; skipped with a message on a machine without PostgreSQL,
+//! unless `SPORTELLO_REQUIRE_POSTGRES` is set, as `make test` does).
 
 use super::prelude::*;
 use super::{Filed, Intake, NewTicket, SearchText, TicketFilter, Via};
@@ -629,6 +630,19 @@ macro_rules! on_every_backend {
                 fn $check() {
                     let dir = tempfile::tempdir().unwrap();
                     let mut store = crate::store::sqlite::Store::open(dir.path()).unwrap();
+                    super::$check(&mut store);
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $check() {
+                    let Some(url) = crate::store::postgres::testing::database() else {
+                        return;
+                    };
+                    let dir = tempfile::tempdir().unwrap();
+                    let mut store = crate::store::postgres::PgStore::open(&url, dir.path()).unwrap();
                     super::$check(&mut store);
                 }
             )*

@@ -10,6 +10,7 @@
 pub mod blobs;
 #[cfg(test)]
 mod conformance;
+pub mod postgres;
 pub mod sqlite;
 pub mod web;
 
@@ -41,6 +42,8 @@ use web::{QueueCounts, RecentRequest, Role, Session, Stats, TrackInfo, User};
 pub enum StoreError {
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Database(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -70,6 +73,72 @@ type Result<T> = std::result::Result<T, StoreError>;
 
 /// How many of a query's newest matches are ranked (see `Store::search`).
 pub const RANK_WINDOW: usize = 1000;
+
+/// The WHERE clause of a filter over `tickets t` and its text arguments, numbered from 1 after
+/// `mark` (`?` for SQLite, `$` for PostgreSQL).
+pub(in crate::store) fn where_clause(f: &TicketFilter, mark: char) -> (String, Vec<String>) {
+    let mut clauses = Vec::new();
+    let mut args: Vec<String> = Vec::new();
+    let mut add = |clause: &str, value: String| {
+        args.push(value);
+        clauses.push(clause.replace('?', &format!("{mark}{}", args.len())));
+    };
+    if let Some(s) = f.status {
+        add("t.status = ?", s.as_str().to_string());
+    }
+    if let Some(t) = &f.topic {
+        add("t.topic = ?", t.clone());
+    }
+    if let Some(c) = f.channel {
+        add("t.channel = ?", c.as_str().to_string());
+    }
+    if let Some(o) = &f.office {
+        add("t.office = ?", o.clone());
+    }
+    if let Some(since) = &f.since {
+        add("t.received_at >= ?", since.clone());
+    }
+    if let Some(until) = &f.until {
+        add("t.received_at < ?", until.clone());
+    }
+    if let Some(cf) = &f.fiscal_code {
+        add(
+            "EXISTS (SELECT 1 FROM entities e WHERE e.ticket_id = t.id AND e.kind = 'fiscal_code' AND e.valid AND e.value = ?)",
+            cf.trim().to_ascii_uppercase(),
+        );
+    }
+    if let Some(case) = &f.case_ref {
+        let case = case.trim().to_string();
+        args.push(case.clone());
+        let n = args.len();
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM entities e WHERE e.ticket_id = t.id AND e.kind = 'case_ref' AND (e.value = {mark}{n} OR e.value LIKE '% ' || {mark}{n}))"
+        ));
+    }
+    if let Some(sender) = f.sender.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let like = format!(
+            "%{}%",
+            sender
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        args.push(like);
+        let n = args.len();
+        clauses.push(format!(
+            "(lower(t.sender_name) LIKE {mark}{n} ESCAPE '\\' OR lower(t.sender_email) LIKE {mark}{n} ESCAPE '\\' OR t.sender_fax LIKE {mark}{n} ESCAPE '\\' OR t.sender_phone LIKE {mark}{n} ESCAPE '\\')"
+        ));
+    }
+    if let Some(flag) = f.needs_attention {
+        clauses.push(format!("t.needs_attention = {flag}"));
+    }
+    if clauses.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!("WHERE {}", clauses.join(" AND ")), args)
+    }
+}
 
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

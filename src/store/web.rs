@@ -113,3 +113,46 @@ pub struct Stats {
     pub median_hours_to_close: Option<f64>,
     pub p90_hours_to_close: Option<f64>,
 }
+
+impl Stats {
+    /// The figures from each closed ticket's (received at, last status change, was it routed),
+    /// and the counts by channel, topic and week; every backend reads the same rows.
+    pub(in crate::store) fn of(
+        by_channel: Vec<(String, u64)>,
+        by_topic: Vec<(String, u64)>,
+        by_week: Vec<(String, u64)>,
+        closed_tickets: impl IntoIterator<Item = (String, Option<String>, bool)>,
+    ) -> Stats {
+        let (mut closed, mut unrouted, mut hours) = (0u64, 0u64, Vec::new());
+        for (received, closed_at, routed) in closed_tickets {
+            closed += 1;
+            if !routed {
+                unrouted += 1;
+            }
+            let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+            if let (Some(a), Some(b)) = (parse(&received), closed_at.as_deref().and_then(parse)) {
+                hours.push(((b - a).num_seconds().max(0) as f64) / 3600.0);
+            }
+        }
+        hours.sort_by(|a, b| a.total_cmp(b));
+        let quantile = |q: f64| -> Option<f64> {
+            (!hours.is_empty()).then(|| hours[((hours.len() - 1) as f64 * q).round() as usize])
+        };
+        Stats {
+            total: by_channel.iter().map(|(_, n)| n).sum(),
+            by_channel,
+            by_topic,
+            by_week,
+            closed,
+            closed_without_routing: unrouted,
+            median_hours_to_close: quantile(0.5),
+            p90_hours_to_close: quantile(0.9),
+        }
+    }
+}
+
+/// An address's wrong passwords are forgotten once the longest wait has passed; an account's
+/// are kept until its next right password or an admin's unlock.
+pub(in crate::store) fn forgotten(subject: &str, age_secs: i64) -> bool {
+    subject.starts_with("address:") && age_secs > crate::domain::login::MAX_WAIT_SECS
+}

@@ -35,9 +35,9 @@ impl Fts5 {
 /// What a new ticket puts in the search index, as stored there (folded and stemmed).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SearchText {
-    subject: String,
-    body: String,
-    documents: String,
+    pub(in crate::store) subject: String,
+    pub(in crate::store) body: String,
+    pub(in crate::store) documents: String,
 }
 
 impl SearchText {
@@ -52,7 +52,7 @@ impl SearchText {
     }
 
     /// From a ticket's subject, body and documents' (name, text) in their order.
-    pub(super) fn new<'a>(
+    pub(in crate::store) fn new<'a>(
         subject: &str,
         body: &str,
         documents: impl IntoIterator<Item = (&'a str, &'a str)>,

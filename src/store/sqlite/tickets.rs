@@ -3,68 +3,9 @@
 
 use super::*;
 
+/// The filter's WHERE clause with SQLite's numbered parameters.
 pub(super) fn filter_sql(f: &TicketFilter) -> (String, Vec<String>) {
-    let mut clauses = Vec::new();
-    let mut args: Vec<String> = Vec::new();
-    let mut add = |clause: &str, value: String| {
-        args.push(value);
-        clauses.push(clause.replace('?', &format!("?{}", args.len())));
-    };
-    if let Some(s) = f.status {
-        add("t.status = ?", s.as_str().to_string());
-    }
-    if let Some(t) = &f.topic {
-        add("t.topic = ?", t.clone());
-    }
-    if let Some(c) = f.channel {
-        add("t.channel = ?", c.as_str().to_string());
-    }
-    if let Some(o) = &f.office {
-        add("t.office = ?", o.clone());
-    }
-    if let Some(since) = &f.since {
-        add("t.received_at >= ?", since.clone());
-    }
-    if let Some(until) = &f.until {
-        add("t.received_at < ?", until.clone());
-    }
-    if let Some(cf) = &f.fiscal_code {
-        add(
-            "EXISTS (SELECT 1 FROM entities e WHERE e.ticket_id = t.id AND e.kind = 'fiscal_code' AND e.valid = 1 AND e.value = ?)",
-            cf.trim().to_ascii_uppercase(),
-        );
-    }
-    if let Some(case) = &f.case_ref {
-        let case = case.trim().to_string();
-        args.push(case.clone());
-        let n = args.len();
-        clauses.push(format!(
-            "EXISTS (SELECT 1 FROM entities e WHERE e.ticket_id = t.id AND e.kind = 'case_ref' AND (e.value = ?{n} OR e.value LIKE '% ' || ?{n}))"
-        ));
-    }
-    if let Some(sender) = f.sender.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        let like = format!(
-            "%{}%",
-            sender
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        args.push(like);
-        let n = args.len();
-        clauses.push(format!(
-            "(lower(t.sender_name) LIKE ?{n} ESCAPE '\\' OR lower(t.sender_email) LIKE ?{n} ESCAPE '\\' OR t.sender_fax LIKE ?{n} ESCAPE '\\' OR t.sender_phone LIKE ?{n} ESCAPE '\\')"
-        ));
-    }
-    if let Some(flag) = f.needs_attention {
-        clauses.push(format!("t.needs_attention = {}", if flag { 1 } else { 0 }));
-    }
-    if clauses.is_empty() {
-        (String::new(), args)
-    } else {
-        (format!("WHERE {}", clauses.join(" AND ")), args)
-    }
+    crate::store::where_clause(f, '?')
 }
 
 impl Store {

@@ -4,6 +4,7 @@
 use super::{filter_sql, now_rfc3339, Result, Store, StoreError, TicketFilter, TicketSummary};
 use crate::model::Document;
 use crate::store::prelude::*;
+use crate::store::web::forgotten;
 use crate::store::web::*;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
@@ -246,12 +247,6 @@ impl Accounts for Store {
     }
 }
 
-/// An address's wrong passwords are forgotten once the longest wait has passed; an
-/// account's are kept until its next right password or an admin's unlock.
-fn forgotten(subject: &str, age_secs: i64) -> bool {
-    subject.starts_with("address:") && age_secs > crate::domain::login::MAX_WAIT_SECS
-}
-
 impl Overview for Store {
     fn track(&self, code_input: &str) -> Result<TrackInfo> {
         let (id, code) = self.ticket_id(code_input)?;
@@ -400,33 +395,8 @@ impl Overview for Store {
                 r.get::<_, bool>(2)?,
             ))
         })?;
-        let (mut closed, mut unrouted, mut hours) = (0u64, 0u64, Vec::new());
-        for row in rows {
-            let (received, closed_at, routed) = row?;
-            closed += 1;
-            if !routed {
-                unrouted += 1;
-            }
-            let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
-            if let (Some(a), Some(b)) = (parse(&received), closed_at.as_deref().and_then(parse)) {
-                hours.push(((b - a).num_seconds().max(0) as f64) / 3600.0);
-            }
-        }
-        hours.sort_by(|a, b| a.total_cmp(b));
-        let quantile = |q: f64| -> Option<f64> {
-            (!hours.is_empty()).then(|| hours[((hours.len() - 1) as f64 * q).round() as usize])
-        };
-        let total = by_channel.iter().map(|(_, n)| n).sum();
-        Ok(Stats {
-            total,
-            by_channel,
-            by_topic,
-            by_week,
-            closed,
-            closed_without_routing: unrouted,
-            median_hours_to_close: quantile(0.5),
-            p90_hours_to_close: quantile(0.9),
-        })
+        let closed = rows.collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Stats::of(by_channel, by_topic, by_week, closed))
     }
 
     fn recent_requests(&self, limit: usize) -> Result<Vec<RecentRequest>> {

@@ -1,0 +1,302 @@
+//! The PostgreSQL backend, for offices that outgrow one machine: the register, the work
+//! queue and the search index in one PostgreSQL database shared by every machine, originals
+//! in a (shared) data dir beside it. One file per concern, as the SQLite backend: `schema`,
+//! `filing`, `tickets`, `search`, `dossier`, `outbox`, `learning`, `web`, `queue`.
+//!
+//! What SQLite gets from having one writer, this backend gets from locks: filing takes a
+//! transaction-level advisory lock, so the filing decision (duplicate, thread, new ticket)
+//! sees every earlier item filed by any machine, and protocol numbers are counted in a row
+//! locked until commit (no gap, no duplicate). Work-queue claims skip rows other workers
+//! hold (`FOR UPDATE SKIP LOCKED`).
+
+mod dossier;
+mod filing;
+mod learning;
+mod outbox;
+mod queue;
+mod schema;
+mod search;
+#[cfg(any(test, feature = "testdata"))]
+pub mod testing;
+mod tickets;
+mod web;
+
+use super::*;
+use crate::domain::Happened;
+use ::postgres::{Client, GenericClient, NoTls};
+use std::cell::RefCell;
+
+/// Counters (table `counters`): tickets settled since the model was last trained.
+const SETTLED_SINCE_TRAINING: &str = "corrections_since_training";
+
+/// Held (per transaction) while filing: one filing decision at a time across machines.
+const FILING_LOCK: i64 = 0x5370_6f72_7465_6c02;
+
+pub struct PgStore {
+    /// Every method takes the connection for its own statements only, never across a call
+    /// to another method, so the borrow is never held twice.
+    client: RefCell<Client>,
+    blobs: BlobStore,
+    data_dir: PathBuf,
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> StoreError {
+        // The server's own message (a trigger's refusal, a constraint) is what a person needs.
+        match e.as_db_error() {
+            Some(db) => StoreError::Database(db.message().to_string()),
+            None => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+/// The URL without its password, for messages.
+pub(super) fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user_pass = &url[scheme + 3..at];
+            let user = user_pass.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://USER@HOST:PORT/DB`) and brings its
+    /// schema up to date; originals go to `data_dir` (a shared mount when several machines
+    /// file).
+    pub fn open(url: &str, data_dir: &Path) -> Result<PgStore> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            context: format!("cannot create data dir {}", data_dir.display()),
+            source,
+        })?;
+        let mut client = Client::connect(url, NoTls).map_err(|e| {
+            StoreError::Database(format!("cannot connect to {}: {e}", redacted(url)))
+        })?;
+        schema::migrate(&mut client, url)?;
+        Ok(PgStore {
+            client: RefCell::new(client),
+            blobs: BlobStore::new(data_dir),
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// Runs `f` in one transaction, committed when it returns Ok.
+    fn write<T>(&mut self, f: impl FnOnce(&mut ::postgres::Transaction) -> Result<T>) -> Result<T> {
+        let mut client = self.client.borrow_mut();
+        let mut tx = client.transaction()?;
+        let out = f(&mut tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The connection, for reads.
+    fn read(&self) -> std::cell::RefMut<'_, Client> {
+        self.client.borrow_mut()
+    }
+}
+
+/// A row's column, with the store's error (never a panic on a value of another type).
+fn col<'a, T: ::postgres::types::FromSql<'a>>(r: &'a ::postgres::Row, i: usize) -> Result<T> {
+    Ok(r.try_get(i)?)
+}
+
+fn parse_or_corrupt<T: std::str::FromStr>(s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
+}
+
+/// The ticket id and canonical code for what a person typed.
+fn ticket_id(c: &mut impl GenericClient, code_input: &str) -> Result<(i64, String)> {
+    let code = code::parse(code_input)?;
+    match c.query_opt("SELECT id FROM tickets WHERE code = $1", &[&code])? {
+        Some(r) => Ok((col(&r, 0)?, code)),
+        None => Err(StoreError::NotFound(code)),
+    }
+}
+
+/// Adds one to a row of `counters` (created at 1) and returns its new value.
+fn bump_counter(c: &mut impl GenericClient, name: &str) -> Result<i64> {
+    let r = c.query_one(
+        "INSERT INTO counters(name, value) VALUES ($1, 1)
+         ON CONFLICT(name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+        &[&name],
+    )?;
+    col(&r, 0)
+}
+
+/// An event the pipeline itself records (actor `sportello`).
+fn system_event(
+    c: &mut impl GenericClient,
+    ticket_id: i64,
+    at: &str,
+    happened: &Happened,
+) -> Result<()> {
+    insert_event(c, ticket_id, at, "sportello", happened)
+}
+
+fn insert_event(
+    c: &mut impl GenericClient,
+    ticket_id: i64,
+    at: &str,
+    actor: &str,
+    happened: &Happened,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &ticket_id,
+            &at,
+            &actor,
+            &happened.kind().as_str(),
+            &happened.detail().to_string(),
+        ],
+    )?;
+    Ok(())
+}
+
+impl Crashes for PgStore {
+    fn parse_crashes(&self) -> Result<HashMap<String, (u32, String)>> {
+        let rows = self
+            .read()
+            .query("SELECT sha256, crashes, reason FROM parse_crashes", &[])?;
+        rows.iter()
+            .map(|r| Ok((col(r, 0)?, (col::<i64>(r, 1)? as u32, col(r, 2)?))))
+            .collect()
+    }
+
+    fn record_parse_crash(&mut self, sha256: &str, reason: &str) -> Result<u32> {
+        self.write(|tx| {
+            let r = tx.query_one(
+                "INSERT INTO parse_crashes (sha256, crashes, reason, updated_at) VALUES ($1, 1, $2, $3)
+                 ON CONFLICT(sha256) DO UPDATE SET crashes = parse_crashes.crashes + 1, reason = $2,
+                     updated_at = $3
+                 RETURNING crashes",
+                &[&sha256, &reason, &now_rfc3339()],
+            )?;
+            Ok(col::<i64>(&r, 0)? as u32)
+        })
+    }
+}
+
+impl Register for PgStore {
+    fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::ticket;
+
+    fn store() -> Option<(PgStore, String, tempfile::TempDir)> {
+        let url = testing::database()?;
+        let dir = tempfile::tempdir().unwrap();
+        Some((PgStore::open(&url, dir.path()).unwrap(), url, dir))
+    }
+
+    /// Four connections (as four machines would) file 200 items at once, some of them the
+    /// same bytes: every item one ticket or one duplicate, numbers 1…N with no gap and no
+    /// duplicate.
+    #[test]
+    fn machines_filing_at_once_share_one_gapless_numbering() {
+        let Some((first, url, dir)) = store() else {
+            return;
+        };
+        drop(first);
+        let threads: Vec<_> = (0..4)
+            .map(|w| {
+                let (url, data) = (url.clone(), dir.path().to_path_buf());
+                std::thread::spawn(move || {
+                    // A second opening migrates nothing and waits for nobody.
+                    let mut store = PgStore::open(&url, &data).unwrap();
+                    let mut filed = Vec::new();
+                    for i in 0..50 {
+                        // Items 0..10 of every worker are the same bytes: one ticket each.
+                        let n = if i < 10 { i } else { 1000 + w * 100 + i };
+                        let mut t = ticket(n, &format!("c{n}@x.it"), "pratica Q");
+                        t.intake.source = format!("w{w}");
+                        filed.push(store.file(&t, "URP").unwrap());
+                    }
+                    filed
+                })
+            })
+            .collect();
+        let filed: Vec<Filed> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let created = filed
+            .iter()
+            .filter(|f| matches!(f, Filed::Created { .. }))
+            .count();
+        assert_eq!(created, 10 + 4 * 40);
+        let store = PgStore::open(&url, dir.path()).unwrap();
+        let mut numbers: Vec<i64> = store
+            .read()
+            .query("SELECT protocol_number FROM tickets ORDER BY 1", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        numbers.dedup();
+        assert_eq!(numbers, (1..=created as i64).collect::<Vec<_>>());
+    }
+
+    /// As on SQLite, the schema itself keeps a registration as written and its history.
+    #[test]
+    fn registration_fields_and_events_are_written_once() {
+        let Some((mut store, _, _dir)) = store() else {
+            return;
+        };
+        let code = store
+            .file(&ticket(0, "a@x.it", "pratica R"), "URP")
+            .unwrap()
+            .code()
+            .to_string();
+        for sql in [
+            "UPDATE tickets SET subject = 'altro'",
+            "UPDATE tickets SET protocol_number = 7",
+            "DELETE FROM tickets",
+            "UPDATE events SET actor = 'x'",
+            "DELETE FROM events",
+        ] {
+            let err = store.read().execute(sql, &[]).unwrap_err();
+            let err = StoreError::from(err).to_string();
+            assert!(
+                err.contains("written once")
+                    || err.contains("never deleted")
+                    || err.contains("append-only"),
+                "{sql}: {err}"
+            );
+        }
+        store.annul(&code, "oggetto errato", "", "admin").unwrap();
+        let err = store
+            .read()
+            .execute("UPDATE tickets SET annul_reason = 'altro'", &[])
+            .unwrap_err();
+        assert!(StoreError::from(err)
+            .to_string()
+            .contains("annulment is written once"));
+        assert!(store.route(&code, "Servizio gas", "anna").unwrap());
+        assert!(store.set_status(&code, Status::Closed, "anna").unwrap());
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_not_repeated() {
+        assert_eq!(
+            redacted("postgres://sportello:s3cret@db.example:5432/register"),
+            "postgres://sportello@db.example:5432/register"
+        );
+        assert_eq!(redacted("postgres://db/register"), "postgres://db/register");
+    }
+}

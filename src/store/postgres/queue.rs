@@ -1,0 +1,179 @@
+//! The work queue in PostgreSQL: workers on any machine claim jobs under a lease
+//! (`FOR UPDATE SKIP LOCKED`: two claims never wait on, or take, the same row); a job is
+//! completed in the transaction that files its ticket.
+
+use super::filing::{file_in, lock_filing};
+use super::*;
+
+/// The worker still holds job `id` as a running job (its lease not taken over by another),
+/// locking the row until the transaction ends; else a `Conflict`, and the caller changes
+/// nothing.
+fn ensure_held(tx: &mut ::postgres::Transaction, id: i64, worker: &str) -> Result<()> {
+    let held = tx
+        .query_opt(
+            "SELECT 1 FROM jobs WHERE id = $1 AND state = 'running' AND worker = $2 FOR UPDATE",
+            &[&id, &worker],
+        )?
+        .is_some();
+    if held {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "job {id} is no longer {worker}'s (its lease ran out and another worker took it)"
+        )))
+    }
+}
+
+impl WorkQueue for PgStore {
+    fn enqueue(&mut self, description: &str, sha256: &str, now: i64) -> Result<i64> {
+        let r = self.read().query_one(
+            "INSERT INTO jobs (description, sha256, not_before, enqueued_at) VALUES ($1, $2, $3, $3)
+             RETURNING id",
+            &[&description, &sha256, &now],
+        )?;
+        col(&r, 0)
+    }
+
+    fn claim(
+        &mut self,
+        worker: &str,
+        now: i64,
+        lease_secs: i64,
+        max_attempts: u32,
+    ) -> Result<Option<QueuedJob>> {
+        self.write(|tx| loop {
+            let Some(r) = tx.query_opt(
+                "SELECT id, description, sha256, attempts FROM jobs
+                 WHERE (state = 'queued' AND not_before <= $1)
+                    OR (state = 'running' AND lease_until < $1)
+                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                &[&now],
+            )?
+            else {
+                return Ok(None);
+            };
+            let (id, description, sha256, attempts): (i64, String, String, i64) =
+                (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?, col(&r, 3)?);
+            if attempts >= i64::from(max_attempts) {
+                // Claimed that often and never finished nor failed: it takes its worker down.
+                tx.execute(
+                    "UPDATE jobs SET state = 'parked', worker = NULL, lease_until = NULL,
+                        last_error = COALESCE(last_error || '; ', '') || $2
+                     WHERE id = $1",
+                    &[
+                        &id,
+                        &format!("its worker stopped without finishing it {attempts} times"),
+                    ],
+                )?;
+                continue;
+            }
+            tx.execute(
+                "UPDATE jobs SET state = 'running', worker = $2, lease_until = $3,
+                    attempts = attempts + 1
+                 WHERE id = $1",
+                &[&id, &worker, &(now + lease_secs)],
+            )?;
+            return Ok(Some(QueuedJob {
+                id,
+                description,
+                sha256,
+                attempts: attempts as u32 + 1,
+            }));
+        })
+    }
+
+    fn heartbeat(&mut self, id: i64, worker: &str, now: i64, lease_secs: i64) -> Result<bool> {
+        let n = self.read().execute(
+            "UPDATE jobs SET lease_until = $3 WHERE id = $1 AND state = 'running' AND worker = $2",
+            &[&id, &worker, &(now + lease_secs)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn complete(
+        &mut self,
+        id: i64,
+        worker: &str,
+        new: &NewTicket,
+        code_prefix: &str,
+    ) -> Result<Filed> {
+        self.write(|tx| {
+            // The filing lock first, as every filing transaction takes its locks in that order.
+            lock_filing(tx)?;
+            ensure_held(tx, id, worker)?;
+            let filed = file_in(tx, new, code_prefix)?;
+            tx.execute("DELETE FROM jobs WHERE id = $1", &[&id])?;
+            Ok(filed)
+        })
+    }
+
+    fn fail(
+        &mut self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<JobFate> {
+        self.write(|tx| {
+            ensure_held(tx, id, worker)?;
+            let attempts: i64 = col(
+                &tx.query_one("SELECT attempts FROM jobs WHERE id = $1", &[&id])?,
+                0,
+            )?;
+            if attempts >= i64::from(max_attempts) {
+                tx.execute(
+                    "UPDATE jobs SET state = 'parked', worker = NULL, lease_until = NULL,
+                        last_error = $2 WHERE id = $1",
+                    &[&id, &error],
+                )?;
+                Ok(JobFate::Parked)
+            } else {
+                let not_before = now + job_backoff_secs(attempts as u32);
+                tx.execute(
+                    "UPDATE jobs SET state = 'queued', worker = NULL, lease_until = NULL,
+                        not_before = $2, last_error = $3 WHERE id = $1",
+                    &[&id, &not_before, &error],
+                )?;
+                Ok(JobFate::Retry { not_before })
+            }
+        })
+    }
+
+    fn job_counts(&self) -> Result<JobCounts> {
+        let mut counts = JobCounts::default();
+        for r in self
+            .read()
+            .query("SELECT state, COUNT(*) FROM jobs GROUP BY state", &[])?
+        {
+            let (state, n): (String, i64) = (col(&r, 0)?, col(&r, 1)?);
+            match state.as_str() {
+                "queued" => counts.queued = n as u64,
+                "running" => counts.running = n as u64,
+                _ => counts.parked = n as u64,
+            }
+        }
+        Ok(counts)
+    }
+
+    fn parked_jobs(&self) -> Result<Vec<(i64, String, u32, String)>> {
+        let rows = self.read().query(
+            "SELECT id, description, attempts, COALESCE(last_error, '') FROM jobs
+             WHERE state = 'parked' ORDER BY id",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| Ok((col(r, 0)?, col(r, 1)?, col::<i64>(r, 2)? as u32, col(r, 3)?)))
+            .collect()
+    }
+
+    fn running_jobs(&self) -> Result<Vec<(i64, String, i64)>> {
+        let rows = self.read().query(
+            "SELECT id, worker, lease_until FROM jobs WHERE state = 'running' ORDER BY id",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| Ok((col(r, 0)?, col(r, 1)?, col(r, 2)?)))
+            .collect()
+    }
+}
