@@ -17,10 +17,12 @@ BIN = $(TARGET_DIR)/release/sportello
 # WebDriver run the web app's browser tests. gammu-smsd (with gammu's dummy phone driver) is
 # the SMS gateway the text-message tests start. xmlsec1 seals segnature (and the tests verify
 # them with it, with a certificate OpenSSL makes); xmllint checks them against AgID's schema.
+# PostgreSQL is the register of offices that outgrow one machine: the tests start throwaway
+# clusters of it (initdb + pg_ctl, as the postgres user), never the system service.
 PKGS := poppler-utils pkg-config clang libclang-dev libtesseract-dev libleptonica-dev \
 	tesseract-ocr tesseract-ocr-ita tesseract-ocr-eng tesseract-ocr-osd \
 	dovecot-imapd dovecot-lmtpd opensmtpd chromium chromium-driver gammu gammu-smsd \
-	xmlsec1 libxml2-utils openssl
+	xmlsec1 libxml2-utils openssl postgresql
 # Only `make bench` uses these: OCRmyPDF is the peer for searchable PDFs.
 BENCH_PKGS := ocrmypdf
 
@@ -60,8 +62,10 @@ demo: build
 	@echo "   now run:  $(BIN) serve --pipeline pipelines/demo.toml"
 	@echo "   and open http://127.0.0.1:8080 (log in as admin with the password above)"
 
+# Every store test runs on SQLite and on PostgreSQL: here a missing PostgreSQL is a failure,
+# not a skip.
 test: deps
-	$(CARGO) test --locked --release -- --test-threads=2
+	SPORTELLO_REQUIRE_POSTGRES=1 $(CARGO) test --locked --release -- --test-threads=2
 
 # The long kill tests: `kill -9` of the runner at random moments, 1,000 items from a folder
 # over 20 rounds, and 200 from an IMAP inbox (`make test` runs 200 x 2 and 60).

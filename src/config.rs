@@ -321,6 +321,9 @@ pub enum SinkConfig {
 pub struct Pipeline {
     pub file: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
+    /// Where the register lives (`postgres://…`); None: SQLite in the data dir.
+    /// `--database` and `SPORTELLO_DATABASE` win over it.
+    pub database: Option<crate::store::Database>,
     pub office: Option<String>,
     pub code_prefix: String,
     pub workers: usize,
@@ -346,6 +349,7 @@ impl Default for Pipeline {
         Pipeline {
             file: None,
             data_dir: None,
+            database: None,
             office: None,
             code_prefix: "URP".to_string(),
             workers: default_workers(),
@@ -581,6 +585,14 @@ impl Pipeline {
             match key.as_str() {
                 "sources" | "stages" | "sinks" => {}
                 "data_dir" => self.data_dir = cx.scalar::<PathBuf>(key, value).map(resolve),
+                "database" => {
+                    if let Some(d) = cx.scalar::<String>(key, value) {
+                        match crate::store::Database::parse(&d) {
+                            Ok(d) => self.database = Some(d),
+                            Err(e) => cx.at(value.span(), format!("`database`: {e}")),
+                        }
+                    }
+                }
                 "office" => self.office = cx.scalar(key, value),
                 "register" => {
                     if let Some(r) = cx.scalar::<crate::register::RegisterConfig>(key, value) {
@@ -624,7 +636,7 @@ impl Pipeline {
                 }
                 other => cx.at(
                     value.span(),
-                    format!("unknown key `{other}`, expected one of: data_dir, office, code_prefix, workers, isolation, sources, stages, sinks"),
+                    format!("unknown key `{other}`, expected one of: data_dir, database, office, code_prefix, workers, isolation, sources, stages, sinks"),
                 ),
             }
         }

@@ -1,6 +1,7 @@
 //! The work queue: `ingest --enqueue` then `sportello worker` processes side by side, one of
 //! them `kill -9`ed mid-way: every item one ticket, protocol numbers without a gap, nothing
-//! filed twice, the dead worker's job taken over once its lease ran out.
+//! filed twice, the dead worker's job taken over once its lease ran out. Every test runs on
+//! SQLite and on PostgreSQL.
 
 mod common;
 use common::*;
@@ -11,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn worker(data: &std::path::Path) -> Child {
-    Command::new(bin())
+    with_database(&mut Command::new(bin()))
         .arg("--data")
         .arg(data)
         .args(["worker", "--lease-secs", "2"])
@@ -21,10 +22,18 @@ fn worker(data: &std::path::Path) -> Child {
         .expect("start a worker")
 }
 
+/// The process that leads the sources, as text ("" when none does).
+fn leader(data: &std::path::Path) -> String {
+    open_store(data)
+        .and_then(|s| s.leader())
+        .ok()
+        .flatten()
+        .map(|pid| pid.to_string())
+        .unwrap_or_default()
+}
+
 fn filed(data: &std::path::Path) -> u64 {
-    sportello::store::Store::open(data)
-        .and_then(|s| s.count())
-        .unwrap_or(0)
+    open_store(data).and_then(|s| s.count()).unwrap_or(0)
 }
 
 /// `kill -9` of `victim` at a moment it holds a job (no chance to give it back: its lease must
@@ -32,7 +41,7 @@ fn filed(data: &std::path::Path) -> u64 {
 fn kill_while_holding_a_job(data: &std::path::Path, victim: &mut Child) -> bool {
     let mine = format!(":{}", victim.id());
     let killed = wait_for(Duration::from_secs(60), || {
-        let store = sportello::store::Store::open(data).unwrap();
+        let store = open_store(data).unwrap();
         let holds = store
             .running_jobs()
             .unwrap()
@@ -85,7 +94,6 @@ fn assert_each_item_filed_once(data: &std::path::Path, total: u64) {
     assert_eq!(subjects.len() as u64, total, "an item was filed twice");
 }
 
-#[test]
 fn three_workers_one_killed_file_every_item_once() {
     let items = 120;
     let tmp = tempfile::tempdir().unwrap();
@@ -119,7 +127,7 @@ fn three_workers_one_killed_file_every_item_once() {
     );
     assert!(
         wait_for(Duration::from_secs(180), || {
-            let store = sportello::store::Store::open(&data).unwrap();
+            let store = open_store(&data).unwrap();
             store.count().unwrap() == items as u64 && store.job_counts().unwrap().queued == 0
         }),
         "not every item was filed: {} of {items}",
@@ -130,14 +138,13 @@ fn three_workers_one_killed_file_every_item_once() {
         assert!(w.wait().unwrap().success(), "a worker did not stop cleanly");
     }
 
-    let store = sportello::store::Store::open(&data).unwrap();
+    let store = open_store(&data).unwrap();
     assert_eq!(store.job_counts().unwrap(), Default::default());
     let status = ok(&data, &["worker", "--status", "--json"]).json_lines();
     assert_eq!(status[0]["queued"], 0);
     assert_each_item_filed_once(&data, items as u64);
 }
 
-#[test]
 fn a_worker_once_stops_when_nothing_is_due_and_keeps_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
@@ -151,7 +158,7 @@ fn a_worker_once_stops_when_nothing_is_due_and_keeps_bad_input() {
     ok(&data, &["ingest", "--enqueue", drop.to_str().unwrap()]);
     // As the interface is written: the store from SPORTELLO_DATA, `worker` the first word
     // (the hidden sub-command of the item readers must not take it).
-    let run = Command::new(bin())
+    let run = with_database(&mut Command::new(bin()))
         .args(["worker", "--once", "--json"])
         .env("SPORTELLO_DATA", &data)
         .output()
@@ -172,12 +179,11 @@ fn a_worker_once_stops_when_nothing_is_due_and_keeps_bad_input() {
         .filter(|o| o["ticket"]["needs_attention"].as_bool() == Some(true))
         .collect();
     assert_eq!(flagged.len(), 1, "{outcomes:?}");
-    let store = sportello::store::Store::open(&data).unwrap();
+    let store = open_store(&data).unwrap();
     assert_eq!(store.job_counts().unwrap(), Default::default());
     assert_eq!(store.count().unwrap(), 2);
 }
 
-#[test]
 fn run_works_off_the_queue_beside_its_sources() {
     let (tmp, data, drop, queued) = folders();
     std::fs::write(
@@ -198,18 +204,17 @@ fn run_works_off_the_queue_beside_its_sources() {
         &data,
         &["run", "--once", "--pipeline", pipeline.to_str().unwrap()],
     );
-    let store = sportello::store::Store::open(&data).unwrap();
+    let store = open_store(&data).unwrap();
     assert_eq!(store.job_counts().unwrap(), Default::default());
     assert_eq!(store.count().unwrap(), 3);
 }
 
-#[test]
 fn a_standby_run_takes_over_the_sources_when_the_leader_is_killed() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
     std::fs::create_dir_all(&drop).unwrap();
     let pipeline = folder_pipeline(tmp.path(), &drop, "scanner", 0.1);
-    let leads = || std::fs::read_to_string(data.join("leader.lock")).unwrap_or_default();
+    let leads = || leader(&data);
     let mut leader = Runner::start(&data, &pipeline, &[]);
     let leader_pid = leader.child.id().to_string();
     assert!(wait_for(Duration::from_secs(30), || leads().trim() == leader_pid));
@@ -245,7 +250,6 @@ fn a_standby_run_takes_over_the_sources_when_the_leader_is_killed() {
 /// The scale-out case on one store: a leader `run` and a standby, three workers, 1,000
 /// items arriving by the queue and by the drop folder; one worker and the leader `kill -9`ed
 /// mid-way. Every item one ticket, numbers 1…1000.
-#[test]
 fn leader_standby_and_workers_killed_mid_way_file_a_thousand_items_once() {
     let (queued_items, dropped_items) = (600, 400);
     let (tmp, data, drop, queued) = folders();
@@ -260,7 +264,7 @@ fn leader_standby_and_workers_killed_mid_way_file_a_thousand_items_once() {
     }
     ok(&data, &["ingest", "--enqueue", queued.to_str().unwrap()]);
     let pipeline = folder_pipeline(tmp.path(), &drop, "scanner", 0.1);
-    let leads = || std::fs::read_to_string(data.join("leader.lock")).unwrap_or_default();
+    let leads = || leader(&data);
     // The leader's own queue thread holds jobs too: a short lease, as the workers'.
     let mut leader = Runner::start(&data, &pipeline, &["--lease-secs", "2"]);
     let leader_pid = leader.child.id().to_string();
@@ -284,7 +288,7 @@ fn leader_standby_and_workers_killed_mid_way_file_a_thousand_items_once() {
     let total = (queued_items + dropped_items) as u64;
     assert!(
         wait_for(Duration::from_secs(240), || {
-            let store = sportello::store::Store::open(&data).unwrap();
+            let store = open_store(&data).unwrap();
             store.count().unwrap() == total && store.job_counts().unwrap().queued == 0
         }),
         "{} of {total} filed",
@@ -299,7 +303,6 @@ fn leader_standby_and_workers_killed_mid_way_file_a_thousand_items_once() {
     assert_each_item_filed_once(&data, total);
 }
 
-#[test]
 fn a_job_that_cannot_be_read_is_retried_not_a_crash_and_the_rest_goes_on() {
     let (_tmp, data, _drop, queued) = folders();
     std::fs::write(
@@ -309,7 +312,7 @@ fn a_job_that_cannot_be_read_is_retried_not_a_crash_and_the_rest_goes_on() {
     .unwrap();
     ok(&data, &["ingest", "--enqueue", queued.to_str().unwrap()]);
     {
-        let mut store = sportello::store::Store::open(&data).unwrap();
+        let mut store = open_store(&data).unwrap();
         // A description this sportello cannot read…
         store.enqueue("{not json", &"e".repeat(64), 0).unwrap();
         // …and an item whose original is gone from the blob store.
@@ -327,7 +330,7 @@ fn a_job_that_cannot_be_read_is_retried_not_a_crash_and_the_rest_goes_on() {
         let description = serde_json::to_string(&item).unwrap();
         store.enqueue(&description, &"f".repeat(64), 0).unwrap();
     }
-    let run = Command::new(bin())
+    let run = with_database(&mut Command::new(bin()))
         .arg("--data")
         .arg(&data)
         .args(["worker", "--once", "--json"])
@@ -341,9 +344,18 @@ fn a_job_that_cannot_be_read_is_retried_not_a_crash_and_the_rest_goes_on() {
         .collect();
     let errors = outcomes.iter().filter(|o| o["outcome"] == "error").count();
     assert_eq!((outcomes.len(), errors), (3, 2), "{outcomes:?}");
-    let store = sportello::store::Store::open(&data).unwrap();
+    let store = open_store(&data).unwrap();
     assert_eq!(store.count().unwrap(), 1);
     // Both wait for their retry; none is lost or left running.
     let counts = store.job_counts().unwrap();
     assert_eq!((counts.queued, counts.running, counts.parked), (2, 0, 0));
 }
+
+on_both_backends!(
+    three_workers_one_killed_file_every_item_once,
+    a_worker_once_stops_when_nothing_is_due_and_keeps_bad_input,
+    run_works_off_the_queue_beside_its_sources,
+    a_standby_run_takes_over_the_sources_when_the_leader_is_killed,
+    leader_standby_and_workers_killed_mid_way_file_a_thousand_items_once,
+    a_job_that_cannot_be_read_is_retried_not_a_crash_and_the_rest_goes_on,
+);

@@ -14,6 +14,16 @@ pub struct Cli {
     /// Data directory (store and originals). Default: the pipeline's data_dir, else ./sportello-data
     #[arg(long, global = true, env = "SPORTELLO_DATA")]
     pub data: Option<PathBuf>,
+    /// The register: postgres://USER@HOST:PORT/DB, or sqlite (sportello.db in the data dir).
+    /// Default: the pipeline's `database`, else sqlite. With PostgreSQL the data directory
+    /// holds only the originals, and may be a shared mount
+    #[arg(
+        long,
+        global = true,
+        env = "SPORTELLO_DATABASE",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
     /// More log output on stderr (-v info, -vv debug)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

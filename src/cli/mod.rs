@@ -11,7 +11,7 @@ use crate::progress::{Progress, Unit};
 use crate::runner::{self, Outcome};
 use crate::service::topics;
 use crate::store::prelude::*;
-use crate::store::{Filed, Store, TicketFilter};
+use crate::store::{Database, Filed, Store, TicketFilter, DATABASE_ENV};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -122,6 +122,7 @@ fn reexec_with_openmp_limit() {
 }
 
 fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
+    settings::use_database(cli.database.as_deref(), None)?;
     match cli.command {
         Command::Ingest(args) => ingest::exec(args, &cli.data, out),
         Command::Run(args) => run::exec(args, &cli.data, out),

@@ -11,10 +11,33 @@ pub(super) fn actor(by: Option<String>) -> String {
 }
 
 pub(super) fn load_pipeline(path: Option<&Path>) -> Result<Pipeline> {
-    match path {
-        Some(p) => Pipeline::load(p).map_err(anyhow::Error::from),
-        None => Ok(Pipeline::default()),
+    let pipeline = match path {
+        Some(p) => Pipeline::load(p).map_err(anyhow::Error::from)?,
+        None => Pipeline::default(),
+    };
+    use_database(None, pipeline.database.as_ref())?;
+    Ok(pipeline)
+}
+
+/// Settles which register this process and its children use: `--database` (or
+/// `SPORTELLO_DATABASE`), else the pipeline's `database`, else SQLite. Recorded in the
+/// environment, where every opening of the store reads it (see `store::Database`).
+pub(super) fn use_database(flag: Option<&str>, pipeline: Option<&Database>) -> Result<()> {
+    let chosen = match (flag, std::env::var(DATABASE_ENV).ok()) {
+        (Some(f), _) => Some(f.to_string()),
+        // Set already (by the environment or an earlier call): it wins over the pipeline.
+        (None, Some(_)) => None,
+        (None, None) => match pipeline {
+            Some(Database::Postgres(url)) => Some(url.clone()),
+            _ => None,
+        },
+    };
+    if let Some(value) = chosen {
+        Database::parse(&value).map_err(anyhow::Error::msg)?;
+        // Start-up, before any thread of ours reads the environment.
+        std::env::set_var(DATABASE_ENV, value);
     }
+    Ok(())
 }
 
 pub(super) fn data_dir(cli_data: &Option<PathBuf>, pipeline: &Pipeline) -> PathBuf {
@@ -25,7 +48,14 @@ pub(super) fn data_dir(cli_data: &Option<PathBuf>, pipeline: &Pipeline) -> PathB
 }
 
 pub(super) fn open_store(dir: &Path) -> Result<Store> {
-    Store::open(dir).with_context(|| format!("cannot open the store in {}", dir.display()))
+    Store::open(dir).with_context(|| match Database::from_env() {
+        Ok(Database::Postgres(url)) => format!(
+            "cannot open the register at {} (originals in {})",
+            crate::store::postgres::redacted(&url),
+            dir.display()
+        ),
+        _ => format!("cannot open the store in {}", dir.display()),
+    })
 }
 
 /// The rules of the pipeline's classify stage, if it has one.

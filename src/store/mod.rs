@@ -7,14 +7,14 @@
 //! per concern. Callers see plain Rust values, so a second backend (PostgreSQL, for offices
 //! that outgrow one machine) is one more module, not a change to its users.
 
+mod any;
 pub mod blobs;
 #[cfg(test)]
 mod conformance;
+pub mod pool;
 pub mod postgres;
 pub mod sqlite;
 pub mod web;
-
-pub use sqlite::pool;
 
 /// Every concern of the register, for callers that hold a concrete store.
 pub mod prelude {
@@ -23,8 +23,8 @@ pub mod prelude {
         WorkQueue,
     };
 }
+pub use any::{Database, Leadership, Store, DATABASE_ENV};
 pub use sqlite::SearchText;
-pub use sqlite::{Leadership, Store};
 
 use crate::classify::model::Example;
 use crate::code;

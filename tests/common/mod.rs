@@ -7,6 +7,57 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+thread_local! {
+    /// The PostgreSQL database of the test running on this thread (libtest runs each test on
+    /// a thread of its own); None: SQLite in the data dir.
+    static DATABASE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes the calling test use a fresh PostgreSQL database (a throwaway cluster, see
+/// `sportello::store::postgres::testing`) for every `sportello` it runs and every store it
+/// opens here; false (the test should return) on a machine without PostgreSQL.
+pub fn use_postgres() -> bool {
+    match sportello::store::postgres::testing::database() {
+        Some(url) => {
+            DATABASE.with(|d| *d.borrow_mut() = Some(url));
+            true
+        }
+        None => false,
+    }
+}
+
+/// Points `command` at this test's register: its PostgreSQL database, or SQLite whatever the
+/// environment the tests were started in says.
+pub fn with_database(command: &mut Command) -> &mut Command {
+    match DATABASE.with(|d| d.borrow().clone()) {
+        Some(url) => command.env("SPORTELLO_DATABASE", url),
+        None => command.env_remove("SPORTELLO_DATABASE"),
+    }
+}
+
+/// This test's store for `data`.
+pub fn open_store(data: &Path) -> Result<sportello::store::Store, sportello::store::StoreError> {
+    let database = match DATABASE.with(|d| d.borrow().clone()) {
+        Some(url) => sportello::store::Database::Postgres(url),
+        None => sportello::store::Database::Sqlite,
+    };
+    sportello::store::Store::open_at(&database, data)
+}
+
+/// Runs each named test (a function of this file) once per backend: `sqlite::NAME` and
+/// `postgres::NAME` (skipped with a message where PostgreSQL is missing).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $test() { super::$test() })*
+        }
+        mod postgres {
+            $(#[test] fn $test() { if super::use_postgres() { super::$test() } })*
+        }
+    };
+}
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sportello"))
 }
@@ -54,7 +105,7 @@ pub fn sportello_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
         status,
         stdout,
         stderr,
-    } = Command::new(bin())
+    } = with_database(&mut Command::new(bin()))
         .arg("--data")
         .arg(data)
         .args(args)
@@ -87,7 +138,7 @@ pub struct Runner {
 
 impl Runner {
     pub fn start(data: &Path, pipeline: &Path, extra: &[&str]) -> Runner {
-        let child = Command::new(bin())
+        let child = with_database(&mut Command::new(bin()))
             .arg("--data")
             .arg(data)
             .arg("run")

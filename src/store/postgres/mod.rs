@@ -32,7 +32,11 @@ const SETTLED_SINCE_TRAINING: &str = "corrections_since_training";
 /// Held (per transaction) while filing: one filing decision at a time across machines.
 const FILING_LOCK: i64 = 0x5370_6f72_7465_6c02;
 
+/// Held (per session) by the `run` that leads the sources.
+const LEADER_LOCK: i64 = 0x5370_6f72_7465_6c03;
+
 pub struct PgStore {
+    url: String,
     /// Every method takes the connection for its own statements only, never across a call
     /// to another method, so the borrow is never held twice.
     client: RefCell<Client>,
@@ -51,7 +55,7 @@ impl From<::postgres::Error> for StoreError {
 }
 
 /// The URL without its password, for messages.
-pub(super) fn redacted(url: &str) -> String {
+pub fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let user_pass = &url[scheme + 3..at];
@@ -76,10 +80,53 @@ impl PgStore {
         })?;
         schema::migrate(&mut client, url)?;
         Ok(PgStore {
+            url: url.to_string(),
             client: RefCell::new(client),
             blobs: BlobStore::new(data_dir),
             data_dir: data_dir.to_path_buf(),
         })
+    }
+
+    /// Leadership of the sources: a session-level advisory lock on a connection of its own,
+    /// held as long as that connection lives. When the leader's process ends, however it
+    /// ends, its connection closes and the server releases the lock; a machine that vanishes
+    /// is noticed by TCP keepalives (sent every 10 s here, so another leader follows within
+    /// about a minute). None while another process leads.
+    pub fn try_lead(&self) -> Result<Option<PgLeadership>> {
+        let mut config: ::postgres::Config = self
+            .url
+            .parse()
+            .map_err(|e| StoreError::Database(format!("{}: {e}", redacted(&self.url))))?;
+        config
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(10))
+            .application_name(&format!("sportello leader {}", std::process::id()));
+        let mut client = config.connect(NoTls)?;
+        let r = client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?;
+        Ok(col::<bool>(&r, 0)?.then_some(PgLeadership { _client: client }))
+    }
+
+    /// The process that leads the sources now, if one does: the holder of the advisory lock,
+    /// by the name its connection gave (`sportello leader PID`; a process id of the machine
+    /// it runs on).
+    pub fn leader(&self) -> Result<Option<u32>> {
+        let r = self.read().query_opt(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND ((l.classid::text::bigint << 32) | l.objid::text::bigint) = $1",
+            &[&LEADER_LOCK],
+        )?;
+        Ok(r.map(|r| col::<String>(&r, 0))
+            .transpose()?
+            .and_then(|name| name.rsplit(' ').next()?.parse().ok()))
+    }
+
+    /// For bulk loads into a fresh store (imports, benchmarks): this session's commits no
+    /// longer wait for the disk. Never for intake.
+    pub fn relax_durability_for_bulk_load(&self) -> Result<()> {
+        self.read().batch_execute("SET synchronous_commit = off")?;
+        Ok(())
     }
 
     /// Runs `f` in one transaction, committed when it returns Ok.
@@ -94,6 +141,18 @@ impl PgStore {
     /// The connection, for reads.
     fn read(&self) -> std::cell::RefMut<'_, Client> {
         self.client.borrow_mut()
+    }
+}
+
+/// Held by the `run` that leads the sources; dropping it closes its connection, and the
+/// lock with it.
+pub struct PgLeadership {
+    _client: Client,
+}
+
+impl std::fmt::Debug for PgLeadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgLeadership")
     }
 }
 

@@ -3,14 +3,13 @@
 //! duplicates, threads, protocol numbers), `tickets` (reading tickets and a clerk's changes),
 //! `search` (the FTS5 index and searching it; `rank` its ranking), `dossier`, `outbox`,
 //! `learning` (what the model learns from), `web` (accounts, sessions, queue counts,
-//! statistics), `pool` (connections for many readers). This file opens the store and writes
+//! statistics). This file opens the store and writes
 //! the history events every concern records.
 
 mod dossier;
 mod filing;
 mod learning;
 mod outbox;
-pub mod pool;
 mod queue;
 mod rank;
 mod schema;
@@ -119,6 +118,25 @@ impl Store {
             }
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+
+    /// The process that leads the sources now, if one does.
+    pub fn leader(&self) -> Result<Option<u32>> {
+        let path = self.data_dir.join("leader.lock");
+        let Ok(file) = std::fs::File::open(&path) else {
+            return Ok(None);
+        };
+        match file.try_lock_shared() {
+            // Nobody holds it (the text is a dead leader's).
+            Ok(()) => Ok(None),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())),
+            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Io {
+                context: format!("the leader lock {}", path.display()),
+                source,
+            }),
         }
     }
 
