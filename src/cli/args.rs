@@ -112,6 +112,8 @@ pub enum Command {
     },
     /// Every ticket, whole, one JSON object per line
     Export(export::ExportArgs),
+    /// Copy the SQLite store into an empty PostgreSQL register, and check the copy
+    Migrate(migrate::MigrateArgs),
     /// The protocol register as AgID defines it: segnatura, daily register
     Register {
         #[command(subcommand)]

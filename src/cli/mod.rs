@@ -132,6 +132,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> Result<ExitCode> {
         Command::Entities(args) => entities::exec(args, &cli.data, out),
         Command::Users { command } => users::exec(command, &cli.data, out),
         Command::Export(args) => export::exec(args, &cli.data, out),
+        Command::Migrate(args) => migrate::exec(args, &cli.data, out),
         Command::Register { command } => register::exec(command, &cli.data, out),
         Command::Ocr {
             file,

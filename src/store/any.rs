@@ -18,7 +18,7 @@ pub const DATABASE_ENV: &str = "SPORTELLO_DATABASE";
 
 pub enum Store {
     Sqlite(sqlite::Store),
-    Postgres(PgStore),
+    Postgres(Box<PgStore>),
 }
 
 /// Where the register lives.
@@ -84,7 +84,7 @@ impl Store {
     pub fn open_at(database: &Database, data_dir: &Path) -> Result<Store> {
         Ok(match database {
             Database::Sqlite => Store::Sqlite(sqlite::Store::open(data_dir)?),
-            Database::Postgres(url) => Store::Postgres(PgStore::open(url, data_dir)?),
+            Database::Postgres(url) => Store::Postgres(Box::new(PgStore::open(url, data_dir)?)),
         })
     }
 
@@ -118,7 +118,7 @@ impl Store {
     pub fn try_lead(&self) -> Result<Option<Leadership>> {
         Ok(match self {
             Store::Sqlite(s) => s.try_lead()?.map(Leadership::File),
-            Store::Postgres(s) => s.try_lead()?.map(Leadership::Postgres),
+            Store::Postgres(s) => s.try_lead()?.map(|l| Leadership::Postgres(Box::new(l))),
         })
     }
 
@@ -148,7 +148,7 @@ pub enum Leadership {
     /// A lock on `leader.lock` in the data dir.
     File(sqlite::Leadership),
     /// A session-level advisory lock on a connection of its own.
-    Postgres(postgres::PgLeadership),
+    Postgres(Box<postgres::PgLeadership>),
 }
 
 impl Register for Store {

@@ -11,6 +11,7 @@ mod any;
 pub mod blobs;
 #[cfg(test)]
 mod conformance;
+pub mod migrate;
 pub mod pool;
 pub mod postgres;
 pub mod sqlite;

@@ -8,6 +8,7 @@ pub mod entities;
 pub mod export;
 pub mod extract;
 pub mod ingest;
+pub mod migrate;
 pub mod model;
 pub mod ocr;
 pub mod register;

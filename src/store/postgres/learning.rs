@@ -26,6 +26,17 @@ pub(super) fn settled_by_closing(tx: &mut ::postgres::Transaction, ticket_id: i6
     Ok(())
 }
 
+/// What makes a labelled record the same record (SQLite's UNIQUE (record_id, subject, body)),
+/// hashed: a long body would overflow a btree entry.
+pub fn labelled_fingerprint(record_id: &str, subject: &str, body: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [record_id, subject, body] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
 /// Rows of (id, subject, body, topic, channel, sender_email) as examples.
 fn examples_of(rows: &[::postgres::Row]) -> Result<Vec<Example>> {
     rows.iter()
@@ -190,12 +201,7 @@ impl Learning for PgStore {
             let now = now_rfc3339();
             let mut added = 0;
             for e in examples {
-                let mut h = Sha256::new();
-                for part in [&e.id, &e.subject, &e.body] {
-                    h.update((part.len() as u64).to_le_bytes());
-                    h.update(part.as_bytes());
-                }
-                let fingerprint = hex::encode(h.finalize());
+                let fingerprint = labelled_fingerprint(&e.id, &e.subject, &e.body);
                 added += tx.execute(
                     "INSERT INTO labelled_history (record_id, subject, body, topic, channel, sender_email,
                         added_at, fingerprint)

@@ -24,6 +24,8 @@ mod web;
 use super::*;
 use crate::domain::Happened;
 use ::postgres::{Client, GenericClient, NoTls};
+pub(in crate::store) use learning::labelled_fingerprint;
+pub(in crate::store) use search::index_ticket as reindex;
 use std::cell::RefCell;
 
 /// Counters (table `counters`): tickets settled since the model was last trained.
@@ -136,6 +138,11 @@ impl PgStore {
         let out = f(&mut tx)?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// The connection, for the migration's bulk copy.
+    pub(in crate::store) fn connection(&self) -> std::cell::RefMut<'_, Client> {
+        self.client.borrow_mut()
     }
 
     /// The connection, for reads.

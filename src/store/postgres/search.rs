@@ -31,7 +31,7 @@ pub(super) fn write_search_text(
 
 /// (Re)writes the ticket's row of the search index from its current subject, body, documents
 /// and summary.
-pub(super) fn index_ticket(c: &mut impl GenericClient, ticket_id: i64) -> Result<()> {
+pub(in crate::store) fn index_ticket(c: &mut impl GenericClient, ticket_id: i64) -> Result<()> {
     let r = c.query_one(
         "SELECT subject, body, summary FROM tickets WHERE id = $1",
         &[&ticket_id],

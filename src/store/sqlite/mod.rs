@@ -121,6 +121,11 @@ impl Store {
         }
     }
 
+    /// The connection, for the migration's bulk copy.
+    pub(in crate::store) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     /// The process that leads the sources now, if one does.
     pub fn leader(&self) -> Result<Option<u32>> {
         let path = self.data_dir.join("leader.lock");
