@@ -11,7 +11,6 @@ fn ingest_fixtures(data: &std::path::Path) -> Vec<serde_json::Value> {
     run.json_lines()
 }
 
-#[test]
 fn ingest_list_show_export() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
@@ -247,7 +246,6 @@ fn ingest_list_show_export() {
     );
 }
 
-#[test]
 fn search_forgives_accents_and_word_endings() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
@@ -319,7 +317,6 @@ fn search_forgives_accents_and_word_endings() {
     assert!(none.stderr.contains("empty search"), "{}", none.stderr);
 }
 
-#[test]
 fn mistyped_and_unknown_codes_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
@@ -349,7 +346,6 @@ fn mistyped_and_unknown_codes_are_clear_errors() {
     );
 }
 
-#[test]
 fn a_bad_pipeline_is_refused_with_every_problem() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("bad.toml");
@@ -382,7 +378,8 @@ fn a_bad_pipeline_is_refused_with_every_problem() {
     ok(tmp.path(), &["check", "--pipeline", "pipelines/demo.toml"]);
     let example = |with_passwords: bool| {
         let mut cmd = std::process::Command::new(bin());
-        cmd.args(["check", "--pipeline", "pipelines/urp.example.toml"])
+        with_database(&mut cmd)
+            .args(["check", "--pipeline", "pipelines/urp.example.toml"])
             .current_dir(project_dir());
         for var in [
             "SPORTELLO_URP_IMAP_PASSWORD",
@@ -416,7 +413,6 @@ fn a_bad_pipeline_is_refused_with_every_problem() {
 /// What would only stop `run` once it starts (a password variable not set, a broken
 /// acknowledgement template, a `from` that is not an address, passwords in clear to another
 /// machine) is found by `check`, every problem at once with its line.
-#[test]
 fn check_finds_what_would_stop_the_start() {
     let tmp = tempfile::tempdir().unwrap();
     // A pipeline named by a relative path: its templates are found beside it.
@@ -434,7 +430,7 @@ fn check_finds_what_would_stop_the_start() {
          from = \"URP <urp at comune>\"\ntemplates = \"tpl\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(bin())
+    let out = with_database(&mut std::process::Command::new(bin()))
         .args(["check", "--pipeline", "conf/office.toml"])
         .current_dir(tmp.path())
         .env_remove("SPORTELLO_TEST_NOT_SET")
@@ -467,7 +463,7 @@ fn check_finds_what_would_stop_the_start() {
             format!("[[sinks]]\nkind = \"smtp_ack\"\nhost = \"127.0.0.1\"\ntls = \"plain\"\nfrom = \"urp@comune.example.it\"\n{setting}\n"),
         )
         .unwrap();
-        let out = std::process::Command::new(bin())
+        let out = with_database(&mut std::process::Command::new(bin()))
             .args(["check", "--pipeline", "conf/acks.toml"])
             .current_dir(tmp.path())
             .output()
@@ -483,7 +479,6 @@ fn check_finds_what_would_stop_the_start() {
     }
 }
 
-#[test]
 fn one_unreadable_path_does_not_stop_the_others() {
     let tmp = tempfile::tempdir().unwrap();
     let run = sportello(
@@ -500,7 +495,6 @@ fn one_unreadable_path_does_not_stop_the_others() {
     assert_eq!(run.json_lines().len(), 1);
 }
 
-#[test]
 fn hostile_and_truncated_inputs_never_crash_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let inputs = tmp.path().join("in");
@@ -563,7 +557,6 @@ fn hostile_and_truncated_inputs_never_crash_the_run() {
 
 /// On a terminal `ingest` shows its progress (items out of the total, pages, pages per
 /// second, flagged items, time left); piped, or with `--json`, it prints nothing extra.
-#[test]
 fn ingest_shows_progress_on_a_terminal_and_nothing_extra_when_piped() {
     let tmp = tempfile::tempdir().unwrap();
     let fixtures = project_dir().join("fixtures");
@@ -612,7 +605,6 @@ fn ingest_shows_progress_on_a_terminal_and_nothing_extra_when_piped() {
     assert!(seen.contains("created"), "{seen}");
 }
 
-#[test]
 fn a_registration_is_annulled_not_edited_and_its_replacement_is_linked() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -668,3 +660,15 @@ fn a_registration_is_annulled_not_edited_and_its_replacement_is_linked() {
         twice.stderr
     );
 }
+
+on_both_backends!(
+    ingest_list_show_export,
+    search_forgives_accents_and_word_endings,
+    mistyped_and_unknown_codes_are_clear_errors,
+    a_bad_pipeline_is_refused_with_every_problem,
+    check_finds_what_would_stop_the_start,
+    one_unreadable_path_does_not_stop_the_others,
+    hostile_and_truncated_inputs_never_crash_the_run,
+    ingest_shows_progress_on_a_terminal_and_nothing_extra_when_piped,
+    a_registration_is_annulled_not_edited_and_its_replacement_is_linked,
+);

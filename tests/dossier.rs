@@ -14,7 +14,6 @@ fn well_formed(text: &str) -> Vec<String> {
     re.find_iter(text).map(|m| m.as_str().to_string()).collect()
 }
 
-#[test]
 fn every_well_formed_fiscal_code_in_the_dev_requests_is_found_and_no_invalid_one_passes() {
     let Some(corpus) = corpus() else { return };
     let text = std::fs::read_to_string(corpus.join("requests/labeled-dev.jsonl")).unwrap();
@@ -69,7 +68,6 @@ fn every_well_formed_fiscal_code_in_the_dev_requests_is_found_and_no_invalid_one
     assert!(checked > 0, "no fiscal code in the dev requests");
 }
 
-#[test]
 fn fiscal_codes_inside_pec_envelopes_are_found() {
     let Some(corpus) = corpus() else { return };
     let tmp = tempfile::tempdir().unwrap();
@@ -101,7 +99,6 @@ fn fiscal_codes_inside_pec_envelopes_are_found() {
     assert!(found > 0, "no fiscal code in mail-it");
 }
 
-#[test]
 fn a_fax_and_an_email_about_the_same_pratica_share_a_case_dossier() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, inbox) = (tmp.path().join("data"), tmp.path().join("in"));
@@ -286,7 +283,6 @@ fn a_fax_and_an_email_about_the_same_pratica_share_a_case_dossier() {
     assert!(plain.contains("RSSMRA85T10A562S"));
 }
 
-#[test]
 fn tickets_from_the_same_sender_in_the_dev_mail_share_a_dossier() {
     let Some(corpus) = corpus() else { return };
     let tmp = tempfile::tempdir().unwrap();
@@ -327,3 +323,10 @@ fn tickets_from_the_same_sender_in_the_dev_mail_share_a_dossier() {
     }
     assert!(pairs > 0, "no dev messages with a sender");
 }
+
+on_both_backends!(
+    every_well_formed_fiscal_code_in_the_dev_requests_is_found_and_no_invalid_one_passes,
+    fiscal_codes_inside_pec_envelopes_are_found,
+    a_fax_and_an_email_about_the_same_pratica_share_a_case_dossier,
+    tickets_from_the_same_sender_in_the_dev_mail_share_a_dossier,
+);

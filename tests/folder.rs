@@ -12,7 +12,6 @@ fn tickets(data: &std::path::Path) -> Vec<serde_json::Value> {
     ok(data, &["export", "--jsonl"]).json_lines()
 }
 
-#[test]
 fn a_file_still_being_written_is_taken_only_when_complete() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
@@ -45,7 +44,6 @@ fn a_file_still_being_written_is_taken_only_when_complete() {
     assert_eq!(count_files(&drop), 0);
 }
 
-#[test]
 fn the_same_bytes_dropped_twice_make_one_ticket_and_a_duplicate_event() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
@@ -82,7 +80,6 @@ fn the_same_bytes_dropped_twice_make_one_ticket_and_a_duplicate_event() {
     );
 }
 
-#[test]
 fn sigkill_mid_batch_then_restart_loses_nothing_and_files_nothing_twice() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
@@ -135,7 +132,6 @@ fn sigkill_mid_batch_then_restart_loses_nothing_and_files_nothing_twice() {
     }
 }
 
-#[test]
 fn a_broken_file_goes_to_failed_with_a_reason_and_still_makes_a_flagged_ticket() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
@@ -164,7 +160,6 @@ fn a_broken_file_goes_to_failed_with_a_reason_and_still_makes_a_flagged_ticket()
     assert!(drop.join(".nascosto.pdf").exists() && drop.join("in-arrivo.pdf.part").exists());
 }
 
-#[test]
 fn a_source_this_build_cannot_run_is_refused_at_start_with_its_name() {
     let tmp = tempfile::tempdir().unwrap();
     let run = sportello(
@@ -188,3 +183,11 @@ fn a_source_this_build_cannot_run_is_refused_at_start_with_its_name() {
         );
     }
 }
+
+on_both_backends!(
+    a_file_still_being_written_is_taken_only_when_complete,
+    the_same_bytes_dropped_twice_make_one_ticket_and_a_duplicate_event,
+    sigkill_mid_batch_then_restart_loses_nothing_and_files_nothing_twice,
+    a_broken_file_goes_to_failed_with_a_reason_and_still_makes_a_flagged_ticket,
+    a_source_this_build_cannot_run_is_refused_at_start_with_its_name,
+);

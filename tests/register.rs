@@ -55,7 +55,6 @@ fn between<'a>(xml: &'a str, open: &str, close: &str) -> Vec<&'a str> {
         .collect()
 }
 
-#[test]
 fn a_registration_with_attachments_has_a_sealed_segnatura_that_validates_and_verifies() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -255,7 +254,6 @@ fn a_registration_with_attachments_has_a_sealed_segnatura_that_validates_and_ver
     }
 }
 
-#[test]
 fn the_daily_register_lists_a_days_registrations_and_annulments_and_is_written_once() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -408,7 +406,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[test]
 fn a_register_named_wrongly_is_refused_with_every_problem() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("bad.toml");
@@ -427,7 +424,6 @@ fn a_register_named_wrongly_is_refused_with_every_problem() {
 /// `run` writes the day before's register into `register_dir` by itself (here a day with no
 /// registrations: the register still says so, with its count and manifest), catches up on the
 /// days of the week before, and leaves a register already written as it is.
-#[test]
 fn run_writes_the_day_befores_register_by_itself() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -475,3 +471,10 @@ fn run_writes_the_day_befores_register_by_itself() {
         written
     );
 }
+
+on_both_backends!(
+    a_registration_with_attachments_has_a_sealed_segnatura_that_validates_and_verifies,
+    the_daily_register_lists_a_days_registrations_and_annulments_and_is_written_once,
+    a_register_named_wrongly_is_refused_with_every_problem,
+    run_writes_the_day_befores_register_by_itself,
+);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, ok, project_dir, sportello};
+use common::{bin, ok, project_dir, sportello, with_database};
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -29,7 +29,7 @@ impl Drop for Process {
 
 /// `sportello serve` on a free port; returns the process and its address.
 fn serve(data: &Path, pipeline: &Path) -> (Process, SocketAddr) {
-    let mut child = Command::new(bin())
+    let mut child = with_database(&mut Command::new(bin()))
         .arg("--data")
         .arg(data)
         .args(["serve", "--listen", "127.0.0.1:0", "--pipeline"])
@@ -534,7 +534,6 @@ async fn clerks_archivists_admins_and_citizens_in_a_real_browser() {
     c.close().await.unwrap();
 }
 
-#[test]
 fn sessions_csrf_roles_headers_and_downloads_over_http() {
     let f = fixture();
     let (_server, addr) = serve(&f.data, &f.pipeline);
@@ -927,7 +926,6 @@ fn sessions_csrf_roles_headers_and_downloads_over_http() {
     assert!(limited, "lookups are rate-limited");
 }
 
-#[test]
 fn two_web_servers_on_one_store_share_the_per_address_limits() {
     let f = fixture();
     let (_one, one) = serve(&f.data, &f.pipeline);
@@ -945,7 +943,6 @@ fn two_web_servers_on_one_store_share_the_per_address_limits() {
     assert!(statuses[20..].iter().all(|&s| s == 429), "{statuses:?}");
 }
 
-#[test]
 fn a_request_taken_at_the_desk_is_registered_with_its_documents() {
     let f = fixture();
     let (_server, addr) = serve(&f.data, &f.pipeline);
@@ -1051,7 +1048,6 @@ fn one_ticket_served(
     (server, addr, cookie, csrf, code)
 }
 
-#[test]
 fn statuses_change_in_a_pipeline_without_a_classify_stage() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, addr, cookie, csrf, code) =
@@ -1068,7 +1064,6 @@ fn statuses_change_in_a_pipeline_without_a_classify_stage() {
     assert_eq!(shown["status"], "closed");
 }
 
-#[test]
 fn a_voicemail_plays_on_its_ticket_and_a_clerk_writes_its_summary() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("msg0000.wav");
@@ -1098,7 +1093,6 @@ fn a_voicemail_plays_on_its_ticket_and_a_clerk_writes_its_summary() {
     assert!(page.contains("Chiede del contatore del gas"), "{page}");
 }
 
-#[test]
 fn guessing_a_password_is_slowed_and_an_admin_sees_and_releases_the_account() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, addr, _, _, _) =
@@ -1160,7 +1154,6 @@ fn post_body(
     )
 }
 
-#[test]
 fn the_json_api_files_a_request_answers_its_status_and_says_every_error_as_a_problem() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -1677,7 +1670,6 @@ fn post_bytes(
     (status, text)
 }
 
-#[test]
 fn the_citizens_form_refuses_bad_input_with_reasons_and_keeps_what_was_typed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -1768,7 +1760,6 @@ fn the_citizens_form_refuses_bad_input_with_reasons_and_keeps_what_was_typed() {
     assert_eq!(ok(&data, &["export", "--jsonl"]).json_lines().len(), 1);
 }
 
-#[test]
 fn an_admin_annuls_a_registration_after_confirming_and_a_clerk_cannot() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, addr, clerk, clerk_csrf, code) =
@@ -1799,7 +1790,7 @@ fn an_admin_annuls_a_registration_after_confirming_and_a_clerk_cannot() {
 
 /// An account made with `sportello users add`, its password on standard input.
 fn add_user(data: &Path, name: &str, role: &str, password: &str) {
-    let mut child = Command::new(bin())
+    let mut child = with_database(&mut Command::new(bin()))
         .arg("--data")
         .arg(data)
         .args(["users", "add", name, "--role", role, "--password-stdin"])
@@ -1813,7 +1804,6 @@ fn add_user(data: &Path, name: &str, role: &str, password: &str) {
 
 /// With a register and a seal, the ticket page links the registration's segnatura, which
 /// downloads sealed (only for people logged in).
-#[test]
 fn a_ticket_page_offers_its_sealed_segnatura() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -1874,3 +1864,16 @@ fn a_ticket_page_offers_its_sealed_segnatura() {
         String::from_utf8_lossy(&verified.stderr)
     );
 }
+
+on_both_backends!(
+    sessions_csrf_roles_headers_and_downloads_over_http,
+    two_web_servers_on_one_store_share_the_per_address_limits,
+    a_request_taken_at_the_desk_is_registered_with_its_documents,
+    statuses_change_in_a_pipeline_without_a_classify_stage,
+    a_voicemail_plays_on_its_ticket_and_a_clerk_writes_its_summary,
+    guessing_a_password_is_slowed_and_an_admin_sees_and_releases_the_account,
+    the_json_api_files_a_request_answers_its_status_and_says_every_error_as_a_problem,
+    the_citizens_form_refuses_bad_input_with_reasons_and_keeps_what_was_typed,
+    an_admin_annuls_a_registration_after_confirming_and_a_clerk_cannot,
+    a_ticket_page_offers_its_sealed_segnatura,
+);
