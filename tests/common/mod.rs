@@ -53,7 +53,7 @@ macro_rules! on_both_backends {
             $(#[test] fn $test() { super::$test() })*
         }
         mod postgres {
-            $(#[test] fn $test() { if crate::common::use_postgres() { super::$test() } })*
+            $(#[test] fn $test() { if $crate::common::use_postgres() { super::$test() } })*
         }
     };
 }
