@@ -5,6 +5,8 @@
 //!    tickets/s and peak RSS, against poppler's `pdftotext` run over the same files.
 //! 2. Search over 100,000 tickets: p50/p95 of `Store::search` (ranked, with snippets) against
 //!    a bare FTS5 MATCH on the same index.
+//! 3. PostgreSQL beside SQLite (`SPORTELLO_BENCH_ONLY=postgres`): queue, ingest, search, OCR
+//!    workers.
 
 use sportello::search::SearchQuery;
 use sportello::store::prelude::*;
@@ -43,6 +45,11 @@ fn main() {
         bench_queue(&texts);
         return;
     }
+    if only == "postgres" {
+        println!("== PostgreSQL beside SQLite");
+        bench_postgres(n_pdfs, n_tickets, &texts);
+        return;
+    }
     if only == "register" {
         println!("== daily register");
         bench_daily_register(&texts);
@@ -73,33 +80,191 @@ fn main() {
     bench_queue(&texts);
     println!("\n== search: {n_tickets} tickets");
     bench_search(n_tickets, &texts);
+    println!("\n== PostgreSQL beside SQLite");
+    bench_postgres(n_pdfs, n_tickets, &texts);
+}
+
+/// The PostgreSQL backend against SQLite in the same run, on a throwaway cluster that syncs
+/// to disk as SQLite does (`synchronous = FULL`): (1) the queue's claim + complete, one
+/// worker; (2) `sportello ingest` of `n_pdfs` born-digital PDFs, alternating backends, best of
+/// two each; (3) search p95 over `n_tickets`; (4) OCR of 20 fax pages by one and by two
+/// `sportello worker` processes on one PostgreSQL register.
+fn bench_postgres(n_pdfs: usize, n_tickets: usize, texts: &[(String, String)]) {
+    use sportello::store::{Database, DATABASE_ENV};
+    std::env::set_var("SPORTELLO_PG_FSYNC", "on");
+    let Some(_) = sportello::store::postgres::testing::database() else {
+        println!("no PostgreSQL on this machine: skipped (make bench installs it)");
+        return;
+    };
+    let fresh = || Database::Postgres(sportello::store::postgres::testing::database().unwrap());
+    let ticket = |i: usize| scanned_request(texts, i);
+
+    // (1) The queue: filing alone, then enqueue + claim + complete (which files) by one
+    // worker; the queue's own cost is the difference.
+    let n = 2_000;
+    let tickets: Vec<NewTicket> = (0..n).map(ticket).collect();
+    let mut rates = Vec::new();
+    for database in [Database::Sqlite, fresh(), Database::Sqlite, fresh()] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_at(&database, dir.path()).unwrap();
+        let started = Instant::now();
+        for t in &tickets {
+            store.file(t, "URP").unwrap();
+        }
+        let filing = started.elapsed();
+        let dir = tempfile::tempdir().unwrap();
+        let database = match database {
+            Database::Sqlite => Database::Sqlite,
+            Database::Postgres(_) => fresh(),
+        };
+        let mut store = Store::open_at(&database, dir.path()).unwrap();
+        for (i, t) in tickets.iter().enumerate() {
+            store.enqueue("{}", &t.intake.sha256, i as i64).unwrap();
+        }
+        let started = Instant::now();
+        let mut done = 0;
+        while let Some(job) = store.claim("bench", 1 << 40, 60, 3).unwrap() {
+            store
+                .complete(job.id, "bench", &tickets[done], "URP")
+                .unwrap();
+            done += 1;
+        }
+        assert_eq!(done, n);
+        let queued = started.elapsed();
+        let overhead = queued.saturating_sub(filing).as_secs_f64().max(1e-9);
+        println!(
+            "{}: filing alone {:.0} tickets/s; claim + complete (filing included) {:.0} jobs/s; the queue's own work {:.0} claim+complete/s",
+            store.backend(),
+            n as f64 / filing.as_secs_f64(),
+            n as f64 / queued.as_secs_f64(),
+            n as f64 / overhead
+        );
+        rates.push((store.backend(), n as f64 / queued.as_secs_f64()));
+    }
+    let best = |b: &str| {
+        rates
+            .iter()
+            .filter(|r| r.0 == b)
+            .map(|r| r.1)
+            .fold(0.0, f64::max)
+    };
+    println!(
+        "ratio: PostgreSQL's queue (filing included) {:.2}x SQLite's (best of two each)",
+        best("postgresql") / best("sqlite")
+    );
+
+    // (2) Ingest of born-digital PDFs with the real binary.
+    let tmp = tempfile::tempdir().unwrap();
+    let pdfs = born_digital_pdfs(tmp.path(), n_pdfs, texts);
+    let (mut sqlite, mut pg) = (Vec::new(), Vec::new());
+    for round in 0..4 {
+        let on_pg = round % 2 == 1;
+        let data = tmp.path().join(format!("data-{round}"));
+        let mut cmd = Command::new(bin());
+        cmd.arg("--data").arg(&data).arg("ingest").arg(&pdfs);
+        match (on_pg, fresh()) {
+            (true, Database::Postgres(url)) => cmd.env(DATABASE_ENV, url),
+            _ => cmd.env_remove(DATABASE_ENV),
+        };
+        let started = Instant::now();
+        assert!(cmd
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success());
+        let took = started.elapsed();
+        if on_pg {
+            pg.push(took)
+        } else {
+            sqlite.push(took)
+        }
+        let _ = std::fs::remove_dir_all(&data);
+    }
+    let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default().as_secs_f64();
+    let (s, p) = (n_pdfs as f64 / best(&sqlite), n_pdfs as f64 / best(&pg));
+    println!("ingest of {n_pdfs} PDFs: SQLite {s:.0} tickets/s, PostgreSQL {p:.0} tickets/s (best of 2 each, alternating)");
+    println!(
+        "ratio: PostgreSQL ingests at {:.0}% of SQLite's rate",
+        p / s * 100.0
+    );
+
+    // (3) Search over n_tickets, the same tickets in both.
+    let queries = SEARCHES;
+    let filter = TicketFilter {
+        limit: Some(20),
+        ..Default::default()
+    };
+    let mut p95s = Vec::new();
+    for database in [Database::Sqlite, fresh()] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open_at(&database, dir.path()).unwrap();
+        store.relax_durability_for_bulk_load().unwrap();
+        store.map_for_reads().unwrap();
+        let started = Instant::now();
+        let batch: Vec<NewTicket> = (0..n_tickets)
+            .map(|i| {
+                let mut t = ticket(i);
+                t.body = format!(
+                    "{}\nPratica n. {}/{} - rif. {i}",
+                    t.body,
+                    splitmix(i as u64) % 10_000,
+                    2009 + splitmix(i as u64 ^ 7) % 4
+                );
+                t.search_text = Some(sportello::store::SearchText::of(&t));
+                t
+            })
+            .collect();
+        for chunk in batch.chunks(200) {
+            let refs: Vec<&NewTicket> = chunk.iter().collect();
+            for r in store.file_batch(&refs, "URP") {
+                r.unwrap();
+            }
+        }
+        drop(batch);
+        let loaded = started.elapsed();
+        let mut times = Vec::new();
+        for round in 0..6 {
+            for q in &queries {
+                let parsed = SearchQuery::parse(q).unwrap();
+                let t = Instant::now();
+                store.search(&parsed, &filter).unwrap();
+                if round > 0 {
+                    times.push(t.elapsed());
+                }
+            }
+        }
+        let (p50, p95) = percentiles(&mut times);
+        println!(
+            "search over {n_tickets} tickets, {}: p50 {:.2} ms, p95 {:.2} ms (loaded in {:.0} s)",
+            store.backend(),
+            ms(p50),
+            ms(p95),
+            loaded.as_secs_f64()
+        );
+        p95s.push(ms(p95));
+    }
+    println!(
+        "ratio p95: PostgreSQL {:.2}x SQLite",
+        p95s[1] / p95s[0].max(0.001)
+    );
+
+    // (4) OCR of 20 fax pages by `sportello worker` processes on one PostgreSQL register.
+    let ocr = ocr_by_workers(texts, "on PostgreSQL", || match fresh() {
+        Database::Postgres(url) => Some(url),
+        Database::Sqlite => None,
+    });
+    println!(
+        "ratio: two workers on PostgreSQL {:.2}x one",
+        ocr[1] / ocr[0]
+    );
 }
 
 /// The work queue: (1) its overhead, claim + complete (which files the ticket) against filing
 /// the same tickets directly, on one store; (2) `sportello worker` processes on 20 fax pages,
 /// two against one, in one run.
 fn bench_queue(texts: &[(String, String)]) {
-    use sportello::testdata::{scan, Scan};
     let n = 2_000;
-    let ticket = |i: usize| {
-        let (subject, body) = &texts[i % texts.len()];
-        let intake = Intake {
-            source: "bench".into(),
-            name: format!("q{i}"),
-            sha256: format!("{i:064x}"),
-            size: body.len() as u64,
-            mtime_ns: None,
-        };
-        let mut t = NewTicket::arriving(
-            sportello::model::Channel::Scanner,
-            "2010-06-01T10:00:00Z".into(),
-            Default::default(),
-            intake,
-        );
-        t.subject = subject.clone();
-        t.body = body.clone();
-        t
-    };
+    let ticket = |i: usize| scanned_request(texts, i);
     let tickets: Vec<NewTicket> = (0..n).map(ticket).collect();
     let direct = tempfile::tempdir().unwrap();
     let mut store = Store::open(direct.path()).unwrap();
@@ -131,52 +296,7 @@ fn bench_queue(texts: &[(String, String)]) {
     );
 
     // (2) 20 fax pages, each its own item, by one worker process, then by two.
-    let pages = tempfile::tempdir().unwrap();
-    for (i, (subject, body)) in texts
-        .iter()
-        .filter(|(_, b)| b.len() > 300)
-        .take(20)
-        .enumerate()
-    {
-        let tiff = scan(&letter_pdf(subject, body), Scan::FaxFine, 0).expect("pdftoppm");
-        std::fs::write(pages.path().join(format!("fax-{i:02}.tif")), tiff).unwrap();
-    }
-    let mut rates = Vec::new();
-    for workers in [1, 2] {
-        let data = tempfile::tempdir().unwrap();
-        let status = Command::new(bin())
-            .arg("--data")
-            .arg(data.path())
-            .args(["ingest", "--enqueue", "--channel", "fax"])
-            .arg(pages.path())
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let started = Instant::now();
-        let children: Vec<_> = (0..workers)
-            .map(|_| {
-                Command::new(bin())
-                    .arg("--data")
-                    .arg(data.path())
-                    .args(["worker", "--once"])
-                    .env_remove("OMP_THREAD_LIMIT")
-                    .stdout(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for mut c in children {
-            assert!(c.wait().unwrap().success());
-        }
-        let wall = started.elapsed();
-        rates.push(20.0 / wall.as_secs_f64());
-        println!(
-            "OCR of 20 fax pages by {workers} `sportello worker` process(es): {:.2} pages/s ({:.1} s)",
-            rates[rates.len() - 1],
-            wall.as_secs_f64()
-        );
-    }
+    let rates = ocr_by_workers(texts, "", || None);
     println!("ratio: two workers {:.2}x one", rates[1] / rates[0]);
 }
 
@@ -502,19 +622,25 @@ fn peak_rss_of_children_kb() -> i64 {
     usage.ru_maxrss
 }
 
-fn bench_ingest(n: usize, texts: &[(String, String)]) {
-    let tmp = tempfile::tempdir().unwrap();
-    let drop = tmp.path().join("pdfs");
-    std::fs::create_dir_all(&drop).unwrap();
+/// `n` one-page letters as born-digital PDFs in `dir/pdfs` (`doc-00000.pdf`…).
+fn born_digital_pdfs(dir: &Path, n: usize, texts: &[(String, String)]) -> std::path::PathBuf {
+    let pdfs = dir.join("pdfs");
+    std::fs::create_dir_all(&pdfs).unwrap();
     for i in 0..n {
         let (subject, body) = &texts[i % texts.len()];
         let body: String = body.chars().take(2500).collect();
         std::fs::write(
-            drop.join(format!("doc-{i:05}.pdf")),
+            pdfs.join(format!("doc-{i:05}.pdf")),
             letter_pdf(subject, &format!("{body}\nRif. {i}")),
         )
         .unwrap();
     }
+    pdfs
+}
+
+fn bench_ingest(n: usize, texts: &[(String, String)]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let drop = born_digital_pdfs(tmp.path(), n, texts);
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/sportello");
     assert!(
         bin.exists(),
@@ -664,28 +790,7 @@ fn bench_search(n: usize, texts: &[(String, String)]) {
         }
     }
     println!("loaded in {:.1} s", started.elapsed().as_secs_f64());
-    let queries = [
-        "gas",
-        "allaccio",
-        "contributo autonoma sistemazione",
-        "\"autonoma sistemazione\"",
-        "macerie",
-        "citta",
-        "agibilita",
-        "contatore",
-        "ricostruzione pesante",
-        "MAP Paganica",
-        "bolletta acqua",
-        "tributi sospensione",
-        "alloggio CASE",
-        "sopralluogo",
-        "ascensore",
-        "voltura",
-        "rimborso",
-        "graduatoria",
-        "pratica",
-        "esito E",
-    ];
+    let queries = SEARCHES;
     let filter = TicketFilter {
         limit: Some(20),
         ..Default::default()
@@ -976,6 +1081,110 @@ fn bench_web(data: &Path, queries: &[&str], codes: &[String], store_search_p95_m
 }
 
 /// A well-mixed hash of `x` (SplitMix64), for evenly spread synthetic keys.
+/// Pages/s of 20 fax pages (each its own item) queued, then worked off by one and by two
+/// `sportello worker` processes, each run on a fresh register (`database()`: a PostgreSQL
+/// URL, or None for SQLite in the data dir).
+fn ocr_by_workers(
+    texts: &[(String, String)],
+    on: &str,
+    database: impl Fn() -> Option<String>,
+) -> Vec<f64> {
+    use sportello::store::DATABASE_ENV;
+    use sportello::testdata::{scan, Scan};
+    let pages = tempfile::tempdir().unwrap();
+    for (i, (subject, body)) in texts
+        .iter()
+        .filter(|(_, b)| b.len() > 300)
+        .take(20)
+        .enumerate()
+    {
+        let tiff = scan(&letter_pdf(subject, body), Scan::FaxFine, 0).expect("pdftoppm");
+        std::fs::write(pages.path().join(format!("fax-{i:02}.tif")), tiff).unwrap();
+    }
+    let mut rates = Vec::new();
+    for workers in [1, 2] {
+        let url = database();
+        let data = tempfile::tempdir().unwrap();
+        let command = |args: &[&str]| {
+            let mut c = Command::new(bin());
+            c.arg("--data").arg(data.path()).args(args);
+            match &url {
+                Some(url) => c.env(DATABASE_ENV, url),
+                None => c.env_remove(DATABASE_ENV),
+            };
+            c.stdout(std::process::Stdio::null());
+            c
+        };
+        let mut enqueue = command(&["ingest", "--enqueue", "--channel", "fax"]);
+        assert!(enqueue.arg(pages.path()).status().unwrap().success());
+        let started = Instant::now();
+        let children: Vec<_> = (0..workers)
+            .map(|_| {
+                command(&["worker", "--once"])
+                    .env_remove("OMP_THREAD_LIMIT")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+        let wall = started.elapsed();
+        rates.push(20.0 / wall.as_secs_f64());
+        println!(
+            "OCR of 20 fax pages by {workers} `sportello worker` process(es) {on}: {:.2} pages/s ({:.1} s)",
+            rates[rates.len() - 1],
+            wall.as_secs_f64()
+        );
+    }
+    rates
+}
+
+/// Request `i` of the texts as a scanned letter's ticket (its bytes' hash made from `i`).
+fn scanned_request(texts: &[(String, String)], i: usize) -> NewTicket {
+    let (subject, body) = &texts[i % texts.len()];
+    let intake = Intake {
+        source: "bench".into(),
+        name: format!("q{i}"),
+        sha256: format!("{i:064x}"),
+        size: body.len() as u64,
+        mtime_ns: None,
+    };
+    let mut t = NewTicket::arriving(
+        sportello::model::Channel::Scanner,
+        "2010-06-01T10:00:00Z".into(),
+        Default::default(),
+        intake,
+    );
+    t.subject = subject.clone();
+    t.body = body.clone();
+    t
+}
+
+/// The archivists' queries every search benchmark times.
+const SEARCHES: [&str; 20] = [
+    "gas",
+    "allaccio",
+    "contributo autonoma sistemazione",
+    "\"autonoma sistemazione\"",
+    "macerie",
+    "citta",
+    "agibilita",
+    "contatore",
+    "ricostruzione pesante",
+    "MAP Paganica",
+    "bolletta acqua",
+    "tributi sospensione",
+    "alloggio CASE",
+    "sopralluogo",
+    "ascensore",
+    "voltura",
+    "rimborso",
+    "graduatoria",
+    "pratica",
+    "esito E",
+];
+
 fn splitmix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E3779B97F4A7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);

@@ -6,7 +6,7 @@ use crate::domain::dossier::{Links, Reason};
 use crate::entities::Kind as EntityKind;
 use crate::model::DossierLink;
 
-pub(super) fn entities_of(c: &mut impl GenericClient, ticket_id: i64) -> Result<Vec<Entity>> {
+pub(super) fn entities_of(c: &mut dyn Sql, ticket_id: i64) -> Result<Vec<Entity>> {
     let rows = c.query(
         "SELECT kind, value, valid, confidence, place, raw FROM entities WHERE ticket_id = $1 ORDER BY id",
         &[&ticket_id],
@@ -28,7 +28,7 @@ pub(super) fn entities_of(c: &mut impl GenericClient, ticket_id: i64) -> Result<
 }
 
 /// The tickets one ticket is linked to directly, with the reasons.
-pub(super) fn direct_links(c: &mut impl GenericClient, ticket_id: i64) -> Result<Vec<DossierLink>> {
+pub(super) fn direct_links(c: &mut dyn Sql, ticket_id: i64) -> Result<Vec<DossierLink>> {
     Ok(links(c, ticket_id, true)?
         .into_iter()
         .map(|(_, link, _)| link)
@@ -38,7 +38,7 @@ pub(super) fn direct_links(c: &mut impl GenericClient, ticket_id: i64) -> Result
 /// Direct links as (other ticket, link, is it a person link); case links only when
 /// `with_cases`.
 fn links(
-    c: &mut impl GenericClient,
+    c: &mut dyn Sql,
     ticket_id: i64,
     with_cases: bool,
 ) -> Result<Vec<(i64, DossierLink, bool)>> {
@@ -115,7 +115,7 @@ fn links(
 
 /// A link to ticket `id` as shown in a dossier.
 fn link_to(
-    c: &mut impl GenericClient,
+    c: &mut dyn Sql,
     id: i64,
     reasons: Vec<String>,
     suggested: bool,
@@ -141,7 +141,7 @@ fn link_to(
 /// The tickets reachable from `start`: the start tickets' own links of every kind, then person
 /// links onwards. Case links are not followed further: a technician's many cases would
 /// otherwise join unrelated citizens.
-fn dossier_from(c: &mut impl GenericClient, start: Vec<i64>) -> Result<Vec<DossierLink>> {
+fn dossier_from(c: &mut dyn Sql, start: Vec<i64>) -> Result<Vec<DossierLink>> {
     const MAX: usize = 500;
     let mut seen: std::collections::HashSet<String> = Default::default();
     for &id in &start {

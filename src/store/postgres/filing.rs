@@ -5,12 +5,11 @@
 use super::search::{index_ticket, write_search_text};
 use super::*;
 use crate::domain::filing::{decide, reopened_by_message, Direction, Lookups, Plan, TicketId};
-use ::postgres::Transaction;
 
 pub(super) use crate::domain::filing::protocol as protocol_string;
 
 /// The filing decision's questions, answered inside the filing transaction.
-struct InTx<'a, 'b>(&'a mut Transaction<'b>);
+struct InTx<'a, 'b>(&'a mut (dyn Sql + 'b));
 
 impl Lookups for InTx<'_, '_> {
     type Error = StoreError;
@@ -57,7 +56,7 @@ impl Lookups for InTx<'_, '_> {
 }
 
 /// Files one item inside the caller's transaction, which holds the filing lock.
-pub(super) fn file_in(tx: &mut Transaction, new: &NewTicket, code_prefix: &str) -> Result<Filed> {
+pub(super) fn file_in(tx: &mut dyn Sql, new: &NewTicket, code_prefix: &str) -> Result<Filed> {
     let now = now_rfc3339();
     match decide(new, &mut InTx(tx))? {
         Plan::AlreadyFiled { code, .. } => Ok(Filed::AlreadyFiled { code }),
@@ -103,12 +102,12 @@ pub(super) fn file_in(tx: &mut Transaction, new: &NewTicket, code_prefix: &str) 
 }
 
 /// Takes the filing lock for the rest of the transaction.
-pub(super) fn lock_filing(tx: &mut Transaction) -> Result<()> {
+pub(super) fn lock_filing(tx: &mut dyn Sql) -> Result<()> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FILING_LOCK])?;
     Ok(())
 }
 
-fn code_of(c: &mut impl GenericClient, ticket: TicketId) -> Result<String> {
+fn code_of(c: &mut dyn Sql, ticket: TicketId) -> Result<String> {
     let r = c.query_one("SELECT code FROM tickets WHERE id = $1", &[&ticket])?;
     col(&r, 0)
 }
@@ -118,7 +117,7 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 }
 
 /// A new ticket: protocol number, tracking code, documents, entities, history, index.
-fn create(tx: &mut Transaction, new: &NewTicket, code_prefix: &str, now: &str) -> Result<Filed> {
+fn create(tx: &mut dyn Sql, new: &NewTicket, code_prefix: &str, now: &str) -> Result<Filed> {
     let year = crate::domain::filing::protocol_year(now)
         .ok_or_else(|| StoreError::Corrupt(format!("clock gave {now}")))?;
     // The counter's row stays locked until commit: another machine's ticket waits for this
@@ -130,41 +129,41 @@ fn create(tx: &mut Transaction, new: &NewTicket, code_prefix: &str, now: &str) -
     )?;
     let number: i64 = col(&r, 0)?;
     let attention = (!new.attention.is_empty()).then(|| new.attention.join("; "));
+    let s = &new.sender;
+    let confidence = new.topic_confidence.map(f64::from);
+    let (secondary, guesses) = (json(&new.secondary_topics), json(&new.topic_guesses));
     let mut rng = rand::thread_rng();
-    let mut code = String::new();
-    for attempt in 0.. {
-        code = code::generate(code_prefix, &mut rng);
-        let r = tx.query_one(
-            "SELECT EXISTS(SELECT 1 FROM tickets WHERE code = $1)",
-            &[&code],
+    // A code already taken (one chance in millions) inserts nothing, and another is drawn;
+    // asking first would cost every ticket a round trip.
+    let mut attempt = 0;
+    let (code, ticket_id) = loop {
+        let code = code::generate(code_prefix, &mut rng);
+        let r = tx.query_opt(
+            "INSERT INTO tickets (code, protocol_year, protocol_number, channel, received_at, registered_at,
+                sender_name, sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence,
+                topic_reason, status, office, needs_attention, attention_reason, parent_code, intake_sha256,
+                secondary_topics, topic_guesses)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'new', $16, $17, $18,
+                $19, $20, $21, $22)
+             ON CONFLICT (code) DO NOTHING
+             RETURNING id",
+            &[
+                &code, &year, &number, &new.channel.as_str(), &new.received_at, &now,
+                &s.name, &s.email, &s.fax, &s.phone, &new.subject, &new.body, &new.topic, &confidence,
+                &new.topic_reason, &new.office, &attention.is_some(), &attention, &new.parent,
+                &new.intake.sha256, &secondary, &guesses,
+            ],
         )?;
-        if !col::<bool>(&r, 0)? {
-            break;
+        if let Some(r) = r {
+            break (code, col::<i64>(&r, 0)?);
         }
+        attempt += 1;
         if attempt > 100 {
             return Err(StoreError::Corrupt(
                 "cannot find a free tracking code".into(),
             ));
         }
-    }
-    let s = &new.sender;
-    let confidence = new.topic_confidence.map(f64::from);
-    let r = tx.query_one(
-        "INSERT INTO tickets (code, protocol_year, protocol_number, channel, received_at, registered_at,
-            sender_name, sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence,
-            topic_reason, status, office, needs_attention, attention_reason, parent_code, intake_sha256,
-            secondary_topics, topic_guesses)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'new', $16, $17, $18,
-            $19, $20, $21, $22)
-         RETURNING id",
-        &[
-            &code, &year, &number, &new.channel.as_str(), &new.received_at, &now,
-            &s.name, &s.email, &s.fax, &s.phone, &new.subject, &new.body, &new.topic, &confidence,
-            &new.topic_reason, &new.office, &attention.is_some(), &attention, &new.parent,
-            &new.intake.sha256, &json(&new.secondary_topics), &json(&new.topic_guesses),
-        ],
-    )?;
-    let ticket_id: i64 = col(&r, 0)?;
+    };
     for (ord, d) in new.documents.iter().enumerate() {
         insert_document(tx, ticket_id, ord as i64, d)?;
     }
@@ -176,21 +175,20 @@ fn create(tx: &mut Transaction, new: &NewTicket, code_prefix: &str, now: &str) -
         source: new.intake.source.clone(),
         name: new.intake.name.clone(),
     };
-    system_event(tx, ticket_id, now, &created)?;
+    let mut events = vec![created];
     if let Some(topic) = &new.topic {
-        let classified = Happened::Classified {
+        events.push(Happened::Classified {
             topic: topic.clone(),
             confidence: new.topic_confidence,
             reason: new.topic_reason.clone(),
-        };
-        system_event(tx, ticket_id, now, &classified)?;
+        });
     }
     if let Some(reason) = &attention {
-        let flagged = Happened::NeedsAttention {
+        events.push(Happened::NeedsAttention {
             reason: reason.clone(),
-        };
-        system_event(tx, ticket_id, now, &flagged)?;
+        });
     }
+    system_events(tx, ticket_id, now, &events)?;
     insert_entities(tx, ticket_id, &new.entities)?;
     if let Some(mail) = &new.mail {
         record_mail(tx, ticket_id, mail, now)?;
@@ -202,7 +200,7 @@ fn create(tx: &mut Transaction, new: &NewTicket, code_prefix: &str, now: &str) -
     Ok(Filed::Created { code, protocol })
 }
 
-fn insert_intake(c: &mut impl GenericClient, ticket_id: i64, i: &Intake, now: &str) -> Result<()> {
+fn insert_intake(c: &mut dyn Sql, ticket_id: i64, i: &Intake, now: &str) -> Result<()> {
     c.execute(
         "INSERT INTO intakes (ticket_id, source, name, sha256, size, mtime_ns, at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -219,12 +217,7 @@ fn insert_intake(c: &mut impl GenericClient, ticket_id: i64, i: &Intake, now: &s
     Ok(())
 }
 
-fn insert_document(
-    c: &mut impl GenericClient,
-    ticket_id: i64,
-    ord: i64,
-    d: &NewDocument,
-) -> Result<()> {
+fn insert_document(c: &mut dyn Sql, ticket_id: i64, ord: i64, d: &NewDocument) -> Result<()> {
     let doc = &d.doc;
     let page_texts =
         serde_json::to_string(&d.page_texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -244,7 +237,7 @@ fn insert_document(
 
 /// A Message-ID of the ticket's thread: answers to it join the ticket.
 pub(super) fn remember_message(
-    c: &mut impl GenericClient,
+    c: &mut dyn Sql,
     message_id: &str,
     ticket_id: TicketId,
     direction: Direction,
@@ -257,24 +250,55 @@ pub(super) fn remember_message(
     Ok(())
 }
 
-fn insert_entities(
-    c: &mut impl GenericClient,
-    ticket_id: TicketId,
-    entities: &[Entity],
-) -> Result<()> {
-    for e in entities {
+/// `VALUES ($1, …), (…)`: `rows` rows of `width` parameters each.
+fn values(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let marks: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Events the pipeline records on one ticket, in one statement (in their order).
+fn system_events(c: &mut dyn Sql, ticket_id: i64, at: &str, events: &[Happened]) -> Result<()> {
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind().as_str()).collect();
+    let details: Vec<String> = events.iter().map(|e| e.detail().to_string()).collect();
+    let mut params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = Vec::new();
+    for (kind, detail) in kinds.iter().zip(&details) {
+        let row: [&(dyn ::postgres::types::ToSql + Sync); 5] =
+            [&ticket_id, &at, &"sportello", kind, detail];
+        params.extend(row);
+    }
+    c.execute(
+        &format!(
+            "INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES {}",
+            values(events.len(), 5)
+        ),
+        &params,
+    )?;
+    Ok(())
+}
+
+fn insert_entities(c: &mut dyn Sql, ticket_id: TicketId, entities: &[Entity]) -> Result<()> {
+    // In one statement, a chunk at a time (statements are kept by their text).
+    for chunk in entities.chunks(16) {
+        let kinds: Vec<&str> = chunk.iter().map(|e| e.kind.as_str()).collect();
+        let confidences: Vec<f64> = chunk.iter().map(|e| f64::from(e.confidence)).collect();
+        let mut params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = Vec::new();
+        for ((e, kind), confidence) in chunk.iter().zip(&kinds).zip(&confidences) {
+            let row: [&(dyn ::postgres::types::ToSql + Sync); 7] = [
+                &ticket_id, kind, &e.value, &e.valid, confidence, &e.place, &e.raw,
+            ];
+            params.extend(row);
+        }
         c.execute(
-            "INSERT INTO entities (ticket_id, kind, value, valid, confidence, place, raw)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &ticket_id,
-                &e.kind.as_str(),
-                &e.value,
-                &e.valid,
-                &f64::from(e.confidence),
-                &e.place,
-                &e.raw,
-            ],
+            &format!(
+                "INSERT INTO entities (ticket_id, kind, value, valid, confidence, place, raw) VALUES {}",
+                values(chunk.len(), 7)
+            ),
+            &params,
         )?;
     }
     Ok(())
@@ -282,12 +306,7 @@ fn insert_entities(
 
 /// A citizen's message joins their ticket: its history, documents, entities and index; a
 /// ticket that waited for them, or was closed, is open again.
-fn join_thread(
-    tx: &mut Transaction,
-    ticket_id: TicketId,
-    new: &NewTicket,
-    now: &str,
-) -> Result<Filed> {
+fn join_thread(tx: &mut dyn Sql, ticket_id: TicketId, new: &NewTicket, now: &str) -> Result<Filed> {
     let received = Happened::MessageReceived {
         from: new.sender.email.clone(),
         subject: new.subject.clone(),
@@ -325,7 +344,7 @@ fn join_thread(
 
 /// Adds the item's documents after the ticket's own, and its intake; returns the code.
 fn append_documents(
-    tx: &mut Transaction,
+    tx: &mut dyn Sql,
     ticket_id: i64,
     new: &NewTicket,
     now: &str,
@@ -343,7 +362,7 @@ fn append_documents(
 }
 
 /// For a new ticket from a message: its Message-ID, the PEC facts, the acknowledgement.
-fn record_mail(tx: &mut Transaction, ticket_id: i64, mail: &MailFacts, now: &str) -> Result<()> {
+fn record_mail(tx: &mut dyn Sql, ticket_id: i64, mail: &MailFacts, now: &str) -> Result<()> {
     if let Some(id) = &mail.message_id {
         remember_message(tx, id, ticket_id, Direction::In)?;
     }
@@ -365,7 +384,7 @@ fn record_mail(tx: &mut Transaction, ticket_id: i64, mail: &MailFacts, now: &str
 
 /// Queues one acknowledgement in the outbox, unless its address had its hourly share.
 fn queue_ack(
-    tx: &mut Transaction,
+    tx: &mut dyn Sql,
     ticket_id: i64,
     ack: &AckRequest,
     in_reply_to: Option<&str>,

@@ -14,7 +14,7 @@ const SETTLED: &str = "topic IS NOT NULL AND topic != $1 AND (topic_reviewed OR 
 
 /// Called in the transaction that closes a ticket: a ticket closed with a topic nobody
 /// changed is the clerk's word that the topic was right.
-pub(super) fn settled_by_closing(tx: &mut ::postgres::Transaction, ticket_id: i64) -> Result<()> {
+pub(super) fn settled_by_closing(tx: &mut dyn Sql, ticket_id: i64) -> Result<()> {
     let r = tx.query_one(
         "SELECT topic, topic_reviewed FROM tickets WHERE id = $1",
         &[&ticket_id],

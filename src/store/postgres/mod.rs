@@ -23,7 +23,8 @@ mod web;
 
 use super::*;
 use crate::domain::Happened;
-use ::postgres::{Client, GenericClient, NoTls};
+use ::postgres::types::ToSql;
+use ::postgres::{Client, GenericClient, NoTls, Row, Statement};
 pub(in crate::store) use learning::labelled_fingerprint;
 pub(in crate::store) use search::index_ticket as reindex;
 use std::cell::RefCell;
@@ -41,7 +42,7 @@ pub struct PgStore {
     url: String,
     /// Every method takes the connection for its own statements only, never across a call
     /// to another method, so the borrow is never held twice.
-    client: RefCell<Client>,
+    conn: RefCell<Conn>,
     blobs: BlobStore,
     data_dir: PathBuf,
 }
@@ -83,7 +84,10 @@ impl PgStore {
         schema::migrate(&mut client, url)?;
         Ok(PgStore {
             url: url.to_string(),
-            client: RefCell::new(client),
+            conn: RefCell::new(Conn {
+                client,
+                statements: HashMap::new(),
+            }),
             blobs: BlobStore::new(data_dir),
             data_dir: data_dir.to_path_buf(),
         })
@@ -132,22 +136,26 @@ impl PgStore {
     }
 
     /// Runs `f` in one transaction, committed when it returns Ok.
-    fn write<T>(&mut self, f: impl FnOnce(&mut ::postgres::Transaction) -> Result<T>) -> Result<T> {
-        let mut client = self.client.borrow_mut();
+    fn write<T>(&mut self, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.borrow_mut();
+        let Conn { client, statements } = &mut *conn;
         let mut tx = client.transaction()?;
-        let out = f(&mut tx)?;
+        let out = f(&mut InTransaction {
+            tx: &mut tx,
+            statements,
+        })?;
         tx.commit()?;
         Ok(out)
     }
 
     /// The connection, for the migration's bulk copy.
     pub(in crate::store) fn connection(&self) -> std::cell::RefMut<'_, Client> {
-        self.client.borrow_mut()
+        std::cell::RefMut::map(self.conn.borrow_mut(), |c| &mut c.client)
     }
 
     /// The connection, for reads.
-    fn read(&self) -> std::cell::RefMut<'_, Client> {
-        self.client.borrow_mut()
+    fn read(&self) -> std::cell::RefMut<'_, Conn> {
+        self.conn.borrow_mut()
     }
 }
 
@@ -160,6 +168,144 @@ pub struct PgLeadership {
 impl std::fmt::Debug for PgLeadership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PgLeadership")
+    }
+}
+
+/// A connection with the statements it prepared: each SQL text is parsed and planned by the
+/// server once per connection, not once per use (which doubled the round trips of filing).
+pub(super) struct Conn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// A transaction of a [`Conn`], using and filling its statements.
+struct InTransaction<'a, 'b> {
+    tx: &'a mut ::postgres::Transaction<'b>,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// What the backend's SQL runs on: a connection or one of its transactions, statements
+/// prepared once (see [`Conn`]).
+pub(super) trait Sql {
+    fn statement(&mut self, sql: &str) -> Result<Statement>;
+    fn client(&mut self) -> &mut dyn ClientLike;
+
+    fn query(&mut self, sql: &str, params: Params) -> Result<Vec<Row>> {
+        let s = self.statement(sql)?;
+        Ok(self.client().query_stmt(&s, params)?)
+    }
+
+    fn query_one(&mut self, sql: &str, params: Params) -> Result<Row> {
+        let mut rows = self.query(sql, params)?;
+        match rows.len() {
+            1 => Ok(rows.remove(0)),
+            n => Err(StoreError::Database(format!(
+                "expected one row, got {n}: {}",
+                sql.split_whitespace().collect::<Vec<_>>().join(" ")
+            ))),
+        }
+    }
+
+    fn query_opt(&mut self, sql: &str, params: Params) -> Result<Option<Row>> {
+        let mut rows = self.query(sql, params)?;
+        Ok((!rows.is_empty()).then(|| rows.remove(0)))
+    }
+
+    fn execute(&mut self, sql: &str, params: Params) -> Result<u64> {
+        let s = self.statement(sql)?;
+        Ok(self.client().execute_stmt(&s, params)?)
+    }
+
+    fn batch_execute(&mut self, sql: &str) -> Result<()> {
+        Ok(self.client().batch(sql)?)
+    }
+}
+
+/// The calls of `postgres`'s `GenericClient` this backend uses, object-safe.
+pub(super) trait ClientLike {
+    fn query_stmt(
+        &mut self,
+        s: &Statement,
+        params: Params,
+    ) -> std::result::Result<Vec<Row>, ::postgres::Error>;
+    fn execute_stmt(
+        &mut self,
+        s: &Statement,
+        params: Params,
+    ) -> std::result::Result<u64, ::postgres::Error>;
+    fn prepare_sql(&mut self, sql: &str) -> std::result::Result<Statement, ::postgres::Error>;
+    fn batch(&mut self, sql: &str) -> std::result::Result<(), ::postgres::Error>;
+}
+
+impl<C: GenericClient> ClientLike for C {
+    fn query_stmt(
+        &mut self,
+        s: &Statement,
+        params: Params,
+    ) -> std::result::Result<Vec<Row>, ::postgres::Error> {
+        GenericClient::query(self, s, params)
+    }
+    fn execute_stmt(
+        &mut self,
+        s: &Statement,
+        params: Params,
+    ) -> std::result::Result<u64, ::postgres::Error> {
+        GenericClient::execute(self, s, params)
+    }
+    fn prepare_sql(&mut self, sql: &str) -> std::result::Result<Statement, ::postgres::Error> {
+        GenericClient::prepare(self, sql)
+    }
+    fn batch(&mut self, sql: &str) -> std::result::Result<(), ::postgres::Error> {
+        GenericClient::batch_execute(self, sql)
+    }
+}
+
+/// Statements kept per connection, at most this many (texts built from filters vary).
+const STATEMENTS_KEPT: usize = 256;
+
+fn cached(
+    statements: &mut HashMap<String, Statement>,
+    client: &mut dyn ClientLike,
+    sql: &str,
+) -> Result<Statement> {
+    if let Some(s) = statements.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = client.prepare_sql(sql)?;
+    if statements.len() >= STATEMENTS_KEPT {
+        statements.clear();
+    }
+    statements.insert(sql.to_string(), s.clone());
+    Ok(s)
+}
+
+impl Sql for Conn {
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        cached(&mut self.statements, &mut self.client, sql)
+    }
+    fn client(&mut self) -> &mut dyn ClientLike {
+        &mut self.client
+    }
+}
+
+/// A bare transaction (the migration's): statements prepared at each use.
+impl Sql for ::postgres::Transaction<'_> {
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        Ok(self.prepare_sql(sql)?)
+    }
+    fn client(&mut self) -> &mut dyn ClientLike {
+        self
+    }
+}
+
+impl Sql for InTransaction<'_, '_> {
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        cached(self.statements, self.tx, sql)
+    }
+    fn client(&mut self) -> &mut dyn ClientLike {
+        self.tx
     }
 }
 
@@ -177,7 +323,7 @@ where
 }
 
 /// The ticket id and canonical code for what a person typed.
-fn ticket_id(c: &mut impl GenericClient, code_input: &str) -> Result<(i64, String)> {
+fn ticket_id(c: &mut dyn Sql, code_input: &str) -> Result<(i64, String)> {
     let code = code::parse(code_input)?;
     match c.query_opt("SELECT id FROM tickets WHERE code = $1", &[&code])? {
         Some(r) => Ok((col(&r, 0)?, code)),
@@ -186,7 +332,7 @@ fn ticket_id(c: &mut impl GenericClient, code_input: &str) -> Result<(i64, Strin
 }
 
 /// Adds one to a row of `counters` (created at 1) and returns its new value.
-fn bump_counter(c: &mut impl GenericClient, name: &str) -> Result<i64> {
+fn bump_counter(c: &mut dyn Sql, name: &str) -> Result<i64> {
     let r = c.query_one(
         "INSERT INTO counters(name, value) VALUES ($1, 1)
          ON CONFLICT(name) DO UPDATE SET value = counters.value + 1 RETURNING value",
@@ -196,17 +342,12 @@ fn bump_counter(c: &mut impl GenericClient, name: &str) -> Result<i64> {
 }
 
 /// An event the pipeline itself records (actor `sportello`).
-fn system_event(
-    c: &mut impl GenericClient,
-    ticket_id: i64,
-    at: &str,
-    happened: &Happened,
-) -> Result<()> {
+fn system_event(c: &mut dyn Sql, ticket_id: i64, at: &str, happened: &Happened) -> Result<()> {
     insert_event(c, ticket_id, at, "sportello", happened)
 }
 
 fn insert_event(
-    c: &mut impl GenericClient,
+    c: &mut dyn Sql,
     ticket_id: i64,
     at: &str,
     actor: &str,
@@ -337,7 +478,7 @@ mod tests {
             "DELETE FROM events",
         ] {
             let err = store.read().execute(sql, &[]).unwrap_err();
-            let err = StoreError::from(err).to_string();
+            let err = err.to_string();
             assert!(
                 err.contains("written once")
                     || err.contains("never deleted")
@@ -350,9 +491,7 @@ mod tests {
             .read()
             .execute("UPDATE tickets SET annul_reason = 'altro'", &[])
             .unwrap_err();
-        assert!(StoreError::from(err)
-            .to_string()
-            .contains("annulment is written once"));
+        assert!(err.to_string().contains("annulment is written once"));
         assert!(store.route(&code, "Servizio gas", "anna").unwrap());
         assert!(store.set_status(&code, Status::Closed, "anna").unwrap());
     }

@@ -7,7 +7,7 @@ use crate::domain::filing::Direction;
 
 /// When a request is concluded, its citizen is told the way their acknowledgement went
 /// (queued in the closing's own transaction); no acknowledgement, no notice.
-pub(super) fn queue_closed_notice(tx: &mut ::postgres::Transaction, ticket_id: i64) -> Result<()> {
+pub(super) fn queue_closed_notice(tx: &mut dyn Sql, ticket_id: i64) -> Result<()> {
     let Some(r) = tx.query_opt(
         "SELECT to_addr, via, message_id, in_reply_to, language FROM outbox
          WHERE ticket_id = $1 AND reply_subject IS NULL AND notice IS NULL

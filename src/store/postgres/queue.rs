@@ -8,7 +8,7 @@ use super::*;
 /// The worker still holds job `id` as a running job (its lease not taken over by another),
 /// locking the row until the transaction ends; else a `Conflict`, and the caller changes
 /// nothing.
-fn ensure_held(tx: &mut ::postgres::Transaction, id: i64, worker: &str) -> Result<()> {
+fn ensure_held(tx: &mut dyn Sql, id: i64, worker: &str) -> Result<()> {
     let held = tx
         .query_opt(
             "SELECT 1 FROM jobs WHERE id = $1 AND state = 'running' AND worker = $2 FOR UPDATE",
@@ -22,6 +22,13 @@ fn ensure_held(tx: &mut ::postgres::Transaction, id: i64, worker: &str) -> Resul
             "job {id} is no longer {worker}'s (its lease ran out and another worker took it)"
         )))
     }
+}
+
+/// The queue's bookkeeping (a claim, a renewal, a failure) commits without waiting for the
+/// disk: lost in a crash of the server, it only means a job is claimed again sooner. Filing,
+/// and completing a job with it, wait.
+fn unsynced(tx: &mut dyn Sql) -> Result<()> {
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
 }
 
 impl WorkQueue for PgStore {
@@ -42,6 +49,7 @@ impl WorkQueue for PgStore {
         max_attempts: u32,
     ) -> Result<Option<QueuedJob>> {
         self.write(|tx| loop {
+            unsynced(tx)?;
             let Some(r) = tx.query_opt(
                 "SELECT id, description, sha256, attempts FROM jobs
                  WHERE (state = 'queued' AND not_before <= $1)
@@ -83,11 +91,14 @@ impl WorkQueue for PgStore {
     }
 
     fn heartbeat(&mut self, id: i64, worker: &str, now: i64, lease_secs: i64) -> Result<bool> {
-        let n = self.read().execute(
-            "UPDATE jobs SET lease_until = $3 WHERE id = $1 AND state = 'running' AND worker = $2",
-            &[&id, &worker, &(now + lease_secs)],
-        )?;
-        Ok(n == 1)
+        self.write(|tx| {
+            unsynced(tx)?;
+            let n = tx.execute(
+                "UPDATE jobs SET lease_until = $3 WHERE id = $1 AND state = 'running' AND worker = $2",
+                &[&id, &worker, &(now + lease_secs)],
+            )?;
+            Ok(n == 1)
+        })
     }
 
     fn complete(
@@ -116,6 +127,7 @@ impl WorkQueue for PgStore {
         max_attempts: u32,
     ) -> Result<JobFate> {
         self.write(|tx| {
+            unsynced(tx)?;
             ensure_held(tx, id, worker)?;
             let attempts: i64 = col(
                 &tx.query_one("SELECT attempts FROM jobs WHERE id = $1", &[&id])?,

@@ -14,11 +14,7 @@ use ::postgres::types::ToSql;
 const WEIGHTS: &str = "'{0.05, 0.25, 0.5, 1.0}'";
 
 /// Replaces the ticket's row of the search index.
-pub(super) fn write_search_text(
-    c: &mut impl GenericClient,
-    ticket_id: i64,
-    t: &SearchText,
-) -> Result<()> {
+pub(super) fn write_search_text(c: &mut dyn Sql, ticket_id: i64, t: &SearchText) -> Result<()> {
     c.execute(
         "INSERT INTO ticket_search (ticket_id, words) VALUES ($1,
             setweight(to_tsvector('simple', $2), 'A') || setweight(to_tsvector('simple', $3), 'B')
@@ -31,7 +27,7 @@ pub(super) fn write_search_text(
 
 /// (Re)writes the ticket's row of the search index from its current subject, body, documents
 /// and summary.
-pub(in crate::store) fn index_ticket(c: &mut impl GenericClient, ticket_id: i64) -> Result<()> {
+pub(in crate::store) fn index_ticket(c: &mut dyn Sql, ticket_id: i64) -> Result<()> {
     let r = c.query_one(
         "SELECT subject, body, summary FROM tickets WHERE id = $1",
         &[&ticket_id],
@@ -83,7 +79,7 @@ pub(super) fn tsquery(query: &SearchQuery) -> String {
 }
 
 fn snippet_for(
-    c: &mut impl GenericClient,
+    c: &mut dyn Sql,
     ticket_id: i64,
     query: &SearchQuery,
     subject: &str,

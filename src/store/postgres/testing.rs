@@ -3,7 +3,8 @@
 //! removed) by a watchdog when that process ends, however it ends. Each test gets a database
 //! of its own. `SPORTELLO_TEST_POSTGRES=postgres://USER@HOST:PORT` uses a running server
 //! instead; `SPORTELLO_REQUIRE_POSTGRES=1` (set by `make test`) makes a missing PostgreSQL a
-//! failure instead of a skip.
+//! failure instead of a skip. The cluster does not sync to disk (tests need no durability)
+//! unless `SPORTELLO_PG_FSYNC=on` (the benchmarks, which compare it with a durable SQLite).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -128,8 +129,13 @@ fn start_cluster() -> Result<String, String> {
         .arg(dir.join("log"))
         .arg("-o")
         .arg(format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            dir.display()
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
+            dir.display(),
+            if std::env::var("SPORTELLO_PG_FSYNC").as_deref() == Ok("on") {
+                "on"
+            } else {
+                "off"
+            }
         ))
         .args(["-w", "start"]);
     run(pg_ctl, "pg_ctl start")?;

@@ -31,7 +31,7 @@ fn annulment_at(r: &::postgres::Row, first: usize) -> Result<Option<Annulment>> 
     })
 }
 
-pub(super) fn ticket_by_id(c: &mut impl GenericClient, id: i64) -> Result<Ticket> {
+pub(super) fn ticket_by_id(c: &mut dyn Sql, id: i64) -> Result<Ticket> {
     let r = c.query_one(
         "SELECT code, protocol_year, protocol_number, channel, received_at, registered_at, sender_name,
                 sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence, topic_reason,
@@ -74,7 +74,7 @@ pub(super) fn ticket_by_id(c: &mut impl GenericClient, id: i64) -> Result<Ticket
     })
 }
 
-pub(super) fn documents_of(c: &mut impl GenericClient, ticket_id: i64) -> Result<Vec<Document>> {
+pub(super) fn documents_of(c: &mut dyn Sql, ticket_id: i64) -> Result<Vec<Document>> {
     let rows = c.query(
         "SELECT name, mime, sha256, size, pages, text, ocr, ocr_confidence, kind, error, page_texts, signed_by,
                 duration_ms
@@ -108,7 +108,7 @@ pub(super) fn documents_of(c: &mut impl GenericClient, ticket_id: i64) -> Result
     Ok(out)
 }
 
-fn events_of(c: &mut impl GenericClient, ticket_id: i64) -> Result<Vec<Event>> {
+fn events_of(c: &mut dyn Sql, ticket_id: i64) -> Result<Vec<Event>> {
     let rows = c.query(
         "SELECT at, actor, kind, detail FROM events WHERE ticket_id = $1 ORDER BY id",
         &[&ticket_id],
@@ -128,7 +128,7 @@ fn events_of(c: &mut impl GenericClient, ticket_id: i64) -> Result<Vec<Event>> {
 
 /// Tickets matching `filter` in `order_by` order, as list lines (`limit` None: all).
 pub(super) fn summaries(
-    c: &mut impl GenericClient,
+    c: &mut dyn Sql,
     filter: &TicketFilter,
     order_by: &str,
     limit: Option<usize>,
@@ -164,15 +164,11 @@ pub(super) fn summaries(
 }
 
 /// The ticket's row locked for this transaction: two clerks changing one ticket take turns.
-fn lock_ticket(
-    tx: &mut ::postgres::Transaction,
-    id: i64,
-    columns: &str,
-) -> Result<::postgres::Row> {
-    Ok(tx.query_one(
+fn lock_ticket(tx: &mut dyn Sql, id: i64, columns: &str) -> Result<::postgres::Row> {
+    tx.query_one(
         &format!("SELECT {columns} FROM tickets WHERE id = $1 FOR UPDATE"),
         &[&id],
-    )?)
+    )
 }
 
 impl Tickets for PgStore {
