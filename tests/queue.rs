@@ -247,9 +247,69 @@ fn a_standby_run_takes_over_the_sources_when_the_leader_is_killed() {
     assert!(standby.terminate().success());
 }
 
-/// The scale-out case on one store: a leader `run` and a standby, three workers, 1,000
-/// items arriving by the queue and by the drop folder; one worker and the leader `kill -9`ed
-/// mid-way. Every item one ticket, numbers 1…1000.
+/// A `sportello serve` on a free port of the same register, with its address; killed on drop.
+struct Web(Child, std::net::SocketAddr);
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn web(data: &std::path::Path) -> Web {
+    use std::io::BufRead;
+    let mut child = with_database(&mut Command::new(bin()))
+        .arg("--data")
+        .arg(data)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--track-per-minute",
+            "100000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sportello serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+    Web(child, addr)
+}
+
+/// The citizen's status page of `code` on `server`: its HTTP status and page.
+fn track(server: &Web, code: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.1).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /track?code={code} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        server.1
+    )
+    .unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    let status = page
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, page)
+}
+
+/// The scale-out case on one store: a leader `run` and a standby, three workers and
+/// two web servers, 1,000 items arriving by the queue and by the drop folder; one worker and
+/// the leader `kill -9`ed mid-way, citizens looking up their tickets on either web server
+/// throughout. Every item one ticket, numbers 1…1000.
 fn leader_standby_and_workers_killed_mid_way_file_a_thousand_items_once() {
     let (queued_items, dropped_items) = (600, 400);
     let (tmp, data, drop, queued) = folders();
@@ -271,12 +331,24 @@ fn leader_standby_and_workers_killed_mid_way_file_a_thousand_items_once() {
     assert!(wait_for(Duration::from_secs(30), || leads().trim() == leader_pid));
     let standby = Runner::start(&data, &pipeline, &["--lease-secs", "2"]);
     let mut workers: Vec<Child> = (0..3).map(|_| worker(&data)).collect();
+    let webs = [web(&data), web(&data)];
+    // Citizens look their tickets up on either server while the rest is filed.
+    let lookups = |round: usize| {
+        let filed = ok(&data, &["tickets", "list", "--json"]).json_lines();
+        for (i, t) in filed.iter().rev().take(10).enumerate() {
+            let code = t["code"].as_str().unwrap();
+            let (status, page) = track(&webs[(round + i) % 2], code);
+            assert_eq!(status, 200, "{code}: {page}");
+            assert!(page.contains(code), "{code} not on its page");
+        }
+    };
     // Files arrive while the queue is worked off.
     for i in 0..dropped_items {
         let n = queued_items + i;
         std::fs::write(drop.join(format!("cassetta-{n:04}.pdf")), letter(n)).unwrap();
     }
     assert!(wait_for(Duration::from_secs(120), || filed(&data) >= 300));
+    lookups(0);
     let mut victim = workers.remove(0);
     assert!(
         kill_while_holding_a_job(&data, &mut victim)
@@ -285,6 +357,7 @@ fn leader_standby_and_workers_killed_mid_way_file_a_thousand_items_once() {
     );
     leader.child.kill().unwrap();
     leader.child.wait().unwrap();
+    lookups(1);
     let total = (queued_items + dropped_items) as u64;
     assert!(
         wait_for(Duration::from_secs(240), || {
