@@ -28,7 +28,6 @@ impl SplitMix {
     }
 }
 
-#[test]
 fn sigkill_at_random_moments_loses_nothing_and_files_nothing_twice() {
     let items = setting("SPORTELLO_KILL_ITEMS", 200);
     let rounds = setting("SPORTELLO_KILL_ROUNDS", 2);
@@ -36,6 +35,7 @@ fn sigkill_at_random_moments_loses_nothing_and_files_nothing_twice() {
     let mut total_kills = 0;
     let mut kills_mid_batch = 0;
     for round in 0..rounds {
+        new_register();
         let tmp = tempfile::tempdir().unwrap();
         let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
         std::fs::create_dir_all(&drop).unwrap();
@@ -147,3 +147,5 @@ fn sigkill_at_random_moments_loses_nothing_and_files_nothing_twice() {
         "no kill landed mid-intake: the test proved nothing"
     );
 }
+
+on_both_backends!(sigkill_at_random_moments_loses_nothing_and_files_nothing_twice,);

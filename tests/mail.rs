@@ -14,7 +14,7 @@ use std::time::Duration;
 static SERVERS: Mutex<()> = Mutex::new(());
 
 fn run_once(data: &Path, pipeline: &Path) -> Vec<serde_json::Value> {
-    let out = Command::new(bin())
+    let out = with_database(&mut Command::new(bin()))
         .arg("--data")
         .arg(data)
         .args(["run", "--once", "--json", "--pipeline"])
@@ -59,7 +59,6 @@ fn tickets(data: &Path) -> Vec<serde_json::Value> {
     ok(data, &["export", "--jsonl"]).json_lines()
 }
 
-#[test]
 fn inbox_to_tickets_acknowledgements_threads_and_no_loops() {
     let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
     let Some(servers) = MailServers::start(&["urp", "mario", "robot"]) else {
@@ -208,7 +207,6 @@ fn inbox_to_tickets_acknowledgements_threads_and_no_loops() {
     assert_eq!(servers.messages("mario", "INBOX").len(), 1);
 }
 
-#[test]
 fn smtp_outage_delays_acknowledgements_and_each_arrives_once() {
     let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
     let Some(mut servers) = MailServers::start(&["urp", "anna"]) else {
@@ -257,7 +255,6 @@ fn smtp_outage_delays_acknowledgements_and_each_arrives_once() {
     );
 }
 
-#[test]
 fn a_dropped_imap_connection_loses_nothing_and_files_nothing_twice() {
     let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
     let Some(mut servers) = MailServers::start(&["urp", "luca"]) else {
@@ -284,7 +281,7 @@ fn a_dropped_imap_connection_loses_nothing_and_files_nothing_twice() {
         attached.extend_from_slice(b"\r\n--b--\r\n");
         servers.append("urp", "INBOX", &attached);
     }
-    let mut runner = Command::new(bin())
+    let mut runner = with_database(&mut Command::new(bin()))
         .arg("--data")
         .arg(&data)
         .args(["run", "--json", "--pipeline"])
@@ -319,7 +316,6 @@ fn a_dropped_imap_connection_loses_nothing_and_files_nothing_twice() {
     assert_eq!(servers.messages("urp", "Protocollati").len(), n);
 }
 
-#[test]
 fn a_pec_message_with_a_signed_attachment_through_imap() {
     let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
     let Some(corpus) = corpus() else { return };
@@ -358,7 +354,6 @@ fn a_pec_message_with_a_signed_attachment_through_imap() {
     assert!(kinds.contains(&"pec_certified"), "{kinds:?}");
 }
 
-#[test]
 fn a_pec_receipt_is_an_event_on_the_ticket_it_is_about() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -426,7 +421,6 @@ fn a_pec_receipt_is_an_event_on_the_ticket_it_is_about() {
 /// acknowledgements: every message filed once, moved once, and no citizen acknowledged
 /// twice (a message caught mid-send is not sent again, and its ticket says so).
 /// `SPORTELLO_KILL_IMAP_ITEMS` (default 60); `make soak` runs 200.
-#[test]
 fn sigkill_during_imap_intake_loses_nothing_and_acknowledges_each_once() {
     let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
     let n: usize = std::env::var("SPORTELLO_KILL_IMAP_ITEMS")
@@ -457,7 +451,7 @@ fn sigkill_during_imap_intake_loses_nothing_and_acknowledges_each_once() {
         );
     }
     let start = || {
-        Command::new(bin())
+        with_database(&mut Command::new(bin()))
             .arg("--data")
             .arg(&data)
             .args(["run", "--pipeline"])
@@ -584,7 +578,6 @@ fn sigkill_during_imap_intake_loses_nothing_and_acknowledges_each_once() {
 
 /// With a register and a seal, a clerk's reply reaches the citizen through the real SMTP
 /// server carrying its registration's segnatura, whose seal verifies.
-#[test]
 fn a_clerks_reply_carries_its_registrations_sealed_segnatura() {
     let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
     let Some(servers) = MailServers::start(&["urp", "mario"]) else {
@@ -671,3 +664,13 @@ fn a_clerks_reply_carries_its_registrations_sealed_segnatura() {
         String::from_utf8_lossy(&verified.stderr)
     );
 }
+
+on_both_backends!(
+    inbox_to_tickets_acknowledgements_threads_and_no_loops,
+    smtp_outage_delays_acknowledgements_and_each_arrives_once,
+    a_dropped_imap_connection_loses_nothing_and_files_nothing_twice,
+    a_pec_message_with_a_signed_attachment_through_imap,
+    a_pec_receipt_is_an_event_on_the_ticket_it_is_about,
+    sigkill_during_imap_intake_loses_nothing_and_acknowledges_each_once,
+    a_clerks_reply_carries_its_registrations_sealed_segnatura,
+);

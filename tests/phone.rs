@@ -56,7 +56,6 @@ fn pipeline(dir: &Path, vm: &Path, sms: &Path) -> std::path::PathBuf {
     p
 }
 
-#[test]
 fn voicemail_becomes_a_phone_ticket_in_the_callers_dossier_and_its_summary_is_searchable() {
     let tmp = tempfile::tempdir().unwrap();
     let (vm, sms, data) = (
@@ -191,7 +190,6 @@ fn voicemail_becomes_a_phone_ticket_in_the_callers_dossier_and_its_summary_is_se
     );
 }
 
-#[test]
 fn a_voicemail_sent_on_by_email_is_the_same_kind_of_ticket() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -235,3 +233,8 @@ fn a_voicemail_sent_on_by_email_is_the_same_kind_of_ticket() {
         .unwrap()
         .contains("listen to the message"));
 }
+
+on_both_backends!(
+    voicemail_becomes_a_phone_ticket_in_the_callers_dossier_and_its_summary_is_searchable,
+    a_voicemail_sent_on_by_email_is_the_same_kind_of_ticket,
+);

@@ -103,7 +103,6 @@ fn inbox_files(inbox: &Path) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
 fn messages_from_the_modem_become_one_sms_ticket_each_with_the_sender_in_e164() {
     if !tool("gammu-smsd") || !tool("gammu") {
         eprintln!("skipped: gammu-smsd and gammu are not installed (make test installs them)");
@@ -286,7 +285,6 @@ impl Drop for Smsd {
     }
 }
 
-#[test]
 fn malformed_inbox_files_make_flagged_tickets_and_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let inbox = tmp.path().join("inbox");
@@ -350,3 +348,8 @@ fn malformed_inbox_files_make_flagged_tickets_and_lose_nothing() {
     assert_eq!(inbox_files(&inbox), 0);
     assert!(!inbox.join("appunti.docx").exists());
 }
+
+on_both_backends!(
+    messages_from_the_modem_become_one_sms_ticket_each_with_the_sender_in_e164,
+    malformed_inbox_files_make_flagged_tickets_and_lose_nothing,
+);

@@ -26,6 +26,14 @@ pub fn use_postgres() -> bool {
     }
 }
 
+/// A new, empty register for what follows, where a new data dir alone would not give one (on
+/// PostgreSQL the register is the database, not the folder).
+pub fn new_register() {
+    if DATABASE.with(|d| d.borrow().is_some()) {
+        assert!(use_postgres());
+    }
+}
+
 /// Points `command` at this test's register: its PostgreSQL database, or SQLite whatever the
 /// environment the tests were started in says.
 pub fn with_database(command: &mut Command) -> &mut Command {
