@@ -2,7 +2,7 @@
 //! protocol numbers and codes; the acknowledgement an item asks for. The same decisions as
 //! the SQLite backend (`crate::domain::filing`), taken under the filing lock.
 
-use super::search::{index_ticket, write_search_text};
+use super::search::index_ticket;
 use super::*;
 use crate::domain::filing::{decide, reopened_by_message, Direction, Lookups, Plan, TicketId};
 
@@ -116,43 +116,25 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
-/// A new ticket: protocol number, tracking code, documents, entities, history, index.
+/// A new ticket: protocol number, tracking code, documents, entities, history, index. Two
+/// statements whatever the ticket holds (round trips were most of filing's time): the number
+/// (for a code nobody has: under the filing lock, what is free now is free at insert), then
+/// everything else at once.
 fn create(tx: &mut dyn Sql, new: &NewTicket, code_prefix: &str, now: &str) -> Result<Filed> {
     let year = crate::domain::filing::protocol_year(now)
         .ok_or_else(|| StoreError::Corrupt(format!("clock gave {now}")))?;
-    // The counter's row stays locked until commit: another machine's ticket waits for this
-    // one's number to be used or rolled back, so numbers have no gap and no duplicate.
-    let r = tx.query_one(
-        "INSERT INTO protocol_counters(year, last) VALUES ($1, 1)
-         ON CONFLICT(year) DO UPDATE SET last = protocol_counters.last + 1 RETURNING last",
-        &[&year],
-    )?;
-    let number: i64 = col(&r, 0)?;
-    let attention = (!new.attention.is_empty()).then(|| new.attention.join("; "));
-    let s = &new.sender;
-    let confidence = new.topic_confidence.map(f64::from);
-    let (secondary, guesses) = (json(&new.secondary_topics), json(&new.topic_guesses));
     let mut rng = rand::thread_rng();
-    // A code already taken (one chance in millions) inserts nothing, and another is drawn;
-    // asking first would cost every ticket a round trip.
     let mut attempt = 0;
-    let (code, ticket_id) = loop {
+    // The counter's row stays locked until commit: another machine's ticket waits for this
+    // one's number to be used or rolled back, so numbers have no gap and no duplicate. A code
+    // already taken (one chance in millions) counts nothing, and another is drawn.
+    let (code, number) = loop {
         let code = code::generate(code_prefix, &mut rng);
         let r = tx.query_opt(
-            "INSERT INTO tickets (code, protocol_year, protocol_number, channel, received_at, registered_at,
-                sender_name, sender_email, sender_fax, sender_phone, subject, body, topic, topic_confidence,
-                topic_reason, status, office, needs_attention, attention_reason, parent_code, intake_sha256,
-                secondary_topics, topic_guesses)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'new', $16, $17, $18,
-                $19, $20, $21, $22)
-             ON CONFLICT (code) DO NOTHING
-             RETURNING id",
-            &[
-                &code, &year, &number, &new.channel.as_str(), &new.received_at, &now,
-                &s.name, &s.email, &s.fax, &s.phone, &new.subject, &new.body, &new.topic, &confidence,
-                &new.topic_reason, &new.office, &attention.is_some(), &attention, &new.parent,
-                &new.intake.sha256, &secondary, &guesses,
-            ],
+            "INSERT INTO protocol_counters(year, last)
+             SELECT $1, 1 WHERE NOT EXISTS (SELECT 1 FROM tickets WHERE code = $2)
+             ON CONFLICT(year) DO UPDATE SET last = protocol_counters.last + 1 RETURNING last",
+            &[&year, &code],
         )?;
         if let Some(r) = r {
             break (code, col::<i64>(&r, 0)?);
@@ -164,18 +146,14 @@ fn create(tx: &mut dyn Sql, new: &NewTicket, code_prefix: &str, now: &str) -> Re
             ));
         }
     };
-    for (ord, d) in new.documents.iter().enumerate() {
-        insert_document(tx, ticket_id, ord as i64, d)?;
-    }
-    insert_intake(tx, ticket_id, &new.intake, now)?;
+    let attention = (!new.attention.is_empty()).then(|| new.attention.join("; "));
     let protocol = protocol_string(year, number);
-    let created = Happened::Created {
+    let mut events = vec![Happened::Created {
         protocol: protocol.clone(),
         channel: new.channel.as_str().into(),
         source: new.intake.source.clone(),
         name: new.intake.name.clone(),
-    };
-    let mut events = vec![created];
+    }];
     if let Some(topic) = &new.topic {
         events.push(Happened::Classified {
             topic: topic.clone(),
@@ -188,14 +166,138 @@ fn create(tx: &mut dyn Sql, new: &NewTicket, code_prefix: &str, now: &str) -> Re
             reason: reason.clone(),
         });
     }
-    system_events(tx, ticket_id, now, &events)?;
-    insert_entities(tx, ticket_id, &new.entities)?;
+    let event_kinds: Vec<&str> = events.iter().map(|e| e.kind().as_str()).collect();
+    let event_details: Vec<String> = events.iter().map(|e| e.detail().to_string()).collect();
+    let docs: Vec<&crate::model::Document> = new.documents.iter().map(|d| &d.doc).collect();
+    let page_texts = new
+        .documents
+        .iter()
+        .map(|d| serde_json::to_string(&d.page_texts))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let ords: Vec<i64> = (0..docs.len() as i64).collect();
+    let names: Vec<&str> = docs.iter().map(|d| d.name.as_str()).collect();
+    let mimes: Vec<&str> = docs.iter().map(|d| d.mime.as_str()).collect();
+    let shas: Vec<&str> = docs.iter().map(|d| d.sha256.as_str()).collect();
+    let sizes: Vec<i64> = docs.iter().map(|d| d.size as i64).collect();
+    let pages: Vec<Option<i64>> = docs.iter().map(|d| d.pages.map(i64::from)).collect();
+    let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
+    let ocr: Vec<bool> = docs.iter().map(|d| d.ocr).collect();
+    let ocr_conf: Vec<Option<f64>> = docs
+        .iter()
+        .map(|d| d.ocr_confidence.map(f64::from))
+        .collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d.kind.as_str()).collect();
+    let errors: Vec<Option<&str>> = docs.iter().map(|d| d.error.as_deref()).collect();
+    let signed: Vec<Option<&str>> = docs.iter().map(|d| d.signed_by.as_deref()).collect();
+    let duration: Vec<Option<i64>> = docs
+        .iter()
+        .map(|d| d.duration_secs.map(|s| (s * 1000.0).round() as i64))
+        .collect();
+    let e = &new.entities;
+    let e_kinds: Vec<&str> = e.iter().map(|e| e.kind.as_str()).collect();
+    let e_values: Vec<&str> = e.iter().map(|e| e.value.as_str()).collect();
+    let e_valid: Vec<bool> = e.iter().map(|e| e.valid).collect();
+    let e_conf: Vec<f64> = e.iter().map(|e| f64::from(e.confidence)).collect();
+    let e_places: Vec<&str> = e.iter().map(|e| e.place.as_str()).collect();
+    let e_raw: Vec<&str> = e.iter().map(|e| e.raw.as_str()).collect();
+    let made;
+    let search = match &new.search_text {
+        Some(t) => t,
+        None => {
+            made = SearchText::of(new);
+            &made
+        }
+    };
+    let s = &new.sender;
+    let i = &new.intake;
+    let confidence = new.topic_confidence.map(f64::from);
+    let (secondary, guesses) = (json(&new.secondary_topics), json(&new.topic_guesses));
+    let r = tx.query_one(
+        "WITH t AS (
+            INSERT INTO tickets (code, protocol_year, protocol_number, channel, received_at,
+                registered_at, sender_name, sender_email, sender_fax, sender_phone, subject, body,
+                topic, topic_confidence, topic_reason, status, office, needs_attention,
+                attention_reason, parent_code, intake_sha256, secondary_topics, topic_guesses)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'new', $16,
+                $17, $18, $19, $20, $21, $22)
+            RETURNING id),
+         d AS (INSERT INTO documents (ticket_id, ord, name, mime, sha256, size, pages, text, ocr,
+                ocr_confidence, kind, error, page_texts, signed_by, duration_ms)
+            SELECT t.id, x.* FROM t, unnest($23::int8[], $24::text[], $25::text[], $26::text[],
+                $27::int8[], $28::int8[], $29::text[], $30::bool[], $31::float8[], $32::text[],
+                $33::text[], $34::text[], $35::text[], $36::int8[]) AS x),
+         i AS (INSERT INTO intakes (ticket_id, source, name, sha256, size, mtime_ns, at)
+            SELECT t.id, $37, $38, $20, $39, $40, $6 FROM t),
+         e AS (INSERT INTO events (ticket_id, at, actor, kind, detail)
+            SELECT t.id, $6, 'sportello', x.kind, x.detail
+            FROM t, unnest($41::text[], $42::text[]) WITH ORDINALITY AS x(kind, detail, n)
+            ORDER BY x.n),
+         n AS (INSERT INTO entities (ticket_id, kind, value, valid, confidence, place, raw)
+            SELECT t.id, x.* FROM t, unnest($43::text[], $44::text[], $45::bool[],
+                $46::float8[], $47::text[], $48::text[]) AS x),
+         s AS (INSERT INTO ticket_search (ticket_id, words)
+            SELECT t.id, setweight(to_tsvector('simple', $49), 'A')
+                || setweight(to_tsvector('simple', $50), 'B')
+                || setweight(to_tsvector('simple', $51), 'C') FROM t)
+         SELECT id FROM t",
+        &[
+            &code,
+            &year,
+            &number,
+            &new.channel.as_str(),
+            &new.received_at,
+            &now,
+            &s.name,
+            &s.email,
+            &s.fax,
+            &s.phone,
+            &new.subject,
+            &new.body,
+            &new.topic,
+            &confidence,
+            &new.topic_reason,
+            &new.office,
+            &attention.is_some(),
+            &attention,
+            &new.parent,
+            &i.sha256,
+            &secondary,
+            &guesses,
+            &ords,
+            &names,
+            &mimes,
+            &shas,
+            &sizes,
+            &pages,
+            &texts,
+            &ocr,
+            &ocr_conf,
+            &kinds,
+            &errors,
+            &page_texts,
+            &signed,
+            &duration,
+            &i.source,
+            &i.name,
+            &(i.size as i64),
+            &i.mtime_ns,
+            &event_kinds,
+            &event_details,
+            &e_kinds,
+            &e_values,
+            &e_valid,
+            &e_conf,
+            &e_places,
+            &e_raw,
+            &search.subject,
+            &search.body,
+            &search.documents,
+        ],
+    )?;
+    let ticket_id: i64 = col(&r, 0)?;
     if let Some(mail) = &new.mail {
         record_mail(tx, ticket_id, mail, now)?;
-    }
-    match &new.search_text {
-        Some(t) => write_search_text(tx, ticket_id, t)?,
-        None => write_search_text(tx, ticket_id, &SearchText::of(new))?,
     }
     Ok(Filed::Created { code, protocol })
 }
@@ -259,26 +361,6 @@ fn values(rows: usize, width: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Events the pipeline records on one ticket, in one statement (in their order).
-fn system_events(c: &mut dyn Sql, ticket_id: i64, at: &str, events: &[Happened]) -> Result<()> {
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind().as_str()).collect();
-    let details: Vec<String> = events.iter().map(|e| e.detail().to_string()).collect();
-    let mut params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = Vec::new();
-    for (kind, detail) in kinds.iter().zip(&details) {
-        let row: [&(dyn ::postgres::types::ToSql + Sync); 5] =
-            [&ticket_id, &at, &"sportello", kind, detail];
-        params.extend(row);
-    }
-    c.execute(
-        &format!(
-            "INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES {}",
-            values(events.len(), 5)
-        ),
-        &params,
-    )?;
-    Ok(())
 }
 
 fn insert_entities(c: &mut dyn Sql, ticket_id: TicketId, entities: &[Entity]) -> Result<()> {
