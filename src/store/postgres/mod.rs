@@ -500,6 +500,52 @@ mod tests {
         assert!(store.set_status(&code, Status::Closed, "anna").unwrap());
     }
 
+    /// A message another machine's sender claimed is left to that machine, whatever process
+    /// ids say here; one claimed by a dead process of this machine is settled.
+    #[test]
+    fn only_this_machines_dead_senders_are_settled() {
+        let Some((mut store, _, _dir)) = store() else {
+            return;
+        };
+        for n in 0..2 {
+            let mut t = ticket(n, &format!("c{n}@example.it"), "B/1");
+            t.mail = Some(MailFacts {
+                message_id: Some(format!("m{n}@example.it")),
+                ack: Some(AckRequest {
+                    to: format!("c{n}@example.it"),
+                    via: Via::Email,
+                    language: "it".into(),
+                    max_per_hour: 5,
+                    domain: "example.it".into(),
+                }),
+                ..MailFacts::default()
+            });
+            store.file(&t, "URP").unwrap();
+        }
+        for item in store.outbox_due(Via::Email, 10, true).unwrap() {
+            assert!(store.outbox_claim(&item).unwrap());
+        }
+        // Both claims as a dead process's: one on this machine, one on another.
+        store
+            .read()
+            .execute("UPDATE outbox SET sending_by = 4194307", &[])
+            .unwrap();
+        store
+            .read()
+            .execute(
+                "UPDATE outbox SET sending_host = 'altra-macchina'
+                 WHERE id = (SELECT MIN(id) FROM outbox)",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(store.outbox_settle_orphans(&|_| false).unwrap(), 1);
+        assert_eq!(
+            store.outbox_pending().unwrap(),
+            1,
+            "the other machine's claim stands"
+        );
+    }
+
     #[test]
     fn a_password_in_the_url_is_not_repeated() {
         assert_eq!(

@@ -53,6 +53,18 @@ pub(super) fn queue_closed_notice(tx: &mut dyn Sql, ticket_id: i64) -> Result<()
     system_event(tx, ticket_id, &now, &queued)
 }
 
+/// This machine's name, as outbox claims record it.
+fn host() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match (ok, std::str::from_utf8(&buf[..end])) {
+        (true, Ok(name)) if !name.is_empty() => name.to_string(),
+        _ => "localhost".to_string(),
+    }
+}
+
 impl Outbox for PgStore {
     fn outbox_due(&self, via: Via, limit: usize, all: bool) -> Result<Vec<OutboxItem>> {
         let rows = self.read().query(
@@ -91,22 +103,23 @@ impl Outbox for PgStore {
 
     fn outbox_claim(&mut self, item: &OutboxItem) -> Result<bool> {
         let n = self.read().execute(
-            "UPDATE outbox SET sending_by = $1
+            "UPDATE outbox SET sending_by = $1, sending_host = $3
              WHERE id = $2 AND sent_at IS NULL AND sending_by IS NULL AND uncertain IS NULL",
-            &[&i64::from(std::process::id()), &item.id],
+            &[&i64::from(std::process::id()), &item.id, &host()],
         )?;
         Ok(n == 1)
     }
 
     fn outbox_settle_orphans(&mut self, alive: &dyn Fn(u32) -> bool) -> Result<usize> {
-        // Process ids mean something on this machine only: with several machines, a sender is
-        // known dead when its id is not alive here either (see ARCHITECTURE.md).
+        // A process id means something on its own machine only: another machine's senders are
+        // left to that machine (a claim made before machines were named counts as ours).
         let claimed: Vec<(i64, i64, i64, String)> = self
             .read()
             .query(
                 "SELECT id, ticket_id, sending_by, to_addr FROM outbox
-                 WHERE sent_at IS NULL AND sending_by IS NOT NULL AND uncertain IS NULL",
-                &[],
+                 WHERE sent_at IS NULL AND sending_by IS NOT NULL AND uncertain IS NULL
+                   AND (sending_host = $1 OR sending_host IS NULL)",
+                &[&host()],
             )?
             .iter()
             .map(|r| Ok((col(r, 0)?, col(r, 1)?, col(r, 2)?, col(r, 3)?)))

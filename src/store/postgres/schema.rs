@@ -9,7 +9,8 @@ const MIGRATION_LOCK: i64 = 0x5370_6f72_7465_6c01;
 /// Schema migrations, applied in order, each in its own transaction; `schema_version` records
 /// how many ran. The first is the SQLite schema's end state: there was no earlier PostgreSQL
 /// store to upgrade.
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tickets (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     code TEXT NOT NULL UNIQUE,
@@ -236,7 +237,13 @@ CREATE TRIGGER documents_fingerprint_written_once
     FOR EACH ROW EXECUTE FUNCTION sportello_refuse('a registered document is written once');
 CREATE TRIGGER documents_never_deleted BEFORE DELETE ON documents
     FOR EACH ROW EXECUTE FUNCTION sportello_refuse('a registered document is never deleted');
-"#];
+"#,
+    // Several machines send from one outbox: a claim names the machine beside the process, so
+    // a sender is judged dead only by a process of its own machine.
+    r#"
+ALTER TABLE outbox ADD COLUMN sending_host TEXT;
+"#,
+];
 
 pub(super) fn migrate(client: &mut Client, url: &str) -> Result<()> {
     let known = MIGRATIONS.len() as i64;
