@@ -373,7 +373,10 @@ fn leader_standby_and_workers_killed_mid_way_file_a_thousand_items_once() {
         "{} of {total} filed",
         filed(&data)
     );
-    assert_eq!(leads().trim(), standby.child.id().to_string());
+    // The standby polls for the lead each second: everything may be filed before it took it.
+    let standby_pid = standby.child.id().to_string();
+    wait_for(Duration::from_secs(10), || leads().trim() == standby_pid);
+    assert_eq!(leads().trim(), standby_pid);
     for mut w in workers {
         unsafe { libc::kill(w.id() as i32, libc::SIGTERM) };
         assert!(w.wait().unwrap().success());

@@ -192,7 +192,7 @@ pub fn migrate(
     let sqlite = from.connection();
     let mut out = Migrated::default();
     {
-        let mut pg = to.connection();
+        let mut pg = to.connection()?;
         let r = pg.query_one("SELECT COUNT(*) FROM tickets", &[])?;
         if r.try_get::<_, i64>(0)? > 0 {
             return Err(StoreError::Conflict(

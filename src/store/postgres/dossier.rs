@@ -171,19 +171,19 @@ fn dossier_from(c: &mut dyn Sql, start: Vec<i64>) -> Result<Vec<DossierLink>> {
 
 impl Dossiers for PgStore {
     fn entities(&self, code_input: &str) -> Result<Vec<Entity>> {
-        let mut c = self.read();
+        let mut c = self.read()?;
         let (id, _) = ticket_id(&mut *c, code_input)?;
         entities_of(&mut *c, id)
     }
 
     fn dossier(&self, code_input: &str) -> Result<Vec<DossierLink>> {
-        let mut c = self.read();
+        let mut c = self.read()?;
         let (id, _) = ticket_id(&mut *c, code_input)?;
         dossier_from(&mut *c, vec![id])
     }
 
     fn dossier_by(&self, kind: EntityKind, value: &str) -> Result<Vec<DossierLink>> {
-        let mut c = self.read();
+        let mut c = self.read()?;
         let ids: Vec<i64> = c
             .query(
                 "SELECT DISTINCT ticket_id FROM entities WHERE kind = $1 AND value = $2",

@@ -86,7 +86,7 @@ impl Learning for PgStore {
     }
 
     fn unsettled_topics(&self) -> Result<Vec<Unsettled>> {
-        let mut c = self.read();
+        let mut c = self.read()?;
         let rows = c.query(
             "SELECT id, code, channel, sender_email, subject, body, topic FROM tickets
              WHERE NOT topic_reviewed AND status != 'closed' AND annulled_at IS NULL
@@ -188,7 +188,7 @@ impl Learning for PgStore {
     }
 
     fn settled_since_training(&self) -> Result<u64> {
-        let r = self.read().query_opt(
+        let r = self.read()?.query_opt(
             "SELECT value FROM counters WHERE name = $1",
             &[&SETTLED_SINCE_TRAINING],
         )?;
@@ -217,7 +217,7 @@ impl Learning for PgStore {
     }
 
     fn training_examples(&self) -> Result<Vec<Example>> {
-        let mut c = self.read();
+        let mut c = self.read()?;
         let mut out = examples_of(&c.query(
             "SELECT record_id, subject, body, topic, channel, sender_email FROM labelled_history ORDER BY id",
             &[],
@@ -233,7 +233,7 @@ impl Learning for PgStore {
 
     fn settled_answers(&self) -> Result<Vec<(f32, bool)>> {
         // The first classification of a ticket is the one it was filed with.
-        let rows = self.read().query(
+        let rows = self.read()?.query(
             &format!(
                 "SELECT t.topic, e.detail FROM tickets t JOIN events e ON e.id =
                    (SELECT min(id) FROM events WHERE ticket_id = t.id AND kind = $2)
@@ -259,7 +259,7 @@ impl Learning for PgStore {
     }
 
     fn has_training_examples(&self) -> Result<bool> {
-        let r = self.read().query_one(
+        let r = self.read()?.query_one(
             &format!(
                 "SELECT EXISTS (SELECT 1 FROM labelled_history) OR EXISTS (SELECT 1 FROM tickets WHERE {SETTLED})"
             ),
@@ -269,7 +269,7 @@ impl Learning for PgStore {
     }
 
     fn trained(&mut self, before: u64) -> Result<()> {
-        self.read().execute(
+        self.read()?.execute(
             "UPDATE counters SET value = greatest(0, value - $2) WHERE name = $1",
             &[&SETTLED_SINCE_TRAINING, &(before as i64)],
         )?;

@@ -78,9 +78,7 @@ impl PgStore {
             context: format!("cannot create data dir {}", data_dir.display()),
             source,
         })?;
-        let mut client = Client::connect(url, NoTls).map_err(|e| {
-            StoreError::Database(format!("cannot connect to {}: {e}", redacted(url)))
-        })?;
+        let mut client = connect(url)?;
         schema::migrate(&mut client, url)?;
         Ok(PgStore {
             url: url.to_string(),
@@ -120,7 +118,7 @@ impl PgStore {
     /// by the name its connection gave (`sportello leader PID`; a process id of the machine
     /// it runs on).
     pub fn leader(&self) -> Result<Option<u32>> {
-        let r = self.read().query_opt(
+        let r = self.read()?.query_opt(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE l.locktype = 'advisory' AND l.granted
                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -135,13 +133,13 @@ impl PgStore {
     /// For bulk loads into a fresh store (imports, benchmarks): this session's commits no
     /// longer wait for the disk. Never for intake.
     pub fn relax_durability_for_bulk_load(&self) -> Result<()> {
-        self.read().batch_execute("SET synchronous_commit = off")?;
+        self.read()?.batch_execute("SET synchronous_commit = off")?;
         Ok(())
     }
 
     /// Runs `f` in one transaction, committed when it returns Ok.
     fn write<T>(&mut self, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn.borrow_mut();
+        let mut conn = self.read()?;
         let Conn { client, statements } = &mut *conn;
         let mut tx = client.transaction()?;
         let out = f(&mut InTransaction {
@@ -153,13 +151,24 @@ impl PgStore {
     }
 
     /// The connection, for the migration's bulk copy.
-    pub(in crate::store) fn connection(&self) -> std::cell::RefMut<'_, Client> {
-        std::cell::RefMut::map(self.conn.borrow_mut(), |c| &mut c.client)
+    pub(in crate::store) fn connection(&self) -> Result<std::cell::RefMut<'_, Client>> {
+        Ok(std::cell::RefMut::map(self.read()?, |c| &mut c.client))
     }
 
-    /// The connection, for reads.
-    fn read(&self) -> std::cell::RefMut<'_, Conn> {
-        self.conn.borrow_mut()
+    /// The connection, connected again first when the server dropped it (a restart, a
+    /// failover, an idle timeout): the statement that met the drop failed and was reported;
+    /// the store goes on with the next. Its prepared statements went with the old session.
+    fn read(&self) -> Result<std::cell::RefMut<'_, Conn>> {
+        let mut conn = self.conn.borrow_mut();
+        if conn.client.is_closed() {
+            tracing::warn!(
+                "the connection to {} was lost; connecting again",
+                redacted(&self.url)
+            );
+            conn.client = connect(&self.url)?;
+            conn.statements.clear();
+        }
+        Ok(conn)
     }
 }
 
@@ -313,6 +322,11 @@ impl Sql for InTransaction<'_, '_> {
     }
 }
 
+fn connect(url: &str) -> Result<Client> {
+    Client::connect(url, NoTls)
+        .map_err(|e| StoreError::Database(format!("cannot connect to {}: {e}", redacted(url))))
+}
+
 /// A row's column, with the store's error (never a panic on a value of another type).
 fn col<'a, T: ::postgres::types::FromSql<'a>>(r: &'a ::postgres::Row, i: usize) -> Result<T> {
     Ok(r.try_get(i)?)
@@ -373,7 +387,7 @@ fn insert_event(
 impl Crashes for PgStore {
     fn parse_crashes(&self) -> Result<HashMap<String, (u32, String)>> {
         let rows = self
-            .read()
+            .read()?
             .query("SELECT sha256, crashes, reason FROM parse_crashes", &[])?;
         rows.iter()
             .map(|r| Ok((col(r, 0)?, (col::<i64>(r, 1)? as u32, col(r, 2)?))))
@@ -454,6 +468,7 @@ mod tests {
         let store = PgStore::open(&url, dir.path()).unwrap();
         let mut numbers: Vec<i64> = store
             .read()
+            .unwrap()
             .query("SELECT protocol_number FROM tickets ORDER BY 1", &[])
             .unwrap()
             .iter()
@@ -481,7 +496,7 @@ mod tests {
             "UPDATE events SET actor = 'x'",
             "DELETE FROM events",
         ] {
-            let err = store.read().execute(sql, &[]).unwrap_err();
+            let err = store.read().unwrap().execute(sql, &[]).unwrap_err();
             let err = err.to_string();
             assert!(
                 err.contains("written once")
@@ -493,6 +508,7 @@ mod tests {
         store.annul(&code, "oggetto errato", "", "admin").unwrap();
         let err = store
             .read()
+            .unwrap()
             .execute("UPDATE tickets SET annul_reason = 'altro'", &[])
             .unwrap_err();
         assert!(err.to_string().contains("annulment is written once"));
@@ -528,10 +544,12 @@ mod tests {
         // Both claims as a dead process's: one on this machine, one on another.
         store
             .read()
+            .unwrap()
             .execute("UPDATE outbox SET sending_by = 4194307", &[])
             .unwrap();
         store
             .read()
+            .unwrap()
             .execute(
                 "UPDATE outbox SET sending_host = 'altra-macchina'
                  WHERE id = (SELECT MIN(id) FROM outbox)",
@@ -544,6 +562,45 @@ mod tests {
             1,
             "the other machine's claim stands"
         );
+    }
+
+    /// The server drops the store's session (a restart, a failover): the call that meets the
+    /// drop fails with a message, and the store connects again for the next one.
+    #[test]
+    fn a_dropped_connection_is_opened_again() {
+        let Some((mut store, url, _dir)) = store() else {
+            return;
+        };
+        store
+            .file(&ticket(0, "a@x.it", "pratica D"), "URP")
+            .unwrap();
+        let pid: i32 = store
+            .read()
+            .unwrap()
+            .query_one("SELECT pg_backend_pid()", &[])
+            .unwrap()
+            .get(0);
+        let mut admin = Client::connect(&url, NoTls).unwrap();
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .unwrap();
+        // Termination is a signal: wait until the session is gone.
+        while admin
+            .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .unwrap()
+            .is_some()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let first = store.count();
+        if let Err(e) = &first {
+            assert!(!e.to_string().is_empty());
+        }
+        assert_eq!(store.count().unwrap(), 1);
+        store
+            .file(&ticket(1, "b@x.it", "pratica D"), "URP")
+            .unwrap();
+        assert_eq!(store.count().unwrap(), 2);
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn host() -> String {
 
 impl Outbox for PgStore {
     fn outbox_due(&self, via: Via, limit: usize, all: bool) -> Result<Vec<OutboxItem>> {
-        let rows = self.read().query(
+        let rows = self.read()?.query(
             "SELECT o.id, t.code, t.protocol_year, t.protocol_number, t.subject, o.to_addr, o.message_id,
                     o.in_reply_to, o.language, o.attempts, o.reply_subject, o.reply_body, o.notice
              FROM outbox o JOIN tickets t ON t.id = o.ticket_id
@@ -102,7 +102,7 @@ impl Outbox for PgStore {
     }
 
     fn outbox_claim(&mut self, item: &OutboxItem) -> Result<bool> {
-        let n = self.read().execute(
+        let n = self.read()?.execute(
             "UPDATE outbox SET sending_by = $1, sending_host = $3
              WHERE id = $2 AND sent_at IS NULL AND sending_by IS NULL AND uncertain IS NULL",
             &[&i64::from(std::process::id()), &item.id, &host()],
@@ -114,7 +114,7 @@ impl Outbox for PgStore {
         // A process id means something on its own machine only: another machine's senders are
         // left to that machine (a claim made before machines were named counts as ours).
         let claimed: Vec<(i64, i64, i64, String)> = self
-            .read()
+            .read()?
             .query(
                 "SELECT id, ticket_id, sending_by, to_addr FROM outbox
                  WHERE sent_at IS NULL AND sending_by IS NOT NULL AND uncertain IS NULL
@@ -149,7 +149,7 @@ impl Outbox for PgStore {
     }
 
     fn outbox_pending(&self) -> Result<i64> {
-        let r = self.read().query_one(
+        let r = self.read()?.query_one(
             "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND uncertain IS NULL",
             &[],
         )?;

@@ -33,7 +33,7 @@ fn unsynced(tx: &mut dyn Sql) -> Result<()> {
 
 impl WorkQueue for PgStore {
     fn enqueue(&mut self, description: &str, sha256: &str, now: i64) -> Result<i64> {
-        let r = self.read().query_one(
+        let r = self.read()?.query_one(
             "INSERT INTO jobs (description, sha256, not_before, enqueued_at) VALUES ($1, $2, $3, $3)
              RETURNING id",
             &[&description, &sha256, &now],
@@ -155,7 +155,7 @@ impl WorkQueue for PgStore {
     fn job_counts(&self) -> Result<JobCounts> {
         let mut counts = JobCounts::default();
         for r in self
-            .read()
+            .read()?
             .query("SELECT state, COUNT(*) FROM jobs GROUP BY state", &[])?
         {
             let (state, n): (String, i64) = (col(&r, 0)?, col(&r, 1)?);
@@ -169,7 +169,7 @@ impl WorkQueue for PgStore {
     }
 
     fn parked_jobs(&self) -> Result<Vec<(i64, String, u32, String)>> {
-        let rows = self.read().query(
+        let rows = self.read()?.query(
             "SELECT id, description, attempts, COALESCE(last_error, '') FROM jobs
              WHERE state = 'parked' ORDER BY id",
             &[],
@@ -180,7 +180,7 @@ impl WorkQueue for PgStore {
     }
 
     fn running_jobs(&self) -> Result<Vec<(i64, String, i64)>> {
-        let rows = self.read().query(
+        let rows = self.read()?.query(
             "SELECT id, worker, lease_until FROM jobs WHERE state = 'running' ORDER BY id",
             &[],
         )?;

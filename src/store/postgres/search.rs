@@ -129,7 +129,7 @@ impl Search for PgStore {
              JOIN tickets t ON t.id = m.ticket_id
              ORDER BY m.score DESC, t.id DESC LIMIT {limit} OFFSET {offset}"
         );
-        let mut c = self.read();
+        let mut c = self.read()?;
         let params: Vec<&(dyn ToSql + Sync)> =
             args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
         let rows = c.query(&sql, &params)?;

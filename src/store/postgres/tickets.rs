@@ -173,13 +173,13 @@ fn lock_ticket(tx: &mut dyn Sql, id: i64, columns: &str) -> Result<::postgres::R
 
 impl Tickets for PgStore {
     fn ticket(&self, code_input: &str) -> Result<Ticket> {
-        let mut c = self.read();
+        let mut c = self.read()?;
         let (id, _) = ticket_id(&mut *c, code_input)?;
         ticket_by_id(&mut *c, id)
     }
 
     fn page_texts(&self, code_input: &str, ord: usize) -> Result<Vec<PageText>> {
-        let mut c = self.read();
+        let mut c = self.read()?;
         let (id, code) = ticket_id(&mut *c, code_input)?;
         let r = c
             .query_opt(
@@ -193,7 +193,7 @@ impl Tickets for PgStore {
 
     fn list(&self, filter: &TicketFilter) -> Result<Vec<TicketSummary>> {
         summaries(
-            &mut *self.read(),
+            &mut *self.read()?,
             filter,
             "t.received_at DESC, t.id DESC",
             filter.limit,
@@ -257,7 +257,7 @@ impl Tickets for PgStore {
         &self,
         each: &mut dyn FnMut(Ticket) -> std::io::Result<()>,
     ) -> Result<usize> {
-        let mut c = self.read();
+        let mut c = self.read()?;
         let ids: Vec<i64> = c
             .query("SELECT id FROM tickets ORDER BY id", &[])?
             .iter()
@@ -273,7 +273,9 @@ impl Tickets for PgStore {
     }
 
     fn count(&self) -> Result<u64> {
-        let r = self.read().query_one("SELECT COUNT(*) FROM tickets", &[])?;
+        let r = self
+            .read()?
+            .query_one("SELECT COUNT(*) FROM tickets", &[])?;
         Ok(col::<i64>(&r, 0)? as u64)
     }
 
@@ -318,7 +320,7 @@ impl Tickets for PgStore {
     }
 
     fn registrations_between(&self, from: &str, until: &str) -> Result<Vec<RegisterEntry>> {
-        let mut c = self.read();
+        let mut c = self.read()?;
         let rows = c.query(
             "SELECT id, code, protocol_year, protocol_number, registered_at, channel, sender_name,
                     sender_email, sender_fax, sender_phone, subject,
@@ -369,7 +371,7 @@ impl Tickets for PgStore {
     }
 
     fn register_changes_between(&self, from: &str, until: &str) -> Result<Vec<RegisterChange>> {
-        let rows = self.read().query(
+        let rows = self.read()?.query(
             "SELECT t.code, t.protocol_year, t.protocol_number, e.at, e.actor, e.kind, e.detail
              FROM events e JOIN tickets t ON t.id = e.ticket_id
              WHERE e.at >= $1 AND e.at < $2

@@ -16,7 +16,7 @@ fn user_of(r: &::postgres::Row) -> Result<User> {
 
 impl Accounts for PgStore {
     fn add_user(&mut self, name: &str, role: Role, password_hash: &str) -> Result<()> {
-        let n = self.read().execute(
+        let n = self.read()?.execute(
             "INSERT INTO users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO NOTHING",
             &[&name, &role.as_str(), &password_hash, &now_rfc3339()],
@@ -28,7 +28,7 @@ impl Accounts for PgStore {
     }
 
     fn user_credentials(&self, name: &str) -> Result<Option<(User, String)>> {
-        let r = self.read().query_opt(
+        let r = self.read()?.query_opt(
             "SELECT id, name, role, password_hash FROM users WHERE name = $1",
             &[&name],
         )?;
@@ -37,7 +37,7 @@ impl Accounts for PgStore {
 
     fn users(&self) -> Result<Vec<User>> {
         let rows = self
-            .read()
+            .read()?
             .query("SELECT id, name, role FROM users ORDER BY name", &[])?;
         rows.iter().map(user_of).collect()
     }
@@ -65,7 +65,7 @@ impl Accounts for PgStore {
     }
 
     fn session(&self, token_sha256: &str) -> Result<Option<Session>> {
-        let r = self.read().query_opt(
+        let r = self.read()?.query_opt(
             "SELECT u.id, u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_sha256 = $1 AND s.expires_at > $2",
             &[&token_sha256, &now_rfc3339()],
@@ -80,7 +80,7 @@ impl Accounts for PgStore {
     }
 
     fn end_session(&mut self, token_sha256: &str) -> Result<()> {
-        self.read().execute(
+        self.read()?.execute(
             "DELETE FROM sessions WHERE token_sha256 = $1",
             &[&token_sha256],
         )?;
@@ -89,7 +89,7 @@ impl Accounts for PgStore {
 
     fn login_failures(&self, subject: &str) -> Result<(u32, i64)> {
         let now = chrono::Utc::now().timestamp();
-        let r = self.read().query_opt(
+        let r = self.read()?.query_opt(
             "SELECT failures, last_failure_at FROM login_failures WHERE subject = $1",
             &[&subject],
         )?;
@@ -106,7 +106,7 @@ impl Accounts for PgStore {
         let now = chrono::Utc::now().timestamp();
         let (counted, _) = self.login_failures(subject)?;
         let n = i64::from(counted) + 1;
-        self.read().execute(
+        self.read()?.execute(
             "INSERT INTO login_failures (subject, failures, last_failure_at) VALUES ($1, $2, $3)
              ON CONFLICT (subject) DO UPDATE SET failures = $2, last_failure_at = $3",
             &[&subject, &n, &now],
@@ -115,14 +115,14 @@ impl Accounts for PgStore {
     }
 
     fn clear_login_failures(&mut self, subject: &str) -> Result<()> {
-        self.read()
+        self.read()?
             .execute("DELETE FROM login_failures WHERE subject = $1", &[&subject])?;
         Ok(())
     }
 
     fn login_failure_list(&self) -> Result<Vec<(String, u32, String)>> {
         let now = chrono::Utc::now().timestamp();
-        let rows = self.read().query(
+        let rows = self.read()?.query(
             "SELECT subject, failures, last_failure_at FROM login_failures
              ORDER BY failures DESC, subject",
             &[],
@@ -166,7 +166,7 @@ impl Accounts for PgStore {
     }
 
     fn add_api_token(&mut self, name: &str, role: Role, token_sha256: &str) -> Result<()> {
-        let n = self.read().execute(
+        let n = self.read()?.execute(
             "INSERT INTO api_tokens (name, role, token_sha256, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO NOTHING",
             &[&name, &role.as_str(), &token_sha256, &now_rfc3339()],
@@ -180,7 +180,7 @@ impl Accounts for PgStore {
     }
 
     fn api_token(&self, token_sha256: &str) -> Result<Option<(String, Role)>> {
-        let r = self.read().query_opt(
+        let r = self.read()?.query_opt(
             "SELECT name, role FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL",
             &[&token_sha256],
         )?;
@@ -189,7 +189,7 @@ impl Accounts for PgStore {
     }
 
     fn api_tokens(&self) -> Result<Vec<ApiToken>> {
-        let rows = self.read().query(
+        let rows = self.read()?.query(
             "SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY name",
             &[],
         )?;
@@ -206,7 +206,7 @@ impl Accounts for PgStore {
     }
 
     fn revoke_api_token(&mut self, name: &str) -> Result<bool> {
-        let n = self.read().execute(
+        let n = self.read()?.execute(
             "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
             &[&now_rfc3339(), &name],
         )?;
@@ -216,7 +216,7 @@ impl Accounts for PgStore {
 
 impl Overview for PgStore {
     fn track(&self, code_input: &str) -> Result<TrackInfo> {
-        let mut c = self.read();
+        let mut c = self.read()?;
         let (id, code) = ticket_id(&mut *c, code_input)?;
         let r = c.query_one(
             "SELECT t.status, t.received_at, t.office,
@@ -234,7 +234,7 @@ impl Overview for PgStore {
     }
 
     fn document(&self, code_input: &str, ord: usize) -> Result<(Document, std::path::PathBuf)> {
-        let mut c = self.read();
+        let mut c = self.read()?;
         let (id, code) = ticket_id(&mut *c, code_input)?;
         let doc = documents_of(&mut *c, id)?
             .into_iter()
@@ -251,7 +251,7 @@ impl Overview for PgStore {
         limit: usize,
     ) -> Result<Vec<TicketSummary>> {
         summaries(
-            &mut *self.read(),
+            &mut *self.read()?,
             filter,
             "t.needs_attention DESC, (t.topic = 'unsorted' OR t.topic IS NULL) DESC, t.received_at DESC, t.id DESC",
             Some(limit),
@@ -262,12 +262,12 @@ impl Overview for PgStore {
     fn count_matching(&self, filter: &TicketFilter) -> Result<u64> {
         let (where_sql, args) = filter_sql(filter);
         let sql = format!("SELECT COUNT(*) FROM tickets t {where_sql}");
-        let r = self.read().query_one(&sql, &params_of(&args))?;
+        let r = self.read()?.query_one(&sql, &params_of(&args))?;
         Ok(col::<i64>(&r, 0)? as u64)
     }
 
     fn queue_counts(&self) -> Result<QueueCounts> {
-        let mut c = self.read();
+        let mut c = self.read()?;
         let mut group = |sql: &str| -> Result<Vec<(String, u64)>> {
             c.query(sql, &[])?
                 .iter()
@@ -302,7 +302,7 @@ impl Overview for PgStore {
     }
 
     fn offices(&self) -> Result<Vec<String>> {
-        let rows = self.read().query(
+        let rows = self.read()?.query(
             "SELECT DISTINCT office FROM tickets WHERE office IS NOT NULL ORDER BY office",
             &[],
         )?;
@@ -317,7 +317,7 @@ impl Overview for PgStore {
         };
         let (where_sql, args) = filter_sql(&filter);
         let params = params_of(&args);
-        let mut c = self.read();
+        let mut c = self.read()?;
         let mut group = |expr: &str| -> Result<Vec<(String, u64)>> {
             let sql =
                 format!("SELECT {expr}, COUNT(*) FROM tickets t {where_sql} GROUP BY 1 ORDER BY 1");
@@ -356,7 +356,7 @@ impl Overview for PgStore {
     }
 
     fn recent_requests(&self, limit: usize) -> Result<Vec<RecentRequest>> {
-        let rows = self.read().query(
+        let rows = self.read()?.query(
             "SELECT code, channel, sender_email, subject, body FROM tickets ORDER BY id DESC LIMIT $1",
             &[&(limit as i64)],
         )?;
