@@ -218,20 +218,20 @@ pub fn confidence_points(records: &[Labelled], predicted: &[Classification]) -> 
         .collect()
 }
 
-/// Whether `path` is one of the labelled files the rules say they were written from.
+/// Whether `path` is one of the labelled files the rules say they were written from, or
+/// holds requests of the rules' own examples (which every model learns from).
 pub fn rules_have_seen(rules: &Rules, path: &std::path::Path) -> bool {
     use sha2::{Digest, Sha256};
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let sha = hex::encode(Sha256::digest(&bytes));
-            rules.seen_labels.contains(&sha)
-        }
-        Err(_) => false,
-    }
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    let sha = hex::encode(Sha256::digest(&bytes));
+    rules.seen_labels.contains(&sha)
+        || read_labels(path).is_ok_and(|records| records.iter().any(|r| rules.examples.contain(r)))
 }
 
 /// The plain warning for scores on records the rules were written from.
 pub const SEEN_WARNING: &str = "warning: the rules were written while reading these records \
-(their `seen_labels` lists this file): the scores below measure what the rules remember, not \
-how they do on requests they have not seen. Keep a labelled file nobody looked at while \
-writing rules, and test on that.";
+(their `seen_labels` lists this file), or the model learns from them (they are among the rules' \
+`examples`): the scores below measure what the rules remember, not how they do on requests \
+they have not seen. Keep a labelled file nobody looked at while writing rules, and test on that.";

@@ -494,6 +494,74 @@ mod tests {
         assert_eq!(loaded.examples, 10);
     }
 
+    /// The rules' own examples train every model beside the office's records; they are never
+    /// scored for calibration, and the requests among them are recognised as seen.
+    #[test]
+    fn the_rules_examples_train_but_never_calibrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = |subject: &str, topic: &str| {
+            format!(
+                "{}\n",
+                serde_json::json!({"subject": subject, "body": "", "topic": topic})
+            )
+        };
+        let mut shipped = String::new();
+        for i in 0..20 {
+            shipped += &line(&format!("la bolletta del metano {i}"), "gas");
+            shipped += &line(&format!("i calcinacci in strada {i}"), "waste");
+        }
+        std::fs::write(dir.path().join("ex.jsonl"), &shipped).unwrap();
+        let file = dir.path().join("r.toml");
+        let text = format!("examples = \"ex.jsonl\"\n{TWO_TOPICS}");
+        let rules = Rules::parse(&file, &text).unwrap();
+        assert_eq!(rules.examples.records.len(), 40);
+        assert!(rules
+            .examples
+            .contain(&ex("la bolletta del metano 3", "gas")));
+        assert!(!rules
+            .examples
+            .contain(&ex("la bolletta del metano 99", "gas")));
+        // The office's own 30 records: the only ones calibration scores.
+        let office: Vec<model::Example> = (0..15)
+            .flat_map(|_| {
+                [
+                    ex("allaccio gas nuovo", "gas"),
+                    ex("macerie da portare via", "waste"),
+                ]
+            })
+            .collect();
+        let m = Model::train(&office, &rules).unwrap();
+        assert_eq!((m.examples, m.shipped_examples), (30, 40));
+        assert_eq!(m.calibration.as_ref().unwrap().records, 30);
+        // What only the examples taught: a word no office record has.
+        let c = ask_with(&rules, Some(&m), "la bolletta del metano");
+        assert_eq!(c.guesses[0].0, "gas", "{}", c.reason);
+        let without = Rules::parse(&file, TWO_TOPICS).unwrap();
+        let m0 = Model::train(&office, &without).unwrap();
+        assert_eq!(m0.shipped_examples, 0);
+        assert_ne!(m0.data_sha256, m.data_sha256);
+
+        // Every bad line is reported with its number; a missing file is named.
+        std::fs::write(
+            dir.path().join("ex.jsonl"),
+            format!("{}not json\n{}", line("a", "gas"), line("b", "housing")),
+        )
+        .unwrap();
+        let err = Rules::parse(&file, &text).unwrap_err().to_string();
+        assert!(err.contains("ex.jsonl:2: example:"), "{err}");
+        assert!(
+            err.contains("ex.jsonl:3: example: topic `housing` is not one of these rules' topics"),
+            "{err}"
+        );
+        let err = Rules::parse(&file, &text.replace("ex.jsonl", "missing.jsonl"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cannot read") && err.contains("missing.jsonl"),
+            "{err}"
+        );
+    }
+
     fn ask_with(rules: &Rules, model: Option<&Model>, body: &str) -> Classification {
         classify(
             rules,

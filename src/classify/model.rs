@@ -164,8 +164,12 @@ const PROMISED_RECORDS: f32 = 100.0;
 pub struct Model {
     pub format: u32,
     pub trained_at: String,
-    /// How many examples, and a hash of them: which data this model was trained on.
+    /// How many of the office's examples, and a hash of them with the rules' own: which data
+    /// this model was trained on.
     pub examples: usize,
+    /// The rules' shipped examples it also learned from.
+    #[serde(default)]
+    pub shipped_examples: usize,
     pub data_sha256: String,
     /// The rules' topics when trained, in column order.
     pub topics: Vec<String>,
@@ -423,15 +427,24 @@ fn nll(oof: &[(Vec<f32>, usize)], t: f32) -> f64 {
 
 /// Out-of-fold scores for calibration, the folds trained side by side: the temperature that
 /// fits them, the calibration error before and after, the precision/coverage curve.
-fn calibrate(data: &Data, decisive: &[Option<usize>], round: &mut dyn FnMut()) -> Calibration {
-    let n = data.rows.len();
+fn calibrate(
+    data: &Data,
+    office: usize,
+    decisive: &[Option<usize>],
+    round: &mut dyn FnMut(),
+) -> Calibration {
+    // Folds over the office's records; the rows after them (the rules' examples) train
+    // every fold and are never scored.
+    let n = office;
     let folds: Vec<Vec<(usize, Vec<f32>)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..CALIBRATION_FOLDS)
             .map(|fold| {
                 let data = &data;
                 s.spawn(move || {
-                    let train: Vec<usize> =
-                        (0..n).filter(|i| i % CALIBRATION_FOLDS != fold).collect();
+                    let train: Vec<usize> = (0..n)
+                        .filter(|i| i % CALIBRATION_FOLDS != fold)
+                        .chain(office..data.rows.len())
+                        .collect();
                     let p = fit(data, &train);
                     (0..n)
                         .filter(|i| i % CALIBRATION_FOLDS == fold)
@@ -591,11 +604,26 @@ impl Model {
         let mut feature_ids: IdMap<usize> = IdMap::default();
         let mut decisive: Vec<Option<usize>> = Vec::new();
         let mut rows = Vec::new();
-        // Topics the rules no longer have are left out.
-        let requests: Vec<(usize, Request)> = examples
+        // Topics the rules no longer have are left out. The office's records first, then the
+        // rules' own examples: those only ever train, so calibration measures the office's.
+        fn labelled<'e>(
+            index: &HashMap<&str, usize>,
+            e: &'e Example,
+        ) -> Option<(usize, Request<'e>)> {
+            Some((*index.get(e.topic.as_str())?, e.request()))
+        }
+        let mut requests: Vec<(usize, Request)> = examples
             .iter()
-            .filter_map(|e| Some((*index.get(e.topic.as_str())?, e.request())))
+            .filter_map(|e| labelled(&index, e))
             .collect();
+        let office = requests.len();
+        requests.extend(
+            rules
+                .examples
+                .records
+                .iter()
+                .filter_map(|e| labelled(&index, e)),
+        );
         let encoded: Vec<(usize, Encoded)> = requests
             .iter()
             .map(|(label, request)| (*label, encode(rules, request)))
@@ -630,8 +658,8 @@ impl Model {
             rows,
         };
         let n = data.rows.len();
-        let calibration =
-            (n >= MIN_CALIBRATION_EXAMPLES).then(|| calibrate(&data, &decisive, round));
+        let calibration = (office >= MIN_CALIBRATION_EXAMPLES)
+            .then(|| calibrate(&data, office, &decisive, round));
         let all: Vec<usize> = (0..n).collect();
         let p = fit(&data, &all);
         round();
@@ -651,8 +679,9 @@ impl Model {
         Ok(Model {
             format: FORMAT_VERSION,
             trained_at: crate::store::now_rfc3339(),
-            examples: n,
-            data_sha256: data_hash(examples),
+            examples: office,
+            shipped_examples: n - office,
+            data_sha256: data_hash(examples.iter().chain(&rules.examples.records)),
             topics,
             bias: p.b,
             weights,
@@ -789,7 +818,7 @@ pub fn argmax(v: &[f32]) -> usize {
         .unwrap_or(0)
 }
 
-fn data_hash(examples: &[Example]) -> String {
+fn data_hash<'e>(examples: impl Iterator<Item = &'e Example>) -> String {
     let mut h = Sha256::new();
     for e in examples {
         for part in [&e.id, &e.subject, &e.body, &e.topic] {

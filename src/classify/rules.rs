@@ -5,6 +5,7 @@
 //! problem and its line.
 
 use super::features::{ignored_words, stems, Words};
+use super::model::Example;
 use crate::config::{Checker, ConfigError, ConfigProblem};
 use crate::model::Channel;
 use aho_corasick::AhoCorasick;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use toml::Spanned;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -362,6 +364,9 @@ pub struct Rules {
     /// SHA-256 of labelled files these rules were written while reading: scoring the rules on
     /// them measures the rules' memory, and `rules test` / `model eval` say so.
     pub seen_labels: Vec<String>,
+    /// Labelled requests shipped with the rules (`examples = "FILE"`): every training learns
+    /// from them beside the office's own history, and never calibrates on them.
+    pub examples: Arc<Examples>,
     pub topics: BTreeMap<String, TopicDef>,
     pub rules: Vec<Rule>,
 }
@@ -373,6 +378,86 @@ pub const UNSORTED: &str = "unsorted";
 /// file, so a request is classified out of the box, as `make demo` does.
 pub const SHIPPED_NAME: &str = "(shipped rules)";
 const SHIPPED: &str = include_str!("../../pipelines/rules.toml");
+/// The shipped rules' examples file, as named in them.
+const SHIPPED_EXAMPLES_NAME: &str = "examples.jsonl";
+const SHIPPED_EXAMPLES: &str = include_str!("../../pipelines/examples.jsonl");
+
+/// The labelled requests a rules file ships with.
+#[derive(Debug, Default)]
+pub struct Examples {
+    pub file: Option<PathBuf>,
+    pub records: Vec<Example>,
+    /// SHA-256 of each record's subject and body: scoring records the model learned from
+    /// measures its memory, and the commands that score say so.
+    fingerprints: HashSet<[u8; 32]>,
+}
+
+impl Examples {
+    fn fingerprint(e: &Example) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(e.subject.trim().as_bytes());
+        h.update([0]);
+        h.update(e.body.trim().as_bytes());
+        h.finalize().into()
+    }
+
+    /// Whether this request (by its subject and body) is one of the examples.
+    pub fn contain(&self, e: &Example) -> bool {
+        !self.fingerprints.is_empty() && self.fingerprints.contains(&Examples::fingerprint(e))
+    }
+
+    /// Reads `name` (relative to the rules file), every bad line reported with its number.
+    fn read(
+        rules_file: &Path,
+        name: &str,
+        topics: &BTreeMap<String, TopicDef>,
+        cx: &mut Checker,
+    ) -> Examples {
+        let (file, text) = if rules_file == Path::new(SHIPPED_NAME) && name == SHIPPED_EXAMPLES_NAME
+        {
+            (PathBuf::from(name), SHIPPED_EXAMPLES.to_string())
+        } else {
+            let file = rules_file.parent().unwrap_or(Path::new(".")).join(name);
+            match std::fs::read_to_string(&file) {
+                Ok(t) => (file, t),
+                Err(e) => {
+                    cx.problems.push(ConfigProblem {
+                        file: rules_file.to_path_buf(),
+                        line: None,
+                        message: format!("`examples`: cannot read {}: {e}", file.display()),
+                    });
+                    return Examples::default();
+                }
+            }
+        };
+        let mut records = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let problem = match serde_json::from_str::<Example>(line) {
+                Ok(e) if topics.contains_key(&e.topic) => {
+                    records.push(e);
+                    continue;
+                }
+                Ok(e) => format!("topic `{}` is not one of these rules' topics", e.topic),
+                Err(e) => e.to_string(),
+            };
+            cx.problems.push(ConfigProblem {
+                file: file.clone(),
+                line: Some(i + 1),
+                message: format!("example: {problem}"),
+            });
+        }
+        let fingerprints = records.iter().map(Examples::fingerprint).collect();
+        Examples {
+            file: Some(file),
+            records,
+            fingerprints,
+        }
+    }
+}
 
 /// Weight multiplier for a rule whose terms appear in the subject or in a sentence that asks.
 const EMPHASIS: f32 = 1.5;
@@ -604,6 +689,8 @@ impl Rules {
             target_precision: Option<f32>,
             #[serde(default)]
             seen_labels: Vec<String>,
+            #[serde(default)]
+            examples: Option<String>,
             /// Accepted from older files; the model now learns how much each rule counts.
             #[serde(default)]
             #[allow(dead_code)]
@@ -659,6 +746,10 @@ impl Rules {
                 });
             }
         }
+        let examples = match &top.examples {
+            Some(name) => Examples::read(path, name, &topics, &mut cx),
+            None => Examples::default(),
+        };
         let mut names = HashSet::new();
         let mut rules = Vec::new();
         let mut patterns = Patterns::default();
@@ -722,6 +813,7 @@ impl Rules {
                 .iter()
                 .map(|s| s.trim_start_matches("sha256:").to_ascii_lowercase())
                 .collect(),
+            examples: Arc::new(examples),
             topics,
             rules,
         })

@@ -153,8 +153,12 @@ fn train(
     let progress = Progress::new(TRAINING_ROUNDS as u64, Unit::Rounds, false);
     let trained = topics::retrain(&mut store, &rules, &mut || progress.round())?;
     progress.finish();
+    let shipped = match trained.model.shipped_examples {
+        0 => String::new(),
+        n => format!(" and {n} of the rules' own examples"),
+    };
     out.line(&format!(
-        "model trained on {} examples (labelled history and settled tickets), {} topics",
+        "model trained on {} examples (labelled history and settled tickets){shipped}, {} topics",
         trained.examples,
         trained.model.topics.len()
     ))?;
