@@ -92,6 +92,12 @@ fn the_model_retrains_by_itself_after_enough_corrections() {
         .iter()
         .map(|l| l["ticket"]["code"].as_str().unwrap())
         .collect();
+    // A new office starts from the rules' own examples: nothing of its own yet.
+    let model = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(data.join("topic-model.json")).unwrap()).unwrap()
+    };
+    assert_eq!(model()["examples"], 0);
+    assert!(model()["shipped_examples"].as_u64().unwrap() >= 300);
     ok(
         &data,
         &[
@@ -103,7 +109,11 @@ fn the_model_retrains_by_itself_after_enough_corrections() {
             p,
         ],
     );
-    assert!(!data.join("topic-model.json").exists());
+    assert_eq!(
+        model()["examples"],
+        0,
+        "one settled ticket is not yet `retrain_after`"
+    );
     let run = ok(
         &data,
         &[
@@ -120,7 +130,7 @@ fn the_model_retrains_by_itself_after_enough_corrections() {
         "{}",
         run.stderr
     );
-    assert!(data.join("topic-model.json").exists());
+    assert_eq!(model()["examples"], 2);
     // Closing a ticket with the topic it was given is the clerk's word that it was right:
     // two such closings retrain again, now on four examples.
     let lines = ok(

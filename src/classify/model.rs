@@ -123,9 +123,9 @@ impl Calibration {
                     None => p.precision,
                 };
                 precision >= target
-                    && self
-                        .live_from(p.confidence)
-                        .is_none_or(|(right, n)| wilson_upper(right, n) >= target)
+                    && self.live_from(p.confidence).is_none_or(|(right, n)| {
+                        n < MIN_LIVE_ANSWERS || wilson_upper(right, n) >= target
+                    })
             })
             .map(|p| (p.confidence, p.coverage))
     }
@@ -143,6 +143,11 @@ impl Calibration {
         self.live_records = answers.len();
     }
 }
+
+/// Settled answers from a confidence before the office's record may close it. Fewer prove
+/// little, and a confidence closed is never answered from again, so its record cannot
+/// recover: two confident answers a clerk moved once silenced a new office's every ticket.
+const MIN_LIVE_ANSWERS: f32 = 20.0;
 
 /// The upper end of the Wilson score interval at one standard error for `right` of `n`.
 fn wilson_upper(right: f32, n: f32) -> f32 {
@@ -429,13 +434,13 @@ fn nll(oof: &[(Vec<f32>, usize)], t: f32) -> f64 {
 /// fits them, the calibration error before and after, the precision/coverage curve.
 fn calibrate(
     data: &Data,
-    office: usize,
+    scored: usize,
     decisive: &[Option<usize>],
     round: &mut dyn FnMut(),
 ) -> Calibration {
-    // Folds over the office's records; the rows after them (the rules' examples) train
-    // every fold and are never scored.
-    let n = office;
+    // Folds over the first `scored` rows (the office's records); the rows after them (the
+    // rules' examples) train every fold and are never scored.
+    let n = scored;
     let folds: Vec<Vec<(usize, Vec<f32>)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..CALIBRATION_FOLDS)
             .map(|fold| {
@@ -443,7 +448,7 @@ fn calibrate(
                 s.spawn(move || {
                     let train: Vec<usize> = (0..n)
                         .filter(|i| i % CALIBRATION_FOLDS != fold)
-                        .chain(office..data.rows.len())
+                        .chain(scored..data.rows.len())
                         .collect();
                     let p = fit(data, &train);
                     (0..n)
@@ -658,8 +663,16 @@ impl Model {
             rows,
         };
         let n = data.rows.len();
-        let calibration = (office >= MIN_CALIBRATION_EXAMPLES)
-            .then(|| calibrate(&data, office, &decisive, round));
+        // Calibrated on the office's records once it has enough of them; until then on the
+        // rules' examples too (the rules were written reading those, so this promises more
+        // than it will keep: the office's record of answers then raises the threshold).
+        let scored = if office >= MIN_CALIBRATION_EXAMPLES {
+            office
+        } else {
+            n
+        };
+        let calibration = (scored >= MIN_CALIBRATION_EXAMPLES)
+            .then(|| calibrate(&data, scored, &decisive, round));
         let all: Vec<usize> = (0..n).collect();
         let p = fit(&data, &all);
         round();
@@ -898,6 +911,9 @@ mod tests {
             (0.6, true),
         ];
         cal.observe_live(&few);
+        assert_eq!(cal.threshold_for(0.9).unwrap().0, 0.6);
+        // Nor do two confident answers both moved by a clerk: the model keeps answering.
+        cal.observe_live(&[(0.97, false), (0.99, false)]);
         assert_eq!(cal.threshold_for(0.9).unwrap().0, 0.6);
         // Sixty answers at 0.6 of which a quarter wrong do: only the confident ones are given.
         let mut live = answers(60, 0.6, 4);

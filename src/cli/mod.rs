@@ -226,8 +226,12 @@ fn deliver_acks_once(store: &mut Store, pipeline: &Pipeline) -> Result<()> {
 fn retrain_now(store: &mut Store, rules: &Rules, why: &str) {
     match topics::retrain(store, rules, &mut || {}) {
         Ok(trained) => eprintln!(
-            "sportello: model retrained on {} examples ({why})",
-            trained.examples
+            "sportello: model retrained on {} examples{} ({why})",
+            trained.examples,
+            match trained.model.shipped_examples {
+                0 => String::new(),
+                n => format!(" and {n} of the rules' own"),
+            }
         ),
         Err(e) => eprintln!("sportello: the model was not retrained: {e}"),
     }

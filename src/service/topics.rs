@@ -141,14 +141,15 @@ pub fn set_status(
 }
 
 /// Whether a model should be trained now: enough settled since the last one, or examples
-/// to learn from and no usable model (none yet, or one of an older version).
+/// to learn from (the office's, or the rules' own) and no usable model (none yet, or one of
+/// an older version).
 pub fn retrain_wanted(store: &impl Register, rules: &Rules) -> Result<bool, LearnError> {
     if due(store.settled_since_training()?, rules) {
         return Ok(true);
     }
     // No model, or one of an older version (ignored when loaded): train on what there is.
     let missing = !matches!(Model::load(store.data_dir()), Ok(Some(_)));
-    Ok(missing && store.has_training_examples()?)
+    Ok(missing && (!rules.examples.records.is_empty() || store.has_training_examples()?))
 }
 
 /// The result of a training.

@@ -405,6 +405,9 @@ fn replay(
     if let Some(b) = bootstrap {
         let history: Vec<Example> = read_labels(b).map_err(anyhow::Error::msg)?;
         boot = store.import_labelled(&history)?;
+    }
+    // As an office starts: from its history, else from the rules' own examples.
+    if topics::retrain_wanted(&store, &rules)? {
         topics::retrain(&mut store, &rules, &mut || {})?;
     }
     let mut progress = Progress::new(records.len() as u64, Unit::Items, json);
