@@ -562,6 +562,29 @@ mod tests {
             1,
             "the other machine's claim stands"
         );
+        // Until it is far older than any sending takes: that machine is gone, and this one
+        // settles its claim, naming it.
+        store
+            .read()
+            .unwrap()
+            .execute(
+                "UPDATE outbox SET sending_since = '2026-01-01T00:00:00Z'
+                 WHERE sending_host = 'altra-macchina'",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(store.outbox_settle_orphans(&|_| true).unwrap(), 1);
+        assert_eq!(store.outbox_pending().unwrap(), 0);
+        let r = store
+            .read()
+            .unwrap()
+            .query_one(
+                "SELECT uncertain FROM outbox WHERE sending_host = 'altra-macchina'",
+                &[],
+            )
+            .unwrap();
+        let reason: String = col(&r, 0).unwrap();
+        assert!(reason.contains("(altra-macchina)"), "{reason}");
     }
 
     /// The server drops the store's session (a restart, a failover): the call that meets the

@@ -53,6 +53,11 @@ pub(super) fn queue_closed_notice(tx: &mut dyn Sql, ticket_id: i64) -> Result<()
     system_event(tx, ticket_id, &now, &queued)
 }
 
+/// How long another machine's claim on a message stands before this one settles it: sending
+/// one message takes seconds (a mail server's answer, a modem's), so a claim this old is a
+/// machine gone, not a slow one.
+const SENDING_LEASE_SECS: i64 = 15 * 60;
+
 /// This machine's name, as outbox claims record it.
 fn host() -> String {
     let mut buf = [0u8; 256];
@@ -103,34 +108,51 @@ impl Outbox for PgStore {
 
     fn outbox_claim(&mut self, item: &OutboxItem) -> Result<bool> {
         let n = self.read()?.execute(
-            "UPDATE outbox SET sending_by = $1, sending_host = $3
+            "UPDATE outbox SET sending_by = $1, sending_host = $3, sending_since = $4
              WHERE id = $2 AND sent_at IS NULL AND sending_by IS NULL AND uncertain IS NULL",
-            &[&i64::from(std::process::id()), &item.id, &host()],
+            &[
+                &i64::from(std::process::id()),
+                &item.id,
+                &host(),
+                &now_rfc3339(),
+            ],
         )?;
         Ok(n == 1)
     }
 
     fn outbox_settle_orphans(&mut self, alive: &dyn Fn(u32) -> bool) -> Result<usize> {
-        // A process id means something on its own machine only: another machine's senders are
-        // left to that machine (a claim made before machines were named counts as ours).
-        let claimed: Vec<(i64, i64, i64, String)> = self
+        // A process id means something on its own machine only: this machine's claims are
+        // judged by whether their process lives (a claim made before machines were named
+        // counts as ours); another machine's only once it is far older than any sending
+        // takes, as that machine may be gone for good.
+        let me = host();
+        let expired = chrono::Utc::now() - chrono::Duration::seconds(SENDING_LEASE_SECS);
+        let expired = expired.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let claimed: Vec<(i64, i64, i64, String, Option<String>)> = self
             .read()?
             .query(
-                "SELECT id, ticket_id, sending_by, to_addr FROM outbox
+                "SELECT id, ticket_id, sending_by, to_addr, sending_host FROM outbox
                  WHERE sent_at IS NULL AND sending_by IS NOT NULL AND uncertain IS NULL
-                   AND (sending_host = $1 OR sending_host IS NULL)",
-                &[&host()],
+                   AND (sending_host = $1 OR sending_host IS NULL
+                        OR sending_since IS NULL OR sending_since < $2)",
+                &[&me, &expired],
             )?
             .iter()
-            .map(|r| Ok((col(r, 0)?, col(r, 1)?, col(r, 2)?, col(r, 3)?)))
+            .map(|r| Ok((col(r, 0)?, col(r, 1)?, col(r, 2)?, col(r, 3)?, col(r, 4)?)))
             .collect::<Result<_>>()?;
         let mut settled = 0;
-        for (id, ticket_id, pid, to) in claimed {
-            if pid == i64::from(std::process::id()) || alive(pid as u32) {
+        for (id, ticket_id, pid, to, machine) in claimed {
+            let ours = machine.as_deref().is_none_or(|m| m == me);
+            if ours && (pid == i64::from(std::process::id()) || alive(pid as u32)) {
                 continue;
             }
             settled += self.write(|tx| {
-                let reason = "the office stopped while this message was being sent: it may not have arrived, and is not sent again; send it again from the ticket if the citizen did not get it";
+                let reason = if ours {
+                    "the office stopped while this message was being sent: it may not have arrived, and is not sent again; send it again from the ticket if the citizen did not get it".to_string()
+                } else {
+                    format!("the machine sending this message ({}) stopped before saying whether it was sent: it may not have arrived, and is not sent again; send it again from the ticket if the citizen did not get it", machine.as_deref().unwrap_or_default())
+                };
+                let reason = reason.as_str();
                 let n = tx.execute(
                     "UPDATE outbox SET uncertain = $1 WHERE id = $2 AND sent_at IS NULL AND sending_by = $3",
                     &[&reason, &id, &pid],

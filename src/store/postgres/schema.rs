@@ -243,6 +243,11 @@ CREATE TRIGGER documents_never_deleted BEFORE DELETE ON documents
     r#"
 ALTER TABLE outbox ADD COLUMN sending_host TEXT;
 "#,
+    // A machine that never comes back cannot judge its own senders: a claim records when it
+    // was made, and another machine settles it once it is far older than any sending takes.
+    r#"
+ALTER TABLE outbox ADD COLUMN sending_since TEXT;
+"#,
 ];
 
 pub(super) fn migrate(client: &mut Client, url: &str) -> Result<()> {
