@@ -253,6 +253,71 @@ fn a_standby_run_takes_over_the_sources_when_the_leader_is_killed() {
     assert!(standby.terminate().success());
 }
 
+/// A leader that is there but silent (stopped: a stalled machine whose kernel still answers
+/// keepalives) is replaced by the standby; when it wakes it finds its lead gone, stops its
+/// sources and stands by, and takes over again when the new leader dies. PostgreSQL only: on
+/// SQLite both runs share one machine, where a stopped process is the admin's to see.
+fn a_silent_leader_is_replaced_and_stands_by_when_it_wakes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
+    std::fs::create_dir_all(&drop).unwrap();
+    let pipeline = folder_pipeline(tmp.path(), &drop, "scanner", 0.1);
+    let leads = || leader(&data);
+    let mut first = Runner::start(&data, &pipeline, &[]);
+    let first_pid = first.child.id().to_string();
+    assert!(wait_for(Duration::from_secs(30), || leads().trim() == first_pid));
+    let mut second = Runner::start(&data, &pipeline, &[]);
+    let second_pid = second.child.id().to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(first.child.id() as i32, libc::SIGSTOP) };
+    assert!(
+        wait_for(Duration::from_secs(60), || leads().trim() == second_pid),
+        "the standby did not replace the silent leader"
+    );
+    std::fs::write(
+        drop.join("prima.pdf"),
+        letter_pdf("Prima richiesta", "Chiedo un certificato."),
+    )
+    .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || filed(&data) == 1),
+        "the new leader did not take the folder"
+    );
+    // The old leader wakes: it does not lead, and it does not end either.
+    unsafe { libc::kill(first.child.id() as i32, libc::SIGCONT) };
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        first.child.try_wait().unwrap().is_none(),
+        "the woken leader exited"
+    );
+    assert_eq!(leads().trim(), second_pid);
+    std::fs::write(
+        drop.join("seconda.pdf"),
+        letter_pdf("Seconda richiesta", "Chiedo un altro certificato."),
+    )
+    .unwrap();
+    assert!(wait_for(Duration::from_secs(60), || filed(&data) == 2));
+    // It stood by: it leads again when the new leader dies.
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || leads().trim() == first_pid),
+        "the woken leader did not stand by"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(filed(&data), 2, "nothing was filed twice");
+    assert!(first.terminate().success());
+}
+
+mod postgres_only {
+    #[test]
+    fn a_silent_leader_is_replaced_and_stands_by_when_it_wakes() {
+        if crate::common::use_postgres() {
+            super::a_silent_leader_is_replaced_and_stands_by_when_it_wakes()
+        }
+    }
+}
+
 /// A `sportello serve` on a free port of the same register, with its address; killed on drop.
 struct Web(Child, std::net::SocketAddr);
 

@@ -151,6 +151,21 @@ pub enum Leadership {
     Postgres(Box<postgres::PgLeadership>),
 }
 
+impl Leadership {
+    /// The leader's heartbeat, every [`Leadership::HEARTBEAT`]: an error means the lead is
+    /// lost (another process took it) and the sources must stop. A file lock lasts as long
+    /// as the process.
+    pub fn check(&mut self) -> Result<()> {
+        match self {
+            Leadership::File(_) => Ok(()),
+            Leadership::Postgres(l) => l.check(),
+        }
+    }
+
+    pub const HEARTBEAT: std::time::Duration =
+        std::time::Duration::from_secs(postgres::LEADER_HEARTBEAT_SECS);
+}
+
 impl Register for Store {
     fn blobs(&self) -> &BlobStore {
         on_backend!(self, s => s.blobs())

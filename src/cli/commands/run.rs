@@ -48,24 +48,36 @@ pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<
         queue_stop.clone(),
     )
     .map_err(anyhow::Error::msg)?;
-    let leadership = wait_to_lead(&store, once, &stop)?;
     let mut write_error = None;
-    if leadership.is_some() {
-        runner::run(
+    // Leads the sources while it holds the lead. A lead lost (a standby ended this session
+    // after finding it silent, or the register went away) stops the sources, and this `run`
+    // stands by again.
+    while let Some(leadership) = wait_to_lead(&store, once, &stop)? {
+        let sources_stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let heartbeat = spawn_heartbeat(leadership, &stop, &sources_stop, &done)?;
+        let ran = runner::run(
             &mut store,
             &processor,
             &pipeline,
-            stop.clone(),
+            sources_stop.clone(),
             once,
             |store, outcome| {
                 if let Err(e) = report_outcome(out, store, &outcome, json) {
                     write_error.get_or_insert(e);
                 }
             },
-        )
-        .map_err(anyhow::Error::msg)?;
+        );
+        done.store(true, Ordering::SeqCst);
+        let lost = heartbeat.join().unwrap_or(None);
+        ran.map_err(anyhow::Error::msg)?;
+        match lost {
+            Some(why) if !once && !stop.load(Ordering::SeqCst) => eprintln!(
+                "sportello: this `run` lost the lead of the sources ({why}); it stopped them and stands by"
+            ),
+            _ => break,
+        }
     }
-    drop(leadership);
     if !once {
         // The job in hand is finished first.
         queue_stop.store(true, Ordering::SeqCst);
@@ -75,6 +87,42 @@ pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<
         tracing::info!("stopped by signal");
     }
     write_error.map_or(Ok(ExitCode::SUCCESS), Err)
+}
+
+/// Holds the lead while the sources run, proving it every [`Leadership::HEARTBEAT`]: on a
+/// signal, or when the lead is lost, it stops the sources; it lets the lead go only when
+/// they are `done`. Returns why the lead was lost, if it was.
+fn spawn_heartbeat(
+    mut leadership: crate::store::Leadership,
+    stop: &Arc<AtomicBool>,
+    sources_stop: &Arc<AtomicBool>,
+    done: &Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<Option<String>>> {
+    let (stop, sources_stop, done) = (stop.clone(), sources_stop.clone(), done.clone());
+    let handle = std::thread::Builder::new()
+        .name("leader heartbeat".into())
+        .spawn(move || {
+            let mut last = std::time::Instant::now();
+            let mut lost = None;
+            while !done.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if stop.load(Ordering::SeqCst) {
+                    sources_stop.store(true, Ordering::SeqCst);
+                }
+                if lost.is_none() && last.elapsed() >= crate::store::Leadership::HEARTBEAT {
+                    last = std::time::Instant::now();
+                    if let Err(e) = leadership.check() {
+                        tracing::error!("lost the lead of the sources: {e}");
+                        lost = Some(e.to_string());
+                        sources_stop.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+            drop(leadership);
+            lost
+        })
+        .context("cannot start the leader's heartbeat")?;
+    Ok(handle)
 }
 
 /// Waits to lead the store's sources (see `Store::try_lead`), saying so once when another

@@ -96,7 +96,9 @@ impl PgStore {
     /// ends, its connection closes and the server releases the lock. A machine that vanishes
     /// closes nothing: the server notices by TCP keepalives, which this session asks for
     /// every 5 s after 10 s of silence (the server's default waits two hours), so another
-    /// leader follows within about half a minute. None while another process leads.
+    /// leader follows within about half a minute. A leader that is there but silent (a
+    /// stopped process, a stalled machine) is ended after [`LEADER_SILENCE_SECS`]. None while
+    /// another process leads.
     pub fn try_lead(&self) -> Result<Option<PgLeadership>> {
         let mut config: ::postgres::Config = self
             .url
@@ -111,7 +113,31 @@ impl PgStore {
             "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3",
         )?;
         let r = client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?;
-        Ok(col::<bool>(&r, 0)?.then_some(PgLeadership { _client: client }))
+        if col::<bool>(&r, 0)? {
+            return Ok(Some(PgLeadership { client }));
+        }
+        // A leader whose session said nothing for LEADER_SILENCE_SECS is hung (stopped, or
+        // its machine stalled while the kernel still answers keepalives): its session is
+        // ended, which releases the lock for the next try. A leader that wakes finds its
+        // session gone at its next heartbeat and stops its sources.
+        let ended = client.query_opt(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+               JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND ((l.classid::text::bigint << 32) | l.objid::text::bigint) = $1
+               AND a.state = 'idle'
+               AND a.state_change < clock_timestamp() - make_interval(secs => $2)",
+            &[&LEADER_LOCK, &(LEADER_SILENCE_SECS as f64)],
+        )?;
+        if let Some(r) = ended {
+            if col::<bool>(&r, 0)? {
+                tracing::warn!(
+                    "the leader of the sources was silent for {LEADER_SILENCE_SECS} s: its session was ended"
+                );
+            }
+        }
+        Ok(None)
     }
 
     /// The process that leads the sources now, if one does: the holder of the advisory lock,
@@ -134,6 +160,13 @@ impl PgStore {
     /// longer wait for the disk. Never for intake.
     pub fn relax_durability_for_bulk_load(&self) -> Result<()> {
         self.read()?.batch_execute("SET synchronous_commit = off")?;
+        Ok(())
+    }
+
+    /// Refreshes the planner's statistics (after a bulk load or a migration: the words'
+    /// frequencies decide between the search index and a walk of the newest tickets).
+    pub fn analyze(&self) -> Result<()> {
+        self.read()?.batch_execute("ANALYZE")?;
         Ok(())
     }
 
@@ -175,7 +208,32 @@ impl PgStore {
 /// Held by the `run` that leads the sources; dropping it closes its connection, and the
 /// lock with it.
 pub struct PgLeadership {
-    _client: Client,
+    client: Client,
+}
+
+/// How long a leader's session may say nothing before a standby ends it. The leader's
+/// heartbeat ([`PgLeadership::check`]) speaks every [`LEADER_HEARTBEAT_SECS`].
+pub const LEADER_SILENCE_SECS: u64 = 20;
+pub const LEADER_HEARTBEAT_SECS: u64 = 2;
+
+impl PgLeadership {
+    /// The heartbeat: whether this session still holds the lock. An error (the session was
+    /// ended by a standby that found this leader silent, or the server went away) means the
+    /// lead is lost and the sources must stop.
+    pub fn check(&mut self) -> Result<()> {
+        let r = self.client.query_one(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND pid = pg_backend_pid()
+               AND ((classid::text::bigint << 32) | objid::text::bigint) = $1",
+            &[&LEADER_LOCK],
+        )?;
+        match col::<i64>(&r, 0)? {
+            0 => Err(StoreError::Database(
+                "this session no longer holds the lead".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl std::fmt::Debug for PgLeadership {
