@@ -269,6 +269,9 @@ pub fn migrate(
             postgres::reindex(&mut tx, id)?;
         }
         tx.commit()?;
+        // The copy's statistics now, not when autovacuum gets to them: the first searches'
+        // plans depend on the words' frequencies.
+        pg.batch_execute("ANALYZE")?;
         for &table in TABLES {
             let columns = shared_columns(sqlite, &mut *pg, table)?;
             let order = order_of(table);

@@ -103,32 +103,52 @@ fn snippet_for(
         .unwrap_or_else(|| subject.to_string()))
 }
 
+/// The ranked search's SQL and its arguments: the newest `RANK_WINDOW` matches ranked, then
+/// the page of them asked for.
+fn search_sql(query: &SearchQuery, filter: &TicketFilter) -> (String, Vec<String>) {
+    let (where_sql, mut args) = filter_sql(filter);
+    args.push(tsquery(query));
+    let q = args.len();
+    let offset = filter.offset.unwrap_or(0);
+    let limit = filter.limit.unwrap_or(20);
+    let filter_and = if where_sql.is_empty() {
+        "WHERE".to_string()
+    } else {
+        format!("{where_sql} AND")
+    };
+    let sql = format!(
+        "SELECT t.id, t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at, t.subject,
+                t.topic, t.status, COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone),
+                m.score
+         FROM (SELECT s.ticket_id,
+                      ts_rank({WEIGHTS}, s.words, to_tsquery('simple', ${q}), 1)::float8 AS score
+               FROM ticket_search s JOIN tickets t ON t.id = s.ticket_id
+               {filter_and} s.words @@ to_tsquery('simple', ${q})
+               ORDER BY s.ticket_id DESC LIMIT {RANK_WINDOW}) m
+         JOIN tickets t ON t.id = m.ticket_id
+         ORDER BY m.score DESC, t.id DESC LIMIT {limit} OFFSET {offset}"
+    );
+    (sql, args)
+}
+
+impl PgStore {
+    /// The plan PostgreSQL chose for a search and what running it cost (`EXPLAIN (ANALYZE,
+    /// BUFFERS)`), for the benchmark that checks the plan at a million tickets.
+    pub fn explain_search(&self, query: &SearchQuery, filter: &TicketFilter) -> Result<String> {
+        let (sql, args) = search_sql(query, filter);
+        let params: Vec<&(dyn ToSql + Sync)> =
+            args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let rows = self
+            .read()?
+            .query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"), &params)?;
+        let lines: Vec<String> = rows.iter().map(|r| col(r, 0)).collect::<Result<_>>()?;
+        Ok(lines.join("\n"))
+    }
+}
+
 impl Search for PgStore {
     fn search(&self, query: &SearchQuery, filter: &TicketFilter) -> Result<Vec<SearchHit>> {
-        let (where_sql, mut args) = filter_sql(filter);
-        args.push(tsquery(query));
-        let q = args.len();
-        let offset = filter.offset.unwrap_or(0);
-        let limit = filter.limit.unwrap_or(20);
-        let filter_and = if where_sql.is_empty() {
-            "WHERE".to_string()
-        } else {
-            format!("{where_sql} AND")
-        };
-        // The newest matches only are ranked, as on SQLite: a broad word in a million tickets
-        // costs a window, not the whole index.
-        let sql = format!(
-            "SELECT t.id, t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at, t.subject,
-                    t.topic, t.status, COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone),
-                    m.score
-             FROM (SELECT s.ticket_id,
-                          ts_rank({WEIGHTS}, s.words, to_tsquery('simple', ${q}), 1)::float8 AS score
-                   FROM ticket_search s JOIN tickets t ON t.id = s.ticket_id
-                   {filter_and} s.words @@ to_tsquery('simple', ${q})
-                   ORDER BY s.ticket_id DESC LIMIT {RANK_WINDOW}) m
-             JOIN tickets t ON t.id = m.ticket_id
-             ORDER BY m.score DESC, t.id DESC LIMIT {limit} OFFSET {offset}"
-        );
+        let (sql, args) = search_sql(query, filter);
         let mut c = self.read()?;
         let params: Vec<&(dyn ToSql + Sync)> =
             args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
