@@ -424,46 +424,23 @@ fn the_rules_own_examples_carry_the_model_to_requests_nobody_wrote_rules_from() 
         let tmp = tempfile::tempdir().unwrap();
         let p = classify_pipeline(tmp.path(), rules);
         let p = p.to_str().unwrap();
-        let trained = ok(
-            tmp.path(),
-            &[
-                "model",
-                "train",
-                "--labels",
-                dev.to_str().unwrap(),
-                "--pipeline",
-                p,
-            ],
-        )
-        .stdout;
+        let trained = train_on(tmp.path(), &dev, p);
         assert!(trained.contains("140 labelled requests"), "{trained}");
-        let out = &ok(
-            tmp.path(),
-            &[
+        let test = |labels: &str| {
+            let args = [
                 "rules",
                 "test",
                 "--labels",
-                held.to_str().unwrap(),
+                labels,
                 "--pipeline",
                 p,
                 "--json",
-            ],
-        )
-        .json_lines()[0];
+            ];
+            ok(tmp.path(), &args).json_lines().remove(0)
+        };
+        let out = &test(held.to_str().unwrap());
         assert_eq!(out["rules_have_seen_these_records"], false);
-        let mine = &ok(
-            tmp.path(),
-            &[
-                "rules",
-                "test",
-                "--labels",
-                "pipelines/examples.jsonl",
-                "--pipeline",
-                p,
-                "--json",
-            ],
-        )
-        .json_lines()[0];
+        let mine = &test("pipelines/examples.jsonl");
         (
             trained,
             out["report"].clone(),
@@ -503,18 +480,7 @@ fn a_retraining_keeps_the_offices_record_of_automatic_answers() {
     );
     let p = p.to_str().unwrap();
     let dev = corpus.join("requests/labeled-dev.jsonl");
-    let trained = ok(
-        &data,
-        &[
-            "model",
-            "train",
-            "--labels",
-            dev.to_str().unwrap(),
-            "--pipeline",
-            p,
-        ],
-    )
-    .stdout;
+    let trained = train_on(&data, &dev, p);
     assert!(!trained.contains("automatic answers stood"), "{trained}");
     let mails = tmp.path().join("mails");
     std::fs::create_dir_all(&mails).unwrap();
@@ -793,4 +759,14 @@ fn copy_examples(dir: &std::path::Path) {
         dir.join("examples.jsonl"),
     )
     .unwrap();
+}
+
+/// `model train --labels LABELS --pipeline PIPELINE` on `data`: what it printed.
+fn train_on(data: &std::path::Path, labels: &std::path::Path, pipeline: &str) -> String {
+    let labels = labels.to_str().unwrap();
+    ok(
+        data,
+        &["model", "train", "--labels", labels, "--pipeline", pipeline],
+    )
+    .stdout
 }

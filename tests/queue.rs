@@ -215,42 +215,74 @@ fn run_works_off_the_queue_beside_its_sources() {
     assert_eq!(store.count().unwrap(), 3);
 }
 
+/// Two `run`s of one folder pipeline on one store: the first leads (waited for), the second
+/// stands by.
+struct TwoRuns {
+    _tmp: tempfile::TempDir,
+    data: std::path::PathBuf,
+    drop: std::path::PathBuf,
+    leader: Runner,
+    leader_pid: String,
+    standby: Runner,
+    standby_pid: String,
+}
+
+impl TwoRuns {
+    fn start() -> TwoRuns {
+        let tmp = tempfile::tempdir().unwrap();
+        let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
+        std::fs::create_dir_all(&drop).unwrap();
+        let pipeline = folder_pipeline(tmp.path(), &drop, "scanner", 0.1);
+        let first = Runner::start(&data, &pipeline, &[]);
+        let leader_pid = first.child.id().to_string();
+        assert!(wait_for(Duration::from_secs(30), || leader(&data).trim()
+            == leader_pid));
+        let standby = Runner::start(&data, &pipeline, &[]);
+        let standby_pid = standby.child.id().to_string();
+        TwoRuns {
+            _tmp: tmp,
+            data,
+            drop,
+            leader: first,
+            leader_pid,
+            standby,
+            standby_pid,
+        }
+    }
+
+    /// Who leads, as text ("" when none does).
+    fn leads(&self) -> String {
+        leader(&self.data).trim().to_string()
+    }
+
+    /// A letter dropped in the folder, then waited for until `total` tickets are filed.
+    fn drop_letter(&self, name: &str, total: u64) -> bool {
+        std::fs::write(
+            self.drop.join(name),
+            letter_pdf(&format!("Richiesta {name}"), "Chiedo un certificato."),
+        )
+        .unwrap();
+        wait_for(Duration::from_secs(60), || filed(&self.data) == total)
+    }
+}
+
 fn a_standby_run_takes_over_the_sources_when_the_leader_is_killed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
-    std::fs::create_dir_all(&drop).unwrap();
-    let pipeline = folder_pipeline(tmp.path(), &drop, "scanner", 0.1);
-    let leads = || leader(&data);
-    let mut leader = Runner::start(&data, &pipeline, &[]);
-    let leader_pid = leader.child.id().to_string();
-    assert!(wait_for(Duration::from_secs(30), || leads().trim() == leader_pid));
-    let standby = Runner::start(&data, &pipeline, &[]);
-    let standby_pid = standby.child.id().to_string();
-    std::fs::write(
-        drop.join("prima.pdf"),
-        letter_pdf("Prima richiesta", "Chiedo un certificato."),
-    )
-    .unwrap();
-    assert!(wait_for(Duration::from_secs(60), || filed(&data) == 1));
+    let mut runs = TwoRuns::start();
+    assert!(runs.drop_letter("prima.pdf", 1));
     // Two runs, one leader: the standby has not taken the lock.
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(leads().trim(), leader_pid);
-    leader.child.kill().unwrap();
-    leader.child.wait().unwrap();
+    assert_eq!(runs.leads(), runs.leader_pid);
+    runs.leader.child.kill().unwrap();
+    runs.leader.child.wait().unwrap();
     assert!(
-        wait_for(Duration::from_secs(10), || leads().trim() == standby_pid),
+        wait_for(Duration::from_secs(10), || runs.leads() == runs.standby_pid),
         "the standby did not take over"
     );
-    std::fs::write(
-        drop.join("seconda.pdf"),
-        letter_pdf("Seconda richiesta", "Chiedo un altro certificato."),
-    )
-    .unwrap();
     assert!(
-        wait_for(Duration::from_secs(60), || filed(&data) == 2),
+        runs.drop_letter("seconda.pdf", 2),
         "the new leader did not take the folder"
     );
-    assert!(standby.terminate().success());
+    assert!(runs.standby.terminate().success());
 }
 
 /// A leader that is there but silent (stopped: a stalled machine whose kernel still answers
@@ -258,55 +290,37 @@ fn a_standby_run_takes_over_the_sources_when_the_leader_is_killed() {
 /// sources and stands by, and takes over again when the new leader dies. PostgreSQL only: on
 /// SQLite both runs share one machine, where a stopped process is the admin's to see.
 fn a_silent_leader_is_replaced_and_stands_by_when_it_wakes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
-    std::fs::create_dir_all(&drop).unwrap();
-    let pipeline = folder_pipeline(tmp.path(), &drop, "scanner", 0.1);
-    let leads = || leader(&data);
-    let mut first = Runner::start(&data, &pipeline, &[]);
-    let first_pid = first.child.id().to_string();
-    assert!(wait_for(Duration::from_secs(30), || leads().trim() == first_pid));
-    let mut second = Runner::start(&data, &pipeline, &[]);
-    let second_pid = second.child.id().to_string();
+    let mut runs = TwoRuns::start();
     std::thread::sleep(Duration::from_millis(1500));
-    unsafe { libc::kill(first.child.id() as i32, libc::SIGSTOP) };
+    let first = runs.leader.child.id() as i32;
+    unsafe { libc::kill(first, libc::SIGSTOP) };
     assert!(
-        wait_for(Duration::from_secs(60), || leads().trim() == second_pid),
+        wait_for(Duration::from_secs(60), || runs.leads() == runs.standby_pid),
         "the standby did not replace the silent leader"
     );
-    std::fs::write(
-        drop.join("prima.pdf"),
-        letter_pdf("Prima richiesta", "Chiedo un certificato."),
-    )
-    .unwrap();
     assert!(
-        wait_for(Duration::from_secs(60), || filed(&data) == 1),
+        runs.drop_letter("prima.pdf", 1),
         "the new leader did not take the folder"
     );
     // The old leader wakes: it does not lead, and it does not end either.
-    unsafe { libc::kill(first.child.id() as i32, libc::SIGCONT) };
+    unsafe { libc::kill(first, libc::SIGCONT) };
     std::thread::sleep(Duration::from_secs(5));
     assert!(
-        first.child.try_wait().unwrap().is_none(),
+        runs.leader.child.try_wait().unwrap().is_none(),
         "the woken leader exited"
     );
-    assert_eq!(leads().trim(), second_pid);
-    std::fs::write(
-        drop.join("seconda.pdf"),
-        letter_pdf("Seconda richiesta", "Chiedo un altro certificato."),
-    )
-    .unwrap();
-    assert!(wait_for(Duration::from_secs(60), || filed(&data) == 2));
+    assert_eq!(runs.leads(), runs.standby_pid);
+    assert!(runs.drop_letter("seconda.pdf", 2));
     // It stood by: it leads again when the new leader dies.
-    second.child.kill().unwrap();
-    second.child.wait().unwrap();
+    runs.standby.child.kill().unwrap();
+    runs.standby.child.wait().unwrap();
     assert!(
-        wait_for(Duration::from_secs(10), || leads().trim() == first_pid),
+        wait_for(Duration::from_secs(10), || runs.leads() == runs.leader_pid),
         "the woken leader did not stand by"
     );
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(filed(&data), 2, "nothing was filed twice");
-    assert!(first.terminate().success());
+    assert_eq!(filed(&runs.data), 2, "nothing was filed twice");
+    assert!(runs.leader.terminate().success());
 }
 
 mod postgres_only {
@@ -369,11 +383,7 @@ fn track(server: &Web, code: &str) -> (u16, String) {
     .unwrap();
     let mut page = String::new();
     s.read_to_string(&mut page).unwrap();
-    let status = page
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let status = http_status(&page);
     (status, page)
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, ok, project_dir, sportello, with_database};
+use common::{bin, http_status, ok, project_dir, sportello, with_database};
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -108,11 +108,7 @@ fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
     s.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let status = http_status(head);
     (status, head.to_lowercase(), body.to_string())
 }
 
@@ -1663,11 +1659,7 @@ fn post_bytes(
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let status = http_status(&text);
     (status, text)
 }
 

@@ -541,6 +541,16 @@ mod tests {
         assert_eq!(m0.shipped_examples, 0);
         assert_ne!(m0.data_sha256, m.data_sha256);
 
+        // `load` remembers the last file it parsed; an edit of the examples alone is seen.
+        std::fs::write(&file, &text).unwrap();
+        assert_eq!(Rules::load(&file).unwrap().examples.records.len(), 40);
+        std::fs::write(
+            dir.path().join("ex.jsonl"),
+            line("la bolletta del gas", "gas"),
+        )
+        .unwrap();
+        assert_eq!(Rules::load(&file).unwrap().examples.records.len(), 1);
+
         // Every bad line is reported with its number; a missing file is named.
         std::fs::write(
             dir.path().join("ex.jsonl"),

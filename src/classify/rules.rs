@@ -385,6 +385,7 @@ const SHIPPED_EXAMPLES: &str = include_str!("../../pipelines/examples.jsonl");
 /// The labelled requests a rules file ships with.
 #[derive(Debug, Default)]
 pub struct Examples {
+    /// The file read (none for the shipped rules' embedded examples).
     pub file: Option<PathBuf>,
     pub records: Vec<Example>,
     /// SHA-256 of each record's subject and body: scoring records the model learned from
@@ -416,11 +417,11 @@ impl Examples {
     ) -> Examples {
         let (file, text) = if rules_file == Path::new(SHIPPED_NAME) && name == SHIPPED_EXAMPLES_NAME
         {
-            (PathBuf::from(name), SHIPPED_EXAMPLES.to_string())
+            (None, SHIPPED_EXAMPLES.to_string())
         } else {
             let file = rules_file.parent().unwrap_or(Path::new(".")).join(name);
             match std::fs::read_to_string(&file) {
-                Ok(t) => (file, t),
+                Ok(t) => (Some(file), t),
                 Err(e) => {
                     cx.problems.push(ConfigProblem {
                         file: rules_file.to_path_buf(),
@@ -445,14 +446,14 @@ impl Examples {
                 Err(e) => e.to_string(),
             };
             cx.problems.push(ConfigProblem {
-                file: file.clone(),
+                file: file.clone().unwrap_or_else(|| PathBuf::from(name)),
                 line: Some(i + 1),
                 message: format!("example: {problem}"),
             });
         }
         let fingerprints = records.iter().map(Examples::fingerprint).collect();
         Examples {
-            file: Some(file),
+            file,
             records,
             fingerprints,
         }
@@ -652,22 +653,31 @@ impl Rules {
     /// model needs retraining, then to classify); the last file parsed is remembered with
     /// its text, so the second load of an unchanged file is a copy (its matcher and regexes
     /// are shared, not rebuilt).
+    ///
+    /// The examples file counts too (by its modification time and size): an edit of the
+    /// examples alone reaches the next training of a long-running `serve` or `run`.
     pub fn load(path: &Path) -> Result<Rules, ConfigError> {
-        static LAST: std::sync::Mutex<Option<(PathBuf, String, Rules)>> =
+        type Stamp = Option<(std::time::SystemTime, u64)>;
+        static LAST: std::sync::Mutex<Option<(PathBuf, String, Stamp, Rules)>> =
             std::sync::Mutex::new(None);
+        let stamp = |rules: &Rules| -> Stamp {
+            let file = rules.examples.file.as_ref()?;
+            let meta = std::fs::metadata(file).ok()?;
+            Some((meta.modified().ok()?, meta.len()))
+        };
         let text = if path == Path::new(SHIPPED_NAME) {
             SHIPPED.to_string()
         } else {
             crate::config::read_config_file(path)?
         };
         let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((p, t, rules)) = last.as_ref() {
-            if p == path && *t == text {
+        if let Some((p, t, examples, rules)) = last.as_ref() {
+            if p == path && *t == text && *examples == stamp(rules) {
                 return Ok(rules.clone());
             }
         }
         let rules = Rules::parse(path, &text)?;
-        *last = Some((path.to_path_buf(), text, rules.clone()));
+        *last = Some((path.to_path_buf(), text, stamp(&rules), rules.clone()));
         Ok(rules)
     }
 

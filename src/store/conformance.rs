@@ -343,7 +343,7 @@ pub fn search_forgives_accents_and_word_endings(store: &mut impl Register) {
 }
 
 /// A message from `email` whose acknowledgement is due by email.
-fn acknowledged(n: usize, email: &str, message_id: &str) -> NewTicket {
+pub fn acknowledged(n: usize, email: &str, message_id: &str) -> NewTicket {
     let mut t = ticket(n, email, "pratica O");
     t.mail = Some(super::MailFacts {
         message_id: Some(message_id.into()),

@@ -287,3 +287,12 @@ pub fn seal_certificate(dir: &Path) -> (PathBuf, PathBuf) {
     );
     (key, cert)
 }
+
+/// The status code of an HTTP response's text (0 when it has none).
+pub fn http_status(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}

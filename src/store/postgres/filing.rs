@@ -2,7 +2,7 @@
 //! protocol numbers and codes; the acknowledgement an item asks for. The same decisions as
 //! the SQLite backend (`crate::domain::filing`), taken under the filing lock.
 
-use super::search::index_ticket;
+use super::search::{index_ticket, search_words};
 use super::*;
 use crate::domain::filing::{decide, reopened_by_message, Direction, Lookups, Plan, TicketId};
 
@@ -213,8 +213,11 @@ fn create(tx: &mut dyn Sql, new: &NewTicket, code_prefix: &str, now: &str) -> Re
     let i = &new.intake;
     let confidence = new.topic_confidence.map(f64::from);
     let (secondary, guesses) = (json(&new.secondary_topics), json(&new.topic_guesses));
-    let r = tx.query_one(
-        "WITH t AS (
+    // Built once: the statement's text is its cache key on each connection.
+    static CREATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = CREATE.get_or_init(|| {
+        format!(
+            "WITH t AS (
             INSERT INTO tickets (code, protocol_year, protocol_number, channel, received_at,
                 registered_at, sender_name, sender_email, sender_fax, sender_phone, subject, body,
                 topic, topic_confidence, topic_reason, status, office, needs_attention,
@@ -236,11 +239,13 @@ fn create(tx: &mut dyn Sql, new: &NewTicket, code_prefix: &str, now: &str) -> Re
          n AS (INSERT INTO entities (ticket_id, kind, value, valid, confidence, place, raw)
             SELECT t.id, x.* FROM t, unnest($43::text[], $44::text[], $45::bool[],
                 $46::float8[], $47::text[], $48::text[]) AS x),
-         s AS (INSERT INTO ticket_search (ticket_id, words)
-            SELECT t.id, setweight(to_tsvector('simple', $49), 'A')
-                || setweight(to_tsvector('simple', $50), 'B')
-                || setweight(to_tsvector('simple', $51), 'C') FROM t)
+         s AS (INSERT INTO ticket_search (ticket_id, words) SELECT t.id, {} FROM t)
          SELECT id FROM t",
+            search_words(49)
+        )
+    });
+    let r = tx.query_one(
+        sql,
         &[
             &code,
             &year,

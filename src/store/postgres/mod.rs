@@ -38,11 +38,21 @@ const FILING_LOCK: i64 = 0x5370_6f72_7465_6c02;
 /// Held (per session) by the `run` that leads the sources.
 const LEADER_LOCK: i64 = 0x5370_6f72_7465_6c03;
 
+/// The leader's lock as `pg_locks l` shows it, joined to its session `a`: who leads, whether
+/// this session still does, whose silence ends it. `$1` is [`LEADER_LOCK`].
+const LEADER_HOLDER: &str = "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND ((l.classid::text::bigint << 32) | l.objid::text::bigint) = $1";
+
 pub struct PgStore {
     url: String,
     /// Every method takes the connection for its own statements only, never across a call
     /// to another method, so the borrow is never held twice.
     conn: RefCell<Conn>,
+    /// A standby's session for trying the leader's lock, kept between tries (a standby tries
+    /// every second: a new session each time would be a new server process each time).
+    lead_session: RefCell<Option<Client>>,
     blobs: BlobStore,
     data_dir: PathBuf,
 }
@@ -86,6 +96,7 @@ impl PgStore {
                 client,
                 statements: HashMap::new(),
             }),
+            lead_session: RefCell::new(None),
             blobs: BlobStore::new(data_dir),
             data_dir: data_dir.to_path_buf(),
         })
@@ -100,6 +111,12 @@ impl PgStore {
     /// stopped process, a stalled machine) is ended after [`LEADER_SILENCE_SECS`]. None while
     /// another process leads.
     pub fn try_lead(&self) -> Result<Option<PgLeadership>> {
+        if let Some(kept) = self.lead_session.take().filter(|c| !c.is_closed()) {
+            // A kept session the server dropped unnoticed fails here: a new one is tried.
+            if let Ok(led) = self.try_lead_on(kept) {
+                return Ok(led);
+            }
+        }
         let mut config: ::postgres::Config = self
             .url
             .parse()
@@ -112,6 +129,11 @@ impl PgStore {
         client.batch_execute(
             "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3",
         )?;
+        self.try_lead_on(client)
+    }
+
+    /// One try for the leader's lock on `client`, which is kept for the next try if it fails.
+    fn try_lead_on(&self, mut client: Client) -> Result<Option<PgLeadership>> {
         let r = client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?;
         if col::<bool>(&r, 0)? {
             return Ok(Some(PgLeadership { client }));
@@ -121,13 +143,10 @@ impl PgStore {
         // ended, which releases the lock for the next try. A leader that wakes finds its
         // session gone at its next heartbeat and stops its sources.
         let ended = client.query_opt(
-            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
-               JOIN pg_stat_activity a ON a.pid = l.pid
-             WHERE l.locktype = 'advisory' AND l.granted
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND ((l.classid::text::bigint << 32) | l.objid::text::bigint) = $1
-               AND a.state = 'idle'
-               AND a.state_change < clock_timestamp() - make_interval(secs => $2)",
+            &format!(
+                "SELECT pg_terminate_backend(l.pid) {LEADER_HOLDER} AND a.state = 'idle'
+                   AND a.state_change < clock_timestamp() - make_interval(secs => $2)"
+            ),
             &[&LEADER_LOCK, &(LEADER_SILENCE_SECS as f64)],
         )?;
         if let Some(r) = ended {
@@ -137,6 +156,7 @@ impl PgStore {
                 );
             }
         }
+        self.lead_session.replace(Some(client));
         Ok(None)
     }
 
@@ -145,10 +165,7 @@ impl PgStore {
     /// it runs on).
     pub fn leader(&self) -> Result<Option<u32>> {
         let r = self.read()?.query_opt(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-             WHERE l.locktype = 'advisory' AND l.granted
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND ((l.classid::text::bigint << 32) | l.objid::text::bigint) = $1",
+            &format!("SELECT a.application_name {LEADER_HOLDER}"),
             &[&LEADER_LOCK],
         )?;
         Ok(r.map(|r| col::<String>(&r, 0))
@@ -222,9 +239,7 @@ impl PgLeadership {
     /// lead is lost and the sources must stop.
     pub fn check(&mut self) -> Result<()> {
         let r = self.client.query_one(
-            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-               AND pid = pg_backend_pid()
-               AND ((classid::text::bigint << 32) | objid::text::bigint) = $1",
+            &format!("SELECT COUNT(*) {LEADER_HOLDER} AND l.pid = pg_backend_pid()"),
             &[&LEADER_LOCK],
         )?;
         match col::<i64>(&r, 0)? {
@@ -479,7 +494,7 @@ impl Register for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance::ticket;
+    use crate::store::conformance::{acknowledged, ticket};
 
     fn store() -> Option<(PgStore, String, tempfile::TempDir)> {
         let url = testing::database()?;
@@ -582,18 +597,7 @@ mod tests {
             return;
         };
         for n in 0..2 {
-            let mut t = ticket(n, &format!("c{n}@example.it"), "B/1");
-            t.mail = Some(MailFacts {
-                message_id: Some(format!("m{n}@example.it")),
-                ack: Some(AckRequest {
-                    to: format!("c{n}@example.it"),
-                    via: Via::Email,
-                    language: "it".into(),
-                    max_per_hour: 5,
-                    domain: "example.it".into(),
-                }),
-                ..MailFacts::default()
-            });
+            let t = acknowledged(n, &format!("c{n}@example.it"), &format!("m{n}@example.it"));
             store.file(&t, "URP").unwrap();
         }
         for item in store.outbox_due(Via::Email, 10, true).unwrap() {
@@ -645,6 +649,58 @@ mod tests {
         assert!(reason.contains("(altra-macchina)"), "{reason}");
     }
 
+    /// A standby keeps its session between tries for the lead; when the server dropped it
+    /// (a restart), the next try opens another instead of failing.
+    #[test]
+    fn a_standby_whose_session_was_dropped_still_takes_the_lead() {
+        let Some((first, url, dir)) = store() else {
+            return;
+        };
+        let second = PgStore::open(&url, dir.path()).unwrap();
+        let lead = first.try_lead().unwrap().expect("the first leads");
+        assert!(second.try_lead().unwrap().is_none());
+        let kept: i32 = second
+            .lead_session
+            .borrow_mut()
+            .as_mut()
+            .expect("the standby keeps its session")
+            .query_one("SELECT pg_backend_pid()", &[])
+            .unwrap()
+            .get(0);
+        end_session(&url, kept);
+        drop(lead);
+        assert!(wait_for_lead(&second), "the standby did not take the lead");
+    }
+
+    /// Ends the server session `pid` as a restart would, and waits until it is gone
+    /// (termination is a signal).
+    fn end_session(url: &str, pid: i32) {
+        let mut admin = Client::connect(url, NoTls).unwrap();
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .unwrap();
+        while admin
+            .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .unwrap()
+            .is_some()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Tries for the lead for up to ten seconds (the released lock is freed by the server
+    /// when the old session's end reaches it).
+    fn wait_for_lead(store: &PgStore) -> bool {
+        for _ in 0..200 {
+            match store.try_lead() {
+                Ok(Some(_)) => return true,
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                Err(e) => panic!("a try for the lead failed: {e}"),
+            }
+        }
+        false
+    }
+
     /// The server drops the store's session (a restart, a failover): the call that meets the
     /// drop fails with a message, and the store connects again for the next one.
     #[test]
@@ -661,18 +717,7 @@ mod tests {
             .query_one("SELECT pg_backend_pid()", &[])
             .unwrap()
             .get(0);
-        let mut admin = Client::connect(&url, NoTls).unwrap();
-        admin
-            .execute("SELECT pg_terminate_backend($1)", &[&pid])
-            .unwrap();
-        // Termination is a signal: wait until the session is gone.
-        while admin
-            .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
-            .unwrap()
-            .is_some()
-        {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        end_session(&url, pid);
         let first = store.count();
         if let Err(e) = &first {
             assert!(!e.to_string().is_empty());

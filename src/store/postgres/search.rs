@@ -14,12 +14,25 @@ use ::postgres::types::ToSql;
 const WEIGHTS: &str = "'{0.05, 0.25, 0.5, 1.0}'";
 
 /// Replaces the ticket's row of the search index.
+/// The index's words from a [`SearchText`] given as parameters `$first` (subject, weight A),
+/// `$first+1` (body, B) and `$first+2` (documents, C): one expression wherever a ticket is
+/// indexed, so a ticket filed and one indexed again are found alike.
+pub(super) fn search_words(first: usize) -> String {
+    format!(
+        "setweight(to_tsvector('simple', ${first}), 'A') || setweight(to_tsvector('simple', ${}), 'B')
+            || setweight(to_tsvector('simple', ${}), 'C')",
+        first + 1,
+        first + 2
+    )
+}
+
 pub(super) fn write_search_text(c: &mut dyn Sql, ticket_id: i64, t: &SearchText) -> Result<()> {
     c.execute(
-        "INSERT INTO ticket_search (ticket_id, words) VALUES ($1,
-            setweight(to_tsvector('simple', $2), 'A') || setweight(to_tsvector('simple', $3), 'B')
-            || setweight(to_tsvector('simple', $4), 'C'))
-         ON CONFLICT (ticket_id) DO UPDATE SET words = EXCLUDED.words",
+        &format!(
+            "INSERT INTO ticket_search (ticket_id, words) VALUES ($1, {})
+             ON CONFLICT (ticket_id) DO UPDATE SET words = EXCLUDED.words",
+            search_words(2)
+        ),
         &[&ticket_id, &t.subject, &t.body, &t.documents],
     )?;
     Ok(())

@@ -264,6 +264,7 @@ fn insert_event(
 mod tests {
     use super::*;
 
+    use crate::store::conformance::acknowledged;
     pub(in crate::store) use crate::store::conformance::ticket;
 
     /// A message claimed by a sender that died is not handed out again, and its ticket
@@ -274,18 +275,7 @@ mod tests {
         let mut store = Store::open(dir.path()).unwrap();
         let mut codes = Vec::new();
         for n in 0..3 {
-            let mut t = ticket(n, &format!("c{n}@example.it"), "B/1");
-            t.mail = Some(MailFacts {
-                message_id: Some(format!("m{n}@example.it")),
-                ack: Some(AckRequest {
-                    to: format!("c{n}@example.it"),
-                    via: Via::Email,
-                    language: "it".into(),
-                    max_per_hour: 5,
-                    domain: "example.it".into(),
-                }),
-                ..MailFacts::default()
-            });
+            let t = acknowledged(n, &format!("c{n}@example.it"), &format!("m{n}@example.it"));
             codes.push(store.file(&t, "URP").unwrap().code().to_string());
         }
         let due = store.outbox_due(Via::Email, 10, true).unwrap();
