@@ -96,7 +96,11 @@ pub fn classify_encoded(
     let runner_up = (0..k)
         .filter(|&i| i != winner)
         .max_by(|&a, &b| probs[a].total_cmp(&probs[b]));
-    if enc.rules.is_empty() && decisive.is_none() && model.is_none() {
+    // No body read (a blank page, a damaged file) and no rule fired: a subject alone, often
+    // the scanner's file name, and the channel are no reading of a request, however the
+    // model weighs them ("lettera-troncata.pdf" went to general information on "lettera").
+    let nothing_read = enc.words.body.is_empty();
+    if enc.rules.is_empty() && decisive.is_none() && (model.is_none() || nothing_read) {
         confidence = 0.0;
     }
     let calibrated = model
@@ -487,6 +491,19 @@ mod tests {
         );
         assert_eq!(c.guesses[0].0, "gas");
         assert!(c.guesses[0].1 > c.guesses[1].1);
+        // A damaged scan: no body, and a subject made of its file name. The model has a
+        // leaning on "contatore", but nothing of the request was read.
+        let blank = classify(
+            &rules,
+            Some(&m),
+            &Request {
+                channel: Some(Channel::Scanner),
+                sender_email: None,
+                subject: "contatore-0001.pdf",
+                body: "",
+            },
+        );
+        assert_eq!(blank.topic, UNSORTED, "{}", blank.reason);
         let dir = tempfile::tempdir().unwrap();
         m.save(dir.path()).unwrap();
         let loaded = Model::load(dir.path()).unwrap().unwrap();

@@ -871,6 +871,13 @@ fn compile_rule(
                     cx.at(span.clone(), format!("rule `{}`: term {w:?}: {} ignored when matching (single letters and numbers are), so the term would match without it; write a `regex` instead", raw.name, ignored.iter().map(|i| format!("`{i}` is")).collect::<Vec<_>>().join(", ")));
                     return None;
                 }
+                // "stato civile" read as "civile", "la mia pensione" as "pensione": a phrase
+                // that stop words reduce to one word matches far more than it says.
+                let counted = stems(w);
+                if counted.len() == 1 && w.split_whitespace().count() > 1 {
+                    cx.at(span.clone(), format!("rule `{}`: term {w:?} matches {:?} alone: its other words are stop words, ignored when matching; write the one word, or a `regex` for the phrase", raw.name, counted[0]));
+                    return None;
+                }
                 let t = patterns.term(w);
                 if t.is_none() {
                     cx.at(span.clone(), format!("rule `{}`: term {w:?} has no word that counts (only stop words)", raw.name));
@@ -955,6 +962,23 @@ mod tests {
         );
         // An elided article is an ordinary stop word.
         assert!(!all.contains("perdita"), "{all}");
+    }
+
+    #[test]
+    fn a_phrase_that_stop_words_reduce_to_one_word_is_refused() {
+        // "stato" is a form of "essere", a stop word: "stato civile" read as "civile" sent a
+        // family moving into its flat with the help of the "protezione civile" out of scope.
+        let text = "[topics.out]\nlabel = \"O\"\noffice = \"U\"\n[[rules]]\nname = \"other\"\ntopic = \"out\"\nany = [\"stato civile\", \"contributo di sistemazione\", \"passaporto\"]\n";
+        let all = Rules::parse(Path::new("r.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            all.contains("term \"stato civile\" matches \"civil\" alone"),
+            "{all}"
+        );
+        // Two words still count after "di": a phrase, as written.
+        assert!(!all.contains("contributo"), "{all}");
+        assert!(!all.contains("passaporto"), "{all}");
     }
 
     #[test]
