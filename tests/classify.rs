@@ -324,15 +324,15 @@ fn cross_validation_on_the_labelled_dev_set() {
     .stdout;
     assert!(text.contains("measure what the rules remember"), "{text}");
     assert!(
-        text.contains("answering from") && text.contains("target_precision 93%"),
+        text.contains("answering from") && text.contains("target_precision 95%"),
         "{text}"
     );
     assert!(out["calibration_error"].as_f64().unwrap() < 0.1, "{out}");
     let curve = out["curve"].as_array().unwrap();
     assert!(curve.len() > 5, "{out}");
     // A floor against regressions (the issue's goal is higher; see the issue notes). Since the
-    // rules were rewritten by subject rather than from this file's phrases, they answer 87%
-    // of it (target_precision 0.93) and are right on 93% of those.
+    // rules were rewritten by subject rather than from this file's phrases, they answered 87%
+    // of it (target_precision 0.93) and were right on 93% of those.
     assert!(report["accuracy"].as_f64().unwrap() >= 0.75, "{report}");
     assert!(
         report["accuracy_answered"].as_f64().unwrap() >= 0.85,
