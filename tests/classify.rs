@@ -3,8 +3,8 @@
 
 mod common;
 use common::*;
+use sportello::store::prelude::*;
 
-#[test]
 fn filed_tickets_get_a_topic_office_and_reason_and_corrections_are_events() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
@@ -73,7 +73,6 @@ fn filed_tickets_get_a_topic_office_and_reason_and_corrections_are_events() {
     assert!(data.join("topic-model.json").exists());
 }
 
-#[test]
 fn the_model_retrains_by_itself_after_enough_corrections() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -159,7 +158,6 @@ fn the_model_retrains_by_itself_after_enough_corrections() {
     );
 }
 
-#[test]
 fn classify_reads_stdin_or_json_lines() {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(bin())
@@ -198,7 +196,6 @@ fn classify_reads_stdin_or_json_lines() {
         .all(|r| r["id"].as_str().unwrap().starts_with("fx-")));
 }
 
-#[test]
 fn rules_test_reports_accuracy_and_what_an_edit_changes() {
     let tmp = tempfile::tempdir().unwrap();
     let run = ok(
@@ -289,7 +286,6 @@ fn rules_test_reports_accuracy_and_what_an_edit_changes() {
     );
 }
 
-#[test]
 fn cross_validation_on_the_labelled_dev_set() {
     let Some(corpus) = corpus() else { return };
     let labels = corpus.join("requests/labeled-dev.jsonl");
@@ -342,7 +338,6 @@ fn cross_validation_on_the_labelled_dev_set() {
 
 /// An office's day replayed on the shared set: bootstrapped from every other record, the
 /// rest filed in order, a clerk correcting and closing each ticket. The model must learn.
-#[test]
 fn replay_of_an_office_learns_as_clerks_settle_tickets() {
     let Some(corpus) = corpus() else { return };
     let all = std::fs::read_to_string(corpus.join("requests/labeled-dev.jsonl")).unwrap();
@@ -405,6 +400,11 @@ fn replay_of_an_office_learns_as_clerks_settle_tickets() {
         text.contains("second half") && text.contains("misrouted"),
         "{text}"
     );
+    // A replay files into a throwaway store of its own: the office's register (on
+    // PostgreSQL, the database `SPORTELLO_DATABASE` names) has no ticket and no label more.
+    let store = open_store(tmp.path()).unwrap();
+    assert_eq!(store.count().unwrap(), 0);
+    assert!(!store.has_training_examples().unwrap());
 }
 
 /// The shipped rules' examples (`pipelines/examples.jsonl`, requests the project wrote for
@@ -412,7 +412,6 @@ fn replay_of_an_office_learns_as_clerks_settle_tickets() {
 /// set, the model then answers more of a file that is not among the examples
 /// (`fixtures/requests/own-heldout-7.jsonl`, which no rule was written from), and stays
 /// precise; scoring the examples themselves is flagged as scoring memory.
-#[test]
 fn the_rules_own_examples_carry_the_model_to_requests_nobody_wrote_rules_from() {
     let Some(corpus) = corpus() else { return };
     let dev = corpus.join("requests/labeled-dev.jsonl");
@@ -469,7 +468,6 @@ fn the_rules_own_examples_carry_the_model_to_requests_nobody_wrote_rules_from() 
 
 /// Each settled ticket is also a record of how its automatic answer fared: a retraining keeps
 /// that record beside the model and says it.
-#[test]
 fn a_retraining_keeps_the_offices_record_of_automatic_answers() {
     let Some(corpus) = corpus() else { return };
     let tmp = tempfile::tempdir().unwrap();
@@ -549,7 +547,6 @@ fn a_retraining_keeps_the_offices_record_of_automatic_answers() {
 
 /// Without --data, the tickets commands use the store of the pipeline they are given (as
 /// ingest does), not a default one.
-#[test]
 fn tickets_commands_use_the_pipelines_store() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("office-data");
@@ -606,7 +603,6 @@ fn tickets_commands_use_the_pipelines_store() {
 
 /// A training that cannot be done (here: the rules no longer have the settled ticket's topic)
 /// does not turn a done status change into a failed command.
-#[test]
 fn a_failed_retrain_is_reported_and_the_action_stands() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -661,7 +657,6 @@ fn classify_pipeline(dir: &std::path::Path, rules: &str) -> std::path::PathBuf {
 /// After a rules change an admin reads again every ticket nobody settled: a dry run lists
 /// what would move, `--apply` files it as events; a clerk's settled ticket is never touched,
 /// and the model learns nothing from the new guesses.
-#[test]
 fn reclassify_all_reads_again_what_nobody_settled() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -770,3 +765,17 @@ fn train_on(data: &std::path::Path, labels: &std::path::Path, pipeline: &str) ->
     )
     .stdout
 }
+
+on_both_backends!(
+    filed_tickets_get_a_topic_office_and_reason_and_corrections_are_events,
+    the_model_retrains_by_itself_after_enough_corrections,
+    classify_reads_stdin_or_json_lines,
+    rules_test_reports_accuracy_and_what_an_edit_changes,
+    cross_validation_on_the_labelled_dev_set,
+    replay_of_an_office_learns_as_clerks_settle_tickets,
+    the_rules_own_examples_carry_the_model_to_requests_nobody_wrote_rules_from,
+    a_retraining_keeps_the_offices_record_of_automatic_answers,
+    tickets_commands_use_the_pipelines_store,
+    a_failed_retrain_is_reported_and_the_action_stands,
+    reclassify_all_reads_again_what_nobody_settled,
+);

@@ -399,7 +399,11 @@ fn replay(
     ));
     pipeline.isolation.processes = false;
     pipeline.sinks.clear();
-    let mut store = open_store(dir.path())?;
+    // Always a throwaway SQLite store in the temporary dir, whatever `SPORTELLO_DATABASE`
+    // says: on PostgreSQL the register is the database, and a replay must not file its
+    // requests there (nor take protocol numbers from the office's year).
+    let mut store = crate::store::Store::open_at(&crate::store::Database::Sqlite, dir.path())
+        .context("cannot make a temporary store")?;
     let processor = Processor::new(&pipeline, store.blobs().clone(), dir.path())?;
     let mut boot = 0;
     if let Some(b) = bootstrap {
