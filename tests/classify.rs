@@ -160,7 +160,7 @@ fn the_model_retrains_by_itself_after_enough_corrections() {
 
 fn classify_reads_stdin_or_json_lines() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(bin())
+    let mut child = with_database(&mut std::process::Command::new(bin()))
         .args(["--data", tmp.path().to_str().unwrap(), "classify", "--json"])
         .current_dir(project_dir())
         .stdin(std::process::Stdio::piped())
@@ -561,7 +561,7 @@ fn tickets_commands_use_the_pipelines_store() {
     )
     .unwrap();
     let run = |args: &[&str]| {
-        let o = std::process::Command::new(bin())
+        let o = with_database(&mut std::process::Command::new(bin()))
             .args(args)
             .current_dir(tmp.path())
             .output()

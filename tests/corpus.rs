@@ -42,7 +42,6 @@ fn pdftotext(path: &Path) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-#[test]
 fn every_manifest_file_becomes_one_ticket() {
     let Some(corpus) = corpus() else { return };
     let manifest = std::fs::read_to_string(corpus.join("MANIFEST.tsv")).unwrap();
@@ -142,7 +141,6 @@ fn every_manifest_file_becomes_one_ticket() {
     );
 }
 
-#[test]
 fn italian_mail_keeps_every_attachment_and_its_text() {
     let Some(corpus) = corpus() else { return };
     let mail = corpus.join("mail-it");
@@ -218,3 +216,8 @@ fn italian_mail_keeps_every_attachment_and_its_text() {
     }
     assert!(ran > 0);
 }
+
+on_both_backends!(
+    every_manifest_file_becomes_one_ticket,
+    italian_mail_keeps_every_attachment_and_its_text,
+);

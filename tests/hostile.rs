@@ -41,7 +41,7 @@ struct Measured {
 /// Runs sportello, sampling the peak RSS of it and of its workers every few milliseconds.
 fn measured(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Measured {
     let started = Instant::now();
-    let mut child = Command::new(bin())
+    let mut child = with_database(&mut Command::new(bin()))
         .arg("--data")
         .arg(data)
         .args(args)
@@ -98,7 +98,6 @@ fn blob(data: &Path, sha: &str) -> PathBuf {
     data.join("originals").join(&sha[..2]).join(sha)
 }
 
-#[test]
 fn every_hostile_file_is_one_flagged_ticket_with_its_original_kept() {
     let files = bad_files();
     assert!(files.len() >= 7, "the hostile set is there");
@@ -110,6 +109,7 @@ fn every_hostile_file_is_one_flagged_ticket_with_its_original_kept() {
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
         let data = dir.join("data");
+        new_register();
         let m = measured(&data, &["ingest", "--json", path.to_str().unwrap()], &[]);
         assert!(
             m.run.status.success(),
@@ -200,7 +200,6 @@ fn names_in(dir: &Path) -> Vec<String> {
     v
 }
 
-#[test]
 fn a_run_files_every_good_file_and_moves_every_bad_one_to_failed() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
@@ -233,7 +232,6 @@ fn a_run_files_every_good_file_and_moves_every_bad_one_to_failed() {
 }
 
 /// Files the workers are told to crash on (see `SPORTELLO_WORKER_FAULT`), beside good ones.
-#[test]
 fn a_worker_that_dies_costs_only_its_item_and_is_tried_once_more() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
@@ -264,7 +262,7 @@ fn a_worker_that_dies_costs_only_its_item_and_is_tried_once_more() {
     assert!(m.run.status.success(), "{}", m.run.stderr);
     good.sort();
     assert_eq!(names_in(&drop.join("processed")), good);
-    let store = sportello::store::Store::open(&data).unwrap();
+    let store = open_store(&data).unwrap();
     let crashes = store.parse_crashes().unwrap();
     for (tag, _, expected) in faults {
         let name = format!("{tag}-letter.pdf");
@@ -289,7 +287,6 @@ fn a_worker_that_dies_costs_only_its_item_and_is_tried_once_more() {
 
 /// An item that was being read each time a runner died (twice) is filed flagged, unread,
 /// however readable it is: the next death must not come from it.
-#[test]
 fn an_item_that_took_the_runner_down_twice_is_filed_without_being_read() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
@@ -317,7 +314,6 @@ fn an_item_that_took_the_runner_down_twice_is_filed_without_being_read() {
 }
 
 /// A valid page of two million operators is read, quickly, and not flagged.
-#[test]
 fn a_content_stream_of_millions_of_operators_is_read_in_time() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("many-operators.pdf");
@@ -393,7 +389,6 @@ fn workers_run_tesseract_with_one_openmp_thread() {
 
 /// Without a worker (this machine's fault, not the item's) nothing is filed: the file stays
 /// in the drop folder for a later scan, and `ingest` says why.
-#[test]
 fn an_item_no_worker_could_read_is_left_where_it_is() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
@@ -430,7 +425,6 @@ fn an_item_no_worker_could_read_is_left_where_it_is() {
 /// limit the message is filed flagged, its original kept. (In a worker process it reads on
 /// the worker's thread, and the worker's own wall-clock limit ends a hang: see the `hang`
 /// case of `a_worker_that_dies_costs_only_its_item_and_is_tried_once_more`.)
-#[test]
 fn a_message_the_email_reader_cannot_finish_in_time_is_filed_flagged() {
     let tmp = tempfile::tempdir().unwrap();
     let message = sportello::testdata::email(
@@ -478,3 +472,14 @@ fn a_message_the_email_reader_cannot_finish_in_time_is_filed_flagged() {
         assert_eq!(std::fs::read(blob(&data, sha)).unwrap(), message);
     }
 }
+
+// The OpenMP test (above) sets this process's environment: it runs once, alone.
+on_both_backends!(
+    every_hostile_file_is_one_flagged_ticket_with_its_original_kept,
+    a_run_files_every_good_file_and_moves_every_bad_one_to_failed,
+    a_worker_that_dies_costs_only_its_item_and_is_tried_once_more,
+    an_item_that_took_the_runner_down_twice_is_filed_without_being_read,
+    a_content_stream_of_millions_of_operators_is_read_in_time,
+    an_item_no_worker_could_read_is_left_where_it_is,
+    a_message_the_email_reader_cannot_finish_in_time_is_filed_flagged,
+);

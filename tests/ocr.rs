@@ -79,7 +79,6 @@ fn blob(data: &Path, sha: &str) -> std::path::PathBuf {
     data.join("originals").join(&sha[..2]).join(sha)
 }
 
-#[test]
 fn dropped_faxes_and_scans_become_searchable_tickets_with_a_searchable_pdf() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, drop) = (tmp.path().join("data"), tmp.path().join("drop"));
@@ -164,7 +163,6 @@ fn dropped_faxes_and_scans_become_searchable_tickets_with_a_searchable_pdf() {
     );
 }
 
-#[test]
 fn an_image_attached_to_an_email_is_read_too() {
     let tmp = tempfile::tempdir().unwrap();
     let jpeg =
@@ -199,7 +197,6 @@ fn an_image_attached_to_an_email_is_read_too() {
     assert_eq!(hits.len(), 1);
 }
 
-#[test]
 fn unreadable_pages_are_flagged_and_the_run_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -306,7 +303,6 @@ fn corpus_character_error_rate_per_group() {
 /// Memory: an OCR ingest of the shared faxes and letters (one- and two-page, upright and
 /// turned) keeps every process — the runner and each worker — under 200 MB. A worker reading
 /// one-page documents loads one engine; the orientation model is loaded once, when needed.
-#[test]
 fn ocr_ingest_stays_under_200_mb_in_every_process() {
     let Some(corpus) = corpus() else { return };
     let dir = corpus.join("ocr-it");
@@ -328,7 +324,7 @@ fn ocr_ingest_stays_under_200_mb_in_every_process() {
     assert!(n > 0);
     // Waited for below with wait4, which std does not offer.
     #[allow(clippy::zombie_processes)]
-    let child = std::process::Command::new(bin())
+    let child = with_database(&mut std::process::Command::new(bin()))
         .arg("--data")
         .arg(tmp.path().join("data"))
         .args(["ingest", "--channel", "fax"])
@@ -348,3 +344,11 @@ fn ocr_ingest_stays_under_200_mb_in_every_process() {
     eprintln!("OCR ingest of {n} files: largest process {mb:.0} MB");
     assert!(mb < 200.0, "largest process {mb:.0} MB");
 }
+
+// The `ocr` command alone (above, tests of their own) files nothing: the rest on both.
+on_both_backends!(
+    dropped_faxes_and_scans_become_searchable_tickets_with_a_searchable_pdf,
+    an_image_attached_to_an_email_is_read_too,
+    unreadable_pages_are_flagged_and_the_run_goes_on,
+    ocr_ingest_stays_under_200_mb_in_every_process,
+);
