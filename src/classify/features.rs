@@ -163,6 +163,16 @@ const TURNS: &[&str] = &[
     "e diverso",
     "e un altra",
     "non e questo",
+    // The background settled, the point still open: "il gas l'hanno riattivato; resta invece
+    // la pratica…".
+    "resta invece",
+    "rimane invece",
+    "invece resta",
+    "invece rimane",
+    "resta ancora",
+    "rimane ancora",
+    "adesso invece",
+    "ora invece",
     "my question is",
     "what i need",
 ];

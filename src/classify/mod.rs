@@ -421,6 +421,12 @@ mod tests {
             "Le macerie le hanno portate via. Aspetto l'allaccio gas.",
         );
         assert_eq!(c.topic, UNSORTED, "{}", c.reason);
+        // The background settled, the point still open.
+        let c = ask(
+            &rules,
+            "Le macerie le hanno portate via, grazie. Resta invece l'allaccio gas.",
+        );
+        assert_eq!(c.topic, "gas", "{}", c.reason);
     }
 
     #[test]
