@@ -890,7 +890,7 @@ mod tests {
         assert_ne!(older, text);
         std::fs::write(&path, &older).unwrap();
         assert!(Model::load(dir.path()).unwrap().is_none());
-        std::fs::write(&path, &older.replace("\"bias\"", "\"old_bias\"")).unwrap();
+        std::fs::write(&path, older.replace("\"bias\"", "\"old_bias\"")).unwrap();
         assert!(Model::load(dir.path()).unwrap().is_none());
         // The current version, damaged: an error naming the file.
         std::fs::write(&path, &text[..text.len() / 2]).unwrap();
