@@ -537,7 +537,7 @@ fn bench_ingest_with_classify(texts: &[(String, String)]) {
         (started.elapsed().as_secs_f64(), cpu_of_children() - cpu)
     };
     let mut opening = Vec::new();
-    let run = |classify: bool, round: usize, opening: &mut Vec<f64>| {
+    let mut run = |classify: bool, round: usize| {
         let data = tmp.path().join(format!("data{round}-{classify}"));
         let (open, _) = ingest(&data, classify, &first);
         if classify {
@@ -548,11 +548,11 @@ fn bench_ingest_with_classify(texts: &[(String, String)]) {
     let (mut rates, mut cpus) = (Vec::new(), Vec::new());
     for round in 0..7 {
         let (on, off) = if round % 2 == 0 {
-            let on = run(true, round, &mut opening);
-            (on, run(false, round, &mut opening))
+            let on = run(true, round);
+            (on, run(false, round))
         } else {
-            let off = run(false, round, &mut opening);
-            (run(true, round, &mut opening), off)
+            let off = run(false, round);
+            (run(true, round), off)
         };
         rates.push((n as f64 / on.0, n as f64 / off.0));
         cpus.push(on.1 / off.1 - 1.0);

@@ -779,29 +779,30 @@ impl Model {
             path: path.display().to_string(),
             message,
         };
+        // A model of an older version is retrained from the store; until then the rules
+        // work alone.
+        let older = |format: u32| {
+            tracing::warn!(
+                "{} is of an older version ({format}): ignored until the model is retrained",
+                path.display(),
+            );
+            Ok(None)
+        };
         // One pass over the file (a new store's model is 1.5 MB of weights, and reading it
         // twice, once for the version alone, was a third of `ingest`'s start); the version is
         // read on its own only to explain a file that does not parse.
-        let format = match serde_json::from_str::<Model>(&text) {
-            Ok(model) if model.format >= FORMAT_VERSION => Ok(model),
-            Ok(model) => Err(model.format),
-            Err(e) => match serde_json::from_str::<Head>(&text) {
-                Ok(head) if head.format < FORMAT_VERSION => Err(head.format),
-                _ => return Err(damaged(e.to_string())),
-            },
-        };
-        let model = match format {
+        let model: Model = match serde_json::from_str(&text) {
             Ok(model) => model,
-            Err(old) => {
-                // A model of an older version is retrained from the store; until then the
-                // rules work alone.
-                tracing::warn!(
-                    "{} is of an older version ({old}): ignored until the model is retrained",
-                    path.display(),
-                );
-                return Ok(None);
+            Err(e) => {
+                return match serde_json::from_str::<Head>(&text) {
+                    Ok(head) if head.format < FORMAT_VERSION => older(head.format),
+                    _ => Err(damaged(e.to_string())),
+                }
             }
         };
+        if model.format < FORMAT_VERSION {
+            return older(model.format);
+        }
         let k = model.topics.len();
         if model.format != FORMAT_VERSION
             || model.bias.len() != k

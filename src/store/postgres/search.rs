@@ -4,16 +4,14 @@
 //! `tsvector` under a GIN index; ranked with `ts_rank` over the newest matches.
 
 use super::filing::protocol_string;
-use super::tickets::filter_sql;
+use super::tickets::{filter_sql, params_of};
 use super::*;
 use crate::search::{Phrase, SearchHit, SearchQuery};
-use ::postgres::types::ToSql;
 
 /// Weights of documents, body and subject (tsvector weights C, B, A; D unused), as SQLite's
 /// ranking gives them (1 : 2 : 4).
 const WEIGHTS: &str = "'{0.05, 0.25, 0.5, 1.0}'";
 
-/// Replaces the ticket's row of the search index.
 /// The index's words from a [`SearchText`] given as parameters `$first` (subject, weight A),
 /// `$first+1` (body, B) and `$first+2` (documents, C): one expression wherever a ticket is
 /// indexed, so a ticket filed and one indexed again are found alike.
@@ -26,6 +24,7 @@ pub(super) fn search_words(first: usize) -> String {
     )
 }
 
+/// Replaces the ticket's row of the search index.
 pub(super) fn write_search_text(c: &mut dyn Sql, ticket_id: i64, t: &SearchText) -> Result<()> {
     c.execute(
         &format!(
@@ -149,11 +148,10 @@ impl PgStore {
     /// BUFFERS)`), for the benchmark that checks the plan at a million tickets.
     pub fn explain_search(&self, query: &SearchQuery, filter: &TicketFilter) -> Result<String> {
         let (sql, args) = search_sql(query, filter);
-        let params: Vec<&(dyn ToSql + Sync)> =
-            args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-        let rows = self
-            .read()?
-            .query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"), &params)?;
+        let rows = self.read()?.query(
+            &format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"),
+            &params_of(&args),
+        )?;
         let lines: Vec<String> = rows.iter().map(|r| col(r, 0)).collect::<Result<_>>()?;
         Ok(lines.join("\n"))
     }
@@ -163,9 +161,7 @@ impl Search for PgStore {
     fn search(&self, query: &SearchQuery, filter: &TicketFilter) -> Result<Vec<SearchHit>> {
         let (sql, args) = search_sql(query, filter);
         let mut c = self.read()?;
-        let params: Vec<&(dyn ToSql + Sync)> =
-            args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-        let rows = c.query(&sql, &params)?;
+        let rows = c.query(&sql, &params_of(&args))?;
         let mut hits = Vec::new();
         for r in &rows {
             let id: i64 = col(r, 0)?;
