@@ -7,6 +7,7 @@ mod common;
 
 use common::{bin, http_status, ok, project_dir, sportello, with_database};
 use fantoccini::{Client, ClientBuilder, Locator};
+use sportello::domain::login::Subject;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -1090,21 +1091,73 @@ fn a_voicemail_plays_on_its_ticket_and_a_clerk_writes_its_summary() {
     assert!(page.contains("Chiede del contatore del gas"), "{page}");
 }
 
+/// Wrong passwords tried for "mario", each answer checked against the wait it was due.
+struct Guesses {
+    statuses: Vec<u16>,
+    /// Guesses whose password was checked (answered 200), which the server counted.
+    counted: u32,
+    /// When the last counted guess started.
+    last_counted: Instant,
+}
+
+impl Guesses {
+    fn guess(&mut self, addr: SocketAddr, i: u32) {
+        let start = Instant::now();
+        let status = try_login(addr, "mario", &format!("guess{i}")).0;
+        let statuses = &self.statuses;
+        if status == 200 {
+            let wait = Subject::Account("mario").wait_secs(self.counted, 0);
+            let since = self.last_counted.elapsed();
+            assert!(
+                wait == 0 || since > Duration::from_secs(wait as u64),
+                "guess {i} was checked {since:?} after the last counted one, within its wait \
+                 of {wait} s: {statuses:?}"
+            );
+            self.counted += 1;
+            self.last_counted = start;
+        } else {
+            assert_eq!(status, 429, "guess {i}: {statuses:?}");
+        }
+        self.statuses.push(status);
+    }
+}
+
 fn guessing_a_password_is_slowed_and_an_admin_sees_and_releases_the_account() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, addr, _, _, _) =
         one_ticket_served(dir.path(), "fixtures/mail/orari-ufficio.eml", &[]);
     add_user(&dir.path().join("data"), "anna", "admin", ADMIN_PW);
-    // 25 wrong passwords in a row: after the first few, none is even checked.
-    let statuses: Vec<u16> = (0..25)
-        .map(|i| try_login(addr, "mario", &format!("guess{i}")).0)
-        .collect();
+    // 25 wrong passwords in a row: after the first few, none is even checked until its
+    // wait has passed. How many get through depends on this machine's speed, so each answer
+    // is checked against the time it could have waited: an attempt let through must have
+    // come (at its end) more than the wait after the start of the one that counted last.
+    let mut guesses = Guesses {
+        statuses: Vec::new(),
+        counted: 0,
+        last_counted: Instant::now(),
+    };
+    for i in 0..25 {
+        guesses.guess(addr, i);
+    }
+    let statuses = &guesses.statuses;
     assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
     assert!(
-        statuses[3..].iter().all(|&s| s == 429),
-        "throttled: {statuses:?}"
+        statuses[3..].iter().filter(|&&s| s == 429).count() >= 11,
+        "most guesses in a row are refused: {statuses:?}"
     );
-    // And the right password right after them does not open the account.
+    // Once the first wait is over, one more guess counts, and its wait is longer (2 s).
+    let mut i = 25;
+    while guesses.statuses.last() == Some(&429) || guesses.counted < 4 {
+        std::thread::sleep(Duration::from_millis(200));
+        guesses.guess(addr, i);
+        i += 1;
+        assert!(
+            i < 100,
+            "no guess let through after its wait: {:?}",
+            guesses.statuses
+        );
+    }
+    // And the right password right after it does not open the account.
     let (status, head, body) = try_login(addr, "mario", CLERK_PW);
     assert_eq!(status, 429, "{head}");
     assert!(!head.contains("sportello_session=") || head.contains("sportello_session=;"));

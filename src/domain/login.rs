@@ -52,12 +52,15 @@ impl Subject<'_> {
 
     /// Seconds an attempt must wait after `failures` wrong passwords, the last `since`
     /// seconds ago; 0: it may try now.
+    ///
+    /// Times are kept in whole seconds, so `since` = 1 may be a millisecond that crossed a
+    /// second's boundary: one second is taken off it, so a wait is never shorter than it says.
     pub fn wait_secs(self, failures: u32, since: i64) -> i64 {
         if failures < self.free() {
             return 0;
         }
         let wait = (1i64 << (failures - self.free()).min(20)).min(MAX_WAIT_SECS);
-        (wait - since.max(0)).max(0)
+        (wait - (since - 1).max(0)).max(0)
     }
 }
 
@@ -81,10 +84,16 @@ mod tests {
         assert_eq!(a.wait_secs(25, 0), MAX_WAIT_SECS);
         assert_eq!(
             a.wait_secs(8, 30),
-            2,
-            "the wait runs from the last wrong password"
+            3,
+            "the wait runs from the last wrong password, less a second for rounding"
         );
-        assert_eq!(a.wait_secs(8, 60), 0);
+        assert_eq!(a.wait_secs(8, 33), 0);
+        assert_eq!(
+            a.wait_secs(3, 1),
+            1,
+            "one whole second apart may be a millisecond across a second's boundary"
+        );
+        assert_eq!(a.wait_secs(3, 2), 0);
         let ip = Subject::Address("192.0.2.7");
         assert_eq!(ip.wait_secs(9, 0), 0, "an office shares its address");
         assert_eq!(ip.wait_secs(10, 0), 1);
