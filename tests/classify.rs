@@ -409,13 +409,16 @@ fn replay_of_an_office_learns_as_clerks_settle_tickets() {
 
 /// The shipped rules' examples (`pipelines/examples.jsonl`, requests the project wrote for
 /// itself) train every model beside the office's history. Bootstrapped from the shared dev
-/// set, the model then answers more of a file that is not among the examples
-/// (`fixtures/requests/own-heldout-7.jsonl`, which no rule was written from), and stays
+/// set, the model then answers more of files that are not among the examples
+/// (`fixtures/requests/own-heldout-*.jsonl`, which no rule was written from), and stays
 /// precise; scoring the examples themselves is flagged as scoring memory.
 fn the_rules_own_examples_carry_the_model_to_requests_nobody_wrote_rules_from() {
     let Some(corpus) = corpus() else { return };
     let dev = corpus.join("requests/labeled-dev.jsonl");
-    let held = project_dir().join("fixtures/requests/own-heldout-7.jsonl");
+    let held: Vec<std::path::PathBuf> = ["own-heldout-7.jsonl", "own-heldout-16.jsonl"]
+        .iter()
+        .map(|f| project_dir().join("fixtures/requests").join(f))
+        .collect();
     let shipped = std::fs::read_to_string(project_dir().join("pipelines/rules.toml")).unwrap();
     assert!(shipped.contains("\nexamples = \"examples.jsonl\"\n"));
     let static_rules = shipped.replace("retrain_after = 10", "retrain_after = 0");
@@ -437,14 +440,16 @@ fn the_rules_own_examples_carry_the_model_to_requests_nobody_wrote_rules_from() 
             ];
             ok(tmp.path(), &args).json_lines().remove(0)
         };
-        let out = &test(held.to_str().unwrap());
-        assert_eq!(out["rules_have_seen_these_records"], false);
+        let outs: Vec<serde_json::Value> = held
+            .iter()
+            .map(|h| {
+                let out = test(h.to_str().unwrap());
+                assert_eq!(out["rules_have_seen_these_records"], false);
+                out["report"].clone()
+            })
+            .collect();
         let mine = &test("pipelines/examples.jsonl");
-        (
-            trained,
-            out["report"].clone(),
-            mine["rules_have_seen_these_records"].clone(),
-        )
+        (trained, outs, mine["rules_have_seen_these_records"].clone())
     };
     let (trained, with, seen) = score(&static_rules);
     assert!(trained.contains("of the rules' own examples"), "{trained}");
@@ -452,18 +457,20 @@ fn the_rules_own_examples_carry_the_model_to_requests_nobody_wrote_rules_from() 
     let (trained, without, _) =
         score(&static_rules.replace("\nexamples = \"examples.jsonl\"\n", "\n"));
     assert!(!trained.contains("own examples"), "{trained}");
-    eprintln!("with the examples: {with}\nwithout: {without}");
-    assert!(with["records"].as_u64().unwrap() >= 40);
     let answered = |r: &serde_json::Value| 1.0 - r["abstention_rate"].as_f64().unwrap();
-    assert!(
-        answered(&with) >= answered(&without) + 0.05,
-        "the examples answer more: {with} against {without}"
-    );
-    assert!(
-        with["accuracy_answered"].as_f64().unwrap() >= 0.92,
-        "{with}"
-    );
-    assert!(answered(&with) >= 0.65, "{with}");
+    for (with, without) in with.iter().zip(&without) {
+        eprintln!("with the examples: {with}\nwithout: {without}");
+        assert!(with["records"].as_u64().unwrap() >= 30);
+        assert!(
+            answered(with) >= answered(without) + 0.05,
+            "the examples answer more: {with} against {without}"
+        );
+        assert!(
+            with["accuracy_answered"].as_f64().unwrap() >= 0.92,
+            "{with}"
+        );
+        assert!(answered(with) >= 0.65, "{with}");
+    }
 }
 
 /// Each settled ticket is also a record of how its automatic answer fared: a retraining keeps
