@@ -312,6 +312,30 @@ fn search_forgives_accents_and_word_endings() {
             .contains("**allacciamento**"),
         "{gas}"
     );
+    // A word only in an attachment: its snippet comes from the document, by name.
+    let pdf = sportello::testdata::letter_pdf(
+        "Domanda di condono",
+        "Chiedo la sanatoria del pergolato in legno costruito nel giardino del MAP.",
+    );
+    let eml = format!(
+        "From: Ada Rossi <ada@example.it>\r\nTo: urp@comune.example.it\r\n\
+         Subject: Domanda allegata\r\nMessage-ID: <att-1@example.it>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nIn allegato la domanda.\r\n--b\r\n\
+         Content-Type: application/pdf; name=\"domanda.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename=\"domanda.pdf\"\r\n\r\n{}\r\n--b--\r\n",
+        sportello::testdata::base64_mime(&pdf)
+    );
+    let file = data.join("allegato.eml");
+    std::fs::write(&file, eml).unwrap();
+    ok(data, &["ingest", file.to_str().unwrap()]);
+    let hits = ok(data, &["search", "pergolati", "--json"]).json_lines();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let snippet = hits[0]["snippet"].as_str().unwrap();
+    assert!(
+        snippet.starts_with("[domanda.pdf] ") && snippet.contains("**pergolato**"),
+        "{snippet}"
+    );
     let none = sportello(data, &["search", "  "]);
     assert!(!none.status.success());
     assert!(none.stderr.contains("empty search"), "{}", none.stderr);

@@ -90,29 +90,58 @@ pub(super) fn tsquery(query: &SearchQuery) -> String {
     expr
 }
 
-fn snippet_for(
+/// Snippets of a page of hits (ticket id, subject, body), from the body, else the first
+/// document whose text has one, else the subject. Documents are read in one query for the
+/// hits whose body had none: a round trip per hit was up to 40 per page.
+fn snippets_for(
     c: &mut dyn Sql,
-    ticket_id: i64,
+    hits: &[(i64, String, String)],
     query: &SearchQuery,
-    subject: &str,
-) -> Result<String> {
+) -> Result<Vec<String>> {
     const WIDTH: usize = 24;
-    let r = c.query_one("SELECT body FROM tickets WHERE id = $1", &[&ticket_id])?;
-    if let Some(s) = query.snippet(&col::<String>(&r, 0)?, WIDTH) {
-        return Ok(s);
-    }
-    for r in c.query(
-        "SELECT name, text FROM documents WHERE ticket_id = $1 ORDER BY ord",
-        &[&ticket_id],
-    )? {
-        let (name, text): (String, String) = (col(&r, 0)?, col(&r, 1)?);
-        if let Some(s) = query.snippet(&text, WIDTH) {
-            return Ok(format!("[{name}] {s}"));
+    let mut out: Vec<Option<String>> = hits
+        .iter()
+        .map(|(_, _, body)| query.snippet(body, WIDTH))
+        .collect();
+    let pending: Vec<i64> = hits
+        .iter()
+        .zip(&out)
+        .filter(|(_, s)| s.is_none())
+        .map(|((id, _, _), _)| *id)
+        .collect();
+    if !pending.is_empty() {
+        let mut from_documents: std::collections::HashMap<i64, String> = Default::default();
+        for r in c.query(
+            "SELECT ticket_id, name, text FROM documents WHERE ticket_id = ANY($1)
+             ORDER BY ticket_id, ord",
+            &[&pending],
+        )? {
+            let id: i64 = col(&r, 0)?;
+            if from_documents.contains_key(&id) {
+                continue;
+            }
+            let (name, text): (String, String) = (col(&r, 1)?, col(&r, 2)?);
+            if let Some(s) = query.snippet(&text, WIDTH) {
+                from_documents.insert(id, format!("[{name}] {s}"));
+            }
+        }
+        for ((id, _, _), s) in hits.iter().zip(out.iter_mut()) {
+            if s.is_none() {
+                *s = from_documents.remove(id);
+            }
         }
     }
-    Ok(query
-        .snippet(subject, WIDTH)
-        .unwrap_or_else(|| subject.to_string()))
+    Ok(hits
+        .iter()
+        .zip(out)
+        .map(|((_, subject, _), s)| {
+            s.unwrap_or_else(|| {
+                query
+                    .snippet(subject, WIDTH)
+                    .unwrap_or_else(|| subject.to_string())
+            })
+        })
+        .collect())
 }
 
 /// The ranked search's SQL and its arguments: the newest `RANK_WINDOW` matches ranked, then
@@ -131,7 +160,7 @@ fn search_sql(query: &SearchQuery, filter: &TicketFilter) -> (String, Vec<String
     let sql = format!(
         "SELECT t.id, t.code, t.protocol_year, t.protocol_number, t.channel, t.received_at, t.subject,
                 t.topic, t.status, COALESCE(t.sender_name, t.sender_email, t.sender_fax, t.sender_phone),
-                m.score
+                m.score, t.body
          FROM (SELECT s.ticket_id,
                       ts_rank({WEIGHTS}, s.words, to_tsquery('simple', ${q}), 1)::float8 AS score
                FROM ticket_search s JOIN tickets t ON t.id = s.ticket_id
@@ -162,11 +191,13 @@ impl Search for PgStore {
         let (sql, args) = search_sql(query, filter);
         let mut c = self.read()?;
         let rows = c.query(&sql, &params_of(&args))?;
+        let texts: Vec<(i64, String, String)> = rows
+            .iter()
+            .map(|r| Ok((col(r, 0)?, col(r, 6)?, col(r, 11)?)))
+            .collect::<Result<_>>()?;
+        let snippets = snippets_for(&mut *c, &texts, query)?;
         let mut hits = Vec::new();
-        for r in &rows {
-            let id: i64 = col(r, 0)?;
-            let subject: String = col(r, 6)?;
-            let snippet = snippet_for(&mut *c, id, query, &subject)?;
+        for ((r, (_, subject, _)), snippet) in rows.iter().zip(texts).zip(snippets) {
             hits.push(SearchHit {
                 code: col(r, 1)?,
                 protocol: protocol_string(col(r, 2)?, col(r, 3)?),
