@@ -643,6 +643,42 @@ fn a_failed_retrain_is_reported_and_the_action_stands() {
 }
 
 /// A pipeline in `dir` whose classify stage reads the rules file `rules` (written beside it).
+/// Processes on one register train a new store's first model once. One that finds another
+/// training (here the test holds the lock) files with what there is, the rules alone on a new
+/// store, and trains nothing; once the lock is free the next one trains.
+fn a_process_that_finds_another_training_the_model_does_not_train_it_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let lock = sportello::service::topics::training_lock(&data, false)
+        .unwrap()
+        .expect("nobody else trains here");
+    let run = ok(
+        &data,
+        &[
+            "ingest",
+            "--json",
+            "fixtures/scanner/lettera-allacciamento-gas.pdf",
+        ],
+    );
+    assert!(
+        run.stderr.contains("another process is training the model"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("model retrained"), "{}", run.stderr);
+    assert!(!data.join("topic-model.json").exists());
+    let t = &run.json_lines()[0]["ticket"];
+    assert_eq!(t["topic"], "gas", "the rules alone classify: {t}");
+    drop(lock);
+    let run = ok(
+        &data,
+        &["ingest", "--json", "fixtures/scanner/lettera-macerie.pdf"],
+    );
+    assert!(run.stderr.contains("model retrained"), "{}", run.stderr);
+    assert!(data.join("topic-model.json").exists());
+}
+
 fn classify_pipeline(dir: &std::path::Path, rules: &str) -> std::path::PathBuf {
     let rules_file = dir.join("rules.toml");
     std::fs::write(&rules_file, rules).unwrap();
@@ -785,4 +821,5 @@ on_both_backends!(
     tickets_commands_use_the_pipelines_store,
     a_failed_retrain_is_reported_and_the_action_stands,
     reclassify_all_reads_again_what_nobody_settled,
+    a_process_that_finds_another_training_the_model_does_not_train_it_too,
 );

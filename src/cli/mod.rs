@@ -201,7 +201,14 @@ fn retrain_if_wanted(store: &mut Store, pipeline: &Pipeline, why: &str) -> Resul
     if let Some(rules) = classify_rules(pipeline) {
         let rules = Rules::load(&rules)?;
         if topics::retrain_wanted(store, &rules).unwrap_or(false) {
-            retrain_now(store, &rules, why);
+            match topics::retrain_unless_busy(store, &rules) {
+                Ok(Some(trained)) => say_trained(&trained, why),
+                Ok(None) => eprintln!(
+                    "sportello: another process is training the model; this one starts with \
+                     the one there is and takes the new one when it is saved ({why})"
+                ),
+                Err(e) => eprintln!("sportello: the model was not retrained: {e}"),
+            }
         }
     }
     Ok(())
@@ -225,16 +232,20 @@ fn deliver_acks_once(store: &mut Store, pipeline: &Pipeline) -> Result<()> {
 /// Trains the model now and says so on stderr, `why` in brackets; a failure is said too.
 fn retrain_now(store: &mut Store, rules: &Rules, why: &str) {
     match topics::retrain(store, rules, &mut || {}) {
-        Ok(trained) => eprintln!(
-            "sportello: model retrained on {} examples{} ({why})",
-            trained.examples,
-            match trained.model.shipped_examples {
-                0 => String::new(),
-                n => format!(" and {n} of the rules' own"),
-            }
-        ),
+        Ok(trained) => say_trained(&trained, why),
         Err(e) => eprintln!("sportello: the model was not retrained: {e}"),
     }
+}
+
+fn say_trained(trained: &topics::Trained, why: &str) {
+    eprintln!(
+        "sportello: model retrained on {} examples{} ({why})",
+        trained.examples,
+        match trained.model.shipped_examples {
+            0 => String::new(),
+            n => format!(" and {n} of the rules' own"),
+        }
+    );
 }
 
 /// JSON Lines of {"id","subject","body"} (a topic, if present, is ignored).

@@ -159,9 +159,63 @@ pub struct Trained {
     pub model: Model,
 }
 
+/// Held while a process trains. The model is a file of the data dir, which every process on
+/// the register shares (a shared mount with PostgreSQL): two workers started on a new store
+/// had each trained the same first model, both cores busy for it instead of their items.
+pub struct TrainingLock(#[allow(dead_code)] std::fs::File);
+
+/// The training lock of `data_dir`: waiting for it (`wait`), or `None` if another process
+/// holds it.
+pub fn training_lock(data_dir: &Path, wait: bool) -> Result<Option<TrainingLock>, LearnError> {
+    let path = data_dir.join("training.lock");
+    let io = |source| {
+        LearnError::Store(StoreError::Io {
+            context: format!("the training lock {}", path.display()),
+            source,
+        })
+    };
+    let file = crate::store::open_lock_file(&path).map_err(io)?;
+    if wait {
+        file.lock().map_err(io)?;
+        return Ok(Some(TrainingLock(file)));
+    }
+    match file.try_lock() {
+        Ok(()) => Ok(Some(TrainingLock(file))),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+/// Retrains if it is wanted and no other process is training: `None` if another was (its
+/// model is reloaded by every classifier when saved; until then the one there is, or the
+/// rules alone on a new store, classify), or if what was wanted was done meanwhile.
+pub fn retrain_unless_busy(
+    store: &mut impl Register,
+    rules: &Rules,
+) -> Result<Option<Trained>, LearnError> {
+    let Some(_lock) = training_lock(store.data_dir(), false)? else {
+        return Ok(None);
+    };
+    // Asked again under the lock: another process may have just saved the model wanted.
+    if !retrain_wanted(store, rules)? {
+        return Ok(None);
+    }
+    train_and_save(store, rules, &mut || {}).map(Some)
+}
+
 /// Trains on everything settled and the labelled history, saves the model where the
-/// classifiers reload it, and restarts the settled count.
+/// classifiers reload it, and restarts the settled count. Waits for a training another
+/// process is doing to end first.
 pub fn retrain(
+    store: &mut impl Register,
+    rules: &Rules,
+    round: &mut dyn FnMut(),
+) -> Result<Trained, LearnError> {
+    let _lock = training_lock(store.data_dir(), true)?;
+    train_and_save(store, rules, round)
+}
+
+fn train_and_save(
     store: &mut impl Register,
     rules: &Rules,
     round: &mut dyn FnMut(),
@@ -255,7 +309,9 @@ impl Trainer {
     fn train_once(&self) -> Result<(), LearnError> {
         let rules = Rules::load(&self.rules_path).map_err(|e| LearnError::Rules(e.to_string()))?;
         let mut store = Store::open(&self.data_dir)?;
-        retrain(&mut store, &rules, &mut || {})?;
+        if retrain_unless_busy(&mut store, &rules)?.is_none() {
+            tracing::info!("the topic model is being trained by another process, or is new");
+        }
         Ok(())
     }
 }

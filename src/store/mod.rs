@@ -141,6 +141,16 @@ pub(in crate::store) fn where_clause(f: &TicketFilter, mark: char) -> (String, V
     }
 }
 
+/// A lock file of the data dir (`leader.lock`, `training.lock`), opened to be locked: the
+/// lock, not the file, says who holds it, and the kernel drops it with the process.
+pub fn open_lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+}
+
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -100,12 +100,7 @@ impl Store {
             context: format!("the leader lock {}", path.display()),
             source,
         };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
+        let file = crate::store::open_lock_file(&path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {
                 // Who leads, for an admin who looks (the lock, not the text, decides).
