@@ -18,10 +18,14 @@ fn ensure_held(tx: &mut dyn Sql, id: i64, worker: &str) -> Result<()> {
     if held {
         Ok(())
     } else {
-        Err(StoreError::Conflict(format!(
-            "job {id} is no longer {worker}'s (its lease ran out and another worker took it)"
-        )))
+        Err(not_held(id, worker))
     }
+}
+
+fn not_held(id: i64, worker: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "job {id} is no longer {worker}'s (its lease ran out and another worker took it)"
+    ))
 }
 
 /// The queue's bookkeeping (a claim, a renewal, a failure) commits without waiting for the
@@ -48,46 +52,23 @@ impl WorkQueue for PgStore {
         lease_secs: i64,
         max_attempts: u32,
     ) -> Result<Option<QueuedJob>> {
-        self.write(|tx| loop {
-            unsynced(tx)?;
-            let Some(r) = tx.query_opt(
-                "SELECT id, description, sha256, attempts FROM jobs
-                 WHERE (state = 'queued' AND not_before <= $1)
-                    OR (state = 'running' AND lease_until < $1)
-                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                &[&now],
-            )?
-            else {
-                return Ok(None);
-            };
-            let (id, description, sha256, attempts): (i64, String, String, i64) =
-                (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?, col(&r, 3)?);
-            if attempts >= i64::from(max_attempts) {
-                // Claimed that often and never finished nor failed: it takes its worker down.
-                tx.execute(
-                    "UPDATE jobs SET state = 'parked', worker = NULL, lease_until = NULL,
-                        last_error = COALESCE(last_error || '; ', '') || $2
-                     WHERE id = $1",
-                    &[
-                        &id,
-                        &format!("its worker stopped without finishing it {attempts} times"),
-                    ],
-                )?;
-                continue;
-            }
-            tx.execute(
-                "UPDATE jobs SET state = 'running', worker = $2, lease_until = $3,
-                    attempts = attempts + 1
-                 WHERE id = $1",
-                &[&id, &worker, &(now + lease_secs)],
-            )?;
-            return Ok(Some(QueuedJob {
-                id,
-                description,
-                sha256,
-                attempts: attempts as u32 + 1,
-            }));
+        // One statement (see the `sportello_claim` migration): the select `FOR UPDATE SKIP
+        // LOCKED`, the parking of a job that took its workers down `max_attempts` times, and
+        // the lease, committed without waiting for the disk.
+        let r = self.read()?.query_opt(
+            "SELECT job_id, job_description, job_sha256, job_attempts
+             FROM sportello_claim($1, $2, $3, $4)",
+            &[&worker, &now, &lease_secs, &i64::from(max_attempts)],
+        )?;
+        r.map(|r| {
+            Ok(QueuedJob {
+                id: col(&r, 0)?,
+                description: col(&r, 1)?,
+                sha256: col(&r, 2)?,
+                attempts: col::<i64>(&r, 3)? as u32,
+            })
         })
+        .transpose()
     }
 
     fn heartbeat(&mut self, id: i64, worker: &str, now: i64, lease_secs: i64) -> Result<bool> {
@@ -111,9 +92,17 @@ impl WorkQueue for PgStore {
         self.write(|tx| {
             // The filing lock first, as every filing transaction takes its locks in that order.
             lock_filing(tx)?;
-            ensure_held(tx, id, worker)?;
+            // Held still, and removed with this filing (one statement, not a check and a
+            // delete): its row stays locked against another worker until the commit, and
+            // comes back if the filing fails.
+            let held = tx.execute(
+                "DELETE FROM jobs WHERE id = $1 AND state = 'running' AND worker = $2",
+                &[&id, &worker],
+            )?;
+            if held != 1 {
+                return Err(not_held(id, worker));
+            }
             let filed = file_in(tx, new, code_prefix)?;
-            tx.execute("DELETE FROM jobs WHERE id = $1", &[&id])?;
             Ok(filed)
         })
     }
