@@ -310,7 +310,9 @@ impl Trainer {
         let rules = Rules::load(&self.rules_path).map_err(|e| LearnError::Rules(e.to_string()))?;
         let mut store = Store::open(&self.data_dir)?;
         if retrain_unless_busy(&mut store, &rules)?.is_none() {
-            tracing::info!("the topic model is being trained by another process, or is new");
+            tracing::info!(
+                "not retrained: another process is training the model, or it is up to date"
+            );
         }
         Ok(())
     }
