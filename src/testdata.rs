@@ -219,6 +219,27 @@ pub fn email(from: &str, subject: &str, body: &str, message_id: &str) -> Vec<u8>
     .into_bytes()
 }
 
+/// An email with a text part and one attachment (`name`, of type `mime`), as a citizen's
+/// mail program sends a scanned or signed request.
+pub fn email_with_attachment(
+    from: &str,
+    subject: &str,
+    message_id: &str,
+    text: &str,
+    (name, mime, bytes): (&str, &str, &[u8]),
+) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: urp@comune.example.it\r\nSubject: {subject}\r\n\
+         Message-ID: <{message_id}>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n--b\r\n\
+         Content-Type: {mime}; name=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename=\"{name}\"\r\n\r\n{}\r\n--b--\r\n",
+        base64_mime(bytes)
+    )
+    .into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -317,14 +317,12 @@ fn search_forgives_accents_and_word_endings() {
         "Domanda di condono",
         "Chiedo la sanatoria del pergolato in legno costruito nel giardino del MAP.",
     );
-    let eml = format!(
-        "From: Ada Rossi <ada@example.it>\r\nTo: urp@comune.example.it\r\n\
-         Subject: Domanda allegata\r\nMessage-ID: <att-1@example.it>\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\r\nIn allegato la domanda.\r\n--b\r\n\
-         Content-Type: application/pdf; name=\"domanda.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\
-         Content-Disposition: attachment; filename=\"domanda.pdf\"\r\n\r\n{}\r\n--b--\r\n",
-        sportello::testdata::base64_mime(&pdf)
+    let eml = sportello::testdata::email_with_attachment(
+        "Ada Rossi <ada@example.it>",
+        "Domanda allegata",
+        "att-1@example.it",
+        "In allegato la domanda.",
+        ("domanda.pdf", "application/pdf", &pdf),
     );
     let file = data.join("allegato.eml");
     std::fs::write(&file, eml).unwrap();

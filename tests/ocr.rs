@@ -167,14 +167,12 @@ fn an_image_attached_to_an_email_is_read_too() {
     let tmp = tempfile::tempdir().unwrap();
     let jpeg =
         std::fs::read(project_dir().join("fixtures/scanner/scansione-capovolta.jpg")).unwrap();
-    let eml = format!(
-        "From: Barbara Tatone <b.tatone@example.it>\r\nTo: urp@comune.example.it\r\n\
-         Subject: Domanda allegata\r\nMessage-ID: <scan-1@example.it>\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\r\nIn allegato la domanda.\r\n--b\r\n\
-         Content-Type: image/jpeg; name=\"domanda.jpg\"\r\nContent-Transfer-Encoding: base64\r\n\
-         Content-Disposition: attachment; filename=\"domanda.jpg\"\r\n\r\n{}\r\n--b--\r\n",
-        sportello::testdata::base64_mime(&jpeg)
+    let eml = sportello::testdata::email_with_attachment(
+        "Barbara Tatone <b.tatone@example.it>",
+        "Domanda allegata",
+        "scan-1@example.it",
+        "In allegato la domanda.",
+        ("domanda.jpg", "image/jpeg", &jpeg),
     );
     let file = tmp.path().join("domanda.eml");
     std::fs::write(&file, eml).unwrap();
