@@ -80,30 +80,6 @@ pub fn tokens(text: &str) -> Vec<Token> {
         .collect()
 }
 
-/// FNV-1a: a fast hasher for the short words the caches below are keyed by.
-#[derive(Clone, Copy)]
-pub struct FnvHasher(u64);
-
-impl Default for FnvHasher {
-    fn default() -> Self {
-        FnvHasher(0xcbf29ce484222325)
-    }
-}
-
-impl std::hash::Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= b as u64;
-            self.0 = self.0.wrapping_mul(0x100000001b3);
-        }
-    }
-}
-
-pub type FnvBuild = std::hash::BuildHasherDefault<FnvHasher>;
-
 /// The stem of one folded word. Digits and very short words are kept as they are.
 pub fn stem(folded_word: &str) -> String {
     word_of_folded(folded_word).0.to_string()
@@ -289,6 +265,20 @@ pub struct Word {
     /// Whether the word says something about the text: not a stop word, a single letter or
     /// a number (the classifier reads only these; the index keeps every word).
     pub meaningful: bool,
+    /// [`word_id`] of the stem: the classifier's feature id, hashed once per word of the
+    /// vocabulary rather than at every occurrence.
+    pub id: u64,
+}
+
+/// A stem's feature id for the classifier: FNV-1a of its bytes. Stable across runs, so
+/// saved models keep working.
+pub fn word_id(word: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in word.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
 }
 
 /// Texts up to this size are remembered (the last [`RECENT_TEXTS`] of them, per thread):
@@ -297,30 +287,104 @@ pub struct Word {
 const RECENT_MAX_BYTES: usize = 32 * 1024;
 const RECENT_TEXTS: usize = 4;
 
+/// A folded word as the stem cache holds it: words of up to 22 bytes (nearly all) in place,
+/// zero-padded, so a lookup compares two arrays instead of following a pointer to the word.
+#[derive(Clone, PartialEq, Eq)]
+enum WordKey {
+    Inline(u8, [u8; 22]),
+    Heap(Box<str>),
+}
+
+impl WordKey {
+    fn of(word: &str) -> WordKey {
+        let b = word.as_bytes();
+        if b.len() <= 22 {
+            let mut bytes = [0u8; 22];
+            bytes[..b.len()].copy_from_slice(b);
+            WordKey::Inline(b.len() as u8, bytes)
+        } else {
+            WordKey::Heap(word.into())
+        }
+    }
+}
+
+/// The stem cache's hash of a folded word: eight bytes at a time (a word is one or two
+/// steps), mixed so both the low bits (the table's slot) and the high ones (its tag) vary.
+fn key_hash(word: &str) -> u64 {
+    let mut h = word.len() as u64;
+    for chunk in word.as_bytes().chunks(8) {
+        let mut x = [0u8; 8];
+        x[..chunk.len()].copy_from_slice(chunk);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(x)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    h ^ (h >> 29)
+}
+
+/// For keys that are hashes already (the stem cache's [`key_hash`], the classifier's
+/// feature ids): hashing them again would only cost time.
+#[derive(Default, Clone, Copy)]
+pub struct PassHasher(u64);
+
+impl std::hash::Hasher for PassHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// One word of the vocabulary: what [`words`] reads of it.
+#[derive(Clone)]
+struct Cached {
+    key: WordKey,
+    stem: Stem,
+    meaningful: bool,
+    id: u64,
+}
+
 thread_local! {
-    /// Folded word → its stem and whether it is meaningful. An office's working vocabulary
-    /// is small: stemming becomes a lookup.
-    static WORD_STEMS: std::cell::RefCell<std::collections::HashMap<String, (Stem, bool), FnvBuild>> =
+    /// Folded word (by its [`key_hash`]) → its stem and whether it is meaningful. An
+    /// office's working vocabulary is small: stemming becomes a lookup. Two words of one
+    /// hash take turns in the slot; the key is always checked.
+    static WORD_STEMS: std::cell::RefCell<std::collections::HashMap<u64, Cached, std::hash::BuildHasherDefault<PassHasher>>> =
         Default::default();
     static RECENT: std::cell::RefCell<std::collections::VecDeque<(String, std::rc::Rc<Vec<Word>>)>> =
         Default::default();
 }
 
-fn word_of_folded(folded: &str) -> (Stem, bool) {
+fn word_of_folded(folded: &str) -> (Stem, bool, u64) {
+    let (hash, key) = (key_hash(folded), WordKey::of(folded));
     WORD_STEMS.with(|cache| {
-        if let Some(s) = cache.borrow().get(folded) {
-            return s.clone();
+        if let Some(c) = cache.borrow().get(&hash) {
+            if c.key == key {
+                return (c.stem.clone(), c.meaningful, c.id);
+            }
         }
         let meaningful = folded.chars().nth(1).is_some()
             && !folded.bytes().all(|b| b.is_ascii_digit())
             && !is_stop(folded);
-        let entry: (Stem, bool) = (stem_uncached(folded).into(), meaningful);
+        let stem: Stem = stem_uncached(folded).into();
+        let id = word_id(&stem);
         let mut cache = cache.borrow_mut();
         if cache.len() >= 200_000 {
             cache.clear();
         }
-        cache.insert(folded.to_string(), entry.clone());
-        entry
+        cache.insert(
+            hash,
+            Cached {
+                key,
+                stem: stem.clone(),
+                meaningful,
+                id,
+            },
+        );
+        (stem, meaningful, id)
     })
 }
 
@@ -345,25 +409,41 @@ pub fn words(text: &str) -> std::rc::Rc<Vec<Word>> {
     let mut buf = String::new();
     let mut start: Option<usize> = None;
     let mut flush = |start: usize, buf: &mut String| {
-        let (stem, meaningful) = word_of_folded(buf);
+        let (stem, meaningful, id) = word_of_folded(buf);
         out.push(Word {
             start,
             stem,
             meaningful,
+            id,
         });
         buf.clear();
     };
-    for (i, c) in text.char_indices() {
+    // ASCII a byte at a time, anything else decoded as a character.
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii() {
+            if b.is_ascii_alphanumeric() {
+                start.get_or_insert(i);
+                buf.push(b.to_ascii_lowercase() as char);
+            } else if let Some(s) = start.take() {
+                flush(s, &mut buf);
+            }
+            i += 1;
+            continue;
+        }
+        // `i` is a character's first byte: ASCII bytes and whole characters were stepped over.
+        let Some(c) = text[i..].chars().next() else {
+            break;
+        };
         if c.is_alphanumeric() {
             start.get_or_insert(i);
-            if c.is_ascii() {
-                buf.push(c.to_ascii_lowercase());
-            } else {
-                fold_into(c.encode_utf8(&mut [0u8; 4]), &mut buf);
-            }
+            fold_into(c.encode_utf8(&mut [0u8; 4]), &mut buf);
         } else if let Some(s) = start.take() {
             flush(s, &mut buf);
         }
+        i += c.len_utf8();
     }
     if let Some(s) = start {
         flush(s, &mut buf);

@@ -112,7 +112,7 @@ pub fn ignored_words(text: &str) -> Vec<String> {
 pub fn stems(text: &str) -> Vec<String> {
     stems_at(&join_acronyms(text))
         .into_iter()
-        .map(|(_, s)| s.to_string())
+        .map(|(_, s, _)| s.to_string())
         .collect()
 }
 
@@ -121,12 +121,20 @@ pub use crate::textnorm::Stem;
 /// Stems of the meaningful words of `text`, each with the byte offset where its word starts.
 /// The words come from [`crate::textnorm::words`]: the search index reads the same text's
 /// words, and a request's text is split and stemmed once for both.
-fn stems_at(text: &str) -> Vec<(usize, Stem)> {
-    crate::textnorm::words(text)
-        .iter()
-        .filter(|w| w.meaningful)
-        .map(|w| (w.start, w.stem.clone()))
-        .collect()
+fn stems_at(text: &str) -> Vec<(usize, Stem, FeatureId)> {
+    meaningful(&crate::textnorm::words(text))
+}
+
+fn meaningful(words: &[crate::textnorm::Word]) -> Vec<(usize, Stem, FeatureId)> {
+    // Sized once: a filtered iterator's collect grows the list a few times per request.
+    let mut out = Vec::with_capacity(words.len());
+    out.extend(
+        words
+            .iter()
+            .filter(|w| w.meaningful)
+            .map(|w| (w.start, w.stem.clone(), w.id)),
+    );
+    out
 }
 
 /// The request's meaningful words, stemmed once for rules and model alike.
@@ -134,6 +142,9 @@ fn stems_at(text: &str) -> Vec<(usize, Stem)> {
 pub struct Words {
     pub subject: Vec<Stem>,
     pub body: Vec<Stem>,
+    /// [`word_id`] of each of `subject`'s and `body`'s stems, in the same order.
+    pub subject_ids: Vec<FeatureId>,
+    pub body_ids: Vec<FeatureId>,
     /// The sentences that ask for something ("chiedo…", "vorrei sapere…", questions), as
     /// ranges of `body`'s words in order, adjacent ones merged: what the office must do or
     /// answer now weighs more than the background story.
@@ -177,46 +188,80 @@ const TURNS: &[&str] = &[
     "what i need",
 ];
 
-/// One automaton for every written form of [`TURNS`] ("è"/"È"/"e", "ciò", "un'altra"…),
-/// ASCII case folded: searching each request's raw text once costs no allocation.
-fn turns() -> &'static aho_corasick::AhoCorasick {
-    static TURNS_AC: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
-    TURNS_AC.get_or_init(|| {
-        let mut forms: Vec<String> = Vec::new();
-        for phrase in TURNS {
-            let mut variants = vec![String::new()];
-            for (i, word) in phrase.split(' ').enumerate() {
-                let spellings: &[&str] = match word {
-                    "e" => &["e", "è", "È", "é"],
-                    "cio" => &["cio", "ciò", "Ciò"],
-                    w => &[w],
-                };
-                let seps: &[&str] = if i == 0 {
-                    &[""]
-                } else if word == "altra" || word == "altro" {
-                    &[" ", "'", "\u{2019}"]
-                } else {
-                    &[" "]
-                };
-                variants = variants
-                    .iter()
-                    .flat_map(|v| {
-                        seps.iter().flat_map(move |sep| {
-                            spellings.iter().map(move |w| format!("{v}{sep}{w}"))
-                        })
-                    })
-                    .collect();
+/// Phrases as sequences of word ids ([`crate::textnorm::word_id`] of each stem), listed by
+/// their first word: each word of a text is looked up once, and a phrase is found where
+/// its words follow one another. Ids rather than text: a text's words carry them already.
+/// A 64-bit id shared by two stems (the model's features take the same chance) would at
+/// worst find a phrase that is not there.
+#[derive(Debug, Default)]
+pub struct PhraseIndex {
+    by_first: IdMap<Vec<usize>>,
+    words: Vec<Vec<FeatureId>>,
+}
+
+impl PhraseIndex {
+    /// Phrase `i` is the `i`th given; an empty one is never found.
+    pub fn new(phrases: impl IntoIterator<Item = Vec<FeatureId>>) -> PhraseIndex {
+        let mut index = PhraseIndex::default();
+        for (i, words) in phrases.into_iter().enumerate() {
+            if let Some(&first) = words.first() {
+                index.by_first.entry(first).or_default().push(i);
             }
-            forms.extend(variants);
+            index.words.push(words);
         }
-        // A plain DFA walk: with many phrase starts, a prefilter costs more than it saves.
-        aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .prefilter(false)
-            .build(&forms)
-            .expect("turn phrases build")
+        index
+    }
+
+    /// Calls `found(start, end, phrase)` for each phrase found in the `total` ids given by
+    /// `id_at` (positions `start..end`), overlapping ones too, in order of their starts.
+    pub fn find(
+        &self,
+        total: usize,
+        id_at: impl Fn(usize) -> FeatureId,
+        mut found: impl FnMut(usize, usize, usize),
+    ) {
+        for start in 0..total {
+            let Some(candidates) = self.by_first.get(&id_at(start)) else {
+                continue;
+            };
+            for &phrase in candidates {
+                let words = &self.words[phrase];
+                let end = start + words.len();
+                if end <= total && (1..words.len()).all(|k| id_at(start + k) == words[k]) {
+                    found(start, end, phrase);
+                }
+            }
+        }
+    }
+}
+
+/// [`TURNS`] read as words (as [`crate::textnorm::words`] gives every word, stop words
+/// included): the written variants need no listing, as "è" and "e", "ciò" and "cio",
+/// "un'altra" and "un altra" are the same words, in any case, across a line break.
+fn turns() -> &'static PhraseIndex {
+    static TURN_WORDS: std::sync::OnceLock<PhraseIndex> = std::sync::OnceLock::new();
+    TURN_WORDS.get_or_init(|| {
+        PhraseIndex::new(
+            TURNS
+                .iter()
+                .map(|t| crate::textnorm::words(t).iter().map(|w| w.id).collect()),
+        )
     })
+}
+
+/// Byte offsets where a turn phrase starts among `words` (every word of the text, in order).
+fn turn_starts(words: &[crate::textnorm::Word]) -> Vec<usize> {
+    let mut at: Vec<usize> = Vec::new();
+    turns().find(
+        words.len(),
+        |i| words[i].id,
+        |start, _, _| {
+            if at.last() != Some(&words[start].start) {
+                at.push(words[start].start);
+            }
+        },
+    );
+    at
 }
 
 /// Stems that mark a sentence as the request itself.
@@ -229,7 +274,8 @@ impl Words {
     pub fn of(subject: &str, body: &str) -> Words {
         let own = own_words(body);
         let text = join_acronyms(&own);
-        let words = stems_at(&text);
+        let every = crate::textnorm::words(&text);
+        let words = meaningful(&every);
         // Sentences by their ends; a word belongs to the sentence it starts in.
         let mut ask_spans: Vec<std::ops::Range<usize>> = Vec::new();
         let mut next = 0;
@@ -249,17 +295,8 @@ impl Words {
             })
             .map(|(i, b)| (i, b as char))
             .chain([(text.len(), '\n')]);
-        // Where the text turns to its point: starts of whole-word matches.
-        let turn_at: Vec<usize> = turns()
-            .find_iter(text.as_ref())
-            .filter(|m| {
-                let before = text[..m.start()].chars().next_back();
-                let after = text[m.end()..].chars().next();
-                !before.is_some_and(char::is_alphanumeric)
-                    && !after.is_some_and(char::is_alphanumeric)
-            })
-            .map(|m| m.start())
-            .collect();
+        // Where the text turns to its point.
+        let turn_at = turn_starts(&every);
         let mut focus_from: Option<usize> = None;
         let mut sentence_start = 0usize;
         for (end, c) in ends {
@@ -278,7 +315,7 @@ impl Words {
             let asks = c == '?'
                 || sentence
                     .iter()
-                    .any(|(_, w)| ASK_CUES.iter().any(|cue| w.starts_with(cue)));
+                    .any(|(_, w, _)| ASK_CUES.iter().any(|cue| w.starts_with(cue)));
             if asks && from < next {
                 match ask_spans.last_mut() {
                     Some(last) if last.end == from => last.end = next,
@@ -286,13 +323,17 @@ impl Words {
                 }
             }
         }
+        let (subject, subject_ids) = stems_at(&join_acronyms(subject))
+            .into_iter()
+            .map(|(_, s, id)| (s, id))
+            .unzip();
+        let (body, body_ids) = words.iter().map(|(_, s, id)| (s.clone(), *id)).unzip();
         Words {
-            subject: stems_at(&join_acronyms(subject))
-                .into_iter()
-                .map(|(_, s)| s)
-                .collect(),
-            focus: focus_from.map(|f| words[f..].iter().map(|(_, s)| s.clone()).collect()),
-            body: words.into_iter().map(|(_, s)| s).collect(),
+            subject,
+            subject_ids,
+            focus: focus_from.map(|f| words[f..].iter().map(|(_, s, _)| s.clone()).collect()),
+            body,
+            body_ids,
             ask_spans,
         }
     }
@@ -301,42 +342,28 @@ impl Words {
     pub fn asked(&self) -> impl Iterator<Item = &Stem> {
         self.ask_spans.iter().flat_map(|s| &self.body[s.clone()])
     }
+
+    /// The subject's, the body's or the asking sentences' stems, each with its id.
+    fn with_ids<'w>(
+        stems: &'w [Stem],
+        ids: &'w [FeatureId],
+    ) -> impl Iterator<Item = (&'w Stem, FeatureId)> + 'w {
+        stems.iter().zip(ids.iter().copied())
+    }
 }
 
 /// A feature's id: FNV-1a of a stem, or of two stems for a bigram. Ids, not strings, so a
 /// request's features cost no allocation; stable across runs, so saved models keep working.
 pub type FeatureId = u64;
 
-pub fn word_id(word: &str) -> FeatureId {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in word.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
+pub use crate::textnorm::word_id;
 
 pub fn pair_id(a: FeatureId, b: FeatureId) -> FeatureId {
     (a.rotate_left(29) ^ b).wrapping_mul(0x9E3779B97F4A7C15)
 }
 
 /// Ids are already well mixed: hashing them again would only cost time.
-#[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | b as u64;
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
+pub use crate::textnorm::PassHasher as IdHasher;
 
 pub type IdMap<V> = HashMap<FeatureId, V, std::hash::BuildHasherDefault<IdHasher>>;
 
@@ -378,10 +405,9 @@ pub fn vector_with(words: &Words, known: Option<&IdSet>) -> IdMap<f32> {
     let asked: usize = words.ask_spans.iter().map(|s| s.len()).sum();
     let n = words.subject.len() + words.body.len() + asked;
     let mut counts: IdMap<f32> = IdMap::with_capacity_and_hasher(n * 4, Default::default());
-    let mut add = |words: &mut dyn Iterator<Item = &Stem>, weight: f32| {
+    let mut add = |words: &mut dyn Iterator<Item = (&Stem, FeatureId)>, weight: f32| {
         let mut previous: Option<FeatureId> = None;
-        for w in words {
-            let id = word_id(w);
+        for (w, id) in words {
             *counts.entry(id).or_default() += weight;
             if let Some(p) = previous {
                 *counts.entry(pair_id(p, id)).or_default() += weight;
@@ -396,9 +422,18 @@ pub fn vector_with(words: &Words, known: Option<&IdSet>) -> IdMap<f32> {
             previous = Some(id);
         }
     };
-    add(&mut words.subject.iter(), 2.0);
-    add(&mut words.body.iter(), 1.0);
-    add(&mut words.asked(), 1.0);
+    add(
+        &mut Words::with_ids(&words.subject, &words.subject_ids),
+        2.0,
+    );
+    add(&mut Words::with_ids(&words.body, &words.body_ids), 1.0);
+    add(
+        &mut words
+            .ask_spans
+            .iter()
+            .flat_map(|s| Words::with_ids(&words.body[s.clone()], &words.body_ids[s.clone()])),
+        1.0,
+    );
     let mut norm = 0.0f32;
     for v in counts.values_mut() {
         *v = (1.0 + *v).ln();
@@ -415,10 +450,12 @@ pub fn vector_with(words: &Words, known: Option<&IdSet>) -> IdMap<f32> {
 /// a word, a pair, or a 4-gram as its piece ("pavi…").
 pub fn names_of(words: &Words, wanted: &[FeatureId]) -> IdMap<String> {
     let mut names = IdMap::default();
-    for list in [&words.subject, &words.body] {
+    for (stems, ids) in [
+        (&words.subject, &words.subject_ids),
+        (&words.body, &words.body_ids),
+    ] {
         let mut previous: Option<(FeatureId, &Stem)> = None;
-        for w in list.iter() {
-            let id = word_id(w);
+        for (w, id) in Words::with_ids(stems, ids) {
             if wanted.contains(&id) {
                 names.entry(id).or_insert_with(|| w.to_string());
             }
@@ -480,6 +517,28 @@ mod tests {
         assert!((norm - 1.0).abs() < 1e-4);
         let piece = gram_ids(&stem).nth(1).unwrap();
         assert_eq!(names_of(&words, &[piece])[&piece], "pavi\u{2026}");
+    }
+
+    #[test]
+    fn a_turn_is_found_in_any_of_its_written_forms_and_only_as_whole_words() {
+        let focus = |body: &str| Words::of("", body).focus.map(|f| f.len());
+        let background = "Il MAP di Paganica ha le tubature rotte da mesi.";
+        for turn in [
+            "Il punto è che il contributo non arriva.",
+            "IL PUNTO È che il contributo non arriva.",
+            "il punto, e che il contributo non arriva.",
+            "Ma vi scrivo per un\naltro motivo: il contributo non arriva.",
+            "È un’altra cosa: il contributo non arriva.",
+            "Ciò che chiedo: il contributo non arriva.",
+        ] {
+            assert!(focus(&format!("{background} {turn}")).is_some(), "{turn}");
+        }
+        for no_turn in [
+            "Il puntone è crollato e il contributo non arriva.",
+            "Il punto di raccolta è lontano.",
+        ] {
+            assert_eq!(focus(&format!("{background} {no_turn}")), None, "{no_turn}");
+        }
     }
 
     #[test]

@@ -201,8 +201,7 @@ fn known_words<'w>(requests: impl Iterator<Item = &'w features::Words>) -> featu
     let mut seen = features::IdSet::default();
     for words in requests {
         seen.clear();
-        for w in words.subject.iter().chain(&words.body) {
-            let id = features::word_id(w);
+        for &id in words.subject_ids.iter().chain(&words.body_ids) {
             if seen.insert(id) {
                 *df.entry(id).or_default() += 1;
             }
