@@ -261,10 +261,13 @@ pub enum ClassifierError {
     Poisoned(&'static str),
 }
 
+/// The store's model, if it has one, as [`Model::load_shared`] gives it.
+type SharedModel = Option<Arc<Model>>;
+
 /// Rules file plus the model in the data dir, both reloaded when they change.
 pub struct Classifier {
     rules: Mutex<Reloading<Rules>>,
-    model: Mutex<Reloading<Option<Model>>>,
+    model: Mutex<Reloading<SharedModel>>,
 }
 
 impl Classifier {
@@ -288,7 +291,7 @@ impl Classifier {
         Ok(c)
     }
 
-    fn current(&self) -> Result<(Arc<Rules>, Arc<Option<Model>>), ClassifierError> {
+    fn current(&self) -> Result<(Arc<Rules>, Arc<SharedModel>), ClassifierError> {
         let rules = self
             .rules
             .lock()
@@ -298,7 +301,7 @@ impl Classifier {
             .model
             .lock()
             .map_err(|_| ClassifierError::Poisoned("model"))?
-            .get(|p| Model::load(p.parent().unwrap_or(Path::new("."))))?;
+            .get(|p| Model::load_shared(p.parent().unwrap_or(Path::new("."))))?;
         Ok((rules, model))
     }
 
@@ -320,7 +323,7 @@ impl Classifier {
             subject,
             body,
         };
-        Ok(classify(&rules, model.as_ref().as_ref(), &request))
+        Ok(classify(&rules, model.as_ref().as_deref(), &request))
     }
 }
 

@@ -21,7 +21,8 @@ use crate::model::Channel;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const MODEL_FILE: &str = "topic-model.json";
 const FORMAT_VERSION: u32 = 3;
@@ -710,10 +711,11 @@ impl Model {
         text: &IdMap<f32>,
         words: &features::Words,
     ) -> (Vec<f32>, Vec<String>) {
-        let known: Vec<(FeatureId, &Vec<f32>, f32)> = text
-            .iter()
-            .filter_map(|(f, v)| self.weights.get(f).map(|row| (*f, row, *v)))
-            .collect();
+        let mut known: Vec<(FeatureId, &Vec<f32>, f32)> = Vec::with_capacity(text.len());
+        known.extend(
+            text.iter()
+                .filter_map(|(f, v)| self.weights.get(f).map(|row| (*f, row, *v))),
+        );
         let mut scores = self.bias.clone();
         for (_, row, v) in &known {
             for (p, w) in scores.iter_mut().zip(row.iter()) {
@@ -813,6 +815,37 @@ impl Model {
         Ok(Some(model))
     }
 
+    /// [`Model::load`], shared: the model last loaded in this process is kept with its file's
+    /// identity (inode, size, modification time), and asked for again while the file is
+    /// unchanged it is not read again. A command asks whether a model exists (to decide on
+    /// training) and then loads it to classify: the same 1.5 MB of weights, parsed twice.
+    pub fn load_shared(dir: &Path) -> Result<Option<Arc<Model>>, ModelError> {
+        use std::os::unix::fs::MetadataExt;
+        type Identity = (u64, u64, Option<std::time::SystemTime>);
+        static LAST: std::sync::Mutex<Option<(PathBuf, Identity, Arc<Model>)>> =
+            std::sync::Mutex::new(None);
+        let path = dir.join(MODEL_FILE);
+        let identity = |m: std::fs::Metadata| (m.ino(), m.len(), m.modified().ok());
+        let Ok(before) = std::fs::metadata(&path).map(identity) else {
+            // Missing or unreadable: `load` says which.
+            return Ok(Model::load(dir)?.map(Arc::new));
+        };
+        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((p, seen, model)) = last.as_ref() {
+            if *p == path && *seen == before {
+                return Ok(Some(model.clone()));
+            }
+        }
+        let model = Model::load(dir)?.map(Arc::new);
+        // Kept only if the file was not replaced while it was read.
+        let after = std::fs::metadata(&path).map(identity).ok();
+        *last = match (&model, after) {
+            (Some(m), Some(after)) if after == before => Some((path, before, m.clone())),
+            _ => None,
+        };
+        Ok(model)
+    }
+
     /// Saves atomically (temp file + rename), so a running pipeline never reads half a model.
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
         std::fs::create_dir_all(dir).map_err(ModelError::Write)?;
@@ -896,6 +929,20 @@ mod tests {
         std::fs::write(&path, &text[..text.len() / 2]).unwrap();
         let e = Model::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains(MODEL_FILE), "{e}");
+        // Shared: read once while the file is unchanged, read again once it is replaced.
+        model.save(dir.path()).unwrap();
+        let first = Model::load_shared(dir.path()).unwrap().unwrap();
+        let again = Model::load_shared(dir.path()).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        let newer = Model {
+            bias: vec![0.3, -0.3],
+            ..(*first).clone()
+        };
+        newer.save(dir.path()).unwrap();
+        let reloaded = Model::load_shared(dir.path()).unwrap().unwrap();
+        assert_eq!(reloaded.bias, newer.bias);
+        std::fs::remove_file(&path).unwrap();
+        assert!(Model::load_shared(dir.path()).unwrap().is_none());
     }
 
     fn calibration(points: &[(f32, bool)]) -> Calibration {

@@ -148,7 +148,7 @@ pub fn retrain_wanted(store: &impl Register, rules: &Rules) -> Result<bool, Lear
         return Ok(true);
     }
     // No model, or one of an older version (ignored when loaded): train on what there is.
-    let missing = !matches!(Model::load(store.data_dir()), Ok(Some(_)));
+    let missing = !matches!(Model::load_shared(store.data_dir()), Ok(Some(_)));
     Ok(missing && (!rules.examples.records.is_empty() || store.has_training_examples()?))
 }
 
