@@ -338,9 +338,11 @@ impl Words {
         }
     }
 
-    /// The words of the asking sentences, in order.
-    pub fn asked(&self) -> impl Iterator<Item = &Stem> {
-        self.ask_spans.iter().flat_map(|s| &self.body[s.clone()])
+    /// The words of the asking sentences, in order, each with its id.
+    pub fn asked(&self) -> impl Iterator<Item = (&Stem, FeatureId)> {
+        self.ask_spans
+            .iter()
+            .flat_map(|s| Words::with_ids(&self.body[s.clone()], &self.body_ids[s.clone()]))
     }
 
     /// The subject's, the body's or the asking sentences' stems, each with its id.
@@ -427,13 +429,7 @@ pub fn vector_with(words: &Words, known: Option<&IdSet>) -> IdMap<f32> {
         2.0,
     );
     add(&mut Words::with_ids(&words.body, &words.body_ids), 1.0);
-    add(
-        &mut words
-            .ask_spans
-            .iter()
-            .flat_map(|s| Words::with_ids(&words.body[s.clone()], &words.body_ids[s.clone()])),
-        1.0,
-    );
+    add(&mut words.asked(), 1.0);
     let mut norm = 0.0f32;
     for v in counts.values_mut() {
         *v = (1.0 + *v).ln();
@@ -490,7 +486,7 @@ mod tests {
     #[test]
     fn asking_sentences_span_wrapped_lines_but_not_paragraphs() {
         let w = Words::of("", "Casa inagibile da anni.\nChiedo il pagamento del contributo di autonoma\nsistemazione di maggio.\n\nGrazie");
-        let ask: Vec<&str> = w.asked().map(|s| &**s).collect();
+        let ask: Vec<&str> = w.asked().map(|(s, _)| &**s).collect();
         assert!(
             ask.contains(&"autonom") && ask.contains(&"sistem"),
             "{ask:?}"
