@@ -6,6 +6,7 @@ pub mod eval;
 pub mod features;
 pub mod model;
 pub mod rules;
+pub mod weights;
 
 use crate::model::Channel;
 use model::{Model, ModelError};

@@ -17,6 +17,7 @@
 
 use super::features::{self, FeatureId, IdMap};
 use super::rules::{Request, Rules};
+pub use super::weights::Weights;
 use crate::model::Channel;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,7 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const MODEL_FILE: &str = "topic-model.json";
-const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION: u32 = 4;
+/// Format 3 differs only in how the weights are written ([`Weights`] reads both).
+const OLDEST_READABLE: u32 = 3;
 
 /// One labelled request.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -181,7 +184,7 @@ pub struct Model {
     pub topics: Vec<String>,
     pub bias: Vec<f32>,
     /// Feature id → one weight per topic.
-    pub weights: IdMap<Vec<f32>>,
+    pub weights: Weights,
     /// Rule name and its learned coefficient per topic (multiplies the rule's weight), in
     /// the rules file's order when trained.
     pub rule_coefs: Vec<(String, Vec<f32>)>,
@@ -676,13 +679,13 @@ impl Model {
         let all: Vec<usize> = (0..n).collect();
         let p = fit(&data, &all);
         round();
-        let mut weights = IdMap::default();
-        for (f, id) in feature_ids {
-            let row = p.w[id * k..(id + 1) * k].to_vec();
-            if row.iter().any(|x| x.abs() > 1e-4) {
-                weights.insert(f, row);
-            }
-        }
+        let weights = Weights::from_rows(
+            k,
+            feature_ids
+                .into_iter()
+                .map(|(f, id)| (f, p.w[id * k..(id + 1) * k].to_vec()))
+                .filter(|(_, row)| row.iter().any(|x| x.abs() > 1e-4)),
+        );
         let rule_coefs = data
             .rule_names
             .iter()
@@ -711,10 +714,10 @@ impl Model {
         text: &IdMap<f32>,
         words: &features::Words,
     ) -> (Vec<f32>, Vec<String>) {
-        let mut known: Vec<(FeatureId, &Vec<f32>, f32)> = Vec::with_capacity(text.len());
+        let mut known: Vec<(FeatureId, &[f32], f32)> = Vec::with_capacity(text.len());
         known.extend(
             text.iter()
-                .filter_map(|(f, v)| self.weights.get(f).map(|row| (*f, row, *v))),
+                .filter_map(|(f, v)| self.weights.row(*f).map(|row| (*f, row, *v))),
         );
         let mut scores = self.bias.clone();
         for (_, row, v) in &known {
@@ -796,18 +799,18 @@ impl Model {
             Ok(model) => model,
             Err(e) => {
                 return match serde_json::from_str::<Head>(&text) {
-                    Ok(head) if head.format < FORMAT_VERSION => older(head.format),
+                    Ok(head) if head.format < OLDEST_READABLE => older(head.format),
                     _ => Err(damaged(e.to_string())),
                 }
             }
         };
-        if model.format < FORMAT_VERSION {
+        if model.format < OLDEST_READABLE {
             return older(model.format);
         }
         let k = model.topics.len();
-        if model.format != FORMAT_VERSION
+        if model.format > FORMAT_VERSION
             || model.bias.len() != k
-            || model.weights.values().any(|r| r.len() != k)
+            || (!model.weights.is_empty() && model.weights.width() != k)
             || model.rule_coefs.iter().any(|(_, r)| r.len() != k)
         {
             return Err(damaged(format!("format {}", model.format)));
@@ -905,7 +908,7 @@ mod tests {
             data_sha256: String::new(),
             topics: vec!["gas".into(), "waste".into()],
             bias: vec![0.1, -0.1],
-            weights: IdMap::default(),
+            weights: Weights::from_rows(2, [(5, vec![0.5, -0.25]), (9, vec![1e-3, 2.0])]),
             rule_coefs: Vec::new(),
             calibration: None,
             known_words: None,
@@ -913,12 +916,22 @@ mod tests {
         model.save(dir.path()).unwrap();
         let loaded = Model::load(dir.path()).unwrap().unwrap();
         assert_eq!(loaded.bias, model.bias);
-        // An older version, whether or not its fields still parse, waits for a retraining.
+        assert_eq!(loaded.weights, model.weights);
         let path = dir.path().join(MODEL_FILE);
         let text = std::fs::read_to_string(&path).unwrap();
+        // Format 3 wrote the weights as an object of rows: still read, with the same weights.
+        let weights = serde_json::to_string(&model.weights).unwrap();
+        assert!(text.contains(&weights));
+        let format3 = text
+            .replace(&weights, r#"{"9":[0.001,2.0],"5":[0.5,-0.25]}"#)
+            .replace(&format!("\"format\":{FORMAT_VERSION}"), "\"format\":3");
+        std::fs::write(&path, &format3).unwrap();
+        let loaded = Model::load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.weights, model.weights);
+        // An older version, whether or not its fields still parse, waits for a retraining.
         let older = text.replace(
             &format!("\"format\":{FORMAT_VERSION}"),
-            &format!("\"format\":{}", FORMAT_VERSION - 1),
+            &format!("\"format\":{}", OLDEST_READABLE - 1),
         );
         assert_ne!(older, text);
         std::fs::write(&path, &older).unwrap();

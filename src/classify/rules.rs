@@ -370,7 +370,9 @@ pub struct Examples {
     pub records: Vec<Example>,
     /// SHA-256 of each record's subject and body: scoring records the model learned from
     /// measures its memory, and the commands that score say so.
-    fingerprints: HashSet<[u8; 32]>,
+    /// Made when first asked for: only the commands that score need them, and hashing every
+    /// example was a sixth of loading the rules.
+    fingerprints: std::sync::OnceLock<HashSet<[u8; 32]>>,
 }
 
 impl Examples {
@@ -385,7 +387,10 @@ impl Examples {
 
     /// Whether this request (by its subject and body) is one of the examples.
     pub fn contain(&self, e: &Example) -> bool {
-        !self.fingerprints.is_empty() && self.fingerprints.contains(&Examples::fingerprint(e))
+        let fingerprints = self
+            .fingerprints
+            .get_or_init(|| self.records.iter().map(Examples::fingerprint).collect());
+        !fingerprints.is_empty() && fingerprints.contains(&Examples::fingerprint(e))
     }
 
     /// Reads `name` (relative to the rules file), every bad line reported with its number.
@@ -431,11 +436,10 @@ impl Examples {
                 message: format!("example: {problem}"),
             });
         }
-        let fingerprints = records.iter().map(Examples::fingerprint).collect();
         Examples {
             file,
             records,
-            fingerprints,
+            fingerprints: Default::default(),
         }
     }
 }
