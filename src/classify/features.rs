@@ -375,17 +375,25 @@ pub type IdSet = std::collections::HashSet<FeatureId, std::hash::BuildHasherDefa
 /// a word the OCR misread ("pavimerito", "terremoo") still shares most of them with the word
 /// it was. Ids hashed apart from words' and pairs' ids.
 pub fn gram_ids(stem: &str) -> impl ExactSizeIterator<Item = FeatureId> + '_ {
-    let chars: Vec<char> = std::iter::once('<')
+    // A window slid along the marked word, no copy of it made: most requests have dozens of
+    // rare words, each read this way.
+    let len = stem.chars().count() + 2;
+    let width = GRAM.min(len);
+    let mut chars = std::iter::once('<')
         .chain(stem.chars())
-        .chain(std::iter::once('>'))
-        .collect();
-    let windows = chars.len().saturating_sub(GRAM) + 1;
-    (0..windows).map(move |i| {
+        .chain(std::iter::once('>'));
+    let mut window = ['\0'; GRAM];
+    for slot in window.iter_mut().take(width - 1) {
+        *slot = chars.next().unwrap_or('>');
+    }
+    (0..len - width + 1).map(move |_| {
+        window[width - 1] = chars.next().unwrap_or('>');
         let mut h: u64 = 0x84222325cbf29ce4;
-        for c in &chars[i..(i + GRAM).min(chars.len())] {
+        for c in &window[..width] {
             h ^= *c as u64;
             h = h.wrapping_mul(0x100000001b3);
         }
+        window.copy_within(1..width, 0);
         h
     })
 }
@@ -492,6 +500,39 @@ mod tests {
             "{ask:?}"
         );
         assert!(!ask.contains(&"inagibil"), "{ask:?}");
+    }
+
+    #[test]
+    fn grams_are_the_windows_of_the_marked_word() {
+        // What saved models were trained on: every 4-character window of "<stem>", or the
+        // whole of a shorter one, FNV-hashed.
+        let reference = |stem: &str| -> Vec<FeatureId> {
+            let chars: Vec<char> = format!("<{stem}>").chars().collect();
+            (0..chars.len().saturating_sub(GRAM) + 1)
+                .map(|i| {
+                    let mut h: u64 = 0x84222325cbf29ce4;
+                    for c in &chars[i..(i + GRAM).min(chars.len())] {
+                        h ^= *c as u64;
+                        h = h.wrapping_mul(0x100000001b3);
+                    }
+                    h
+                })
+                .collect()
+        };
+        for stem in [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "pavimerito",
+            "città",
+            "perché",
+        ] {
+            let grams = gram_ids(stem);
+            assert_eq!(grams.len(), reference(stem).len(), "{stem}");
+            assert_eq!(grams.collect::<Vec<_>>(), reference(stem), "{stem}");
+        }
     }
 
     #[test]

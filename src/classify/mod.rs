@@ -118,49 +118,63 @@ pub fn classify_encoded(
                     || runner_up.is_some_and(|r| probs[winner] - probs[r] < rules.abstain_margin)
             }
         };
-    let mut reasons = Vec::new();
-    if let Some(d) = &enc.decisive {
-        reasons.push(format!("decisive rule: {}", d.shown()));
-    }
-    let shown = |mine: bool| -> Vec<String> {
-        enc.rules
-            .iter()
-            .filter(|f| (f.topic == *topics[winner]) == mine)
-            .map(|f| f.shown())
-            .collect()
+    // The reason, written straight into one string: "rules: …; model: …; also: …".
+    let mut reason = String::with_capacity(256);
+    let section = |reason: &mut String, head: &str| {
+        if !reason.is_empty() {
+            reason.push_str("; ");
+        }
+        reason.push_str(head);
     };
-    let for_winner = shown(true);
-    if !for_winner.is_empty() {
-        reasons.push(format!("rules: {}", for_winner.join("; ")));
+    if let Some(d) = &enc.decisive {
+        section(&mut reason, "decisive rule: ");
+        d.write_shown(&mut reason);
     }
-    if !model_terms.is_empty() {
-        reasons.push(format!("model: {}", model_terms.join(", ")));
-    }
-    let against = shown(false);
-    if !against.is_empty() {
-        reasons.push(format!("also: {}", against.join("; ")));
-    }
-    if reasons.is_empty() {
-        reasons.push(if model.is_some() {
-            "no rule fired and no telling word: the model's prior".into()
+    let shown = |reason: &mut String, mine: bool, head: &str| {
+        let mine = enc
+            .rules
+            .iter()
+            .filter(|f| (f.topic == *topics[winner]) == mine);
+        for (i, f) in mine.enumerate() {
+            if i == 0 {
+                section(reason, head);
+            } else {
+                reason.push_str("; ");
+            }
+            f.write_shown(reason);
+        }
+    };
+    shown(&mut reason, true, "rules: ");
+    for (i, term) in model_terms.iter().enumerate() {
+        if i == 0 {
+            section(&mut reason, "model: ");
         } else {
-            "no rule fired and no model".into()
+            reason.push_str(", ");
+        }
+        reason.push_str(term);
+    }
+    shown(&mut reason, false, "also: ");
+    if reason.is_empty() {
+        reason.push_str(if model.is_some() {
+            "no rule fired and no telling word: the model's prior"
+        } else {
+            "no rule fired and no model"
         });
     }
-    let mut guesses: Vec<(String, f32)> = (0..k)
-        .map(|i| {
-            (
-                topics[i].clone(),
-                if i == winner { confidence } else { probs[i] },
-            )
-        })
-        .collect();
-    guesses.sort_by(|a, b| b.1.total_cmp(&a.1));
-    guesses.truncate(2);
-    if confidence == 0.0 {
+    let guess = |i: usize| if i == winner { confidence } else { probs[i] };
+    // The two likeliest, ties in topic order; only those two names are copied.
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by(|&a, &b| guess(b).total_cmp(&guess(a)));
+    let guesses: Vec<(String, f32)> = if confidence == 0.0 {
         // Nothing to go on: no guesses to offer a clerk.
-        guesses.clear();
-    }
+        Vec::new()
+    } else {
+        order
+            .iter()
+            .take(2)
+            .map(|&i| (topics[i].clone(), guess(i)))
+            .collect()
+    };
     let secondary: Vec<String> = (0..k)
         .filter(|&i| i != winner && probs[i] >= rules.secondary_above)
         .map(|i| topics[i].clone())
@@ -174,10 +188,9 @@ pub fn classify_encoded(
             topic: UNSORTED.to_string(),
             confidence,
             reason: format!(
-                "unsure (best guess {} at {:.0}%{close}): {}",
+                "unsure (best guess {} at {:.0}%{close}): {reason}",
                 topics[winner],
                 confidence * 100.0,
-                reasons.join("; ")
             ),
             secondary: std::iter::once(topics[winner].clone())
                 .chain(secondary)
@@ -189,7 +202,7 @@ pub fn classify_encoded(
     Classification {
         topic: topics[winner].clone(),
         confidence,
-        reason: reasons.join("; "),
+        reason,
         secondary,
         office: rules.topics.get(topics[winner]).map(|t| t.office.clone()),
         guesses,

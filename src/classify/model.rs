@@ -271,9 +271,17 @@ pub struct FiredRule<'a> {
 }
 
 impl FiredRule<'_> {
-    /// "name (the terms found)", for reasons.
-    pub fn shown(&self) -> String {
-        format!("{} ({})", self.name, self.terms.join(", "))
+    /// "name (the terms found)", for reasons, written at the end of `out`.
+    pub fn write_shown(&self, out: &mut String) {
+        out.push_str(self.name);
+        out.push_str(" (");
+        for (i, t) in self.terms.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(t);
+        }
+        out.push(')');
     }
 }
 
