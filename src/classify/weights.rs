@@ -27,7 +27,8 @@ impl Weights {
     /// same model is the same file.
     pub fn from_rows(k: usize, rows: impl IntoIterator<Item = (FeatureId, Vec<f32>)>) -> Weights {
         let mut rows: Vec<(FeatureId, Vec<f32>)> = rows.into_iter().collect();
-        rows.sort_unstable_by_key(|(id, _)| *id);
+        // Stable: of two rows for one id (which training never gives), the first is kept.
+        rows.sort_by_key(|(id, _)| *id);
         rows.dedup_by_key(|(id, _)| *id);
         let mut w = Weights {
             k,
@@ -123,6 +124,11 @@ impl<'de> Visitor<'de> for WeightsVisitor {
             if legacy.iter().any(|(_, r)| r.len() != k) {
                 return Err(de::Error::custom("weight rows of different lengths"));
             }
+            let mut ids: Vec<FeatureId> = legacy.iter().map(|(id, _)| *id).collect();
+            ids.sort_unstable();
+            if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+                return Err(de::Error::custom(format!("feature {} has two rows", w[0])));
+            }
             return Ok(Weights::from_rows(k, legacy));
         }
         let (Some(k), Some(ids), Some(values)) = (k, ids, values) else {
@@ -203,6 +209,7 @@ mod tests {
             r#"{"k":2,"ids":"","rows":"","5":[1.0,2.0]}"#,
             r#"{"5":[1.0,2.0],"6":[1.0]}"#,
             r#"{"x":[1.0]}"#,
+            r#"{"5":[1.0,2.0],"5":[3.0,4.0]}"#,
         ] {
             assert!(serde_json::from_str::<Weights>(bad).is_err(), "{bad}");
         }
