@@ -17,7 +17,7 @@ pub struct Weights {
     k: usize,
     /// Feature id → its row's index in `values`.
     rows: IdMap<u32>,
-    /// Each feature's ids in row order (what is saved).
+    /// Each row's feature id, in row order (what is saved).
     ids: Vec<FeatureId>,
     values: Vec<f32>,
 }
