@@ -454,7 +454,8 @@ pub fn vector_with(words: &Words, known: Option<&IdSet>) -> IdMap<f32> {
 /// a word, a pair, or a 4-gram as its piece ("pavi…").
 pub fn names_of(words: &Words, wanted: &[FeatureId]) -> IdMap<String> {
     let mut names = IdMap::default();
-    for (stems, ids) in [
+    // The ids are distinct (a feature map's keys): the walk ends once each has its name.
+    'walk: for (stems, ids) in [
         (&words.subject, &words.subject_ids),
         (&words.body, &words.body_ids),
     ] {
@@ -468,6 +469,9 @@ pub fn names_of(words: &Words, wanted: &[FeatureId]) -> IdMap<String> {
                 if wanted.contains(&pair) {
                     names.entry(pair).or_insert_with(|| format!("{pw} {w}"));
                 }
+            }
+            if names.len() >= wanted.len() {
+                break 'walk;
             }
             previous = Some((id, w));
         }
