@@ -800,9 +800,9 @@ impl Model {
             );
             Ok(None)
         };
-        // One pass over the file (a new store's model is 1.5 MB of weights, and reading it
-        // twice, once for the version alone, was a third of `ingest`'s start); the version is
-        // read on its own only to explain a file that does not parse.
+        // One pass over the file (a model is about a megabyte, and reading it twice, once for
+        // the version alone, was a third of `ingest`'s start when its weights were JSON
+        // numbers); the version is read on its own only to explain a file that does not parse.
         let model: Model = match serde_json::from_str(&text) {
             Ok(model) => model,
             Err(e) => {
@@ -829,7 +829,7 @@ impl Model {
     /// [`Model::load`], shared: the model last loaded in this process is kept with its file's
     /// identity (inode, size, modification time), and asked for again while the file is
     /// unchanged it is not read again. A command asks whether a model exists (to decide on
-    /// training) and then loads it to classify: the same 1.5 MB of weights, parsed twice.
+    /// training) and then loads it to classify: the same megabyte of weights, parsed twice.
     pub fn load_shared(dir: &Path) -> Result<Option<Arc<Model>>, ModelError> {
         use std::os::unix::fs::MetadataExt;
         type Identity = (u64, u64, Option<std::time::SystemTime>);
