@@ -936,6 +936,19 @@ mod tests {
         std::fs::write(&path, &format3).unwrap();
         let loaded = Model::load(dir.path()).unwrap().unwrap();
         assert_eq!(loaded.weights, model.weights);
+        // Rows narrower than the topics (a file edited or cut together): damaged, not read.
+        assert!(
+            text.contains(r#""topics":["gas","waste"]"#) && text.contains(r#""bias":[0.1,-0.1]"#)
+        );
+        let widened = text
+            .replace(
+                r#""topics":["gas","waste"]"#,
+                r#""topics":["gas","waste","water"]"#,
+            )
+            .replace(r#""bias":[0.1,-0.1]"#, r#""bias":[0.1,-0.1,0.0]"#);
+        std::fs::write(&path, &widened).unwrap();
+        let e = Model::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(MODEL_FILE), "{e}");
         // An older version, whether or not its fields still parse, waits for a retraining.
         let older = text.replace(
             &format!("\"format\":{FORMAT_VERSION}"),

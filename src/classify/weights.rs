@@ -58,10 +58,6 @@ impl Weights {
         self.k
     }
 
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -102,7 +98,7 @@ impl<'de> Visitor<'de> for WeightsVisitor {
         let (mut k, mut ids, mut values) = (None::<usize>, None::<String>, None::<String>);
         // Format 3: {"<id>": [w, …], …}, rows of equal width.
         let mut legacy: Vec<(FeatureId, Vec<f32>)> = Vec::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(key) = map.next_key::<String>()? {
             match key.as_ref() {
                 "k" => k = Some(map.next_value()?),
                 "ids" => ids = Some(map.next_value()?),
