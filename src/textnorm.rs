@@ -25,20 +25,50 @@ pub fn fold_into(text: &str, out: &mut String) {
             out.push(c.to_ascii_lowercase());
             continue;
         }
-        for d in c.nfd() {
-            if unicode_normalization::char::is_combining_mark(d) {
-                continue;
-            }
-            match d {
-                'ß' => out.push_str("ss"),
-                'æ' | 'Æ' => out.push_str("ae"),
-                'œ' | 'Œ' => out.push_str("oe"),
-                'ø' | 'Ø' => out.push('o'),
-                'ł' | 'Ł' => out.push('l'),
-                // Typographic apostrophes split words like the ASCII one does.
-                '\u{2019}' | '\u{2018}' | '\u{00B4}' => out.push('\''),
-                _ => out.extend(d.to_lowercase()),
-            }
+        // Latin letters ("à", "È", "ç") from a table made by the slow path below: Italian
+        // text has one in most sentences, and decomposing each cost ~240 instructions.
+        if let Some(folded) = latin_folded().get((c as usize).wrapping_sub(LATIN_FROM)) {
+            out.push_str(folded);
+            continue;
+        }
+        fold_slowly(c, out);
+    }
+}
+
+/// The characters [`latin_folded`] holds: Latin-1's letters and Latin Extended-A.
+const LATIN_FROM: usize = 0x80;
+const LATIN_TO: usize = 0x250;
+
+fn latin_folded() -> &'static [String] {
+    static TABLE: OnceLock<Vec<String>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        (LATIN_FROM..LATIN_TO)
+            .map(|c| {
+                let mut s = String::new();
+                if let Some(c) = char::from_u32(c as u32) {
+                    fold_slowly(c, &mut s);
+                }
+                s
+            })
+            .collect()
+    })
+}
+
+/// One non-ASCII character folded: decomposed, its marks dropped, lowercased.
+fn fold_slowly(c: char, out: &mut String) {
+    for d in c.nfd() {
+        if unicode_normalization::char::is_combining_mark(d) {
+            continue;
+        }
+        match d {
+            'ß' => out.push_str("ss"),
+            'æ' | 'Æ' => out.push_str("ae"),
+            'œ' | 'Œ' => out.push_str("oe"),
+            'ø' | 'Ø' => out.push('o'),
+            'ł' | 'Ł' => out.push('l'),
+            // Typographic apostrophes split words like the ASCII one does.
+            '\u{2019}' | '\u{2018}' | '\u{00B4}' => out.push('\''),
+            _ => out.extend(d.to_lowercase()),
         }
     }
 }
@@ -289,7 +319,7 @@ const RECENT_TEXTS: usize = 4;
 
 /// A folded word as the stem cache holds it: words of up to 22 bytes (nearly all) in place,
 /// zero-padded, so a lookup compares two arrays instead of following a pointer to the word.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 enum WordKey {
     Inline(u8, [u8; 22]),
     Heap(Box<str>),
@@ -306,16 +336,37 @@ impl WordKey {
             WordKey::Heap(word.into())
         }
     }
+
+    /// Whether this is the key of `word`: compared in place, as nearly every lookup is a
+    /// hit and building the padded key only to compare it cost as much as the lookup.
+    fn is(&self, word: &str) -> bool {
+        match self {
+            WordKey::Inline(len, bytes) => bytes.get(..*len as usize) == Some(word.as_bytes()),
+            WordKey::Heap(w) => **w == *word,
+        }
+    }
 }
 
 /// The stem cache's hash of a folded word: eight bytes at a time (a word is one or two
 /// steps), mixed so both the low bits (the table's slot) and the high ones (its tag) vary.
 fn key_hash(word: &str) -> u64 {
+    let mix = |h: u64, x: u64| (h.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95);
     let mut h = word.len() as u64;
-    for chunk in word.as_bytes().chunks(8) {
+    let mut chunks = word.as_bytes().chunks_exact(8);
+    for chunk in &mut chunks {
         let mut x = [0u8; 8];
-        x[..chunk.len()].copy_from_slice(chunk);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(x)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        x.copy_from_slice(chunk);
+        h = mix(h, u64::from_le_bytes(x));
+    }
+    // The last few bytes, as if zero-padded to eight, shifted in place: a copy of a length
+    // known only at run time was a call to `memcpy` for every word.
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let x = rest
+            .iter()
+            .enumerate()
+            .fold(0u64, |x, (i, &b)| x | (b as u64) << (8 * i));
+        h = mix(h, x);
     }
     h ^ (h >> 29)
 }
@@ -359,13 +410,14 @@ thread_local! {
 }
 
 fn word_of_folded(folded: &str) -> (Stem, bool, u64) {
-    let (hash, key) = (key_hash(folded), WordKey::of(folded));
+    let hash = key_hash(folded);
     WORD_STEMS.with(|cache| {
         if let Some(c) = cache.borrow().get(&hash) {
-            if c.key == key {
+            if c.key.is(folded) {
                 return (c.stem.clone(), c.meaningful, c.id);
             }
         }
+        let key = WordKey::of(folded);
         let meaningful = folded.chars().nth(1).is_some()
             && !folded.bytes().all(|b| b.is_ascii_digit())
             && !is_stop(folded);
@@ -388,6 +440,24 @@ fn word_of_folded(folded: &str) -> (Stem, bool, u64) {
     })
 }
 
+/// ASCII bytes that make words, by a table (one load a byte, where testing three ranges
+/// was ten instructions): [`UPPER`] for capitals, 1 for lower-case letters and digits.
+const ASCII_WORD: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        let byte = b as u8;
+        if byte.is_ascii_uppercase() {
+            table[b] = UPPER;
+        } else if byte.is_ascii_alphanumeric() {
+            table[b] = 1;
+        }
+        b += 1;
+    }
+    table
+};
+const UPPER: u8 = 2;
+
 /// The words of `text` (letters and digits, cut at anything else), folded and stemmed, in
 /// order. Words are folded into one reused buffer, so a known word costs no allocation; the
 /// result for a text read moments ago on this thread is reused.
@@ -408,27 +478,48 @@ pub fn words(text: &str) -> std::rc::Rc<Vec<Word>> {
     let mut out = Vec::with_capacity(text.len() / 6 + 1);
     let mut buf = String::new();
     let mut start: Option<usize> = None;
-    let mut flush = |start: usize, buf: &mut String| {
-        let (stem, meaningful, id) = word_of_folded(buf);
+    let mut push = |start: usize, folded: &str| {
+        let (stem, meaningful, id) = word_of_folded(folded);
         out.push(Word {
             start,
             stem,
             meaningful,
             id,
         });
-        buf.clear();
     };
-    // ASCII a byte at a time, anything else decoded as a character.
+    // A run of ASCII letters and digits is read whole. Most words are one run in lower
+    // case: they are looked up where they stand in the text, with no copy. A run with
+    // capitals, or one that a non-ASCII letter begins or continues, is lowercased into the
+    // buffer. Anything else non-ASCII is decoded as a character.
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        if ASCII_WORD[b as usize] != 0 {
+            let run = i;
+            let mut upper = false;
+            while let Some(&b) = bytes.get(i) {
+                match ASCII_WORD[b as usize] {
+                    0 => break,
+                    class => upper |= class == UPPER,
+                }
+                i += 1;
+            }
+            let word_ends = bytes.get(i).is_none_or(u8::is_ascii);
+            if start.is_none() && word_ends && !upper {
+                push(run, &text[run..i]);
+                continue;
+            }
+            start.get_or_insert(run);
+            let from = buf.len();
+            buf.push_str(&text[run..i]);
+            buf[from..].make_ascii_lowercase();
+            continue;
+        }
         if b.is_ascii() {
-            if b.is_ascii_alphanumeric() {
-                start.get_or_insert(i);
-                buf.push(b.to_ascii_lowercase() as char);
-            } else if let Some(s) = start.take() {
-                flush(s, &mut buf);
+            if let Some(s) = start.take() {
+                push(s, &buf);
+                buf.clear();
             }
             i += 1;
             continue;
@@ -441,12 +532,14 @@ pub fn words(text: &str) -> std::rc::Rc<Vec<Word>> {
             start.get_or_insert(i);
             fold_into(c.encode_utf8(&mut [0u8; 4]), &mut buf);
         } else if let Some(s) = start.take() {
-            flush(s, &mut buf);
+            push(s, &buf);
+            buf.clear();
         }
         i += c.len_utf8();
     }
     if let Some(s) = start {
-        flush(s, &mut buf);
+        push(s, &buf);
+        buf.clear();
     }
     let words: std::rc::Rc<Vec<Word>> = std::rc::Rc::new(out);
     if remembered {
@@ -482,6 +575,76 @@ mod tests {
     fn folds_case_and_accents() {
         assert_eq!(fold("Città PERCHÉ più Übung"), "citta perche piu ubung");
         assert_eq!(fold("dell’abitazione"), "dell'abitazione");
+    }
+
+    #[test]
+    fn the_latin_table_folds_as_decomposing_does() {
+        for c in (0..0x300u32).filter_map(char::from_u32) {
+            let mut slow = String::new();
+            if c.is_ascii() {
+                slow.push(c.to_ascii_lowercase());
+            } else {
+                fold_slowly(c, &mut slow);
+            }
+            assert_eq!(fold(c.encode_utf8(&mut [0; 4])), slow, "{c:?}");
+        }
+    }
+
+    /// `words` reads ASCII runs whole and looks most words up where they stand: it must
+    /// cut and fold exactly as reading a character at a time does.
+    #[test]
+    fn words_are_cut_and_folded_as_a_character_at_a_time() {
+        let reference = |text: &str| -> Vec<(usize, String)> {
+            let mut out = Vec::new();
+            let mut buf = String::new();
+            let mut start = None;
+            for (i, c) in text.char_indices() {
+                if c.is_alphanumeric() {
+                    start.get_or_insert(i);
+                    if c.is_ascii() {
+                        buf.push(c.to_ascii_lowercase());
+                    } else {
+                        fold_slowly(c, &mut buf);
+                    }
+                } else if let Some(s) = start.take() {
+                    out.push((s, std::mem::take(&mut buf)));
+                }
+            }
+            if let Some(s) = start {
+                out.push((s, buf));
+            }
+            out
+        };
+        let mut cases = 0;
+        for text in [
+            "",
+            "a",
+            "Città PERCHÉ più Übung, l’abitazione d'acqua: C.A.S.E. n. 3754!",
+            "ÈRA èra citTÀ cittÀ ÀB àb aÀb a1b 1À2 ß straße ﬁne ＡＢＣ ① x²",
+            "parolalunghissimaoltreventiduelettere PAROLALUNGHISSIMAOLTREVENTIDUELETTERE",
+            "«virgolette» — trattino…puntini\ttab\r\nriga",
+            "fine senza spazio finale",
+            "  spazi   doppi  ",
+        ] {
+            let ours: Vec<(usize, String, bool, u64)> = words(text)
+                .iter()
+                .map(|w| (w.start, w.stem.to_string(), w.meaningful, w.id))
+                .collect();
+            let want: Vec<(usize, String, bool, u64)> = reference(text)
+                .into_iter()
+                .map(|(s, folded)| {
+                    let stem = stem_uncached(&folded);
+                    let meaningful = folded.chars().nth(1).is_some()
+                        && !folded.bytes().all(|b| b.is_ascii_digit())
+                        && !is_stop(&folded);
+                    let id = word_id(&stem);
+                    (s, stem, meaningful, id)
+                })
+                .collect();
+            assert_eq!(ours, want, "{text}");
+            cases += want.len();
+        }
+        assert!(cases > 40, "{cases}");
     }
 
     #[test]

@@ -9,11 +9,17 @@ use crate::textnorm::is_stop;
 /// The writer's own text: lines quoted with `>` and everything after an Outlook-style
 /// "original message" separator are the office's earlier words, not the request.
 pub fn own_words(body: &str) -> std::borrow::Cow<'_, str> {
+    // The markers are ASCII: compared case-blind in place, as many lines begin with "I"
+    // ("Il", "In") and lowercasing a copy of each cost two allocations.
+    let starts = |t: &str, marker: &str| {
+        t.as_bytes()
+            .get(..marker.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(marker.as_bytes()))
+    };
     let is_separator = |t: &str| {
-        let head: String = t.chars().take(32).collect::<String>().to_lowercase();
-        head.starts_with("-----messaggio originale")
-            || head.starts_with("-----original message")
-            || (head.starts_with("il giorno ") && t.to_lowercase().contains("ha scritto"))
+        starts(t, "-----messaggio originale")
+            || starts(t, "-----original message")
+            || (starts(t, "il giorno ") && t.to_lowercase().contains("ha scritto"))
     };
     let quoted_or_separator = |line: &str| {
         let t = line.trim_start();
@@ -52,45 +58,56 @@ fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
     if !found {
         return std::borrow::Cow::Borrowed(text);
     }
-    let chars: Vec<char> = text.chars().collect();
+    // An acronym starts with a letter just before a dot, at the start of a word: only the
+    // places before dots are tried, and the text between acronyms is copied whole.
     let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let starts_word = i == 0 || !chars[i - 1].is_alphanumeric();
-        // Count letter-dot pairs from here.
-        let mut j = i;
-        while starts_word
-            && j + 1 < chars.len()
-            && chars[j].is_alphabetic()
-            && chars[j + 1] == '.'
-            && (j == i || !chars[j - 1].is_alphanumeric() || chars[j - 1] == '.')
+    let mut copied = 0;
+    for dot in memchr::memchr_iter(b'.', text.as_bytes()) {
+        let Some(letter) = text[..dot].chars().next_back() else {
+            continue;
+        };
+        let start = dot - letter.len_utf8();
+        if start < copied
+            || !letter.is_alphabetic()
+            || text[..start]
+                .chars()
+                .next_back()
+                .is_some_and(char::is_alphanumeric)
         {
-            j += 2;
+            continue;
         }
-        let pairs = (j - i) / 2;
-        if pairs >= 2
-            && !(j < chars.len()
-                && chars[j].is_alphanumeric()
-                && j + 1 < chars.len()
-                && chars[j + 1].is_alphanumeric())
-        {
-            for k in (i..j).step_by(2) {
-                out.push(chars[k]);
+        // Letter-dot pairs from here.
+        let mut letters = String::new();
+        let mut end = start;
+        let mut rest = text[start..].chars();
+        while let (Some(c), Some('.')) = (rest.next(), rest.next()) {
+            if !c.is_alphabetic() {
+                break;
             }
-            // A last letter without its dot ("C.A.S.E" typed carelessly).
-            if j < chars.len()
-                && chars[j].is_alphabetic()
-                && (j + 1 == chars.len() || !chars[j + 1].is_alphanumeric())
-            {
-                out.push(chars[j]);
-                j += 1;
-            }
-            i = j;
-        } else {
-            out.push(chars[i]);
-            i += 1;
+            letters.push(c);
+            end += c.len_utf8() + 1;
+            rest = text[end..].chars();
         }
+        // Two pairs at least, and not followed by a word ("A.B.cd" is not an acronym).
+        let mut after = text[end..].chars();
+        let followed_by_word = after.next().is_some_and(char::is_alphanumeric)
+            && after.next().is_some_and(char::is_alphanumeric);
+        if letters.chars().nth(1).is_none() || followed_by_word {
+            continue;
+        }
+        out.push_str(&text[copied..start]);
+        out.push_str(&letters);
+        // A last letter without its dot ("C.A.S.E" typed carelessly).
+        let mut after = text[end..].chars();
+        if let Some(last) = after.next().filter(|c| c.is_alphabetic()) {
+            if after.next().is_none_or(|c| !c.is_alphanumeric()) {
+                out.push(last);
+                end += last.len_utf8();
+            }
+        }
+        copied = end;
     }
+    out.push_str(&text[copied..]);
     std::borrow::Cow::Owned(out)
 }
 
@@ -193,19 +210,41 @@ const TURNS: &[&str] = &[
 /// its words follow one another. Ids rather than text: a text's words carry them already.
 /// A 64-bit id shared by two stems (the model's features take the same chance) would at
 /// worst find a phrase that is not there.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PhraseIndex {
     by_first: IdMap<Vec<usize>>,
     words: Vec<Vec<FeatureId>>,
+    /// One bit per first word (by the low bits of its id): most words of a text begin no
+    /// phrase, and a bit tells that for less than a map lookup costs.
+    first_bits: Box<[u64; FIRST_BITS / 64]>,
+}
+
+const FIRST_BITS: usize = 1 << 14;
+
+impl Default for PhraseIndex {
+    fn default() -> PhraseIndex {
+        PhraseIndex::new([])
+    }
+}
+
+fn first_bit(id: FeatureId) -> (usize, u64) {
+    let bit = id as usize % FIRST_BITS;
+    (bit / 64, 1 << (bit % 64))
 }
 
 impl PhraseIndex {
     /// Phrase `i` is the `i`th given; an empty one is never found.
     pub fn new(phrases: impl IntoIterator<Item = Vec<FeatureId>>) -> PhraseIndex {
-        let mut index = PhraseIndex::default();
+        let mut index = PhraseIndex {
+            by_first: IdMap::default(),
+            words: Vec::new(),
+            first_bits: Box::new([0; FIRST_BITS / 64]),
+        };
         for (i, words) in phrases.into_iter().enumerate() {
             if let Some(&first) = words.first() {
                 index.by_first.entry(first).or_default().push(i);
+                let (word, bit) = first_bit(first);
+                index.first_bits[word] |= bit;
             }
             index.words.push(words);
         }
@@ -221,7 +260,12 @@ impl PhraseIndex {
         mut found: impl FnMut(usize, usize, usize),
     ) {
         for start in 0..total {
-            let Some(candidates) = self.by_first.get(&id_at(start)) else {
+            let id = id_at(start);
+            let (word, bit) = first_bit(id);
+            if self.first_bits[word] & bit == 0 {
+                continue;
+            }
+            let Some(candidates) = self.by_first.get(&id) else {
                 continue;
             };
             for &phrase in candidates {
@@ -270,6 +314,28 @@ const ASK_CUES: &[&str] = &[
     "domand", "sapere", "ask", "request", "pleas", "need", "want",
 ];
 
+/// Whether a stem marks its sentence as the request itself: compared only with the cues
+/// that begin with its letter, as this runs for every word of every request.
+fn is_ask_cue(stem: &str) -> bool {
+    let Some(&first) = stem.as_bytes().first() else {
+        return false;
+    };
+    ASK_CUES
+        .iter()
+        .any(|cue| cue.as_bytes().first() == Some(&first) && stem.starts_with(cue))
+}
+
+/// Stems and their ids as two lists, each sized once.
+fn split(words: Vec<(usize, Stem, FeatureId)>) -> (Vec<Stem>, Vec<FeatureId>) {
+    let mut stems = Vec::with_capacity(words.len());
+    let mut ids = Vec::with_capacity(words.len());
+    for (_, stem, id) in words {
+        stems.push(stem);
+        ids.push(id);
+    }
+    (stems, ids)
+}
+
 impl Words {
     pub fn of(subject: &str, body: &str) -> Words {
         let own = own_words(body);
@@ -312,10 +378,7 @@ impl Words {
             }
             sentence_start = end + c.len_utf8();
             let sentence = &words[from..next];
-            let asks = c == '?'
-                || sentence
-                    .iter()
-                    .any(|(_, w, _)| ASK_CUES.iter().any(|cue| w.starts_with(cue)));
+            let asks = c == '?' || sentence.iter().any(|(_, w, _)| is_ask_cue(w));
             if asks && from < next {
                 match ask_spans.last_mut() {
                     Some(last) if last.end == from => last.end = next,
@@ -323,15 +386,13 @@ impl Words {
                 }
             }
         }
-        let (subject, subject_ids) = stems_at(&join_acronyms(subject))
-            .into_iter()
-            .map(|(_, s, id)| (s, id))
-            .unzip();
-        let (body, body_ids) = words.iter().map(|(_, s, id)| (s.clone(), *id)).unzip();
+        let (subject, subject_ids) = split(stems_at(&join_acronyms(subject)));
+        let focus = focus_from.map(|f| words[f..].iter().map(|(_, s, _)| s.clone()).collect());
+        let (body, body_ids) = split(words);
         Words {
             subject,
             subject_ids,
-            focus: focus_from.map(|f| words[f..].iter().map(|(_, s, _)| s.clone()).collect()),
+            focus,
             body,
             body_ids,
             ask_spans,
@@ -506,6 +567,94 @@ mod tests {
         assert!(!ask.contains(&"inagibil"), "{ask:?}");
     }
 
+    /// The acronym joiner as it was first written, a character at a time over the whole
+    /// text: the reference the faster one (which tries only the letters before dots) must
+    /// agree with, as the words it makes are features of trained models.
+    fn join_acronyms_by_chars(text: &str) -> String {
+        let chars: Vec<char> = text.chars().collect();
+        let mut out = String::with_capacity(text.len());
+        let mut i = 0;
+        while i < chars.len() {
+            let starts_word = i == 0 || !chars[i - 1].is_alphanumeric();
+            let mut j = i;
+            while starts_word
+                && j + 1 < chars.len()
+                && chars[j].is_alphabetic()
+                && chars[j + 1] == '.'
+                && (j == i || !chars[j - 1].is_alphanumeric() || chars[j - 1] == '.')
+            {
+                j += 2;
+            }
+            let pairs = (j - i) / 2;
+            if pairs >= 2
+                && !(j < chars.len()
+                    && chars[j].is_alphanumeric()
+                    && j + 1 < chars.len()
+                    && chars[j + 1].is_alphanumeric())
+            {
+                for k in (i..j).step_by(2) {
+                    out.push(chars[k]);
+                }
+                if j < chars.len()
+                    && chars[j].is_alphabetic()
+                    && (j + 1 == chars.len() || !chars[j + 1].is_alphanumeric())
+                {
+                    out.push(chars[j]);
+                    j += 1;
+                }
+                i = j;
+            } else {
+                out.push(chars[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn acronyms_are_joined_as_the_reference_joins_them() {
+        let mut cases = 0;
+        // Every string of up to seven characters over letters (one accented), a digit, a
+        // dot and a space: every way an acronym can start, stop, or be a word's end.
+        let alphabet = ['a', 'B', 'è', '1', '.', ' '];
+        let mut text = String::new();
+        let mut stack = vec![0usize];
+        while let Some(top) = stack.last_mut() {
+            if *top == alphabet.len() {
+                stack.pop();
+                text.pop();
+                if let Some(t) = stack.last_mut() {
+                    *t += 1;
+                }
+                continue;
+            }
+            text.push(alphabet[*top]);
+            assert_eq!(
+                join_acronyms(&text),
+                join_acronyms_by_chars(&text),
+                "{text:?}"
+            );
+            cases += 1;
+            if stack.len() < 7 {
+                stack.push(0);
+            } else {
+                text.pop();
+                *stack.last_mut().unwrap() += 1;
+            }
+        }
+        for text in [
+            "alloggio C.A.S.E. e M.A.P., O.P.C.M. n. 3754",
+            "C.A.S.E",
+            "la C.A.S.E.di Bazzano",
+            "A.B.cd e.g. i.e. X.Y.Z.W.ab",
+            "É.À. Ç.Ñ.ø",
+        ] {
+            assert_eq!(join_acronyms(text), join_acronyms_by_chars(text), "{text}");
+            cases += 1;
+        }
+        assert!(cases > 300_000, "{cases}");
+    }
+
     #[test]
     fn grams_are_the_windows_of_the_marked_word() {
         // What saved models were trained on: every 4-character window of "<stem>", or the
@@ -590,6 +739,25 @@ mod tests {
             own.contains("gas") && !own.contains("lavorazione") && !own.contains("urp"),
             "{own}"
         );
+        // The separators in any case; a line beginning "Il" is no separator by that alone.
+        for (body, kept) in [
+            (
+                "Il gas manca.\n-----ORIGINAL MESSAGE-----\nDa: urp",
+                "Il gas manca.\n",
+            ),
+            (
+                "Il gas manca.\nIl Giorno 3 marzo, URP HA SCRITTO:\nvecchio",
+                "Il gas manca.\n",
+            ),
+            (
+                "Il gas manca.\nIl giorno 3 marzo ho scritto.",
+                "Il gas manca.\nIl giorno 3 marzo ho scritto.",
+            ),
+            ("-----messaggio originale", ""),
+            ("-----messaggio", "-----messaggio"),
+        ] {
+            assert_eq!(own_words(body).trim_end(), kept.trim_end(), "{body}");
+        }
         assert_eq!(stems("Il contatore del gas"), ["contator", "gas"]);
         assert_eq!(
             stems("alloggio C.A.S.E. O.P.C.M. n. 3754"),

@@ -734,11 +734,13 @@ impl Model {
             }
         }
         let best = argmax(&scores);
-        let mut top: Vec<(FeatureId, f32)> = known
-            .iter()
-            .map(|(f, row, v)| (*f, row[best] * v))
-            .filter(|(_, s)| *s > 0.0)
-            .collect();
+        let mut top: Vec<(FeatureId, f32)> = Vec::with_capacity(known.len());
+        top.extend(
+            known
+                .iter()
+                .map(|(f, row, v)| (*f, row[best] * v))
+                .filter(|(_, s)| *s > 0.0),
+        );
         // The five strongest only: selecting them costs less than sorting every feature.
         if top.len() > 5 {
             top.select_nth_unstable_by(4, |a, b| b.1.total_cmp(&a.1));

@@ -233,8 +233,8 @@ impl Rule {
             return None;
         }
         // One written form per pattern found: "sopralluogo, sopralluoghi" are one finding.
-        let mut found: Vec<usize> = Vec::new();
-        let mut terms: Vec<&'a str> = Vec::new();
+        let mut found: Vec<usize> = Vec::with_capacity(4);
+        let mut terms: Vec<&'a str> = Vec::with_capacity(4);
         for t in self.any.iter().chain(&self.and_any).chain(&self.all) {
             if hit(t) && !found.contains(&t.id) {
                 found.push(t.id);
@@ -613,16 +613,21 @@ impl Rules {
     /// holding a pattern the request has (or needing none) are tried: a request names a
     /// handful of the file's hundreds of terms.
     pub fn fired<'a>(&'a self, p: &Prepared<'a>) -> Vec<(usize, Fired<'a>)> {
-        let mut tried: Vec<usize> = self.always.clone();
+        // Sized once: these grew a few times for every request.
+        let mut tried: Vec<usize> = Vec::with_capacity(self.rules.len());
+        tried.extend_from_slice(&self.always);
         for &id in &p.hits {
             tried.extend_from_slice(&self.by_pattern[id]);
         }
         tried.sort_unstable();
         tried.dedup();
-        tried
-            .into_iter()
-            .filter_map(|i| self.rules[i].eval(p).map(|f| (i, f)))
-            .collect()
+        let mut fired = Vec::with_capacity(tried.len());
+        fired.extend(
+            tried
+                .into_iter()
+                .filter_map(|i| self.rules[i].eval(p).map(|f| (i, f))),
+        );
+        fired
     }
 
     /// The text of a rules file (the shipped rules' own for [`SHIPPED_NAME`]).
