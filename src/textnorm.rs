@@ -403,41 +403,45 @@ thread_local! {
     /// Folded word (by its [`key_hash`]) → its stem and whether it is meaningful. An
     /// office's working vocabulary is small: stemming becomes a lookup. Two words of one
     /// hash take turns in the slot; the key is always checked.
-    static WORD_STEMS: std::cell::RefCell<std::collections::HashMap<u64, Cached, std::hash::BuildHasherDefault<PassHasher>>> =
-        Default::default();
+    static WORD_STEMS: std::cell::RefCell<StemCache> = Default::default();
     static RECENT: std::cell::RefCell<std::collections::VecDeque<(String, std::rc::Rc<Vec<Word>>)>> =
         Default::default();
 }
 
+type StemCache = std::collections::HashMap<u64, Cached, std::hash::BuildHasherDefault<PassHasher>>;
+
 fn word_of_folded(folded: &str) -> (Stem, bool, u64) {
+    WORD_STEMS.with(|cache| cached_word(&mut cache.borrow_mut(), folded))
+}
+
+/// A folded word's stem, whether it is meaningful and its id, from `cache` (filled on a
+/// miss). [`words`] borrows the cache once per text and calls this for each word.
+fn cached_word(cache: &mut StemCache, folded: &str) -> (Stem, bool, u64) {
     let hash = key_hash(folded);
-    WORD_STEMS.with(|cache| {
-        if let Some(c) = cache.borrow().get(&hash) {
-            if c.key.is(folded) {
-                return (c.stem.clone(), c.meaningful, c.id);
-            }
+    if let Some(c) = cache.get(&hash) {
+        if c.key.is(folded) {
+            return (c.stem.clone(), c.meaningful, c.id);
         }
-        let key = WordKey::of(folded);
-        let meaningful = folded.chars().nth(1).is_some()
-            && !folded.bytes().all(|b| b.is_ascii_digit())
-            && !is_stop(folded);
-        let stem: Stem = stem_uncached(folded).into();
-        let id = word_id(&stem);
-        let mut cache = cache.borrow_mut();
-        if cache.len() >= 200_000 {
-            cache.clear();
-        }
-        cache.insert(
-            hash,
-            Cached {
-                key,
-                stem: stem.clone(),
-                meaningful,
-                id,
-            },
-        );
-        (stem, meaningful, id)
-    })
+    }
+    let key = WordKey::of(folded);
+    let meaningful = folded.chars().nth(1).is_some()
+        && !folded.bytes().all(|b| b.is_ascii_digit())
+        && !is_stop(folded);
+    let stem: Stem = stem_uncached(folded).into();
+    let id = word_id(&stem);
+    if cache.len() >= 200_000 {
+        cache.clear();
+    }
+    cache.insert(
+        hash,
+        Cached {
+            key,
+            stem: stem.clone(),
+            meaningful,
+            id,
+        },
+    );
+    (stem, meaningful, id)
 }
 
 /// ASCII bytes that make words, by a table (one load a byte, where testing three ranges
@@ -474,12 +478,32 @@ pub fn words(text: &str) -> std::rc::Rc<Vec<Word>> {
             return w;
         }
     }
+    // The stem cache, borrowed once for the whole text rather than at every word.
+    let words = WORD_STEMS.with(|cache| {
+        let cache = &mut *cache.borrow_mut();
+        read_words(text, cache)
+    });
+    let words: std::rc::Rc<Vec<Word>> = std::rc::Rc::new(words);
+    if remembered {
+        RECENT.with(|r| {
+            let mut r = r.borrow_mut();
+            if r.len() >= RECENT_TEXTS {
+                r.pop_front();
+            }
+            r.push_back((text.to_string(), words.clone()));
+        });
+    }
+    words
+}
+
+/// [`words`]' reading of a text, with the stem cache in hand.
+fn read_words(text: &str, cache: &mut StemCache) -> Vec<Word> {
     // About one word per six bytes of text: most texts need no regrowth.
     let mut out = Vec::with_capacity(text.len() / 6 + 1);
     let mut buf = String::new();
     let mut start: Option<usize> = None;
     let mut push = |start: usize, folded: &str| {
-        let (stem, meaningful, id) = word_of_folded(folded);
+        let (stem, meaningful, id) = cached_word(cache, folded);
         out.push(Word {
             start,
             stem,
@@ -539,19 +563,8 @@ pub fn words(text: &str) -> std::rc::Rc<Vec<Word>> {
     }
     if let Some(s) = start {
         push(s, &buf);
-        buf.clear();
     }
-    let words: std::rc::Rc<Vec<Word>> = std::rc::Rc::new(out);
-    if remembered {
-        RECENT.with(|r| {
-            let mut r = r.borrow_mut();
-            if r.len() >= RECENT_TEXTS {
-                r.pop_front();
-            }
-            r.push_back((text.to_string(), words.clone()));
-        });
-    }
-    words
+    out
 }
 
 /// Folded, stemmed words of `text`, space separated: what the search index stores.
