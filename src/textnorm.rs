@@ -35,7 +35,7 @@ pub fn fold_into(text: &str, out: &mut String) {
     }
 }
 
-/// The characters [`latin_folded`] holds: Latin-1's letters and Latin Extended-A.
+/// The characters [`latin_folded`] holds: the Latin-1 Supplement and Latin Extended-A and -B.
 const LATIN_FROM: usize = 0x80;
 const LATIN_TO: usize = 0x250;
 
@@ -318,7 +318,7 @@ const RECENT_MAX_BYTES: usize = 32 * 1024;
 const RECENT_TEXTS: usize = 4;
 
 /// A folded word as the stem cache holds it: words of up to 22 bytes (nearly all) in place,
-/// zero-padded, so a lookup compares two arrays instead of following a pointer to the word.
+/// so a lookup compares the word with bytes in the entry instead of following a pointer.
 #[derive(Clone)]
 enum WordKey {
     Inline(u8, [u8; 22]),
@@ -496,7 +496,8 @@ pub fn words(text: &str) -> std::rc::Rc<Vec<Word>> {
     words
 }
 
-/// [`words`]' reading of a text, with the stem cache in hand.
+/// [`words`]' reading of a text, with the stem cache in hand. Nothing it calls may read the
+/// cache again (stemming and the stop-word list do not): the cache is borrowed.
 fn read_words(text: &str, cache: &mut StemCache) -> Vec<Word> {
     // About one word per six bytes of text: most texts need no regrowth.
     let mut out = Vec::with_capacity(text.len() / 6 + 1);
