@@ -333,6 +333,33 @@ fn a_content_stream_of_millions_of_operators_is_read_in_time() {
     );
 }
 
+/// A message written so that reading it for its topic would take time quadratic in its
+/// length: a megabyte of "a.a.a.…" that is no acronym, of short sentences each turning to
+/// its point, and of asking sentences apart, each naming a rule's term. It is classified in
+/// one linear pass (these took minutes per message before), and not flagged.
+fn a_request_written_to_slow_the_classifier_is_classified_in_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("lenta.eml");
+    let body = format!(
+        "{}bc\r\n\r\n{}{}",
+        "a.".repeat(300_000),
+        "il punto e. ".repeat(25_000),
+        "Chiedo l'allaccio del gas? Bene. ".repeat(10_000)
+    );
+    let message = format!(
+        "From: Mario Rossi <mario.rossi@example.it>\r\nTo: urp@comune.example.it\r\nSubject: Allaccio gas\r\nMessage-ID: <lenta@example.it>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    );
+    std::fs::write(&path, message).unwrap();
+    let data = tmp.path().join("data");
+    let m = measured(&data, &["ingest", "--json", path.to_str().unwrap()], &[]);
+    assert!(m.run.status.success(), "{}", m.run.stderr);
+    let all = ok(&data, &["export", "--jsonl"]).json_lines();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["needs_attention"], false, "{}", all[0]);
+    assert_eq!(all[0]["topic"], "gas", "{}", all[0]["topic"]);
+    assert!(m.wall < Duration::from_secs(20), "took {:?}", m.wall);
+}
+
 /// libgomp reads `OMP_THREAD_LIMIT` when it loads: workers must start with it set, and it
 /// must be in force there (libgomp's own answer), whatever this environment says.
 #[test]
@@ -480,6 +507,7 @@ on_both_backends!(
     a_worker_that_dies_costs_only_its_item_and_is_tried_once_more,
     an_item_that_took_the_runner_down_twice_is_filed_without_being_read,
     a_content_stream_of_millions_of_operators_is_read_in_time,
+    a_request_written_to_slow_the_classifier_is_classified_in_time,
     an_item_no_worker_could_read_is_left_where_it_is,
     a_message_the_email_reader_cannot_finish_in_time_is_filed_flagged,
 );

@@ -62,12 +62,17 @@ fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
     // places before dots are tried, and the text between acronyms is copied whole.
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
+    // Where the last run of letter-dot pairs tried ended: a letter inside a run that was no
+    // acronym starts the same run's tail, which ends at the same place and is no acronym
+    // either. Skipping them keeps a hostile "a.a.a.…a.bc" linear (it was quadratic).
+    let mut tried_to = 0;
     for dot in memchr::memchr_iter(b'.', text.as_bytes()) {
         let Some(letter) = text[..dot].chars().next_back() else {
             continue;
         };
         let start = dot - letter.len_utf8();
         if start < copied
+            || start < tried_to
             || !letter.is_alphabetic()
             || text[..start]
                 .chars()
@@ -93,6 +98,7 @@ fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
         let followed_by_word = after.next().is_some_and(char::is_alphanumeric)
             && after.next().is_some_and(char::is_alphanumeric);
         if letters.chars().nth(1).is_none() || followed_by_word {
+            tried_to = end;
             continue;
         }
         out.push_str(&text[copied..start]);
@@ -372,7 +378,11 @@ impl Words {
             }
             // Only explicit turns: a sentence opening with "Ma…" is as often one more
             // argument for the same request as a change of subject.
-            let turns = turn_at.iter().any(|&at| at >= sentence_start && at < end);
+            // The turns are in order of their starts: the first one not before this
+            // sentence, found by halving (a scan from the first turn at every sentence
+            // was quadratic in a hostile text of many short sentences).
+            let first = turn_at.partition_point(|&at| at < sentence_start);
+            let turns = turn_at.get(first).is_some_and(|&at| at < end);
             if turns && from > 0 {
                 focus_from = Some(from);
             }

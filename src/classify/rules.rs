@@ -158,12 +158,15 @@ impl<'a> Prepared<'a> {
             // Within the subject; else within one asking sentence of the body.
             if end <= subject_len {
                 in_subject[id] = true;
-            } else if start >= subject_len
-                && words
-                    .ask_spans
-                    .iter()
-                    .any(|s| s.start <= start - subject_len && end - subject_len <= s.end)
-            {
+            } else if start >= subject_len && {
+                // The spans are in order and apart: the one that could hold the pattern is
+                // the last one starting at or before it, found by halving (a scan of every
+                // span at every pattern found was quadratic in a hostile text).
+                let (start, end) = (start - subject_len, end - subject_len);
+                let spans = &words.ask_spans;
+                let holder = spans.partition_point(|s| s.start <= start);
+                holder > 0 && end <= spans[holder - 1].end
+            } {
                 in_ask[id] = true;
             }
             if let (Some(from), Some(focus)) = (focus_from, in_focus.as_mut()) {
