@@ -313,18 +313,23 @@ fn an_item_that_took_the_runner_down_twice_is_filed_without_being_read() {
     assert_eq!(all[0]["documents"][0]["text"], "", "it was not read");
 }
 
+/// Ingests the file at `path` alone into `data`: the run, measured, and the one ticket filed.
+fn ingest_one(data: &Path, path: &Path) -> (Measured, serde_json::Value) {
+    let m = measured(data, &["ingest", "--json", path.to_str().unwrap()], &[]);
+    assert!(m.run.status.success(), "{}", m.run.stderr);
+    let mut all = ok(data, &["export", "--jsonl"]).json_lines();
+    assert_eq!(all.len(), 1);
+    (m, all.remove(0))
+}
+
 /// A valid page of two million operators is read, quickly, and not flagged.
 fn a_content_stream_of_millions_of_operators_is_read_in_time() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("many-operators.pdf");
     std::fs::write(&path, hostile::many_operators_pdf(2_000_000)).unwrap();
-    let data = tmp.path().join("data");
-    let m = measured(&data, &["ingest", "--json", path.to_str().unwrap()], &[]);
-    assert!(m.run.status.success(), "{}", m.run.stderr);
-    let all = ok(&data, &["export", "--jsonl"]).json_lines();
-    assert_eq!(all.len(), 1);
-    assert_eq!(all[0]["needs_attention"], false, "{}", all[0]);
-    assert_eq!(all[0]["documents"][0]["text"], "fine");
+    let (m, ticket) = ingest_one(&tmp.path().join("data"), &path);
+    assert_eq!(ticket["needs_attention"], false, "{ticket}");
+    assert_eq!(ticket["documents"][0]["text"], "fine");
     assert!(m.wall < Duration::from_secs(20), "took {:?}", m.wall);
     assert!(
         m.worker_mb < 1024.0,
@@ -350,13 +355,9 @@ fn a_request_written_to_slow_the_classifier_is_classified_in_time() {
         "From: Mario Rossi <mario.rossi@example.it>\r\nTo: urp@comune.example.it\r\nSubject: Allaccio gas\r\nMessage-ID: <lenta@example.it>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
     );
     std::fs::write(&path, message).unwrap();
-    let data = tmp.path().join("data");
-    let m = measured(&data, &["ingest", "--json", path.to_str().unwrap()], &[]);
-    assert!(m.run.status.success(), "{}", m.run.stderr);
-    let all = ok(&data, &["export", "--jsonl"]).json_lines();
-    assert_eq!(all.len(), 1);
-    assert_eq!(all[0]["needs_attention"], false, "{}", all[0]);
-    assert_eq!(all[0]["topic"], "gas", "{}", all[0]["topic"]);
+    let (m, ticket) = ingest_one(&tmp.path().join("data"), &path);
+    assert_eq!(ticket["needs_attention"], false, "{ticket}");
+    assert_eq!(ticket["topic"], "gas", "{}", ticket["topic"]);
     assert!(m.wall < Duration::from_secs(20), "took {:?}", m.wall);
 }
 
