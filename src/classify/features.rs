@@ -46,21 +46,10 @@ pub fn own_words(body: &str) -> std::borrow::Cow<'_, str> {
 /// Dotted acronyms as one word: "C.A.S.E." → "CASE", "O.P.C.M." → "OPCM" (two or more
 /// single letters each followed by a dot).
 fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
-    // Most texts have dots but no dotted acronym: look for "letter dot letter dot" at each
-    // dot without allocating before copying the text.
-    let found = memchr::memchr_iter(b'.', text.as_bytes()).any(|i| {
-        let before = text[..i].chars().next_back();
-        let mut after = text[i + 1..].chars();
-        before.is_some_and(char::is_alphabetic)
-            && after.next().is_some_and(char::is_alphabetic)
-            && after.next() == Some('.')
-    });
-    if !found {
-        return std::borrow::Cow::Borrowed(text);
-    }
     // An acronym starts with a letter just before a dot, at the start of a word: only the
-    // places before dots are tried, and the text between acronyms is copied whole.
-    let mut out = String::with_capacity(text.len());
+    // places before dots are tried, and the text between acronyms is copied whole. Most
+    // texts have dots but no acronym: nothing is allocated until one is found.
+    let mut out: Option<String> = None;
     let mut copied = 0;
     // Where the last run of letter-dot pairs tried ended: a letter inside a run that was no
     // acronym starts the same run's tail, which ends at the same place and is no acronym
@@ -71,8 +60,7 @@ fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
             continue;
         };
         let start = dot - letter.len_utf8();
-        if start < copied
-            || start < tried_to
+        if start < tried_to
             || !letter.is_alphabetic()
             || text[..start]
                 .chars()
@@ -82,39 +70,46 @@ fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
             continue;
         }
         // Letter-dot pairs from here.
-        let mut letters = String::new();
-        let mut end = start;
+        let (mut pairs, mut end) = (0, start);
         let mut rest = text[start..].chars();
         while let (Some(c), Some('.')) = (rest.next(), rest.next()) {
             if !c.is_alphabetic() {
                 break;
             }
-            letters.push(c);
+            pairs += 1;
             end += c.len_utf8() + 1;
             rest = text[end..].chars();
         }
+        tried_to = end;
         // Two pairs at least, and not followed by a word ("A.B.cd" is not an acronym).
         let mut after = text[end..].chars();
         let followed_by_word = after.next().is_some_and(char::is_alphanumeric)
             && after.next().is_some_and(char::is_alphanumeric);
-        if letters.chars().nth(1).is_none() || followed_by_word {
-            tried_to = end;
+        if pairs < 2 || followed_by_word {
             continue;
         }
+        let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
         out.push_str(&text[copied..start]);
-        out.push_str(&letters);
+        // The letters, without their dots.
+        out.extend(text[start..end].chars().step_by(2));
         // A last letter without its dot ("C.A.S.E" typed carelessly).
         let mut after = text[end..].chars();
         if let Some(last) = after.next().filter(|c| c.is_alphabetic()) {
             if after.next().is_none_or(|c| !c.is_alphanumeric()) {
                 out.push(last);
                 end += last.len_utf8();
+                tried_to = end;
             }
         }
         copied = end;
     }
-    out.push_str(&text[copied..]);
-    std::borrow::Cow::Owned(out)
+    match out {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(mut out) => {
+            out.push_str(&text[copied..]);
+            std::borrow::Cow::Owned(out)
+        }
+    }
 }
 
 /// Stems of the meaningful words of `text`, in order.
@@ -226,12 +221,6 @@ pub struct PhraseIndex {
 }
 
 const FIRST_BITS: usize = 1 << 14;
-
-impl Default for PhraseIndex {
-    fn default() -> PhraseIndex {
-        PhraseIndex::new([])
-    }
-}
 
 fn first_bit(id: FeatureId) -> (usize, u64) {
     let bit = id as usize % FIRST_BITS;
@@ -407,6 +396,15 @@ impl Words {
             body_ids,
             ask_spans,
         }
+    }
+
+    /// Whether the body's words `range` lie within one asking sentence. The spans are in
+    /// order and apart: only the last one starting at or before the range can hold it,
+    /// found by halving (a scan of every span at every pattern found was quadratic in a
+    /// hostile text).
+    pub fn within_asking(&self, range: std::ops::Range<usize>) -> bool {
+        let holder = self.ask_spans.partition_point(|s| s.start <= range.start);
+        holder > 0 && range.end <= self.ask_spans[holder - 1].end
     }
 
     /// The words of the asking sentences, in order, each with its id.

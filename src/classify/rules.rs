@@ -158,15 +158,9 @@ impl<'a> Prepared<'a> {
             // Within the subject; else within one asking sentence of the body.
             if end <= subject_len {
                 in_subject[id] = true;
-            } else if start >= subject_len && {
-                // The spans are in order and apart: the one that could hold the pattern is
-                // the last one starting at or before it, found by halving (a scan of every
-                // span at every pattern found was quadratic in a hostile text).
-                let (start, end) = (start - subject_len, end - subject_len);
-                let spans = &words.ask_spans;
-                let holder = spans.partition_point(|s| s.start <= start);
-                holder > 0 && end <= spans[holder - 1].end
-            } {
+            } else if start >= subject_len
+                && words.within_asking(start - subject_len..end - subject_len)
+            {
                 in_ask[id] = true;
             }
             if let (Some(from), Some(focus)) = (focus_from, in_focus.as_mut()) {
@@ -616,7 +610,8 @@ impl Rules {
     /// holding a pattern the request has (or needing none) are tried: a request names a
     /// handful of the file's hundreds of terms.
     pub fn fired<'a>(&'a self, p: &Prepared<'a>) -> Vec<(usize, Fired<'a>)> {
-        // Sized once: these grew a few times for every request.
+        // Sized for the usual request (a rule named by two patterns is listed twice until
+        // the dedup): these grew a few times for every request.
         let mut tried: Vec<usize> = Vec::with_capacity(self.rules.len());
         tried.extend_from_slice(&self.always);
         for &id in &p.hits {
