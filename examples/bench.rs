@@ -483,10 +483,6 @@ fn bench_classify(texts: &[(String, String)]) {
         }
         floors.push(per_round as f64 / started.elapsed().as_secs_f64());
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let floor = median(&mut floors);
     // Sorted by the median: its ends are the slowest and the fastest round.
     let (low, ours, high) = {
@@ -578,7 +574,6 @@ fn bench_ingest_with_classify(texts: &[(String, String)]) {
     rates.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
     let (on, off) = rates[rates.len() / 2];
     let pair = |(on, off): (f64, f64)| on / off * 100.0;
-    cpus.sort_by(f64::total_cmp);
     println!(
         "ingest of {n} plain-text messages (median of 7 pairs): with classification {on:.0} messages/s, without {off:.0}"
     );
@@ -587,12 +582,11 @@ fn bench_ingest_with_classify(texts: &[(String, String)]) {
         on / off * 100.0,
         pair(rates[0]),
         pair(rates[rates.len() - 1]),
-        cpus[cpus.len() / 2] * 100.0
+        median(&mut cpus) * 100.0
     );
-    opening.sort_by(f64::total_cmp);
     println!(
         "a new store's first message, its first model trained from the rules' examples: {:.2} s (once per office, not in the rates above)",
-        opening[opening.len() / 2]
+        median(&mut opening)
     );
 }
 
@@ -1235,6 +1229,12 @@ fn splitmix(x: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
     z ^ (z >> 31)
+}
+
+/// The median of `v`, which is left sorted (its ends are then the least and the most).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn percentiles(v: &mut [Duration]) -> (Duration, Duration) {

@@ -115,6 +115,17 @@ pub fn stem(folded_word: &str) -> String {
     word_of_folded(folded_word).0.to_string()
 }
 
+/// What the stem cache holds of a folded word, worked out: its stem, whether it is
+/// meaningful (two letters or more, not a number, not a stop word) and its id.
+fn word_uncached(folded: &str) -> (String, bool, u64) {
+    let meaningful = folded.chars().nth(1).is_some()
+        && !folded.bytes().all(|b| b.is_ascii_digit())
+        && !is_stop(folded);
+    let stem = stem_uncached(folded);
+    let id = word_id(&stem);
+    (stem, meaningful, id)
+}
+
 fn stem_uncached(folded_word: &str) -> String {
     if folded_word.len() < 3 || folded_word.bytes().any(|b| b.is_ascii_digit()) {
         return folded_word.to_string();
@@ -424,11 +435,8 @@ fn cached_word(cache: &mut StemCache, folded: &str) -> (Stem, bool, u64) {
         }
     }
     let key = WordKey::of(folded);
-    let meaningful = folded.chars().nth(1).is_some()
-        && !folded.bytes().all(|b| b.is_ascii_digit())
-        && !is_stop(folded);
-    let stem: Stem = stem_uncached(folded).into();
-    let id = word_id(&stem);
+    let (stem, meaningful, id) = word_uncached(folded);
+    let stem: Stem = stem.into();
     if cache.len() >= 200_000 {
         cache.clear();
     }
@@ -647,11 +655,7 @@ mod tests {
             let want: Vec<(usize, String, bool, u64)> = reference(text)
                 .into_iter()
                 .map(|(s, folded)| {
-                    let stem = stem_uncached(&folded);
-                    let meaningful = folded.chars().nth(1).is_some()
-                        && !folded.bytes().all(|b| b.is_ascii_digit())
-                        && !is_stop(&folded);
-                    let id = word_id(&stem);
+                    let (stem, meaningful, id) = word_uncached(&folded);
                     (s, stem, meaningful, id)
                 })
                 .collect();

@@ -361,6 +361,47 @@ fn a_request_written_to_slow_the_classifier_is_classified_in_time() {
     assert!(m.wall < Duration::from_secs(20), "took {:?}", m.wall);
 }
 
+/// The original is kept on a helper thread while the ticket is read, classified and
+/// indexed: when it cannot be kept, nothing is filed, the file stays where it was with a
+/// clear error, and the same file is filed once the disk takes it again.
+fn an_item_whose_original_cannot_be_kept_is_not_filed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let message = |name: &str, place: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(
+            &path,
+            format!("From: <{name}@example.it>\r\nSubject: Allaccio gas\r\nMessage-ID: <{name}@example.it>\r\n\r\nChiedo l'allaccio del gas a {place}.\r\n"),
+        )
+        .unwrap();
+        path
+    };
+    let (first, second) = (
+        message("primo.eml", "Paganica"),
+        message("secondo.eml", "Onna"),
+    );
+    ok(&data, &["ingest", first.to_str().unwrap()]);
+    // A file where the originals' folder should be: no original can be written.
+    let originals = data.join("originals");
+    std::fs::remove_dir_all(&originals).unwrap();
+    std::fs::write(&originals, "not a folder").unwrap();
+    let run = sportello(&data, &["ingest", "--json", second.to_str().unwrap()]);
+    assert!(!run.status.success(), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("cannot keep the original secondo.eml"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(ok(&data, &["export", "--jsonl"]).json_lines().len(), 1);
+    assert!(second.exists(), "the file stays where it was");
+    std::fs::remove_file(&originals).unwrap();
+    std::fs::create_dir(&originals).unwrap();
+    ok(&data, &["ingest", second.to_str().unwrap()]);
+    let all = ok(&data, &["export", "--jsonl"]).json_lines();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1]["topic"], "gas", "{}", all[1]);
+}
+
 /// libgomp reads `OMP_THREAD_LIMIT` when it loads: workers must start with it set, and it
 /// must be in force there (libgomp's own answer), whatever this environment says.
 #[test]
@@ -510,5 +551,6 @@ on_both_backends!(
     a_content_stream_of_millions_of_operators_is_read_in_time,
     a_request_written_to_slow_the_classifier_is_classified_in_time,
     an_item_no_worker_could_read_is_left_where_it_is,
+    an_item_whose_original_cannot_be_kept_is_not_filed,
     a_message_the_email_reader_cannot_finish_in_time_is_filed_flagged,
 );

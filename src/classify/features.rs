@@ -81,10 +81,12 @@ fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
             rest = text[end..].chars();
         }
         tried_to = end;
-        // Two pairs at least, and not followed by a word ("A.B.cd" is not an acronym).
+        // The two characters after the run decide the rest.
         let mut after = text[end..].chars();
-        let followed_by_word = after.next().is_some_and(char::is_alphanumeric)
-            && after.next().is_some_and(char::is_alphanumeric);
+        let (next, then) = (after.next(), after.next());
+        // Two pairs at least, and not followed by a word ("A.B.cd" is not an acronym).
+        let followed_by_word =
+            next.is_some_and(char::is_alphanumeric) && then.is_some_and(char::is_alphanumeric);
         if pairs < 2 || followed_by_word {
             continue;
         }
@@ -93,9 +95,8 @@ fn join_acronyms(text: &str) -> std::borrow::Cow<'_, str> {
         // The letters, without their dots.
         out.extend(text[start..end].chars().step_by(2));
         // A last letter without its dot ("C.A.S.E" typed carelessly).
-        let mut after = text[end..].chars();
-        if let Some(last) = after.next().filter(|c| c.is_alphabetic()) {
-            if after.next().is_none_or(|c| !c.is_alphanumeric()) {
+        if let Some(last) = next.filter(|c| c.is_alphabetic()) {
+            if then.is_none_or(|c| !c.is_alphanumeric()) {
                 out.push(last);
                 end += last.len_utf8();
                 tried_to = end;
