@@ -81,6 +81,61 @@ pub fn a_batch_files_in_order_in_one_transaction_and_sees_its_own_items(store: &
     assert_eq!(hits.len(), 1);
 }
 
+/// A ticket and a reply to it in one batch: the index rows of a batch are written once all
+/// its items are in (see `Indexing`), and the reply's words still reach its ticket's row.
+pub fn a_reply_filed_in_its_tickets_batch_is_searchable_with_it(store: &mut impl Register) {
+    let mail = |id: &str, replies_to: &[&str]| super::MailFacts {
+        message_id: Some(id.into()),
+        in_reply_to: replies_to.iter().map(|r| r.to_string()).collect(),
+        ..Default::default()
+    };
+    let with_text = |t: &mut NewTicket, name: &str, text: &str| {
+        let mut d =
+            super::NewDocument::original(name.into(), "message/rfc822", t.intake.sha256.clone(), 0);
+        d.doc.text = text.into();
+        t.documents.push(d);
+    };
+    let mut first = ticket(0, "a@x.it", "pratica X");
+    first.subject = "Allacciamento gas".into();
+    first.mail = Some(mail("<m1@x.it>", &[]));
+    with_text(&mut first, "m1.eml", "Chiedo l'allacciamento.");
+    let other = ticket(1, "b@x.it", "pratica Y");
+    let mut reply = ticket(2, "a@x.it", "pratica X");
+    reply.subject = "Re: Allacciamento gas".into();
+    reply.mail = Some(mail("<m2@x.it>", &["<m1@x.it>"]));
+    with_text(&mut reply, "m2.eml", "Il contatore risulta guasto.");
+    let results = store.file_batch(&[&first, &other, &reply], "URP");
+    let code = match (&results[0], &results[1], &results[2]) {
+        (
+            Ok(a @ Filed::Created { .. }),
+            Ok(Filed::Created { .. }),
+            Ok(Filed::Appended { code, .. }),
+        ) => {
+            assert_eq!(a.code(), code);
+            code.clone()
+        }
+        other => panic!("{other:?}"),
+    };
+    let found = |q: &str| -> Vec<String> {
+        store
+            .search(
+                &crate::search::SearchQuery::parse(q).unwrap(),
+                &TicketFilter::default(),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|hit| hit.code)
+            .collect()
+    };
+    assert_eq!(found("contatori guasti"), vec![code.clone()]);
+    assert_eq!(found("allacciamenti"), vec![code]);
+    assert_eq!(
+        found("t1").len(),
+        1,
+        "every new ticket of the batch is indexed"
+    );
+}
+
 pub fn dossiers_follow_case_links_only_from_the_ticket_itself(store: &mut impl Register) {
     let mut codes = Vec::new();
     for (n, (email, case)) in [
@@ -652,6 +707,7 @@ macro_rules! on_every_backend {
 
 on_every_backend!(
     a_batch_files_in_order_in_one_transaction_and_sees_its_own_items,
+    a_reply_filed_in_its_tickets_batch_is_searchable_with_it,
     dossiers_follow_case_links_only_from_the_ticket_itself,
     only_what_a_person_settled_is_learned_and_the_history_is_kept,
     protocol_numbers_have_no_gap_and_no_duplicate,

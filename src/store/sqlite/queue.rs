@@ -128,7 +128,9 @@ impl WorkQueue for Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         ensure_held(&tx, id, worker)?;
-        let filed = file_in(&tx, new, code_prefix)?;
+        let mut owed = Vec::new();
+        let filed = file_in(&tx, new, code_prefix, &mut owed)?;
+        write_index(&tx, owed)?;
         tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(filed)
