@@ -167,7 +167,7 @@ fn create(tx: &mut dyn Sql, new: &NewTicket, code_prefix: &str, now: &str) -> Re
         });
     }
     let event_kinds: Vec<&str> = events.iter().map(|e| e.kind().as_str()).collect();
-    let event_details: Vec<String> = events.iter().map(|e| e.detail().to_string()).collect();
+    let event_details: Vec<String> = events.iter().map(Happened::detail_text).collect();
     let docs: Vec<&crate::model::Document> = new.documents.iter().map(|d| &d.doc).collect();
     let page_texts = new
         .documents

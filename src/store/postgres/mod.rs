@@ -451,7 +451,7 @@ fn insert_event(
             &at,
             &actor,
             &happened.kind().as_str(),
-            &happened.detail().to_string(),
+            &happened.detail_text(),
         ],
     )?;
     Ok(())
