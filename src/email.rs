@@ -51,29 +51,30 @@ pub struct Voicemail {
 }
 
 /// The certified facts of a PEC message, from its `daticert.xml` and transport headers.
+/// Fields in alphabetical order, as events' are ([`crate::domain::event::Happened`]).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pec {
+    /// When the provider certified it (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// The provider's error, for non-delivery receipts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The provider's identifier of the transport (`identificativo`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
     /// `posta-certificata` for a message; for receipts `accettazione`, `avvenuta-consegna`,
     /// `non-accettazione`, `errore-consegna`, `preavviso-errore-consegna`, `presa-in-carico`,
     /// `rilevazione-virus`.
     pub kind: String,
-    /// The certified sender (`mittente`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sender: Option<String>,
-    /// When the provider certified it (RFC 3339).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub date: Option<String>,
-    /// The provider's identifier of the transport (`identificativo`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identifier: Option<String>,
     /// Message-ID of the original message (for receipts: the message they are about).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub msgid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    /// The provider's error, for non-delivery receipts.
+    /// The certified sender (`mittente`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub sender: Option<String>,
 }
 
 impl Pec {

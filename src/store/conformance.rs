@@ -72,13 +72,20 @@ pub fn a_batch_files_in_order_in_one_transaction_and_sees_its_own_items(store: &
         other => panic!("{other:?}"),
     }
     // Text indexed by a worker is searchable like text indexed when filed.
-    let hits = store
+    assert_eq!(found(store, "allacciamenti").len(), 1);
+}
+
+/// The codes of the tickets a search for `query` finds, with no filter.
+fn found(store: &mut impl Register, query: &str) -> Vec<String> {
+    store
         .search(
-            &crate::search::SearchQuery::parse("allacciamenti").unwrap(),
+            &crate::search::SearchQuery::parse(query).unwrap(),
             &TicketFilter::default(),
         )
-        .unwrap();
-    assert_eq!(hits.len(), 1);
+        .unwrap()
+        .into_iter()
+        .map(|hit| hit.code)
+        .collect()
 }
 
 /// A ticket and a reply to it in one batch: the index rows of a batch are written once all
@@ -116,21 +123,10 @@ pub fn a_reply_filed_in_its_tickets_batch_is_searchable_with_it(store: &mut impl
         }
         other => panic!("{other:?}"),
     };
-    let found = |q: &str| -> Vec<String> {
-        store
-            .search(
-                &crate::search::SearchQuery::parse(q).unwrap(),
-                &TicketFilter::default(),
-            )
-            .unwrap()
-            .into_iter()
-            .map(|hit| hit.code)
-            .collect()
-    };
-    assert_eq!(found("contatori guasti"), vec![code.clone()]);
-    assert_eq!(found("allacciamenti"), vec![code]);
+    assert_eq!(found(store, "contatori guasti"), vec![code.clone()]);
+    assert_eq!(found(store, "allacciamenti"), vec![code]);
     assert_eq!(
-        found("t1").len(),
+        found(store, "t1").len(),
         1,
         "every new ticket of the batch is indexed"
     );
@@ -383,15 +379,7 @@ pub fn search_forgives_accents_and_word_endings(store: &mut impl Register) {
         t.search_text = Some(SearchText::of(&t));
         store.file(&t, "URP").unwrap();
     }
-    let count = |q: &str| {
-        store
-            .search(
-                &crate::search::SearchQuery::parse(q).unwrap(),
-                &TicketFilter::default(),
-            )
-            .unwrap()
-            .len()
-    };
+    let mut count = |q: &str| found(store, q).len();
     assert_eq!(count("AGIBILITA"), 1);
     assert_eq!(count("allacciamento"), 1);
     assert_eq!(count("gas -allacciamento"), 0);

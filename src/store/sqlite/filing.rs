@@ -143,17 +143,28 @@ pub(super) enum Indexing<'a> {
     Again(i64),
 }
 
-/// The index writes `owed` by filings of this transaction, each ticket once.
+/// The index writes `owed` by filings of this transaction, each ticket once: a ticket a
+/// message joined is written from the store, after everything else (it may be new in this
+/// same batch, its row then written once, with the message's words).
 pub(super) fn write_index(tx: &rusqlite::Connection, owed: Vec<Indexing<'_>>) -> Result<()> {
-    let mut again: Vec<i64> = Vec::new();
+    let mut again: Vec<i64> = owed
+        .iter()
+        .filter_map(|o| match o {
+            Indexing::Again(ticket) => Some(*ticket),
+            Indexing::New(..) => None,
+        })
+        .collect();
+    again.sort_unstable();
+    again.dedup();
     for o in owed {
-        match o {
-            Indexing::New(ticket, new) => match &new.search_text {
+        if let Indexing::New(ticket, new) = o {
+            if again.contains(&ticket) {
+                continue;
+            }
+            match &new.search_text {
                 Some(t) => t.write(tx, ticket)?,
                 None => SearchText::of(new).write(tx, ticket)?,
-            },
-            Indexing::Again(ticket) if !again.contains(&ticket) => again.push(ticket),
-            Indexing::Again(_) => {}
+            }
         }
     }
     for ticket in again {
