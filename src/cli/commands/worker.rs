@@ -28,7 +28,11 @@ pub fn exec(args: WorkerArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Resu
         lease,
     } = args;
     let pipeline = load_pipeline(pipeline.as_deref())?;
-    let mut store = open_store(&data_dir(cli_data, &pipeline))?;
+    let data = data_dir(cli_data, &pipeline);
+    if !status {
+        warm_up(&pipeline, &data);
+    }
+    let mut store = open_store(&data)?;
     if status {
         return show_status(&store, json, out);
     }
