@@ -2,7 +2,7 @@
 //! `ingest` (a batch of paths, once) and `run` (watch every source until a signal).
 
 use crate::config::{Pipeline, SourceConfig};
-use crate::pipeline::{Item, PrepareError, Processor};
+use crate::pipeline::{Item, PrepareError, Processor, ReadItem};
 use crate::sinks::{self, sms::SmsSender, smtp::AckSender, Sink};
 use crate::sources::folder::{self, FolderSource, GroupedFolder};
 use crate::sources::imap::ImapSource;
@@ -196,12 +196,17 @@ pub fn ingest(
         files,
         pipeline.workers,
         |path: PathBuf| {
-            let prepared = item_from_path(&path, channel)
+            let read = item_from_path(&path, channel)
                 .map_err(ItemError::from)
-                .and_then(|item| Ok(processor.prepare(item)?));
-            (path, prepared)
+                .and_then(|item| Ok(processor.read(item)?));
+            (path, read)
         },
-        |batch: Vec<(PathBuf, Result<NewTicket, ItemError>)>| {
+        |batch: Vec<(PathBuf, Result<ReadItem, ItemError>)>| {
+            // Classified here, one after another (see `Processor::finish`).
+            let batch: Vec<(PathBuf, Result<NewTicket, ItemError>)> = batch
+                .into_iter()
+                .map(|(path, read)| (path, read.map(|r| processor.finish(r))))
+                .collect();
             let ready: Vec<&NewTicket> =
                 batch.iter().filter_map(|(_, p)| p.as_ref().ok()).collect();
             let mut filed = store.file_batch(&ready, &prefix).into_iter();
@@ -281,7 +286,7 @@ pub fn run(
 
     let workers = pipeline.workers.max(1);
     let (job_tx, job_rx) = bounded::<(usize, PathBuf, Item)>(workers);
-    let (res_tx, res_rx) = unbounded::<(usize, PathBuf, Result<NewTicket, ItemError>)>();
+    let (res_tx, res_rx) = unbounded::<(usize, PathBuf, Result<ReadItem, ItemError>)>();
     let prefix = pipeline.code_prefix.clone();
     let mut last_scan: Vec<Option<Instant>> = vec![None; sources.len()];
     let mut in_flight: std::collections::HashSet<PathBuf> = Default::default();
@@ -299,8 +304,8 @@ pub fn run(
             let res_tx: Sender<_> = res_tx.clone();
             scope.spawn(move || {
                 for (idx, path, item) in job_rx {
-                    let prepared = processor.prepare(item).map_err(ItemError::from);
-                    let _ = res_tx.send((idx, path, prepared));
+                    let read = processor.read(item).map_err(ItemError::from);
+                    let _ = res_tx.send((idx, path, read));
                 }
             });
         }
@@ -315,9 +320,14 @@ pub fn run(
         let mut finished = Vec::new();
         loop {
             let stopping = stop.load(Ordering::SeqCst);
-            // File what the workers finished.
+            // File what the workers read, classified first one after another (see
+            // `Processor::finish`).
             finished.extend(res_rx.try_iter());
-            for (idx, path, prepared) in finished.drain(..) {
+            let ready: Vec<_> = finished
+                .drain(..)
+                .map(|(idx, path, read)| (idx, path, read.map(|r| processor.finish(r))))
+                .collect();
+            for (idx, path, prepared) in ready {
                 in_flight.remove(&path);
                 if once && prepared.is_err() {
                     given_up.insert(path.clone());
