@@ -65,6 +65,7 @@ pub struct Entity {
 // Word boundaries are ASCII (`(?-u:\b)`): what they delimit here (codes, numbers, dates,
 // addresses) is ASCII at its edges, and a Unicode `\b` makes the regex engine fall back to its
 // slowest matcher on any text with an accent — most Italian text.
+
 /// A regex compiled at its first use, or ahead of it by [`warm`].
 struct Lazy {
     cell: OnceLock<Regex>,

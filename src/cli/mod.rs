@@ -194,9 +194,6 @@ fn retrain_if_due(store: &mut Store, rules: &Rules, settled: topics::Settled) {
     }
 }
 
-/// Tickets settled elsewhere since the last training (the web app was down, an older
-/// model): the model is brought up to date before a batch is classified. Intake goes on with
-/// the model there is when a training cannot be done.
 /// Starts, on a thread of its own, start-up work the first request would otherwise wait
 /// for after the rules are loaded: reading the store's model when the pipeline classifies
 /// (kept by [`Model::load_shared`] for the loads that follow), then compiling the entity
@@ -219,6 +216,9 @@ fn warm_up(pipeline: &Pipeline, data_dir: &Path) {
         .spawn(warm);
 }
 
+/// Tickets settled elsewhere since the last training (the web app was down, an older
+/// model): the model is brought up to date before a batch is classified. Intake goes on with
+/// the model there is when a training cannot be done.
 fn retrain_if_wanted(store: &mut Store, pipeline: &Pipeline, why: &str) -> Result<()> {
     if let Some(rules) = classify_rules(pipeline) {
         let rules = Rules::load(&rules)?;
