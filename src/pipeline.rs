@@ -639,14 +639,26 @@ pub struct ClassifyStage {
 }
 
 impl ClassifyStage {
-    /// Classifies the ticket; a failure flags it, as any stage's does.
+    /// Classifies the ticket; a failure flags it, as any stage's does. It runs on the thread
+    /// that files, where a panic would end `ingest` or `run` (and a folder watched by a
+    /// restarted `run` would meet the same request again): a panic costs the request its
+    /// topic only. The ticket is changed only once the classification is whole.
     fn apply(&self, t: &mut NewTicket) {
-        if let Err(e) = self.classify(t) {
-            t.attention.push(format!("classify failed: {e}"));
-        }
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.classify(t)));
+        let failed = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the classifier stopped on this request".to_string(),
+        };
+        t.attention.push(format!("classify failed: {failed}"));
     }
 
     fn classify(&self, t: &mut NewTicket) -> Result<(), StageError> {
+        // The unit tests' stand-in for a request the classifier cannot survive.
+        #[cfg(test)]
+        if t.subject == tests::PANICS {
+            panic!("a request the classifier cannot survive");
+        }
         let text = classification_text(&t.body, t.documents.iter().map(|d| d.doc.text.as_str()));
         let c = self.classifier.classify(
             Some(t.channel),
@@ -1218,6 +1230,31 @@ pub fn subject_from_letter(text: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// A subject on which the classify stage panics (see `ClassifyStage::classify`).
+    pub(super) const PANICS: &str = "\u{0}classify panics\u{0}";
+
+    /// The default pipeline (shipped rules), reading in this process.
+    fn in_process(dir: &std::path::Path) -> Processor {
+        let mut pipeline = Pipeline::default();
+        pipeline.isolation.processes = false;
+        let blobs = crate::store::blobs::BlobStore::new(dir);
+        Processor::new(&pipeline, blobs, dir).unwrap()
+    }
+
+    fn item(name: &str, bytes: &[u8]) -> Item {
+        Item {
+            source: "test".into(),
+            origin: name.into(),
+            channel: None,
+            name: name.into(),
+            bytes: Arc::new(bytes.to_vec()),
+            mtime_ns: None,
+            received_at: None,
+            sender: Sender::default(),
+            attention: Vec::new(),
+        }
+    }
+
     #[test]
     fn finds_the_oggetto_line() {
         let text =
@@ -1232,25 +1269,12 @@ mod tests {
     #[test]
     fn a_read_item_is_classified_and_indexed_when_finished_as_prepare_does_in_one() {
         let dir = tempfile::tempdir().unwrap();
-        let mut pipeline = Pipeline::default();
-        pipeline.isolation.processes = false;
-        let blobs = crate::store::blobs::BlobStore::new(dir.path());
-        let processor = Processor::new(&pipeline, blobs, dir.path()).unwrap();
-        let item = Item {
-            source: "test".into(),
-            origin: "gas.eml".into(),
-            channel: None,
-            name: "gas.eml".into(),
-            bytes: Arc::new(
-                b"From: Anna <anna@example.it>\r\nSubject: Allaccio del gas\r\n\r\n\
-                  Chiedo l'allaccio del gas al modulo abitativo MAP di Paganica, tel. 0862 123456.\r\n"
-                    .to_vec(),
-            ),
-            mtime_ns: None,
-            received_at: Some("2026-12-03T10:00:00Z".into()),
-            sender: Sender::default(),
-            attention: Vec::new(),
-        };
+        let processor = in_process(dir.path());
+        let item = item(
+            "gas.eml",
+            b"From: Anna <anna@example.it>\r\nSubject: Allaccio del gas\r\n\r\n\
+              Chiedo l'allaccio del gas al modulo abitativo MAP di Paganica, tel. 0862 123456.\r\n",
+        );
         let read = processor.read(item.clone()).unwrap();
         // Read: the item's text and identifiers, no topic and no search text yet.
         assert!(
@@ -1278,6 +1302,26 @@ mod tests {
             )
         };
         assert_eq!(view(&finished), view(&whole));
+    }
+
+    #[test]
+    fn a_request_the_classifier_panics_on_is_flagged_and_still_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let processor = in_process(dir.path());
+        let mut read = processor
+            .read(item("x.txt", b"Buongiorno, chiedo informazioni."))
+            .unwrap();
+        read.0.subject = PANICS.into();
+        let t = processor.finish(read);
+        assert_eq!(t.topic, None);
+        assert_eq!(
+            t.attention,
+            vec!["classify failed: the classifier stopped on this request".to_string()]
+        );
+        assert!(
+            t.search_text.is_some(),
+            "the rest of the ticket is finished"
+        );
     }
 
     #[test]
