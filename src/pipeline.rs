@@ -473,32 +473,13 @@ impl Processor {
             ticket.attention.extend(part.attention);
             ticket.documents.extend(part.documents);
         }
-        let mut work = Work {
-            file_type: FileType::Text,
-            item: Item {
-                source: "web".into(),
-                origin: String::new(),
-                channel: Some(reg.channel),
-                name: "richiesta.txt".into(),
-                bytes: Arc::new(record.into_bytes()),
-                mtime_ns: None,
-                received_at: None,
-                sender: reg.sender,
-                attention: Vec::new(),
-            },
-            ticket,
-        };
-        if let Some(classify) = &self.classify {
-            classify.apply(&mut work.ticket);
-        }
-        work.ticket.entities = ticket_entities(&work.ticket);
-        if work.ticket.channel == Channel::Webform {
+        ticket.entities = ticket_entities(&ticket);
+        if ticket.channel == Channel::Webform {
             // The citizen filled the form themselves: they get the receipt (a request taken
             // by a clerk at the desk or on the phone does not).
-            self.request_web_ack(&mut work.ticket);
+            self.request_web_ack(&mut ticket);
         }
-        work.ticket.search_text = Some(crate::store::SearchText::of(&work.ticket));
-        Ok(work.ticket)
+        Ok(self.finish(ReadItem(ticket)))
     }
 }
 
