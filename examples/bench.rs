@@ -506,18 +506,17 @@ fn bench_classify(texts: &[(String, String)]) {
 /// comes (a PDF's text is classified too).
 fn bench_ingest_with_classify(texts: &[(String, String)]) {
     let tmp = tempfile::tempdir().unwrap();
-    let plain = tmp.path().join("plain");
+    // SPORTELLO_BENCH_KEEP=DIR writes the messages and stores there and keeps them (to
+    // profile one side of a pair by hand).
+    let kept = std::env::var_os("SPORTELLO_BENCH_KEEP").map(std::path::PathBuf::from);
+    let tmp = kept.as_deref().unwrap_or(tmp.path());
+    let plain = tmp.join("plain");
     write_messages(&plain, 3000, texts, &[]);
-    let opening = ingest_ratio(tmp.path(), &plain, 3000, "plain-text messages");
+    let opening = ingest_ratio(tmp, &plain, 3000, "plain-text messages");
     let letters = letter_pdfs(texts);
-    let with_pdf = tmp.path().join("with-pdf");
+    let with_pdf = tmp.join("with-pdf");
     write_messages(&with_pdf, 500, texts, &letters);
-    ingest_ratio(
-        tmp.path(),
-        &with_pdf,
-        500,
-        "messages with a ~100 KB letter PDF",
-    );
+    ingest_ratio(tmp, &with_pdf, 500, "messages with a ~100 KB letter PDF");
     println!(
         "a new store's first message, its first model trained from the rules' examples: {opening:.2} s (once per office, not in the rates above)"
     );
