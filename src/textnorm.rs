@@ -323,10 +323,12 @@ pub fn word_id(word: &str) -> u64 {
 }
 
 /// Texts up to this size are remembered (the last [`RECENT_TEXTS`] of them, per thread):
-/// a request's subject and body are read by the classifier and then by the search index, and
-/// an email's body is also its first document's text.
+/// a request's subject and body are read by the search index and then by the classifier, an
+/// email's body is also its first document's text, and the classifier's text (the body and
+/// the beginning of each attachment, see [`words`]) is made of texts the index read whole.
 const RECENT_MAX_BYTES: usize = 32 * 1024;
-const RECENT_TEXTS: usize = 4;
+/// A message's subject, body, and each document's name and text.
+const RECENT_TEXTS: usize = 8;
 
 /// A folded word as the stem cache holds it: words of up to 22 bytes (nearly all) in place,
 /// so a lookup compares the word with bytes in the entry instead of following a pointer.
@@ -472,7 +474,8 @@ const UPPER: u8 = 2;
 
 /// The words of `text` (letters and digits, cut at anything else), folded and stemmed, in
 /// order. Words are folded into one reused buffer, so a known word costs no allocation; the
-/// result for a text read moments ago on this thread is reused.
+/// result for a text read moments ago on this thread is reused, and so are those of the
+/// pieces of a text made of such texts (see [`from_recent`]).
 pub fn words(text: &str) -> std::rc::Rc<Vec<Word>> {
     let remembered = text.len() <= RECENT_MAX_BYTES;
     if remembered {
@@ -489,7 +492,9 @@ pub fn words(text: &str) -> std::rc::Rc<Vec<Word>> {
     // The stem cache, borrowed once for the whole text rather than at every word.
     let words = WORD_STEMS.with(|cache| {
         let cache = &mut *cache.borrow_mut();
-        read_words(text, cache)
+        RECENT
+            .with(|r| from_recent(text, &r.borrow(), cache))
+            .unwrap_or_else(|| read_words(text, cache))
     });
     let words: std::rc::Rc<Vec<Word>> = std::rc::Rc::new(words);
     if remembered {
@@ -502,6 +507,82 @@ pub fn words(text: &str) -> std::rc::Rc<Vec<Word>> {
         });
     }
     words
+}
+
+/// Whether `c` is part of a word as [`read_words`] cuts them.
+fn is_word_char(c: char) -> bool {
+    if c.is_ascii() {
+        ASCII_WORD[c as usize] != 0
+    } else {
+        c.is_alphanumeric()
+    }
+}
+
+/// Whether byte offset `at` of `text` (a character boundary) is between words: a word never
+/// spans it.
+fn cuts_words(text: &str, at: usize) -> bool {
+    let before = text[..at].chars().next_back().is_some_and(is_word_char);
+    let after = text[at..].chars().next().is_some_and(is_word_char);
+    !(before && after)
+}
+
+/// The words of `text` from those of recently read texts, when `text` is made of them: a
+/// run of whole remembered texts, each ending between words, then optionally the beginning
+/// of one (the classifier reads a message's body, then the first few thousand characters
+/// of each attachment, after the search index read each whole). Words are cut at anything
+/// but letters and digits, so the words of such a piece are the remembered text's, moved;
+/// a word cut by a beginning's end is read again. `None` when `text` is not so made.
+fn from_recent(
+    text: &str,
+    recent: &std::collections::VecDeque<(String, std::rc::Rc<Vec<Word>>)>,
+    cache: &mut StemCache,
+) -> Option<Vec<Word>> {
+    let moved = |w: &Word, by: usize| Word {
+        start: w.start + by,
+        ..w.clone()
+    };
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < text.len() {
+        let rest = &text[at..];
+        // Between pieces: what is no word, stepped over.
+        if let Some(c) = rest.chars().next().filter(|&c| !is_word_char(c)) {
+            at += c.len_utf8();
+            continue;
+        }
+        let whole = recent
+            .iter()
+            .filter(|(t, _)| !t.is_empty() && rest.starts_with(t.as_str()))
+            .filter(|(t, _)| cuts_words(text, at + t.len()))
+            .max_by_key(|(t, _)| t.len());
+        if let Some((t, w)) = whole {
+            out.extend(w.iter().map(|w| moved(w, at)));
+            at += t.len();
+            continue;
+        }
+        // The rest begins a remembered text: its words before the end, and the word the end
+        // cuts (if it does) read from what the rest holds of it.
+        let (t, w) = recent
+            .iter()
+            .find(|(t, _)| t.len() > rest.len() && t.starts_with(rest))?;
+        let before = w.partition_point(|w| w.start < rest.len());
+        let (kept, cut) = if cuts_words(t, rest.len()) {
+            (before, None)
+        } else {
+            (before - 1, Some(w[before - 1].start))
+        };
+        out.extend(w[..kept].iter().map(|w| moved(w, at)));
+        if let Some(from) = cut {
+            out.extend(
+                read_words(&rest[from..], cache)
+                    .iter()
+                    .map(|w| moved(w, at + from)),
+            );
+        }
+        return (!out.is_empty()).then_some(out);
+    }
+    // Pieces only if something was reused: a text of separators alone has no words anyway.
+    (!out.is_empty()).then_some(out)
 }
 
 /// [`words`]' reading of a text, with the stem cache in hand. Nothing it calls may read the
@@ -702,6 +783,61 @@ mod tests {
         assert_eq!(&*words(other)[6].stem, "rom");
         assert!(!std::rc::Rc::ptr_eq(&w, &words(other)));
         assert_eq!(stemmed_text(text), "l allacc del gas in via rom 12");
+    }
+
+    /// The classifier's text is the body, then the beginning of each attachment: read after
+    /// the search index read each whole, its words come from theirs. Every cut (between
+    /// words, inside one, inside a character's neighbours) gives the words a fresh reading
+    /// gives.
+    #[test]
+    fn a_text_made_of_texts_just_read_has_the_words_a_fresh_reading_gives() {
+        let fresh = |text: &str| -> Vec<(usize, String, bool, u64)> {
+            let words = WORD_STEMS.with(|c| read_words(text, &mut c.borrow_mut()));
+            words
+                .iter()
+                .map(|w| (w.start, w.stem.to_string(), w.meaningful, w.id))
+                .collect()
+        };
+        let seen = |w: &std::rc::Rc<Vec<Word>>| -> Vec<(usize, String, bool, u64)> {
+            w.iter()
+                .map(|w| (w.start, w.stem.to_string(), w.meaningful, w.id))
+                .collect()
+        };
+        let body = "Buongiorno, allego la domanda di contributo per l'abitazione in via Città.";
+        let letter = "Oggetto: RICHIESTA ALLACCIAMENTO gas\u{a0}— MAP di Paganica n° 12.\n\n\
+                      Il sottoscritto chiede l’allaccio più rapido possibile; grazie.";
+        let mut tried = 0;
+        for cut in (0..=letter.len()).filter(|&i| letter.is_char_boundary(i)) {
+            for sep in ["\n", "\u{a0}", " — "] {
+                RECENT.with(|r| r.borrow_mut().clear());
+                // As the index reads a message: each text whole.
+                let _ = (words(body), words(letter));
+                let text = format!("{body}{sep}{}", &letter[..cut]);
+                let composed = WORD_STEMS.with(|c| {
+                    RECENT.with(|r| from_recent(&text, &r.borrow(), &mut c.borrow_mut()))
+                });
+                let composed = composed.expect("made of texts just read");
+                assert_eq!(
+                    seen(&composed.into()),
+                    fresh(&text),
+                    "cut at {cut}, {sep:?}"
+                );
+                assert_eq!(seen(&words(&text)), fresh(&text), "cut at {cut}, {sep:?}");
+                tried += 1;
+            }
+        }
+        assert!(tried > 300, "{tried} cuts");
+        // A text only partly made of them is read afresh, correctly; so is one that goes
+        // on where a text just read ends inside a word.
+        RECENT.with(|r| r.borrow_mut().clear());
+        let _ = (words(body), words("Abito in via Roma"));
+        for text in [
+            format!("{body}\nAltro testo mai letto."),
+            "Abito in via Romano 3".to_string(),
+            format!("Abito in via Roma{body}"),
+        ] {
+            assert_eq!(seen(&words(&text)), fresh(&text), "{text}");
+        }
     }
 
     #[test]
