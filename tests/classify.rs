@@ -679,6 +679,47 @@ fn a_process_that_finds_another_training_the_model_does_not_train_it_too() {
     assert!(data.join("topic-model.json").exists());
 }
 
+/// The model file is damaged (a disk that filled, a hand edit) while another process trains:
+/// intake goes on with the rules alone and says why; the next command trains it again.
+fn a_damaged_model_costs_its_hints_not_intake() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("topic-model.json"),
+        "{\"format\": 4, \"weights\": [",
+    )
+    .unwrap();
+    let lock = sportello::service::topics::training_lock(&data, false)
+        .unwrap()
+        .expect("nobody else trains here");
+    let run = ok(
+        &data,
+        &[
+            "ingest",
+            "--json",
+            "fixtures/scanner/lettera-allacciamento-gas.pdf",
+        ],
+    );
+    assert!(
+        run.stderr.contains("topic-model.json is damaged") && run.stderr.contains("rules alone"),
+        "{}",
+        run.stderr
+    );
+    let t = &run.json_lines()[0]["ticket"];
+    assert_eq!(t["topic"], "gas", "the rules alone classify: {t}");
+    drop(lock);
+    let run = ok(
+        &data,
+        &["ingest", "--json", "fixtures/scanner/lettera-macerie.pdf"],
+    );
+    assert!(run.stderr.contains("model retrained"), "{}", run.stderr);
+    assert!(!run.stderr.contains("damaged"), "{}", run.stderr);
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("topic-model.json")).unwrap()).unwrap();
+    assert!(model["format"].is_number(), "{model}");
+}
+
 fn classify_pipeline(dir: &std::path::Path, rules: &str) -> std::path::PathBuf {
     let rules_file = dir.join("rules.toml");
     std::fs::write(&rules_file, rules).unwrap();
@@ -822,4 +863,5 @@ on_both_backends!(
     a_failed_retrain_is_reported_and_the_action_stands,
     reclassify_all_reads_again_what_nobody_settled,
     a_process_that_finds_another_training_the_model_does_not_train_it_too,
+    a_damaged_model_costs_its_hints_not_intake,
 );

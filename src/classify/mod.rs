@@ -253,7 +253,10 @@ impl<T> Reloading<T> {
             }
             Err(e) => match &mut self.loaded {
                 Some((seen, value)) => {
-                    tracing::error!("keeping the rules in force: {e}");
+                    tracing::error!(
+                        "keeping the last good {} in force: {e}",
+                        self.path.display()
+                    );
                     *seen = mtime; // do not re-report until it changes again
                     Ok(value.clone())
                 }
@@ -285,7 +288,8 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    /// Loads both now, so a bad rules file stops the start with its problems.
+    /// Loads both now, so a bad rules file stops the start with its problems (a damaged model
+    /// does not: intake goes on with the rules alone until it is trained again).
     pub fn open(rules_file: &Path, data_dir: &Path) -> Result<Classifier, ClassifierError> {
         let c = Classifier {
             rules: Mutex::new(Reloading {
@@ -311,11 +315,22 @@ impl Classifier {
             .lock()
             .map_err(|_| ClassifierError::Poisoned("rules"))?
             .get(Rules::load)?;
-        let model = self
+        // The model is learned from the store and trained again from it: a damaged file
+        // costs its hints until then, not intake (the rules classify alone, as on a new
+        // store). A bad rules file is the admin's to mend, and stops the start.
+        let Ok(model) = self
             .model
             .lock()
             .map_err(|_| ClassifierError::Poisoned("model"))?
-            .get(|p| Model::load_shared(p.parent().unwrap_or(Path::new("."))))?;
+            .get(|p| {
+                let dir = p.parent().unwrap_or(Path::new("."));
+                Ok::<_, std::convert::Infallible>(Model::load_shared(dir).unwrap_or_else(|e| {
+                    tracing::error!(
+                        "{e}; classifying with the rules alone until the model is trained again"
+                    );
+                    None
+                }))
+            });
         Ok((rules, model))
     }
 
