@@ -642,7 +642,6 @@ fn a_failed_retrain_is_reported_and_the_action_stands() {
     );
 }
 
-/// A pipeline in `dir` whose classify stage reads the rules file `rules` (written beside it).
 /// Processes on one register train a new store's first model once. One that finds another
 /// training (here the test holds the lock) files with what there is, the rules alone on a new
 /// store, and trains nothing; once the lock is free the next one trains.
@@ -650,33 +649,21 @@ fn a_process_that_finds_another_training_the_model_does_not_train_it_too() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let lock = sportello::service::topics::training_lock(&data, false)
-        .unwrap()
-        .expect("nobody else trains here");
-    let run = ok(
-        &data,
-        &[
-            "ingest",
-            "--json",
-            "fixtures/scanner/lettera-allacciamento-gas.pdf",
-        ],
+    let during = ingest_while_another_trains(&data);
+    assert!(
+        during
+            .stderr
+            .contains("another process is training the model"),
+        "{}",
+        during.stderr
     );
     assert!(
-        run.stderr.contains("another process is training the model"),
+        !during.stderr.contains("model retrained"),
         "{}",
-        run.stderr
+        during.stderr
     );
-    assert!(!run.stderr.contains("model retrained"), "{}", run.stderr);
     assert!(!data.join("topic-model.json").exists());
-    let t = &run.json_lines()[0]["ticket"];
-    assert_eq!(t["topic"], "gas", "the rules alone classify: {t}");
-    drop(lock);
-    let run = ok(
-        &data,
-        &["ingest", "--json", "fixtures/scanner/lettera-macerie.pdf"],
-    );
-    assert!(run.stderr.contains("model retrained"), "{}", run.stderr);
-    assert!(data.join("topic-model.json").exists());
+    ingest_that_trains(&data);
 }
 
 /// The model file is damaged (a disk that filled, a hand edit) while another process trains:
@@ -685,41 +672,53 @@ fn a_damaged_model_costs_its_hints_not_intake() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        data.join("topic-model.json"),
-        "{\"format\": 4, \"weights\": [",
-    )
-    .unwrap();
-    let lock = sportello::service::topics::training_lock(&data, false)
+    let model_file = data.join("topic-model.json");
+    std::fs::write(&model_file, "{\"format\": 4, \"weights\": [").unwrap();
+    let during = ingest_while_another_trains(&data);
+    assert!(
+        during.stderr.contains("topic-model.json is damaged")
+            && during.stderr.contains("rules alone"),
+        "{}",
+        during.stderr
+    );
+    let after = ingest_that_trains(&data);
+    assert!(!after.stderr.contains("damaged"), "{}", after.stderr);
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&model_file).unwrap()).unwrap();
+    assert!(model["format"].is_number(), "{model}");
+}
+
+/// A gas letter ingested into `data` while the test holds the training lock: the rules
+/// alone classify it.
+fn ingest_while_another_trains(data: &std::path::Path) -> Run {
+    let _lock = sportello::service::topics::training_lock(data, false)
         .unwrap()
         .expect("nobody else trains here");
     let run = ok(
-        &data,
+        data,
         &[
             "ingest",
             "--json",
             "fixtures/scanner/lettera-allacciamento-gas.pdf",
         ],
     );
-    assert!(
-        run.stderr.contains("topic-model.json is damaged") && run.stderr.contains("rules alone"),
-        "{}",
-        run.stderr
-    );
     let t = &run.json_lines()[0]["ticket"];
     assert_eq!(t["topic"], "gas", "the rules alone classify: {t}");
-    drop(lock);
+    run
+}
+
+/// A letter ingested into `data`, nobody else training: it trains the model.
+fn ingest_that_trains(data: &std::path::Path) -> Run {
     let run = ok(
-        &data,
+        data,
         &["ingest", "--json", "fixtures/scanner/lettera-macerie.pdf"],
     );
     assert!(run.stderr.contains("model retrained"), "{}", run.stderr);
-    assert!(!run.stderr.contains("damaged"), "{}", run.stderr);
-    let model: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.join("topic-model.json")).unwrap()).unwrap();
-    assert!(model["format"].is_number(), "{model}");
+    assert!(data.join("topic-model.json").exists());
+    run
 }
 
+/// A pipeline in `dir` whose classify stage reads the rules file `rules` (written beside it).
 fn classify_pipeline(dir: &std::path::Path, rules: &str) -> std::path::PathBuf {
     let rules_file = dir.join("rules.toml");
     std::fs::write(&rules_file, rules).unwrap();
