@@ -543,6 +543,10 @@ fn from_recent(
     };
     let mut out = Vec::new();
     let mut at = 0;
+    // Each piece compares the rest with every remembered text: a handful of pieces (a body
+    // and its attachments) is what this is for, and bounds what a crafted text of many
+    // near-copies could cost.
+    let mut pieces = 0;
     while at < text.len() {
         let rest = &text[at..];
         // Between pieces: what is no word, stepped over.
@@ -556,6 +560,10 @@ fn from_recent(
             .filter(|(t, _)| cuts_words(text, at + t.len()))
             .max_by_key(|(t, _)| t.len());
         if let Some((t, w)) = whole {
+            pieces += 1;
+            if pieces > 16 {
+                return None;
+            }
             out.extend(w.iter().map(|w| moved(w, at)));
             at += t.len();
             continue;
@@ -835,9 +843,20 @@ mod tests {
             format!("{body}\nAltro testo mai letto."),
             "Abito in via Romano 3".to_string(),
             format!("Abito in via Roma{body}"),
+            // Too many pieces to be a message: read afresh.
+            format!("{body}\n").repeat(20),
         ] {
             assert_eq!(seen(&words(&text)), fresh(&text), "{text}");
         }
+        let many = format!("{body}\n").repeat(20);
+        let few = format!("{body}\n").repeat(3);
+        RECENT.with(|r| r.borrow_mut().clear());
+        let _ = words(body);
+        let composed = |text: &str| {
+            WORD_STEMS
+                .with(|c| RECENT.with(|r| from_recent(text, &r.borrow(), &mut c.borrow_mut())))
+        };
+        assert!(composed(&many).is_none() && composed(&few).is_some());
     }
 
     #[test]
