@@ -46,6 +46,13 @@ pub struct Item {
 #[derive(Debug)]
 pub struct ReadItem(NewTicket);
 
+impl ReadItem {
+    /// The identifiers found in what was read.
+    pub fn entities(&self) -> &[crate::entities::Entity] {
+        &self.0.entities
+    }
+}
+
 /// A ticket being built by the stages.
 #[derive(Debug)]
 pub struct Work {

@@ -16,13 +16,17 @@ pub fn exec(args: EntitiesArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Re
     let found = match (file, ticket) {
         (Some(file), None) => {
             // The same unpacking and extraction as `ingest`, with originals kept in a
-            // scratch dir: nothing is filed.
+            // scratch dir: nothing is filed, nor classified.
             let scratch = tempfile::tempdir().context("cannot create a scratch dir")?;
             let blobs = crate::store::blobs::BlobStore::new(scratch.path());
-            let processor = Processor::new(&Pipeline::default(), blobs, scratch.path())?;
+            let mut pipeline = Pipeline::default();
+            pipeline
+                .stages
+                .retain(|s| !matches!(s, crate::config::StageConfig::Classify(_)));
+            let processor = Processor::new(&pipeline, blobs, scratch.path())?;
             let item = runner::item_from_path(&file, None)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            processor.prepare(item)?.entities
+            processor.read(item)?.entities().to_vec()
         }
         (None, Some(code)) => {
             open_store(&data_dir(cli_data, &Pipeline::default()))?.entities(&code)?
