@@ -323,11 +323,8 @@ pub fn run(
             // File what the workers read, classified first one after another (see
             // `Processor::finish`).
             finished.extend(res_rx.try_iter());
-            let ready: Vec<_> = finished
-                .drain(..)
-                .map(|(idx, path, read)| (idx, path, read.map(|r| processor.finish(r))))
-                .collect();
-            for (idx, path, prepared) in ready {
+            for (idx, path, read) in finished.drain(..) {
+                let prepared = read.map(|r| processor.finish(r));
                 in_flight.remove(&path);
                 if once && prepared.is_err() {
                     given_up.insert(path.clone());

@@ -587,7 +587,8 @@ fn from_recent(
                     .map(|w| moved(w, at + from)),
             );
         }
-        return (!out.is_empty()).then_some(out);
+        // The rest begins with a word: there is one at least.
+        return Some(out);
     }
     // Pieces only if something was reused: a text of separators alone has no words anyway.
     (!out.is_empty()).then_some(out)
@@ -799,17 +800,15 @@ mod tests {
     /// gives.
     #[test]
     fn a_text_made_of_texts_just_read_has_the_words_a_fresh_reading_gives() {
-        let fresh = |text: &str| -> Vec<(usize, String, bool, u64)> {
-            let words = WORD_STEMS.with(|c| read_words(text, &mut c.borrow_mut()));
-            words
-                .iter()
-                .map(|w| (w.start, w.stem.to_string(), w.meaningful, w.id))
-                .collect()
-        };
-        let seen = |w: &std::rc::Rc<Vec<Word>>| -> Vec<(usize, String, bool, u64)> {
+        let seen = |w: &[Word]| -> Vec<(usize, String, bool, u64)> {
             w.iter()
                 .map(|w| (w.start, w.stem.to_string(), w.meaningful, w.id))
                 .collect()
+        };
+        let fresh = |text: &str| seen(&WORD_STEMS.with(|c| read_words(text, &mut c.borrow_mut())));
+        let composed = |text: &str| {
+            WORD_STEMS
+                .with(|c| RECENT.with(|r| from_recent(text, &r.borrow(), &mut c.borrow_mut())))
         };
         let body = "Buongiorno, allego la domanda di contributo per l'abitazione in via Città.";
         let letter = "Oggetto: RICHIESTA ALLACCIAMENTO gas\u{a0}— MAP di Paganica n° 12.\n\n\
@@ -821,15 +820,8 @@ mod tests {
                 // As the index reads a message: each text whole.
                 let _ = (words(body), words(letter));
                 let text = format!("{body}{sep}{}", &letter[..cut]);
-                let composed = WORD_STEMS.with(|c| {
-                    RECENT.with(|r| from_recent(&text, &r.borrow(), &mut c.borrow_mut()))
-                });
-                let composed = composed.expect("made of texts just read");
-                assert_eq!(
-                    seen(&composed.into()),
-                    fresh(&text),
-                    "cut at {cut}, {sep:?}"
-                );
+                let made = composed(&text).expect("made of texts just read");
+                assert_eq!(seen(&made), fresh(&text), "cut at {cut}, {sep:?}");
                 assert_eq!(seen(&words(&text)), fresh(&text), "cut at {cut}, {sep:?}");
                 tried += 1;
             }
@@ -852,10 +844,6 @@ mod tests {
         let few = format!("{body}\n").repeat(3);
         RECENT.with(|r| r.borrow_mut().clear());
         let _ = words(body);
-        let composed = |text: &str| {
-            WORD_STEMS
-                .with(|c| RECENT.with(|r| from_recent(text, &r.borrow(), &mut c.borrow_mut())))
-        };
         assert!(composed(&many).is_none() && composed(&few).is_some());
     }
 

@@ -225,6 +225,16 @@ impl<T> Reloading<T> {
         &mut self,
         load: impl Fn(&Path) -> Result<T, E>,
     ) -> Result<Arc<T>, E> {
+        self.get_or(load, Err)
+    }
+
+    /// [`Reloading::get`], where `first_failed` may make a value of the error of a load with
+    /// nothing good before it (kept until the file changes, as a loaded value is).
+    fn get_or<E: std::fmt::Display>(
+        &mut self,
+        load: impl Fn(&Path) -> Result<T, E>,
+        first_failed: impl FnOnce(E) -> Result<T, E>,
+    ) -> Result<Arc<T>, E> {
         let generation = model::saved_here();
         let fresh = self.loaded.is_some()
             && self.generation == generation
@@ -260,7 +270,11 @@ impl<T> Reloading<T> {
                     *seen = mtime; // do not re-report until it changes again
                     Ok(value.clone())
                 }
-                None => Err(e),
+                None => {
+                    let v = Arc::new(first_failed(e)?);
+                    self.loaded = Some((mtime, v.clone()));
+                    Ok(v)
+                }
             },
         }
     }
@@ -315,22 +329,23 @@ impl Classifier {
             .lock()
             .map_err(|_| ClassifierError::Poisoned("rules"))?
             .get(Rules::load)?;
-        // The model is learned from the store and trained again from it: a damaged file
-        // costs its hints until then, not intake (the rules classify alone, as on a new
-        // store). A bad rules file is the admin's to mend, and stops the start.
-        let Ok(model) = self
+        // The model is learned from the store and trained again from it: one damaged before
+        // any good one was read costs its hints until then, not intake (the rules classify
+        // alone, as on a new store); one damaged later leaves the last good one in force. A
+        // bad rules file is the admin's to mend, and stops the start.
+        let model = self
             .model
             .lock()
             .map_err(|_| ClassifierError::Poisoned("model"))?
-            .get(|p| {
-                let dir = p.parent().unwrap_or(Path::new("."));
-                Ok::<_, std::convert::Infallible>(Model::load_shared(dir).unwrap_or_else(|e| {
+            .get_or(
+                |p| Model::load_shared(p.parent().unwrap_or(Path::new("."))),
+                |e| {
                     tracing::error!(
                         "{e}; classifying with the rules alone until the model is trained again"
                     );
-                    None
-                }))
-            });
+                    Ok(None)
+                },
+            )?;
         Ok((rules, model))
     }
 
@@ -547,6 +562,59 @@ mod tests {
         let loaded = Model::load(dir.path()).unwrap().unwrap();
         assert_eq!(loaded.data_sha256, m.data_sha256);
         assert_eq!(loaded.examples, 10);
+    }
+
+    /// The model is learned from the store and trained again from it. One damaged while in
+    /// use (a hand edit, a full disk) leaves the last good one in force, as a bad rules edit
+    /// does; one damaged before the first load leaves the rules to classify alone.
+    #[test]
+    fn a_damaged_model_keeps_the_last_good_one_or_leaves_the_rules_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules_file = dir.path().join("rules.toml");
+        std::fs::write(&rules_file, TWO_TOPICS).unwrap();
+        let rules = Rules::parse(&rules_file, TWO_TOPICS).unwrap();
+        let examples: Vec<model::Example> = (0..5)
+            .flat_map(|_| {
+                [
+                    ex("contatore del gas chiuso", "gas"),
+                    ex("cassonetto pieno in via Roma", "waste"),
+                ]
+            })
+            .collect();
+        Model::train(&examples, &rules)
+            .unwrap()
+            .save(dir.path())
+            .unwrap();
+        let reason = |c: &Classifier| {
+            c.classify(None, None, "Contatore", "il contatore è chiuso")
+                .unwrap()
+                .reason
+        };
+        let damage = |secs: u64| {
+            let path = dir.path().join(model::MODEL_FILE);
+            std::fs::write(&path, "{\"format\": 4, \"weights\": [").unwrap();
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+                .unwrap();
+        };
+        let classifier = Classifier::open(&rules_file, dir.path()).unwrap();
+        assert!(
+            reason(&classifier).contains("model: "),
+            "{}",
+            reason(&classifier)
+        );
+        damage(1_000_000);
+        classifier.model.lock().unwrap().checked -= Duration::from_secs(2);
+        let kept = reason(&classifier);
+        assert!(
+            kept.contains("model: "),
+            "the last good model stays: {kept}"
+        );
+        // Damaged before the start: the rules alone, and no reading of it at every request.
+        let started = Classifier::open(&rules_file, dir.path()).unwrap();
+        let alone = reason(&started);
+        assert!(!alone.contains("model: "), "{alone}");
+        assert!(started.model.lock().unwrap().loaded.is_some());
     }
 
     /// The rules' own examples train every model beside the office's records; they are never
