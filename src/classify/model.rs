@@ -267,7 +267,7 @@ pub struct FiredRule<'a> {
     /// The rule's weight where it fired (more in the subject or an asking sentence).
     pub weight: f32,
     pub topic: &'a str,
-    pub terms: Vec<&'a str>,
+    pub terms: super::rules::FoundTerms<'a>,
 }
 
 impl FiredRule<'_> {
@@ -748,7 +748,7 @@ impl Model {
         }
         top.sort_by(|a, b| b.1.total_cmp(&a.1));
         let ids: Vec<FeatureId> = top.iter().map(|(f, _)| *f).collect();
-        let names = features::names_of(words, &ids);
+        let names = features::names_of(words, &ids, self.known_words.as_ref());
         (
             scores,
             ids.iter().filter_map(|f| names.get(f).cloned()).collect(),
