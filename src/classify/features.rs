@@ -521,8 +521,9 @@ pub fn vector_with(words: &Words, known: Option<&IdSet>) -> IdMap<f32> {
 }
 
 /// The readable form of the given feature ids, as they occur in `words` (for explanations):
-/// a word, a pair, or a 4-gram as its piece ("pavi…").
-pub fn names_of(words: &Words, wanted: &[FeatureId]) -> IdMap<String> {
+/// a word, a pair, or a 4-gram as its piece ("pavi…"). `known` is what [`vector_with`] was
+/// given: only the other words were read by their 4-grams, so only theirs are named.
+pub fn names_of(words: &Words, wanted: &[FeatureId], known: Option<&IdSet>) -> IdMap<String> {
     let mut names = IdMap::default();
     // The ids are distinct (a feature map's keys): the walk ends once each has its name.
     'walk: for (stems, ids) in [
@@ -546,9 +547,13 @@ pub fn names_of(words: &Words, wanted: &[FeatureId]) -> IdMap<String> {
             previous = Some((id, w));
         }
     }
-    // 4-grams only when something is still unnamed: most explanations are words.
-    if names.len() < wanted.len() {
-        for w in words.subject.iter().chain(&words.body) {
+    // 4-grams only when something is still unnamed: most explanations are words. A piece
+    // is named by its four characters, whichever word it came from.
+    if let Some(known) = known.filter(|_| names.len() < wanted.len()) {
+        let unknown = Words::with_ids(&words.subject, &words.subject_ids)
+            .chain(Words::with_ids(&words.body, &words.body_ids))
+            .filter(|(_, id)| !known.contains(id));
+        for (w, _) in unknown {
             for (i, g) in gram_ids(w).enumerate() {
                 if wanted.contains(&g) && !names.contains_key(&g) {
                     let marked: Vec<char> = format!("<{w}>").chars().collect();
@@ -715,7 +720,13 @@ mod tests {
         let norm: f32 = with.values().map(|x| x * x).sum();
         assert!((norm - 1.0).abs() < 1e-4);
         let piece = gram_ids(&stem).nth(1).unwrap();
-        assert_eq!(names_of(&words, &[piece])[&piece], "pavi\u{2026}");
+        assert_eq!(
+            names_of(&words, &[piece], Some(&known))[&piece],
+            "pavi\u{2026}"
+        );
+        // A word the model knows was not read by its pieces: none of them is named for it.
+        let all: IdSet = words.body_ids.iter().copied().collect();
+        assert!(names_of(&words, &[piece], Some(&all)).is_empty());
     }
 
     #[test]
@@ -779,7 +790,7 @@ mod tests {
             pair_id(word_id("contator"), word_id("gas")),
         );
         assert!(v.contains_key(&allaccio_gas) && v.contains_key(&contatore_gas));
-        let names = names_of(&words, &[allaccio_gas]);
+        let names = names_of(&words, &[allaccio_gas], None);
         assert_eq!(names[&allaccio_gas], "allacc gas");
         let norm: f32 = v.values().map(|x| x * x).sum();
         assert!((norm - 1.0).abs() < 1e-4);
