@@ -181,16 +181,23 @@ impl Happened {
     /// value: through a `serde_json::Value` it cost about 11,000 instructions an event, on
     /// the one thread that files tickets (two events a ticket).
     pub fn detail_text(&self) -> String {
-        let whole = serde_json::to_string(self).unwrap_or_default();
-        // `{"kind":"<kind>","detail":<detail>}`: kinds are plain snake_case names.
-        let prefix = format!("{{\"kind\":\"{}\",\"detail\":", self.kind().as_str());
-        match whole
-            .strip_prefix(&prefix)
-            .and_then(|d| d.strip_suffix('}'))
-        {
-            Some(detail) => detail.to_string(),
-            None => self.detail().to_string(),
+        let mut whole = serde_json::to_vec(self).unwrap_or_default();
+        // `{"kind":"<kind>","detail":<detail>}`: kinds are plain snake_case names. The
+        // detail is cut out in place, not copied out of a second string.
+        let kind = self.kind().as_str().as_bytes();
+        let (open, close) = (&b"{\"kind\":\""[..], &b"\",\"detail\":"[..]);
+        let framed = whole.starts_with(open)
+            && whole[open.len()..].starts_with(kind)
+            && whole[open.len() + kind.len()..].starts_with(close)
+            && whole.ends_with(b"}");
+        if framed {
+            whole.pop();
+            whole.drain(..open.len() + kind.len() + close.len());
+            if let Ok(detail) = String::from_utf8(whole) {
+                return detail;
+            }
         }
+        self.detail().to_string()
     }
 }
 
@@ -199,7 +206,14 @@ impl Happened {
 /// then read the same.
 fn as_written<S: serde::Serializer>(v: &Option<f32>, s: S) -> Result<S::Ok, S::Error> {
     match v {
-        Some(x) => s.serialize_some(&x.to_string().parse::<f64>().unwrap_or(f64::from(*x))),
+        // The shortest digits that read back as `x` (ryu's, as `Display` gives them, without
+        // a string allocated), read as an `f64`.
+        Some(x) => s.serialize_some(
+            &ryu::Buffer::new()
+                .format(*x)
+                .parse::<f64>()
+                .unwrap_or(f64::from(*x)),
+        ),
         None => s.serialize_none(),
     }
 }
@@ -267,6 +281,32 @@ mod tests {
         assert!(text.contains("0.99953103"), "{text}");
         let back: Happened = serde_json::from_str(&text).unwrap();
         assert_eq!(back, e);
+        // Every kind of confidence (whole, tiny, the last bits of a probability) is written
+        // as the decimal `Display` gives it, read as an `f64`.
+        let mut cases = 0;
+        let mut bits = 0x3f7f_ff00_u32;
+        for x in [0.0f32, 1.0, 0.5, 1e-7, 3.4e38, f32::MIN_POSITIVE]
+            .into_iter()
+            .chain((0..2000).map(|i| i as f32 / 1999.0))
+            .chain(
+                std::iter::from_fn(|| {
+                    bits = bits.wrapping_mul(0x9E37_79B9).wrapping_add(12345) >> 2;
+                    Some(f32::from_bits(bits))
+                })
+                .take(2000),
+            )
+        {
+            let e = Happened::Classified {
+                topic: "gas".into(),
+                confidence: Some(x),
+                reason: None,
+            };
+            let want = serde_json::json!({"confidence": x.to_string().parse::<f64>().unwrap(), "reason": null, "topic": "gas"});
+            assert_eq!(e.detail_text(), want.to_string(), "{x}");
+            assert_eq!(e.detail(), want, "{x}");
+            cases += 1;
+        }
+        assert!(cases > 4000);
     }
 
     fn one_of_each() -> Vec<Happened> {
