@@ -242,14 +242,16 @@ fn create(
         source: new.intake.source.clone(),
         name: new.intake.name.clone(),
     };
-    system_event(tx, ticket_id, now, &created)?;
-    if let Some(topic) = &new.topic {
-        let classified = Happened::Classified {
-            topic: topic.clone(),
-            confidence: new.topic_confidence,
-            reason: new.topic_reason.clone(),
-        };
-        system_event(tx, ticket_id, now, &classified)?;
+    match &new.topic {
+        Some(topic) => {
+            let classified = Happened::Classified {
+                topic: topic.clone(),
+                confidence: new.topic_confidence,
+                reason: new.topic_reason.clone(),
+            };
+            system_events(tx, ticket_id, now, &[&created, &classified])?;
+        }
+        None => system_event(tx, ticket_id, now, &created)?,
     }
     if let Some(reason) = &attention {
         let flagged = Happened::NeedsAttention {
