@@ -551,8 +551,9 @@ fn write_messages(dir: &Path, n: usize, texts: &[(String, String)], pdfs: &[Stri
 /// Returns how long a new store's first message took (its first model trained), median.
 fn ingest_ratio(tmp: &Path, dir: &Path, n: usize, what: &str) -> f64 {
     // One pair strays by up to ten points on these shared machines (fsync latency, the
-    // neighbours): the median of 7 still moved by two points from one run to the next, a
-    // few points being what is measured. 11 pairs hold it to about one.
+    // neighbours, the kernel finding free inodes among many just deleted: a third of one
+    // run's samples): the median of 7 still moved by two to three points from one run to
+    // the next, a few points being what is measured. 11 pairs hold it closer.
     const PAIRS: usize = 11;
     let without = tmp.join("no-classify.toml");
     std::fs::write(
@@ -617,7 +618,7 @@ fn ingest_ratio(tmp: &Path, dir: &Path, n: usize, what: &str) -> f64 {
         "ingest of {n} {what} (median of {PAIRS} pairs): with classification {on:.0} messages/s, without {off:.0}"
     );
     println!(
-        "ratio: ingest of {what} with the classify stage runs at {:.0}% of the rate without it (goal >= 95%; pairs {:.0}-{:.0}%); classification adds {:.0}% CPU per message",
+        "ratio: ingest of {what} with the classify stage runs at {:.1}% of the rate without it (goal >= 95%; pairs {:.0}-{:.0}%); classification adds {:.0}% CPU per message",
         on / off * 100.0,
         pair(rates[0]),
         pair(rates[rates.len() - 1]),
