@@ -436,6 +436,14 @@ pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
 }
 
 impl Pipeline {
+    /// The same pipeline without its classify stage (what reads a file without filing it,
+    /// or a replay that classifies with rules of its own).
+    pub fn without_classify(mut self) -> Pipeline {
+        self.stages
+            .retain(|s| !matches!(s, StageConfig::Classify(_)));
+        self
+    }
+
     /// The domain our Message-IDs end in: the acknowledgements' sender's, else a local name.
     pub fn reply_domain(&self) -> String {
         self.sinks

@@ -75,6 +75,35 @@ pub fn a_batch_files_in_order_in_one_transaction_and_sees_its_own_items(store: &
     assert_eq!(found(store, "allacciamenti").len(), 1);
 }
 
+/// A ticket filed classified and flagged records, in order, that it was created, how it
+/// was classified (as its row says) and why it needs attention; one filed unclassified,
+/// only its creation.
+pub fn a_filed_tickets_classification_and_flag_are_its_first_events(store: &mut impl Register) {
+    let mut classified = ticket(0, "a@x.it", "pratica X");
+    classified.topic = Some("gas".into());
+    classified.topic_confidence = Some(0.999_531_03);
+    classified.topic_reason = Some("rules: gas-words (\"gas\")".into());
+    classified.attention = vec!["allegato illeggibile".into()];
+    let plain = ticket(1, "b@x.it", "pratica Y");
+    let results = store.file_batch(&[&classified, &plain], "URP");
+    let events = |i: usize| {
+        let code = results[i].as_ref().unwrap().code().to_string();
+        store.ticket(&code).unwrap().events
+    };
+    let first = events(0);
+    let kinds: Vec<&str> = first.iter().map(|e| e.kind()).collect();
+    assert_eq!(kinds, ["created", "classified", "needs_attention"]);
+    let recorded = crate::domain::Happened::Classified {
+        topic: "gas".into(),
+        confidence: Some(0.999_531_03),
+        reason: classified.topic_reason.clone(),
+    };
+    assert_eq!(first[1].detail(), recorded.detail());
+    assert!(first.iter().all(|e| e.actor == "sportello"));
+    let kinds: Vec<String> = events(1).iter().map(|e| e.kind().to_string()).collect();
+    assert_eq!(kinds, ["created"]);
+}
+
 /// The codes of the tickets a search for `query` finds, with no filter.
 fn found(store: &mut impl Register, query: &str) -> Vec<String> {
     store
@@ -710,4 +739,5 @@ on_every_backend!(
     a_job_is_filed_once_whatever_its_workers_do,
     a_failing_job_backs_off_and_a_poison_one_is_parked,
     a_bulk_reclassification_moves_only_what_nobody_settled,
+    a_filed_tickets_classification_and_flag_are_its_first_events,
 );

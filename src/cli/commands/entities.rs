@@ -19,10 +19,7 @@ pub fn exec(args: EntitiesArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Re
             // scratch dir: nothing is filed, nor classified.
             let scratch = tempfile::tempdir().context("cannot create a scratch dir")?;
             let blobs = crate::store::blobs::BlobStore::new(scratch.path());
-            let mut pipeline = Pipeline::default();
-            pipeline
-                .stages
-                .retain(|s| !matches!(s, crate::config::StageConfig::Classify(_)));
+            let pipeline = Pipeline::default().without_classify();
             let processor = Processor::new(&pipeline, blobs, scratch.path())?;
             let item = runner::item_from_path(&file, None)
                 .with_context(|| format!("cannot read {}", file.display()))?;

@@ -382,16 +382,15 @@ fn replay(
     json: bool,
     out: &mut Out,
 ) -> Result<ExitCode> {
-    let mut pipeline = load_pipeline(pipeline.as_deref())?;
+    let pipeline = load_pipeline(pipeline.as_deref())?;
+    // The pipeline's own rules unless others are given.
     let rules_file = rules_path(rules.as_deref(), &pipeline);
+    let mut pipeline = pipeline.without_classify();
     let rules = Rules::load(&rules_file)?;
     let records = read_labels(labels).map_err(anyhow::Error::msg)?;
     let dir = tempfile::tempdir().context("cannot make a temporary store")?;
     // The office's intake as configured, classifying with the rules given, in a store of
     // its own; no bytes to parse, so no worker processes.
-    pipeline
-        .stages
-        .retain(|s| !matches!(s, crate::config::StageConfig::Classify(_)));
     pipeline.stages.push(crate::config::StageConfig::Classify(
         crate::config::ClassifyStageConfig {
             rules: rules_file.clone(),

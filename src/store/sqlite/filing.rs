@@ -249,7 +249,7 @@ fn create(
                 confidence: new.topic_confidence,
                 reason: new.topic_reason.clone(),
             };
-            system_events(tx, ticket_id, now, &[&created, &classified])?;
+            system_event_pair(tx, ticket_id, now, [&created, &classified])?;
         }
         None => system_event(tx, ticket_id, now, &created)?,
     }
