@@ -589,6 +589,31 @@ mod tests {
         assert!(store.set_status(&code, Status::Closed, "anna").unwrap());
     }
 
+    /// The daily register's query of a day's changes can read them through their partial
+    /// index (scans are forbidden here: on a nearly empty table the planner prefers one).
+    #[test]
+    fn the_registers_changes_can_be_read_through_their_index() {
+        let Some((store, _, _dir)) = store() else {
+            return;
+        };
+        let mut conn = store.read().unwrap();
+        // This throwaway store's connection only.
+        conn.batch_execute("SET enable_seqscan = off").unwrap();
+        let plan: Vec<String> = conn
+            .query(
+                &format!("EXPLAIN {}", tickets::REGISTER_CHANGES),
+                &[&"2026-01-01", &"2026-01-02"],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(
+            plan.iter().any(|p| p.contains("events_register_changes")),
+            "{plan:#?}"
+        );
+    }
+
     /// A message another machine's sender claimed is left to that machine, whatever process
     /// ids say here; one claimed by a dead process of this machine is settled.
     #[test]

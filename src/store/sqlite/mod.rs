@@ -288,6 +288,38 @@ mod tests {
     use crate::store::conformance::acknowledged;
     pub(in crate::store) use crate::store::conformance::ticket;
 
+    /// The daily register's query of a day's changes reads them through their partial
+    /// index, not a scan of every event (a mismatch of the two `kind` lists falls back to
+    /// the scan, silently).
+    #[test]
+    fn the_registers_changes_are_read_through_their_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut stmt = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", tickets::REGISTER_CHANGES))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(["2026-01-01", "2026-01-02"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("USING INDEX events_register_changes")),
+            "{plan:?}"
+        );
+        let indexed: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'events_at'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexed, 0, "every event's entry is gone");
+    }
+
     /// A message claimed by a sender that died is not handed out again, and its ticket
     /// says so; one claimed by a live sender, or sent, is left alone.
     #[test]
