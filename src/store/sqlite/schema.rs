@@ -291,8 +291,8 @@ CREATE INDEX jobs_due ON jobs(state, not_before);
     // The daily register reads a day's changes to registrations (annulled, reclassified,
     // routed, marked duplicate) by their time: its index holds those only. Every event had
     // an entry, each ticket's `created` and `classified` among them, a write each at filing
-    // for entries no query reads. The condition is the register's query's, word for word,
-    // which lets the planner use the partial index; comparisons, not `IN`, which SQLite
+    // for entries no query reads. The register's query repeats the condition, which lets the
+    // planner use the partial index; comparisons, not `IN`, which SQLite
     // checks by building a table of the list at every row inserted (that cost filing more
     // than the entry it saved).
     r#"

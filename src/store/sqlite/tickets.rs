@@ -179,13 +179,13 @@ impl Store {
 }
 
 /// A day's changes to registrations, for the daily register. Its condition on `kind` is the
-/// partial index `events_register_changes`'s, word for word: the planner uses the index
-/// only so.
+/// partial index `events_register_changes`'s, the same comparisons in the same order: the
+/// planner uses the index only so.
 pub(super) const REGISTER_CHANGES: &str =
     "SELECT t.code, t.protocol_year, t.protocol_number, e.at, e.actor, e.kind, e.detail
      FROM events e JOIN tickets t ON t.id = e.ticket_id
      WHERE e.at >= ?1 AND e.at < ?2
-       AND (kind = 'annulled' OR kind = 'reclassified' OR kind = 'routed' OR kind = 'marked_duplicate')
+       AND (e.kind = 'annulled' OR e.kind = 'reclassified' OR e.kind = 'routed' OR e.kind = 'marked_duplicate')
      ORDER BY e.at, e.id";
 
 impl Tickets for Store {
