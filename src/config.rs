@@ -436,6 +436,24 @@ pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
 }
 
 impl Pipeline {
+    /// The rules file of the pipeline's classify stage, if it has one.
+    pub fn classify_rules(&self) -> Option<&Path> {
+        self.stages.iter().find_map(|s| match s {
+            StageConfig::Classify(c) => Some(c.rules.as_path()),
+            _ => None,
+        })
+    }
+
+    /// The rules in force: the classify stage's, else the shipped ones (what topics a
+    /// person reads, and what a clerk's settling teaches, even where intake does not
+    /// classify).
+    pub fn rules_in_force(&self) -> PathBuf {
+        self.classify_rules().map_or_else(
+            || PathBuf::from(crate::classify::rules::SHIPPED_NAME),
+            Path::to_path_buf,
+        )
+    }
+
     /// The same pipeline without its classify stage (what reads a file without filing it,
     /// or a replay that classifies with rules of its own).
     pub fn without_classify(mut self) -> Pipeline {
@@ -1018,6 +1036,28 @@ mod tests {
 
     fn parse(text: &str) -> Result<Pipeline, ConfigError> {
         Pipeline::parse(Path::new("/etc/sportello/p.toml"), text)
+    }
+
+    /// The rules a person reads topics by and a clerk's settling teaches are the classify
+    /// stage's, else the shipped ones; intake classifies only with a stage.
+    #[test]
+    fn the_rules_in_force_are_the_classify_stages_else_the_shipped_ones() {
+        let mut p = Pipeline::default();
+        p.stages.retain(|s| !matches!(s, StageConfig::Classify(_)));
+        p.stages.push(StageConfig::Classify(ClassifyStageConfig {
+            rules: PathBuf::from("/etc/sportello/mine.toml"),
+        }));
+        assert_eq!(
+            p.classify_rules(),
+            Some(Path::new("/etc/sportello/mine.toml"))
+        );
+        assert_eq!(p.rules_in_force(), Path::new("/etc/sportello/mine.toml"));
+        let p = p.without_classify();
+        assert_eq!(p.classify_rules(), None);
+        assert_eq!(
+            p.rules_in_force(),
+            Path::new(crate::classify::rules::SHIPPED_NAME)
+        );
     }
 
     #[test]

@@ -607,9 +607,10 @@ pub fn ticket_entities(t: &NewTicket) -> Vec<entities::Entity> {
     entities::dedup(all)
 }
 
-/// What the classifier reads of a ticket: the body, plus the text of the other documents (a
-/// letter sent as a PDF, a scanned form) while the body alone says little. `documents` are
-/// all of the ticket's, the item itself first (its text is the body).
+/// What the classifier reads of a ticket: the body, then the first 4,000 characters of each
+/// other document (a letter sent as a PDF, a scanned form) while the text is under 8,000
+/// bytes, so a long body leaves room for few of them. `documents` are all of the ticket's,
+/// the item itself first (its text is the body).
 pub fn classification_text<'a>(body: &str, documents: impl Iterator<Item = &'a str>) -> String {
     let mut text = body.to_string();
     for d in documents.skip(1) {

@@ -202,7 +202,7 @@ fn retrain_if_due(store: &mut Store, rules: &Rules, settled: topics::Settled) {
 ///
 /// [`Model::load_shared`]: crate::classify::model::Model::load_shared
 fn warm_up(pipeline: &Pipeline, data_dir: &Path) {
-    let model_dir = classify_rules(pipeline).map(|_| data_dir.to_path_buf());
+    let model_dir = pipeline.classify_rules().map(|_| data_dir.to_path_buf());
     let warm = move || {
         if let Some(dir) = model_dir {
             // Its errors are the later load's to report.
@@ -220,8 +220,8 @@ fn warm_up(pipeline: &Pipeline, data_dir: &Path) {
 /// model): the model is brought up to date before a batch is classified. Intake goes on with
 /// the model there is when a training cannot be done.
 fn retrain_if_wanted(store: &mut Store, pipeline: &Pipeline, why: &str) -> Result<()> {
-    if let Some(rules) = classify_rules(pipeline) {
-        let rules = Rules::load(&rules)?;
+    if let Some(rules) = pipeline.classify_rules() {
+        let rules = Rules::load(rules)?;
         if topics::retrain_wanted(store, &rules).unwrap_or(false) {
             match topics::retrain_unless_busy(store, &rules) {
                 Ok(Some(trained)) => say_trained(&trained, why),

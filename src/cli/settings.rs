@@ -58,24 +58,7 @@ pub(super) fn open_store(dir: &Path) -> Result<Store> {
     })
 }
 
-/// The rules of the pipeline's classify stage, if it has one.
-pub(super) fn classify_rules(pipeline: &Pipeline) -> Option<PathBuf> {
-    pipeline.stages.iter().find_map(|s| match s {
-        crate::config::StageConfig::Classify(c) => Some(c.rules.clone()),
-        _ => None,
-    })
-}
-
 /// The rules file: given, else the pipeline's classify stage, else the shipped rules.
 pub(super) fn rules_path(given: Option<&Path>, pipeline: &Pipeline) -> PathBuf {
-    given.map(Path::to_path_buf).unwrap_or_else(|| {
-        pipeline
-            .stages
-            .iter()
-            .find_map(|s| match s {
-                crate::config::StageConfig::Classify(c) => Some(c.rules.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| PathBuf::from(crate::classify::rules::SHIPPED_NAME))
-    })
+    given.map_or_else(|| pipeline.rules_in_force(), Path::to_path_buf)
 }

@@ -137,15 +137,7 @@ pub fn seal_files(pipeline: &crate::config::Pipeline) -> Option<SealFiles> {
 pub fn topics(
     pipeline: &crate::config::Pipeline,
 ) -> std::collections::BTreeMap<String, crate::classify::rules::TopicDef> {
-    let path = pipeline
-        .stages
-        .iter()
-        .find_map(|s| match s {
-            crate::config::StageConfig::Classify(c) => Some(c.rules.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| PathBuf::from(crate::classify::rules::SHIPPED_NAME));
-    crate::classify::rules::Rules::load(&path)
+    crate::classify::rules::Rules::load(&pipeline.rules_in_force())
         .map(|r| r.topics)
         .unwrap_or_default()
 }

@@ -708,10 +708,10 @@ pub enum ServeError {
 pub(crate) fn build_app(settings: &ServeSettings) -> Result<App, ServeError> {
     // Opening once runs the migrations before any request.
     let store = open_for_reads(&settings.data_dir)?;
-    let rules_path = settings.pipeline.stages.iter().find_map(|s| match s {
-        crate::config::StageConfig::Classify(c) => Some(c.rules.clone()),
-        _ => None,
-    });
+    let rules_path = settings
+        .pipeline
+        .classify_rules()
+        .map(std::path::Path::to_path_buf);
     let classifier = match &rules_path {
         Some(p) => Some(Classifier::open(p, &settings.data_dir)?),
         None => None,

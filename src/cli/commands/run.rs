@@ -26,8 +26,8 @@ pub fn exec(args: RunArgs, cli_data: &Option<PathBuf>, out: &mut Out) -> Result<
     let mut store = open_store(&data_dir(cli_data, &pipeline))?;
     let processor = Processor::new(&pipeline, store.blobs().clone(), store.data_dir())?;
     // A retrain that is due runs beside intake, never in its way.
-    if let Some(rules) = classify_rules(&pipeline) {
-        topics::Trainer::new(store.data_dir(), &rules).kick_if_wanted();
+    if let Some(rules) = pipeline.classify_rules() {
+        topics::Trainer::new(store.data_dir(), rules).kick_if_wanted();
     }
     let stop = Arc::new(AtomicBool::new(false));
     // The queue's worker stops on a signal too, or when the sources are done.
