@@ -1042,8 +1042,7 @@ mod tests {
     /// stage's, else the shipped ones; intake classifies only with a stage.
     #[test]
     fn the_rules_in_force_are_the_classify_stages_else_the_shipped_ones() {
-        let mut p = Pipeline::default();
-        p.stages.retain(|s| !matches!(s, StageConfig::Classify(_)));
+        let mut p = Pipeline::default().without_classify();
         p.stages.push(StageConfig::Classify(ClassifyStageConfig {
             rules: PathBuf::from("/etc/sportello/mine.toml"),
         }));
