@@ -723,10 +723,8 @@ impl Model {
         words: &features::Words,
     ) -> (Vec<f32>, Vec<String>) {
         let mut known: Vec<(FeatureId, &[f32], f32)> = Vec::with_capacity(text.len());
-        known.extend(
-            text.iter()
-                .filter_map(|(f, v)| self.weights.row(*f).map(|row| (*f, row, *v))),
-        );
+        self.weights
+            .rows_of(text.iter().map(|(f, v)| (*f, *v)), &mut known);
         let mut scores = self.bias.clone();
         for (_, row, v) in &known {
             for (p, w) in scores.iter_mut().zip(row.iter()) {

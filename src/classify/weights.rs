@@ -5,21 +5,119 @@
 //! every weight comes back bit for bit. Models saved before (format 3: a JSON object of
 //! rows) are still read.
 
-use super::features::{FeatureId, IdMap};
+use super::features::FeatureId;
 use base64::Engine as _;
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Rows of `k` weights by feature id.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Weights {
     k: usize,
     /// Feature id → its row's index in `values`.
-    rows: IdMap<u32>,
+    table: Table,
     /// Each row's feature id, in row order (what is saved).
     ids: Vec<FeatureId>,
     values: Vec<f32>,
+}
+
+/// The same ids and weights are the same model (the table follows from them).
+impl PartialEq for Weights {
+    fn eq(&self, other: &Weights) -> bool {
+        self.k == other.k && self.ids == other.ids && self.values == other.values
+    }
+}
+
+/// Feature id → row, by linear probing from the slot the id's high bits pick. A request's
+/// features are looked up in a model of tens of thousands of rows that the filing thread's
+/// other work (the store, the search index) has pushed out of the caches: each lookup is a
+/// wait for memory. One slot is one cache line's quarter, so a lookup is mostly one line
+/// (a general hash map reads its control bytes, then its slot), and [`Weights::rows_of`]
+/// asks for every slot, then every row, before reading any, so the waits overlap.
+#[derive(Debug, Clone, Default)]
+struct Table {
+    slots: Box<[Slot]>,
+    /// 64 minus the table's size in bits: the slot of an id is its mixed top bits.
+    shift: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: FeatureId,
+    /// [`VACANT`] when no id is here.
+    row: u32,
+}
+
+const VACANT: u32 = u32::MAX;
+
+impl Table {
+    fn with_ids(ids: &[FeatureId]) -> Result<Table, FeatureId> {
+        // At most 60% full: a miss (a word the model never saw) stops at a vacant slot
+        // within a line or two.
+        let bits = (ids.len() * 5 / 3 + 1)
+            .next_power_of_two()
+            .trailing_zeros()
+            .max(4);
+        let mut t = Table {
+            slots: vec![Slot { id: 0, row: VACANT }; 1 << bits].into_boxed_slice(),
+            shift: 64 - bits,
+        };
+        for (row, &id) in ids.iter().enumerate() {
+            let mut i = t.start(id);
+            loop {
+                let slot = &mut t.slots[i];
+                if slot.row == VACANT {
+                    *slot = Slot {
+                        id,
+                        row: row as u32,
+                    };
+                    break;
+                }
+                if slot.id == id {
+                    return Err(id);
+                }
+                i = (i + 1) & (t.slots.len() - 1);
+            }
+        }
+        Ok(t)
+    }
+
+    /// Where probing for `id` begins. Ids are hashes already, but pair ids and 4-gram ids
+    /// are mixed differently: one more multiply spreads them all alike.
+    fn start(&self, id: FeatureId) -> usize {
+        (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    fn find(&self, id: FeatureId) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mut i = self.start(id);
+        loop {
+            let slot = self.slots[i];
+            if slot.row == VACANT {
+                return None;
+            }
+            if slot.id == id {
+                return Some(slot.row);
+            }
+            i = (i + 1) & (self.slots.len() - 1);
+        }
+    }
+}
+
+/// Asks the processor for the cache line holding `p`, without waiting for it.
+fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing the program sees and cannot fault.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (p as *const T).cast(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 impl Weights {
@@ -30,27 +128,54 @@ impl Weights {
         // Stable: of two rows for one id (which training never gives), the first is kept.
         rows.sort_by_key(|(id, _)| *id);
         rows.dedup_by_key(|(id, _)| *id);
-        let mut w = Weights {
-            k,
-            ..Weights::default()
-        };
-        for (id, row) in rows {
+        let mut values = Vec::with_capacity(rows.len() * k);
+        for (_, row) in &rows {
             assert_eq!(row.len(), k, "a weight row has one weight per topic");
-            w.push(id, &row);
+            values.extend_from_slice(row);
         }
-        w
-    }
-
-    fn push(&mut self, id: FeatureId, row: &[f32]) {
-        self.rows.insert(id, self.ids.len() as u32);
-        self.ids.push(id);
-        self.values.extend_from_slice(row);
+        let ids: Vec<FeatureId> = rows.into_iter().map(|(id, _)| id).collect();
+        let table = Table::with_ids(&ids).expect("ids deduplicated");
+        Weights {
+            k,
+            table,
+            ids,
+            values,
+        }
     }
 
     /// The feature's weights, one per topic, if the model has them.
     pub fn row(&self, id: FeatureId) -> Option<&[f32]> {
-        let i = *self.rows.get(&id)? as usize;
+        let i = self.table.find(id)? as usize;
         Some(&self.values[i * self.k..(i + 1) * self.k])
+    }
+
+    /// [`Weights::row`] of each of `features` (an id and its value) that the model has, with
+    /// the id and the value, appended to `out` in the order given. Every slot is asked for
+    /// before any is read, then every row: the memory waits of a request's features overlap.
+    pub fn rows_of<'w>(
+        &'w self,
+        features: impl Iterator<Item = (FeatureId, f32)> + Clone,
+        out: &mut Vec<(FeatureId, &'w [f32], f32)>,
+    ) {
+        if self.table.slots.is_empty() {
+            return;
+        }
+        for (id, _) in features.clone() {
+            prefetch(&self.table.slots[self.table.start(id)]);
+        }
+        let from = out.len();
+        for (id, v) in features {
+            if let Some(i) = self.table.find(id) {
+                let row = &self.values[i as usize * self.k..(i as usize + 1) * self.k];
+                if let Some(first) = row.first() {
+                    prefetch(first);
+                }
+                out.push((id, row, v));
+            }
+        }
+        debug_assert!(out[from..]
+            .iter()
+            .all(|(id, row, _)| self.row(*id) == Some(row)));
     }
 
     /// Weights per row (the model's number of topics).
@@ -156,15 +281,11 @@ impl<'de> Visitor<'de> for WeightsVisitor {
                 ids.len()
             )));
         }
-        let mut rows = IdMap::with_capacity_and_hasher(ids.len(), Default::default());
-        for (i, &id) in ids.iter().enumerate() {
-            if rows.insert(id, i as u32).is_some() {
-                return Err(de::Error::custom(format!("feature {id} has two rows")));
-            }
-        }
+        let table = Table::with_ids(&ids)
+            .map_err(|id| de::Error::custom(format!("feature {id} has two rows")))?;
         Ok(Weights {
             k,
-            rows,
+            table,
             ids,
             values,
         })
@@ -174,6 +295,46 @@ impl<'de> Visitor<'de> for WeightsVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_row_is_found_probing_past_the_table_end_and_absent_ids_are_not() {
+        // Ids that all start probing at the last slot of a 16-slot table: each one more
+        // slot along, round the end to the first.
+        let probe = Weights::from_rows(1, [(0, vec![0.0])]);
+        let last = probe.table.slots.len() - 1;
+        let crowded: Vec<FeatureId> = (1..)
+            .filter(|&id| probe.table.start(id) == last)
+            .take(5)
+            .collect();
+        let w = Weights::from_rows(1, crowded.iter().map(|&id| (id, vec![id as f32])));
+        assert_eq!(w.table.slots.len(), probe.table.slots.len());
+        for &id in &crowded {
+            assert_eq!(w.row(id), Some(&[id as f32][..]));
+        }
+        // Many ids, and as many absent, looked up one by one and together.
+        let ids: Vec<FeatureId> = (0..3000u64)
+            .map(|i| i.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ (i << 7))
+            .collect();
+        let w = Weights::from_rows(2, ids.iter().map(|&id| (id, vec![id as f32, -(id as f32)])));
+        for &id in &ids {
+            assert_eq!(w.row(id), Some(&[id as f32, -(id as f32)][..]));
+            assert_eq!(w.row(!id), None);
+        }
+        let asked: Vec<(FeatureId, f32)> =
+            ids.iter().flat_map(|&id| [(id, 1.0), (!id, 2.0)]).collect();
+        let mut found = Vec::new();
+        w.rows_of(asked.iter().copied(), &mut found);
+        let expected: Vec<(FeatureId, &[f32], f32)> = asked
+            .iter()
+            .filter_map(|&(id, v)| w.row(id).map(|row| (id, row, v)))
+            .collect();
+        assert_eq!(found, expected);
+        assert_eq!(found.len(), ids.len());
+        // No model, no rows.
+        let (empty, mut none) = (Weights::default(), Vec::new());
+        empty.rows_of(asked.iter().copied(), &mut none);
+        assert!(none.is_empty() && empty.row(5).is_none());
+    }
 
     #[test]
     fn weights_are_saved_packed_read_back_exactly_and_old_row_objects_still_read() {
