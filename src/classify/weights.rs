@@ -35,7 +35,7 @@ impl PartialEq for Weights {
 /// wait for memory. One slot is one cache line's quarter, so a lookup is mostly one line
 /// (a general hash map reads its control bytes, then its slot), and [`Weights::rows_of`]
 /// asks for every slot, then every row, before reading any, so the waits overlap.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Table {
     slots: Box<[Slot]>,
     /// 64 minus the table's size in bits: the slot of an id is its mixed top bits.
@@ -51,6 +51,13 @@ struct Slot {
 
 const VACANT: u32 = u32::MAX;
 
+/// An empty table that can be probed like any other (no special case for no model).
+impl Default for Table {
+    fn default() -> Table {
+        Table::with_ids(&[]).expect("no ids, none twice")
+    }
+}
+
 impl Table {
     fn with_ids(ids: &[FeatureId]) -> Result<Table, FeatureId> {
         // At most 60% full: a miss (a word the model never saw) stops at a vacant slot
@@ -64,23 +71,33 @@ impl Table {
             shift: 64 - bits,
         };
         for (row, &id) in ids.iter().enumerate() {
-            let mut i = t.start(id);
-            loop {
-                let slot = &mut t.slots[i];
-                if slot.row == VACANT {
-                    *slot = Slot {
+            match t.probe(id) {
+                Ok(_) => return Err(id),
+                Err(vacant) => {
+                    t.slots[vacant] = Slot {
                         id,
                         row: row as u32,
-                    };
-                    break;
+                    }
                 }
-                if slot.id == id {
-                    return Err(id);
-                }
-                i = (i + 1) & (t.slots.len() - 1);
             }
         }
         Ok(t)
+    }
+
+    /// The slot holding `id`, or else the vacant slot where probing for it stopped. The
+    /// table is never full, so probing always stops.
+    fn probe(&self, id: FeatureId) -> Result<usize, usize> {
+        let mut i = self.start(id);
+        loop {
+            let slot = self.slots[i];
+            if slot.row == VACANT {
+                return Err(i);
+            }
+            if slot.id == id {
+                return Ok(i);
+            }
+            i = (i + 1) & (self.slots.len() - 1);
+        }
     }
 
     /// Where probing for `id` begins. Ids are hashes already, but pair ids and 4-gram ids
@@ -90,20 +107,7 @@ impl Table {
     }
 
     fn find(&self, id: FeatureId) -> Option<u32> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mut i = self.start(id);
-        loop {
-            let slot = self.slots[i];
-            if slot.row == VACANT {
-                return None;
-            }
-            if slot.id == id {
-                return Some(slot.row);
-            }
-            i = (i + 1) & (self.slots.len() - 1);
-        }
+        self.probe(id).ok().map(|i| self.slots[i].row)
     }
 }
 
@@ -145,8 +149,13 @@ impl Weights {
 
     /// The feature's weights, one per topic, if the model has them.
     pub fn row(&self, id: FeatureId) -> Option<&[f32]> {
-        let i = self.table.find(id)? as usize;
-        Some(&self.values[i * self.k..(i + 1) * self.k])
+        self.table.find(id).map(|i| self.row_at(i))
+    }
+
+    /// Row `i` of `values`.
+    fn row_at(&self, i: u32) -> &[f32] {
+        let i = i as usize;
+        &self.values[i * self.k..(i + 1) * self.k]
     }
 
     /// [`Weights::row`] of each of `features` (an id and its value) that the model has, with
@@ -157,25 +166,17 @@ impl Weights {
         features: impl Iterator<Item = (FeatureId, f32)> + Clone,
         out: &mut Vec<(FeatureId, &'w [f32], f32)>,
     ) {
-        if self.table.slots.is_empty() {
-            return;
-        }
         for (id, _) in features.clone() {
             prefetch(&self.table.slots[self.table.start(id)]);
         }
-        let from = out.len();
         for (id, v) in features {
-            if let Some(i) = self.table.find(id) {
-                let row = &self.values[i as usize * self.k..(i as usize + 1) * self.k];
+            if let Some(row) = self.row(id) {
                 if let Some(first) = row.first() {
                     prefetch(first);
                 }
                 out.push((id, row, v));
             }
         }
-        debug_assert!(out[from..]
-            .iter()
-            .all(|(id, row, _)| self.row(*id) == Some(row)));
     }
 
     /// Weights per row (the model's number of topics).
