@@ -520,28 +520,65 @@ pub fn vector_with(words: &Words, known: Option<&IdSet>) -> IdMap<f32> {
     counts
 }
 
-/// The readable form of the given feature ids, as they occur in `words` (for explanations):
-/// a word, a pair, or a 4-gram as its piece ("pavi…"). `known` is what [`vector_with`] was
+/// How a feature reads in an explanation: a word, a pair of words, or a 4-gram's piece
+/// ("pavi…"). Words and pairs are the request's own stems, borrowed, not copied.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Name<'a> {
+    Word(&'a Stem),
+    Pair(&'a Stem, &'a Stem),
+    Piece(String),
+}
+
+impl Name<'_> {
+    /// Appends the name to `out`: an explanation is written into one string.
+    pub fn write_to(&self, out: &mut String) {
+        match self {
+            Name::Word(w) => out.push_str(w),
+            Name::Pair(a, b) => {
+                out.push_str(a);
+                out.push(' ');
+                out.push_str(b);
+            }
+            Name::Piece(p) => {
+                out.push_str(p);
+                out.push('\u{2026}');
+            }
+        }
+    }
+}
+
+/// The readable form of each of the given feature ids, in their order (`None` for one not
+/// found), as they occur in `words` (for explanations). `known` is what [`vector_with`] was
 /// given: only the other words were read by their 4-grams, so only theirs are named.
-pub fn names_of(words: &Words, wanted: &[FeatureId], known: Option<&IdSet>) -> IdMap<String> {
-    let mut names = IdMap::default();
-    // The ids are distinct (a feature map's keys): the walk ends once each has its name.
+pub fn names_of<'a>(
+    words: &'a Words,
+    wanted: &[FeatureId],
+    known: Option<&IdSet>,
+) -> Vec<Option<Name<'a>>> {
+    // A handful of ids (an explanation's): a list searched in place, not a map.
+    let mut names: Vec<Option<Name<'a>>> = vec![None; wanted.len()];
+    let mut left = wanted.len();
+    let mut name = |id: FeatureId, it: Name<'a>| {
+        if let Some(i) = wanted.iter().position(|w| *w == id) {
+            if names[i].is_none() {
+                names[i] = Some(it);
+                left -= 1;
+            }
+        }
+        left
+    };
+    // The walk ends once each id has its name.
     'walk: for (stems, ids) in [
         (&words.subject, &words.subject_ids),
         (&words.body, &words.body_ids),
     ] {
-        let mut previous: Option<(FeatureId, &Stem)> = None;
+        let mut previous: Option<(FeatureId, &'a Stem)> = None;
         for (w, id) in Words::with_ids(stems, ids) {
-            if wanted.contains(&id) {
-                names.entry(id).or_insert_with(|| w.to_string());
-            }
+            let mut left = name(id, Name::Word(w));
             if let Some((pid, pw)) = previous {
-                let pair = pair_id(pid, id);
-                if wanted.contains(&pair) {
-                    names.entry(pair).or_insert_with(|| format!("{pw} {w}"));
-                }
+                left = name(pair_id(pid, id), Name::Pair(pw, w));
             }
-            if names.len() >= wanted.len() {
+            if left == 0 {
                 break 'walk;
             }
             previous = Some((id, w));
@@ -549,16 +586,19 @@ pub fn names_of(words: &Words, wanted: &[FeatureId], known: Option<&IdSet>) -> I
     }
     // 4-grams only when something is still unnamed: most explanations are words. A piece
     // is named by its four characters, whichever word it came from.
-    if let Some(known) = known.filter(|_| names.len() < wanted.len()) {
+    if let Some(known) = known.filter(|_| names.iter().any(Option::is_none)) {
         let unknown = Words::with_ids(&words.subject, &words.subject_ids)
             .chain(Words::with_ids(&words.body, &words.body_ids))
             .filter(|(_, id)| !known.contains(id));
         for (w, _) in unknown {
             for (i, g) in gram_ids(w).enumerate() {
-                if wanted.contains(&g) && !names.contains_key(&g) {
+                let Some(at) = wanted.iter().position(|x| *x == g) else {
+                    continue;
+                };
+                if names[at].is_none() {
                     let marked: Vec<char> = format!("<{w}>").chars().collect();
                     let piece: String = marked[i..(i + GRAM).min(marked.len())].iter().collect();
-                    names.insert(g, format!("{}\u{2026}", piece.trim_matches(['<', '>'])));
+                    names[at] = Some(Name::Piece(piece.trim_matches(['<', '>']).to_string()));
                 }
             }
         }
@@ -721,12 +761,18 @@ mod tests {
         assert!((norm - 1.0).abs() < 1e-4);
         let piece = gram_ids(&stem).nth(1).unwrap();
         assert_eq!(
-            names_of(&words, &[piece], Some(&known))[&piece],
-            "pavi\u{2026}"
+            names_of(&words, &[piece], Some(&known))[0]
+                .as_ref()
+                .map(|n| {
+                    let mut written = String::new();
+                    n.write_to(&mut written);
+                    written
+                }),
+            Some("pavi\u{2026}".to_string())
         );
         // A word the model knows was not read by its pieces: none of them is named for it.
         let all: IdSet = words.body_ids.iter().copied().collect();
-        assert!(names_of(&words, &[piece], Some(&all)).is_empty());
+        assert_eq!(names_of(&words, &[piece], Some(&all)), [None]);
     }
 
     #[test]
@@ -790,8 +836,30 @@ mod tests {
             pair_id(word_id("contator"), word_id("gas")),
         );
         assert!(v.contains_key(&allaccio_gas) && v.contains_key(&contatore_gas));
-        let names = names_of(&words, &[allaccio_gas], None);
-        assert_eq!(names[&allaccio_gas], "allacc gas");
+        // Named in the order asked for; an id that is not there has no name.
+        let names = names_of(
+            &words,
+            &[word_id("nessun"), allaccio_gas, word_id("gas")],
+            None,
+        );
+        let read: Vec<Option<String>> = names
+            .iter()
+            .map(|n| {
+                n.as_ref().map(|n| {
+                    let mut written = String::new();
+                    n.write_to(&mut written);
+                    written
+                })
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [
+                None,
+                Some("allacc gas".to_string()),
+                Some("gas".to_string())
+            ]
+        );
         let norm: f32 = v.values().map(|x| x * x).sum();
         assert!((norm - 1.0).abs() < 1e-4);
     }

@@ -151,7 +151,7 @@ pub fn classify_encoded(
         } else {
             reason.push_str(", ");
         }
-        reason.push_str(term);
+        term.write_to(&mut reason);
     }
     shown(&mut reason, false, "also: ");
     if reason.is_empty() {

@@ -288,9 +288,10 @@ impl FiredRule<'_> {
 pub fn encode<'a>(rules: &'a Rules, request: &'a Request<'a>) -> Encoded<'a> {
     let words = features::Words::of(request.subject, request.body);
     let prepared = super::rules::Prepared::new(request, &words, rules);
-    let mut fired = Vec::new();
+    let found = rules.fired(&prepared);
+    let mut fired = Vec::with_capacity(found.len());
     let mut decisive: Option<FiredRule> = None;
-    for (index, f) in rules.fired(&prepared) {
+    for (index, f) in found {
         let rule = FiredRule {
             index,
             name: f.rule,
@@ -717,11 +718,11 @@ impl Model {
 
     /// Scores (in `self.topics` order) of the model's text part, and the features that
     /// pushed the best of them most.
-    pub fn text_scores(
+    pub fn text_scores<'w>(
         &self,
         text: &IdMap<f32>,
-        words: &features::Words,
-    ) -> (Vec<f32>, Vec<String>) {
+        words: &'w features::Words,
+    ) -> (Vec<f32>, Vec<features::Name<'w>>) {
         let mut known: Vec<(FeatureId, &[f32], f32)> = Vec::with_capacity(text.len());
         self.weights
             .rows_of(text.iter().map(|(f, v)| (*f, *v)), &mut known);
@@ -747,10 +748,7 @@ impl Model {
         top.sort_by(|a, b| b.1.total_cmp(&a.1));
         let ids: Vec<FeatureId> = top.iter().map(|(f, _)| *f).collect();
         let names = features::names_of(words, &ids, self.known_words.as_ref());
-        (
-            scores,
-            ids.iter().filter_map(|f| names.get(f).cloned()).collect(),
-        )
+        (scores, names.into_iter().flatten().collect())
     }
 
     /// What the model learned of a rule, by its name. `index` is the rule's position in the

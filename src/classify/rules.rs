@@ -124,11 +124,22 @@ pub struct Prepared<'a> {
     request: &'a Request<'a>,
     /// The patterns found anywhere, each once: only rules holding one of them can fire.
     hits: Vec<usize>,
-    in_subject: Vec<bool>,
-    in_ask: Vec<bool>,
-    in_focus: Option<Vec<bool>>,
-    in_all: Vec<bool>,
+    /// Per pattern, where it was found: [`ANYWHERE`], [`IN_SUBJECT`], [`IN_ASK`],
+    /// [`IN_FOCUS`] bits. One byte a pattern, where a list of flags for each place was four
+    /// allocations zeroed for every request.
+    found: Vec<u8>,
+    /// Whether the request has a focus (a turn "quello che chiedo è…" in its body).
+    has_focus: bool,
 }
+
+/// Where a pattern was found ([`Prepared::found`]).
+const ANYWHERE: u8 = 1;
+/// Within the subject.
+const IN_SUBJECT: u8 = 2;
+/// Within one asking sentence of the body.
+const IN_ASK: u8 = 4;
+/// After the body's turn to the point.
+const IN_FOCUS: u8 = 8;
 
 impl<'a> Prepared<'a> {
     pub fn new(request: &'a Request<'a>, words: &Words, rules: &Rules) -> Prepared<'a> {
@@ -144,39 +155,38 @@ impl<'a> Prepared<'a> {
         };
         // Where the focus starts (after a turn "quello che chiedo è…"), in the sequence.
         let focus_from = words.focus.as_ref().map(|f| total - f.len());
-        let n = rules.pattern_count;
-        let mut in_all = vec![false; n];
-        let mut in_subject = vec![false; n];
-        let mut in_focus = focus_from.map(|_| vec![false; n]);
-        let mut in_ask = vec![false; n];
-        let mut hits = Vec::new();
+        let mut found = vec![0u8; rules.pattern_count];
+        // Sized for the usual request: it grew two or three times for nearly every one.
+        let mut hits = Vec::with_capacity(16);
         rules.patterns.find(total, id_at, |start, end, id| {
-            if !in_all[id] {
+            if found[id] == 0 {
                 hits.push(id);
             }
-            in_all[id] = true;
+            let mut places = ANYWHERE;
             // Within the subject; else within one asking sentence of the body.
             if end <= subject_len {
-                in_subject[id] = true;
+                places |= IN_SUBJECT;
             } else if start >= subject_len
                 && words.within_asking(start - subject_len..end - subject_len)
             {
-                in_ask[id] = true;
+                places |= IN_ASK;
             }
-            if let (Some(from), Some(focus)) = (focus_from, in_focus.as_mut()) {
-                if start >= from {
-                    focus[id] = true;
-                }
+            if focus_from.is_some_and(|from| start >= from) {
+                places |= IN_FOCUS;
             }
+            found[id] |= places;
         });
         Prepared {
             request,
             hits,
-            in_subject,
-            in_ask,
-            in_all,
-            in_focus,
+            found,
+            has_focus: focus_from.is_some(),
         }
+    }
+
+    /// Whether pattern `id` was found in any of `places`.
+    fn found_in(&self, id: usize, places: u8) -> bool {
+        self.found[id] & places != 0
     }
 
     /// For callers that have not stemmed the request yet.
@@ -221,16 +231,16 @@ impl Rule {
             }
         }
         let hay = if self.in_subject {
-            &p.in_subject
+            IN_SUBJECT
         } else {
-            &p.in_all
+            ANYWHERE
         };
         // Most rules do not fire on a request: find that out before collecting anything.
-        let hit = |t: &Term| hay[t.id];
+        let hit = |t: &Term| p.found_in(t.id, hay);
         if (!self.any.is_empty() && !self.any.iter().any(hit))
             || (!self.and_any.is_empty() && !self.and_any.iter().any(hit))
             || !self.all.iter().all(hit)
-            || self.none.iter().any(|t| p.in_all[t.id])
+            || self.none.iter().any(|t| p.found_in(t.id, ANYWHERE))
         {
             return None;
         }
@@ -261,10 +271,15 @@ impl Rule {
         }
         // The subject is the writer's own summary, and the sentences that ask for something
         // say what the office must do: a rule whose terms are there counts more.
-        let terms_where = |hits: &[bool]| {
-            !self.in_subject && self.any.iter().chain(&self.all).any(|t| hits[t.id])
+        let terms_where = |places: u8| {
+            !self.in_subject
+                && self
+                    .any
+                    .iter()
+                    .chain(&self.all)
+                    .any(|t| p.found_in(t.id, places))
         };
-        let boost = match (terms_where(&p.in_subject), terms_where(&p.in_ask)) {
+        let boost = match (terms_where(IN_SUBJECT), terms_where(IN_ASK)) {
             (true, true) => EMPHASIS * EMPHASIS,
             (true, false) => EMPHASIS,
             (false, true) => EMPHASIS,
@@ -272,19 +287,23 @@ impl Rule {
         };
         // After a turn ("quello che chiedo è…"), what came before is background: a rule
         // found only there counts less.
-        let background = match &p.in_focus {
-            Some(focus)
-                if !self.in_subject
-                    && (!self.any.is_empty() || !self.all.is_empty())
-                    && !terms_where(focus) =>
-            {
-                BACKGROUND
-            }
-            _ => 1.0,
+        let background = if p.has_focus
+            && !self.in_subject
+            && (!self.any.is_empty() || !self.all.is_empty())
+            && !terms_where(IN_FOCUS)
+        {
+            BACKGROUND
+        } else {
+            1.0
         };
         // Evidence adds up: a letter naming three of a topic's things is surer than one
         // naming one, but a rule never counts more than three times its weight.
-        let distinct = self.distinct.iter().filter(|&&id| hay[id]).count().max(1);
+        let distinct = self
+            .distinct
+            .iter()
+            .filter(|&&id| p.found_in(id, hay))
+            .count()
+            .max(1);
         let breadth = (1.0 + BREADTH * (distinct - 1) as f32).min(3.0);
         let weight = if self.weight > 0.0 {
             self.weight * boost * background * breadth
