@@ -610,6 +610,13 @@ pub fn names_of<'a>(
 mod tests {
     use super::*;
 
+    /// A name as an explanation writes it.
+    fn written(name: &Name) -> String {
+        let mut out = String::new();
+        name.write_to(&mut out);
+        out
+    }
+
     #[test]
     fn asking_sentences_span_wrapped_lines_but_not_paragraphs() {
         let w = Words::of("", "Casa inagibile da anni.\nChiedo il pagamento del contributo di autonoma\nsistemazione di maggio.\n\nGrazie");
@@ -763,11 +770,7 @@ mod tests {
         assert_eq!(
             names_of(&words, &[piece], Some(&known))[0]
                 .as_ref()
-                .map(|n| {
-                    let mut written = String::new();
-                    n.write_to(&mut written);
-                    written
-                }),
+                .map(written),
             Some("pavi\u{2026}".to_string())
         );
         // A word the model knows was not read by its pieces: none of them is named for it.
@@ -842,16 +845,7 @@ mod tests {
             &[word_id("nessun"), allaccio_gas, word_id("gas")],
             None,
         );
-        let read: Vec<Option<String>> = names
-            .iter()
-            .map(|n| {
-                n.as_ref().map(|n| {
-                    let mut written = String::new();
-                    n.write_to(&mut written);
-                    written
-                })
-            })
-            .collect();
+        let read: Vec<Option<String>> = names.iter().map(|n| n.as_ref().map(written)).collect();
         assert_eq!(
             read,
             [
