@@ -75,6 +75,11 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// How many of a query's newest matches are ranked (see `Store::search`).
 pub const RANK_WINDOW: usize = 1000;
 
+/// SQL (for either backend) of a `created` event that holds the ticket's classification at
+/// filing ([`crate::domain::Happened::Created`]). `"topic":` cannot occur inside a JSON
+/// string of the detail, where quotes are escaped.
+pub(crate) const FILED_CLASSIFIED: &str = r#"(kind = 'created' AND detail LIKE '%"topic":%')"#;
+
 /// The WHERE clause of a filter over `tickets t` and its text arguments, numbered from 1 after
 /// `mark` (`?` for SQLite, `$` for PostgreSQL).
 pub(in crate::store) fn where_clause(f: &TicketFilter, mark: char) -> (String, Vec<String>) {

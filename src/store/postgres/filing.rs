@@ -153,14 +153,10 @@ fn create(tx: &mut dyn Sql, new: &NewTicket, code_prefix: &str, now: &str) -> Re
         channel: new.channel.as_str().into(),
         source: new.intake.source.clone(),
         name: new.intake.name.clone(),
+        topic: new.topic.clone(),
+        confidence: new.topic.as_ref().and(new.topic_confidence),
+        reason: new.topic.as_ref().and(new.topic_reason.clone()),
     }];
-    if let Some(topic) = &new.topic {
-        events.push(Happened::Classified {
-            topic: topic.clone(),
-            confidence: new.topic_confidence,
-            reason: new.topic_reason.clone(),
-        });
-    }
     if let Some(reason) = &attention {
         events.push(Happened::NeedsAttention {
             reason: reason.clone(),

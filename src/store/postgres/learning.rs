@@ -7,6 +7,7 @@ use crate::classify::model::Example;
 use crate::classify::rules::UNSORTED;
 use crate::classify::Classification;
 use crate::domain::EventKind;
+use crate::store::FILED_CLASSIFIED;
 use sha2::{Digest, Sha256};
 
 /// A ticket a person settled (`$1` is `unsorted`), as the SQLite backend defines it.
@@ -232,11 +233,12 @@ impl Learning for PgStore {
     }
 
     fn settled_answers(&self) -> Result<Vec<(f32, bool)>> {
-        // The first classification of a ticket is the one it was filed with.
+        // The first classification of a ticket is the one it was filed with: in its
+        // `created` event, or (stores written before) the `classified` event after it.
         let rows = self.read()?.query(
             &format!(
                 "SELECT t.topic, e.detail FROM tickets t JOIN events e ON e.id =
-                   (SELECT min(id) FROM events WHERE ticket_id = t.id AND kind = $2)
+                   (SELECT min(id) FROM events WHERE ticket_id = t.id AND (kind = $2 OR {FILED_CLASSIFIED}))
                  WHERE {SETTLED} ORDER BY t.id"
             ),
             &[&UNSORTED, &EventKind::Classified.as_str()],

@@ -6,6 +6,7 @@ use super::filing::protocol_string;
 use super::search::index_ticket;
 use super::*;
 use crate::model::{Annulment, Event};
+use crate::store::FILED_CLASSIFIED;
 use ::postgres::types::ToSql;
 
 /// The filter's WHERE clause with PostgreSQL's numbered parameters.
@@ -330,16 +331,21 @@ impl Tickets for PgStore {
 
     fn registrations_between(&self, from: &str, until: &str) -> Result<Vec<RegisterEntry>> {
         let mut c = self.read()?;
+        // The topic it was filed under: in its `created` event, or (stores written before)
+        // the first `classified` event.
         let rows = c.query(
-            "SELECT id, code, protocol_year, protocol_number, registered_at, channel, sender_name,
+            &format!(
+                "SELECT id, code, protocol_year, protocol_number, registered_at, channel, sender_name,
                     sender_email, sender_fax, sender_phone, subject,
                     (SELECT detail::json->>'topic' FROM events
-                      WHERE ticket_id = tickets.id AND kind = 'classified' ORDER BY id LIMIT 1),
+                      WHERE ticket_id = tickets.id AND (kind = 'classified' OR {FILED_CLASSIFIED})
+                      ORDER BY id LIMIT 1),
                     annulled_at, annulled_by, annul_reason, annul_act,
                     (SELECT raw FROM entities WHERE ticket_id = tickets.id AND kind = 'case_ref'
                       AND value LIKE 'prot %' ORDER BY id LIMIT 1)
              FROM tickets WHERE registered_at >= $1 AND registered_at < $2
-             ORDER BY protocol_year, protocol_number",
+             ORDER BY protocol_year, protocol_number"
+            ),
             &[&from, &until],
         )?;
         let mut out = Vec::new();

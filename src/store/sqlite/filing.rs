@@ -241,18 +241,11 @@ fn create(
         channel: new.channel.as_str().into(),
         source: new.intake.source.clone(),
         name: new.intake.name.clone(),
+        topic: new.topic.clone(),
+        confidence: new.topic.as_ref().and(new.topic_confidence),
+        reason: new.topic.as_ref().and(new.topic_reason.clone()),
     };
-    match &new.topic {
-        Some(topic) => {
-            let classified = Happened::Classified {
-                topic: topic.clone(),
-                confidence: new.topic_confidence,
-                reason: new.topic_reason.clone(),
-            };
-            system_event_pair(tx, ticket_id, now, [&created, &classified])?;
-        }
-        None => system_event(tx, ticket_id, now, &created)?,
-    }
+    system_event(tx, ticket_id, now, &created)?;
     if let Some(reason) = &attention {
         let flagged = Happened::NeedsAttention {
             reason: reason.clone(),

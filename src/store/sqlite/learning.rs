@@ -12,6 +12,7 @@ use crate::classify::Classification;
 use crate::domain::{EventKind, Happened};
 use crate::store::prelude::*;
 use crate::store::Unsettled;
+use crate::store::FILED_CLASSIFIED;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 /// A ticket a person settled (`?1` is `unsorted`): its topic set or confirmed by a clerk, or
@@ -241,10 +242,11 @@ impl Learning for Store {
     }
 
     fn settled_answers(&self) -> Result<Vec<(f32, bool)>> {
-        // The first classification of a ticket is the one it was filed with.
+        // The first classification of a ticket is the one it was filed with: in its
+        // `created` event, or (stores written before) the `classified` event after it.
         let mut stmt = self.conn.prepare(&format!(
             "SELECT t.topic, e.detail FROM tickets t JOIN events e ON e.id = \
-             (SELECT min(id) FROM events WHERE ticket_id = t.id AND kind = ?2) \
+             (SELECT min(id) FROM events WHERE ticket_id = t.id AND (kind = ?2 OR {FILED_CLASSIFIED})) \
              WHERE {SETTLED} ORDER BY t.id"
         ))?;
         let rows = stmt.query_map(params![UNSORTED, EventKind::Classified.as_str()], |r| {

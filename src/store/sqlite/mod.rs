@@ -234,32 +234,6 @@ fn system_event(
     insert_event(tx, ticket_id, at, "sportello", happened)
 }
 
-/// Two events the pipeline itself records (actor `sportello`) for one ticket at one time,
-/// in order, in one statement: a ticket filed with its classification writes two, and a
-/// statement's own cost (found in the cache, bound, stepped, reset) was about a sixth of
-/// each event's (measured: 3,300 of 19,000 instructions).
-fn system_event_pair(
-    tx: &rusqlite::Connection,
-    ticket_id: i64,
-    at: &str,
-    [a, b]: [&Happened; 2],
-) -> Result<()> {
-    execute_cached(
-        tx,
-        "INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES \
-         (?1, ?2, 'sportello', ?3, ?4), (?1, ?2, 'sportello', ?5, ?6)",
-        params![
-            ticket_id,
-            at,
-            a.kind().as_str(),
-            a.detail_text(),
-            b.kind().as_str(),
-            b.detail_text()
-        ],
-    )?;
-    Ok(())
-}
-
 fn insert_event(
     tx: &rusqlite::Connection,
     ticket_id: i64,

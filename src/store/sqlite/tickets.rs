@@ -2,6 +2,7 @@
 //! notes, duplicates.
 
 use super::*;
+use crate::store::FILED_CLASSIFIED;
 
 /// The filter's WHERE clause with SQLite's numbered parameters.
 pub(super) fn filter_sql(f: &TicketFilter) -> (String, Vec<String>) {
@@ -352,17 +353,20 @@ impl Tickets for Store {
     }
 
     fn registrations_between(&self, from: &str, until: &str) -> Result<Vec<RegisterEntry>> {
-        let mut stmt = self.conn.prepare_cached(
+        // The topic it was filed under: in its `created` event, or (stores written before)
+        // the first `classified` event.
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, code, protocol_year, protocol_number, registered_at, channel, sender_name,
                     sender_email, sender_fax, sender_phone, subject,
                     (SELECT json_extract(detail, '$.topic') FROM events
-                      WHERE ticket_id = tickets.id AND kind = 'classified' ORDER BY id LIMIT 1),
+                      WHERE ticket_id = tickets.id AND (kind = 'classified' OR {FILED_CLASSIFIED})
+                      ORDER BY id LIMIT 1),
                     annulled_at, annulled_by, annul_reason, annul_act,
                     (SELECT raw FROM entities WHERE ticket_id = tickets.id AND kind = 'case_ref'
                       AND value LIKE 'prot %' ORDER BY id LIMIT 1)
              FROM tickets WHERE registered_at >= ?1 AND registered_at < ?2
-             ORDER BY protocol_year, protocol_number",
-        )?;
+             ORDER BY protocol_year, protocol_number"
+        ))?;
         let rows = stmt.query_map(params![from, until], |r| {
             let channel: String = r.get(5)?;
             Ok((
