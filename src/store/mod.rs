@@ -75,10 +75,28 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// How many of a query's newest matches are ranked (see `Store::search`).
 pub const RANK_WINDOW: usize = 1000;
 
-/// SQL (for either backend) of a `created` event that holds the ticket's classification at
-/// filing ([`crate::domain::Happened::Created`]). `"topic":` cannot occur inside a JSON
-/// string of the detail, where quotes are escaped.
-pub(crate) const FILED_CLASSIFIED: &str = r#"(kind = 'created' AND detail LIKE '%"topic":%')"#;
+/// SQL (for either backend) of an event that records a classification of its ticket: a
+/// `classified` event, or a `created` event holding the classification it was filed with
+/// ([`crate::domain::Happened::Created`]; stores written before have a `classified` event
+/// after it instead). A ticket's first such event is the classification it was filed
+/// with. `"topic":` cannot occur inside a JSON string of the detail, where quotes are
+/// escaped.
+pub(crate) const CLASSIFYING_EVENT: &str =
+    r#"(kind = 'classified' OR (kind = 'created' AND detail LIKE '%"topic":%'))"#;
+
+/// The `created` event of a ticket filed as `new` under `protocol`, with the
+/// classification it is filed with, if any.
+pub(crate) fn created_event(new: &NewTicket, protocol: &str) -> crate::domain::Happened {
+    crate::domain::Happened::Created {
+        protocol: protocol.to_string(),
+        channel: new.channel.as_str().into(),
+        source: new.intake.source.clone(),
+        name: new.intake.name.clone(),
+        topic: new.topic.clone(),
+        confidence: new.topic.as_ref().and(new.topic_confidence),
+        reason: new.topic.as_ref().and(new.topic_reason.clone()),
+    }
+}
 
 /// The WHERE clause of a filter over `tickets t` and its text arguments, numbered from 1 after
 /// `mark` (`?` for SQLite, `$` for PostgreSQL).

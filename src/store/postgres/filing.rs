@@ -148,15 +148,7 @@ fn create(tx: &mut dyn Sql, new: &NewTicket, code_prefix: &str, now: &str) -> Re
     };
     let attention = (!new.attention.is_empty()).then(|| new.attention.join("; "));
     let protocol = protocol_string(year, number);
-    let mut events = vec![Happened::Created {
-        protocol: protocol.clone(),
-        channel: new.channel.as_str().into(),
-        source: new.intake.source.clone(),
-        name: new.intake.name.clone(),
-        topic: new.topic.clone(),
-        confidence: new.topic.as_ref().and(new.topic_confidence),
-        reason: new.topic.as_ref().and(new.topic_reason.clone()),
-    }];
+    let mut events = vec![crate::store::created_event(new, &protocol)];
     if let Some(reason) = &attention {
         events.push(Happened::NeedsAttention {
             reason: reason.clone(),

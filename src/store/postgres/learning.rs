@@ -7,7 +7,7 @@ use crate::classify::model::Example;
 use crate::classify::rules::UNSORTED;
 use crate::classify::Classification;
 use crate::domain::EventKind;
-use crate::store::FILED_CLASSIFIED;
+use crate::store::CLASSIFYING_EVENT;
 use sha2::{Digest, Sha256};
 
 /// A ticket a person settled (`$1` is `unsorted`), as the SQLite backend defines it.
@@ -238,10 +238,10 @@ impl Learning for PgStore {
         let rows = self.read()?.query(
             &format!(
                 "SELECT t.topic, e.detail FROM tickets t JOIN events e ON e.id =
-                   (SELECT min(id) FROM events WHERE ticket_id = t.id AND (kind = $2 OR {FILED_CLASSIFIED}))
+                   (SELECT min(id) FROM events WHERE ticket_id = t.id AND {CLASSIFYING_EVENT})
                  WHERE {SETTLED} ORDER BY t.id"
             ),
-            &[&UNSORTED, &EventKind::Classified.as_str()],
+            &[&UNSORTED],
         )?;
         let mut out = Vec::new();
         for r in &rows {

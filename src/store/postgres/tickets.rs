@@ -6,7 +6,7 @@ use super::filing::protocol_string;
 use super::search::index_ticket;
 use super::*;
 use crate::model::{Annulment, Event};
-use crate::store::FILED_CLASSIFIED;
+use crate::store::CLASSIFYING_EVENT;
 use ::postgres::types::ToSql;
 
 /// The filter's WHERE clause with PostgreSQL's numbered parameters.
@@ -338,7 +338,7 @@ impl Tickets for PgStore {
                 "SELECT id, code, protocol_year, protocol_number, registered_at, channel, sender_name,
                     sender_email, sender_fax, sender_phone, subject,
                     (SELECT detail::json->>'topic' FROM events
-                      WHERE ticket_id = tickets.id AND (kind = 'classified' OR {FILED_CLASSIFIED})
+                      WHERE ticket_id = tickets.id AND {CLASSIFYING_EVENT}
                       ORDER BY id LIMIT 1),
                     annulled_at, annulled_by, annul_reason, annul_act,
                     (SELECT raw FROM entities WHERE ticket_id = tickets.id AND kind = 'case_ref'

@@ -236,15 +236,7 @@ fn create(
     }
     insert_intake(tx, ticket_id, &new.intake, now)?;
     let protocol = protocol_string(year, number);
-    let created = Happened::Created {
-        protocol: protocol.clone(),
-        channel: new.channel.as_str().into(),
-        source: new.intake.source.clone(),
-        name: new.intake.name.clone(),
-        topic: new.topic.clone(),
-        confidence: new.topic.as_ref().and(new.topic_confidence),
-        reason: new.topic.as_ref().and(new.topic_reason.clone()),
-    };
+    let created = crate::store::created_event(new, &protocol);
     system_event(tx, ticket_id, now, &created)?;
     if let Some(reason) = &attention {
         let flagged = Happened::NeedsAttention {

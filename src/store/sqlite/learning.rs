@@ -12,7 +12,7 @@ use crate::classify::Classification;
 use crate::domain::{EventKind, Happened};
 use crate::store::prelude::*;
 use crate::store::Unsettled;
-use crate::store::FILED_CLASSIFIED;
+use crate::store::CLASSIFYING_EVENT;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 /// A ticket a person settled (`?1` is `unsorted`): its topic set or confirmed by a clerk, or
@@ -246,10 +246,10 @@ impl Learning for Store {
         // `created` event, or (stores written before) the `classified` event after it.
         let mut stmt = self.conn.prepare(&format!(
             "SELECT t.topic, e.detail FROM tickets t JOIN events e ON e.id = \
-             (SELECT min(id) FROM events WHERE ticket_id = t.id AND (kind = ?2 OR {FILED_CLASSIFIED})) \
+             (SELECT min(id) FROM events WHERE ticket_id = t.id AND {CLASSIFYING_EVENT}) \
              WHERE {SETTLED} ORDER BY t.id"
         ))?;
-        let rows = stmt.query_map(params![UNSORTED, EventKind::Classified.as_str()], |r| {
+        let rows = stmt.query_map(params![UNSORTED], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
         let mut out = Vec::new();

@@ -2,7 +2,7 @@
 //! notes, duplicates.
 
 use super::*;
-use crate::store::FILED_CLASSIFIED;
+use crate::store::CLASSIFYING_EVENT;
 
 /// The filter's WHERE clause with SQLite's numbered parameters.
 pub(super) fn filter_sql(f: &TicketFilter) -> (String, Vec<String>) {
@@ -359,7 +359,7 @@ impl Tickets for Store {
             "SELECT id, code, protocol_year, protocol_number, registered_at, channel, sender_name,
                     sender_email, sender_fax, sender_phone, subject,
                     (SELECT json_extract(detail, '$.topic') FROM events
-                      WHERE ticket_id = tickets.id AND (kind = 'classified' OR {FILED_CLASSIFIED})
+                      WHERE ticket_id = tickets.id AND {CLASSIFYING_EVENT}
                       ORDER BY id LIMIT 1),
                     annulled_at, annulled_by, annul_reason, annul_act,
                     (SELECT raw FROM entities WHERE ticket_id = tickets.id AND kind = 'case_ref'
