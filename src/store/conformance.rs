@@ -107,6 +107,64 @@ pub fn a_filed_tickets_classification_and_flag_are_its_first_events(store: &mut 
     }
 }
 
+/// A store written before a filing's classification went into its `created` event has it in
+/// a `classified` event after a `created` one without it. The daily register still lists
+/// such a ticket under the topic it was filed with, and the learning still judges that
+/// answer, beside tickets filed since. `sql` runs statements on the backend: the old filing
+/// is written as the old code wrote it, which the register's API no longer does.
+pub fn a_filing_classified_as_before_is_read_as_its_filing<S: Register>(
+    store: &mut S,
+    sql: impl Fn(&mut S, &str),
+) {
+    let old = store
+        .file(&ticket(0, "a@x.it", "pratica X"), "URP")
+        .unwrap()
+        .code()
+        .to_string();
+    let old_detail = r#"{"confidence":0.7,"reason":"rules: gas-words (gas)","topic":"gas"}"#;
+    sql(
+        store,
+        &format!(
+            "UPDATE tickets SET topic = 'gas', topic_confidence = 0.7, \
+             topic_reason = 'rules: gas-words (gas)' WHERE code = '{old}';
+             INSERT INTO events (ticket_id, at, actor, kind, detail) \
+             SELECT id, registered_at, 'sportello', 'classified', '{old_detail}' \
+             FROM tickets WHERE code = '{old}';"
+        ),
+    );
+    let mut t = ticket(1, "b@x.it", "pratica Y");
+    t.topic = Some("waste".into());
+    t.topic_confidence = Some(0.9);
+    let new = store.file(&t, "URP").unwrap().code().to_string();
+    let kinds: Vec<String> = store
+        .ticket(&old)
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.kind().to_string())
+        .collect();
+    assert_eq!(kinds, ["created", "classified"], "written as before");
+    // A clerk corrects the old one and closes the new one as it was filed.
+    store.reclassify(&old, "housing", None, "anna").unwrap();
+    store.set_status(&new, Status::Closed, "anna").unwrap();
+    assert_eq!(
+        store.settled_answers().unwrap(),
+        [(0.7, false), (0.9, true)]
+    );
+    let day = store
+        .registrations_between("2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z")
+        .unwrap();
+    let topics: Vec<(&str, Option<&str>)> = day
+        .iter()
+        .map(|e| (e.code.as_str(), e.topic.as_deref()))
+        .collect();
+    assert_eq!(
+        topics,
+        [(old.as_str(), Some("gas")), (new.as_str(), Some("waste"))],
+        "each under the topic it was filed with"
+    );
+}
+
 /// The codes of the tickets a search for `query` finds, with no filter.
 fn found(store: &mut impl Register, query: &str) -> Vec<String> {
     store

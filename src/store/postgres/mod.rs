@@ -589,6 +589,18 @@ mod tests {
         assert!(store.set_status(&code, Status::Closed, "anna").unwrap());
     }
 
+    /// See the check: PostgreSQL runs the old filing's statements.
+    #[test]
+    fn a_filing_classified_as_before_is_read_as_its_filing() {
+        let Some((mut store, _, _dir)) = store() else {
+            return;
+        };
+        crate::store::conformance::a_filing_classified_as_before_is_read_as_its_filing(
+            &mut store,
+            |s, sql| s.read().unwrap().batch_execute(sql).unwrap(),
+        );
+    }
+
     /// The daily register's query of a day's changes can read them through their partial
     /// index (scans are forbidden here: on a nearly empty table the planner prefers one).
     #[test]

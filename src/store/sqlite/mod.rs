@@ -294,6 +294,17 @@ mod tests {
         assert_eq!(indexed, 0, "every event's entry is gone");
     }
 
+    /// See the check: SQLite runs the old filing's statements.
+    #[test]
+    fn a_filing_classified_as_before_is_read_as_its_filing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        crate::store::conformance::a_filing_classified_as_before_is_read_as_its_filing(
+            &mut store,
+            |s, sql| s.conn.execute_batch(sql).unwrap(),
+        );
+    }
+
     /// A message claimed by a sender that died is not handed out again, and its ticket
     /// says so; one claimed by a live sender, or sent, is left alone.
     #[test]
