@@ -111,16 +111,16 @@ pub fn a_filed_tickets_classification_and_flag_are_its_first_events(store: &mut 
 /// a `classified` event after a `created` one without it. The daily register still lists
 /// such a ticket under the topic it was filed with, and the learning still judges that
 /// answer, beside tickets filed since. `sql` runs statements on the backend: the old filing
-/// is written as the old code wrote it, which the register's API no longer does.
+/// is written as the old code wrote it, which the register's API no longer does. Its file's
+/// name holds `"topic":`, as a sender may name a file: the `created` event must not pass for
+/// a classification (`CLASSIFYING_EVENT` relies on JSON escaping the quotes).
 pub fn a_filing_classified_as_before_is_read_as_its_filing<S: Register>(
     store: &mut S,
-    sql: impl Fn(&mut S, &str),
+    sql: impl FnOnce(&mut S, &str),
 ) {
-    let old = store
-        .file(&ticket(0, "a@x.it", "pratica X"), "URP")
-        .unwrap()
-        .code()
-        .to_string();
+    let mut unclassified = ticket(0, "a@x.it", "pratica X");
+    unclassified.intake.name = r#"scan "topic":"waste".pdf"#.into();
+    let old = store.file(&unclassified, "URP").unwrap().code().to_string();
     let old_detail = r#"{"confidence":0.7,"reason":"rules: gas-words (gas)","topic":"gas"}"#;
     sql(
         store,
